@@ -1,0 +1,67 @@
+# kmemfleet — top-level tasks. Everything Python runs from a local virtualenv
+# (.venv) that the first target needing it creates, so a fresh clone needs
+# nothing but python3 (with venv) and make.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROTO_SRC := $(wildcard proto/kmemfleet/v1/*.proto)
+
+.PHONY: all demo test lint format proto proto-check kmod kmod-test bench clean distclean help
+
+all: help
+
+help:
+	@echo "make demo     run the end-to-end demo (embedded PostgreSQL, server, agents)"
+	@echo "make test     run the whole test suite"
+	@echo "make lint     ruff + mypy"
+	@echo "make proto    regenerate Python code from proto/"
+	@echo "make kmod     build the kernel module (kmod/)"
+	@echo "make bench    run the benchmarks under bench/"
+
+# The virtualenv is rebuilt when the dependency list changes.
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/kmemfleet demo
+
+# -rs lists every skipped test with the reason and the install hint.
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check kmemfleet tests bench
+	$(BIN)/ruff format --check kmemfleet tests bench
+	$(BIN)/mypy kmemfleet
+
+format: $(BIN)/.installed
+	$(BIN)/ruff check --fix kmemfleet tests bench
+	$(BIN)/ruff format kmemfleet tests bench
+
+# Generated code lives in kmemfleet/v1 and is committed; a test regenerates it
+# into a scratch folder and fails when the committed copy is stale.
+proto: $(BIN)/.installed
+	$(BIN)/python -m kmemfleet.protogen kmemfleet/v1
+
+kmod:
+	$(MAKE) -C kmod
+
+kmod-test:
+	$(MAKE) -C kmod test
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/agent.py
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+	-$(MAKE) -C kmod clean
+
+distclean: clean
+	rm -rf $(VENV)

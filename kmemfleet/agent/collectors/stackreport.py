@@ -1,0 +1,82 @@
+"""The common result of every per-stack source (mlt, allocinfo, mem_leaks, kmalloc).
+
+Rows stay plain tuples with the frames as the kernel printed them: a device
+with thousands of stacks re-reads them every interval, and only the few that
+changed (or were never defined) are turned into protobuf messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from kmemfleet.agent.collectors.base import MAX_ISSUES_PER_FILE
+from kmemfleet.v1 import snapshot_pb2 as pb
+
+INT64_MAX = (1 << 63) - 1
+
+
+class StackRow(NamedTuple):
+    """One stack's outstanding allocations; frames innermost first, as printed."""
+
+    stack_id: int
+    bytes: int
+    objects: int
+    allocs: int
+    frees: int
+    bytes_upper: int  # 0 when `bytes` is exact
+    frames: tuple[str, ...]
+
+    def values(self) -> tuple[int, int, int, int, int]:
+        return (self.bytes, self.objects, self.allocs, self.frees, self.bytes_upper)
+
+
+@dataclass
+class StackReport:
+    """A parsed stack source: header totals, rows, and the rows it skipped."""
+
+    source: pb.StackSource.ValueType
+    path: str
+    version: str
+    frame_parser: Callable[[str], pb.Frame]
+    estimated: bool = False
+    tracked_objects: int = 0
+    tracked_bytes: int = 0
+    dropped: int = 0
+    untracked_frees: int = 0
+    missed_frees: int = 0
+    attributes: dict[str, str] = field(default_factory=dict)
+    rows: list[StackRow] = field(default_factory=list)
+    issues: list[pb.ParseIssue] = field(default_factory=list)
+    skipped: int = 0
+
+    def skip(self, line: int, reason: str) -> None:
+        self.skipped += 1
+        if len(self.issues) < MAX_ISSUES_PER_FILE:
+            self.issues.append(pb.ParseIssue(file=self.path, line=line, reason=reason[:200]))
+
+    def source_info(self) -> pb.StackSourceInfo:
+        info = pb.StackSourceInfo(
+            source=self.source, version=self.version, estimated=self.estimated,
+            tracked_objects=_clamp(self.tracked_objects), tracked_bytes=_clamp(self.tracked_bytes),
+            dropped=_clamp(self.dropped), untracked_frees=_clamp(self.untracked_frees),
+            missed_frees=_clamp(self.missed_frees),
+        )
+        info.attributes.update(self.attributes)
+        return info
+
+    def definition(self, row: StackRow) -> pb.StackDefinition:
+        frames = [self.frame_parser(f) for f in row.frames]
+        module = next((f.module for f in frames if f.module), "")
+        return pb.StackDefinition(stack_id=row.stack_id, frames=frames, module=module,
+                                  source=self.source)
+
+
+def _clamp(value: int) -> int:
+    return max(-INT64_MAX, min(INT64_MAX, value))
+
+
+def sample(row: StackRow) -> pb.StackSample:
+    return pb.StackSample(stack_id=row.stack_id, bytes=row.bytes, objects=row.objects,
+                          allocs=row.allocs, frees=row.frees, bytes_upper=row.bytes_upper)

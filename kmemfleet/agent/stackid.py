@@ -1,0 +1,48 @@
+"""Stable 64-bit stack ids: FNV-1a over the kernel's own rendering of the frames.
+
+Decision: the id is the FNV-1a hash of the frame texts exactly as the kernel
+printed them, each followed by one "\\n" byte, innermost frame first. This is
+the algorithm kmod/FORMAT.md defines for /sys/kernel/debug/mlt/stacks, so for
+that source the id the kernel prints is used as is, and every other source
+(allocinfo, mem_leaks, kmalloc) hashes its frame texts the same way.
+
+What is included: function names, module names and the "+0xoff/0xsize" the
+kernel prints (offsets are included). Symbolized text does not depend on
+KASLR or on where a module was loaded, so the id is stable across reads,
+module reloads and reboots of the same binaries; a rebuilt binary whose code
+moved gets new ids, which is right for a per-firmware ranking (the server's
+version-independent "signature" ignores offsets for cross-version diffs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+
+FNV_OFFSET = 0xCBF29CE484222325
+FNV_PRIME = 0x100000001B3
+_MASK = (1 << 64) - 1
+
+
+def fnv1a64(data: bytes, h: int = FNV_OFFSET) -> int:
+    for b in data:
+        h = ((h ^ b) * FNV_PRIME) & _MASK
+    return h
+
+
+@lru_cache(maxsize=65536)
+def _frames_id(frames: tuple[str, ...]) -> int:
+    h = FNV_OFFSET
+    for frame in frames:
+        h = fnv1a64(frame.encode("utf-8", "replace") + b"\n", h)
+    return h
+
+
+def stack_id(frames: Iterable[str]) -> int:
+    """The id of a stack given its frame texts, innermost first (memoized: pure Python hash)."""
+    return _frames_id(tuple(frames))
+
+
+def format_id(value: int) -> str:
+    """16 lower-case hex digits, as the kernel prints it."""
+    return f"{value:016x}"

@@ -1,0 +1,70 @@
+"""Versioned SQL migrations, applied in order at start-up.
+
+Files are migrations/NNNN_description.sql. Each runs in its own transaction and
+records its version in schema_version; an advisory lock keeps two servers that
+start together from racing. A database newer than this code is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+from kmemfleet import log
+
+logger = log.get("migrate")
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_LOCK_KEY = 0x6B6D656D  # "kmem": advisory lock id for migrations
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available() -> list[Migration]:
+    found = []
+    folder = resources.files("kmemfleet.server.storage") / "migrations"
+    for entry in folder.iterdir():
+        m = _NAME.match(entry.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), entry.read_text()))
+    found.sort(key=lambda mig: mig.version)
+    versions = [mig.version for mig in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migration versions must be 1..N without gaps, got {versions}")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection) -> int:
+    """Bring the schema up to date; returns the resulting version."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version integer PRIMARY KEY,"
+            " name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+        migrations = available()
+        latest = migrations[-1].version if migrations else 0
+        if current > latest:
+            raise RuntimeError(f"database schema version {current} is newer than this "
+                               f"kmemfleet ({latest}); upgrade kmemfleet")
+        for mig in migrations:
+            if mig.version <= current:
+                continue
+            async with conn.transaction():
+                await conn.execute(mig.sql)
+                await conn.execute("INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                                   mig.version, mig.name)
+            logger.info("migration_applied", version=mig.version, name=mig.name)
+        return int(latest if migrations else current)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)

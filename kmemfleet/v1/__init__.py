@@ -1,0 +1,1 @@
+"""Generated wire code for proto/kmemfleet/v1 (make proto)."""

