@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard proto/kmemfleet/v1/*.proto)
 
-.PHONY: all demo test lint format proto proto-check kmod kmod-test bench clean distclean help
+.PHONY: all demo test lint format proto kmod kmod-test bench bundle clean distclean help
 
 all: help
 
@@ -54,6 +54,11 @@ kmod:
 
 kmod-test:
 	$(MAKE) -C kmod test
+
+# Self-contained agent bundle for a device architecture: x86_64, aarch64, armv7l.
+ARCH ?= x86_64
+bundle:
+	bash deploy/bundle/build.sh $(ARCH)
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/agent.py

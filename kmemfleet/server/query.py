@@ -76,3 +76,28 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             for k, v in (json.loads(meminfo) if isinstance(meminfo, str) else meminfo).items():
                 resp.meminfo[k] = v
             return resp
+
+    async def Leaks(self, request: query_pb2.LeaksRequest,  # noqa: N802
+                    context: grpc.aio.ServicerContext) -> query_pb2.LeaksResponse:
+        from kmemfleet.server.analysis import api
+
+        if not request.firmware_version:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "firmware_version: is required")
+        try:
+            return await api.leaks(self.pool, request)
+        except NotImplementedError as exc:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
+            raise
+
+    async def Diff(self, request: query_pb2.DiffRequest,  # noqa: N802
+                   context: grpc.aio.ServicerContext) -> query_pb2.DiffResponse:
+        from kmemfleet.server.analysis import api
+
+        if not request.base_firmware or not request.target_firmware:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "base_firmware and target_firmware: are required")
+        try:
+            return await api.diff(self.pool, request)
+        except NotImplementedError as exc:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
+            raise

@@ -117,6 +117,9 @@ class SnapshotWriter:
                 raise ValidationError("stack_samples.stack_id",
                                       f"{unknown[0]['id'] & (2**64 - 1):016x} was never "
                                       "defined in stack_definitions")
+        await conn.execute(
+            "INSERT INTO analysis_queue (device_id, boot_id, seq, captured_at) "
+            "VALUES ($1, $2, $3, $4)", d.device_id, d.boot_id, snap.seq, ts)
         if slab_rows:
             await conn.copy_records_to_table("slab_samples", records=slab_rows,
                                              columns=SLAB_COLUMNS)

@@ -106,3 +106,15 @@ CREATE TABLE stack_samples (
     bytes_upper bigint NOT NULL
 ) PARTITION BY RANGE (captured_at);
 CREATE INDEX stack_samples_device ON stack_samples (device_id, boot_id, stack_id, captured_at);
+
+-- Snapshots stored but not yet folded into the analysis tables. The writer adds
+-- a row in the snapshot's own transaction; the analysis consumes and deletes
+-- rows (FOR UPDATE SKIP LOCKED), so nothing committed is ever missed.
+CREATE TABLE analysis_queue (
+    device_id   text NOT NULL,
+    boot_id     text NOT NULL,
+    seq         bigint NOT NULL,
+    captured_at timestamptz NOT NULL,
+    enqueued_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (device_id, boot_id, seq, captured_at)
+);
