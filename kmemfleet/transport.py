@@ -33,12 +33,19 @@ class ClientConfig:
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every client subcommand takes (design: command-line contract)."""
     g = parser.add_argument_group("connection")
-    g.add_argument("--server", default=os.environ.get("KMEMFLEET_SERVER", DEFAULT_SERVER),
-                   help=f"server address HOST:PORT (default {DEFAULT_SERVER})")
-    g.add_argument("--token", default=os.environ.get("KMEMFLEET_TOKEN"),
-                   help="bearer token (default: $KMEMFLEET_TOKEN)")
-    g.add_argument("--insecure", action="store_true",
-                   help="plaintext, no TLS (only for loopback or tests)")
+    g.add_argument(
+        "--server",
+        default=os.environ.get("KMEMFLEET_SERVER", DEFAULT_SERVER),
+        help=f"server address HOST:PORT (default {DEFAULT_SERVER})",
+    )
+    g.add_argument(
+        "--token",
+        default=os.environ.get("KMEMFLEET_TOKEN"),
+        help="bearer token (default: $KMEMFLEET_TOKEN)",
+    )
+    g.add_argument(
+        "--insecure", action="store_true", help="plaintext, no TLS (only for loopback or tests)"
+    )
     g.add_argument("--tls-ca", type=Path, help="CA certificate that signed the server's")
     g.add_argument("--tls-cert", type=Path, help="client certificate for mutual TLS")
     g.add_argument("--tls-key", type=Path, help="client private key for mutual TLS")
@@ -88,17 +95,18 @@ def sync_channel(cfg: ClientConfig) -> grpc.Channel:
     compression = grpc.Compression.Gzip if cfg.gzip else grpc.Compression.NoCompression
     if cfg.insecure:
         return grpc.insecure_channel(cfg.server, options=_options(cfg), compression=compression)
-    return grpc.secure_channel(cfg.server, _credentials(cfg), options=_options(cfg),
-                               compression=compression)
+    return grpc.secure_channel(
+        cfg.server, _credentials(cfg), options=_options(cfg), compression=compression
+    )
 
 
 def aio_channel(cfg: ClientConfig) -> grpc.aio.Channel:
     compression = grpc.Compression.Gzip if cfg.gzip else grpc.Compression.NoCompression
     if cfg.insecure:
-        return grpc.aio.insecure_channel(cfg.server, options=_options(cfg),
-                                         compression=compression)
-    return grpc.aio.secure_channel(cfg.server, _credentials(cfg), options=_options(cfg),
-                                   compression=compression)
+        return grpc.aio.insecure_channel(cfg.server, options=_options(cfg), compression=compression)
+    return grpc.aio.secure_channel(
+        cfg.server, _credentials(cfg), options=_options(cfg), compression=compression
+    )
 
 
 def describe_rpc_error(err: grpc.RpcError, server: str) -> str:

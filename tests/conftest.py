@@ -147,9 +147,21 @@ def start_server(dsn: str, tmp: Path, *extra: str, port: int | None = None) -> R
     address = f"127.0.0.1:{port}"
     log_path = tmp / f"server-{port}-{uuid.uuid4().hex[:6]}.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kmemfleet.cli.main", "--log-json", "server", "--listen", address,
-         "--dsn", dsn, *extra],
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "kmemfleet.cli.main",
+            "--log-json",
+            "server",
+            "--listen",
+            address,
+            "--dsn",
+            dsn,
+            *extra,
+        ],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
     )
     server = RunningServer(address, dsn, proc, log_path)
     try:
@@ -170,9 +182,15 @@ def grpc_server(database_dsn: str, tmp_path: Path) -> Iterator[RunningServer]:
         server.stop()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real `kmemfleet` command line in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "kmemfleet.cli.main", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "kmemfleet.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )

@@ -10,8 +10,13 @@ SLABINFO = FIXTURES / "slabinfo" / "linux-6.18-x86_64-slub.txt"
 MEMINFO = FIXTURES / "meminfo" / "linux-6.18-x86_64.txt"
 
 
-def make_root(base: Path, device_id: str = "dev-test-0001", firmware: str = "2.3.1",
-              slabinfo: str | None = None, boot_id: str | None = None) -> Path:
+def make_root(
+    base: Path,
+    device_id: str = "dev-test-0001",
+    firmware: str = "2.3.1",
+    slabinfo: str | None = None,
+    boot_id: str | None = None,
+) -> Path:
     root = base / f"root-{device_id}"
     proc = root / "proc"
     (proc / "sys/kernel/random").mkdir(parents=True, exist_ok=True)

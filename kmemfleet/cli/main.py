@@ -44,10 +44,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         description="Find kernel memory leaks across fleets of embedded Linux devices.",
     )
     parser.add_argument("--version", action="version", version=f"kmemfleet {__version__}")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-json", action="store_true", default=None,
-                        help="JSON log lines even on a terminal")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--log-json", action="store_true", default=None, help="JSON log lines even on a terminal"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Only the chosen subcommand's module is imported (its options too).
     chosen = next((a for a in argv if a in SUBCOMMANDS), None)

@@ -13,16 +13,16 @@ def print_json(doc: Any) -> None:
     sys.stdout.write("\n")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]],
-          right: Sequence[bool] | None = None) -> str:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[bool] | None = None
+) -> str:
     """Format rows under headers; numeric columns right-aligned."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     align = right or [False] * len(headers)
     lines = []
     for r in cells:
-        parts = [c.rjust(w) if a else c.ljust(w) for c, w, a in zip(r, widths, align,
-                                                                      strict=True)]
+        parts = [c.rjust(w) if a else c.ljust(w) for c, w, a in zip(r, widths, align, strict=True)]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
 
