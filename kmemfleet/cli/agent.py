@@ -1,60 +1,121 @@
-"""`kmemfleet agent`: collect snapshots on the device and stream them."""
+"""`kmemfleet agent`: collect snapshots on the device and stream them.
+
+Every option can also be set in a TOML file (`--config FILE`, same keys as the
+long flags); flags win. See docs/agent.md.
+"""
 
 from __future__ import annotations
 
 import argparse
-import time
+import signal
+import threading
 from pathlib import Path
+from typing import Any
 
 from kmemfleet import log
 from kmemfleet.errors import CliError, SourceError
-from kmemfleet.transport import add_client_arguments, config_from_args
+from kmemfleet.transport import add_client_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file with the same keys as the flags")
     add_client_arguments(parser)
-    parser.add_argument("--interval", type=float, default=300.0,
-                        help="seconds between snapshots (default 300)")
+    # None = not given on the command line, so the config file can supply it.
+    parser.set_defaults(server=None, token=None)
+    parser.add_argument("--interval", type=float, help="seconds between snapshots (default 300)")
     parser.add_argument("--once", action="store_true",
-                        help="send one snapshot, wait for its acknowledgement, exit")
-    parser.add_argument("--proc-root", type=Path, default=Path("/"),
+                        help="take one snapshot, deliver the spool, exit")
+    parser.add_argument("--once-timeout", type=float,
+                        help="with --once: give up delivering after this many seconds (60)")
+    parser.add_argument("--proc-root", type=Path,
                         help="root of the tree holding proc/, sys/, etc/ (default /)")
-    parser.add_argument("--debugfs", type=Path, default=None,
+    parser.add_argument("--debugfs", type=Path,
                         help="debugfs mount (default ROOT/sys/kernel/debug)")
     parser.add_argument("--device-id", help="device id (default: /etc/machine-id)")
+    parser.add_argument("--device-id-file", help="file holding the device id")
     parser.add_argument("--firmware-version", help="firmware version (default: os-release "
                         "VERSION_ID)")
-    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
-                        help="a free-form label (repeatable)")
+    parser.add_argument("--firmware-file", help="file whose first line is the firmware version")
+    parser.add_argument("--firmware-os-release-key", help="os-release key holding the "
+                        "firmware version (default VERSION_ID)")
+    parser.add_argument("--firmware-command", help="command printing the firmware version")
+    parser.add_argument("--hardware-model", help="hardware model (default: device tree / DMI)")
+    parser.add_argument("--label", dest="labels", action="append", default=[],
+                        metavar="KEY=VALUE", help="a free-form label (repeatable)")
+    parser.add_argument("--spool-dir", type=Path,
+                        help="where unacknowledged snapshots wait (default "
+                        "/var/lib/kmemfleet/spool)")
+    parser.add_argument("--spool-max-bytes", type=int, help="spool bound in bytes (64 MiB)")
+    parser.add_argument("--spool-max-count", type=int, help="spool bound in snapshots (10000)")
+    parser.add_argument("--keyframe-every", type=int,
+                        help="a full snapshot every N snapshots (default 12)")
+    parser.add_argument("--keyframe-seconds", type=float,
+                        help="and at least every S seconds (default 3600)")
+    parser.add_argument("--backoff-initial", type=float, help="first reconnect delay (1 s)")
+    parser.add_argument("--backoff-max", type=float, help="longest reconnect delay (300 s)")
+
+
+def resolve(args: argparse.Namespace) -> dict[str, Any]:
+    from kmemfleet.agent.config import load_file, merge
+
+    file_values = load_file(args.config) if args.config else {}
+    return merge(vars(args), file_values)
 
 
 def run(args: argparse.Namespace) -> int:
-    from kmemfleet.agent.capture import capture
-    from kmemfleet.agent.client import DeliveryError, send_and_wait
     from kmemfleet.agent.collectors.base import KernelFS
+    from kmemfleet.agent.delta import DeltaEncoder, KeyframePolicy
     from kmemfleet.agent.identity import IdentityConfig
+    from kmemfleet.agent.runner import Agent
+    from kmemfleet.agent.spool import Spool
+    from kmemfleet.agent.stream import Backoff, Uploader
+    from kmemfleet.transport import ClientConfig
 
+    s = resolve(args)
     logger = log.get("agent")
-    labels = dict(item.split("=", 1) for item in args.label if "=" in item)
-    ident = IdentityConfig(device_id=args.device_id, firmware_version=args.firmware_version,
-                           labels=labels)
-    fs = KernelFS(root=args.proc_root, debugfs=args.debugfs)
-    cfg = config_from_args(args)
-    seq = time.time_ns() // 1_000_000
-    while True:
-        try:
-            snap = capture(fs, ident, seq)
-        except SourceError as exc:
-            raise CliError(str(exc)) from None
-        try:
-            (ack,) = send_and_wait(cfg, [snap])
-        except DeliveryError as exc:
-            raise CliError(str(exc)) from None
-        logger.info("snapshot_acknowledged", seq=ack.seq, result=ack.Result.Name(ack.result),
-                    caches=len(snap.slab_caches), device_id=snap.device.device_id)
-        if ack.result == ack.REJECTED:
-            raise CliError(f"server rejected snapshot {ack.seq}: {ack.message}")
-        if args.once:
-            return 0
-        seq += 1
-        time.sleep(args.interval)
+    cfg = ClientConfig(server=s["server"], token=s["token"], insecure=s["insecure"],
+                       tls_ca=s["tls_ca"], tls_cert=s["tls_cert"], tls_key=s["tls_key"],
+                       tls_server_name=s["tls_server_name"])
+    ident = IdentityConfig(
+        device_id=s["device_id"], device_id_file=s["device_id_file"],
+        firmware_version=s["firmware_version"], firmware_file=s["firmware_file"],
+        firmware_os_release_key=s["firmware_os_release_key"],
+        firmware_command=s["firmware_command"], hardware_model=s["hardware_model"],
+        labels=s["labels"],
+    )
+    fs = KernelFS(root=s["proc_root"], debugfs=s["debugfs"])
+    try:
+        spool = Spool(s["spool_dir"], s["spool_max_bytes"], s["spool_max_count"])
+    except OSError as exc:
+        raise CliError(f"cannot use spool directory {s['spool_dir']}: {exc.strerror} "
+                       "(set --spool-dir)") from None
+    encoder = DeltaEncoder(KeyframePolicy(s["keyframe_every"], s["keyframe_seconds"]))
+    uploader = Uploader(spool, cfg, Backoff(s["backoff_initial"], s["backoff_max"]))
+    agent = Agent(fs, ident, spool, encoder, uploader)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    logger.info("agent_started", server=cfg.server, spool=str(spool.dir), pending=len(spool),
+                interval_s=s["interval"])
+    uploader.start()
+    try:
+        if s["once"]:
+            return _once(agent, uploader, s["once_timeout"])
+        agent.run(s["interval"], stop)
+        return 0
+    except SourceError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        uploader.stop()
+
+
+def _once(agent: Any, uploader: Any, timeout: float) -> int:
+    agent.snapshot()
+    if not uploader.wait_empty(timeout):
+        raise CliError(f"{len(agent.spool)} snapshot(s) still unacknowledged after "
+                       f"{timeout:g}s ({uploader.counters.last_error or 'no answer'}); "
+                       "they stay in the spool for the next run")
+    if uploader.counters.last_error_code is not None and len(agent.spool):
+        raise CliError(uploader.counters.last_error)
+    c = uploader.counters
+    print(f"delivered: stored {c.stored}, duplicate {c.duplicate}, rejected {c.rejected}")
+    return 1 if c.rejected else 0

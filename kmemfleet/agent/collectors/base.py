@@ -79,6 +79,8 @@ def read_text(path: Path, shown: str | None = None) -> str:
 
 def parse_int(token: str) -> int:
     """A decimal integer as the kernel prints it; ValueError otherwise."""
-    if not token or not (token.isdigit() or (token[0] == "-" and token[1:].isdigit())):
-        raise ValueError(f"not an integer: {token!r}")
+    digits = token[1:] if token[:1] == "-" else token
+    # isascii: str.isdigit() also accepts other scripts' digits, which int() would take.
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        raise ValueError(f"not an integer: {token[:40]!r}")
     return int(token)

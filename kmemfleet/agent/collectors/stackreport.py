@@ -36,7 +36,7 @@ class StackRow(NamedTuple):
 class StackReport:
     """A parsed stack source: header totals, rows, and the rows it skipped."""
 
-    source: pb.StackSource.ValueType
+    source: pb.StackSource
     path: str
     version: str
     frame_parser: Callable[[str], pb.Frame]

@@ -1,0 +1,156 @@
+"""Delta encoding: a Capture plus the previous one's state becomes a Snapshot.
+
+A keyframe (base_seq 0) carries everything; a delta carries only slab caches
+and stack samples whose values changed since the previous snapshot produced
+(base_seq), plus the keys that disappeared. meminfo and buddyinfo are always
+complete. The encoded bytes also embed a StackDefinition for every stack the
+snapshot's samples name, so a spooled snapshot is self-contained; the stream
+sender strips the ones its stream already carried (kmemfleet.agent.stream).
+
+Only changed rows become protobuf messages: in steady state a device with
+5,000 stacks builds a few dozen, which is what keeps the agent cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kmemfleet.agent.capture import Capture
+from kmemfleet.agent.collectors.stackreport import StackReport, StackRow
+from kmemfleet.v1 import snapshot_pb2 as pb
+
+# Tags of the length-delimited repeated fields appended as raw bytes.
+_TAG_SLAB_CACHES = (6 << 3) | 2
+_TAG_STACK_DEFINITIONS = (10 << 3) | 2
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+@dataclass(frozen=True)
+class Encoded:
+    seq: int
+    base_seq: int  # 0 for a keyframe
+    data: bytes  # a serialized Snapshot, definitions of every named stack included
+    slab_caches: int
+    stack_samples: int
+    definitions: int
+
+    @property
+    def keyframe(self) -> bool:
+        return self.base_seq == 0
+
+
+@dataclass(frozen=True)
+class KeyframePolicy:
+    every: int = 12  # snapshots between keyframes
+    seconds: float = 3600.0  # and at least this often
+
+
+class DeltaEncoder:
+    """Keeps the previous snapshot's values; not thread-safe (one capture loop owns it)."""
+
+    def __init__(self, policy: KeyframePolicy | None = None) -> None:
+        self.policy = policy or KeyframePolicy()
+        self._force = True
+        self._seq = 0
+        self._boot = ""
+        self._source: int | None = None
+        self._has_slabs = False
+        self._since_key = 0
+        self._key_ns = 0
+        self._slabs: dict[tuple[str, int], bytes] = {}
+        self._stacks: dict[int, tuple[int, int, int, int, int]] = {}
+        self._defs: dict[int, bytes] = {}  # serialized definitions of present stacks
+
+    def force_keyframe(self) -> None:
+        """The chain broke (spool drop, rejection): the next snapshot is a keyframe."""
+        self._force = True
+
+    def _wants_keyframe(self, cap: Capture) -> bool:
+        source = cap.stacks.source if cap.stacks is not None else None
+        return (self._force or cap.device.boot_id != self._boot or source != self._source
+                or (cap.slabs is not None) != self._has_slabs
+                or self._since_key + 1 >= self.policy.every
+                or cap.captured_at_ns - self._key_ns >= self.policy.seconds * 1e9)
+
+    def encode(self, cap: Capture, seq: int, spool_dropped: int = 0) -> Encoded:
+        key = self._wants_keyframe(cap)
+        snap = pb.Snapshot(device=cap.device, seq=seq, captured_at_ns=cap.captured_at_ns,
+                           uptime_seconds=cap.uptime_seconds, base_seq=0 if key else self._seq,
+                           meminfo=cap.meminfo, buddyinfo=cap.buddy,
+                           parse_issues=cap.issues, spool_dropped=spool_dropped)
+        raw_slabs, slab_count = self._encode_slabs(cap, snap, key)
+        defs, sample_count = self._encode_stacks(cap.stacks, snap, key)
+        if cap.stacks is not None:
+            snap.stack_source.CopyFrom(cap.stacks.source_info())
+        data = snap.SerializeToString() + raw_slabs + defs
+        self._seq, self._boot, self._force = seq, cap.device.boot_id, False
+        self._source = cap.stacks.source if cap.stacks is not None else None
+        self._has_slabs = cap.slabs is not None
+        if key:
+            self._since_key, self._key_ns = 0, cap.captured_at_ns
+        else:
+            self._since_key += 1
+        # One definition travels with each sample (the stream strips known ones).
+        return Encoded(seq, snap.base_seq, data, slab_count, sample_count, sample_count)
+
+    def _encode_slabs(self, cap: Capture, snap: pb.Snapshot, key: bool) -> tuple[bytes, int]:
+        current: dict[tuple[str, int], bytes] = {}
+        out: list[bytes] = []
+        for row in cap.slabs or ():
+            data = row.SerializeToString()
+            k = (row.name, row.occurrence)
+            current[k] = data
+            if key or self._slabs.get(k) != data:
+                out.append(_field(_TAG_SLAB_CACHES, data))
+        if not key:
+            for name, occ in self._slabs.keys() - current.keys():
+                snap.removed_slab_caches.add(name=name, occurrence=occ)
+        self._slabs = current
+        return b"".join(out), len(out)
+
+    def _encode_stacks(self, report: StackReport | None, snap: pb.Snapshot,
+                       key: bool) -> tuple[bytes, int]:
+        previous = self._stacks
+        current: dict[int, tuple[int, int, int, int, int]] = {}
+        defs: dict[int, bytes] = {}
+        out: list[bytes] = []
+        samples = snap.stack_samples
+        for row in report.rows if report is not None else ():
+            values = (row[1], row[2], row[3], row[4], row[5])
+            sid = row[0]
+            current[sid] = values
+            if key or previous.get(sid) != values:
+                samples.add(stack_id=sid, bytes=values[0], objects=values[1],
+                            allocs=values[2], frees=values[3], bytes_upper=values[4])
+                out.append(_field(_TAG_STACK_DEFINITIONS, self._definition(report, row, defs)))
+            elif sid in self._defs:
+                defs[sid] = self._defs[sid]
+        if not key:
+            gone = previous.keys() - current.keys()
+            if gone:
+                snap.removed_stacks.extend(sorted(gone))
+        self._stacks = current
+        # Keep cached definitions only for stacks still present: memory stays bounded.
+        self._defs = defs
+        return b"".join(out), len(out)
+
+    def _definition(self, report: StackReport | None, row: StackRow,
+                    keep: dict[int, bytes]) -> bytes:
+        data = self._defs.get(row.stack_id)
+        if data is None:
+            assert report is not None
+            data = report.definition(row).SerializeToString()
+        keep[row.stack_id] = data
+        return data

@@ -1,0 +1,73 @@
+"""The agent's loop: capture, encode, spool, and let the uploader deliver.
+
+Capturing never waits on the network: a snapshot is durable in the spool
+before anyone tries to send it, so a server outage only grows the spool.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from kmemfleet import log
+from kmemfleet.agent.capture import read_capture
+from kmemfleet.agent.collectors.base import KernelFS
+from kmemfleet.agent.delta import DeltaEncoder, Encoded
+from kmemfleet.agent.identity import IdentityConfig
+from kmemfleet.agent.spool import Spool
+from kmemfleet.agent.stream import Uploader
+from kmemfleet.errors import SourceError
+from kmemfleet.v1 import ingest_pb2
+
+
+class Agent:
+    def __init__(self, fs: KernelFS, identity: IdentityConfig, spool: Spool,
+                 encoder: DeltaEncoder, uploader: Uploader | None = None) -> None:
+        self.fs = fs
+        self.identity = identity
+        self.spool = spool
+        self.encoder = encoder
+        self.uploader = uploader
+        self._log = log.get("agent")
+        if uploader is not None:
+            uploader.on_rejected = self._rejected
+
+    def _rejected(self, ack: ingest_pb2.Ack) -> None:
+        # The server will not apply deltas on top of a snapshot it refused.
+        self.encoder.force_keyframe()
+
+    def snapshot(self) -> Encoded:
+        """Capture one snapshot and make it durable in the spool."""
+        cap = read_capture(self.fs, self.identity)
+        if self.spool.needs_keyframe:
+            self.encoder.force_keyframe()
+            self.spool.needs_keyframe = False
+        seq = self.spool.next_seq()
+        drops = self.spool.unreported_drops
+        enc = self.encoder.encode(cap, seq, drops)
+        if self.spool.append(seq, enc.data, enc.keyframe, drops):
+            self.encoder.force_keyframe()
+        self._log.info("snapshot_spooled", seq=seq, keyframe=enc.keyframe,
+                       slab_caches=enc.slab_caches, stack_samples=enc.stack_samples,
+                       bytes=len(enc.data), issues=len(cap.issues), spooled=len(self.spool))
+        if self.uploader is not None:
+            self.uploader.notify()
+        return enc
+
+    def run(self, interval: float, stop: threading.Event, count: int = 0) -> int:
+        """Snapshot every `interval` seconds until stop is set (or `count` taken)."""
+        taken = 0
+        deadline = time.monotonic()
+        while not stop.is_set():
+            try:
+                self.snapshot()
+                taken += 1
+            except SourceError as exc:
+                if taken == 0:
+                    raise  # a device that cannot read slabinfo at all: say so plainly
+                self._log.error("capture_failed", error=str(exc))
+            if count and taken >= count:
+                return taken
+            deadline += interval
+            stop.wait(max(0.0, deadline - time.monotonic()))
+        return taken

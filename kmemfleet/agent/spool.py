@@ -1,0 +1,196 @@
+"""The on-disk spool: every produced snapshot waits here until the server acks it.
+
+One file per snapshot, `<seq, 20 digits>.<k|d>` (keyframe or delta), written
+to a temporary name, fsynced, renamed and the directory fsynced, so a power
+loss leaves either the whole snapshot or nothing. `state.json` keeps the last
+seq handed out (seq must never repeat for a device) and the count of dropped
+snapshots not yet reported upstream.
+
+Bounded by bytes and count: when full the oldest are dropped, and with them
+any deltas whose base is gone (the server could not apply them); the caller
+must then produce a keyframe. Thread-safe: the capture loop appends while the
+uploader reads and removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf.message import DecodeError
+
+from kmemfleet import log
+from kmemfleet.v1 import snapshot_pb2 as pb
+
+DEFAULT_DIR = Path("/var/lib/kmemfleet/spool")
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_COUNT = 10_000
+STATE = "state.json"
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    keyframe: bool
+    size: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.seq:020d}.{'k' if self.keyframe else 'd'}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class Spool:
+    def __init__(self, directory: Path = DEFAULT_DIR, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_count: int = DEFAULT_MAX_COUNT) -> None:
+        self.dir = directory
+        self.max_bytes = max_bytes
+        self.max_count = max(1, max_count)
+        self._lock = threading.Lock()
+        self._log = log.get("spool")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._entries: dict[int, Entry] = {}
+        for path in self.dir.iterdir():
+            if path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)  # a write the power loss interrupted
+                continue
+            stem, dot, kind = path.name.partition(".")
+            if dot and stem.isdigit() and kind in ("k", "d"):
+                e = Entry(int(stem), kind == "k", path.stat().st_size)
+                self._entries[e.seq] = e
+        state = self._load_state()
+        self._last_seq = max([int(state.get("last_seq", 0)), *self._entries])
+        self._unreported = int(state.get("dropped", 0))
+        self.needs_keyframe = False
+
+    def _load_state(self) -> dict[str, int]:
+        try:
+            value = json.loads((self.dir / STATE).read_text())
+            return value if isinstance(value, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _save_state(self) -> None:
+        data = json.dumps({"last_seq": self._last_seq, "dropped": self._unreported})
+        _write_atomic(self.dir / STATE, data.encode())
+
+    # -- producer side -------------------------------------------------------
+    def next_seq(self) -> int:
+        """Strictly increasing; starts at the unix time in ms when there is no state."""
+        with self._lock:
+            if self._last_seq == 0:  # no state: never reuse a seq an earlier life sent
+                return time.time_ns() // 1_000_000
+            return self._last_seq + 1
+
+    @property
+    def unreported_drops(self) -> int:
+        with self._lock:
+            return self._unreported
+
+    def append(self, seq: int, data: bytes, keyframe: bool, reported_drops: int = 0) -> int:
+        """Store a snapshot durably; returns how many old snapshots the bound dropped.
+
+        reported_drops is the spool_dropped value the snapshot carries: once it
+        is on disk those drops count as reported.
+        """
+        with self._lock:
+            if seq <= self._last_seq and seq in self._entries:
+                raise ValueError(f"seq {seq} is already spooled")
+            entry = Entry(seq, keyframe, len(data))
+            _write_atomic(self.dir / entry.name, data)
+            self._entries[seq] = entry
+            self._last_seq = max(self._last_seq, seq)
+            self._unreported = max(0, self._unreported - reported_drops)
+            dropped = self._enforce_bound(seq)
+            self._save_state()
+            return dropped
+
+    def _enforce_bound(self, newest: int) -> int:
+        order = sorted(self._entries)
+        total = sum(e.size for e in self._entries.values())
+        dropped = 0
+        broke = False
+        while order and (len(order) > self.max_count or total > self.max_bytes
+                         or (broke and not self._entries[order[0]].keyframe)):
+            e = self._entries.pop(order.pop(0))
+            total -= e.size
+            self._unreported += 1 + self._carried_drops(e)
+            (self.dir / e.name).unlink(missing_ok=True)
+            dropped += 1
+            broke = True  # deltas after a dropped snapshot lost their base
+        if dropped:
+            self.needs_keyframe = True
+            self._log.warning("spool_dropped", dropped=dropped, newest_seq=newest,
+                              kept=len(order), bytes=total)
+        return dropped
+
+    def _carried_drops(self, e: Entry) -> int:
+        # A dropped snapshot may itself have been reporting earlier drops.
+        try:
+            return pb.Snapshot.FromString((self.dir / e.name).read_bytes()).spool_dropped
+        except (OSError, DecodeError):
+            return 0
+
+    # -- consumer side -------------------------------------------------------
+    def pending(self) -> list[int]:
+        with self._lock:
+            return sorted(self._entries)
+
+    def read(self, seq: int) -> bytes | None:
+        """The snapshot's bytes, or None if it was dropped meanwhile."""
+        with self._lock:
+            e = self._entries.get(seq)
+            if e is None:
+                return None
+            try:
+                return (self.dir / e.name).read_bytes()
+            except OSError:
+                self._entries.pop(seq, None)
+                return None
+
+    def remove(self, seq: int) -> None:
+        """Acknowledged by the server: forget it."""
+        with self._lock:
+            e = self._entries.pop(seq, None)
+            if e is not None:
+                (self.dir / e.name).unlink(missing_ok=True)
+
+    def discard(self, seq: int) -> None:
+        """An unreadable (corrupt) entry: dropped and counted like a bound drop."""
+        with self._lock:
+            e = self._entries.pop(seq, None)
+            if e is not None:
+                (self.dir / e.name).unlink(missing_ok=True)
+                self._unreported += 1
+                self.needs_keyframe = True
+                self._save_state()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    @property
+    def total_bytes(self) -> int:
+        with self._lock:
+            return sum(e.size for e in self._entries.values())

@@ -1,0 +1,210 @@
+"""Deliver spooled snapshots over Ingest.Stream, in order, until each is acked.
+
+One long-lived stream: the request side walks the spool in seq order (at most
+`window` unacknowledged at once), attaching each stack's definition only the
+first time this stream names it; the response side removes every acked
+snapshot from the spool. When the stream breaks, everything unacked is still
+in the spool: reconnect after an exponential backoff with jitter and start
+again from the oldest, on a new stream (so definitions are sent again).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from kmemfleet import log
+from kmemfleet.agent.spool import Spool
+from kmemfleet.transport import ClientConfig, call_metadata, describe_rpc_error, sync_channel
+from kmemfleet.v1 import ingest_pb2, ingest_pb2_grpc
+from kmemfleet.v1 import snapshot_pb2 as pb
+
+# Credentials problems do not heal by retrying quickly.
+FATAL_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial: float = 1.0
+    maximum: float = 300.0
+    factor: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        """Equal jitter: uniform in [cap/2, cap], cap = min(max, initial * factor^attempt).
+
+        Jitter spreads 40,000 devices reconnecting after a server restart."""
+        cap = min(self.maximum, self.initial * self.factor ** min(attempt, 32))
+        return random.uniform(cap / 2, cap)
+
+
+@dataclass
+class Counters:
+    sent: int = 0
+    stored: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    streams: int = 0
+    last_error: str = ""
+    last_error_code: grpc.StatusCode | None = None
+
+
+def strip_known_definitions(snap: pb.Snapshot, defined: set[int]) -> None:
+    """Keep only definitions this stream has not carried yet; remember the rest."""
+    if not snap.stack_definitions:
+        return
+    keep = [d for d in snap.stack_definitions if d.stack_id not in defined]
+    if len(keep) != len(snap.stack_definitions):
+        del snap.stack_definitions[:]
+        snap.stack_definitions.extend(keep)
+    defined.update(d.stack_id for d in keep)
+
+
+class Uploader:
+    """Runs in its own thread; the capture loop calls notify() after each append."""
+
+    def __init__(self, spool: Spool, cfg: ClientConfig, backoff: Backoff | None = None,
+                 window: int = 32, on_ack: Callable[[ingest_pb2.Ack], None] | None = None,
+                 on_rejected: Callable[[ingest_pb2.Ack], None] | None = None) -> None:
+        self.spool = spool
+        self.cfg = cfg
+        self.backoff = backoff or Backoff()
+        self.window = window
+        self.on_ack = on_ack
+        self.on_rejected = on_rejected
+        self.counters = Counters()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._call: grpc.Future | None = None
+        self._log = log.get("uploader")
+
+    # -- control --------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kmemfleet-uploader",
+                                        daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.notify()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Until the spool is empty (everything acked) or the timeout; True when empty."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.spool) == 0 or self._fatal(), timeout)
+
+    def _fatal(self) -> bool:
+        return self.counters.last_error_code in FATAL_CODES
+
+    # -- the loop -------------------------------------------------------------
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            acked = self._session()
+            if self._stop.is_set():
+                return
+            attempt = 0 if acked else attempt + 1
+            delay = self.backoff.delay(attempt)
+            self._log.warning("stream_broken", error=self.counters.last_error,
+                              retry_in_s=round(delay, 2), pending=len(self.spool))
+            self._stop.wait(delay)
+
+    def _session(self) -> int:
+        """One stream until it breaks; returns how many acks it received."""
+        inflight: deque[int] = deque()
+        ended = threading.Event()
+        acked = 0
+        self.counters.streams += 1
+        try:
+            with sync_channel(self.cfg) as channel:
+                stub = ingest_pb2_grpc.IngestStub(channel)
+                requests = self._requests(inflight, ended)
+                call = stub.Stream(requests, metadata=call_metadata(self.cfg))
+                self._call = call
+                for ack in call:
+                    acked += 1
+                    self._handle_ack(ack, inflight)
+            self.counters.last_error = "server ended the stream"
+        except grpc.RpcError as err:
+            self.counters.last_error = describe_rpc_error(err, self.cfg.server)
+            self.counters.last_error_code = err.code() if hasattr(err, "code") else None
+        finally:
+            ended.set()
+            self._call = None
+            self.notify()  # wake the request generator (it ends) and waiters
+        return acked
+
+    def _handle_ack(self, ack: ingest_pb2.Ack, inflight: deque[int]) -> None:
+        with self._cond:
+            if ack.seq in inflight:
+                inflight.remove(ack.seq)
+            self.spool.remove(ack.seq)
+            self.counters.last_error_code = None
+            if ack.result == ingest_pb2.Ack.STORED:
+                self.counters.stored += 1
+            elif ack.result == ingest_pb2.Ack.DUPLICATE:
+                self.counters.duplicate += 1
+            else:
+                self.counters.rejected += 1
+                self._log.error("snapshot_rejected", seq=ack.seq, code=ack.code,
+                                reason=ack.message)
+                if self.on_rejected is not None:
+                    self.on_rejected(ack)
+            self._cond.notify_all()
+        if self.on_ack is not None:
+            self.on_ack(ack)
+
+    def _requests(self, inflight: deque[int], ended: threading.Event
+                  ) -> Iterator[pb.Snapshot]:
+        defined: set[int] = set()
+        last = 0
+        while True:
+            with self._cond:
+                seq = self._cond.wait_for(
+                    lambda after=last: self._next(inflight, after, ended),  # type: ignore[misc]
+                    timeout=1.0)
+                if seq < 0:
+                    return
+                if seq == 0:
+                    continue
+                inflight.append(seq)
+            data = self.spool.read(seq)
+            last = seq
+            if data is None:
+                with self._cond:
+                    inflight.remove(seq)
+                continue  # dropped by the bound meanwhile
+            try:
+                snap = pb.Snapshot.FromString(data)
+            except DecodeError:
+                self._log.error("spool_entry_corrupt", seq=seq)
+                with self._cond:
+                    inflight.remove(seq)
+                self.spool.discard(seq)
+                continue
+            strip_known_definitions(snap, defined)
+            self.counters.sent += 1
+            yield snap
+
+    def _next(self, inflight: deque[int], last: int, ended: threading.Event) -> int:
+        """The next seq to send (>0), -1 to end the stream, 0 to keep waiting."""
+        if self._stop.is_set() or ended.is_set():
+            return -1
+        if len(inflight) >= self.window:
+            return 0
+        return next((s for s in self.spool.pending() if s > last), 0)
