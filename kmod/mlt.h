@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * mlt.h - shared definitions of the MLT (Memory Leak Tracking) module.
+ *
+ * Locking and contexts (details in mlt_core.c):
+ *  - mlt_table is published with RCU. Probes run with preemption disabled
+ *    (tracepoint and kprobe handlers), read it with rcu_dereference_sched()
+ *    and never sleep or allocate. Control paths replace or clear it under
+ *    mlt_ctl_lock after synchronize_rcu().
+ *  - Object buckets are guarded by MLT_STRIPES raw spinlocks taken with
+ *    interrupts disabled; each stripe owns a slice of the object pool.
+ *  - Stack records are only added (lock-free lookup, insert under
+ *    stack_lock) until the table is reset.
+ */
+#ifndef _MLT_H
+#define _MLT_H
+
+#include <linux/types.h>
+#include <linux/atomic.h>
+#include <linux/spinlock.h>
+#include <linux/mutex.h>
+#include <linux/percpu.h>
+#include <linux/prandom.h>
+
+/* Limits. Every one of them is named here or is a module parameter. */
+#define MLT_MAX_DEPTH		32	/* frames kept per stack */
+#define MLT_TRIM_SLACK		12	/* frames captured above the call site */
+#define MLT_BUF_FRAMES		(MLT_MAX_DEPTH + MLT_TRIM_SLACK)
+#define MLT_FALLBACK_SKIP	2	/* frames skipped when call_site is absent */
+#define MLT_STRIPES		64	/* object bucket locks, power of two */
+#define MLT_NIL			U32_MAX	/* "no index" in pool links */
+#define MLT_W_SHIFT		10	/* weights are fixed point, 1/1024 */
+#define MLT_W_ONE		(1ULL << MLT_W_SHIFT)
+#define MLT_SAMPLE_BYTES_MAX	(1U << 30)
+#define MLT_DEFAULT_SAMPLE_BYTES 65536
+#define MLT_DEFAULT_DEPTH	16
+#define MLT_DEFAULT_RAM_DIV	256	/* default cap: 1/256 of RAM */
+#define MLT_MIN_CAP_KB		256	/* floor of the default cap */
+#define MLT_DEFAULT_MAX_STACKS	4096
+#define MLT_AVG_FRAMES		16	/* frame pool sized for this mean depth */
+#define MLT_STACK_SHARE_DIV	4	/* auto: at most 1/4 of the cap on stacks */
+#define MLT_LEGACY_TOP		20	/* rows in mem_leaks */
+#define MLT_OOM_TOP		10	/* stacks printed on OOM */
+#define MLT_SLAB_NAME_LEN	64	/* slab filter name, with NUL */
+#define MLT_SNAP_CHUNK		PAGE_SIZE /* seq_file record size of a snapshot */
+
+/* Execution contexts that may nest on one CPU (NMI is never tracked). */
+enum mlt_ctx { MLT_CTX_TASK, MLT_CTX_SOFTIRQ, MLT_CTX_HARDIRQ, MLT_NR_CTX };
+
+enum mlt_mode { MLT_MODE_FULL, MLT_MODE_SAMPLED };
+
+/* Per-CPU event counters, summed when read. */
+enum mlt_counter {
+	MLT_C_TRACKED,		/* allocations entered into the table */
+	MLT_C_DROP_POOL,	/* object pool (stripe slice) was empty */
+	MLT_C_DROP_STACKS,	/* stack table or frame pool was full */
+	MLT_C_UNTRACKED_FREES,
+	MLT_C_MISSED_FREES,
+	MLT_C_RECURSION,	/* probe re-entered in the same context */
+	MLT_C_TRIM_FALLBACK,	/* call_site not found in the stack */
+	MLT_C_BULK_FREES,	/* objects seen by the free_bulk kprobe */
+	MLT_C_SLOW_NS,		/* time in the tracking slow path */
+	MLT_C_SLOW_CALLS,
+	MLT_NR_COUNTERS
+};
+
+/* One tracked object: 24 bytes. */
+struct mlt_obj {
+	unsigned long ptr;
+	u32 next;		/* next in bucket or free list */
+	u32 stack;		/* index into mlt_table.stacks */
+	u32 size;		/* bytes requested, clamped to U32_MAX */
+	u32 unused;
+};
+
+/* One distinct stack: 32 bytes, plus nr frames in the frame pool. */
+struct mlt_stack {
+	u32 hash;
+	u32 next;		/* next in stack bucket */
+	u32 frame_off;		/* first frame in mlt_table.frames */
+	u32 nr;			/* number of frames */
+	atomic64_t allocs_w;	/* weighted allocation count */
+	atomic64_t frees_w;	/* weighted free count */
+};
+
+/* Read-side aggregate per stack, filled under mlt_ctl_lock. */
+struct mlt_agg {
+	u64 bytes_w;
+	u64 objects_w;
+};
+
+struct mlt_stripe {
+	raw_spinlock_t lock;
+	u32 free;		/* head of this stripe's free list */
+	u32 used;
+} ____cacheline_aligned_in_smp;
+
+/*
+ * All tracking state of one configuration. Replaced as a whole on reset,
+ * so the probes see consistent parameters.
+ */
+struct mlt_table {
+	enum mlt_mode mode;
+	u32 sample_bytes;
+	u32 depth;
+	u32 max_objects;	/* multiple of MLT_STRIPES */
+	u32 per_stripe;
+	u32 obj_bits;		/* log2 of the number of object buckets */
+	u32 max_stacks;
+	u32 stack_bits;
+	u32 max_frames;
+	char slab[MLT_SLAB_NAME_LEN];	/* cache name filter, "" = all */
+
+	struct mlt_stripe stripes[MLT_STRIPES];
+	struct mlt_obj *objs;
+	u32 *buckets;
+
+	raw_spinlock_t stack_lock;
+	u32 nr_stacks;		/* written under stack_lock */
+	u32 nr_frames;		/* written under stack_lock */
+	struct mlt_stack *stacks;
+	u32 *stack_buckets;
+	unsigned long *frames;
+	struct mlt_agg *agg;
+
+	size_t bytes;		/* memory held by this table */
+	u64 reset_ns;
+};
+
+struct mlt_pcpu {
+	s64 until_sample;	/* bytes left before the next sample */
+	struct rnd_state rnd;
+	u8 busy[MLT_NR_CTX];
+	unsigned long buf[MLT_NR_CTX][MLT_BUF_FRAMES];
+	u64 cnt[MLT_NR_COUNTERS];
+};
+
+/* mlt_core.c */
+extern struct mlt_table __rcu *mlt_table;
+extern struct mutex mlt_ctl_lock;
+extern struct mlt_pcpu __percpu *mlt_pcpu;
+extern bool mlt_enable;
+extern bool mlt_bulk_probe_ok;
+extern unsigned long mlt_cap_bytes;
+extern unsigned int mlt_min_size;
+
+void mlt_on_alloc(const void *ptr, size_t size, unsigned long call_site,
+		  const char *cache_name);
+void mlt_on_free(const void *ptr);
+int mlt_reset_locked(void);
+u64 mlt_weight(const struct mlt_table *t, u32 size);
+u64 mlt_counter_sum(enum mlt_counter c);
+void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes);
+
+/* mlt_probes.c: the only place that knows kernel-version differences. */
+int mlt_probes_register(void);
+void mlt_probes_unregister(void);
+bool mlt_slab_filter_supported(void);
+
+/* mlt_report.c */
+int mlt_report_init(void);
+void mlt_report_exit(void);
+
+#endif /* _MLT_H */

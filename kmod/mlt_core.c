@@ -1,0 +1,788 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mlt_core.c - MLT tables, hot path, parameters and module life cycle.
+ *
+ * MLT accounts outstanding kmalloc/kmem_cache allocations per allocating
+ * stack. Tracepoint probes (mlt_probes.c) call mlt_on_alloc() and
+ * mlt_on_free(); reports are built in mlt_report.c.
+ *
+ * Locking and contexts:
+ *  - The probes run in any context except NMI (they return at once in NMI),
+ *    with preemption disabled. They never sleep and never allocate: every
+ *    byte they use (object pool, stack table, frame pool, per-CPU unwind
+ *    buffers) is allocated by mlt_table_alloc() when the table is built.
+ *  - mlt_table is an RCU-published pointer. The probes read it with
+ *    rcu_dereference_sched(); mlt_reset() unpublishes it, waits with
+ *    synchronize_rcu() for every probe in flight, then frees and rebuilds.
+ *    mlt_ctl_lock (a mutex) serialises resets, parameter changes and
+ *    readers that walk the table (snapshots, OOM report).
+ *  - Object buckets: bucket b is guarded by stripes[b % MLT_STRIPES].lock,
+ *    a raw spinlock taken with interrupts disabled, so a hard IRQ that
+ *    allocates while its CPU holds a stripe cannot deadlock. Each stripe
+ *    owns a fixed slice of the object pool, so its free list needs no other
+ *    lock. A free first peeks at the bucket head without the lock: an
+ *    object being freed was entered into the table before its pointer was
+ *    handed out, so an empty bucket means "not tracked".
+ *  - Stack records are only ever appended (until a reset). Lookup is
+ *    lock-free (acquire/release on bucket heads); insertion takes
+ *    stack_lock (raw, irqsave) and re-checks.
+ *  - Per-CPU state (sampling countdown, PRNG, unwind buffers, counters)
+ *    is touched only by its own CPU with preemption disabled. A recursion
+ *    flag per context (task, softirq, hard IRQ) lets a hard IRQ that
+ *    interrupts the task-level slow path be tracked, but stops a probe from
+ *    re-entering itself in the same context.
+ */
+#define pr_fmt(fmt) "mlt: " fmt
+
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <linux/mm.h>
+#include <linux/hash.h>
+#include <linux/jhash.h>
+#include <linux/log2.h>
+#include <linux/math64.h>
+#include <linux/random.h>
+#include <linux/rcupdate.h>
+#include <linux/sched/clock.h>
+#include <linux/stacktrace.h>
+#include <linux/string.h>
+#include <linux/timekeeping.h>
+#include <linux/preempt.h>
+#include "mlt.h"
+
+struct mlt_table __rcu *mlt_table;
+DEFINE_MUTEX(mlt_ctl_lock);
+struct mlt_pcpu __percpu *mlt_pcpu;
+unsigned long mlt_cap_bytes;
+static bool mlt_ready;
+
+/* ---- parameters ------------------------------------------------------ */
+
+bool mlt_enable = true;
+module_param_named(enable, mlt_enable, bool, 0644);
+MODULE_PARM_DESC(enable, "Track new allocations (frees are always processed)");
+
+unsigned int mlt_min_size;
+module_param_named(min_size, mlt_min_size, uint, 0644);
+MODULE_PARM_DESC(min_size, "Ignore allocations smaller than this many bytes");
+
+static enum mlt_mode cfg_mode = MLT_MODE_SAMPLED;
+static unsigned int cfg_sample_bytes = MLT_DEFAULT_SAMPLE_BYTES;
+static unsigned int cfg_depth = MLT_DEFAULT_DEPTH;
+static unsigned int cfg_max_objects;	/* 0: derived from the cap */
+static unsigned int cfg_max_stacks;	/* 0: derived from the cap */
+static unsigned int cfg_max_memory_kb;	/* 0: 1/MLT_DEFAULT_RAM_DIV of RAM */
+static char cfg_slab[MLT_SLAB_NAME_LEN];
+
+/* Apply a change that needs new tables: reset under the control lock. */
+static int mlt_apply(void (*set)(const void *), const void *val)
+{
+	int err = 0;
+
+	mutex_lock(&mlt_ctl_lock);
+	set(val);
+	if (mlt_ready)
+		err = mlt_reset_locked();
+	mutex_unlock(&mlt_ctl_lock);
+	return err;
+}
+
+static void mlt_set_mode(const void *v)
+{
+	cfg_mode = *(const enum mlt_mode *)v;
+}
+
+static int mlt_mode_set(const char *val, const struct kernel_param *kp)
+{
+	enum mlt_mode m;
+
+	if (sysfs_streq(val, "full"))
+		m = MLT_MODE_FULL;
+	else if (sysfs_streq(val, "sampled"))
+		m = MLT_MODE_SAMPLED;
+	else
+		return -EINVAL;
+	return mlt_apply(mlt_set_mode, &m);
+}
+
+static int mlt_mode_get(char *buf, const struct kernel_param *kp)
+{
+	return sprintf(buf, "%s\n", cfg_mode == MLT_MODE_FULL ? "full" : "sampled");
+}
+
+static const struct kernel_param_ops mlt_mode_ops = {
+	.set = mlt_mode_set,
+	.get = mlt_mode_get,
+};
+module_param_cb(mode, &mlt_mode_ops, NULL, 0644);
+MODULE_PARM_DESC(mode, "full (every allocation) or sampled (default); change resets");
+
+struct mlt_uint_param {
+	unsigned int *var;
+	unsigned int min, max;
+};
+
+static int mlt_uint_set(const char *val, const struct kernel_param *kp)
+{
+	const struct mlt_uint_param *p = kp->arg;
+	unsigned int v;
+	int err;
+
+	err = kstrtouint(val, 0, &v);
+	if (err)
+		return err;
+	if (v < p->min || v > p->max)
+		return -ERANGE;
+	if (!mlt_ready) {
+		*p->var = v;
+		return 0;
+	}
+	mutex_lock(&mlt_ctl_lock);
+	*p->var = v;
+	err = mlt_reset_locked();
+	mutex_unlock(&mlt_ctl_lock);
+	return err;
+}
+
+static int mlt_uint_get(char *buf, const struct kernel_param *kp)
+{
+	const struct mlt_uint_param *p = kp->arg;
+
+	return sprintf(buf, "%u\n", *p->var);
+}
+
+static const struct kernel_param_ops mlt_uint_ops = {
+	.set = mlt_uint_set,
+	.get = mlt_uint_get,
+};
+
+#define MLT_UINT_PARAM(name, var, lo, hi, desc)				\
+	static const struct mlt_uint_param mlt_p_##name = { &(var), lo, hi }; \
+	module_param_cb(name, &mlt_uint_ops, (void *)&mlt_p_##name, 0644); \
+	MODULE_PARM_DESC(name, desc)
+
+MLT_UINT_PARAM(sample_bytes, cfg_sample_bytes, 1, MLT_SAMPLE_BYTES_MAX,
+	       "Mean bytes between samples in sampled mode; change resets");
+MLT_UINT_PARAM(depth, cfg_depth, 1, MLT_MAX_DEPTH,
+	       "Frames kept per stack (1..32); change resets");
+MLT_UINT_PARAM(max_objects, cfg_max_objects, 0, U32_MAX / 2,
+	       "Object pool size, 0 = as many as the cap allows; change resets");
+MLT_UINT_PARAM(max_stacks, cfg_max_stacks, 0, U32_MAX / 2,
+	       "Stack table size, 0 = derived from the cap; change resets");
+MLT_UINT_PARAM(max_memory_kb, cfg_max_memory_kb, 0, U32_MAX,
+	       "Hard cap on tracking memory in KiB, 0 = 1/256 of RAM; change resets");
+
+static int mlt_slab_set(const char *val, const struct kernel_param *kp)
+{
+	size_t len = strcspn(val, "\n");
+	int err = 0;
+
+	if (len >= sizeof(cfg_slab))
+		return -ENAMETOOLONG;
+	if (len && !mlt_slab_filter_supported())
+		return -EOPNOTSUPP;
+	mutex_lock(&mlt_ctl_lock);
+	memcpy(cfg_slab, val, len);
+	cfg_slab[len] = '\0';
+	if (mlt_ready)
+		err = mlt_reset_locked();
+	mutex_unlock(&mlt_ctl_lock);
+	return err;
+}
+
+static int mlt_slab_get(char *buf, const struct kernel_param *kp)
+{
+	return sprintf(buf, "%s\n", cfg_slab);
+}
+
+static const struct kernel_param_ops mlt_slab_ops = {
+	.set = mlt_slab_set,
+	.get = mlt_slab_get,
+};
+module_param_cb(slab, &mlt_slab_ops, NULL, 0644);
+MODULE_PARM_DESC(slab, "Track only kmem_cache_alloc from the cache of this name (empty: all); change resets");
+
+static int mlt_reset_set(const char *val, const struct kernel_param *kp)
+{
+	int err = 0;
+
+	mutex_lock(&mlt_ctl_lock);
+	if (mlt_ready)
+		err = mlt_reset_locked();
+	mutex_unlock(&mlt_ctl_lock);
+	return err;
+}
+
+static int mlt_reset_get(char *buf, const struct kernel_param *kp)
+{
+	return sprintf(buf, "0\n");
+}
+
+static const struct kernel_param_ops mlt_reset_ops = {
+	.set = mlt_reset_set,
+	.get = mlt_reset_get,
+};
+module_param_cb(reset, &mlt_reset_ops, NULL, 0200);
+MODULE_PARM_DESC(reset, "Write anything to clear the tables and counters");
+
+/* ---- fixed-point helpers (no floating point in the kernel) ----------- */
+
+/* log2(x) in Q16 for x >= 1. */
+static u32 mlt_log2_q16(u64 x)
+{
+	u32 ip = ilog2(x), frac = 0;
+	u64 y = ip >= 31 ? x >> (ip - 31) : x << (31 - ip);
+	int i;
+
+	for (i = 15; i >= 0; i--) {
+		y = (y * y) >> 31;
+		if (y >= (2ULL << 31)) {
+			y >>= 1;
+			frac |= 1U << i;
+		}
+	}
+	return (ip << 16) | frac;
+}
+
+#define MLT_LN2_Q16 45426	/* ln(2) * 2^16 */
+
+/* Bytes until the next sample: exponential with mean @mean. */
+static s64 mlt_next_interval(struct rnd_state *rnd, u32 mean)
+{
+	u64 r = (u64)prandom_u32_state(rnd) + 1;	/* U = r / 2^32 in (0, 1] */
+	u64 nlog2 = (32ULL << 16) - mlt_log2_q16(r);	/* -log2(U), Q16 */
+	u64 nln = (nlog2 * MLT_LN2_Q16) >> 16;		/* -ln(U), Q16 */
+	u64 v = ((u64)mean * nln) >> 16;
+
+	return v ? v : 1;
+}
+
+/* p = 1 - exp(-x) in Q32, x = size / mean. */
+static u64 mlt_sample_prob_q32(u32 size, u32 mean)
+{
+	u64 x = div_u64((u64)size << 32, mean);	/* Q32 */
+	u64 t = x, t2, t3, t4, e, p;
+	unsigned int k = 0;
+
+	if (x >= (40ULL << 32))
+		return 1ULL << 32;
+	while (t >= (1ULL << 28)) {	/* halve until t < 1/16 */
+		t >>= 1;
+		k++;
+	}
+	t2 = (t * t) >> 32;
+	t3 = (t2 * t) >> 32;
+	t4 = (t3 * t) >> 32;
+	if (!k) {
+		p = t - t2 / 2 + t3 / 6 - t4 / 24;
+	} else {
+		e = (1ULL << 32) - t + t2 / 2 - t3 / 6 + t4 / 24;
+		while (k--)
+			e = (e * e) >> 32;
+		p = (1ULL << 32) - e;
+	}
+	return p ? p : 1;
+}
+
+/* Weight of one tracked object of @size: how many it stands for, Q10. */
+u64 mlt_weight(const struct mlt_table *t, u32 size)
+{
+	if (t->mode == MLT_MODE_FULL)
+		return MLT_W_ONE;
+	return div64_u64(MLT_W_ONE << 32,
+			 mlt_sample_prob_q32(size ? size : 1, t->sample_bytes));
+}
+
+/* ---- counters --------------------------------------------------------- */
+
+static __always_inline void mlt_count(enum mlt_counter c, u64 n)
+{
+	this_cpu_add(mlt_pcpu->cnt[c], n);
+}
+
+u64 mlt_counter_sum(enum mlt_counter c)
+{
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += READ_ONCE(per_cpu_ptr(mlt_pcpu, cpu)->cnt[c]);
+	return sum;
+}
+
+/* ---- stack table ------------------------------------------------------ */
+
+static u32 mlt_stack_find(struct mlt_table *t, u32 b, u32 h,
+			  const unsigned long *f, u32 nr)
+{
+	u32 i;
+
+	for (i = smp_load_acquire(&t->stack_buckets[b]); i != MLT_NIL;
+	     i = READ_ONCE(t->stacks[i].next)) {
+		const struct mlt_stack *st = &t->stacks[i];
+
+		if (st->hash == h && st->nr == nr &&
+		    !memcmp(&t->frames[st->frame_off], f, nr * sizeof(*f)))
+			return i;
+	}
+	return MLT_NIL;
+}
+
+static u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
+{
+	u32 h = jhash(f, nr * sizeof(*f), 0);
+	u32 b = hash_32(h, t->stack_bits);
+	struct mlt_stack *st;
+	unsigned long flags;
+	u32 i;
+
+	i = mlt_stack_find(t, b, h, f, nr);
+	if (i != MLT_NIL)
+		return i;
+
+	raw_spin_lock_irqsave(&t->stack_lock, flags);
+	i = mlt_stack_find(t, b, h, f, nr);
+	if (i == MLT_NIL && t->nr_stacks < t->max_stacks &&
+	    t->nr_frames + nr <= t->max_frames) {
+		i = t->nr_stacks;
+		st = &t->stacks[i];
+		st->hash = h;
+		st->nr = nr;
+		st->frame_off = t->nr_frames;
+		memcpy(&t->frames[st->frame_off], f, nr * sizeof(*f));
+		st->next = t->stack_buckets[b];
+		WRITE_ONCE(t->nr_frames, t->nr_frames + nr);
+		/* Publish the record before its index. */
+		smp_store_release(&t->nr_stacks, i + 1);
+		smp_store_release(&t->stack_buckets[b], i);
+	}
+	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
+	return i;
+}
+
+/* ---- object table ----------------------------------------------------- */
+
+static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
+			   u32 sidx)
+{
+	u32 b = hash_long(ptr, t->obj_bits);
+	struct mlt_stripe *s = &t->stripes[b & (MLT_STRIPES - 1)];
+	u64 w = mlt_weight(t, size);
+	u32 i, old_stack = MLT_NIL, old_size = 0;
+	struct mlt_obj *o = NULL;
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&s->lock, flags);
+	for (i = t->buckets[b]; i != MLT_NIL; i = o->next) {
+		o = &t->objs[i];
+		if (o->ptr == ptr)
+			break;
+	}
+	if (i != MLT_NIL) {
+		/* Still in the table: its free was never seen. */
+		old_stack = o->stack;
+		old_size = o->size;
+	} else {
+		i = s->free;
+		if (i == MLT_NIL) {
+			raw_spin_unlock_irqrestore(&s->lock, flags);
+			mlt_count(MLT_C_DROP_POOL, 1);
+			return;
+		}
+		o = &t->objs[i];
+		s->free = o->next;
+		s->used++;
+		o->ptr = ptr;
+		o->next = t->buckets[b];
+		WRITE_ONCE(t->buckets[b], i);
+	}
+	o->stack = sidx;
+	o->size = size;
+	raw_spin_unlock_irqrestore(&s->lock, flags);
+
+	if (old_stack != MLT_NIL) {
+		mlt_count(MLT_C_MISSED_FREES, 1);
+		atomic64_add(mlt_weight(t, old_size), &t->stacks[old_stack].frees_w);
+	}
+	atomic64_add(w, &t->stacks[sidx].allocs_w);
+	mlt_count(MLT_C_TRACKED, 1);
+}
+
+static noinline void mlt_untrack(struct mlt_table *t, unsigned long ptr, u32 b)
+{
+	struct mlt_stripe *s = &t->stripes[b & (MLT_STRIPES - 1)];
+	u32 *link = &t->buckets[b];
+	u32 i, sidx = MLT_NIL, size = 0;
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&s->lock, flags);
+	for (i = *link; i != MLT_NIL; link = &t->objs[i].next, i = *link) {
+		struct mlt_obj *o = &t->objs[i];
+
+		if (o->ptr != ptr)
+			continue;
+		WRITE_ONCE(*link, o->next);
+		sidx = o->stack;
+		size = o->size;
+		o->ptr = 0;
+		o->next = s->free;
+		s->free = i;
+		s->used--;
+		break;
+	}
+	raw_spin_unlock_irqrestore(&s->lock, flags);
+
+	if (sidx == MLT_NIL)
+		mlt_count(MLT_C_UNTRACKED_FREES, 1);
+	else
+		atomic64_add(mlt_weight(t, size), &t->stacks[sidx].frees_w);
+}
+
+/* ---- hot path --------------------------------------------------------- */
+
+static __always_inline enum mlt_ctx mlt_ctx_of(void)
+{
+	if (hardirq_count())
+		return MLT_CTX_HARDIRQ;
+	if (in_serving_softirq())
+		return MLT_CTX_SOFTIRQ;
+	return MLT_CTX_TASK;
+}
+
+/* Index of the allocation call site in the captured stack. */
+static unsigned int mlt_trim(const unsigned long *buf, unsigned int nr,
+			     unsigned long call_site)
+{
+	unsigned int i;
+
+	for (i = 0; i < nr; i++)
+		if (buf[i] == call_site)
+			return i;
+	/* Fallback: skip our own frames, then the tracepoint and allocator. */
+	mlt_count(MLT_C_TRIM_FALLBACK, 1);
+	for (i = 0; i < nr && within_module(buf[i], THIS_MODULE); i++)
+		;
+	i += MLT_FALLBACK_SKIP;
+	return i < nr ? i : nr;
+}
+
+static noinline void mlt_track(struct mlt_table *t, unsigned long ptr,
+			       size_t size, unsigned long call_site)
+{
+	struct mlt_pcpu *pc = this_cpu_ptr(mlt_pcpu);
+	enum mlt_ctx ctx = mlt_ctx_of();
+	u64 t0 = local_clock();
+	unsigned long *buf;
+	unsigned int nr, start;
+	u32 sidx;
+
+	if (pc->busy[ctx]) {
+		mlt_count(MLT_C_RECURSION, 1);
+		return;
+	}
+	/* Our own allocations (report buffers) are not the user's leaks. */
+	if (within_module(call_site, THIS_MODULE))
+		return;
+	pc->busy[ctx] = 1;
+	barrier();
+
+	buf = pc->buf[ctx];
+	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
+	start = mlt_trim(buf, nr, call_site);
+	if (start >= nr) {
+		buf[0] = call_site;
+		start = 0;
+		nr = 1;
+	}
+	nr = min(nr - start, t->depth);
+	sidx = mlt_stack_get(t, buf + start, nr);
+	if (sidx == MLT_NIL)
+		mlt_count(MLT_C_DROP_STACKS, 1);
+	else
+		mlt_obj_insert(t, ptr, min_t(size_t, size, U32_MAX), sidx);
+
+	barrier();
+	pc->busy[ctx] = 0;
+	mlt_count(MLT_C_SLOW_NS, local_clock() - t0);
+	mlt_count(MLT_C_SLOW_CALLS, 1);
+}
+
+void mlt_on_alloc(const void *ptr, size_t size, unsigned long call_site,
+		  const char *cache_name)
+{
+	struct mlt_table *t;
+
+	if (unlikely(ZERO_OR_NULL_PTR(ptr) || in_nmi()))
+		return;
+	if (!READ_ONCE(mlt_enable) || size < READ_ONCE(mlt_min_size))
+		return;
+	t = rcu_dereference_sched(mlt_table);
+	if (unlikely(!t))
+		return;
+	if (unlikely(t->slab[0]) &&
+	    (!cache_name || strcmp(cache_name, t->slab)))
+		return;
+	if (t->mode == MLT_MODE_SAMPLED) {
+		s64 left = this_cpu_read(mlt_pcpu->until_sample) - (s64)size;
+
+		if (likely(left > 0)) {
+			this_cpu_write(mlt_pcpu->until_sample, left);
+			return;
+		}
+		this_cpu_write(mlt_pcpu->until_sample,
+			       mlt_next_interval(this_cpu_ptr(&mlt_pcpu->rnd),
+						 t->sample_bytes));
+	}
+	mlt_track(t, (unsigned long)ptr, size, call_site);
+}
+
+void mlt_on_free(const void *ptr)
+{
+	struct mlt_table *t;
+	u32 b;
+
+	if (unlikely(ZERO_OR_NULL_PTR(ptr) || in_nmi()))
+		return;
+	t = rcu_dereference_sched(mlt_table);
+	if (unlikely(!t))
+		return;
+	b = hash_long((unsigned long)ptr, t->obj_bits);
+	if (READ_ONCE(t->buckets[b]) == MLT_NIL) {
+		mlt_count(MLT_C_UNTRACKED_FREES, 1);
+		return;
+	}
+	mlt_untrack(t, (unsigned long)ptr, b);
+}
+
+/* ---- read side -------------------------------------------------------- */
+
+/*
+ * Sum outstanding weights per stack into t->agg. Caller holds mlt_ctl_lock
+ * (so t stays alive and agg has one user). Each stripe is consistent in
+ * itself; the probes keep running meanwhile.
+ */
+void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
+{
+	u32 nb = 1U << t->obj_bits, b, i, s;
+	unsigned long flags;
+
+	*objects = 0;
+	*bytes = 0;
+	memset(t->agg, 0, sizeof(*t->agg) * t->max_stacks);
+	for (s = 0; s < MLT_STRIPES; s++) {
+		raw_spin_lock_irqsave(&t->stripes[s].lock, flags);
+		for (b = s; b < nb; b += MLT_STRIPES) {
+			for (i = t->buckets[b]; i != MLT_NIL; i = t->objs[i].next) {
+				const struct mlt_obj *o = &t->objs[i];
+				u64 w = mlt_weight(t, o->size);
+
+				t->agg[o->stack].objects_w += w;
+				t->agg[o->stack].bytes_w += w * o->size;
+				*objects += 1;
+				*bytes += o->size;
+			}
+		}
+		raw_spin_unlock_irqrestore(&t->stripes[s].lock, flags);
+	}
+}
+
+/* ---- table life cycle ------------------------------------------------- */
+
+static void mlt_table_free(struct mlt_table *t)
+{
+	if (!t)
+		return;
+	vfree(t->objs);
+	vfree(t->buckets);
+	vfree(t->stacks);
+	vfree(t->stack_buckets);
+	vfree(t->frames);
+	vfree(t->agg);
+	vfree(t);
+}
+
+static size_t mlt_stack_mem(u32 stacks)
+{
+	return (size_t)stacks * (sizeof(struct mlt_stack) + sizeof(struct mlt_agg) +
+				 MLT_AVG_FRAMES * sizeof(unsigned long)) +
+	       (size_t)roundup_pow_of_two(stacks) * sizeof(u32);
+}
+
+static size_t mlt_obj_mem(u32 objects)
+{
+	return (size_t)objects * sizeof(struct mlt_obj) +
+	       (size_t)roundup_pow_of_two(objects) * sizeof(u32);
+}
+
+/* Size a table for the current parameters within mlt_cap_bytes. */
+static struct mlt_table *mlt_table_alloc(void)
+{
+	size_t fixed = sizeof(struct mlt_table) +
+		       num_possible_cpus() * sizeof(struct mlt_pcpu);
+	size_t avail, smem, per_obj = sizeof(struct mlt_obj) + 2 * sizeof(u32);
+	struct mlt_table *t;
+	u32 stacks, objects, i, s;
+
+	if (cfg_max_memory_kb)
+		mlt_cap_bytes = (unsigned long)cfg_max_memory_kb * 1024;
+	else
+		mlt_cap_bytes = max_t(unsigned long,
+				      (totalram_pages() << PAGE_SHIFT) / MLT_DEFAULT_RAM_DIV,
+				      MLT_MIN_CAP_KB * 1024UL);
+	if (mlt_cap_bytes <= fixed)
+		return ERR_PTR(-ENOSPC);
+	avail = mlt_cap_bytes - fixed;
+
+	stacks = cfg_max_stacks;
+	if (!stacks) {
+		stacks = MLT_DEFAULT_MAX_STACKS;
+		while (stacks > 1 && mlt_stack_mem(stacks) > avail / MLT_STACK_SHARE_DIV)
+			stacks /= 2;
+	}
+	smem = mlt_stack_mem(stacks);
+	if (smem + mlt_obj_mem(MLT_STRIPES) > avail)
+		return ERR_PTR(-ENOSPC);
+
+	objects = cfg_max_objects ? cfg_max_objects :
+		  min_t(size_t, (avail - smem) / per_obj, U32_MAX / 2);
+	while (objects > MLT_STRIPES && smem + mlt_obj_mem(objects) > avail)
+		objects -= objects / 16 + 1;
+	objects = max_t(u32, rounddown(objects, MLT_STRIPES), MLT_STRIPES);
+
+	t = vzalloc(sizeof(*t));
+	if (!t)
+		return ERR_PTR(-ENOMEM);
+	t->mode = cfg_mode;
+	t->sample_bytes = cfg_sample_bytes;
+	t->depth = cfg_depth;
+	strscpy(t->slab, cfg_slab, sizeof(t->slab));
+	t->max_objects = objects;
+	t->per_stripe = objects / MLT_STRIPES;
+	t->obj_bits = ilog2(roundup_pow_of_two(objects));
+	t->max_stacks = stacks;
+	t->stack_bits = ilog2(roundup_pow_of_two(stacks));
+	t->max_frames = stacks * MLT_AVG_FRAMES;
+
+	t->objs = vmalloc(array_size(objects, sizeof(*t->objs)));
+	t->buckets = vmalloc(array_size(1U << t->obj_bits, sizeof(u32)));
+	t->stacks = vzalloc(array_size(stacks, sizeof(*t->stacks)));
+	t->stack_buckets = vmalloc(array_size(1U << t->stack_bits, sizeof(u32)));
+	t->frames = vmalloc(array_size(t->max_frames, sizeof(unsigned long)));
+	t->agg = vmalloc(array_size(stacks, sizeof(*t->agg)));
+	if (!t->objs || !t->buckets || !t->stacks || !t->stack_buckets ||
+	    !t->frames || !t->agg) {
+		mlt_table_free(t);
+		return ERR_PTR(-ENOMEM);
+	}
+	memset(t->buckets, 0xff, sizeof(u32) << t->obj_bits);
+	memset(t->stack_buckets, 0xff, sizeof(u32) << t->stack_bits);
+	raw_spin_lock_init(&t->stack_lock);
+
+	/* Stripe s owns objects [s * per_stripe, (s + 1) * per_stripe). */
+	for (s = 0; s < MLT_STRIPES; s++) {
+		u32 first = s * t->per_stripe;
+
+		raw_spin_lock_init(&t->stripes[s].lock);
+		t->stripes[s].free = first;
+		for (i = first; i < first + t->per_stripe; i++) {
+			t->objs[i].ptr = 0;
+			t->objs[i].next = i + 1 < first + t->per_stripe ? i + 1 : MLT_NIL;
+		}
+	}
+	t->bytes = fixed + smem + mlt_obj_mem(objects);
+	t->reset_ns = ktime_get_boottime_ns();
+	return t;
+}
+
+/* Drop all tracking state and start again with the current parameters. */
+int mlt_reset_locked(void)
+{
+	struct mlt_table *old, *t;
+	int cpu;
+
+	lockdep_assert_held(&mlt_ctl_lock);
+	old = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
+	RCU_INIT_POINTER(mlt_table, NULL);
+	synchronize_rcu();	/* no probe uses old or the per-CPU state now */
+	mlt_table_free(old);
+
+	for_each_possible_cpu(cpu) {
+		struct mlt_pcpu *pc = per_cpu_ptr(mlt_pcpu, cpu);
+
+		memset(pc->cnt, 0, sizeof(pc->cnt));
+		memset(pc->busy, 0, sizeof(pc->busy));
+		pc->until_sample = mlt_next_interval(&pc->rnd, cfg_sample_bytes);
+	}
+
+	t = mlt_table_alloc();
+	if (IS_ERR(t)) {
+		pr_err("cannot build tables within the %lu byte cap: %ld\n",
+		       mlt_cap_bytes, PTR_ERR(t));
+		return PTR_ERR(t);
+	}
+	rcu_assign_pointer(mlt_table, t);
+	return 0;
+}
+
+/* ---- module life cycle ------------------------------------------------ */
+
+static int __init mlt_init(void)
+{
+	int cpu, err;
+
+	mlt_pcpu = alloc_percpu(struct mlt_pcpu);
+	if (!mlt_pcpu)
+		return -ENOMEM;
+	for_each_possible_cpu(cpu)
+		prandom_seed_state(&per_cpu_ptr(mlt_pcpu, cpu)->rnd, get_random_u64());
+
+	mutex_lock(&mlt_ctl_lock);
+	err = mlt_reset_locked();
+	mutex_unlock(&mlt_ctl_lock);
+	if (err)
+		goto out_pcpu;
+
+	err = mlt_probes_register();
+	if (err)
+		goto out_table;
+	err = mlt_report_init();
+	if (err)
+		goto out_probes;
+
+	mutex_lock(&mlt_ctl_lock);
+	mlt_ready = true;
+	mutex_unlock(&mlt_ctl_lock);
+	pr_info("tracking %s, cap %lu bytes\n",
+		cfg_mode == MLT_MODE_FULL ? "every allocation" : "sampled allocations",
+		mlt_cap_bytes);
+	return 0;
+
+out_probes:
+	mlt_probes_unregister();
+out_table:
+	mlt_table_free(rcu_dereference_protected(mlt_table, true));
+	RCU_INIT_POINTER(mlt_table, NULL);
+out_pcpu:
+	free_percpu(mlt_pcpu);
+	return err;
+}
+
+static void __exit mlt_exit(void)
+{
+	mlt_report_exit();
+	mlt_probes_unregister();	/* waits for every probe in flight */
+	mutex_lock(&mlt_ctl_lock);
+	mlt_ready = false;
+	mlt_table_free(rcu_dereference_protected(mlt_table, true));
+	RCU_INIT_POINTER(mlt_table, NULL);
+	mutex_unlock(&mlt_ctl_lock);
+	free_percpu(mlt_pcpu);
+}
+
+module_init(mlt_init);
+module_exit(mlt_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("MLT: outstanding kmalloc/kmem_cache allocations per stack");

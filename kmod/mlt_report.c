@@ -1,0 +1,583 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mlt_report.c - debugfs reports (stacks, mem_leaks, stats, reset) and the
+ * OOM report.
+ *
+ * Locking and contexts:
+ *  - Everything here runs in process context. A report is built completely
+ *    when its file is opened, under mlt_ctl_lock (which keeps the table alive
+ *    and gives mlt_aggregate() sole use of the table's aggregate array), into
+ *    a kvmalloc'd text buffer; reads then page through that snapshot with
+ *    seq_file, so every read of one open file sees the same report.
+ *    Allocation here is read-side and transient, never on the probe path.
+ *  - The OOM notifier must not allocate and must not wait: it only
+ *    try-locks mlt_ctl_lock, aggregates into the preallocated array and
+ *    prints with printk.
+ *  - debugfs files hold a module reference while open (fops owner), so the
+ *    module cannot go away under a reader.
+ */
+#define pr_fmt(fmt) "mlt: " fmt
+
+#include <linux/module.h>
+#include <linux/debugfs.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/mm.h>
+#include <linux/sort.h>
+#include <linux/kallsyms.h>
+#include <linux/oom.h>
+#include <linux/notifier.h>
+#include <linux/timekeeping.h>
+#include "mlt.h"
+
+#define MLT_FNV_OFFSET	0xcbf29ce484222325ULL
+#define MLT_FNV_PRIME	0x100000001b3ULL
+#define MLT_TEXT_START	(16 * 1024)	/* first size of a report buffer */
+
+static struct dentry *mlt_dir;
+
+struct mlt_rep {
+	u64 id;
+	u64 bytes_w, objects_w, allocs_w, frees_w;
+	u32 stack;
+};
+
+struct mlt_snap {
+	char *text;
+	size_t len, cap;
+	int err;
+};
+
+static __printf(2, 3) void mlt_out(struct mlt_snap *s, const char *fmt, ...)
+{
+	va_list ap;
+	size_t cap;
+	char *p;
+	int n;
+
+	while (!s->err) {
+		va_start(ap, fmt);
+		n = vsnprintf(s->text + s->len, s->cap - s->len, fmt, ap);
+		va_end(ap);
+		if (s->len + n < s->cap) {
+			s->len += n;
+			return;
+		}
+		cap = max(s->cap * 2, s->len + n + 1);
+		p = kvmalloc(cap, GFP_KERNEL);
+		if (!p) {
+			s->err = -ENOMEM;
+			return;
+		}
+		memcpy(p, s->text, s->len);
+		kvfree(s->text);
+		s->text = p;
+		s->cap = cap;
+	}
+}
+
+static u64 mlt_round(u64 w)
+{
+	return (w + MLT_W_ONE / 2) >> MLT_W_SHIFT;
+}
+
+static const unsigned long *mlt_frames(const struct mlt_table *t, u32 stack)
+{
+	return &t->frames[t->stacks[stack].frame_off];
+}
+
+/* FNV-1a 64 over each "%pB" frame text followed by '\n' (see FORMAT.md). */
+static u64 mlt_stack_id(const struct mlt_table *t, u32 stack, char *sym)
+{
+	const unsigned long *f = mlt_frames(t, stack);
+	u64 h = MLT_FNV_OFFSET;
+	u32 i;
+	char *c;
+
+	for (i = 0; i < t->stacks[stack].nr; i++) {
+		snprintf(sym, KSYM_SYMBOL_LEN, "%pB", (void *)f[i]);
+		for (c = sym; *c; c++)
+			h = (h ^ (u8)*c) * MLT_FNV_PRIME;
+		h = (h ^ '\n') * MLT_FNV_PRIME;
+	}
+	return h;
+}
+
+static int mlt_cmp_id(const void *a, const void *b)
+{
+	const struct mlt_rep *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int mlt_cmp_bytes(const void *a, const void *b)
+{
+	const struct mlt_rep *x = a, *y = b;
+
+	if (x->bytes_w != y->bytes_w)
+		return x->bytes_w > y->bytes_w ? -1 : 1;
+	return mlt_cmp_id(a, b);
+}
+
+/*
+ * Collect the stacks with outstanding objects, merged by id and sorted by
+ * bytes. Caller holds mlt_ctl_lock. Returns the number of entries.
+ */
+static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
+		       u64 *tobjects, u64 *tbytes)
+{
+	struct mlt_rep *r;
+	u32 nr_stacks = smp_load_acquire(&t->nr_stacks);
+	u32 i, n = 0, m;
+	char *sym;
+
+	mlt_aggregate(t, tobjects, tbytes);
+	for (i = 0; i < nr_stacks; i++)
+		if (t->agg[i].objects_w)
+			n++;
+	*out = NULL;
+	if (!n)
+		return 0;
+	r = kvmalloc_array(n, sizeof(*r), GFP_KERNEL);
+	sym = kmalloc(KSYM_SYMBOL_LEN, GFP_KERNEL);
+	if (!r || !sym) {
+		kvfree(r);
+		kfree(sym);
+		return -ENOMEM;
+	}
+	for (i = 0, n = 0; i < nr_stacks; i++) {
+		if (!t->agg[i].objects_w)
+			continue;
+		r[n].stack = i;
+		r[n].id = mlt_stack_id(t, i, sym);
+		r[n].bytes_w = t->agg[i].bytes_w;
+		r[n].objects_w = t->agg[i].objects_w;
+		r[n].allocs_w = atomic64_read(&t->stacks[i].allocs_w);
+		r[n].frees_w = atomic64_read(&t->stacks[i].frees_w);
+		n++;
+	}
+	kfree(sym);
+
+	/* Raw stacks that symbolize alike are one stack to userspace. */
+	sort(r, n, sizeof(*r), mlt_cmp_id, NULL);
+	for (i = 1, m = 0; i < n; i++) {
+		if (r[i].id == r[m].id) {
+			r[m].bytes_w += r[i].bytes_w;
+			r[m].objects_w += r[i].objects_w;
+			r[m].allocs_w += r[i].allocs_w;
+			r[m].frees_w += r[i].frees_w;
+		} else {
+			r[++m] = r[i];
+		}
+	}
+	n = m + 1;
+	sort(r, n, sizeof(*r), mlt_cmp_bytes, NULL);
+	*out = r;
+	return n;
+}
+
+static const char *const mlt_mode_names[] = {
+	[MLT_MODE_FULL] = "full",
+	[MLT_MODE_SAMPLED] = "sampled",
+};
+
+static void mlt_render_stacks(struct mlt_snap *s)
+{
+	struct mlt_table *t;
+	struct mlt_rep *r = NULL;
+	u64 tobj = 0, tbytes = 0;
+	int n = 0, i;
+	u32 j;
+
+	mlt_out(s, "mlt - version: 1.0\n");
+	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
+	if (t) {
+		n = mlt_collect(t, &r, &tobj, &tbytes);
+		if (n < 0) {
+			s->err = n;
+			return;
+		}
+	}
+	mlt_out(s, "# mode %s sample_bytes %u depth %u tracked_objects %llu tracked_bytes %llu stacks %d dropped %llu untracked_frees %llu missed_frees %llu uptime_ns %llu\n",
+		t ? mlt_mode_names[t->mode] : "none", t ? t->sample_bytes : 0,
+		t ? t->depth : 0, tobj, tbytes, n,
+		mlt_counter_sum(MLT_C_DROP_POOL) + mlt_counter_sum(MLT_C_DROP_STACKS),
+		mlt_counter_sum(MLT_C_UNTRACKED_FREES),
+		mlt_counter_sum(MLT_C_MISSED_FREES), ktime_get_boottime_ns());
+	for (i = 0; i < n; i++) {
+		const unsigned long *f = mlt_frames(t, r[i].stack);
+
+		mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
+			r[i].id, mlt_round(r[i].bytes_w), mlt_round(r[i].objects_w),
+			mlt_round(r[i].allocs_w), mlt_round(r[i].frees_w));
+		for (j = 0; j < t->stacks[r[i].stack].nr; j++)
+			mlt_out(s, " %pB\n", (void *)f[j]);
+		mlt_out(s, "\n");
+	}
+	kvfree(r);
+}
+
+/* ---- legacy Brocade MLT layout ----------------------------------------- */
+
+/* Allocator wrappers skipped when choosing the one frame to show. */
+static const char *const mlt_wrappers[] = {
+	"__kmalloc", "__kmalloc_node", "__kmalloc_node_track_caller",
+	"kmalloc_trace", "kmalloc_node_trace", "kmalloc_large",
+	"kmalloc_large_node", "__kmalloc_noprof", "__kmalloc_node_noprof",
+	"__kmalloc_cache_noprof", "__kmalloc_cache_node_noprof",
+	"__kmalloc_node_track_caller_noprof", "__kmalloc_large_noprof",
+	"__kmalloc_large_node_noprof", "kvmalloc_node", "__kvmalloc_node",
+	"__kvmalloc_node_noprof", "kmem_cache_alloc", "kmem_cache_alloc_node",
+	"kmem_cache_alloc_lru", "kmem_cache_alloc_noprof",
+	"kmem_cache_alloc_node_noprof", "kmem_cache_alloc_lru_noprof",
+	"kstrdup", "kstrndup", "kstrdup_const", "kmemdup", "kmemdup_nul",
+	"kmemdup_noprof", "krealloc", "krealloc_noprof", "__alloc_skb",
+	"kmalloc_reserve", "alloc_skb_with_frags",
+};
+
+static bool mlt_is_wrapper(const char *sym)
+{
+	size_t len = strcspn(sym, "+");
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(mlt_wrappers); i++)
+		if (strlen(mlt_wrappers[i]) == len && !strncmp(sym, mlt_wrappers[i], len))
+			return true;
+	return false;
+}
+
+/* First module frame, else first frame that is not an allocator wrapper. */
+static unsigned long mlt_legacy_frame(const struct mlt_table *t, u32 stack,
+				      char *sym)
+{
+	const unsigned long *f = mlt_frames(t, stack);
+	u32 i, nr = t->stacks[stack].nr;
+
+	for (i = 0; i < nr; i++) {
+		snprintf(sym, KSYM_SYMBOL_LEN, "%pS", (void *)f[i]);
+		if (strstr(sym, " ["))
+			return f[i];
+	}
+	for (i = 0; i < nr; i++) {
+		snprintf(sym, KSYM_SYMBOL_LEN, "%pS", (void *)f[i]);
+		if (!mlt_is_wrapper(sym))
+			return f[i];
+	}
+	return f[0];
+}
+
+/* The digit after the point is the first digit of the remainder. */
+static int mlt_first_digit(u64 r)
+{
+	while (r >= 10)
+		r /= 10;
+	return r;
+}
+
+static void mlt_render_legacy(struct mlt_snap *s)
+{
+	struct mlt_table *t;
+	struct mlt_rep *r = NULL;
+	u64 tobj = 0, tbytes = 0, objs = 0, bytes = 0;
+	char *sym;
+	int n = 0, i;
+
+	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
+	if (t) {
+		n = mlt_collect(t, &r, &tobj, &tbytes);
+		if (n < 0) {
+			s->err = n;
+			return;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		objs += mlt_round(r[i].objects_w);
+		bytes += mlt_round(r[i].bytes_w);
+	}
+	mlt_out(s, "\r\nOutstanding kmalloc allocations tracked by MLT: %d \r\n", (int)objs);
+	mlt_out(s, "Outstanding kmalloc memory tracked by MLT: ");
+	if ((bytes >> 20) > 1)
+		mlt_out(s, "%6d.%d MB \r\n\n", (int)(bytes >> 20),
+			mlt_first_digit(bytes & ((1 << 20) - 1)));
+	else if ((bytes >> 10) > 1)
+		mlt_out(s, "%6d.%d KB \r\n\n", (int)(bytes >> 10),
+			mlt_first_digit(bytes & ((1 << 10) - 1)));
+	else
+		mlt_out(s, "%6d B \r\n\n", (int)bytes);
+	mlt_out(s, "Display Index   Stack Trace making the allocations                  Total Memory allocated (Alloc Count)\r\n");
+	mlt_out(s, "-------------   ----------------------------------                  -----------------------\r\n");
+
+	sym = kmalloc(KSYM_SYMBOL_LEN, GFP_KERNEL);
+	if (!sym) {
+		s->err = -ENOMEM;
+		kvfree(r);
+		return;
+	}
+	for (i = 0; i < n && i < MLT_LEGACY_TOP; i++) {
+		void *f = (void *)mlt_legacy_frame(t, r[i].stack, sym);
+		u64 b = mlt_round(r[i].bytes_w);
+		int cnt = mlt_round(r[i].objects_w);
+
+		if ((b >> 20) > 1)
+			mlt_out(s, "%13d   %-60pS  %6d.%1d MB  (%d)\n", i + 1, f,
+				(int)(b >> 20), mlt_first_digit(b & ((1 << 20) - 1)), cnt);
+		else if ((b >> 10) > 1)
+			mlt_out(s, "%13d   %-60pS  %6d.%1d KB  (%d)\n", i + 1, f,
+				(int)(b >> 10), mlt_first_digit(b & ((1 << 10) - 1)), cnt);
+		else
+			mlt_out(s, "%13d   %-60pS  %6d B  (%d)\n", i + 1, f, (int)b, cnt);
+	}
+	kfree(sym);
+	kvfree(r);
+}
+
+/* ---- snapshot files ---------------------------------------------------- */
+
+static void *mlt_snap_start(struct seq_file *m, loff_t *pos)
+{
+	struct mlt_snap *s = m->private;
+
+	return (size_t)*pos * MLT_SNAP_CHUNK < s->len ? pos : NULL;
+}
+
+static void *mlt_snap_next(struct seq_file *m, void *v, loff_t *pos)
+{
+	++*pos;
+	return mlt_snap_start(m, pos);
+}
+
+static void mlt_snap_stop(struct seq_file *m, void *v)
+{
+}
+
+static int mlt_snap_show(struct seq_file *m, void *v)
+{
+	struct mlt_snap *s = m->private;
+	size_t off = (size_t)*(loff_t *)v * MLT_SNAP_CHUNK;
+
+	seq_write(m, s->text + off, min_t(size_t, MLT_SNAP_CHUNK, s->len - off));
+	return 0;
+}
+
+static const struct seq_operations mlt_snap_seq = {
+	.start = mlt_snap_start,
+	.next = mlt_snap_next,
+	.stop = mlt_snap_stop,
+	.show = mlt_snap_show,
+};
+
+static int mlt_snap_open(struct inode *inode, struct file *file,
+			 void (*render)(struct mlt_snap *))
+{
+	struct mlt_snap *s;
+	int err;
+
+	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	if (!s)
+		return -ENOMEM;
+	s->cap = MLT_TEXT_START;
+	s->text = kvmalloc(s->cap, GFP_KERNEL);
+	if (!s->text) {
+		kfree(s);
+		return -ENOMEM;
+	}
+	mutex_lock(&mlt_ctl_lock);
+	render(s);
+	mutex_unlock(&mlt_ctl_lock);
+	err = s->err;
+	if (!err)
+		err = seq_open(file, &mlt_snap_seq);
+	if (err) {
+		kvfree(s->text);
+		kfree(s);
+		return err;
+	}
+	((struct seq_file *)file->private_data)->private = s;
+	return 0;
+}
+
+static int mlt_snap_release(struct inode *inode, struct file *file)
+{
+	struct mlt_snap *s = ((struct seq_file *)file->private_data)->private;
+
+	kvfree(s->text);
+	kfree(s);
+	return seq_release(inode, file);
+}
+
+static int mlt_stacks_open(struct inode *inode, struct file *file)
+{
+	return mlt_snap_open(inode, file, mlt_render_stacks);
+}
+
+static int mlt_legacy_open(struct inode *inode, struct file *file)
+{
+	return mlt_snap_open(inode, file, mlt_render_legacy);
+}
+
+static const struct file_operations mlt_stacks_fops = {
+	.owner = THIS_MODULE,
+	.open = mlt_stacks_open,
+	.read = seq_read,
+	.llseek = seq_lseek,
+	.release = mlt_snap_release,
+};
+
+static const struct file_operations mlt_legacy_fops = {
+	.owner = THIS_MODULE,
+	.open = mlt_legacy_open,
+	.read = seq_read,
+	.llseek = seq_lseek,
+	.release = mlt_snap_release,
+};
+
+/* ---- stats ------------------------------------------------------------- */
+
+static const char *const mlt_counter_names[MLT_NR_COUNTERS] = {
+	[MLT_C_TRACKED] = "tracked_allocs",
+	[MLT_C_DROP_POOL] = "dropped_pool_full",
+	[MLT_C_DROP_STACKS] = "dropped_stacks_full",
+	[MLT_C_UNTRACKED_FREES] = "untracked_frees",
+	[MLT_C_MISSED_FREES] = "missed_frees",
+	[MLT_C_RECURSION] = "recursion_skips",
+	[MLT_C_TRIM_FALLBACK] = "trim_fallbacks",
+	[MLT_C_BULK_FREES] = "bulk_freed_objects",
+	[MLT_C_SLOW_NS] = "slow_path_ns",
+	[MLT_C_SLOW_CALLS] = "slow_path_calls",
+};
+
+static int mlt_stats_show(struct seq_file *m, void *v)
+{
+	struct mlt_table *t;
+	u64 used = 0;
+	int c, s;
+
+	mutex_lock(&mlt_ctl_lock);
+	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
+	seq_printf(m, "enabled %d\n", READ_ONCE(mlt_enable));
+	seq_printf(m, "cap_bytes %lu\n", mlt_cap_bytes);
+	if (t) {
+		for (s = 0; s < MLT_STRIPES; s++)
+			used += READ_ONCE(t->stripes[s].used);
+		seq_printf(m, "mode %s\n", mlt_mode_names[t->mode]);
+		seq_printf(m, "sample_bytes %u\ndepth %u\n", t->sample_bytes, t->depth);
+		seq_printf(m, "slab_filter %s\n", t->slab[0] ? t->slab : "-");
+		seq_printf(m, "pool_bytes %zu\n", t->bytes);
+		seq_printf(m, "max_objects %u\nobjects_used %llu\n", t->max_objects, used);
+		seq_printf(m, "max_stacks %u\nstacks_used %u\n", t->max_stacks,
+			   READ_ONCE(t->nr_stacks));
+		seq_printf(m, "max_frames %u\nframes_used %u\n", t->max_frames,
+			   READ_ONCE(t->nr_frames));
+		seq_printf(m, "bytes_per_object %zu\n",
+			   sizeof(struct mlt_obj) +
+			   (sizeof(u32) << t->obj_bits) / t->max_objects);
+		seq_printf(m, "bytes_per_stack %zu\n",
+			   sizeof(struct mlt_stack) + sizeof(struct mlt_agg) +
+			   MLT_AVG_FRAMES * sizeof(unsigned long) +
+			   (sizeof(u32) << t->stack_bits) / t->max_stacks);
+		seq_printf(m, "since_reset_ns %llu\n", ktime_get_boottime_ns() - t->reset_ns);
+	} else {
+		seq_puts(m, "mode none\n");
+	}
+	seq_printf(m, "bulk_free_probe %d\n", mlt_bulk_probe_ok);
+	seq_printf(m, "slab_filter_supported %d\n", mlt_slab_filter_supported());
+	for (c = 0; c < MLT_NR_COUNTERS; c++)
+		seq_printf(m, "%s %llu\n", mlt_counter_names[c], mlt_counter_sum(c));
+	mutex_unlock(&mlt_ctl_lock);
+	return 0;
+}
+
+static int mlt_stats_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, mlt_stats_show, NULL);
+}
+
+static const struct file_operations mlt_stats_fops = {
+	.owner = THIS_MODULE,
+	.open = mlt_stats_open,
+	.read = seq_read,
+	.llseek = seq_lseek,
+	.release = single_release,
+};
+
+static ssize_t mlt_reset_write(struct file *file, const char __user *buf,
+			       size_t count, loff_t *ppos)
+{
+	int err;
+
+	mutex_lock(&mlt_ctl_lock);
+	err = mlt_reset_locked();
+	mutex_unlock(&mlt_ctl_lock);
+	return err ? err : count;
+}
+
+static const struct file_operations mlt_reset_fops = {
+	.owner = THIS_MODULE,
+	.write = mlt_reset_write,
+	.llseek = noop_llseek,
+};
+
+/* ---- OOM ----------------------------------------------------------------- */
+
+static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
+			  void *freed)
+{
+	struct mlt_table *t;
+	u64 tobj, tbytes;
+	u32 nr, i, j, best;
+	int k;
+
+	if (!mutex_trylock(&mlt_ctl_lock))
+		return NOTIFY_OK;
+	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
+	if (!t)
+		goto out;
+	mlt_aggregate(t, &tobj, &tbytes);
+	nr = smp_load_acquire(&t->nr_stacks);
+	pr_warn("OOM: %llu objects, %llu bytes tracked (%s mode); top stacks by bytes:\n",
+		tobj, tbytes, mlt_mode_names[t->mode]);
+	for (k = 0; k < MLT_OOM_TOP; k++) {
+		best = MLT_NIL;
+		for (i = 0; i < nr; i++)
+			if (t->agg[i].bytes_w &&
+			    (best == MLT_NIL || t->agg[i].bytes_w > t->agg[best].bytes_w))
+				best = i;
+		if (best == MLT_NIL)
+			break;
+		pr_warn("OOM: #%d bytes %llu objects %llu\n", k + 1,
+			mlt_round(t->agg[best].bytes_w), mlt_round(t->agg[best].objects_w));
+		for (j = 0; j < t->stacks[best].nr; j++)
+			pr_warn("OOM:   %pB\n", (void *)mlt_frames(t, best)[j]);
+		t->agg[best].bytes_w = 0;	/* scratch: mark as printed */
+	}
+out:
+	mutex_unlock(&mlt_ctl_lock);
+	return NOTIFY_OK;
+}
+
+static struct notifier_block mlt_oom_nb = {
+	.notifier_call = mlt_oom_notify,
+};
+
+int mlt_report_init(void)
+{
+	int err;
+
+	mlt_dir = debugfs_create_dir("mlt", NULL);
+	if (IS_ERR(mlt_dir))
+		return PTR_ERR(mlt_dir);
+	debugfs_create_file("stacks", 0400, mlt_dir, NULL, &mlt_stacks_fops);
+	debugfs_create_file("mem_leaks", 0400, mlt_dir, NULL, &mlt_legacy_fops);
+	debugfs_create_file("stats", 0400, mlt_dir, NULL, &mlt_stats_fops);
+	debugfs_create_file("reset", 0200, mlt_dir, NULL, &mlt_reset_fops);
+	err = register_oom_notifier(&mlt_oom_nb);
+	if (err)
+		debugfs_remove_recursive(mlt_dir);
+	return err;
+}
+
+void mlt_report_exit(void)
+{
+	unregister_oom_notifier(&mlt_oom_nb);
+	debugfs_remove_recursive(mlt_dir);
+}

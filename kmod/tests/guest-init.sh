@@ -1,0 +1,22 @@
+#!/bin/busybox sh
+# SPDX-License-Identifier: GPL-2.0
+# /init of the test initramfs built by run-qemu.sh.
+/bin/busybox mkdir -p /usr/bin /sbin /usr/sbin
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmpfs /tmp
+mount -t 9p -o trans=virtio,version=9p2000.L host /host 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+. /lib/mlt-guest.sh
+echo "@@GUEST-START $(uname -r) $(uname -m) cpus=$(nproc)"
+rc=0
+if [ -x /hook.sh ]; then
+	# shellcheck disable=SC2046
+	/hook.sh $(cat /hook.args) || rc=$?
+fi
+sync
+echo "@@GUEST-DONE $rc"
+poweroff -f

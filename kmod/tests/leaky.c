@@ -1,0 +1,436 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * leaky.c - test module for mlt.ko: allocation patterns with distinctive
+ * function names, driven through the write-only "run" parameter:
+ *
+ *   echo "leak N S"  > run   leak N kmallocs of S bytes (leaky_leak_kmalloc)
+ *   echo "cache M"   > run   leak M objects of leaky_cache (leaky_leak_cache)
+ *   echo "churn K"   > run   allocate K, then free them all (leaky_transient)
+ *   echo "rcu R"     > run   allocate R, free with kfree_rcu (leaky_rcu_alloc)
+ *   echo "irq N"     > run   N allocations in hard IRQ (leaky_hardirq_alloc)
+ *                            and N in softirq (leaky_softirq_alloc); kept
+ *   echo irqfree     > run   free those in process context
+ *   echo "storm MS"  > run   alloc/free storm on every CPU for MS ms (async)
+ *   echo storm_wait  > run   wait for the storm to end
+ *   echo freeall     > run   free every leaked object
+ *
+ * Steady patterns, for end-to-end tests on a real kernel (runtime writable):
+ *   steady_size, steady_ms   leak one kmalloc(steady_size) every steady_ms
+ *                            ms in leaky_steady_leak (at most steady_max)
+ *   churn_size, churn_ms     kmalloc + kfree one object every churn_ms ms
+ *                            in leaky_churn
+ *
+ * Locking: leaked objects are linked through their first bytes on two lists
+ * under leaky_lock (irqsave); IRQ allocations go to fixed arrays written only
+ * by their timer and read after the timer has stopped. Everything is freed
+ * on unload.
+ */
+#define pr_fmt(fmt) "leaky: " fmt
+
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/slab.h>
+#include <linux/list.h>
+#include <linux/spinlock.h>
+#include <linux/hrtimer.h>
+#include <linux/timer.h>
+#include <linux/workqueue.h>
+#include <linux/kthread.h>
+#include <linux/delay.h>
+#include <linux/completion.h>
+#include <linux/jiffies.h>
+#include <linux/percpu.h>
+#include <linux/sched.h>
+#include <linux/rcupdate.h>
+
+#define LEAKY_CACHE_NAME	"leaky_cache"
+#define LEAKY_CACHE_OBJ		184	/* distinctive object size */
+#define LEAKY_RCU_OBJ		96
+#define LEAKY_HARDIRQ_OBJ	136
+#define LEAKY_SOFTIRQ_OBJ	152
+#define LEAKY_MAX_IRQ		64	/* objects per IRQ kind */
+#define LEAKY_IRQ_PERIOD_NS	(1000 * 1000)
+#define LEAKY_STORM_BATCH	16
+#define LEAKY_STORM_MIN		32
+#define LEAKY_STORM_MAX		2048
+#define LEAKY_IDLE_MS		100	/* steady thread poll when idle */
+#define LEAKY_CMD_LEN		64
+
+struct leaky_obj {
+	struct list_head node;
+};
+
+struct leaky_rcu_obj {
+	struct rcu_head rcu;
+	char pad[LEAKY_RCU_OBJ - sizeof(struct rcu_head)];
+};
+
+static DEFINE_SPINLOCK(leaky_lock);
+static LIST_HEAD(leaky_kmallocs);	/* kmalloc leaks */
+static LIST_HEAD(leaky_cached);		/* leaky_cache leaks */
+static struct kmem_cache *leaky_cachep;
+
+static unsigned int steady_size = 256;
+module_param(steady_size, uint, 0644);
+MODULE_PARM_DESC(steady_size, "Bytes per steady leak (>= 16)");
+static unsigned int steady_ms;
+module_param(steady_ms, uint, 0644);
+MODULE_PARM_DESC(steady_ms, "Leak one object every this many ms (0: off)");
+static unsigned int steady_max = 100000;
+module_param(steady_max, uint, 0644);
+MODULE_PARM_DESC(steady_max, "Stop steady leaking after this many objects");
+static unsigned int churn_size = 128;
+module_param(churn_size, uint, 0644);
+MODULE_PARM_DESC(churn_size, "Bytes per churn allocation");
+static unsigned int churn_ms;
+module_param(churn_ms, uint, 0644);
+MODULE_PARM_DESC(churn_ms, "Allocate and free one object every this many ms (0: off)");
+static unsigned int steady_leaked;
+module_param(steady_leaked, uint, 0444);
+MODULE_PARM_DESC(steady_leaked, "Objects leaked so far by leaky_steady_leak");
+
+static void leaky_keep(struct list_head *list, void *p)
+{
+	struct leaky_obj *o = p;
+	unsigned long flags;
+
+	spin_lock_irqsave(&leaky_lock, flags);
+	list_add_tail(&o->node, list);
+	spin_unlock_irqrestore(&leaky_lock, flags);
+}
+
+static noinline int leaky_leak_kmalloc(unsigned int n, size_t size)
+{
+	unsigned int i;
+	void *p;
+
+	for (i = 0; i < n; i++) {
+		p = kmalloc(size, GFP_KERNEL);
+		if (!p)
+			return -ENOMEM;
+		leaky_keep(&leaky_kmallocs, p);
+	}
+	return 0;
+}
+
+static noinline int leaky_leak_cache(unsigned int n)
+{
+	unsigned int i;
+	void *p;
+
+	for (i = 0; i < n; i++) {
+		p = kmem_cache_alloc(leaky_cachep, GFP_KERNEL);
+		if (!p)
+			return -ENOMEM;
+		leaky_keep(&leaky_cached, p);
+	}
+	return 0;
+}
+
+static noinline int leaky_transient(unsigned int n)
+{
+	struct leaky_obj *o, *tmp;
+	LIST_HEAD(list);
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		o = kmalloc(64, GFP_KERNEL);
+		if (!o)
+			break;
+		list_add(&o->node, &list);
+	}
+	list_for_each_entry_safe(o, tmp, &list, node)
+		kfree(o);
+	return 0;
+}
+
+static noinline int leaky_rcu_alloc(unsigned int n)
+{
+	struct leaky_rcu_obj *o;
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		o = kmalloc(sizeof(*o), GFP_KERNEL);
+		if (!o)
+			return -ENOMEM;
+		kfree_rcu(o, rcu);
+	}
+	return 0;
+}
+
+/* ---- IRQ context ---------------------------------------------------------- */
+
+static void *leaky_hard_objs[LEAKY_MAX_IRQ], *leaky_soft_objs[LEAKY_MAX_IRQ];
+static unsigned int leaky_irq_want, leaky_hard_n, leaky_soft_n;
+static struct hrtimer leaky_hrtimer;
+static struct timer_list leaky_timer;
+static DECLARE_COMPLETION(leaky_hard_done);
+static DECLARE_COMPLETION(leaky_soft_done);
+
+static noinline void leaky_hardirq_alloc(void)
+{
+	leaky_hard_objs[leaky_hard_n++] = kmalloc(LEAKY_HARDIRQ_OBJ, GFP_ATOMIC);
+}
+
+static enum hrtimer_restart leaky_hrtimer_fn(struct hrtimer *t)
+{
+	leaky_hardirq_alloc();
+	if (leaky_hard_n < leaky_irq_want) {
+		hrtimer_forward_now(t, ns_to_ktime(LEAKY_IRQ_PERIOD_NS));
+		return HRTIMER_RESTART;
+	}
+	complete(&leaky_hard_done);
+	return HRTIMER_NORESTART;
+}
+
+static noinline void leaky_softirq_alloc(void)
+{
+	leaky_soft_objs[leaky_soft_n++] = kmalloc(LEAKY_SOFTIRQ_OBJ, GFP_ATOMIC);
+}
+
+static void leaky_timer_fn(struct timer_list *t)
+{
+	leaky_softirq_alloc();
+	if (leaky_soft_n < leaky_irq_want)
+		mod_timer(t, jiffies + 1);
+	else
+		complete(&leaky_soft_done);
+}
+
+static noinline void leaky_irq_free(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < leaky_hard_n; i++)
+		kfree(leaky_hard_objs[i]);
+	for (i = 0; i < leaky_soft_n; i++)
+		kfree(leaky_soft_objs[i]);
+	leaky_hard_n = 0;
+	leaky_soft_n = 0;
+}
+
+static int leaky_irq(unsigned int n)
+{
+	if (!n || n > LEAKY_MAX_IRQ)
+		return -EINVAL;
+	hrtimer_cancel(&leaky_hrtimer);
+	del_timer_sync(&leaky_timer);
+	leaky_irq_free();
+	leaky_irq_want = n;
+	reinit_completion(&leaky_hard_done);
+	reinit_completion(&leaky_soft_done);
+	hrtimer_start(&leaky_hrtimer, ns_to_ktime(LEAKY_IRQ_PERIOD_NS),
+		      HRTIMER_MODE_REL_HARD);
+	mod_timer(&leaky_timer, jiffies + 1);
+	wait_for_completion(&leaky_hard_done);
+	wait_for_completion(&leaky_soft_done);
+	return 0;
+}
+
+/* ---- storm ------------------------------------------------------------------ */
+
+static DEFINE_PER_CPU(struct work_struct, leaky_storm_work);
+static unsigned long leaky_storm_end;
+
+static noinline void leaky_storm_alloc(unsigned int *seed)
+{
+	void *p[LEAKY_STORM_BATCH];
+	unsigned int i, size;
+
+	for (i = 0; i < LEAKY_STORM_BATCH; i++) {
+		*seed = *seed * 1103515245 + 12345;
+		size = LEAKY_STORM_MIN + (*seed >> 8) % (LEAKY_STORM_MAX - LEAKY_STORM_MIN);
+		p[i] = kmalloc(size, GFP_KERNEL);
+	}
+	for (i = 0; i < LEAKY_STORM_BATCH; i++)
+		kfree(p[i]);
+}
+
+static void leaky_storm_fn(struct work_struct *w)
+{
+	unsigned int seed = smp_processor_id() + 1;
+
+	while (time_before(jiffies, READ_ONCE(leaky_storm_end))) {
+		leaky_storm_alloc(&seed);
+		cond_resched();
+	}
+}
+
+static int leaky_storm(unsigned int ms)
+{
+	int cpu;
+
+	WRITE_ONCE(leaky_storm_end, jiffies + msecs_to_jiffies(ms));
+	for_each_online_cpu(cpu)
+		schedule_work_on(cpu, per_cpu_ptr(&leaky_storm_work, cpu));
+	return 0;
+}
+
+static void leaky_storm_wait(void)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		flush_work(per_cpu_ptr(&leaky_storm_work, cpu));
+}
+
+/* ---- steady leak and churn ------------------------------------------------------ */
+
+static struct task_struct *leaky_thread;
+
+static noinline void leaky_steady_leak(void)
+{
+	void *p = kmalloc(max_t(unsigned int, READ_ONCE(steady_size),
+				sizeof(struct leaky_obj)), GFP_KERNEL);
+
+	if (p) {
+		leaky_keep(&leaky_kmallocs, p);
+		steady_leaked++;
+	}
+}
+
+static noinline void leaky_churn(void)
+{
+	void *p = kmalloc(max_t(unsigned int, READ_ONCE(churn_size), 1), GFP_KERNEL);
+
+	kfree(p);
+}
+
+static int leaky_steady_fn(void *unused)
+{
+	unsigned long next_leak = jiffies, next_churn = jiffies, wait;
+	unsigned int lms, cms;
+
+	while (!kthread_should_stop()) {
+		lms = READ_ONCE(steady_ms);
+		cms = READ_ONCE(churn_ms);
+		wait = msecs_to_jiffies(LEAKY_IDLE_MS);
+		if (lms && steady_leaked < READ_ONCE(steady_max)) {
+			if (time_after_eq(jiffies, next_leak)) {
+				leaky_steady_leak();
+				next_leak = jiffies + msecs_to_jiffies(lms);
+			}
+			wait = min(wait, next_leak - jiffies);
+		}
+		if (cms) {
+			if (time_after_eq(jiffies, next_churn)) {
+				leaky_churn();
+				next_churn = jiffies + msecs_to_jiffies(cms);
+			}
+			wait = min(wait, next_churn - jiffies);
+		}
+		schedule_timeout_interruptible(max(wait, 1UL));
+	}
+	return 0;
+}
+
+/* ---- commands ---------------------------------------------------------------- */
+
+static void leaky_free_list(struct list_head *list, bool cache)
+{
+	struct leaky_obj *o;
+	unsigned long flags;
+
+	for (;;) {
+		spin_lock_irqsave(&leaky_lock, flags);
+		o = list_first_entry_or_null(list, struct leaky_obj, node);
+		if (o)
+			list_del(&o->node);
+		spin_unlock_irqrestore(&leaky_lock, flags);
+		if (!o)
+			break;
+		if (cache)
+			kmem_cache_free(leaky_cachep, o);
+		else
+			kfree(o);
+	}
+}
+
+static int leaky_run_set(const char *val, const struct kernel_param *kp)
+{
+	char cmd[LEAKY_CMD_LEN];
+	unsigned int a = 0, b = 0;
+	int n;
+
+	n = sscanf(val, "%63s %u %u", cmd, &a, &b);
+	if (n < 1)
+		return -EINVAL;
+	if (!strcmp(cmd, "leak") && n == 3 && b >= sizeof(struct leaky_obj))
+		return leaky_leak_kmalloc(a, b);
+	if (!strcmp(cmd, "cache") && n == 2)
+		return leaky_leak_cache(a);
+	if (!strcmp(cmd, "churn") && n == 2)
+		return leaky_transient(a);
+	if (!strcmp(cmd, "rcu") && n == 2)
+		return leaky_rcu_alloc(a);
+	if (!strcmp(cmd, "irq") && n == 2)
+		return leaky_irq(a);
+	if (!strcmp(cmd, "irqfree")) {
+		leaky_irq_free();
+		return 0;
+	}
+	if (!strcmp(cmd, "storm") && n == 2)
+		return leaky_storm(a);
+	if (!strcmp(cmd, "storm_wait")) {
+		leaky_storm_wait();
+		return 0;
+	}
+	if (!strcmp(cmd, "freeall")) {
+		leaky_free_list(&leaky_kmallocs, false);
+		leaky_free_list(&leaky_cached, true);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static const struct kernel_param_ops leaky_run_ops = {
+	.set = leaky_run_set,
+};
+module_param_cb(run, &leaky_run_ops, NULL, 0200);
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | irq N | irqfree | storm MS | storm_wait | freeall");
+
+static void leaky_ctor(void *p)
+{
+	memset(p, 0, LEAKY_CACHE_OBJ);
+}
+
+static int __init leaky_init(void)
+{
+	int cpu;
+
+	/* A constructor keeps SLUB from merging this cache with another. */
+	leaky_cachep = kmem_cache_create(LEAKY_CACHE_NAME, LEAKY_CACHE_OBJ, 0, 0,
+					 leaky_ctor);
+	if (!leaky_cachep)
+		return -ENOMEM;
+	hrtimer_init(&leaky_hrtimer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_HARD);
+	leaky_hrtimer.function = leaky_hrtimer_fn;
+	timer_setup(&leaky_timer, leaky_timer_fn, 0);
+	for_each_possible_cpu(cpu)
+		INIT_WORK(per_cpu_ptr(&leaky_storm_work, cpu), leaky_storm_fn);
+	leaky_thread = kthread_run(leaky_steady_fn, NULL, "leaky_steady");
+	if (IS_ERR(leaky_thread)) {
+		kmem_cache_destroy(leaky_cachep);
+		return PTR_ERR(leaky_thread);
+	}
+	return 0;
+}
+
+static void __exit leaky_exit(void)
+{
+	kthread_stop(leaky_thread);
+	hrtimer_cancel(&leaky_hrtimer);
+	del_timer_sync(&leaky_timer);
+	WRITE_ONCE(leaky_storm_end, jiffies);
+	leaky_storm_wait();
+	leaky_irq_free();
+	leaky_free_list(&leaky_kmallocs, false);
+	leaky_free_list(&leaky_cached, true);
+	rcu_barrier();
+	kmem_cache_destroy(leaky_cachep);
+}
+
+module_init(leaky_init);
+module_exit(leaky_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Allocation patterns for testing mlt.ko");

@@ -1,0 +1,121 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot a kernel under QEMU (TCG) with a busybox initramfs, run a hook script
+# in the guest, and capture the serial console.
+#
+#   run-qemu.sh --kernel VMLINUZ [--arch x86_64|arm64] [--module KO]...
+#               [--extra-file SRC:DST]... [--init-hook SCRIPT] [--hook-args "A B"]
+#               [--log FILE] [--timeout SEC] [--mem MB] [--smp N]
+#               [--append "kernel args"] [--share DIR]
+#
+# The guest mounts proc, sysfs, devtmpfs and debugfs, puts modules in
+# /modules, sources /lib/mlt-guest.sh (helpers: emit NAME FILE prints a file
+# base64-encoded between "@@BEGIN NAME" and "@@END NAME" lines; see
+# tests/extract.py to get files back on the host), runs /hook.sh with the
+# hook arguments, prints "@@GUEST-DONE <rc>" and powers off.
+# --share DIR exports DIR over virtio-9p as mount tag "host" (the guest
+# mounts it at /host if the kernel has 9p built in or its modules were
+# added with --module).
+#
+# Exit status: the hook's status, 124 on timeout, 125 if the guest died
+# (panic, oops with oops=panic, WARN with panic_on_warn=1) before finishing.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+KERNEL="" ARCH=x86_64 LOG="" TIMEOUT=300 MEM=512 SMP=2 APPEND="" SHARE=""
+HOOK="" HOOK_ARGS=""
+MODULES=() EXTRAS=()
+
+usage() { sed -n '3,25p' "$0" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--kernel) KERNEL=$2; shift 2 ;;
+	--arch) ARCH=$2; shift 2 ;;
+	--module) MODULES+=("$2"); shift 2 ;;
+	--extra-file) EXTRAS+=("$2"); shift 2 ;;
+	--init-hook) HOOK=$2; shift 2 ;;
+	--hook-args) HOOK_ARGS=$2; shift 2 ;;
+	--log) LOG=$2; shift 2 ;;
+	--timeout) TIMEOUT=$2; shift 2 ;;
+	--mem) MEM=$2; shift 2 ;;
+	--smp) SMP=$2; shift 2 ;;
+	--append) APPEND=$2; shift 2 ;;
+	--share) SHARE=$2; shift 2 ;;
+	-h|--help) usage ;;
+	*) echo "run-qemu.sh: unknown option $1" >&2; usage ;;
+	esac
+done
+[ -n "$KERNEL" ] || usage
+[ -r "$KERNEL" ] || { echo "run-qemu.sh: cannot read kernel $KERNEL" >&2; exit 2; }
+
+BUSYBOX=${BUSYBOX:-/bin/busybox}	# busybox-static
+case "$ARCH" in
+x86_64)
+	QEMU=qemu-system-x86_64
+	MACHINE=(-M pc -cpu max)
+	CONSOLE=ttyS0
+	;;
+arm64|aarch64)
+	QEMU=qemu-system-aarch64
+	MACHINE=(-M virt -cpu max)
+	CONSOLE=ttyAMA0
+	# The x86_64 busybox cannot run in an arm64 guest: use the arm64
+	# busybox-static extracted by .ci/install-kmod.sh.
+	BUSYBOX=${BUSYBOX_ARM64:-/var/cache/kmemfleet-kmod/arm64/root/bin/busybox}
+	;;
+*) echo "run-qemu.sh: unknown arch $ARCH" >&2; exit 2 ;;
+esac
+command -v "$QEMU" >/dev/null || { echo "run-qemu.sh: $QEMU not installed" >&2; exit 2; }
+[ -x "$BUSYBOX" ] || { echo "run-qemu.sh: no static busybox for $ARCH at $BUSYBOX" >&2; exit 2; }
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+ROOT=$WORK/root
+mkdir -p "$ROOT"/{bin,dev,proc,sys,tmp,modules,lib,host}
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+cp "$HERE/guest-init.sh" "$ROOT/init"
+cp "$HERE/mlt-guest.sh" "$ROOT/lib/mlt-guest.sh"
+chmod 755 "$ROOT/init"
+for m in "${MODULES[@]}"; do
+	cp "$m" "$ROOT/modules/"
+done
+for e in "${EXTRAS[@]}"; do
+	src=${e%%:*} dst=${e#*:}
+	mkdir -p "$ROOT/$(dirname "$dst")"
+	cp -r "$src" "$ROOT/$dst"
+done
+if [ -n "$HOOK" ]; then
+	cp "$HOOK" "$ROOT/hook.sh"
+	chmod 755 "$ROOT/hook.sh"
+fi
+printf '%s\n' "$HOOK_ARGS" > "$ROOT/hook.args"
+(cd "$ROOT" && find . | cpio -o -H newc --quiet) > "$WORK/initrd.cpio"
+
+LOG=${LOG:-$WORK/console.log}
+: > "$LOG"
+EXTRA_DEV=()
+if [ -n "$SHARE" ]; then
+	EXTRA_DEV=(-virtfs "local,path=$SHARE,mount_tag=host,security_model=none")
+fi
+
+# TCG only: KVM is not assumed (and hangs on some CI hosts).
+rc=0
+timeout --foreground -k 10 "$TIMEOUT" \
+	"$QEMU" "${MACHINE[@]}" -accel tcg -smp "$SMP" -m "$MEM" \
+	-kernel "$KERNEL" -initrd "$WORK/initrd.cpio" \
+	-append "console=$CONSOLE loglevel=3 oops=panic panic_on_warn=1 panic=-1 $APPEND" \
+	-display none -monitor none -serial "file:$LOG" -no-reboot \
+	"${EXTRA_DEV[@]}" </dev/null || rc=$?
+
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+	echo "run-qemu.sh: timeout after ${TIMEOUT}s" >&2
+	exit 124
+fi
+done_line=$(grep -a '^@@GUEST-DONE' "$LOG" | tail -n1 | tr -d '\r' || true)
+if [ -z "$done_line" ]; then
+	echo "run-qemu.sh: guest did not finish (panic or crash); see $LOG" >&2
+	exit 125
+fi
+exit "${done_line#@@GUEST-DONE }"
