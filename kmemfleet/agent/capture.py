@@ -35,11 +35,17 @@ class Capture:
     raw_bytes: int = 0  # text read, for the wire-size comparison
 
 
-def parse_texts(texts: Mapping[str, str], device: device_pb2.DeviceIdentity,
-                captured_at_ns: int, uptime: float) -> Capture:
+def parse_texts(
+    texts: Mapping[str, str], device: device_pb2.DeviceIdentity, captured_at_ns: int, uptime: float
+) -> Capture:
     """Parse the texts of one capture, keyed by bundle file name (slabinfo, meminfo, ...)."""
-    cap = Capture(device=device, captured_at_ns=captured_at_ns, uptime_seconds=uptime,
-                  slabs=None, raw_bytes=sum(len(t) for t in texts.values()))
+    cap = Capture(
+        device=device,
+        captured_at_ns=captured_at_ns,
+        uptime_seconds=uptime,
+        slabs=None,
+        raw_bytes=sum(len(t) for t in texts.values()),
+    )
     if "slabinfo" in texts:
         slabs = slabinfo.parse(texts["slabinfo"])
         cap.slabs = slabs.items
@@ -54,15 +60,15 @@ def parse_texts(texts: Mapping[str, str], device: device_pb2.DeviceIdentity,
             cap.buddy = buddy.items
             cap.issues.extend(buddy.issues)
     except SourceError as exc:
-        cap.issues.append(pb.ParseIssue(file=exc.path, line=exc.line or 0,
-                                        reason=exc.reason[:200]))
+        cap.issues.append(pb.ParseIssue(file=exc.path, line=exc.line or 0, reason=exc.reason[:200]))
     for spec in stacks.SOURCES:  # priority order
         if spec.name in texts:
             try:
                 cap.stacks = spec.parse(texts[spec.name], spec.shown)
             except SourceError as exc:
-                cap.issues.append(pb.ParseIssue(file=spec.shown, line=exc.line or 0,
-                                                reason=exc.reason[:200]))
+                cap.issues.append(
+                    pb.ParseIssue(file=spec.shown, line=exc.line or 0, reason=exc.reason[:200])
+                )
                 continue
             cap.issues.extend(cap.stacks.issues)
             break

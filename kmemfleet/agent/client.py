@@ -21,8 +21,9 @@ class DeliveryError(Exception):
     """The server could not be reached or ended the stream."""
 
 
-def send_and_wait(cfg: ClientConfig, snapshots: Iterable[pb.Snapshot],
-                  timeout: float = 30.0) -> list[ingest_pb2.Ack]:
+def send_and_wait(
+    cfg: ClientConfig, snapshots: Iterable[pb.Snapshot], timeout: float = 30.0
+) -> list[ingest_pb2.Ack]:
     """Stream the snapshots and return their acks, in order.
 
     Raises DeliveryError when the stream breaks before every snapshot was
@@ -47,8 +48,9 @@ def send_and_wait(cfg: ClientConfig, snapshots: Iterable[pb.Snapshot],
     acks: list[ingest_pb2.Ack] = []
     with sync_channel(cfg) as channel:
         stub = ingest_pb2_grpc.IngestStub(channel)
-        call = stub.Stream(requests(), metadata=call_metadata(cfg), timeout=timeout,
-                           wait_for_ready=False)
+        call = stub.Stream(
+            requests(), metadata=call_metadata(cfg), timeout=timeout, wait_for_ready=False
+        )
         try:
             for ack in call:
                 acks.append(ack)

@@ -79,17 +79,28 @@ class DeltaEncoder:
 
     def _wants_keyframe(self, cap: Capture) -> bool:
         source = cap.stacks.source if cap.stacks is not None else None
-        return (self._force or cap.device.boot_id != self._boot or source != self._source
-                or (cap.slabs is not None) != self._has_slabs
-                or self._since_key + 1 >= self.policy.every
-                or cap.captured_at_ns - self._key_ns >= self.policy.seconds * 1e9)
+        return (
+            self._force
+            or cap.device.boot_id != self._boot
+            or source != self._source
+            or (cap.slabs is not None) != self._has_slabs
+            or self._since_key + 1 >= self.policy.every
+            or cap.captured_at_ns - self._key_ns >= self.policy.seconds * 1e9
+        )
 
     def encode(self, cap: Capture, seq: int, spool_dropped: int = 0) -> Encoded:
         key = self._wants_keyframe(cap)
-        snap = pb.Snapshot(device=cap.device, seq=seq, captured_at_ns=cap.captured_at_ns,
-                           uptime_seconds=cap.uptime_seconds, base_seq=0 if key else self._seq,
-                           meminfo=cap.meminfo, buddyinfo=cap.buddy,
-                           parse_issues=cap.issues, spool_dropped=spool_dropped)
+        snap = pb.Snapshot(
+            device=cap.device,
+            seq=seq,
+            captured_at_ns=cap.captured_at_ns,
+            uptime_seconds=cap.uptime_seconds,
+            base_seq=0 if key else self._seq,
+            meminfo=cap.meminfo,
+            buddyinfo=cap.buddy,
+            parse_issues=cap.issues,
+            spool_dropped=spool_dropped,
+        )
         raw_slabs, slab_count = self._encode_slabs(cap, snap, key)
         defs, sample_count = self._encode_stacks(cap.stacks, snap, key)
         if cap.stacks is not None:
@@ -120,8 +131,9 @@ class DeltaEncoder:
         self._slabs = current
         return b"".join(out), len(out)
 
-    def _encode_stacks(self, report: StackReport | None, snap: pb.Snapshot,
-                       key: bool) -> tuple[bytes, int]:
+    def _encode_stacks(
+        self, report: StackReport | None, snap: pb.Snapshot, key: bool
+    ) -> tuple[bytes, int]:
         previous = self._stacks
         current: dict[int, tuple[int, int, int, int, int]] = {}
         defs: dict[int, bytes] = {}
@@ -132,8 +144,14 @@ class DeltaEncoder:
             sid = row[0]
             current[sid] = values
             if key or previous.get(sid) != values:
-                samples.add(stack_id=sid, bytes=values[0], objects=values[1],
-                            allocs=values[2], frees=values[3], bytes_upper=values[4])
+                samples.add(
+                    stack_id=sid,
+                    bytes=values[0],
+                    objects=values[1],
+                    allocs=values[2],
+                    frees=values[3],
+                    bytes_upper=values[4],
+                )
                 out.append(_field(_TAG_STACK_DEFINITIONS, self._definition(report, row, defs)))
             elif sid in self._defs:
                 defs[sid] = self._defs[sid]
@@ -146,8 +164,9 @@ class DeltaEncoder:
         self._defs = defs
         return b"".join(out), len(out)
 
-    def _definition(self, report: StackReport | None, row: StackRow,
-                    keep: dict[int, bytes]) -> bytes:
+    def _definition(
+        self, report: StackReport | None, row: StackRow, keep: dict[int, bytes]
+    ) -> bytes:
         data = self._defs.get(row.stack_id)
         if data is None:
             assert report is not None

@@ -62,8 +62,9 @@ def os_release(fs: KernelFS) -> dict[str, str]:
 def boot_id(fs: KernelFS) -> str:
     value = _read_first_line(fs.proc("sys/kernel/random/boot_id"))
     if not value:
-        raise SourceError("/proc/sys/kernel/random/boot_id", "missing or empty: cannot tell "
-                          "boots apart")
+        raise SourceError(
+            "/proc/sys/kernel/random/boot_id", "missing or empty: cannot tell boots apart"
+        )
     return value
 
 
@@ -85,8 +86,13 @@ def _firmware(cfg: IdentityConfig, fs: KernelFS) -> str:
         return value
     if cfg.firmware_command:
         try:
-            out = subprocess.run(shlex.split(cfg.firmware_command), capture_output=True,
-                                 text=True, timeout=10, check=True).stdout.strip()
+            out = subprocess.run(
+                shlex.split(cfg.firmware_command),
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError) as exc:
             raise SourceError(cfg.firmware_command, f"firmware command failed: {exc}") from None
         if not out:
@@ -111,8 +117,7 @@ def read_identity(cfg: IdentityConfig, fs: KernelFS) -> device_pb2.DeviceIdentit
         source = cfg.device_id_file or "etc/machine-id"
         device_id = _read_first_line(_under_root(fs, source))
         if not device_id:
-            raise SourceError(source, "no device id: set --device-id or provide "
-                              "/etc/machine-id")
+            raise SourceError(source, "no device id: set --device-id or provide /etc/machine-id")
     release = _read_first_line(fs.proc("sys/kernel/osrelease")) or os.uname().release
     return device_pb2.DeviceIdentity(
         device_id=device_id,

@@ -21,8 +21,14 @@ from kmemfleet.v1 import ingest_pb2
 
 
 class Agent:
-    def __init__(self, fs: KernelFS, identity: IdentityConfig, spool: Spool,
-                 encoder: DeltaEncoder, uploader: Uploader | None = None) -> None:
+    def __init__(
+        self,
+        fs: KernelFS,
+        identity: IdentityConfig,
+        spool: Spool,
+        encoder: DeltaEncoder,
+        uploader: Uploader | None = None,
+    ) -> None:
         self.fs = fs
         self.identity = identity
         self.spool = spool
@@ -47,9 +53,16 @@ class Agent:
         enc = self.encoder.encode(cap, seq, drops)
         if self.spool.append(seq, enc.data, enc.keyframe, drops):
             self.encoder.force_keyframe()
-        self._log.info("snapshot_spooled", seq=seq, keyframe=enc.keyframe,
-                       slab_caches=enc.slab_caches, stack_samples=enc.stack_samples,
-                       bytes=len(enc.data), issues=len(cap.issues), spooled=len(self.spool))
+        self._log.info(
+            "snapshot_spooled",
+            seq=seq,
+            keyframe=enc.keyframe,
+            slab_caches=enc.slab_caches,
+            stack_samples=enc.stack_samples,
+            bytes=len(enc.data),
+            issues=len(cap.issues),
+            spooled=len(self.spool),
+        )
         if self.uploader is not None:
             self.uploader.notify()
         return enc

@@ -62,8 +62,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 class Spool:
-    def __init__(self, directory: Path = DEFAULT_DIR, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_count: int = DEFAULT_MAX_COUNT) -> None:
+    def __init__(
+        self,
+        directory: Path = DEFAULT_DIR,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_count: int = DEFAULT_MAX_COUNT,
+    ) -> None:
         self.dir = directory
         self.max_bytes = max_bytes
         self.max_count = max(1, max_count)
@@ -131,8 +135,11 @@ class Spool:
         total = sum(e.size for e in self._entries.values())
         dropped = 0
         broke = False
-        while order and (len(order) > self.max_count or total > self.max_bytes
-                         or (broke and not self._entries[order[0]].keyframe)):
+        while order and (
+            len(order) > self.max_count
+            or total > self.max_bytes
+            or (broke and not self._entries[order[0]].keyframe)
+        ):
             e = self._entries.pop(order.pop(0))
             total -= e.size
             self._unreported += 1 + self._carried_drops(e)
@@ -141,8 +148,9 @@ class Spool:
             broke = True  # deltas after a dropped snapshot lost their base
         if dropped:
             self.needs_keyframe = True
-            self._log.warning("spool_dropped", dropped=dropped, newest_seq=newest,
-                              kept=len(order), bytes=total)
+            self._log.warning(
+                "spool_dropped", dropped=dropped, newest_seq=newest, kept=len(order), bytes=total
+            )
         return dropped
 
     def _carried_drops(self, e: Entry) -> int:

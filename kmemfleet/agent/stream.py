@@ -68,9 +68,15 @@ def strip_known_definitions(snap: pb.Snapshot, defined: set[int]) -> None:
 class Uploader:
     """Runs in its own thread; the capture loop calls notify() after each append."""
 
-    def __init__(self, spool: Spool, cfg: ClientConfig, backoff: Backoff | None = None,
-                 window: int = 32, on_ack: Callable[[ingest_pb2.Ack], None] | None = None,
-                 on_rejected: Callable[[ingest_pb2.Ack], None] | None = None) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        cfg: ClientConfig,
+        backoff: Backoff | None = None,
+        window: int = 32,
+        on_ack: Callable[[ingest_pb2.Ack], None] | None = None,
+        on_rejected: Callable[[ingest_pb2.Ack], None] | None = None,
+    ) -> None:
         self.spool = spool
         self.cfg = cfg
         self.backoff = backoff or Backoff()
@@ -86,8 +92,7 @@ class Uploader:
 
     # -- control --------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="kmemfleet-uploader",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="kmemfleet-uploader", daemon=True)
         self._thread.start()
 
     def notify(self) -> None:
@@ -120,8 +125,12 @@ class Uploader:
                 return
             attempt = 0 if acked else attempt + 1
             delay = self.backoff.delay(attempt)
-            self._log.warning("stream_broken", error=self.counters.last_error,
-                              retry_in_s=round(delay, 2), pending=len(self.spool))
+            self._log.warning(
+                "stream_broken",
+                error=self.counters.last_error,
+                retry_in_s=round(delay, 2),
+                pending=len(self.spool),
+            )
             self._stop.wait(delay)
 
     def _session(self) -> int:
@@ -161,23 +170,22 @@ class Uploader:
                 self.counters.duplicate += 1
             else:
                 self.counters.rejected += 1
-                self._log.error("snapshot_rejected", seq=ack.seq, code=ack.code,
-                                reason=ack.message)
+                self._log.error("snapshot_rejected", seq=ack.seq, code=ack.code, reason=ack.message)
                 if self.on_rejected is not None:
                     self.on_rejected(ack)
             self._cond.notify_all()
         if self.on_ack is not None:
             self.on_ack(ack)
 
-    def _requests(self, inflight: deque[int], ended: threading.Event
-                  ) -> Iterator[pb.Snapshot]:
+    def _requests(self, inflight: deque[int], ended: threading.Event) -> Iterator[pb.Snapshot]:
         defined: set[int] = set()
         last = 0
         while True:
             with self._cond:
                 seq = self._cond.wait_for(
                     lambda after=last: self._next(inflight, after, ended),  # type: ignore[misc]
-                    timeout=1.0)
+                    timeout=1.0,
+                )
                 if seq < 0:
                     return
                 if seq == 0:

@@ -23,34 +23,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # None = not given on the command line, so the config file can supply it.
     parser.set_defaults(server=None, token=None)
     parser.add_argument("--interval", type=float, help="seconds between snapshots (default 300)")
-    parser.add_argument("--once", action="store_true",
-                        help="take one snapshot, deliver the spool, exit")
-    parser.add_argument("--once-timeout", type=float,
-                        help="with --once: give up delivering after this many seconds (60)")
-    parser.add_argument("--proc-root", type=Path,
-                        help="root of the tree holding proc/, sys/, etc/ (default /)")
-    parser.add_argument("--debugfs", type=Path,
-                        help="debugfs mount (default ROOT/sys/kernel/debug)")
+    parser.add_argument(
+        "--once", action="store_true", help="take one snapshot, deliver the spool, exit"
+    )
+    parser.add_argument(
+        "--once-timeout",
+        type=float,
+        help="with --once: give up delivering after this many seconds (60)",
+    )
+    parser.add_argument(
+        "--proc-root", type=Path, help="root of the tree holding proc/, sys/, etc/ (default /)"
+    )
+    parser.add_argument(
+        "--debugfs", type=Path, help="debugfs mount (default ROOT/sys/kernel/debug)"
+    )
     parser.add_argument("--device-id", help="device id (default: /etc/machine-id)")
     parser.add_argument("--device-id-file", help="file holding the device id")
-    parser.add_argument("--firmware-version", help="firmware version (default: os-release "
-                        "VERSION_ID)")
+    parser.add_argument(
+        "--firmware-version", help="firmware version (default: os-release VERSION_ID)"
+    )
     parser.add_argument("--firmware-file", help="file whose first line is the firmware version")
-    parser.add_argument("--firmware-os-release-key", help="os-release key holding the "
-                        "firmware version (default VERSION_ID)")
+    parser.add_argument(
+        "--firmware-os-release-key",
+        help="os-release key holding the firmware version (default VERSION_ID)",
+    )
     parser.add_argument("--firmware-command", help="command printing the firmware version")
     parser.add_argument("--hardware-model", help="hardware model (default: device tree / DMI)")
-    parser.add_argument("--label", dest="labels", action="append", default=[],
-                        metavar="KEY=VALUE", help="a free-form label (repeatable)")
-    parser.add_argument("--spool-dir", type=Path,
-                        help="where unacknowledged snapshots wait (default "
-                        "/var/lib/kmemfleet/spool)")
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a free-form label (repeatable)",
+    )
+    parser.add_argument(
+        "--spool-dir",
+        type=Path,
+        help="where unacknowledged snapshots wait (default /var/lib/kmemfleet/spool)",
+    )
     parser.add_argument("--spool-max-bytes", type=int, help="spool bound in bytes (64 MiB)")
     parser.add_argument("--spool-max-count", type=int, help="spool bound in snapshots (10000)")
-    parser.add_argument("--keyframe-every", type=int,
-                        help="a full snapshot every N snapshots (default 12)")
-    parser.add_argument("--keyframe-seconds", type=float,
-                        help="and at least every S seconds (default 3600)")
+    parser.add_argument(
+        "--keyframe-every", type=int, help="a full snapshot every N snapshots (default 12)"
+    )
+    parser.add_argument(
+        "--keyframe-seconds", type=float, help="and at least every S seconds (default 3600)"
+    )
     parser.add_argument("--backoff-initial", type=float, help="first reconnect delay (1 s)")
     parser.add_argument("--backoff-max", type=float, help="longest reconnect delay (300 s)")
 
@@ -73,29 +92,44 @@ def run(args: argparse.Namespace) -> int:
 
     s = resolve(args)
     logger = log.get("agent")
-    cfg = ClientConfig(server=s["server"], token=s["token"], insecure=s["insecure"],
-                       tls_ca=s["tls_ca"], tls_cert=s["tls_cert"], tls_key=s["tls_key"],
-                       tls_server_name=s["tls_server_name"])
+    cfg = ClientConfig(
+        server=s["server"],
+        token=s["token"],
+        insecure=s["insecure"],
+        tls_ca=s["tls_ca"],
+        tls_cert=s["tls_cert"],
+        tls_key=s["tls_key"],
+        tls_server_name=s["tls_server_name"],
+    )
     ident = IdentityConfig(
-        device_id=s["device_id"], device_id_file=s["device_id_file"],
-        firmware_version=s["firmware_version"], firmware_file=s["firmware_file"],
+        device_id=s["device_id"],
+        device_id_file=s["device_id_file"],
+        firmware_version=s["firmware_version"],
+        firmware_file=s["firmware_file"],
         firmware_os_release_key=s["firmware_os_release_key"],
-        firmware_command=s["firmware_command"], hardware_model=s["hardware_model"],
+        firmware_command=s["firmware_command"],
+        hardware_model=s["hardware_model"],
         labels=s["labels"],
     )
     fs = KernelFS(root=s["proc_root"], debugfs=s["debugfs"])
     try:
         spool = Spool(s["spool_dir"], s["spool_max_bytes"], s["spool_max_count"])
     except OSError as exc:
-        raise CliError(f"cannot use spool directory {s['spool_dir']}: {exc.strerror} "
-                       "(set --spool-dir)") from None
+        raise CliError(
+            f"cannot use spool directory {s['spool_dir']}: {exc.strerror} (set --spool-dir)"
+        ) from None
     encoder = DeltaEncoder(KeyframePolicy(s["keyframe_every"], s["keyframe_seconds"]))
     uploader = Uploader(spool, cfg, Backoff(s["backoff_initial"], s["backoff_max"]))
     agent = Agent(fs, ident, spool, encoder, uploader)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    logger.info("agent_started", server=cfg.server, spool=str(spool.dir), pending=len(spool),
-                interval_s=s["interval"])
+    logger.info(
+        "agent_started",
+        server=cfg.server,
+        spool=str(spool.dir),
+        pending=len(spool),
+        interval_s=s["interval"],
+    )
     uploader.start()
     try:
         if s["once"]:
@@ -111,9 +145,11 @@ def run(args: argparse.Namespace) -> int:
 def _once(agent: Any, uploader: Any, timeout: float) -> int:
     agent.snapshot()
     if not uploader.wait_empty(timeout):
-        raise CliError(f"{len(agent.spool)} snapshot(s) still unacknowledged after "
-                       f"{timeout:g}s ({uploader.counters.last_error or 'no answer'}); "
-                       "they stay in the spool for the next run")
+        raise CliError(
+            f"{len(agent.spool)} snapshot(s) still unacknowledged after "
+            f"{timeout:g}s ({uploader.counters.last_error or 'no answer'}); "
+            "they stay in the spool for the next run"
+        )
     if uploader.counters.last_error_code is not None and len(agent.spool):
         raise CliError(uploader.counters.last_error)
     c = uploader.counters

@@ -26,14 +26,20 @@ INACCURATE = "accurate:no"
 def parse(text: str, path: str = PATH) -> StackReport:
     lines = text.split("\n")
     if not lines[0].startswith(HEADER_PREFIX):
-        raise SourceError(path, f"not an allocinfo file: first line must start with "
-                          f"{HEADER_PREFIX!r}", line=1)
-    version = lines[0][len(HEADER_PREFIX):].strip()
+        raise SourceError(
+            path, f"not an allocinfo file: first line must start with {HEADER_PREFIX!r}", line=1
+        )
+    version = lines[0][len(HEADER_PREFIX) :].strip()
     if version not in SUPPORTED_VERSIONS:
-        raise SourceError(path, f"unsupported allocinfo version {version!r} (supported: "
-                          f"{', '.join(SUPPORTED_VERSIONS)})", line=1)
-    report = StackReport(source=pb.STACK_SOURCE_ALLOCINFO, path=path, version=version,
-                         frame_parser=parse_codetag)
+        raise SourceError(
+            path,
+            f"unsupported allocinfo version {version!r} (supported: "
+            f"{', '.join(SUPPORTED_VERSIONS)})",
+            line=1,
+        )
+    report = StackReport(
+        source=pb.STACK_SOURCE_ALLOCINFO, path=path, version=version, frame_parser=parse_codetag
+    )
     seen: set[int] = set()
     inaccurate = 0
     for lineno, line in enumerate(lines[1:], start=2):

@@ -18,17 +18,23 @@ def parse(text: str, path: str = PATH) -> Parsed[pb.BuddyZone]:
         tokens = line.split()
         if not tokens:
             continue
-        if (len(tokens) < 5 or tokens[0] != "Node" or not tokens[1].endswith(",")
-                or tokens[2] != "zone"):
+        if (
+            len(tokens) < 5
+            or tokens[0] != "Node"
+            or not tokens[1].endswith(",")
+            or tokens[2] != "zone"
+        ):
             result.skip(path, lineno, "expected 'Node N, zone NAME counts...'")
             continue
         node, counts = tokens[1][:-1], tokens[4:]
         if not (node.isascii() and node.isdigit() and len(node) < 9) or not all(
-                c.isascii() and c.isdigit() and len(c) < 19 for c in counts):
+            c.isascii() and c.isdigit() and len(c) < 19 for c in counts
+        ):
             result.skip(path, lineno, "node or free block count is not a number")
             continue
-        result.items.append(pb.BuddyZone(node=int(node), zone=tokens[3],
-                                         free_blocks=[int(c) for c in counts]))
+        result.items.append(
+            pb.BuddyZone(node=int(node), zone=tokens[3], free_blocks=[int(c) for c in counts])
+        )
     if not result.items and result.skipped:
         raise SourceError(path, "no 'Node N, zone NAME' rows: not a buddyinfo file", line=1)
     return result

@@ -8,18 +8,20 @@ name, so an unusual rendering still shows up, never raises.
 
 from __future__ import annotations
 
+import re
+
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 _U64 = (1 << 64) - 1
 
 
+_HEX = re.compile(r"0x([0-9a-fA-F]{1,16})")
+
+
 def _hex(token: str) -> int | None:
-    if not token.startswith("0x") or len(token) < 3 or len(token) > 18:
-        return None
-    try:
-        return int(token[2:], 16)
-    except ValueError:
-        return None
+    # Not int(x, 16) alone: it also takes signs, spaces and underscores.
+    m = _HEX.fullmatch(token)
+    return int(m[1], 16) if m else None
 
 
 def parse_symbol(text: str) -> pb.Frame:

@@ -26,8 +26,9 @@ _TOTAL_KEYS = {
 
 
 def parse(text: str, path: str = PATH) -> StackReport:
-    report = StackReport(source=pb.STACK_SOURCE_KMALLOC, path=path, version="",
-                         frame_parser=parse_symbol)
+    report = StackReport(
+        source=pb.STACK_SOURCE_KMALLOC, path=path, version="", frame_parser=parse_symbol
+    )
     columns: list[str] | None = None
     seen: set[int] = set()
     header: dict[str, int] = {}
@@ -43,8 +44,11 @@ def parse(text: str, path: str = PATH) -> StackReport:
             key, sep, value = line.partition(":")
             value = value.strip()
             if not sep or not _is_int(value):
-                raise SourceError(path, f"expected a 'name: number' header line, got "
-                                  f"{line.strip()[:80]!r}", line=lineno)
+                raise SourceError(
+                    path,
+                    f"expected a 'name: number' header line, got {line.strip()[:80]!r}",
+                    line=lineno,
+                )
             header["_".join(key.split())] = int(value)
             continue
         fields = line.split()
@@ -68,11 +72,13 @@ def parse(text: str, path: str = PATH) -> StackReport:
             report.skip(lineno, f"duplicate caller {row['caller']!r}")
             continue
         seen.add(sid)
-        report.rows.append(StackRow(sid, net, max(allocs - frees, 0), allocs, frees, 0,
-                                    (row["caller"],)))
+        report.rows.append(
+            StackRow(sid, net, max(allocs - frees, 0), allocs, frees, 0, (row["caller"],))
+        )
     if columns is None:
-        raise SourceError(path, "not a /proc/kmalloc report: no 'total slack net alloc/free "
-                          "caller' column line")
+        raise SourceError(
+            path, "not a /proc/kmalloc report: no 'total slack net alloc/free caller' column line"
+        )
     for name, number in header.items():
         if name in _TOTAL_KEYS:
             setattr(report, _TOTAL_KEYS[name], number)

@@ -28,8 +28,7 @@ _SIZE = r"(\d+)(?:\.(\d+))?\s*(MB|KB|B)"
 _SIZE_ROW = re.compile(r"\s*(\d+)\s+(\S.*?)\s+" + _SIZE + r"\s+\((\d+)\)\s*", re.ASCII)
 _COUNT_ROW = re.compile(r"\s*(\d+)\s+(\S.*?)\s+(\d+)\s+\(" + _SIZE + r"\)\s*", re.ASCII)
 _TOTAL_OBJS = re.compile(r"Outstanding (\S+) allocations tracked by MLT:\s*(\d+)\s*", re.ASCII)
-_TOTAL_MEM = re.compile(r"Outstanding (\S+) memory tracked by MLT:\s*" + _SIZE + r"\s*",
-                        re.ASCII)
+_TOTAL_MEM = re.compile(r"Outstanding (\S+) memory tracked by MLT:\s*" + _SIZE + r"\s*", re.ASCII)
 
 
 def size_range(whole: str, fraction: str | None, unit: str) -> tuple[int, int]:
@@ -58,8 +57,9 @@ def size_range(whole: str, fraction: str | None, unit: str) -> tuple[int, int]:
 
 def parse(text: str, path: str = PATH) -> StackReport:
     lines = [line.rstrip("\r") for line in text.split("\n")]
-    report = StackReport(source=pb.STACK_SOURCE_MEM_LEAKS, path=path, version="",
-                         frame_parser=parse_symbol)
+    report = StackReport(
+        source=pb.STACK_SOURCE_MEM_LEAKS, path=path, version="", frame_parser=parse_symbol
+    )
     layout = None
     rows: list[_Pending] = []
     for lineno, line in enumerate(lines, start=1):
@@ -80,8 +80,11 @@ def parse(text: str, path: str = PATH) -> StackReport:
             continue
         report.skip(lineno, f"unrecognised row {line.strip()[:80]!r}")
     if layout is None:
-        raise SourceError(path, "not an MLT mem_leaks report: no column header line "
-                          f"({SIZE_SORTED!r} or {COUNT_SORTED!r})")
+        raise SourceError(
+            path,
+            "not an MLT mem_leaks report: no column header line "
+            f"({SIZE_SORTED!r} or {COUNT_SORTED!r})",
+        )
     seen: set[int] = set()
     for r in rows:
         sid = stack_id(r.frames)

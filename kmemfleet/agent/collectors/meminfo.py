@@ -7,8 +7,16 @@ from kmemfleet.errors import SourceError
 
 PATH = "/proc/meminfo"
 # The keys kernel memory leaks show up in, for views and ranking.
-LEAK_KEYS = ("MemTotal", "MemFree", "LowFree", "Slab", "SUnreclaim", "KernelStack",
-             "PageTables", "VmallocUsed")
+LEAK_KEYS = (
+    "MemTotal",
+    "MemFree",
+    "LowFree",
+    "Slab",
+    "SUnreclaim",
+    "KernelStack",
+    "PageTables",
+    "VmallocUsed",
+)
 
 
 def parse(text: str, path: str = PATH) -> Parsed[tuple[str, int]]:

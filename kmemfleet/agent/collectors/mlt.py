@@ -33,21 +33,25 @@ _TOTALS = ("tracked_objects", "tracked_bytes", "dropped", "untracked_frees", "mi
 def parse(text: str, path: str = PATH) -> StackReport:
     first, _, rest = text.partition("\n")
     if not first.startswith(HEADER_PREFIX):
-        raise SourceError(path, f"not an mlt stacks report: first line must start with "
-                          f"{HEADER_PREFIX!r}", line=1)
-    version = first[len(HEADER_PREFIX):].strip()
+        raise SourceError(
+            path, f"not an mlt stacks report: first line must start with {HEADER_PREFIX!r}", line=1
+        )
+    version = first[len(HEADER_PREFIX) :].strip()
     major, dot, minor = version.partition(".")
     if major != "1" or not dot or not (minor.isascii() and minor.isdigit()):
-        raise SourceError(path, f"unsupported mlt report version {version!r} (supported: 1.x)",
-                          line=1)
-    report = StackReport(source=pb.STACK_SOURCE_MLT, path=path, version=version,
-                         frame_parser=parse_symbol)
+        raise SourceError(
+            path, f"unsupported mlt report version {version!r} (supported: 1.x)", line=1
+        )
+    report = StackReport(
+        source=pb.STACK_SOURCE_MLT, path=path, version=version, frame_parser=parse_symbol
+    )
     header, _, body = rest.partition("\n")
     declared = _parse_header(header, report, path)
     _parse_blocks(body, report)
     if declared is not None and declared != len(report.rows) + report.skipped:
-        report.skip(2, f"header says {declared} stacks, the report has "
-                    f"{len(report.rows) + report.skipped}")
+        report.skip(
+            2, f"header says {declared} stacks, the report has {len(report.rows) + report.skipped}"
+        )
     return report
 
 
@@ -82,18 +86,20 @@ def _parse_blocks(body: str, report: StackReport) -> None:
         if index == last:
             if block in ("", "\n"):
                 return
-            report.skip(start, "last stack block is not terminated by a blank line "
-                        "(truncated read?)")
+            report.skip(
+                start, "last stack block is not terminated by a blank line (truncated read?)"
+            )
             return
         m = _STACK_LINE.fullmatch(lines[0])
         if m is None:
-            report.skip(start, f"expected 'stack <id> bytes N objects N allocs N frees N', "
-                        f"got {lines[0][:80]!r}")
+            report.skip(
+                start,
+                f"expected 'stack <id> bytes N objects N allocs N frees N', got {lines[0][:80]!r}",
+            )
             continue
         frames = lines[1:]
         if not frames or not all(len(f) > 1 and f[0] == " " for f in frames):
-            report.skip(start, "stack without frames, or a frame line not starting with "
-                        "one space")
+            report.skip(start, "stack without frames, or a frame line not starting with one space")
             continue
         sid = int(m[1], 16)
         nbytes, objects, allocs, frees = int(m[2]), int(m[3]), int(m[4]), int(m[5])
@@ -104,8 +110,9 @@ def _parse_blocks(body: str, report: StackReport) -> None:
             report.skip(start, f"duplicate stack id {m[1]}")
             continue
         seen.add(sid)
-        report.rows.append(StackRow(sid, nbytes, objects, allocs, frees, 0,
-                                    tuple(f[1:] for f in frames)))
+        report.rows.append(
+            StackRow(sid, nbytes, objects, allocs, frees, 0, tuple(f[1:] for f in frames))
+        )
 
 
 def collect(fs: KernelFS) -> StackReport:

@@ -16,8 +16,17 @@ from kmemfleet.v1 import snapshot_pb2 as pb
 
 PATH = "/proc/slabinfo"
 SUPPORTED_VERSIONS = ("1.1", "2.0", "2.1")
-_GLOBALSTAT = ("listallocs", "maxobjs", "grown", "reaped", "error", "maxfreeable",
-               "nodeallocs", "remotefrees", "alienoverflow")
+_GLOBALSTAT = (
+    "listallocs",
+    "maxobjs",
+    "grown",
+    "reaped",
+    "error",
+    "maxfreeable",
+    "nodeallocs",
+    "remotefrees",
+    "alienoverflow",
+)
 _CPUSTAT = ("allochit", "allocmiss", "freehit", "freemiss")
 
 
@@ -26,13 +35,18 @@ def parse(text: str, path: str = PATH) -> Parsed[pb.SlabCache]:
     result: Parsed[pb.SlabCache] = Parsed()
     lines = text.splitlines()
     if not lines or not lines[0].startswith("slabinfo - version:"):
-        raise SourceError(path, "not a slabinfo file: first line must be "
-                          "'slabinfo - version: X.Y'", line=1)
+        raise SourceError(
+            path, "not a slabinfo file: first line must be 'slabinfo - version: X.Y'", line=1
+        )
     version_field = lines[0].split(":", 1)[1].strip()
     version = version_field.split()[0] if version_field else ""
     if version not in SUPPORTED_VERSIONS:
-        raise SourceError(path, f"unsupported slabinfo version {version_field!r} "
-                          f"(supported: {', '.join(SUPPORTED_VERSIONS)})", line=1)
+        raise SourceError(
+            path,
+            f"unsupported slabinfo version {version_field!r} "
+            f"(supported: {', '.join(SUPPORTED_VERSIONS)})",
+            line=1,
+        )
     result.header["version"] = version
     result.header["statistics"] = "1" if "(statistics)" in version_field else "0"
     seen: dict[str, int] = {}
@@ -56,12 +70,19 @@ def _parse_row(line: str, version: str) -> pb.SlabCache:
     if version == "1.1":
         return _parse_row_v1(head, sections[1:])
     if len(head) != 6:
-        raise ValueError(f"expected name and 5 numbers before the first ':', got {len(head)} "
-                         "fields")
+        raise ValueError(
+            f"expected name and 5 numbers before the first ':', got {len(head)} fields"
+        )
     name = head[0]
     nums = [_count(t) for t in head[1:]]
-    row = pb.SlabCache(name=name, active_objs=nums[0], num_objs=nums[1], objsize=nums[2],
-                       objperslab=nums[3], pagesperslab=nums[4])
+    row = pb.SlabCache(
+        name=name,
+        active_objs=nums[0],
+        num_objs=nums[1],
+        objsize=nums[2],
+        objperslab=nums[3],
+        pagesperslab=nums[4],
+    )
     seen_sections = set()
     for sec in sections[1:]:
         if not sec:
@@ -92,8 +113,15 @@ def _parse_row_v1(head: list[str], rest: list[list[str]]) -> pb.SlabCache:
     if len(head) != 7:
         raise ValueError(f"expected name and 6 numbers (slabinfo 1.1), got {len(head)} fields")
     n = [_count(t) for t in head[1:]]
-    row = pb.SlabCache(name=head[0], active_objs=n[0], num_objs=n[1], objsize=n[2],
-                       active_slabs=n[3], num_slabs=n[4], pagesperslab=n[5])
+    row = pb.SlabCache(
+        name=head[0],
+        active_objs=n[0],
+        num_objs=n[1],
+        objsize=n[2],
+        active_slabs=n[3],
+        num_slabs=n[4],
+        pagesperslab=n[5],
+    )
     if n[4] > 0:
         row.objperslab = n[1] // n[4]
     if rest and len(rest[0]) == 2:

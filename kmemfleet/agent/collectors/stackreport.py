@@ -58,9 +58,13 @@ class StackReport:
 
     def source_info(self) -> pb.StackSourceInfo:
         info = pb.StackSourceInfo(
-            source=self.source, version=self.version, estimated=self.estimated,
-            tracked_objects=_clamp(self.tracked_objects), tracked_bytes=_clamp(self.tracked_bytes),
-            dropped=_clamp(self.dropped), untracked_frees=_clamp(self.untracked_frees),
+            source=self.source,
+            version=self.version,
+            estimated=self.estimated,
+            tracked_objects=_clamp(self.tracked_objects),
+            tracked_bytes=_clamp(self.tracked_bytes),
+            dropped=_clamp(self.dropped),
+            untracked_frees=_clamp(self.untracked_frees),
             missed_frees=_clamp(self.missed_frees),
         )
         info.attributes.update(self.attributes)
@@ -69,8 +73,9 @@ class StackReport:
     def definition(self, row: StackRow) -> pb.StackDefinition:
         frames = [self.frame_parser(f) for f in row.frames]
         module = next((f.module for f in frames if f.module), "")
-        return pb.StackDefinition(stack_id=row.stack_id, frames=frames, module=module,
-                                  source=self.source)
+        return pb.StackDefinition(
+            stack_id=row.stack_id, frames=frames, module=module, source=self.source
+        )
 
 
 def _clamp(value: int) -> int:
@@ -78,5 +83,11 @@ def _clamp(value: int) -> int:
 
 
 def sample(row: StackRow) -> pb.StackSample:
-    return pb.StackSample(stack_id=row.stack_id, bytes=row.bytes, objects=row.objects,
-                          allocs=row.allocs, frees=row.frees, bytes_upper=row.bytes_upper)
+    return pb.StackSample(
+        stack_id=row.stack_id,
+        bytes=row.bytes,
+        objects=row.objects,
+        allocs=row.allocs,
+        frees=row.frees,
+        bytes_upper=row.bytes_upper,
+    )

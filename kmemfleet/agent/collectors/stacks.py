@@ -29,10 +29,10 @@ class StackSourceSpec:
 
 SOURCES: tuple[StackSourceSpec, ...] = (
     StackSourceSpec("mlt_stacks", mlt.PATH, lambda fs: fs.debug(mlt.DEBUGFS_NAME), mlt.parse),
-    StackSourceSpec("allocinfo", allocinfo.PATH, lambda fs: fs.proc("allocinfo"),
-                    allocinfo.parse),
-    StackSourceSpec("mem_leaks", mem_leaks.PATH, lambda fs: fs.proc("mlt/mem_leaks"),
-                    mem_leaks.parse),
+    StackSourceSpec("allocinfo", allocinfo.PATH, lambda fs: fs.proc("allocinfo"), allocinfo.parse),
+    StackSourceSpec(
+        "mem_leaks", mem_leaks.PATH, lambda fs: fs.proc("mlt/mem_leaks"), mem_leaks.parse
+    ),
     StackSourceSpec("kmalloc", kmalloc.PATH, lambda fs: fs.proc("kmalloc"), kmalloc.parse),
 )
 BY_NAME = {s.name: s for s in SOURCES}
@@ -56,8 +56,9 @@ def collect(fs: KernelFS) -> StackCollection:
             text = read_text(path, spec.shown)
             report = spec.parse(text, spec.shown)
         except SourceError as exc:
-            problems.append(pb.ParseIssue(file=spec.shown, line=exc.line or 0,
-                                          reason=exc.reason[:200]))
+            problems.append(
+                pb.ParseIssue(file=spec.shown, line=exc.line or 0, reason=exc.reason[:200])
+            )
             continue
         return StackCollection(report, len(text), problems)
     return StackCollection(None, 0, problems)
@@ -70,13 +71,15 @@ def detect(text: str) -> StackSourceSpec:
         return BY_NAME["mlt_stacks"]
     if head.startswith(allocinfo.HEADER_PREFIX):
         return BY_NAME["allocinfo"]
-    if "tracked by MLT" in head or mem_leaks.SIZE_SORTED in head \
-            or mem_leaks.COUNT_SORTED in head:
+    if "tracked by MLT" in head or mem_leaks.SIZE_SORTED in head or mem_leaks.COUNT_SORTED in head:
         return BY_NAME["mem_leaks"]
     if "alloc/free" in head and "caller" in head:
         return BY_NAME["kmalloc"]
-    raise SourceError("stack file", "unknown format: expected an mlt stacks report, "
-                      "/proc/allocinfo, /proc/mlt/mem_leaks or /proc/kmalloc")
+    raise SourceError(
+        "stack file",
+        "unknown format: expected an mlt stacks report, "
+        "/proc/allocinfo, /proc/mlt/mem_leaks or /proc/kmalloc",
+    )
 
 
 def parse_any(text: str, path: str) -> StackReport:

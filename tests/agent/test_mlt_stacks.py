@@ -1,0 +1,89 @@
+"""/sys/kernel/debug/mlt/stacks: kmod/FORMAT.md version 1.x."""
+
+from __future__ import annotations
+
+import pytest
+
+from kmemfleet.agent.collectors import mlt
+from kmemfleet.agent.stackid import format_id, stack_id
+from kmemfleet.errors import SourceError
+from kmemfleet.v1 import snapshot_pb2 as pb
+from tests.agent.helpers import fixture
+
+
+def test_format_md_example_reads_ids_counts_and_frames() -> None:
+    r = mlt.parse(fixture("mlt_stacks/mlt-1.0-full-format-md-example.txt"))
+    assert r.source == pb.STACK_SOURCE_MLT and r.version == "1.0" and not r.estimated
+    assert [format_id(x.stack_id) for x in r.rows] == ["5f0c2a3e9d17b460", "0b4e1fd02a6c9911"]
+    assert r.rows[0].values() == (4000, 10, 10, 0, 0)
+    assert r.rows[1].frames == (
+        "leaky_leak_cache+0x29/0x60 [leaky]",
+        "leaky_run+0x5a/0x130 [leaky]",
+    )
+    assert (r.tracked_objects, r.tracked_bytes, r.untracked_frees) == (12, 4736, 1834)
+    assert r.attributes["mode"] == "full"
+    assert not r.issues
+
+
+def test_sampled_report_is_estimated_and_ids_are_the_documented_fnv1a() -> None:
+    r = mlt.parse(fixture("mlt_stacks/mlt-1.0-sampled.txt"))
+    assert r.estimated and r.dropped == 2 and r.missed_frees == 1
+    assert r.attributes["slab_filter"] == "-"  # unknown keys are kept, not refused
+    for row in r.rows:
+        assert row.stack_id == stack_id(row.frames)
+
+
+def test_definition_parses_pb_frames_and_attributes_the_module() -> None:
+    r = mlt.parse(fixture("mlt_stacks/mlt-1.0-sampled.txt"))
+    d = r.definition(r.rows[2])
+    assert d.frames[0].address == 0xFFFFFFFFC0A3B2F1 and not d.frames[0].function
+    assert (d.frames[1].function, d.frames[1].offset, d.frames[1].length, d.frames[1].module) == (
+        "drv_rx_refill",
+        0x51,
+        0xA0,
+        "vendor_eth",
+    )
+    assert d.module == "vendor_eth"
+    assert r.definition(r.rows[1]).module == ""
+
+
+def test_unknown_major_version_is_refused() -> None:
+    with pytest.raises(SourceError, match=r":1: unsupported mlt report version '2\.0'"):
+        mlt.parse("mlt - version: 2.0\n# mode full\n")
+
+
+def test_minor_version_with_new_header_keys_is_accepted() -> None:
+    r = mlt.parse("mlt - version: 1.3\n# mode full stacks 0 new_key 7\n")
+    assert r.version == "1.3" and r.attributes["new_key"] == "7" and not r.rows
+
+
+def test_bad_block_is_skipped_and_the_rest_kept() -> None:
+    text = (
+        "mlt - version: 1.0\n# mode full stacks 3\n"
+        "stack 00000000000000aa bytes 10 objects 1 allocs 1 frees 0\n f+0x1/0x2\n\n"
+        "stack 00000000000000bb bytes ten objects 1 allocs 1 frees 0\n g+0x1/0x2\n\n"
+        "stack 00000000000000cc bytes 5 objects 1 allocs 1 frees 0\n h+0x1/0x2\n\n"
+    )
+    r = mlt.parse(text)
+    assert [x.stack_id for x in r.rows] == [0xAA, 0xCC]
+    assert r.skipped == 1 and r.issues[0].line == 6
+
+
+def test_truncated_last_block_is_reported() -> None:
+    text = (
+        "mlt - version: 1.0\n# mode full stacks 2\n"
+        "stack 00000000000000aa bytes 10 objects 1 allocs 1 frees 0\n f+0x1/0x2\n\n"
+        "stack 00000000000000bb bytes 1 objects 1 allocs 1 frees 0\n g+0x"
+    )
+    r = mlt.parse(text)
+    assert [x.stack_id for x in r.rows] == [0xAA]
+    assert "not terminated" in r.issues[0].reason
+
+
+def test_header_stack_count_mismatch_is_reported() -> None:
+    text = (
+        "mlt - version: 1.0\n# mode full stacks 5\n"
+        "stack 00000000000000aa bytes 10 objects 1 allocs 1 frees 0\n f+0x1/0x2\n\n"
+    )
+    r = mlt.parse(text)
+    assert len(r.rows) == 1 and r.issues[0].line == 2
