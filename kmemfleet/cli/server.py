@@ -7,24 +7,125 @@ import asyncio
 import os
 from pathlib import Path
 
+from kmemfleet.errors import CliError
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dsn / --data-dir, shared with enroll and revoke (they talk to the same database)."""
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("KMEMFLEET_DSN"),
+        help="PostgreSQL DSN (default: $KMEMFLEET_DSN, else an embedded "
+        "PostgreSQL under --data-dir)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="embedded PostgreSQL data folder (default: $KMEMFLEET_DATA_DIR "
+        "or ~/.local/share/kmemfleet/postgres)",
+    )
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", default="127.0.0.1:50051",
-                        help="address to listen on (default 127.0.0.1:50051)")
-    parser.add_argument("--dsn", default=os.environ.get("KMEMFLEET_DSN"),
-                        help="PostgreSQL DSN (default: $KMEMFLEET_DSN, else an embedded "
-                             "PostgreSQL under --data-dir)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="embedded PostgreSQL data folder (default: $KMEMFLEET_DATA_DIR "
-                             "or ~/.local/share/kmemfleet/postgres)")
-    parser.add_argument("--insecure", action="store_true",
-                        help="plaintext and no authentication (say so explicitly)")
+    parser.add_argument(
+        "--listen", default="127.0.0.1:50051", help="address to listen on (default 127.0.0.1:50051)"
+    )
+    add_database_arguments(parser)
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext and no authentication (say so explicitly)",
+    )
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
+    tls.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    tls.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="CA for device client certificates (mTLS; the certificate's CN, "
+        "else its first SAN, is the device id)",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP here (off by default; e.g. 127.0.0.1:9464)",
+    )
+    tune = parser.add_argument_group("tuning")
+    tune.add_argument("--pool-size", type=int, default=10, help="database connections")
+    tune.add_argument(
+        "--writers", type=int, default=2, help="concurrent write transactions (batch shards)"
+    )
+    tune.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=50_000,
+        help="rows per write transaction at most (bounds ack latency)",
+    )
+    tune.add_argument(
+        "--max-pending-rows",
+        type=int,
+        default=400_000,
+        help="rows queued before streams are slowed (back-pressure)",
+    )
+    tune.add_argument(
+        "--max-snapshot-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        help="largest accepted snapshot message",
+    )
+    tune.add_argument(
+        "--db-retry",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long a batch waits for an unreachable database before "
+        "its streams are failed UNAVAILABLE",
+    )
+    ret = parser.add_argument_group("retention")
+    ret.add_argument("--raw-retention-days", type=int, default=14)
+    ret.add_argument("--rollup-retention-days", type=int, default=180)
+    ret.add_argument("--partitions-ahead-days", type=int, default=3)
+    ret.add_argument("--maintenance-interval", type=float, default=300.0, metavar="SECONDS")
 
 
 def run(args: argparse.Namespace) -> int:
     from kmemfleet.server.app import ServerConfig, serve
+    from kmemfleet.server.storage.maintenance import RetentionPolicy
 
-    cfg = ServerConfig(listen=args.listen, dsn=args.dsn, data_dir=args.data_dir,
-                       insecure=args.insecure)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise CliError("--tls-cert and --tls-key go together")
+    if args.insecure and args.tls_cert:
+        raise CliError("--insecure means plaintext; drop it to use --tls-cert")
+    if args.tls_client_ca and not args.tls_cert:
+        raise CliError("--tls-client-ca needs --tls-cert/--tls-key")
+    if args.raw_retention_days < 1 or args.rollup_retention_days < args.raw_retention_days:
+        raise CliError("retention: need 1 <= --raw-retention-days <= --rollup-retention-days")
+    for p in (args.tls_cert, args.tls_key, args.tls_client_ca):
+        if p is not None and not p.is_file():
+            raise CliError(f"{p}: no such file")
+    cfg = ServerConfig(
+        listen=args.listen,
+        dsn=args.dsn,
+        data_dir=args.data_dir,
+        insecure=args.insecure,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        metrics_listen=args.metrics_listen,
+        pool_size=args.pool_size,
+        shards=args.writers,
+        max_batch_rows=args.max_batch_rows,
+        max_pending_rows=args.max_pending_rows,
+        max_snapshot_bytes=args.max_snapshot_bytes,
+        db_retry_s=args.db_retry,
+        retention=RetentionPolicy(
+            raw_days=args.raw_retention_days,
+            rollup_days=args.rollup_retention_days,
+            days_ahead=args.partitions_ahead_days,
+        ),
+        maintenance_interval_s=args.maintenance_interval,
+    )
     asyncio.run(serve(cfg))
     return 0

@@ -8,8 +8,13 @@ import grpc
 
 from kmemfleet.cli.output import human_bytes, print_json, table
 from kmemfleet.errors import CliError
-from kmemfleet.transport import (add_client_arguments, call_metadata, config_from_args,
-                                 describe_rpc_error, sync_channel)
+from kmemfleet.transport import (
+    add_client_arguments,
+    call_metadata,
+    config_from_args,
+    describe_rpc_error,
+    sync_channel,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,36 +32,58 @@ def run(args: argparse.Namespace) -> int:
     with sync_channel(cfg) as channel:
         stub = query_pb2_grpc.QueryStub(channel)
         try:
-            resp = stub.DeviceSlabs(query_pb2.DeviceRequest(device_id=args.device,
-                                                            boot_id=args.boot),
-                                    metadata=call_metadata(cfg), timeout=30)
+            resp = stub.DeviceSlabs(
+                query_pb2.DeviceRequest(device_id=args.device, boot_id=args.boot),
+                metadata=call_metadata(cfg),
+                timeout=30,
+            )
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
     caches = sorted(resp.slab_caches, key=lambda c: c.num_objs * c.objsize, reverse=True)
     if args.json:
-        print_json({
-            "device_id": resp.device.device_id,
-            "boot_id": resp.device.boot_id,
-            "firmware_version": resp.device.firmware_version,
-            "seq": resp.seq,
-            "captured_at_ns": resp.captured_at_ns,
-            "caches": [{"name": c.name, "occurrence": c.occurrence,
-                        "active_objs": c.active_objs, "num_objs": c.num_objs,
-                        "objsize": c.objsize, "objperslab": c.objperslab,
-                        "pagesperslab": c.pagesperslab, "active_slabs": c.active_slabs,
-                        "num_slabs": c.num_slabs} for c in caches],
-            "meminfo": dict(resp.meminfo),
-        })
+        print_json(
+            {
+                "device_id": resp.device.device_id,
+                "boot_id": resp.device.boot_id,
+                "firmware_version": resp.device.firmware_version,
+                "seq": resp.seq,
+                "captured_at_ns": resp.captured_at_ns,
+                "caches": [
+                    {
+                        "name": c.name,
+                        "occurrence": c.occurrence,
+                        "active_objs": c.active_objs,
+                        "num_objs": c.num_objs,
+                        "objsize": c.objsize,
+                        "objperslab": c.objperslab,
+                        "pagesperslab": c.pagesperslab,
+                        "active_slabs": c.active_slabs,
+                        "num_slabs": c.num_slabs,
+                    }
+                    for c in caches
+                ],
+                "meminfo": dict(resp.meminfo),
+            }
+        )
         return 0
     if not resp.seq:
         print(f"device {args.device}: no snapshot stored yet")
         return 0
     total = sum(c.num_objs * c.objsize for c in caches)
-    print(f"device {resp.device.device_id}  firmware {resp.device.firmware_version}  "
-          f"boot {resp.device.boot_id[:8]}  seq {resp.seq}  caches {len(caches)}  "
-          f"slab memory {human_bytes(total)}")
-    rows = [(c.num_objs, c.active_objs, c.objsize, human_bytes(c.num_objs * c.objsize), c.name)
-            for c in caches[: args.top]]
-    print(table(("OBJS", "ACTIVE", "OBJ SIZE", "TOTAL", "NAME"), rows,
-                right=(True, True, True, True, False)))
+    print(
+        f"device {resp.device.device_id}  firmware {resp.device.firmware_version}  "
+        f"boot {resp.device.boot_id[:8]}  seq {resp.seq}  caches {len(caches)}  "
+        f"slab memory {human_bytes(total)}"
+    )
+    rows = [
+        (c.num_objs, c.active_objs, c.objsize, human_bytes(c.num_objs * c.objsize), c.name)
+        for c in caches[: args.top]
+    ]
+    print(
+        table(
+            ("OBJS", "ACTIVE", "OBJ SIZE", "TOTAL", "NAME"),
+            rows,
+            right=(True, True, True, True, False),
+        )
+    )
     return 0

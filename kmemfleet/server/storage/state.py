@@ -22,14 +22,26 @@ class SnapshotRef:
 
     @property
     def captured_at_ns(self) -> int:
-        return int(self.captured_at.timestamp() * 1e6) * 1000
+        return to_ns(self.captured_at)
 
 
-async def latest_snapshot(conn: asyncpg.Connection, device_id: str,
-                          boot_id: str = "") -> SnapshotRef | None:
+def to_ns(ts: dt.datetime) -> int:
+    delta = ts - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+async def newest_boot(conn: asyncpg.Connection, device_id: str) -> str:
+    return str(
+        await conn.fetchval("SELECT last_boot_id FROM devices WHERE device_id = $1", device_id)
+        or ""
+    )
+
+
+async def latest_snapshot(
+    conn: asyncpg.Connection, device_id: str, boot_id: str = ""
+) -> SnapshotRef | None:
     if not boot_id:
-        boot_id = await conn.fetchval("SELECT last_boot_id FROM devices WHERE device_id = $1",
-                                      device_id) or ""
+        boot_id = await newest_boot(conn, device_id)
         if not boot_id:
             return None
     row = await conn.fetchrow(
@@ -39,7 +51,9 @@ async def latest_snapshot(conn: asyncpg.Connection, device_id: str,
                       AND k.base_seq = 0 AND k.captured_at <= s.captured_at) AS keyframe_at
              FROM snapshots s WHERE s.device_id = $1 AND s.boot_id = $2
             ORDER BY s.captured_at DESC, s.seq DESC LIMIT 1""",
-        device_id, boot_id)
+        device_id,
+        boot_id,
+    )
     if row is None:
         return None
     ts = row["captured_at"]
@@ -55,5 +69,44 @@ async def slab_state(conn: asyncpg.Connection, ref: SnapshotRef) -> list[asyncpg
                   AND captured_at >= $3 AND captured_at <= $4
                 ORDER BY name, occurrence, captured_at DESC, seq DESC) latest
             WHERE NOT removed ORDER BY name, occurrence""",
-        ref.device_id, ref.boot_id, ref.keyframe_captured_at, ref.captured_at)
+        ref.device_id,
+        ref.boot_id,
+        ref.keyframe_captured_at,
+        ref.captured_at,
+    )
+    return rows
+
+
+async def stack_state(conn: asyncpg.Connection, ref: SnapshotRef) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT latest.*, st.source, st.module, st.frames FROM (
+               SELECT DISTINCT ON (stack_id) *
+                 FROM stack_samples
+                WHERE device_id = $1 AND boot_id = $2
+                  AND captured_at >= $3 AND captured_at <= $4
+                ORDER BY stack_id, captured_at DESC, seq DESC) latest
+             JOIN stacks st ON st.stack_id = latest.stack_id
+            WHERE NOT latest.removed ORDER BY latest.bytes DESC, latest.stack_id""",
+        ref.device_id,
+        ref.boot_id,
+        ref.keyframe_captured_at,
+        ref.captured_at,
+    )
+    return rows
+
+
+async def stack_series(
+    conn: asyncpg.Connection, device_id: str, boot_id: str, stack_id: int
+) -> list[asyncpg.Record]:
+    """Every stored change of one stack on one boot (a tombstone reads as 0 bytes)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT captured_at, CASE WHEN removed THEN 0 ELSE bytes END AS bytes,
+                  CASE WHEN removed THEN 0 ELSE objects END AS objects
+             FROM stack_samples
+            WHERE device_id = $1 AND boot_id = $2 AND stack_id = $3
+            ORDER BY captured_at, seq""",
+        device_id,
+        boot_id,
+        stack_id,
+    )
     return rows

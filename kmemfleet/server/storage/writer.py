@@ -1,142 +1,386 @@
-"""Store one validated snapshot in one transaction, exactly once.
+"""Store a batch of validated snapshots (from many devices) in one transaction.
 
-The snapshot row is inserted first with ON CONFLICT DO NOTHING: if it already
-exists this is a retry and nothing else is written. Sample rows go in with
-binary COPY (copy_records_to_table), the fast path of asyncpg.
+Exactly once: snapshot rows go in first with ON CONFLICT DO NOTHING RETURNING,
+and only the snapshots that came back as new get their sample rows, device
+counters and analysis_queue row; a retry finds its key taken and writes
+nothing. Sample rows go in with binary COPY (copy_records_to_table). Shared
+rows (stacks, devices, boots, ...) are written in sorted key order so that
+concurrent batches lock them in the same order and cannot deadlock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from kmemfleet.server.storage.partitions import PartitionManager
-from kmemfleet.server.validate import ValidationError
 from kmemfleet.signature import signature, to_signed64
 from kmemfleet.v1 import snapshot_pb2 as pb
 
-SLAB_COLUMNS = ("device_id", "boot_id", "seq", "captured_at", "name", "occurrence", "removed",
-                "active_objs", "num_objs", "objsize", "objperslab", "pagesperslab", "lim",
-                "batchcount", "sharedfactor", "active_slabs", "num_slabs", "sharedavail")
-STACK_COLUMNS = ("device_id", "boot_id", "seq", "captured_at", "stack_id", "removed", "bytes",
-                 "objects", "allocs", "frees", "bytes_upper")
+SLAB_COLUMNS = (
+    "device_id",
+    "boot_id",
+    "seq",
+    "captured_at",
+    "name",
+    "occurrence",
+    "removed",
+    "active_objs",
+    "num_objs",
+    "objsize",
+    "objperslab",
+    "pagesperslab",
+    "lim",
+    "batchcount",
+    "sharedfactor",
+    "active_slabs",
+    "num_slabs",
+    "sharedavail",
+)
+STACK_COLUMNS = (
+    "device_id",
+    "boot_id",
+    "seq",
+    "captured_at",
+    "stack_id",
+    "removed",
+    "bytes",
+    "objects",
+    "allocs",
+    "frees",
+    "bytes_upper",
+)
+Row = tuple[object, ...]
+SnapKey = tuple[str, str, int, dt.datetime]
+
+
+class Result(enum.Enum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
-class StoreResult:
-    stored: bool  # False: it was a duplicate
+class Outcome:
+    result: Result
+    message: str = ""
+
+
+@dataclass
+class Prepared:
+    """A validated snapshot turned into rows, ready for a batch."""
+
+    snap: pb.Snapshot
+    ts: dt.datetime
+    slab_rows: list[Row]
+    stack_rows: list[Row]
+    referenced: set[int] = field(default_factory=set)  # signed stack ids sampled
+
+    @property
+    def key(self) -> SnapKey:
+        d = self.snap.device
+        return (d.device_id, d.boot_id, self.snap.seq, self.ts)
+
+    @property
+    def rows(self) -> int:
+        return 1 + len(self.slab_rows) + len(self.stack_rows)
 
 
 def captured_at(snap: pb.Snapshot) -> dt.datetime:
-    return dt.datetime.fromtimestamp(snap.captured_at_ns / 1e9, tz=dt.timezone.utc)
+    # Microsecond precision, as PostgreSQL stores it: the dedupe key must round-trip.
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(
+        microseconds=snap.captured_at_ns // 1000
+    )
 
 
-def slab_records(snap: pb.Snapshot, ts: dt.datetime) -> list[tuple[object, ...]]:
+def prepare(snap: pb.Snapshot) -> Prepared:
+    ts = captured_at(snap)
     d = snap.device
-    rows: list[tuple[object, ...]] = [
-        (d.device_id, d.boot_id, snap.seq, ts, c.name, c.occurrence, False, c.active_objs,
-         c.num_objs, c.objsize, c.objperslab, c.pagesperslab, c.limit, c.batchcount,
-         c.sharedfactor, c.active_slabs, c.num_slabs, c.sharedavail)
+    dev, boot, seq = d.device_id, d.boot_id, snap.seq
+    slab_rows: list[Row] = [
+        (
+            dev,
+            boot,
+            seq,
+            ts,
+            c.name,
+            c.occurrence,
+            False,
+            c.active_objs,
+            c.num_objs,
+            c.objsize,
+            c.objperslab,
+            c.pagesperslab,
+            c.limit,
+            c.batchcount,
+            c.sharedfactor,
+            c.active_slabs,
+            c.num_slabs,
+            c.sharedavail,
+        )
         for c in snap.slab_caches
     ]
-    rows += [(d.device_id, d.boot_id, snap.seq, ts, k.name, k.occurrence, True,
-              0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) for k in snap.removed_slab_caches]
-    return rows
-
-
-def stack_records(snap: pb.Snapshot, ts: dt.datetime) -> list[tuple[object, ...]]:
-    d = snap.device
-    rows: list[tuple[object, ...]] = [
-        (d.device_id, d.boot_id, snap.seq, ts, to_signed64(s.stack_id), False, s.bytes,
-         s.objects, s.allocs, s.frees, s.bytes_upper)
+    slab_rows += [
+        (dev, boot, seq, ts, k.name, k.occurrence, True, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        for k in snap.removed_slab_caches
+    ]
+    stack_rows: list[Row] = [
+        (
+            dev,
+            boot,
+            seq,
+            ts,
+            to_signed64(s.stack_id),
+            False,
+            s.bytes,
+            s.objects,
+            s.allocs,
+            s.frees,
+            s.bytes_upper,
+        )
         for s in snap.stack_samples
     ]
-    rows += [(d.device_id, d.boot_id, snap.seq, ts, to_signed64(sid), True, 0, 0, 0, 0, 0)
-             for sid in snap.removed_stacks]
-    return rows
+    referenced = {r[4] for r in stack_rows}  # type: ignore[misc]
+    stack_rows += [
+        (dev, boot, seq, ts, to_signed64(sid), True, 0, 0, 0, 0, 0) for sid in snap.removed_stacks
+    ]
+    return Prepared(snap, ts, slab_rows, stack_rows, referenced)  # type: ignore[arg-type]
 
 
 def _frames_json(sd: pb.StackDefinition) -> str:
-    return json.dumps([
-        {"function": f.function, "offset": f.offset, "length": f.length, "module": f.module,
-         "address": f.address, "file": f.file, "line": f.line}
-        for f in sd.frames
-    ])
+    return json.dumps(
+        [
+            {
+                "function": f.function,
+                "offset": f.offset,
+                "length": f.length,
+                "module": f.module,
+                "address": f.address,
+                "file": f.file,
+                "line": f.line,
+            }
+            for f in sd.frames
+        ]
+    )
+
+
+def _source_json(snap: pb.Snapshot) -> str | None:
+    if not snap.HasField("stack_source"):
+        return None
+    s = snap.stack_source
+    return json.dumps(
+        {
+            "source": s.source,
+            "version": s.version,
+            "estimated": s.estimated,
+            "tracked_objects": s.tracked_objects,
+            "tracked_bytes": s.tracked_bytes,
+            "dropped": s.dropped,
+            "untracked_frees": s.untracked_frees,
+            "missed_frees": s.missed_frees,
+            "attributes": dict(s.attributes),
+        }
+    )
 
 
 class SnapshotWriter:
     def __init__(self) -> None:
         self.partitions = PartitionManager()
 
-    async def store(self, conn: asyncpg.Connection, snap: pb.Snapshot) -> StoreResult:
-        ts = captured_at(snap)
-        await self.partitions.ensure(conn, {ts.date()})
+    async def write_batch(
+        self, conn: asyncpg.Connection, items: Sequence[Prepared]
+    ) -> list[Outcome]:
+        """One transaction for the whole batch; returns one Outcome per item, in order."""
+        await self.partitions.ensure(conn, {p.ts.date() for p in items})
         async with conn.transaction():
-            return await self._store_in_tx(conn, snap, ts)
+            return await self._write(conn, items)
 
-    async def _store_in_tx(self, conn: asyncpg.Connection, snap: pb.Snapshot,
-                           ts: dt.datetime) -> StoreResult:
-        d = snap.device
-        slab_rows = slab_records(snap, ts)
-        stack_rows = stack_records(snap, ts)
-        inserted = await conn.fetchval(
+    async def _write(self, conn: asyncpg.Connection, items: Sequence[Prepared]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(items)
+        await self._intern_stacks(conn, items)
+        unknown = await self._unknown_stacks(conn, items)
+        candidates: dict[SnapKey, int] = {}
+        for i, p in enumerate(items):
+            missing = p.referenced & unknown
+            if missing:
+                sid = min(missing) & (2**64 - 1)
+                outcomes[i] = Outcome(
+                    Result.REJECTED,
+                    f"stack_samples.stack_id: {sid:016x} was never defined "
+                    "in stack_definitions on this stream",
+                )
+            elif p.key in candidates:
+                outcomes[i] = Outcome(Result.DUPLICATE)  # the same snapshot twice in one batch
+            else:
+                candidates[p.key] = i
+        new_keys = await self._insert_snapshots(conn, [items[i] for i in candidates.values()])
+        stored = [items[i] for k, i in candidates.items() if k in new_keys]
+        for k, i in candidates.items():
+            outcomes[i] = Outcome(Result.STORED if k in new_keys else Result.DUPLICATE)
+        if stored:
+            await self._upsert_dimensions(conn, stored)
+            await conn.executemany(
+                "INSERT INTO analysis_queue (device_id, boot_id, seq, captured_at) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                [p.key for p in stored],
+            )
+            slab_rows = [r for p in stored for r in p.slab_rows]
+            stack_rows = [r for p in stored for r in p.stack_rows]
+            if slab_rows:
+                await conn.copy_records_to_table(
+                    "slab_samples", records=slab_rows, columns=SLAB_COLUMNS
+                )
+            if stack_rows:
+                await conn.copy_records_to_table(
+                    "stack_samples", records=stack_rows, columns=STACK_COLUMNS
+                )
+        return [o or Outcome(Result.REJECTED, "internal: no outcome") for o in outcomes]
+
+    async def _intern_stacks(self, conn: asyncpg.Connection, items: Sequence[Prepared]) -> None:
+        defs: dict[int, pb.StackDefinition] = {}
+        for p in items:
+            for sd in p.snap.stack_definitions:
+                defs.setdefault(to_signed64(sd.stack_id), sd)
+        if not defs:
+            return
+        ids = sorted(defs)
+        # Skip the ones already interned: most definitions repeat on every new stream.
+        known = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT stack_id FROM stacks WHERE stack_id = ANY($1::bigint[])", ids
+            )
+        }
+        new = [i for i in ids if i not in known]
+        if not new:
+            return
+        await conn.execute(
+            """INSERT INTO stacks (stack_id, source, module, frames, signature)
+               SELECT u.id, u.src, u.module, u.frames::jsonb, u.sig
+                 FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::text[])
+                      AS u(id, src, module, frames, sig)
+               ON CONFLICT (stack_id) DO NOTHING""",
+            new,
+            [defs[i].source for i in new],
+            [defs[i].module for i in new],
+            [_frames_json(defs[i]) for i in new],
+            [signature(defs[i].frames) for i in new],
+        )
+
+    async def _unknown_stacks(
+        self, conn: asyncpg.Connection, items: Sequence[Prepared]
+    ) -> set[int]:
+        ids = sorted(set().union(*(p.referenced for p in items)))
+        if not ids:
+            return set()
+        rows = await conn.fetch(
+            "SELECT u.id FROM unnest($1::bigint[]) AS u(id) "
+            "WHERE NOT EXISTS (SELECT 1 FROM stacks s WHERE s.stack_id = u.id)",
+            ids,
+        )
+        return {r[0] for r in rows}
+
+    async def _insert_snapshots(
+        self, conn: asyncpg.Connection, items: Sequence[Prepared]
+    ) -> set[SnapKey]:
+        if not items:
+            return set()
+        cols: list[list[object]] = [[] for _ in range(14)]
+        for p in sorted(items, key=lambda p: p.key):
+            s, d = p.snap, p.snap.device
+            values = (
+                d.device_id,
+                d.boot_id,
+                s.seq,
+                p.ts,
+                s.uptime_seconds,
+                s.base_seq,
+                d.firmware_version,
+                json.dumps(dict(s.meminfo)),
+                json.dumps(
+                    [
+                        {"node": z.node, "zone": z.zone, "free_blocks": list(z.free_blocks)}
+                        for z in s.buddyinfo
+                    ]
+                ),
+                _source_json(s),
+                json.dumps(
+                    [{"file": i.file, "line": i.line, "reason": i.reason} for i in s.parse_issues]
+                ),
+                s.spool_dropped,
+                len(p.slab_rows),
+                len(p.stack_rows),
+            )
+            for c, v in zip(cols, values, strict=True):
+                c.append(v)
+        rows = await conn.fetch(
             """INSERT INTO snapshots (device_id, boot_id, seq, captured_at, uptime_seconds,
                    base_seq, firmware_version, meminfo, buddyinfo, stack_source, parse_issues,
                    spool_dropped, slab_rows, stack_rows)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10::jsonb, $11::jsonb,
-                   $12, $13, $14)
-               ON CONFLICT DO NOTHING RETURNING 1""",
-            d.device_id, d.boot_id, snap.seq, ts, snap.uptime_seconds, snap.base_seq,
-            d.firmware_version, json.dumps(dict(snap.meminfo)),
-            json.dumps([{"node": z.node, "zone": z.zone, "free_blocks": list(z.free_blocks)}
-                        for z in snap.buddyinfo]),
-            json.dumps(_source_json(snap)) if snap.HasField("stack_source") else None,
-            json.dumps([{"file": i.file, "line": i.line, "reason": i.reason}
-                        for i in snap.parse_issues]),
-            snap.spool_dropped, len(slab_rows), len(stack_rows),
+               SELECT u.d, u.b, u.s, u.t, u.up, u.bs, u.fw, u.mi::jsonb, u.bi::jsonb,
+                      u.ss::jsonb, u.pi::jsonb, u.sd, u.sr, u.kr
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[],
+                             $5::float8[], $6::bigint[], $7::text[], $8::text[], $9::text[],
+                             $10::text[], $11::text[], $12::bigint[], $13::int[], $14::int[])
+                      AS u(d, b, s, t, up, bs, fw, mi, bi, ss, pi, sd, sr, kr)
+               ON CONFLICT DO NOTHING
+               RETURNING device_id, boot_id, seq, captured_at""",
+            *cols,
         )
-        if inserted is None:
-            return StoreResult(stored=False)
-        await self._upsert_device(conn, snap, ts)
-        if snap.stack_definitions:
-            await conn.executemany(
-                """INSERT INTO stacks (stack_id, source, module, frames, signature)
-                   VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (stack_id) DO NOTHING""",
-                [(to_signed64(sd.stack_id), sd.source, sd.module, _frames_json(sd),
-                  signature(sd.frames)) for sd in snap.stack_definitions],
-            )
-        if stack_rows:
-            ids = sorted({r[4] for r in stack_rows})
-            unknown = await conn.fetch(
-                "SELECT u.id FROM unnest($1::bigint[]) AS u(id) "
-                "LEFT JOIN stacks s ON s.stack_id = u.id WHERE s.stack_id IS NULL LIMIT 1", ids)
-            if unknown:
-                raise ValidationError("stack_samples.stack_id",
-                                      f"{unknown[0]['id'] & (2**64 - 1):016x} was never "
-                                      "defined in stack_definitions")
-        await conn.execute(
-            "INSERT INTO analysis_queue (device_id, boot_id, seq, captured_at) "
-            "VALUES ($1, $2, $3, $4)", d.device_id, d.boot_id, snap.seq, ts)
-        if slab_rows:
-            await conn.copy_records_to_table("slab_samples", records=slab_rows,
-                                             columns=SLAB_COLUMNS)
-        if stack_rows:
-            await conn.copy_records_to_table("stack_samples", records=stack_rows,
-                                             columns=STACK_COLUMNS)
-        return StoreResult(stored=True)
+        return {(r[0], r[1], r[2], r[3]) for r in rows}
 
-    async def _upsert_device(self, conn: asyncpg.Connection, snap: pb.Snapshot,
-                             ts: dt.datetime) -> None:
-        d = snap.device
+    async def _upsert_dimensions(
+        self, conn: asyncpg.Connection, stored: Sequence[Prepared]
+    ) -> None:
+        # One row per device/boot/firmware: ON CONFLICT DO UPDATE may touch a row once.
+        newest: dict[str, Prepared] = {}
+        counts: dict[str, int] = {}
+        first: dict[str, dt.datetime] = {}
+        boots: dict[tuple[str, str], list[Prepared]] = {}
+        firmware: dict[str, dt.datetime] = {}
+        for p in stored:
+            d = p.snap.device
+            counts[d.device_id] = counts.get(d.device_id, 0) + 1
+            first[d.device_id] = min(first.get(d.device_id, p.ts), p.ts)
+            if d.device_id not in newest or p.ts >= newest[d.device_id].ts:
+                newest[d.device_id] = p
+            boots.setdefault((d.device_id, d.boot_id), []).append(p)
+            firmware[d.firmware_version] = min(firmware.get(d.firmware_version, p.ts), p.ts)
+        fw = sorted(firmware)
+        await conn.execute(
+            """INSERT INTO firmware_versions (firmware_version, first_seen)
+               SELECT * FROM unnest($1::text[], $2::timestamptz[])
+               ON CONFLICT (firmware_version) DO UPDATE
+                   SET first_seen = least(firmware_versions.first_seen, excluded.first_seen)
+                 WHERE excluded.first_seen < firmware_versions.first_seen""",
+            fw,
+            [firmware[f] for f in fw],
+        )
+        names = sorted({c.name for p in stored for c in p.snap.slab_caches})
+        if names:
+            await conn.execute(
+                "INSERT INTO slab_cache_names (name) SELECT unnest($1::text[]) "
+                "ON CONFLICT (name) DO NOTHING",
+                names,
+            )
+        dev_ids = sorted(newest)
+        dv = [newest[i].snap.device for i in dev_ids]
         await conn.execute(
             """INSERT INTO devices AS dv (device_id, firmware_version, kernel_release, arch,
                    hardware_model, labels, last_boot_id, first_seen, last_seen, snapshots)
-               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $8, 1)
+               SELECT u.id, u.fw, u.kr, u.arch, u.hw, u.labels::jsonb, u.boot, u.first, u.last,
+                      u.n
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                             $10::bigint[]) AS u(id, fw, kr, arch, hw, labels, boot, first,
+                                                 last, n)
                ON CONFLICT (device_id) DO UPDATE SET
-                   snapshots = dv.snapshots + 1,
+                   snapshots = dv.snapshots + excluded.snapshots,
                    first_seen = least(dv.first_seen, excluded.first_seen),
                    firmware_version = CASE WHEN excluded.last_seen >= dv.last_seen
                        THEN excluded.firmware_version ELSE dv.firmware_version END,
@@ -151,26 +395,40 @@ class SnapshotWriter:
                    last_boot_id = CASE WHEN excluded.last_seen >= dv.last_seen
                        THEN excluded.last_boot_id ELSE dv.last_boot_id END,
                    last_seen = greatest(dv.last_seen, excluded.last_seen)""",
-            d.device_id, d.firmware_version, d.kernel_release, d.arch, d.hardware_model,
-            json.dumps(dict(d.labels)), d.boot_id, ts,
+            dev_ids,
+            [d.firmware_version for d in dv],
+            [d.kernel_release for d in dv],
+            [d.arch for d in dv],
+            [d.hardware_model for d in dv],
+            [json.dumps(dict(d.labels)) for d in dv],
+            [d.boot_id for d in dv],
+            [first[i] for i in dev_ids],
+            [newest[i].ts for i in dev_ids],
+            [counts[i] for i in dev_ids],
         )
+        bkeys = sorted(boots)
+        bnew = [max(boots[k], key=lambda p: p.ts) for k in bkeys]
+
+        def mem(p: Prepared, key: str) -> int | None:
+            return p.snap.meminfo.get(key)
+
         await conn.execute(
             """INSERT INTO boots AS b (device_id, boot_id, firmware_version, kernel_release,
                    first_seen, last_seen, mem_total, low_free)
-               VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                    $5::timestamptz[], $6::timestamptz[], $7::bigint[],
+                                    $8::bigint[])
                ON CONFLICT (device_id, boot_id) DO UPDATE SET
                    first_seen = least(b.first_seen, excluded.first_seen),
                    last_seen = greatest(b.last_seen, excluded.last_seen),
                    mem_total = coalesce(excluded.mem_total, b.mem_total),
                    low_free = coalesce(excluded.low_free, b.low_free)""",
-            d.device_id, d.boot_id, d.firmware_version, d.kernel_release, ts,
-            snap.meminfo.get("MemTotal"), snap.meminfo.get("LowFree"),
+            [k[0] for k in bkeys],
+            [k[1] for k in bkeys],
+            [p.snap.device.firmware_version for p in bnew],
+            [p.snap.device.kernel_release for p in bnew],
+            [min(q.ts for q in boots[k]) for k in bkeys],
+            [p.ts for p in bnew],
+            [mem(p, "MemTotal") for p in bnew],
+            [mem(p, "LowFree") for p in bnew],
         )
-
-
-def _source_json(snap: pb.Snapshot) -> dict[str, object]:
-    s = snap.stack_source
-    return {"source": s.source, "version": s.version, "estimated": s.estimated,
-            "tracked_objects": s.tracked_objects, "tracked_bytes": s.tracked_bytes,
-            "dropped": s.dropped, "untracked_frees": s.untracked_frees,
-            "missed_frees": s.missed_frees, "attributes": dict(s.attributes)}

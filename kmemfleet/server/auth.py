@@ -1,0 +1,185 @@
+"""Who is calling: per-device bearer tokens, reader tokens, or an mTLS identity.
+
+Tokens are 32 random bytes (base64url, prefixed "kmf_"); only their sha256 is
+stored, so the database never holds a usable credential. A device principal
+may write only snapshots whose device.device_id is its own subject. Lookups
+are cached briefly so a busy stream costs no query per message; a revocation
+therefore takes effect within CACHE_TTL_S for streams already open.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+import grpc
+
+from kmemfleet import log
+
+logger = log.get("auth")
+Kind = Literal["device", "reader", "anonymous"]
+TOKEN_PREFIX = "kmf_"
+CACHE_TTL_S = 30.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Kind
+    subject: str
+    token_hash: bytes | None = None  # None for mTLS and anonymous (--insecure)
+
+    def may_write(self, device_id: str) -> bool:
+        return self.kind == "anonymous" or (self.kind == "device" and self.subject == device_id)
+
+
+ANONYMOUS = Principal("anonymous", "")
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def enroll(conn: asyncpg.Connection, kind: Kind, subject: str) -> str:
+    """Create a token for a device or reader; returns the token (shown once)."""
+    token = new_token()
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO credentials (token_hash, kind, subject) VALUES ($1, $2, $3)",
+            hash_token(token),
+            kind,
+            subject,
+        )
+        if kind == "device":
+            await conn.execute("DELETE FROM revoked_devices WHERE device_id = $1", subject)
+    return token
+
+
+async def revoke(conn: asyncpg.Connection, kind: Kind, subject: str) -> int:
+    """Revoke every live token of the subject (and its mTLS identity); returns tokens revoked."""
+    async with conn.transaction():
+        n = await conn.fetchval(
+            "WITH r AS (UPDATE credentials SET revoked_at = now() WHERE kind = $1 "
+            "AND subject = $2 AND revoked_at IS NULL RETURNING 1) SELECT count(*) FROM r",
+            kind,
+            subject,
+        )
+        if kind == "device":
+            await conn.execute(
+                "INSERT INTO revoked_devices (device_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                subject,
+            )
+    return int(n)
+
+
+def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def certificate_identity(context: grpc.aio.ServicerContext) -> str | None:
+    """The verified client certificate's CN (else its first SAN), when mTLS is on."""
+    auth = context.auth_context() or {}
+    for key in ("x509_common_name", "x509_subject_alternative_name"):
+        values = auth.get(key) or []
+        if values:
+            raw = values[0]
+            return raw.decode() if isinstance(raw, bytes) else str(raw)
+    return None
+
+
+class Authenticator:
+    def __init__(self, pool: asyncpg.Pool, insecure: bool) -> None:
+        self.pool = pool
+        self.insecure = insecure
+        self._cache: dict[bytes, tuple[Principal | None, float]] = {}
+        self._revoked_cache: dict[str, tuple[bool, float]] = {}
+
+    async def _lookup(self, token_hash: bytes) -> Principal | None:
+        hit = self._cache.get(token_hash)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        row = await self.pool.fetchrow(
+            "SELECT kind, subject FROM credentials WHERE token_hash = $1 AND revoked_at IS NULL",
+            token_hash,
+        )
+        principal = Principal(row["kind"], row["subject"], token_hash) if row else None
+        if principal is not None:  # unknown tokens are not cached: enrol takes effect at once
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[token_hash] = (principal, now + CACHE_TTL_S)
+        else:
+            self._cache.pop(token_hash, None)
+        return principal
+
+    async def _device_revoked(self, device_id: str) -> bool:
+        hit = self._revoked_cache.get(device_id)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        revoked = bool(
+            await self.pool.fetchval(
+                "SELECT 1 FROM revoked_devices WHERE device_id = $1", device_id
+            )
+        )
+        self._revoked_cache[device_id] = (revoked, now + CACHE_TTL_S)
+        return revoked
+
+    async def identify(self, context: grpc.aio.ServicerContext) -> Principal | None:
+        """The caller's principal, or None when the credentials are absent or unknown."""
+        if self.insecure:
+            return ANONYMOUS
+        token = bearer_token(context)
+        if token is not None:
+            return await self._lookup(hash_token(token))
+        subject = certificate_identity(context)
+        if subject and not await self._device_revoked(subject):
+            return Principal("device", subject)
+        return None
+
+    async def still_valid(self, principal: Principal) -> bool:
+        """Re-check a stream's principal (cheap: served from the cache most of the time)."""
+        if principal.kind == "anonymous":
+            return True
+        if principal.token_hash is not None:
+            return await self._lookup(principal.token_hash) is not None
+        return not await self._device_revoked(principal.subject)
+
+    async def require(self, context: grpc.aio.ServicerContext, kind: Kind) -> Principal:
+        """Abort the call unless the caller holds a credential of `kind`."""
+        principal = await self.identify(context)
+        if principal is None:
+            logger.warning("auth_refused", reason="unauthenticated", peer=context.peer())
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "authorization: missing, unknown or revoked token "
+                "(send 'authorization: Bearer <token>' from kmemfleet enroll)",
+            )
+            raise AssertionError("unreachable")
+        if principal.kind not in (kind, "anonymous"):
+            logger.warning(
+                "auth_refused",
+                reason="wrong_kind",
+                kind=principal.kind,
+                subject=principal.subject,
+                wanted=kind,
+            )
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"authorization: a {principal.kind} credential cannot call this "
+                f"service (needs a {kind} token)",
+            )
+        return principal
