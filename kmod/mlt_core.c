@@ -476,16 +476,14 @@ static noinline void mlt_track(struct mlt_table *t, unsigned long ptr,
 	enum mlt_ctx ctx = mlt_ctx_of();
 	u64 t0 = local_clock();
 	unsigned long *buf;
-	unsigned int nr, start;
+	unsigned int nr, start, i;
 	u32 sidx;
 
 	if (pc->busy[ctx]) {
 		mlt_count(MLT_C_RECURSION, 1);
 		return;
 	}
-	/* Our own allocations (report buffers) are not the user's leaks. */
-	if (within_module(call_site, THIS_MODULE))
-		return;
+
 	pc->busy[ctx] = 1;
 	barrier();
 
@@ -498,12 +496,16 @@ static noinline void mlt_track(struct mlt_table *t, unsigned long ptr,
 		nr = 1;
 	}
 	nr = min(nr - start, t->depth);
+	/* Allocations made for this module (report buffers) are not leaks. */
+	for (i = start; i < start + nr; i++)
+		if (within_module(buf[i], THIS_MODULE))
+			goto out;
 	sidx = mlt_stack_get(t, buf + start, nr);
 	if (sidx == MLT_NIL)
 		mlt_count(MLT_C_DROP_STACKS, 1);
 	else
 		mlt_obj_insert(t, ptr, min_t(size_t, size, U32_MAX), sidx);
-
+out:
 	barrier();
 	pc->busy[ctx] = 0;
 	mlt_count(MLT_C_SLOW_NS, local_clock() - t0);

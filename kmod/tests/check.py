@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Check the serial log of a guest-tests.sh run and print the verdicts.
+
+Usage: check.py CONSOLE_LOG [--level full|smoke]
+
+Prints one "PASS name" or "FAIL name: why" line per check, then a closing
+line "N passed, N failed". Exit status 0 only if nothing failed.
+"""
+import argparse
+import base64
+import re
+import sys
+
+FNV_OFFSET = 0xCBF29CE484222325
+FNV_PRIME = 0x100000001B3
+HEADER_KEYS = ["mode", "sample_bytes", "depth", "tracked_objects", "tracked_bytes",
+               "stacks", "dropped", "untracked_frees", "missed_frees", "uptime_ns"]
+STACK_RE = re.compile(r"^stack ([0-9a-f]{16}) bytes (\d+) objects (\d+) allocs (\d+) frees (\d+)$")
+B64_RE = re.compile(r"^[A-Za-z0-9+/=]+$")
+SAMPLED_TOLERANCE = 0.30     # relative, about 4 standard deviations here
+KERNEL_TROUBLE = ["WARNING:", "BUG:", "Oops", "general protection", "Call Trace",
+                  "Kernel panic", "mlt: cannot"]
+
+
+def read_log(path):
+    """Sections (name -> bytes) and notes (key -> value) from a console log."""
+    with open(path, "rb") as f:
+        raw = f.read().decode("latin-1")
+    lines = [ln.rstrip("\r") for ln in raw.split("\n")]
+    sections, notes, cur, buf = {}, {}, None, []
+    for ln in lines:
+        if ln.startswith("@@BEGIN "):
+            cur, buf = ln[8:].strip(), []
+        elif ln.startswith("@@END ") and cur is not None:
+            sections[cur] = base64.b64decode("".join(buf))
+            cur = None
+        elif cur is not None:
+            if B64_RE.match(ln):
+                buf.append(ln)
+        elif ln.startswith("@@NOTE "):
+            parts = ln[7:].split(None, 1)
+            notes[parts[0]] = parts[1] if len(parts) > 1 else ""
+    return raw, sections, notes
+
+
+def fnv1a(frames):
+    h = FNV_OFFSET
+    for f in frames:
+        for b in f.encode() + b"\n":
+            h = ((h ^ b) * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+class Report:
+    """Strict parse of a stacks report (FORMAT.md); errors collect in .errors."""
+
+    def __init__(self, data):
+        self.errors, self.header, self.stacks = [], {}, []
+        text = data.decode("ascii", "replace")
+        lines = text.split("\n")
+        if not text.endswith("\n"):
+            self.errors.append("does not end with a newline")
+        lines = lines[:-1]
+        if len(lines) < 2 or lines[0] != "mlt - version: 1.0":
+            self.errors.append("bad version line %r" % (lines[:1],))
+            return
+        toks = lines[1].split(" ")
+        if toks[0] != "#" or len(toks) != 1 + 2 * len(HEADER_KEYS) or toks[1::2] != HEADER_KEYS:
+            self.errors.append("bad header line %r" % lines[1])
+            return
+        for k, v in zip(toks[1::2], toks[2::2]):
+            self.header[k] = v if k == "mode" else int(v)
+        cur = None
+        for ln in lines[2:]:
+            m = STACK_RE.match(ln)
+            if cur is None:
+                if not m:
+                    self.errors.append("expected a stack line, got %r" % ln)
+                    return
+                cur = {"id": m.group(1), "bytes": int(m.group(2)), "objects": int(m.group(3)),
+                       "allocs": int(m.group(4)), "frees": int(m.group(5)), "frames": []}
+            elif ln == "":
+                if not cur["frames"]:
+                    self.errors.append("stack %s has no frames" % cur["id"])
+                self.stacks.append(cur)
+                cur = None
+            elif ln.startswith(" ") and len(ln) > 1 and not ln.startswith("  "):
+                cur["frames"].append(ln[1:])
+            else:
+                self.errors.append("bad frame line %r" % ln)
+                return
+        if cur is not None:
+            self.errors.append("last stack not closed by a blank line")
+        if self.header["stacks"] != len(self.stacks):
+            self.errors.append("header says %d stacks, found %d" % (self.header["stacks"], len(self.stacks)))
+        keys = [(-s["bytes"], s["id"]) for s in self.stacks]
+        if keys != sorted(keys):
+            self.errors.append("stacks not sorted by bytes desc, id asc")
+        if len({s["id"] for s in self.stacks}) != len(self.stacks):
+            self.errors.append("duplicate stack ids")
+
+    def by_func(self, func):
+        """Stacks whose first frame is the module function func."""
+        return [s for s in self.stacks
+                if s["frames"][0].startswith(func + "+") and s["frames"][0].endswith("[leaky]")]
+
+    def mentions(self, func):
+        return [s for s in self.stacks if any(f.startswith(func + "+") for f in s["frames"])]
+
+
+def parse_stats(data):
+    out = {}
+    for ln in data.decode("ascii", "replace").splitlines():
+        k, _, v = ln.partition(" ")
+        out[k] = int(v) if v.isdigit() else v
+    return out
+
+
+def legacy_size(v):
+    """Brocade MLT size rendering (row flavour): value, unit digit, unit."""
+    def first_digit(r):
+        while r >= 10:
+            r //= 10
+        return r
+    if v >> 20 > 1:
+        return "%6d.%1d MB" % (v >> 20, first_digit(v & ((1 << 20) - 1)))
+    if v >> 10 > 1:
+        return "%6d.%1d KB" % (v >> 10, first_digit(v & ((1 << 10) - 1)))
+    return "%6d B" % v
+
+
+class Checker:
+    def __init__(self, sections, notes):
+        self.sections, self.notes = sections, notes
+        self.passed = self.failed = 0
+
+    def result(self, name, ok, why=""):
+        if ok:
+            self.passed += 1
+            print("PASS %s" % name)
+        else:
+            self.failed += 1
+            print("FAIL %s: %s" % (name, why))
+
+    def check(self, name, fn):
+        try:
+            ok, why = fn()
+        except KeyError as e:
+            ok, why = False, "missing section or key %s" % e
+        except Exception as e:  # a broken report must not stop the others
+            ok, why = False, "%s: %s" % (type(e).__name__, e)
+        self.result(name, ok, why)
+
+    def report(self, name):
+        r = Report(self.sections[name])
+        if r.errors:
+            raise ValueError("section %s: %s" % (name, "; ".join(r.errors)))
+        return r
+
+    def one(self, name, func):
+        found = self.report(name).by_func(func)
+        if len(found) != 1:
+            raise ValueError("%s: %d stacks start at %s" % (name, len(found), func))
+        return found[0]
+
+    def counts(self, name, func, objects, size, allocs=None, frees=None, merge=False):
+        if merge:
+            # IRQ allocations: the stack goes on into whatever was interrupted,
+            # so one function has several stacks; their sum is exact.
+            found = self.report(name).by_func(func)
+            s = {k: sum(x[k] for x in found) for k in ("objects", "bytes", "allocs", "frees")}
+        else:
+            s = self.one(name, func)
+        want = {"objects": objects, "bytes": objects * size}
+        if allocs is not None:
+            want["allocs"] = allocs
+        if frees is not None:
+            want["frees"] = frees
+        got = {k: s[k] for k in want}
+        return got == want, "%s: got %s, want %s" % (func, got, want)
+
+    def absent(self, name, *funcs):
+        r = self.report(name)
+        hits = [f for f in funcs if r.mentions(f)]
+        return not hits, "still reported: %s" % ", ".join(hits)
+
+    def note_is(self, key, value):
+        return self.notes[key] == value, "%s = %s, want %s" % (key, self.notes[key], value)
+
+
+def within(got, want, tol):
+    return abs(got - want) <= tol * want
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("log")
+    ap.add_argument("--level", default="full", choices=["full", "smoke"])
+    args = ap.parse_args()
+    raw, sections, notes = read_log(args.log)
+    c = Checker(sections, notes)
+
+    c.check("guest_finished", lambda: ("@@GUEST-DONE 0" in raw, "no @@GUEST-DONE 0 in the log"))
+    c.check("modules_load", lambda: (notes["rc_insmod_leaky"] == "0" and notes["rc_insmod_mlt"] == "0",
+                                     "insmod failed: %s" % notes))
+    c.check("report_grammar_and_order", lambda: (bool(c.report("full").stacks), "empty report"))
+
+    def ids():
+        r = c.report("full")
+        bad = [s["id"] for s in r.stacks if "%016x" % fnv1a(s["frames"]) != s["id"]]
+        return not bad, "ids not FNV-1a of their frames: %s" % bad[:3]
+    c.check("stack_id_is_fnv1a_of_frames", ids)
+    c.check("full_kmalloc_leak_exact", lambda: c.counts("full", "leaky_leak_kmalloc", 10, 400, 10, 0))
+    c.check("full_cache_leak_exact", lambda: c.counts("full", "leaky_leak_cache", 7, 184, 7, 0))
+    c.check("full_freed_churn_absent", lambda: c.absent("full", "leaky_transient"))
+    c.check("stack_id_stable_across_reads",
+            lambda: (c.one("full", "leaky_leak_kmalloc")["id"] == c.one("full_again", "leaky_leak_kmalloc")["id"],
+                     "id changed between reads"))
+
+    def legacy():
+        text = sections["legacy"].decode("ascii", "replace")
+        lines = text.split("\n")
+        full = c.report("full")
+        objs = sum(s["objects"] for s in full.stacks)
+        if not text.startswith("\r\nOutstanding kmalloc allocations tracked by MLT: "):
+            return False, "bad first line %r" % lines[:2]
+        if not re.match(r"^Outstanding kmalloc memory tracked by MLT: +\d+(\.\d)? [KM]?B \r$", lines[2]):
+            return False, "bad memory line %r" % lines[2]
+        if lines[4] != ("Display Index   Stack Trace making the allocations                  "
+                        "Total Memory allocated (Alloc Count)\r"):
+            return False, "bad column header %r" % lines[4]
+        if not lines[5].startswith("-------------   ----------------------------------"):
+            return False, "bad rule %r" % lines[5]
+        rows = [ln for ln in lines[6:] if ln]
+        if not 1 <= len(rows) <= 20:
+            return False, "%d rows" % len(rows)
+        leak = c.one("full", "leaky_leak_kmalloc")
+        sym = leak["frames"][0]
+        want = "   %-60s  %s  (%d)" % (sym, legacy_size(leak["bytes"]), leak["objects"])
+        mine = [ln for ln in rows if ln.endswith(want) and re.match(r"^ {0,12}\d+$", ln[:13])]
+        if not mine:
+            return False, "no row %r in %r" % (want, rows)
+        return objs > 0, "no objects"
+    c.check("legacy_mem_leaks_layout", legacy)
+
+    c.check("kfree_rcu_objects_not_leaked", lambda: c.absent("rcu", "leaky_rcu_alloc"))
+    c.check("kfree_rcu_seen_through_free_bulk",
+            lambda: (parse_stats(sections["rcu_stats"])["bulk_freed_objects"] > 0, "bulk_freed_objects is 0"))
+    c.check("hardirq_alloc_exact", lambda: c.counts("irq", "leaky_hardirq_alloc", 8, 136, 8, 0, merge=True))
+    c.check("softirq_alloc_exact", lambda: c.counts("irq", "leaky_softirq_alloc", 8, 152, 8, 0, merge=True))
+    c.check("irq_allocs_freed_in_task", lambda: c.absent("irq_freed", "leaky_hardirq_alloc", "leaky_softirq_alloc"))
+    c.check("storm_reports_read", lambda: (int(notes["storm_reads"]) >= 3, "only %s reads" % notes["storm_reads"]))
+    c.check("storm_leaves_nothing", lambda: c.absent("storm", "leaky_storm_alloc"))
+    c.check("freeall_leaves_nothing",
+            lambda: c.absent("freed", "leaky_leak_kmalloc", "leaky_leak_cache", "leaky_transient"))
+
+    if args.level == "full":
+        c.check("unload_with_live_entries", lambda: c.note_is("rc_rmmod_live", "0"))
+        c.check("reload", lambda: c.note_is("rc_insmod_again", "0"))
+        c.check("reload_counts_exact", lambda: c.counts("reload", "leaky_leak_kmalloc", 10, 400, 10, 0))
+        c.check("stack_id_stable_across_reload",
+                lambda: (c.one("full", "leaky_leak_kmalloc")["id"] == c.one("reload", "leaky_leak_kmalloc")["id"],
+                         "id changed across module reload"))
+        c.check("min_size_filter", lambda: c.counts("min_size", "leaky_leak_kmalloc", 5, 2000))
+
+        def slab():
+            st = parse_stats(sections["slab_stats"])
+            if st["slab_filter_supported"] != 1:
+                return notes["rc_slab_set"] != "0", "unsupported filter was accepted"
+            if notes["rc_slab_set"] != "0":
+                return False, "setting slab=leaky_cache failed"
+            r = c.report("slab")
+            ok, why = c.counts("slab", "leaky_leak_cache", 3, 184)
+            others = [s["frames"][0] for s in r.stacks if not s["frames"][0].startswith("leaky_leak_cache+")]
+            return ok and not others, why + "; other stacks: %s" % others[:3]
+        c.check("slab_name_filter", slab)
+
+        def cap_objects():
+            st = parse_stats(sections["cap_objects_stats"])
+            h = c.report("cap_objects").header
+            ok = (st["max_objects"] == 256 and st["objects_used"] <= 256 and h["tracked_objects"] <= 256
+                  and h["dropped"] > 0 and st["pool_bytes"] <= st["cap_bytes"])
+            return ok, "stats %s header %s" % (st, h)
+        c.check("cap_max_objects_holds", cap_objects)
+
+        def cap_memory():
+            st = parse_stats(sections["cap_memory_stats"])
+            h = c.report("cap_memory").header
+            ok = (st["cap_bytes"] == 256 * 1024 and st["pool_bytes"] <= st["cap_bytes"]
+                  and st["objects_used"] <= st["max_objects"] and h["dropped"] > 0)
+            return ok, "stats %s header %s" % (st, h)
+        c.check("cap_memory_holds", cap_memory)
+
+        def reset():
+            r = c.report("after_reset")
+            return (not r.mentions("leaky_leak_kmalloc") and r.header["dropped"] == 0,
+                    "header %s" % r.header)
+        c.check("reset_clears", reset)
+
+    def sampled():
+        r = c.report("sampled")
+        if r.header["mode"] != "sampled" or r.header["sample_bytes"] != 4096:
+            return False, "header %s" % r.header
+        k = c.one("sampled", "leaky_leak_kmalloc")
+        m = c.one("sampled", "leaky_leak_cache")
+        ok = (within(k["bytes"], 4000 * 256, SAMPLED_TOLERANCE) and within(k["objects"], 4000, SAMPLED_TOLERANCE)
+              and within(m["bytes"], 4000 * 184, SAMPLED_TOLERANCE)
+              and within(m["objects"], 4000, SAMPLED_TOLERANCE))
+        return ok, "kmalloc %s cache %s (want 4000 objects each, 1024000 and 736000 bytes, +-%d%%)" % (
+            {x: k[x] for x in ("bytes", "objects")}, {x: m[x] for x in ("bytes", "objects")},
+            SAMPLED_TOLERANCE * 100)
+    c.check("sampled_estimates_within_30pct", sampled)
+    c.check("sampled_freed", lambda: c.absent("sampled_freed", "leaky_leak_kmalloc", "leaky_leak_cache"))
+
+    def big():
+        k = c.one("sampled_big", "leaky_leak_kmalloc")
+        return (abs(k["objects"] - 20) <= 1 and within(k["bytes"], 20 * 65536, 0.01),
+                "got %s" % {x: k[x] for x in ("bytes", "objects")})
+    c.check("sampled_large_allocs_near_exact", big)
+    c.check("unload_at_end", lambda: (notes["rc_rmmod_end"] == "0" and notes["rc_rmmod_leaky"] == "0",
+                                      "rmmod failed: %s" % notes))
+
+    def clean():
+        text = sections["dmesg"].decode("ascii", "replace")
+        bad = [ln for ln in text.splitlines() + raw.splitlines() if any(t in ln for t in KERNEL_TROUBLE)]
+        return not bad, "kernel trouble: %s" % bad[:5]
+    c.check("no_warn_bug_oops", clean)
+
+    print("%d passed, %d failed" % (c.passed, c.failed))
+    return 1 if c.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

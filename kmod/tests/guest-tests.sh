@@ -1,0 +1,131 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# In-guest scenario for mlt.ko, run by run-qemu.sh as the init hook.
+# Usage: guest-tests.sh full|smoke
+# It only drives the modules and emits reports; tests/check.py asserts on
+# the host. Each step's reports are emitted under a section name that
+# check.py knows.
+. /lib/mlt-guest.sh
+
+LEVEL=${1:-full}
+D=/sys/kernel/debug/mlt
+P=/sys/module/mlt/parameters
+RUN=/sys/module/leaky/parameters/run
+
+lk() { echo "$*" > $RUN || note "leaky_failed" "$*"; }
+
+try insmod_leaky insmod /modules/leaky.ko
+try insmod_mlt insmod /modules/mlt.ko mode=full
+[ -d $D ] || exit 1
+emit stats_start $D/stats
+
+# Exact per-stack counts in full mode.
+lk leak 10 400
+lk cache 7
+lk churn 1000
+emit full $D/stacks
+emit full_again $D/stacks
+emit legacy $D/mem_leaks
+
+# kfree_rcu: must be gone once the grace period has passed.
+lk rcu 50
+i=0
+while [ $i -lt 30 ]; do
+	sleep 0.5
+	grep -q leaky_rcu_alloc $D/stacks || break
+	i=$((i + 1))
+done
+emit rcu $D/stacks
+emit rcu_stats $D/stats
+
+# Hard IRQ and softirq allocations, freed later in process context.
+lk irq 8
+emit irq $D/stacks
+lk irqfree
+emit irq_freed $D/stacks
+
+# Alloc/free storm on all CPUs while reports are read repeatedly.
+if [ "$LEVEL" = full ]; then STORM_MS=3000; else STORM_MS=1000; fi
+lk storm $STORM_MS
+reads=0
+end=$(( $(cut -d. -f1 /proc/uptime) + STORM_MS / 1000 ))
+while [ "$(cut -d. -f1 /proc/uptime)" -le $end ]; do
+	cat $D/stacks > /dev/null && cat $D/mem_leaks > /dev/null &&
+		cat $D/stats > /dev/null && reads=$((reads + 1))
+done
+lk storm_wait
+note storm_reads $reads
+emit storm $D/stacks
+emit storm_stats $D/stats
+
+lk freeall
+emit freed $D/stacks
+
+if [ "$LEVEL" = full ]; then
+	# Unload with live entries, reload: the stack id must not change.
+	lk leak 5 1000
+	try rmmod_live rmmod mlt
+	try insmod_again insmod /modules/mlt.ko mode=full
+	lk leak 10 400
+	emit reload $D/stacks
+	lk freeall
+
+	# Filters: minimum size.
+	echo 1000 > $P/min_size
+	lk leak 10 400
+	lk leak 5 2000
+	emit min_size $D/stacks
+	echo 0 > $P/min_size
+	lk freeall
+
+	# Filters: slab cache name (kernels with a public struct kmem_cache).
+	emit slab_stats $D/stats
+	try slab_set sh -c "echo leaky_cache > $P/slab"
+	lk leak 10 400
+	lk cache 3
+	emit slab $D/stacks
+	echo > $P/slab
+	lk freeall
+
+	# The cap: a pool of 256 objects must hold, and say it dropped.
+	echo 256 > $P/max_objects
+	lk leak 1000 64
+	emit cap_objects $D/stacks
+	emit cap_objects_stats $D/stats
+	lk freeall
+	echo 0 > $P/max_objects
+	echo 256 > $P/max_memory_kb
+	lk leak 20000 32
+	emit cap_memory $D/stacks
+	emit cap_memory_stats $D/stats
+	lk freeall
+	echo 0 > $P/max_memory_kb
+
+	# Reset via debugfs.
+	lk leak 3 500
+	echo 1 > $D/reset
+	emit after_reset $D/stacks
+	lk freeall
+fi
+
+# Sampled mode: estimates of the truth.
+echo sampled > $P/mode
+echo 4096 > $P/sample_bytes
+lk leak 4000 256
+lk cache 4000
+emit sampled $D/stacks
+emit sampled_stats $D/stats
+lk freeall
+emit sampled_freed $D/stacks
+lk leak 20 65536
+emit sampled_big $D/stacks
+lk freeall
+
+# Unload with live entries (sampled), then the test module.
+lk leak 100 128
+try rmmod_end rmmod mlt
+try rmmod_leaky rmmod leaky
+dmesg > /tmp/dmesg.txt
+emit dmesg /tmp/dmesg.txt
+exit 0
