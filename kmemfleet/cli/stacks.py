@@ -1,0 +1,95 @@
+"""`kmemfleet stacks`: outstanding kernel allocations per stack, from any stack source.
+
+Without --file the device's best source is used (mlt > allocinfo > mem_leaks >
+kmalloc); --file reads a saved or live file and detects its format from the
+header. JSON schema: docs/cli-json.md ("kmemfleet stacks --json").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from kmemfleet.errors import CliError, SourceError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--file", type=Path, help="a stack report file (mlt stacks, allocinfo, mem_leaks, kmalloc)"
+    )
+    parser.add_argument(
+        "--proc-root", type=Path, default=Path("/"), help="root holding proc/ and sys/ (default /)"
+    )
+    parser.add_argument(
+        "--debugfs", type=Path, help="debugfs mount (default ROOT/sys/kernel/debug)"
+    )
+    parser.add_argument(
+        "--sort",
+        choices=("bytes", "count"),
+        default="bytes",
+        help="order by outstanding bytes (default) or object count",
+    )
+    parser.add_argument("--top", type=int, default=20, help="show the first N (0 = all)")
+    parser.add_argument("--frames", action="store_true", help="show every frame of each stack")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--once", action="store_true", help="print one report and exit")
+    parser.add_argument(
+        "--interval", "-d", type=float, default=5.0, help="seconds between refreshes (default 5)"
+    )
+    parser.add_argument(
+        "--count", "-n", type=int, default=0, help="stop after N reports (default: until Ctrl-C)"
+    )
+
+
+def _read(args: argparse.Namespace) -> Any:
+    from kmemfleet.agent.collectors import stacks
+    from kmemfleet.agent.collectors.base import KernelFS, read_text
+
+    try:
+        if args.file is not None:
+            return stacks.parse_any(read_text(args.file, str(args.file)), str(args.file))
+        found = stacks.collect(KernelFS(root=args.proc_root, debugfs=args.debugfs))
+    except SourceError as exc:
+        raise CliError(str(exc)) from None
+    if found.report is None:
+        why = "; ".join(f"{p.file}: {p.reason}" for p in found.problems)
+        raise CliError(
+            "no stack source on this device (load mlt.ko, boot with "
+            "CONFIG_MEM_ALLOC_PROFILING for /proc/allocinfo, or pass --file)"
+            + (f"; {why}" if why else "")
+        )
+    return found.report
+
+
+def run(args: argparse.Namespace) -> int:
+    from kmemfleet.agent.views import stacktop
+    from kmemfleet.agent.views.screen import refresh
+
+    report = _read(args)
+    if args.json:
+        json.dump(stacktop.to_json(report, args.sort, args.top), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    previous: dict[int, int] | None = None
+    first = [True]
+
+    def render() -> list[str]:
+        nonlocal report, previous
+        if not first[0]:
+            report = _read(args)
+        first[0] = False
+        lines = stacktop.header_lines(report) + ["", stacktop.TABLE_HEADER]
+        for i, r in enumerate(stacktop.ordered(report.rows, args.sort, args.top), start=1):
+            growth = None if previous is None else r.bytes - previous.get(r.stack_id, 0)
+            lines += stacktop.row_lines(i, r, growth, args.frames)
+        previous = {r.stack_id: r.bytes for r in report.rows}
+        return lines
+
+    try:
+        refresh(render, args.interval, 1 if args.once else args.count)
+    except KeyboardInterrupt:
+        return 0
+    return 0
