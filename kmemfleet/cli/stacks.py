@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         if not first[0]:
             report = _read(args)
         first[0] = False
-        lines = stacktop.header_lines(report) + ["", stacktop.TABLE_HEADER]
+        lines = [*stacktop.header_lines(report), "", stacktop.TABLE_HEADER]
         for i, r in enumerate(stacktop.ordered(report.rows, args.sort, args.top), start=1):
             growth = None if previous is None else r.bytes - previous.get(r.stack_id, 0)
             lines += stacktop.row_lines(i, r, growth, args.frames)

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         if not first[0]:
             caches, issues = _read(args.slabinfo)
         first[0] = False
-        lines = slabtop.summary_lines(slabtop.summarize(caches)) + [""]
+        lines = [*slabtop.summary_lines(slabtop.summarize(caches)), ""]
         ordered = slabtop.sort_caches(caches, args.sort, args.page_size)
         if args.top > 0:
             ordered = ordered[: args.top]
