@@ -1,0 +1,203 @@
+"""Agent bundles (deploy/bundle/build.sh) for x86_64, aarch64 and armv7l.
+
+Every bundle is built for real from target wheels, unpacked from its tarball as
+a firmware root would be, and run:
+- x86_64 on this machine's CPython in a fresh virtualenv that has no packages;
+- aarch64 and armv7l on a Debian bookworm root's own python3 for that
+  architecture, under qemu-user-static (made by .ci/install-deploy.sh),
+and each streams one snapshot to a real `kmemfleet server` on loopback, which
+stores it under the architecture the emulated device reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, RunningServer, need, run_cli
+from tests.fakeroot import SLABINFO, make_root
+
+DEPLOY_CACHE = Path(os.environ.get("DEPLOY_CACHE", "/var/cache/kmemfleet-deploy"))
+INSTALL = "bash .ci/install-deploy.sh"
+# arch -> (Debian arch of the emulated root, qemu-user binary, ELF e_machine)
+ARCHES = {
+    "x86_64": ("amd64", None, 62),
+    "aarch64": ("arm64", "qemu-aarch64-static", 183),
+    "armv7l": ("armhf", "qemu-arm-static", 40),
+}
+TARGET_PY = "3.11"  # Debian bookworm's python3, the emulated roots' interpreter
+HOST_PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bundles")
+
+
+_built: dict[str, Path] = {}
+
+
+def build(arch: str, out: Path) -> Path:
+    """Run `make bundle`'s script for one arch; returns the agent tarball."""
+    if arch in _built:
+        return _built[arch]
+    pyvers = TARGET_PY if arch != "x86_64" else " ".join(sorted({TARGET_PY, HOST_PY}))
+    env = {**os.environ, "BUNDLE_OUT": str(out), "PYTHON_VERSIONS": pyvers}
+    env.pop("KDIR", None)
+    proc = subprocess.run(["bash", "deploy/bundle/build.sh", arch], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (tarball,) = out.glob(f"kmemfleet-agent-*-{arch}.tar.gz")
+    _built[arch] = tarball
+    return tarball
+
+
+def unpack(tarball: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(dest, filter="tar")
+    return dest
+
+
+def elf_machine(path: Path) -> int:
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF", f"{path} is not ELF"
+    return int.from_bytes(header[18:20], "little")
+
+
+@pytest.mark.parametrize("arch", list(ARCHES))
+def test_bundle_tarball_unpacks_into_a_firmware_root_with_target_binaries(
+    arch: str, bundle_dir: Path, tmp_path: Path
+) -> None:
+    tarball = build(arch, bundle_dir)
+    with tarfile.open(tarball) as tar:
+        members = tar.getmembers()
+    assert all(m.uid == 0 and m.gid == 0 for m in members)
+    assert all(not m.name.startswith("/") and ".." not in m.name.split("/") for m in members)
+    root = unpack(tarball, tmp_path / "fw")
+    launcher = root / "opt/kmemfleet/bin/kmemfleet"
+    assert launcher.stat().st_mode & stat.S_IXUSR
+    assert (root / "usr/bin/kmemfleet").resolve() == launcher.resolve()
+    assert (root / "etc/init.d/S95kmemfleet-agent").stat().st_mode & stat.S_IXUSR
+    assert (root / "usr/lib/systemd/system/kmemfleet-agent.service").is_file()
+    assert (root / "etc/default/kmemfleet-agent").is_file()
+    lib = root / f"opt/kmemfleet/lib/python{TARGET_PY}"
+    # The device runs the agent only: no server code travels.
+    assert (lib / "kmemfleet/agent").is_dir()
+    assert not (lib / "kmemfleet/server").exists()
+    (cygrpc,) = (lib / "grpc/_cython").glob("cygrpc*.so")
+    assert elf_machine(cygrpc) == ARCHES[arch][2]
+    manifest = json.loads((root / "opt/kmemfleet/BUNDLE.json").read_text())
+    assert manifest["arch"] == arch
+    assert any(p.split("/")[1].startswith("grpcio-") for p in manifest["packages"])
+    assert any(p.split("/")[1].startswith("protobuf-") for p in manifest["packages"])
+
+
+def _stored_device(address: str, device_id: str) -> dict[str, object]:
+    out = run_cli("devices", "--insecure", "--server", address, "--json")
+    assert out.returncode == 0, out.stderr
+    found = [d for d in json.loads(out.stdout)["devices"] if d["device_id"] == device_id]
+    assert found, f"{device_id} not stored: {out.stdout}"
+    return dict(found[0])
+
+
+def _slab_rows(address: str, device_id: str) -> int:
+    out = run_cli("slabs", "--insecure", "--server", address, "--device", device_id, "--json")
+    assert out.returncode == 0, out.stderr
+    return len(json.loads(out.stdout)["caches"])
+
+
+def run_bundle_agent(root: Path, python: Path, server: RunningServer, tmp: Path,
+                     device_id: str) -> subprocess.CompletedProcess[str]:
+    device = make_root(tmp, device_id=device_id, firmware="9.1.0")
+    env = {"PATH": "/usr/bin:/bin", "KMEMFLEET_PYTHON": str(python), "HOME": str(tmp)}
+    return subprocess.run(
+        [str(root / "usr/bin/kmemfleet"), "agent", "--once", "--insecure",
+         "--server", server.address, "--proc-root", str(device),
+         "--spool-dir", str(tmp / "spool"), "--once-timeout", "120"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_x86_64_bundle_streams_a_snapshot_from_a_python_without_any_packages(
+    grpc_server: RunningServer, bundle_dir: Path, tmp_path: Path
+) -> None:
+    root = unpack(build("x86_64", bundle_dir), tmp_path / "fw")
+    # A fresh virtualenv of the base interpreter: no grpcio, protobuf, structlog.
+    base = Path(getattr(sys, "_base_executable", sys.executable))
+    subprocess.run([str(base), "-m", "venv", "--without-pip", str(tmp_path / "clean")],
+                   check=True, capture_output=True)
+    python = tmp_path / "clean/bin/python"
+    bare = subprocess.run([str(python), "-c", "import grpc"], capture_output=True, cwd=tmp_path)
+    assert bare.returncode != 0, "the clean interpreter must not have grpcio"
+
+    agent = run_bundle_agent(root, python, grpc_server, tmp_path, "dev-bundle-x86_64")
+    assert agent.returncode == 0, agent.stdout + agent.stderr
+    assert "stored 1" in agent.stdout
+    device = _stored_device(grpc_server.address, "dev-bundle-x86_64")
+    assert device["arch"] == "x86_64"
+    assert device["firmware_version"] == "9.1.0"
+    expected = [ln for ln in SLABINFO.read_text().splitlines()[2:] if ln.strip()]
+    assert _slab_rows(grpc_server.address, "dev-bundle-x86_64") == len(expected)
+
+
+def emulated_python(arch: str, tmp: Path) -> Path:
+    """An executable that runs the target root's own python3 under qemu-user."""
+    debarch, qemu, _ = ARCHES[arch]
+    assert qemu is not None
+    need(shutil.which(qemu) is not None, qemu, INSTALL)
+    rootfs = DEPLOY_CACHE / f"rootfs-{debarch}"
+    need((rootfs / ".kmemfleet-done").is_file(), f"the {debarch} Debian root {rootfs}", INSTALL)
+    target = rootfs / f"usr/bin/python{TARGET_PY}"
+    wrapper = tmp / f"python-{arch}"
+    wrapper.write_text(f'#!/bin/sh\nexec {shutil.which(qemu)} -L {rootfs} {target} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["aarch64", "armv7l"])
+def test_arm_bundle_streams_a_snapshot_from_the_target_python_under_qemu(
+    arch: str, grpc_server: RunningServer, bundle_dir: Path, tmp_path: Path
+) -> None:
+    python = emulated_python(arch, tmp_path)
+    machine = subprocess.run([str(python), "-c", "import os; print(os.uname().machine)"],
+                             capture_output=True, text=True, timeout=120)
+    assert machine.stdout.strip() == arch, machine.stderr
+    root = unpack(build(arch, bundle_dir), tmp_path / "fw")
+
+    agent = run_bundle_agent(root, python, grpc_server, tmp_path, f"dev-bundle-{arch}")
+    assert agent.returncode == 0, agent.stdout + agent.stderr
+    assert "stored 1" in agent.stdout
+    device = _stored_device(grpc_server.address, f"dev-bundle-{arch}")
+    assert device["arch"] == arch  # os.uname() of the emulated device
+    expected = [ln for ln in SLABINFO.read_text().splitlines()[2:] if ln.strip()]
+    assert _slab_rows(grpc_server.address, f"dev-bundle-{arch}") == len(expected)
+
+
+def test_launcher_names_the_missing_python_version_instead_of_a_traceback(
+    bundle_dir: Path, tmp_path: Path
+) -> None:
+    root = unpack(build("x86_64", bundle_dir), tmp_path / "fw")
+    lib = root / "opt/kmemfleet/lib"
+    for d in lib.iterdir():
+        d.rename(lib / "python3.99")
+        break
+    for d in list(lib.iterdir()):
+        if d.name != "python3.99":
+            shutil.rmtree(d)
+    out = subprocess.run([str(root / "usr/bin/kmemfleet"), "agent", "--once"],
+                         env={"PATH": os.environ["PATH"], "KMEMFLEET_PYTHON": sys.executable},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 69
+    assert f"is Python {HOST_PY}" in out.stderr
+    assert "python3.99" in out.stderr
+    assert "PYTHON_VERSIONS" in out.stderr
