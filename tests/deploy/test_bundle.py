@@ -52,8 +52,14 @@ def build(arch: str, out: Path) -> Path:
     pyvers = TARGET_PY if arch != "x86_64" else " ".join(sorted({TARGET_PY, HOST_PY}))
     env = {**os.environ, "BUNDLE_OUT": str(out), "PYTHON_VERSIONS": pyvers}
     env.pop("KDIR", None)
-    proc = subprocess.run(["bash", "deploy/bundle/build.sh", arch], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", "deploy/bundle/build.sh", arch],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (tarball,) = out.glob(f"kmemfleet-agent-*-{arch}.tar.gz")
     _built[arch] = tarball
@@ -115,15 +121,30 @@ def _slab_rows(address: str, device_id: str) -> int:
     return len(json.loads(out.stdout)["caches"])
 
 
-def run_bundle_agent(root: Path, python: Path, server: RunningServer, tmp: Path,
-                     device_id: str) -> subprocess.CompletedProcess[str]:
+def run_bundle_agent(
+    root: Path, python: Path, server: RunningServer, tmp: Path, device_id: str
+) -> subprocess.CompletedProcess[str]:
     device = make_root(tmp, device_id=device_id, firmware="9.1.0")
     env = {"PATH": "/usr/bin:/bin", "KMEMFLEET_PYTHON": str(python), "HOME": str(tmp)}
     return subprocess.run(
-        [str(root / "usr/bin/kmemfleet"), "agent", "--once", "--insecure",
-         "--server", server.address, "--proc-root", str(device),
-         "--spool-dir", str(tmp / "spool"), "--once-timeout", "120"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(root / "usr/bin/kmemfleet"),
+            "agent",
+            "--once",
+            "--insecure",
+            "--server",
+            server.address,
+            "--proc-root",
+            str(device),
+            "--spool-dir",
+            str(tmp / "spool"),
+            "--once-timeout",
+            "120",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -133,8 +154,11 @@ def test_x86_64_bundle_streams_a_snapshot_from_a_python_without_any_packages(
     root = unpack(build("x86_64", bundle_dir), tmp_path / "fw")
     # A fresh virtualenv of the base interpreter: no grpcio, protobuf, structlog.
     base = Path(getattr(sys, "_base_executable", sys.executable))
-    subprocess.run([str(base), "-m", "venv", "--without-pip", str(tmp_path / "clean")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(base), "-m", "venv", "--without-pip", str(tmp_path / "clean")],
+        check=True,
+        capture_output=True,
+    )
     python = tmp_path / "clean/bin/python"
     bare = subprocess.run([str(python), "-c", "import grpc"], capture_output=True, cwd=tmp_path)
     assert bare.returncode != 0, "the clean interpreter must not have grpcio"
@@ -169,8 +193,12 @@ def test_arm_bundle_streams_a_snapshot_from_the_target_python_under_qemu(
     arch: str, grpc_server: RunningServer, bundle_dir: Path, tmp_path: Path
 ) -> None:
     python = emulated_python(arch, tmp_path)
-    machine = subprocess.run([str(python), "-c", "import os; print(os.uname().machine)"],
-                             capture_output=True, text=True, timeout=120)
+    machine = subprocess.run(
+        [str(python), "-c", "import os; print(os.uname().machine)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert machine.stdout.strip() == arch, machine.stderr
     root = unpack(build(arch, bundle_dir), tmp_path / "fw")
 
@@ -194,9 +222,13 @@ def test_launcher_names_the_missing_python_version_instead_of_a_traceback(
     for d in list(lib.iterdir()):
         if d.name != "python3.99":
             shutil.rmtree(d)
-    out = subprocess.run([str(root / "usr/bin/kmemfleet"), "agent", "--once"],
-                         env={"PATH": os.environ["PATH"], "KMEMFLEET_PYTHON": sys.executable},
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(root / "usr/bin/kmemfleet"), "agent", "--once"],
+        env={"PATH": os.environ["PATH"], "KMEMFLEET_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 69
     assert f"is Python {HOST_PY}" in out.stderr
     assert "python3.99" in out.stderr
