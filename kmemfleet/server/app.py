@@ -68,9 +68,12 @@ def _server_credentials(cfg: ServerConfig) -> grpc.ServerCredentials | None:
         raise ValueError("--tls-cert needs --tls-key")
     pair = (cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())
     ca = cfg.tls_client_ca.read_bytes() if cfg.tls_client_ca else None
-    # A client certificate is optional even with a CA: readers and token-holding
-    # devices connect without one; a presented certificate must verify.
-    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=False)
+    # With a client CA every connection must present a certificate it signed:
+    # gRPC Python cannot ask for an optional certificate *and* verify it. A
+    # token sent alongside (readers) takes precedence over the certificate.
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=ca is not None
+    )
 
 
 class Aggregator:
@@ -111,7 +114,7 @@ class Aggregator:
         self.batcher.start()
         # The transport limit sits above ours so an oversize snapshot gets a
         # REJECTED ack naming the limit instead of a torn-down stream.
-        transport_limit = cfg.max_snapshot_bytes * 2 + 1024
+        transport_limit = cfg.max_snapshot_bytes * 2 + (1 << 20)
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", transport_limit),
