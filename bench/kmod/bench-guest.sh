@@ -1,0 +1,33 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# In-guest part of run-bench.sh. Usage: bench-guest.sh REPS OPS
+# Interleaves the configurations in every repetition so that drift in the
+# (noisy, emulated) machine hits them alike. Prints "@@BENCH config rep ps".
+. /lib/mlt-guest.sh
+REPS=${1:-7}
+OPS=${2:-200000}
+B=/sys/module/mlt_bench/parameters
+P=/sys/module/mlt/parameters
+
+measure() {
+	echo "$OPS" > $B/run || return 1
+	echo "@@BENCH $1 $r $(cat $B/result_ps)"
+}
+
+insmod /modules/mlt_bench.ko || exit 1
+echo "$OPS" > $B/run	# warm the caches
+r=0
+while [ $r -lt "$REPS" ]; do
+	r=$((r + 1))
+	measure none
+	echo 1 > $B/count_probe
+	measure count
+	echo 0 > $B/count_probe
+	insmod /modules/mlt.ko mode=sampled || exit 1
+	measure sampled
+	echo full > $P/mode
+	measure full
+	[ $r = 1 ] && emit stats_full /sys/kernel/debug/mlt/stats
+	rmmod mlt
+done
+exit 0
