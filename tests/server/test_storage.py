@@ -1,0 +1,92 @@
+"""Storage in-process against a real PostgreSQL: retention, rollups, partitions, back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+
+import asyncpg
+
+from kmemfleet.server.batcher import Batcher
+from kmemfleet.server.metrics import Metrics
+from kmemfleet.server.storage import maintenance
+from kmemfleet.server.storage.migrate import migrate
+from kmemfleet.server.storage.partitions import existing_partitions
+from kmemfleet.server.storage.writer import Result, SnapshotWriter, prepare
+from tests.server.conftest import snapshot
+
+
+async def _count(conn: asyncpg.Connection, table: str) -> int:
+    return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+
+
+async def test_retention_drops_old_partitions_and_rollups_outlive_raw_rows(
+    database_dsn: str,
+) -> None:
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await migrate(conn)
+        now = dt.datetime.now(dt.timezone.utc)
+        one_hour_ago = time.time_ns() - 3600 * 10**9
+        items = [
+            prepare(snapshot("dev-1", seq=s, captured_at_ns=one_hour_ago + s * 10**9))
+            for s in (1, 2, 3)
+        ]
+        outcomes = await SnapshotWriter().write_batch(conn, items)
+        assert {o.result for o in outcomes} == {Result.STORED}
+        policy = maintenance.RetentionPolicy(raw_days=14, rollup_days=180, days_ahead=3)
+
+        report = await maintenance.run_once(conn, policy, now=now)
+        ahead = now.date() + dt.timedelta(days=3)
+        for table in ("snapshots", "slab_samples", "stack_samples"):
+            assert ahead in await existing_partitions(conn, table)
+        assert report.dropped == []
+        hourly = await conn.fetch(
+            "SELECT samples, last_bytes FROM stack_samples_hourly ORDER BY stack_id, hour"
+        )
+        assert sum(r["samples"] for r in hourly) == 6  # 3 snapshots x 2 stacks
+        assert hourly[0]["last_bytes"] in (4096 * 3, 4096 * 2)  # the hour's last value
+
+        later = now + dt.timedelta(days=20)
+        report = await maintenance.run_once(conn, policy, now=later)
+        assert any(n.startswith("stack_samples_p") for n in report.dropped)
+        assert await _count(conn, "snapshots") == 0
+        assert await _count(conn, "stack_samples") == 0
+        assert await _count(conn, "analysis_queue") == 0
+        assert await _count(conn, "stack_samples_hourly") == len(hourly)
+
+        report = await maintenance.run_once(conn, policy, now=now + dt.timedelta(days=200))
+        assert await _count(conn, "stack_samples_hourly") == 0
+        assert await _count(conn, "slab_samples_hourly") == 0
+    finally:
+        await conn.close()
+
+
+async def test_slow_database_slows_submitters_instead_of_buffering(database_dsn: str) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    blocker = await asyncpg.connect(database_dsn)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        metrics = Metrics()
+        # Room for about two snapshots (1 + 3 slab + 2 stack rows each) in the one shard.
+        batcher = Batcher(pool, metrics, shards=1, max_batch_rows=6, max_pending_rows=12)
+        batcher.start()
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("LOCK TABLE snapshots IN ACCESS EXCLUSIVE MODE")
+        futures = [await batcher.submit(prepare(snapshot("dev-bp", seq=s)), 0) for s in (1, 2)]
+        third = asyncio.create_task(batcher.submit(prepare(snapshot("dev-bp", seq=3)), 0))
+        await asyncio.sleep(0.5)
+        assert not third.done()  # held back: the database is not keeping up
+        assert not any(f.done() for f in futures)  # and nothing is acked before commit
+        assert metrics.pending_rows._value.get() <= 12
+        await tx.rollback()  # the database recovers
+        futures.append(await asyncio.wait_for(third, 10))
+        outcomes = [await asyncio.wait_for(f, 10) for f in futures]
+        assert [o.result for o in outcomes] == [Result.STORED] * 3
+        await batcher.close()
+    finally:
+        await blocker.close()
+        await pool.close()
