@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import grpc
 
-    from kmemfleet.agent.bundle import captures, iter_captures
+    from kmemfleet.agent.bundle import captures, iter_captures, read_device
     from kmemfleet.agent.delta import DeltaEncoder, KeyframePolicy
     from kmemfleet.agent.stream import strip_known_definitions
     from kmemfleet.transport import call_metadata, describe_rpc_error, sync_channel
@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.bundle.is_dir():
         raise CliError(f"bundle {args.bundle} is not a directory")
+    try:
+        read_device(args.bundle)  # refuse a bundle without identity before connecting
+    except SourceError as exc:
+        raise CliError(str(exc)) from None
     total = len(captures(args.bundle))
     if total == 0:
         raise CliError(f"bundle {args.bundle} has no capture folders (named by unix seconds)")
@@ -48,14 +52,19 @@ def run(args: argparse.Namespace) -> int:
     # Bundles span days: keyframes by count only, never by wall time.
     encoder = DeltaEncoder(KeyframePolicy(every=args.keyframe_every, seconds=float("inf")))
     problems: list[str] = []
+    failure: list[SourceError] = []
 
     def snapshots() -> Iterator[pb.Snapshot]:
+        # gRPC swallows exceptions raised in here: keep the error, end the stream cleanly.
         defined: set[int] = set()
-        for cap in iter_captures(args.bundle):
-            seq = cap.captured_at_ns // 1_000_000
-            snap = pb.Snapshot.FromString(encoder.encode(cap, seq).data)
-            strip_known_definitions(snap, defined)
-            yield snap
+        try:
+            for cap in iter_captures(args.bundle):
+                seq = cap.captured_at_ns // 1_000_000
+                snap = pb.Snapshot.FromString(encoder.encode(cap, seq).data)
+                strip_known_definitions(snap, defined)
+                yield snap
+        except SourceError as exc:
+            failure.append(exc)
 
     counts = {"sent": 0, "stored": 0, "duplicate": 0, "rejected": 0}
     try:
@@ -86,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
             f"{describe_rpc_error(err, cfg.server)} (after {counts['sent']} of "
             f"{total} snapshots; importing again is safe)"
         ) from None
+    if failure:
+        raise CliError(
+            f"{failure[0]} (after {counts['sent']} of {total} snapshots; importing "
+            "again is safe: the server skips duplicates)"
+        )
     for p in problems[:10]:
         print(f"rejected: {p}", file=sys.stderr)
     print(
