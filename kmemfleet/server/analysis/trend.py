@@ -1,0 +1,238 @@
+"""Is one (device, boot, series) leaking? Pure functions over a bucketed series.
+
+The input is the series of one boot folded into fixed time buckets (last value,
+min and max per bucket; see buckets.py). The verdict combines:
+
+* Mann-Kendall (tie-corrected z, two-sided p) on the bucket last values: is the
+  growth *consistent*? Robust to outliers because it only counts signs.
+* Theil-Sen slope (median of pairwise slopes, bytes/hour): how fast, robust to
+  up to ~29% outliers.
+* Plateau: a cache that fills then stays flat has a recent slope (last third of
+  the span) far below its overall slope.
+* Sawtooth: repeated large drops (> 25% of the range). A sawing series leaks
+  only when its troughs rise: we then judge the minima of equal time windows
+  (about two periods each, so each holds a trough) instead of the raw values.
+* A minimum span and point count: nothing is judged on less than MIN_SPAN_HOURS.
+
+Thresholds are named constants and documented in docs/ranking.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MIN_SPAN_HOURS = 2.0
+MIN_POINTS = 8
+MIN_SLOPE_BYTES_PER_HOUR = 1024.0  # 1 KiB/h: the slowest leak we promise to report
+MAX_P_VALUE = 0.01
+MAX_POINTS = 64  # longer series are merged down: O(n^2) pairs stay bounded
+PLATEAU_RECENT_RATIO = 0.3  # recent slope below 30% of overall: it has levelled off
+PLATEAU_LEVEL_RATIO = 0.08  # last third barely above the middle third
+SAWTOOTH_DROP_FRACTION = 0.25
+SAWTOOTH_MIN_DROPS = 2
+SAWTOOTH_DROP_NOISE = 5.0  # a release exceeds 5 robust sigmas of the steps
+TROUGH_MIN_TAU = 0.8  # Kendall tau of the window minima of a sawing leak
+TROUGH_MIN_RISE = 0.25  # troughs must rise by 25% of the range over the span
+MIN_SNR = 3.0  # rise over the span must exceed 3 robust noise sigmas
+
+
+@dataclass(frozen=True)
+class Bucket:
+    t_hours: float  # bucket time, hours since any fixed origin
+    last: float  # value at the last sample in the bucket
+    lo: float  # minimum sample in the bucket
+    hi: float  # maximum sample in the bucket
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # leak | plateau | sawtooth | flat | decreasing | noise | insufficient
+    leaking: bool
+    slope: float  # bytes/hour (trough slope for a sawing leak)
+    p_value: float
+    z: float
+    span_hours: float
+    points: int
+    growth: float  # bytes gained over the judged span at `slope`
+    last: float  # latest value
+    confidence: float  # 0..1
+
+
+def mann_kendall(values: Sequence[float]) -> tuple[float, float]:
+    """(z, two-sided p) of the Mann-Kendall trend test, variance corrected for ties."""
+    n = len(values)
+    if n < 3:
+        return 0.0, 1.0
+    s = 0
+    for i in range(n - 1):
+        vi = values[i]
+        for j in range(i + 1, n):
+            d = values[j] - vi
+            s += (d > 0) - (d < 0)
+    counts: dict[float, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    ties = sum(c * (c - 1) * (2 * c + 5) for c in counts.values() if c > 1)
+    var = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
+    if var <= 0:
+        return 0.0, 1.0
+    z = (s - 1) / math.sqrt(var) if s > 0 else (s + 1) / math.sqrt(var) if s < 0 else 0.0
+    return z, math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def theil_sen(ts: Sequence[float], values: Sequence[float]) -> float:
+    """Median of the pairwise slopes (units of values per unit of ts)."""
+    slopes = [(values[j] - values[i]) / (ts[j] - ts[i])
+              for i in range(len(ts) - 1) for j in range(i + 1, len(ts)) if ts[j] > ts[i]]
+    return _median(slopes) if slopes else 0.0
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
+
+
+def downsample(buckets: Sequence[Bucket], max_points: int = MAX_POINTS) -> list[Bucket]:
+    """Merge neighbours so at most max_points remain (last of group, min, max)."""
+    n = len(buckets)
+    if n <= max_points:
+        return list(buckets)
+    out = []
+    for k in range(max_points):
+        group = buckets[k * n // max_points:(k + 1) * n // max_points]
+        out.append(Bucket(group[-1].t_hours, group[-1].last, min(b.lo for b in group),
+                          max(b.hi for b in group)))
+    return out
+
+
+def window_minima(buckets: Sequence[Bucket], windows: int) -> tuple[list[float], list[float]]:
+    """(times, minima) of `windows` equal time windows: the troughs of a sawing series.
+
+    Windows span about two periods, so each holds a trough; unlike a running
+    minimum, the minima of pure noise or of a flat sawtooth carry no trend.
+    """
+    t0, t1 = buckets[0].t_hours, buckets[-1].t_hours
+    width = (t1 - t0) / windows
+    lows: list[list[float]] = [[] for _ in range(windows)]
+    for b in buckets:
+        k = min(windows - 1, int((b.t_hours - t0) / width)) if width > 0 else 0
+        lows[k].append(b.lo)
+    ts = [t0 + (k + 0.5) * width for k in range(windows) if lows[k]]
+    return ts, [min(w) for w in lows if w]
+
+
+def median3(values: Sequence[float]) -> list[float]:
+    """Running median of three: a lone outlier bucket cannot look like a drop."""
+    n = len(values)
+    if n < 3:
+        return list(values)
+    mid = [sorted(values[i - 1:i + 2])[1] for i in range(1, n - 1)]
+    return [values[0], *mid, values[-1]]
+
+
+def count_drops(values: Sequence[float]) -> int:
+    """Steps where the (median-filtered) value fell by more than SAWTOOTH_DROP_FRACTION
+    of its range."""
+    smooth = median3(values)
+    steps = [smooth[i] - smooth[i - 1] for i in range(1, len(smooth))]
+    if not steps:
+        return 0
+    # A drop must also stand out from the step-to-step noise: in plain noise every
+    # step is "large" relative to the range, in a sawtooth only the releases are.
+    med = _median(steps)
+    step_noise = 1.4826 * _median([abs(d - med) for d in steps])
+    limit = max(SAWTOOTH_DROP_FRACTION * (max(smooth) - min(smooth)),
+                SAWTOOTH_DROP_NOISE * step_noise)
+    if limit <= 0:
+        return 0
+    return sum(1 for i in range(1, len(smooth)) if smooth[i - 1] - smooth[i] > limit)
+
+
+def robust_sigma(ts: Sequence[float], values: Sequence[float], slope: float) -> float:
+    """1.4826 * MAD of the residuals around the Theil-Sen line."""
+    resid = [v - slope * t for t, v in zip(ts, values, strict=True)]
+    med = _median(resid)
+    return 1.4826 * _median([abs(r - med) for r in resid])
+
+
+def judge(series: Sequence[Bucket]) -> Verdict:
+    """The verdict for one boot's bucketed series (sorted by time)."""
+    buckets = downsample(series)
+    n = len(buckets)
+    last = buckets[-1].last if buckets else 0.0
+    span = buckets[-1].t_hours - buckets[0].t_hours if n else 0.0
+    if n < MIN_POINTS or span < MIN_SPAN_HOURS:
+        return Verdict("insufficient", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0)
+    ts = [b.t_hours for b in buckets]
+    values = [b.last for b in buckets]
+    drops = count_drops(values)
+    # Releases faster than a bucket show as a wide spread inside the buckets.
+    spread = _median([b.hi - b.lo for b in buckets])
+    value_range = max(b.hi for b in buckets) - min(b.lo for b in buckets)
+    fast = value_range > 0 and spread > SAWTOOTH_DROP_FRACTION * value_range
+    if drops >= SAWTOOTH_MIN_DROPS or fast:
+        return _judge_troughs(buckets, drops, span, last, mann_kendall(values))
+    z, p = mann_kendall(values)
+    slope = theil_sen(ts, values)
+    third = ts[0] + 2.0 * (ts[-1] - ts[0]) / 3.0
+    # The last third of the span, but never fewer than a third of the points (an
+    # offline gap must not leave the recent slope to two or three buckets).
+    first_recent = min(next(i for i, t in enumerate(ts) if t >= third), n - max(6, n // 3))
+    recent_idx = list(range(max(0, first_recent), n))
+    recent = theil_sen([ts[i] for i in recent_idx], [values[i] for i in recent_idx])
+    # A leak that started after an event: the recent rate is the leak's rate.
+    rate = max(slope, recent) if recent > slope and recent_idx else slope
+    sigma = robust_sigma(ts, values, slope)
+    rise = rate * span
+    snr = rise / sigma if sigma > 0 else math.inf
+    if z <= 0 or p >= MAX_P_VALUE:
+        kind = "decreasing" if z < 0 and p < MAX_P_VALUE else "flat"
+        return Verdict(kind, False, rate, p, z, span, n, 0.0, last, 0.0)
+    if rate < MIN_SLOPE_BYTES_PER_HOUR:
+        return Verdict("flat", False, rate, p, z, span, n, 0.0, last, 0.0)
+    if recent < PLATEAU_RECENT_RATIO * slope or _levelled_off(values):
+        return Verdict("plateau", False, rate, p, z, span, n, 0.0, last, 0.0)
+    if snr < MIN_SNR:
+        return Verdict("noise", False, rate, p, z, span, n, 0.0, last, 0.0)
+    confidence = (min(1.0, abs(z) / 6.0) * min(1.0, snr / (3.0 * MIN_SNR))
+                  * min(1.0, span / 12.0))
+    return Verdict("leak", True, rate, p, z, span, n, rise, last, round(confidence, 4))
+
+
+def _levelled_off(values: Sequence[float]) -> bool:
+    """Fill-then-flat: the last third sits barely above the middle third, compared
+    with how far the series climbed overall (a leak climbs ~1/3 of it per third)."""
+    n = len(values)
+    middle, last = values[n // 3:2 * n // 3], values[2 * n // 3:]
+    ordered = sorted(values)
+    climb = ordered[int(0.95 * (n - 1))] - ordered[int(0.05 * (n - 1))]
+    if not middle or not last or climb <= 0:
+        return False
+    return _median(list(last)) - _median(list(middle)) < PLATEAU_LEVEL_RATIO * climb
+
+
+def _judge_troughs(buckets: Sequence[Bucket], drops: int, span: float, last: float,
+                   raw_mk: tuple[float, float]) -> Verdict:
+    """A sawing series leaks only if its troughs rise consistently and fast enough,
+    and its values as a whole trend up (Mann-Kendall on the raw values)."""
+    n = len(buckets)
+    windows = min(16, max(3, drops // 2)) if drops >= SAWTOOTH_MIN_DROPS else 8
+    ts, lows = window_minima(buckets, windows)
+    if len(lows) < 3:
+        return Verdict("sawtooth", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0)
+    pairs = len(lows) * (len(lows) - 1) // 2
+    s = sum((lows[j] > lows[i]) - (lows[j] < lows[i])
+            for i in range(len(lows) - 1) for j in range(i + 1, len(lows)))
+    tau = s / pairs
+    slope = theil_sen(ts, lows)
+    z, p = mann_kendall(lows)
+    value_range = max(b.hi for b in buckets) - min(b.lo for b in buckets)
+    if (tau < TROUGH_MIN_TAU or slope < MIN_SLOPE_BYTES_PER_HOUR
+            or raw_mk[0] <= 0 or raw_mk[1] >= MAX_P_VALUE
+            or slope * span < TROUGH_MIN_RISE * value_range):
+        return Verdict("sawtooth", False, slope, p, z, span, n, 0.0, last, 0.0)
+    confidence = tau * min(1.0, span / 12.0) * min(1.0, len(lows) / 8.0)
+    return Verdict("leak", True, slope, p, z, span, n, slope * span, last, round(confidence, 4))
