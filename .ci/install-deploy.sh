@@ -1,6 +1,8 @@
 #!/bin/bash
 # Install everything the deploy tests (tests/deploy/) need on a Debian 12
-# (bookworm) x86_64 machine, as root. Idempotent and non-interactive.
+# (bookworm) x86_64 machine, as root. Idempotent and non-interactive:
+# qemu-user-static, debootstrap, shellcheck, yamllint, docker-compose (v1, only
+# for `config` validation) and pyyaml + kubernetes-validate in .venv.
 #
 #   bash .ci/install-deploy.sh
 #
@@ -26,7 +28,7 @@ fi
 
 need_pkgs=
 for p in qemu-user-static debootstrap shellcheck yamllint systemd python3 python3-venv \
-	ca-certificates gzip tar; do
+	ca-certificates gzip tar docker-compose; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		need_pkgs="$need_pkgs $p"
 done
@@ -53,6 +55,18 @@ for arch in arm64 armhf; do
 	touch "$root.tmp/.kmemfleet-done"
 	mv "$root.tmp" "$root"
 done
+
+# Python packages of the manifest tests, in the project's virtualenv (the one
+# `make test` uses; created here when missing, `make` completes it). They are
+# also listed in pyproject's dev extra.
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+VENV=${VENV:-$REPO/.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+	python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import yaml, kubernetes_validate' 2>/dev/null; then
+	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check pyyaml kubernetes-validate
+fi
 
 echo "install-deploy.sh: done"
 for arch in arm64 armhf; do
