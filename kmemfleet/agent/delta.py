@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kmemfleet.agent.capture import Capture
-from kmemfleet.agent.collectors.stackreport import StackReport, StackRow
+from kmemfleet.agent.collectors.stackreport import StackReport, StackRow, row_from_raw
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 # Tags of the length-delimited repeated fields appended as raw bytes.
@@ -70,7 +70,7 @@ class DeltaEncoder:
         self._since_key = 0
         self._key_ns = 0
         self._slabs: dict[tuple[str, int], bytes] = {}
-        self._stacks: dict[int, tuple[int, int, int, int, int]] = {}
+        self._stacks: dict[int | str, tuple[object, ...]] = {}
         self._defs: dict[int, bytes] = {}  # serialized definitions of present stacks
 
     def force_keyframe(self) -> None:
@@ -135,41 +135,49 @@ class DeltaEncoder:
         self, report: StackReport | None, snap: pb.Snapshot, key: bool
     ) -> tuple[bytes, int]:
         previous = self._stacks
-        current: dict[int, tuple[int, int, int, int, int]] = {}
-        defs: dict[int, bytes] = {}
+        current: dict[int | str, tuple[object, ...]] = {}
+        changed: list[StackRow] = []
+        if report is not None and report.raw is not None:
+            # mlt: compare the printed numbers as text; build rows only for changes.
+            changed_raw = []
+            for t in report.raw:
+                state_text = t[2:6]
+                current[t[1]] = state_text  # keyed by the id's hex text: no int() per row
+                if key or previous.get(t[1]) != state_text:
+                    changed_raw.append(t)
+            changed = [row_from_raw(t) for t in changed_raw]
+        elif report is not None:
+            for row in report.rows:
+                state: tuple[object, ...] = row[1:6]
+                current[row[0]] = state
+                if key or previous.get(row[0]) != state:
+                    changed.append(row)
         out: list[bytes] = []
         samples = snap.stack_samples
-        for row in report.rows if report is not None else ():
-            values = (row[1], row[2], row[3], row[4], row[5])
-            sid = row[0]
-            current[sid] = values
-            if key or previous.get(sid) != values:
-                samples.add(
-                    stack_id=sid,
-                    bytes=values[0],
-                    objects=values[1],
-                    allocs=values[2],
-                    frees=values[3],
-                    bytes_upper=values[4],
-                )
-                out.append(_field(_TAG_STACK_DEFINITIONS, self._definition(report, row, defs)))
-            elif sid in self._defs:
-                defs[sid] = self._defs[sid]
-        if not key:
-            gone = previous.keys() - current.keys()
-            if gone:
-                snap.removed_stacks.extend(sorted(gone))
+        for row in changed:
+            samples.add(
+                stack_id=row[0],
+                bytes=row[1],
+                objects=row[2],
+                allocs=row[3],
+                frees=row[4],
+                bytes_upper=row[5],
+            )
+            out.append(_field(_TAG_STACK_DEFINITIONS, self._definition(report, row)))
+        gone = sorted(
+            k if isinstance(k, int) else int(k, 16) for k in previous.keys() - current.keys()
+        )
+        if gone and not key:
+            snap.removed_stacks.extend(gone)
+        for sid in gone:  # cache definitions of present stacks only: bounded memory
+            self._defs.pop(sid, None)
         self._stacks = current
-        # Keep cached definitions only for stacks still present: memory stays bounded.
-        self._defs = defs
         return b"".join(out), len(out)
 
-    def _definition(
-        self, report: StackReport | None, row: StackRow, keep: dict[int, bytes]
-    ) -> bytes:
+    def _definition(self, report: StackReport | None, row: StackRow) -> bytes:
         data = self._defs.get(row.stack_id)
         if data is None:
             assert report is not None
             data = report.definition(row).SerializeToString()
-        keep[row.stack_id] = data
+            self._defs[row.stack_id] = data
         return data

@@ -47,9 +47,24 @@ class StackReport:
     untracked_frees: int = 0
     missed_frees: int = 0
     attributes: dict[str, str] = field(default_factory=dict)
-    rows: list[StackRow] = field(default_factory=list)
     issues: list[pb.ParseIssue] = field(default_factory=list)
     skipped: int = 0
+    # The mlt parser's compact form, kept as matched text: (block, id hex, bytes,
+    # objects, allocs, frees, frame lines). The delta encoder compares the number
+    # strings directly and builds StackRows only for the few stacks that changed.
+    raw: list[tuple[str, ...]] | None = None
+    _rows: list[StackRow] = field(default_factory=list)
+    _materialized: bool = False
+
+    @property
+    def rows(self) -> list[StackRow]:
+        if self.raw is not None and not self._materialized:
+            self._rows = [row_from_raw(t) for t in self.raw]
+            self._materialized = True
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.raw) if self.raw is not None else len(self._rows)
 
     def skip(self, line: int, reason: str) -> None:
         self.skipped += 1
@@ -76,6 +91,13 @@ class StackReport:
         return pb.StackDefinition(
             stack_id=row.stack_id, frames=frames, module=module, source=self.source
         )
+
+
+def row_from_raw(t: tuple[str, ...]) -> StackRow:
+    """A StackRow from the mlt parser's matched text (frame lines start with one space)."""
+    return StackRow(
+        int(t[1], 16), int(t[2]), int(t[3]), int(t[4]), int(t[5]), 0, tuple(t[6][1:-1].split("\n "))
+    )
 
 
 def _clamp(value: int) -> int:
