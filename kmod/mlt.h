@@ -21,6 +21,11 @@
 #include <linux/mutex.h>
 #include <linux/percpu.h>
 #include <linux/prandom.h>
+#include <linux/hash.h>
+#include <linux/rcupdate.h>
+#include <linux/preempt.h>
+#include <linux/slab.h>
+#include <linux/string.h>
 
 /* Limits. Every one of them is named here or is a module parameter. */
 #define MLT_MAX_DEPTH		32	/* frames kept per stack */
@@ -48,6 +53,9 @@
 enum mlt_ctx { MLT_CTX_TASK, MLT_CTX_SOFTIRQ, MLT_CTX_HARDIRQ, MLT_NR_CTX };
 
 enum mlt_mode { MLT_MODE_FULL, MLT_MODE_SAMPLED };
+
+#define MLT_F_SAMPLED	BIT(0)	/* mode == MLT_MODE_SAMPLED */
+#define MLT_F_SLAB	BIT(1)	/* slab name filter set */
 
 /* Per-CPU event counters, summed when read. */
 enum mlt_counter {
@@ -100,6 +108,7 @@ struct mlt_stripe {
  * so the probes see consistent parameters.
  */
 struct mlt_table {
+	u32 flags;		/* MLT_F_*: the fast path tests one word */
 	enum mlt_mode mode;
 	u32 sample_bytes;
 	u32 depth;
@@ -140,13 +149,15 @@ extern struct mlt_table __rcu *mlt_table;
 extern struct mutex mlt_ctl_lock;
 extern struct mlt_pcpu __percpu *mlt_pcpu;
 extern bool mlt_enable;
+extern unsigned long mlt_gate;
 extern bool mlt_bulk_probe_ok;
 extern unsigned long mlt_cap_bytes;
 extern unsigned int mlt_min_size;
 
-void mlt_on_alloc(const void *ptr, size_t size, unsigned long call_site,
-		  const char *cache_name);
-void mlt_on_free(const void *ptr);
+void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
+	       unsigned long call_site);
+void mlt_untrack(struct mlt_table *t, unsigned long ptr, u32 b);
+s64 mlt_next_interval(struct rnd_state *rnd, u32 mean);
 int mlt_reset_locked(void);
 u64 mlt_weight(const struct mlt_table *t, u32 size);
 u64 mlt_counter_sum(enum mlt_counter c);
@@ -156,6 +167,62 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes);
 int mlt_probes_register(void);
 void mlt_probes_unregister(void);
 bool mlt_slab_filter_supported(void);
+
+static __always_inline void mlt_count(enum mlt_counter c, u64 n)
+{
+	this_cpu_add(mlt_pcpu->cnt[c], n);
+}
+
+/*
+ * The probe fast path, inlined into each tracepoint probe: under emulation
+ * and with return thunks every call and return is expensive, so only the
+ * slow paths (mlt_track(), mlt_untrack()) are calls.
+ */
+static __always_inline void mlt_on_alloc(const void *ptr, size_t size,
+					 unsigned long call_site,
+					 const char *cache_name)
+{
+	struct mlt_table *t;
+
+	/* mlt_gate is min_size, or ULONG_MAX when disabled. */
+	if (unlikely(ZERO_OR_NULL_PTR(ptr)) || size < READ_ONCE(mlt_gate))
+		return;
+	t = rcu_dereference_sched(mlt_table);
+	if (unlikely(!t))
+		return;
+	if (unlikely(t->flags & MLT_F_SLAB) &&
+	    (!cache_name || strcmp(cache_name, t->slab)))
+		return;
+	if (t->flags & MLT_F_SAMPLED) {
+		if (likely(this_cpu_sub_return(mlt_pcpu->until_sample, size) > 0))
+			return;
+		/* NMI: leave the countdown for the next sample, track nothing. */
+		if (unlikely(in_nmi()))
+			return;
+		this_cpu_write(mlt_pcpu->until_sample,
+			       mlt_next_interval(this_cpu_ptr(&mlt_pcpu->rnd),
+						 t->sample_bytes));
+	}
+	mlt_track(t, (unsigned long)ptr, size, call_site);
+}
+
+static __always_inline void mlt_on_free(const void *ptr)
+{
+	struct mlt_table *t;
+	u32 b;
+
+	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
+		return;
+	t = rcu_dereference_sched(mlt_table);
+	if (unlikely(!t))
+		return;
+	b = hash_long((unsigned long)ptr, t->obj_bits);
+	if (READ_ONCE(t->buckets[b]) == MLT_NIL) {
+		mlt_count(MLT_C_UNTRACKED_FREES, 1);
+		return;
+	}
+	mlt_untrack(t, (unsigned long)ptr, b);
+}
 
 /* mlt_report.c */
 int mlt_report_init(void);

@@ -62,11 +62,44 @@ static bool mlt_ready;
 /* ---- parameters ------------------------------------------------------ */
 
 bool mlt_enable = true;
-module_param_named(enable, mlt_enable, bool, 0644);
+unsigned int mlt_min_size;
+unsigned long mlt_gate;		/* what the fast path reads: see mlt_gate_update() */
+
+static void mlt_gate_update(void)
+{
+	WRITE_ONCE(mlt_gate, mlt_enable ? mlt_min_size : ULONG_MAX);
+}
+
+static int mlt_enable_set(const char *val, const struct kernel_param *kp)
+{
+	int err = param_set_bool(val, kp);
+
+	if (!err)
+		mlt_gate_update();
+	return err;
+}
+
+static const struct kernel_param_ops mlt_enable_ops = {
+	.set = mlt_enable_set,
+	.get = param_get_bool,
+};
+module_param_cb(enable, &mlt_enable_ops, &mlt_enable, 0644);
 MODULE_PARM_DESC(enable, "Track new allocations (frees are always processed)");
 
-unsigned int mlt_min_size;
-module_param_named(min_size, mlt_min_size, uint, 0644);
+static int mlt_min_size_set(const char *val, const struct kernel_param *kp)
+{
+	int err = param_set_uint(val, kp);
+
+	if (!err)
+		mlt_gate_update();
+	return err;
+}
+
+static const struct kernel_param_ops mlt_min_size_ops = {
+	.set = mlt_min_size_set,
+	.get = param_get_uint,
+};
+module_param_cb(min_size, &mlt_min_size_ops, &mlt_min_size, 0644);
 MODULE_PARM_DESC(min_size, "Ignore allocations smaller than this many bytes");
 
 static enum mlt_mode cfg_mode = MLT_MODE_SAMPLED;
@@ -250,7 +283,7 @@ static u32 mlt_log2_q16(u64 x)
 #define MLT_LN2_Q16 45426	/* ln(2) * 2^16 */
 
 /* Bytes until the next sample: exponential with mean @mean. */
-static s64 mlt_next_interval(struct rnd_state *rnd, u32 mean)
+s64 mlt_next_interval(struct rnd_state *rnd, u32 mean)
 {
 	u64 r = (u64)prandom_u32_state(rnd) + 1;	/* U = r / 2^32 in (0, 1] */
 	u64 nlog2 = (32ULL << 16) - mlt_log2_q16(r);	/* -log2(U), Q16 */
@@ -297,11 +330,6 @@ u64 mlt_weight(const struct mlt_table *t, u32 size)
 }
 
 /* ---- counters --------------------------------------------------------- */
-
-static __always_inline void mlt_count(enum mlt_counter c, u64 n)
-{
-	this_cpu_add(mlt_pcpu->cnt[c], n);
-}
 
 u64 mlt_counter_sum(enum mlt_counter c)
 {
@@ -411,13 +439,15 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 	mlt_count(MLT_C_TRACKED, 1);
 }
 
-static noinline void mlt_untrack(struct mlt_table *t, unsigned long ptr, u32 b)
+noinline void mlt_untrack(struct mlt_table *t, unsigned long ptr, u32 b)
 {
 	struct mlt_stripe *s = &t->stripes[b & (MLT_STRIPES - 1)];
 	u32 *link = &t->buckets[b];
 	u32 i, sidx = MLT_NIL, size = 0;
 	unsigned long flags;
 
+	if (unlikely(in_nmi()))
+		return;
 	raw_spin_lock_irqsave(&s->lock, flags);
 	for (i = *link; i != MLT_NIL; link = &t->objs[i].next, i = *link) {
 		struct mlt_obj *o = &t->objs[i];
@@ -469,8 +499,8 @@ static unsigned int mlt_trim(const unsigned long *buf, unsigned int nr,
 	return i < nr ? i : nr;
 }
 
-static noinline void mlt_track(struct mlt_table *t, unsigned long ptr,
-			       size_t size, unsigned long call_site)
+noinline void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
+			unsigned long call_site)
 {
 	struct mlt_pcpu *pc = this_cpu_ptr(mlt_pcpu);
 	enum mlt_ctx ctx = mlt_ctx_of();
@@ -479,6 +509,8 @@ static noinline void mlt_track(struct mlt_table *t, unsigned long ptr,
 	unsigned int nr, start, i;
 	u32 sidx;
 
+	if (unlikely(in_nmi()))
+		return;
 	if (pc->busy[ctx]) {
 		mlt_count(MLT_C_RECURSION, 1);
 		return;
@@ -510,53 +542,6 @@ out:
 	pc->busy[ctx] = 0;
 	mlt_count(MLT_C_SLOW_NS, local_clock() - t0);
 	mlt_count(MLT_C_SLOW_CALLS, 1);
-}
-
-void mlt_on_alloc(const void *ptr, size_t size, unsigned long call_site,
-		  const char *cache_name)
-{
-	struct mlt_table *t;
-
-	if (unlikely(ZERO_OR_NULL_PTR(ptr) || in_nmi()))
-		return;
-	if (!READ_ONCE(mlt_enable) || size < READ_ONCE(mlt_min_size))
-		return;
-	t = rcu_dereference_sched(mlt_table);
-	if (unlikely(!t))
-		return;
-	if (unlikely(t->slab[0]) &&
-	    (!cache_name || strcmp(cache_name, t->slab)))
-		return;
-	if (t->mode == MLT_MODE_SAMPLED) {
-		s64 left = this_cpu_read(mlt_pcpu->until_sample) - (s64)size;
-
-		if (likely(left > 0)) {
-			this_cpu_write(mlt_pcpu->until_sample, left);
-			return;
-		}
-		this_cpu_write(mlt_pcpu->until_sample,
-			       mlt_next_interval(this_cpu_ptr(&mlt_pcpu->rnd),
-						 t->sample_bytes));
-	}
-	mlt_track(t, (unsigned long)ptr, size, call_site);
-}
-
-void mlt_on_free(const void *ptr)
-{
-	struct mlt_table *t;
-	u32 b;
-
-	if (unlikely(ZERO_OR_NULL_PTR(ptr) || in_nmi()))
-		return;
-	t = rcu_dereference_sched(mlt_table);
-	if (unlikely(!t))
-		return;
-	b = hash_long((unsigned long)ptr, t->obj_bits);
-	if (READ_ONCE(t->buckets[b]) == MLT_NIL) {
-		mlt_count(MLT_C_UNTRACKED_FREES, 1);
-		return;
-	}
-	mlt_untrack(t, (unsigned long)ptr, b);
 }
 
 /* ---- read side -------------------------------------------------------- */
@@ -658,6 +643,8 @@ static struct mlt_table *mlt_table_alloc(void)
 	if (!t)
 		return ERR_PTR(-ENOMEM);
 	t->mode = cfg_mode;
+	t->flags = (cfg_mode == MLT_MODE_SAMPLED ? MLT_F_SAMPLED : 0) |
+		   (cfg_slab[0] ? MLT_F_SLAB : 0);
 	t->sample_bytes = cfg_sample_bytes;
 	t->depth = cfg_depth;
 	strscpy(t->slab, cfg_slab, sizeof(t->slab));
@@ -741,6 +728,7 @@ static int __init mlt_init(void)
 	for_each_possible_cpu(cpu)
 		prandom_seed_state(&per_cpu_ptr(mlt_pcpu, cpu)->rnd, get_random_u64());
 
+	mlt_gate_update();
 	mutex_lock(&mlt_ctl_lock);
 	err = mlt_reset_locked();
 	mutex_unlock(&mlt_ctl_lock);
