@@ -34,7 +34,13 @@ if ! "${BUILDAH[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
 	rm -rf "$rootfs"
 fi
 
-"${BUILDAH[@]}" bud --isolation chroot --network host --platform linux/amd64 \
+# pip inside the build trusts what pip trusts here (e.g. a proxy's CA).
+CA=${BUILD_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+CA_ARGS=()
+if [ -f "$CA" ]; then
+	CA_ARGS=(--volume "$CA:/etc/ssl/certs/build-ca.crt:ro" --build-arg PIP_CERT=/etc/ssl/certs/build-ca.crt)
+fi
+"${BUILDAH[@]}" bud --isolation chroot --network host --platform linux/amd64 "${CA_ARGS[@]}" \
 	--build-arg PYTHON_IMAGE="$BASE" -f "$REPO/deploy/container/$WHAT.Containerfile" \
 	-t "localhost/kmemfleet-$WHAT:dev" "$REPO"
 rm -f "$OUT/kmemfleet-$WHAT-amd64.oci.tar"

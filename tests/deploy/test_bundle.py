@@ -233,3 +233,29 @@ def test_launcher_names_the_missing_python_version_instead_of_a_traceback(
     assert f"is Python {HOST_PY}" in out.stderr
     assert "python3.99" in out.stderr
     assert "PYTHON_VERSIONS" in out.stderr
+
+
+def test_collector_package_writes_a_bundle_that_the_server_stores(
+    grpc_server: RunningServer, bundle_dir: Path, tmp_path: Path
+) -> None:
+    need((REPO / "deploy/collector.sh").is_file(), "deploy/collector.sh", "the agent issue")
+    need(shutil.which("busybox") is not None, "busybox", "apt-get install busybox-static")
+    build("x86_64", bundle_dir)
+    (tarball,) = bundle_dir.glob("kmemfleet-collector-*.tar.gz")
+    root = unpack(tarball, tmp_path / "fw")
+    collector = root / "opt/kmemfleet/collector/collector.sh"
+    assert (root / "etc/init.d/S95kmemfleet-collector").stat().st_mode & stat.S_IXUSR
+    device = make_root(tmp_path, device_id="dev-collector-1", firmware="1.0.7")
+    out = tmp_path / "bundle"
+    env = {"PATH": "/usr/bin:/bin"}
+    cap = subprocess.run(
+        ["busybox", "sh", str(collector), "-r", str(device), str(out), "1", "2"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert cap.returncode == 0, cap.stderr
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 2
+    imp = run_cli("import", str(out), "--insecure", "--server", grpc_server.address, "--quiet")
+    assert imp.returncode == 0, imp.stderr
+    stored = _stored_device(grpc_server.address, "dev-collector-1")
+    assert stored["snapshots"] == 2
+    assert stored["firmware_version"] == "1.0.7"
