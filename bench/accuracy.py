@@ -106,7 +106,8 @@ def rank_of_regression(fl: simfleet.Fleet, truth: dict[str, Any],
 
     def leaks(version: str, sig: str) -> bool:
         sm = summaries.get((version, sig))
-        return sm is not None and ranking.cohort_leaks(sm.devices_leaking, sm.share_leaking)
+        return sm is not None and ranking.cohort_leaks(sm.devices_leaking, sm.share_leaking,
+                                                            sm.devices_observed)
 
     regressions = sorted(
         ((sm.score, sig) for (v, sig), sm in summaries.items()

@@ -70,7 +70,8 @@ def draw_benign(rng: random.Random, duration_hours: float) -> Behaviour:
                          period_hours=fill, noise=base * 0.005)
     if r < 0.88:
         return Behaviour("sawtooth", base, amplitude=base * rng.uniform(0.5, 10),
-                         period_hours=rng.uniform(0.25, 6.0), noise=base * 0.005)
+                         period_hours=rng.uniform(0.25, min(6.0, duration_hours / 4)),
+                         noise=base * 0.005)
     bursts = tuple(sorted((rng.uniform(0, duration_hours), rng.uniform(0.05, 0.5))
                           for _ in range(rng.randint(1, 6))))
     return Behaviour("burst", base, amplitude=base * rng.uniform(1, 50), bursts=bursts)

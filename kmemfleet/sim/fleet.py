@@ -14,7 +14,10 @@ Planted on purpose (see `ground_truth`):
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,7 +56,9 @@ class FleetSpec:
     hours: float = 24.0
     interval_seconds: float = 300.0
     seed: int = 0
-    start_ns: int = 1_767_225_600 * 1_000_000_000  # 2026-01-01T00:00Z
+    # First capture, ns since the epoch; None: `hours` before now (servers refuse
+    # data older than their retention), rounded down to the hour.
+    start_ns: int | None = None
     leak_signatures: int = 6  # common leaks per version, besides the planted ones
     reboot_probability: float = 0.15  # a device reboots once mid-series
     offline_probability: float = 0.1  # a device is unreachable for 1-4 hours
@@ -104,6 +109,13 @@ class Fleet:
     fixed_signature: str
     base_firmware: str
     target_firmware: str
+    _by_id: dict[tuple[str, int], StackDef] = field(default_factory=dict, repr=False)
+
+    def stack_by_id(self, firmware: str, stack_id: int) -> StackDef:
+        if not self._by_id:
+            self._by_id = {(fw, d.stack_id): d for fw, defs in self.catalog.items()
+                           for d in defs}
+        return self._by_id[(firmware, stack_id)]
 
 
 def _catalog(rng: random.Random, n: int, versions: tuple[str, ...]) -> dict[str, list[StackDef]]:
@@ -156,6 +168,9 @@ def _schedule(rng: random.Random, spec: FleetSpec) -> list[Boot]:
 
 def generate(spec: FleetSpec) -> Fleet:
     """A reproducible fleet for spec (same seed, same fleet)."""
+    if spec.start_ns is None:
+        now_h = int(time.time() // 3600)
+        spec = dataclasses.replace(spec, start_ns=(now_h - math.ceil(spec.hours)) * HOUR_NS)
     rng = random.Random(spec.seed)
     versions = spec.firmware_versions
     catalog = _catalog(rng, spec.stacks_per_device, versions)
@@ -186,7 +201,7 @@ def generate(spec: FleetSpec) -> Fleet:
             slabs[name] = (drng.choice((32, 64, 128, 256, 512, 1024)),
                            draw_benign(drng, spec.hours))
         if version == target:
-            slabs[PLANTED_SLAB] = (192, Behaviour("leak", 64 * KIB, rate=48 * KIB,
+            slabs[PLANTED_SLAB] = (192, Behaviour("leak", 64 * KIB, rate=6 * KIB,
                                                   noise=512.0))
         arch = drng.choice(("armv7l", "aarch64", "x86_64"))
         mem = drng.choice((256, 512, 1024, 2048)) * 1024 * 1024
@@ -210,6 +225,7 @@ def captures(fleet: Fleet, device: SimDevice) -> Iterator[Capture]:
     """The device's captures in time order (values drawn from its own seed)."""
     rng = random.Random(device.seed)
     defs = fleet.catalog[device.firmware]
+    start_ns = fleet.spec.start_ns or 0
     for boot in device.boots:
         for t in boot.times:
             since = t - boot.start_hours
@@ -218,7 +234,7 @@ def captures(fleet: Fleet, device: SimDevice) -> Iterator[Capture]:
             for name, (objsize, b) in device.slabs.items():
                 objs = value(b, since, rng) // objsize
                 slabs[name] = (objs, objsize)
-            yield Capture(boot.boot_id, fleet.spec.start_ns + int(t * HOUR_NS),
+            yield Capture(boot.boot_id, start_ns + int(t * HOUR_NS),
                           since * 3600 + 30.0, stacks, slabs)
 
 

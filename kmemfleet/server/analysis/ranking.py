@@ -15,6 +15,7 @@ from dataclasses import dataclass
 # it that one misjudged device cannot flip a regression into "unchanged".
 COHORT_MIN_SHARE = 0.02
 COHORT_MIN_DEVICES = 3
+COHORT_MIN_DEVICES_ANY = 2
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,12 @@ def summarize(rows: Iterable[SeriesRow]) -> Summary:
                    percentile(hours, 0.5), conf, score(leaking_n, share, median, conf))
 
 
-def cohort_leaks(devices_leaking: int, share: float) -> bool:
-    return devices_leaking > 0 and (share >= COHORT_MIN_SHARE
-                                    or devices_leaking >= COHORT_MIN_DEVICES)
+def cohort_leaks(devices_leaking: int, share: float, devices_observed: int) -> bool:
+    """Does the signature leak on this cohort, for diff? At least two devices (one
+    on a one-device cohort), and a share that is not a rounding error of a big fleet."""
+    if devices_leaking < min(COHORT_MIN_DEVICES_ANY, devices_observed) or devices_leaking == 0:
+        return False
+    return share >= COHORT_MIN_SHARE or devices_leaking >= COHORT_MIN_DEVICES
 
 
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:

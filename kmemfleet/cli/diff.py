@@ -1,0 +1,77 @@
+"""`kmemfleet diff`: stacks that leak on the target firmware and not on the base (and back)."""
+
+from __future__ import annotations
+
+import argparse
+
+import grpc
+
+from kmemfleet.errors import CliError
+from kmemfleet.transport import (
+    add_client_arguments,
+    call_metadata,
+    config_from_args,
+    describe_rpc_error,
+    sync_channel,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_client_arguments(parser)
+    parser.add_argument("--base", required=True, help="the earlier firmware version")
+    parser.add_argument("--target", required=True, help="the firmware version to judge")
+    parser.add_argument("--top", type=int, default=20, help="at most N entries per change")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kmemfleet.cli.leaks import entry_json, kib_h, what
+    from kmemfleet.cli.output import print_json, table
+    from kmemfleet.v1 import query_pb2, query_pb2_grpc
+
+    if args.top < 1:
+        raise CliError("--top: must be at least 1")
+    cfg = config_from_args(args)
+    with sync_channel(cfg) as channel:
+        try:
+            resp = query_pb2_grpc.QueryStub(channel).Diff(
+                query_pb2.DiffRequest(base_firmware=args.base, target_firmware=args.target,
+                                      top=args.top),
+                metadata=call_metadata(cfg), timeout=300)
+        except grpc.RpcError as err:
+            raise CliError(describe_rpc_error(err, cfg.server)) from None
+    names = {query_pb2.DiffEntry.REGRESSION: "regression", query_pb2.DiffEntry.FIXED: "fixed",
+             query_pb2.DiffEntry.UNCHANGED: "unchanged"}
+    if args.json:
+        print_json({"base_firmware": resp.base_firmware, "target_firmware": resp.target_firmware,
+                    "entries": [{"change": names.get(d.change, "unspecified"),
+                                 "signature": d.signature,
+                                 "base": entry_json(d.base) if d.HasField("base") else None,
+                                 "target": entry_json(d.target) if d.HasField("target")
+                                 else None} for d in resp.entries]})
+        return 0
+
+    def side(d: query_pb2.DiffEntry, field: str) -> tuple[str, str]:
+        if not d.HasField(field):
+            return "not seen", "-"
+        e = getattr(d, field)
+        rate = kib_h(e.median_slope_bytes_per_hour) if e.devices_leaking else "-"
+        return f"{e.devices_leaking}/{e.devices_observed}", rate
+
+    print(f"diff {resp.base_firmware} -> {resp.target_firmware}: "
+          f"{sum(d.change == query_pb2.DiffEntry.REGRESSION for d in resp.entries)} regressions, "
+          f"{sum(d.change == query_pb2.DiffEntry.FIXED for d in resp.entries)} fixed, "
+          f"{sum(d.change == query_pb2.DiffEntry.UNCHANGED for d in resp.entries)} unchanged")
+    if not resp.entries:
+        return 0
+    rows = []
+    for d in resp.entries:
+        entry = d.target if d.HasField("target") else d.base
+        b_dev, b_rate = side(d, "base")
+        t_dev, t_rate = side(d, "target")
+        rows.append((names.get(d.change, "?").upper(), what(entry, 56), b_dev, b_rate,
+                     t_dev, t_rate))
+    print(table(("CHANGE", "STACK / CACHE", f"{resp.base_firmware} DEVICES", "KiB/h",
+                 f"{resp.target_firmware} DEVICES", "KiB/h"), rows,
+                right=(False, False, True, True, True, True)))
+    return 0

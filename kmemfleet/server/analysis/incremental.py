@@ -1,0 +1,263 @@
+"""Fold newly stored snapshots into the analysis tables (consumes analysis_queue).
+
+One batch, in one transaction: take up to BATCH_SNAPSHOTS queue rows (FOR UPDATE
+SKIP LOCKED, deleted as consumed), fold their stack and slab samples into
+15-minute buckets, re-judge every series of each touched boot (a key absent
+from a delta is unchanged, so time passing can turn "filling" into "plateau"),
+and mark the touched (firmware, signature) summaries dirty. Then the dirty
+summaries are recomputed from analysis_series. Work grows with the new data and
+with the touched boots' bucket counts, never with the raw sample history.
+
+An advisory lock makes concurrent callers wait for the one doing the work
+instead of repeating it; once it is released the queue they saw is folded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import asyncpg
+
+from kmemfleet import log
+from kmemfleet.server.analysis import buckets, ranking, trend
+
+logger = log.get("analysis")
+LOCK_KEY = 0x6B6D6C6B  # "kmlk": one analysis worker at a time
+BATCH_SNAPSHOTS = 500
+SUBJECT_STACK = 1
+SUBJECT_SLAB = 2
+
+_FOLD_STACKS = """
+WITH q AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[])
+           AS q(device_id, boot_id, seq, captured_at))
+INSERT INTO analysis_buckets AS b (device_id, boot_id, subject, key, bucket, last_at,
+                                   last_value, min_value, max_value)
+SELECT s.device_id, s.boot_id, 1, s.stack_id::text,
+       to_timestamp(floor(extract(epoch FROM s.captured_at) / 900) * 900),
+       max(s.captured_at), (array_agg(s.bytes ORDER BY s.captured_at DESC, s.seq DESC))[1],
+       min(s.bytes), max(s.bytes)
+  FROM q JOIN stack_samples s ON s.device_id = q.device_id AND s.boot_id = q.boot_id
+                             AND s.seq = q.seq AND s.captured_at = q.captured_at
+ GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (device_id, boot_id, subject, key, bucket) DO UPDATE SET
+    last_value = CASE WHEN excluded.last_at >= b.last_at THEN excluded.last_value
+                      ELSE b.last_value END,
+    last_at = greatest(b.last_at, excluded.last_at),
+    min_value = least(b.min_value, excluded.min_value),
+    max_value = greatest(b.max_value, excluded.max_value)
+"""
+
+_FOLD_SLABS = """
+WITH q AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[])
+           AS q(device_id, boot_id, seq, captured_at))
+INSERT INTO analysis_buckets AS b (device_id, boot_id, subject, key, bucket, last_at,
+                                   last_value, min_value, max_value)
+SELECT s.device_id, s.boot_id, 2,
+       CASE WHEN s.occurrence = 0 THEN s.name ELSE s.name || '#' || s.occurrence END,
+       to_timestamp(floor(extract(epoch FROM s.captured_at) / 900) * 900),
+       max(s.captured_at),
+       (array_agg(s.active_objs * s.objsize ORDER BY s.captured_at DESC, s.seq DESC))[1],
+       min(s.active_objs * s.objsize), max(s.active_objs * s.objsize)
+  FROM q JOIN slab_samples s ON s.device_id = q.device_id AND s.boot_id = q.boot_id
+                            AND s.seq = q.seq AND s.captured_at = q.captured_at
+ GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (device_id, boot_id, subject, key, bucket) DO UPDATE SET
+    last_value = CASE WHEN excluded.last_at >= b.last_at THEN excluded.last_value
+                      ELSE b.last_value END,
+    last_at = greatest(b.last_at, excluded.last_at),
+    min_value = least(b.min_value, excluded.min_value),
+    max_value = greatest(b.max_value, excluded.max_value)
+"""
+
+_UPSERT_SERIES = """
+INSERT INTO analysis_series AS a (device_id, boot_id, subject, key, firmware_version, signature,
+    kind, leaking, slope, p_value, growth, confidence, span_hours, points, last_value)
+SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
+    $7::text[], $8::boolean[], $9::float8[], $10::float8[], $11::float8[], $12::float8[],
+    $13::float8[], $14::int[], $15::bigint[])
+ON CONFLICT (device_id, boot_id, subject, key) DO UPDATE SET
+    kind = excluded.kind, leaking = excluded.leaking, slope = excluded.slope,
+    p_value = excluded.p_value, growth = excluded.growth, confidence = excluded.confidence,
+    span_hours = excluded.span_hours, points = excluded.points, last_value = excluded.last_value
+"""
+
+
+@dataclass
+class CatchUp:
+    snapshots: int = 0
+    samples: int = 0
+    series: int = 0
+    summaries: int = 0
+    seconds: float = 0.0
+    complete: bool = True  # False: stopped at the time budget with queue rows left
+
+
+class Analyzer:
+    """Holds the (immutable) stack-signature cache between catch-ups."""
+
+    def __init__(self) -> None:
+        self._signatures: dict[str, str] = {}
+
+    async def catch_up(self, pool: asyncpg.Pool, budget_seconds: float = 120.0) -> CatchUp:
+        """Fold everything queued (within the budget) and refresh the dirty summaries."""
+        stats = CatchUp()
+        t0 = time.monotonic()
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+            try:
+                while True:
+                    if time.monotonic() - t0 > budget_seconds:
+                        stats.complete = False
+                        break
+                    async with conn.transaction():
+                        if not await self._fold_batch(conn, stats):
+                            break
+                async with conn.transaction():
+                    stats.summaries = await refresh_summaries(conn)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+        stats.seconds = time.monotonic() - t0
+        if stats.snapshots:
+            logger.info("analysis_caught_up", snapshots=stats.snapshots, samples=stats.samples,
+                        series=stats.series, summaries=stats.summaries,
+                        seconds=round(stats.seconds, 3), complete=stats.complete)
+        return stats
+
+    async def _fold_batch(self, conn: asyncpg.Connection, stats: CatchUp) -> int:
+        rows = await conn.fetch(
+            """DELETE FROM analysis_queue q USING (
+                   SELECT device_id, boot_id, seq, captured_at FROM analysis_queue
+                    ORDER BY enqueued_at LIMIT $1 FOR UPDATE SKIP LOCKED) s
+                WHERE q.device_id = s.device_id AND q.boot_id = s.boot_id AND q.seq = s.seq
+                  AND q.captured_at = s.captured_at
+            RETURNING q.device_id, q.boot_id, q.seq, q.captured_at""", BATCH_SNAPSHOTS)
+        if not rows:
+            return 0
+        args = ([r["device_id"] for r in rows], [r["boot_id"] for r in rows],
+                [r["seq"] for r in rows], [r["captured_at"] for r in rows])
+        folded = 0
+        for sql in (_FOLD_STACKS, _FOLD_SLABS):
+            status = await conn.execute(sql, *args)
+            folded += int(status.split()[-1])
+        await conn.execute(
+            """INSERT INTO analysis_boot_buckets (device_id, boot_id, bucket)
+               SELECT DISTINCT d, b, to_timestamp(floor(extract(epoch FROM c) / 900) * 900)
+                 FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(d, b, c)
+               ON CONFLICT DO NOTHING""", args[0], args[1], args[3])
+        boots = sorted({(r["device_id"], r["boot_id"]) for r in rows})
+        stats.series += await self._rejudge(conn, boots)
+        counts: dict[str, int] = defaultdict(int)
+        fw = await conn.fetch(
+            """SELECT b.firmware_version, count(*) AS n FROM unnest($1::text[], $2::text[]) AS
+               u(d, b) JOIN boots b ON b.device_id = u.d AND b.boot_id = u.b GROUP BY 1""",
+            args[0], args[1])
+        for r in fw:
+            counts[r["firmware_version"]] += r["n"]
+        await conn.executemany(
+            """INSERT INTO analysis_cohorts AS c (firmware_version, devices, samples)
+               VALUES ($1, (SELECT count(DISTINCT device_id) FROM boots
+                             WHERE firmware_version = $1), $2)
+               ON CONFLICT (firmware_version) DO UPDATE SET devices = excluded.devices,
+                   samples = c.samples + excluded.samples""",
+            [(k, v) for k, v in counts.items()])
+        stats.snapshots += len(rows)
+        stats.samples += folded
+        return len(rows)
+
+    async def _rejudge(self, conn: asyncpg.Connection, boots: list[tuple[str, str]]) -> int:
+        devs, bids = [d for d, _ in boots], [b for _, b in boots]
+        firmware = {(r["device_id"], r["boot_id"]): r["firmware_version"] for r in await conn.fetch(
+            """SELECT b.device_id, b.boot_id, b.firmware_version FROM boots b
+                 JOIN unnest($1::text[], $2::text[]) AS u(d, b)
+                   ON b.device_id = u.d AND b.boot_id = u.b""", devs, bids)}
+        grid: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for r in await conn.fetch(
+                """SELECT g.device_id, g.boot_id, extract(epoch FROM g.bucket)::bigint AS t
+                     FROM analysis_boot_buckets g JOIN unnest($1::text[], $2::text[]) AS u(d, b)
+                       ON g.device_id = u.d AND g.boot_id = u.b ORDER BY 1, 2, 3""", devs, bids):
+            grid[(r["device_id"], r["boot_id"])].append(r["t"])
+        folds: dict[tuple[str, str, int, str], dict[int, buckets.Fold]] = defaultdict(dict)
+        for r in await conn.fetch(
+                """SELECT a.device_id, a.boot_id, a.subject, a.key,
+                          extract(epoch FROM a.bucket)::bigint AS t,
+                          extract(epoch FROM a.last_at) AS last_at,
+                          a.last_value, a.min_value, a.max_value
+                     FROM analysis_buckets a JOIN unnest($1::text[], $2::text[]) AS u(d, b)
+                       ON a.device_id = u.d AND a.boot_id = u.b""", devs, bids):
+            folds[(r["device_id"], r["boot_id"], r["subject"], r["key"])][r["t"]] = buckets.Fold(
+                float(r["last_at"]), float(r["last_value"]), float(r["min_value"]),
+                float(r["max_value"]))
+        await self._load_signatures(conn, [k[3] for k in folds if k[2] == SUBJECT_STACK])
+        cols: list[list[object]] = [[] for _ in range(15)]
+        dirty: set[tuple[str, int, str]] = set()
+        for (dev, boot, subject, key), f in folds.items():
+            fw = firmware.get((dev, boot))
+            if fw is None:
+                continue
+            sig = self._signatures.get(key, key) if subject == SUBJECT_STACK else key
+            v = trend.judge(buckets.series(f, grid[(dev, boot)]))
+            for col, val in zip(cols, (dev, boot, subject, key, fw, sig, v.kind, v.leaking,
+                                       v.slope, v.p_value, v.growth, v.confidence, v.span_hours,
+                                       v.points, int(v.last)), strict=True):
+                col.append(val)
+            dirty.add((fw, subject, sig))
+        if cols[0]:
+            await conn.execute(_UPSERT_SERIES, *cols)
+        if dirty:
+            await conn.executemany(
+                "INSERT INTO analysis_dirty VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                sorted(dirty))
+        return len(cols[0])
+
+    async def _load_signatures(self, conn: asyncpg.Connection, keys: list[str]) -> None:
+        missing = sorted({k for k in keys if k not in self._signatures})
+        if not missing:
+            return
+        for r in await conn.fetch(
+                "SELECT stack_id::text AS k, signature FROM stacks WHERE stack_id = ANY($1)",
+                [int(k) for k in missing]):
+            self._signatures[r["k"]] = r["signature"]
+
+
+async def refresh_summaries(conn: asyncpg.Connection) -> int:
+    """Recompute the summaries marked dirty; returns how many."""
+    dirty = await conn.fetch("DELETE FROM analysis_dirty RETURNING *")
+    groups: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for r in dirty:
+        groups[(r["firmware_version"], r["subject"])].append(r["signature"])
+    cols: list[list[object]] = [[] for _ in range(13)]
+    for (fw, subject), sigs in groups.items():
+        per_sig: dict[str, list[ranking.SeriesRow]] = defaultdict(list)
+        for r in await conn.fetch(
+                """SELECT s.signature, s.device_id, s.key, s.leaking, s.slope, s.growth,
+                          s.confidence, s.span_hours, coalesce(b.low_free, b.mem_total) AS mem
+                     FROM analysis_series s JOIN boots b
+                       ON b.device_id = s.device_id AND b.boot_id = s.boot_id
+                    WHERE s.firmware_version = $1 AND s.subject = $2
+                      AND s.signature = ANY($3::text[])""", fw, subject, sigs):
+            per_sig[r["signature"]].append(ranking.SeriesRow(
+                r["device_id"], r["key"], r["leaking"], r["slope"], r["growth"],
+                r["confidence"], r["span_hours"], r["mem"]))
+        for sig, rows in per_sig.items():
+            sm = ranking.summarize(rows)
+            for col, val in zip(cols, (fw, subject, sig, sm.representative, sm.devices_observed,
+                                       sm.devices_leaking, sm.share_leaking, sm.median_slope,
+                                       sm.p90_slope, sm.total_leaked, sm.projected_hours,
+                                       sm.confidence, sm.score), strict=True):
+                col.append(val)
+    if cols[0]:
+        await conn.execute(
+            """INSERT INTO analysis_summary AS a SELECT * FROM unnest($1::text[], $2::smallint[],
+                   $3::text[], $4::text[], $5::int[], $6::int[], $7::float8[], $8::float8[],
+                   $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[])
+               ON CONFLICT (firmware_version, subject, signature) DO UPDATE SET
+                   representative = excluded.representative,
+                   devices_observed = excluded.devices_observed,
+                   devices_leaking = excluded.devices_leaking,
+                   share_leaking = excluded.share_leaking, median_slope = excluded.median_slope,
+                   p90_slope = excluded.p90_slope, total_leaked = excluded.total_leaked,
+                   projected_hours = excluded.projected_hours,
+                   confidence = excluded.confidence, score = excluded.score""", *cols)
+    return len(cols[0])
