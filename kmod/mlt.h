@@ -137,7 +137,6 @@ struct mlt_table {
 };
 
 struct mlt_pcpu {
-	s64 until_sample;	/* bytes left before the next sample */
 	struct rnd_state rnd;
 	u8 busy[MLT_NR_CTX];
 	unsigned long buf[MLT_NR_CTX][MLT_BUF_FRAMES];
@@ -154,9 +153,7 @@ extern bool mlt_bulk_probe_ok;
 extern unsigned long mlt_cap_bytes;
 extern unsigned int mlt_min_size;
 
-void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
-	       unsigned long call_site);
-void mlt_untrack(struct mlt_table *t, unsigned long ptr, u32 b);
+void mlt_untrack(unsigned long ptr, u32 b);
 s64 mlt_next_interval(struct rnd_state *rnd, u32 mean);
 int mlt_reset_locked(void);
 u64 mlt_weight(const struct mlt_table *t, u32 size);
@@ -174,54 +171,44 @@ static __always_inline void mlt_count(enum mlt_counter c, u64 n)
 }
 
 /*
- * The probe fast path, inlined into each tracepoint probe: under emulation
- * and with return thunks every call and return is expensive, so only the
- * slow paths (mlt_track(), mlt_untrack()) are calls.
+ * The probe fast path, inlined into each tracepoint probe. It is what every
+ * kmalloc/kfree pays, so it stays next to the cost of a counting probe:
+ * an allocation is one per-CPU subtract and test (in full mode the
+ * countdown stays <= 0, so every allocation takes the slow path); a free
+ * is one hash and one bucket peek. Everything else is in mlt_core.c.
  */
+DECLARE_PER_CPU(s64, mlt_until_sample);
+DECLARE_PER_CPU(u64, mlt_untracked_frees);
+extern u32 *mlt_obj_buckets;	/* == mlt_table->buckets, NULL while none */
+extern unsigned int mlt_obj_bits;
+
+void mlt_alloc_slow(const void *ptr, size_t size, unsigned long call_site,
+		    const char *cache_name);
+
 static __always_inline void mlt_on_alloc(const void *ptr, size_t size,
 					 unsigned long call_site,
 					 const char *cache_name)
 {
-	struct mlt_table *t;
-
-	/* mlt_gate is min_size, or ULONG_MAX when disabled. */
-	if (unlikely(ZERO_OR_NULL_PTR(ptr)) || size < READ_ONCE(mlt_gate))
+	if (likely(this_cpu_sub_return(mlt_until_sample, size) > 0))
 		return;
-	t = rcu_dereference_sched(mlt_table);
-	if (unlikely(!t))
-		return;
-	if (unlikely(t->flags & MLT_F_SLAB) &&
-	    (!cache_name || strcmp(cache_name, t->slab)))
-		return;
-	if (t->flags & MLT_F_SAMPLED) {
-		if (likely(this_cpu_sub_return(mlt_pcpu->until_sample, size) > 0))
-			return;
-		/* NMI: leave the countdown for the next sample, track nothing. */
-		if (unlikely(in_nmi()))
-			return;
-		this_cpu_write(mlt_pcpu->until_sample,
-			       mlt_next_interval(this_cpu_ptr(&mlt_pcpu->rnd),
-						 t->sample_bytes));
-	}
-	mlt_track(t, (unsigned long)ptr, size, call_site);
+	mlt_alloc_slow(ptr, size, call_site, cache_name);
 }
 
 static __always_inline void mlt_on_free(const void *ptr)
 {
-	struct mlt_table *t;
-	u32 b;
+	u32 *buckets, b;
 
 	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
 		return;
-	t = rcu_dereference_sched(mlt_table);
-	if (unlikely(!t))
+	buckets = smp_load_acquire(&mlt_obj_buckets);
+	if (unlikely(!buckets))
 		return;
-	b = hash_long((unsigned long)ptr, t->obj_bits);
-	if (READ_ONCE(t->buckets[b]) == MLT_NIL) {
-		mlt_count(MLT_C_UNTRACKED_FREES, 1);
+	b = hash_long((unsigned long)ptr, READ_ONCE(mlt_obj_bits));
+	if (READ_ONCE(buckets[b]) == MLT_NIL) {
+		this_cpu_inc(mlt_untracked_frees);
 		return;
 	}
-	mlt_untrack(t, (unsigned long)ptr, b);
+	mlt_untrack((unsigned long)ptr, b);
 }
 
 /* mlt_report.c */

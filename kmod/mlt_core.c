@@ -56,6 +56,10 @@
 struct mlt_table __rcu *mlt_table;
 DEFINE_MUTEX(mlt_ctl_lock);
 struct mlt_pcpu __percpu *mlt_pcpu;
+DEFINE_PER_CPU(s64, mlt_until_sample);	/* bytes before the next sample */
+DEFINE_PER_CPU(u64, mlt_untracked_frees);
+u32 *mlt_obj_buckets;
+unsigned int mlt_obj_bits;
 unsigned long mlt_cap_bytes;
 static bool mlt_ready;
 
@@ -336,8 +340,11 @@ u64 mlt_counter_sum(enum mlt_counter c)
 	u64 sum = 0;
 	int cpu;
 
-	for_each_possible_cpu(cpu)
+	for_each_possible_cpu(cpu) {
 		sum += READ_ONCE(per_cpu_ptr(mlt_pcpu, cpu)->cnt[c]);
+		if (c == MLT_C_UNTRACKED_FREES)
+			sum += READ_ONCE(per_cpu(mlt_untracked_frees, cpu));
+	}
 	return sum;
 }
 
@@ -439,15 +446,22 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 	mlt_count(MLT_C_TRACKED, 1);
 }
 
-noinline void mlt_untrack(struct mlt_table *t, unsigned long ptr, u32 b)
+noinline void mlt_untrack(unsigned long ptr, u32 b)
 {
-	struct mlt_stripe *s = &t->stripes[b & (MLT_STRIPES - 1)];
-	u32 *link = &t->buckets[b];
+	/*
+	 * Same RCU-sched section as the bucket peek: the table cannot have
+	 * been replaced, only unpublished (NULL) by a reset in progress.
+	 */
+	struct mlt_table *t = rcu_dereference_sched(mlt_table);
+	struct mlt_stripe *s;
+	u32 *link;
 	u32 i, sidx = MLT_NIL, size = 0;
 	unsigned long flags;
 
-	if (unlikely(in_nmi()))
+	if (unlikely(!t || in_nmi()))
 		return;
+	s = &t->stripes[b & (MLT_STRIPES - 1)];
+	link = &t->buckets[b];
 	raw_spin_lock_irqsave(&s->lock, flags);
 	for (i = *link; i != MLT_NIL; link = &t->objs[i].next, i = *link) {
 		struct mlt_obj *o = &t->objs[i];
@@ -499,8 +513,8 @@ static unsigned int mlt_trim(const unsigned long *buf, unsigned int nr,
 	return i < nr ? i : nr;
 }
 
-noinline void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
-			unsigned long call_site)
+static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
+		      unsigned long call_site)
 {
 	struct mlt_pcpu *pc = this_cpu_ptr(mlt_pcpu);
 	enum mlt_ctx ctx = mlt_ctx_of();
@@ -542,6 +556,32 @@ out:
 	pc->busy[ctx] = 0;
 	mlt_count(MLT_C_SLOW_NS, local_clock() - t0);
 	mlt_count(MLT_C_SLOW_CALLS, 1);
+}
+
+/*
+ * An allocation whose per-CPU countdown reached zero: draw the next sample
+ * distance (sampled mode), apply the filters, track it.
+ */
+noinline void mlt_alloc_slow(const void *ptr, size_t size,
+			     unsigned long call_site, const char *cache_name)
+{
+	struct mlt_table *t = rcu_dereference_sched(mlt_table);
+
+	if (unlikely(!t))
+		return;		/* reset in progress: it rewrites the countdown */
+	if (t->flags & MLT_F_SAMPLED) {
+		if (unlikely(in_nmi()))
+			return;
+		this_cpu_write(mlt_until_sample,
+			       mlt_next_interval(this_cpu_ptr(&mlt_pcpu->rnd),
+						 t->sample_bytes));
+	}
+	if (unlikely(ZERO_OR_NULL_PTR(ptr)) || size < READ_ONCE(mlt_gate))
+		return;
+	if (unlikely(t->flags & MLT_F_SLAB) &&
+	    (!cache_name || strcmp(cache_name, t->slab)))
+		return;
+	mlt_track(t, (unsigned long)ptr, size, call_site);
 }
 
 /* ---- read side -------------------------------------------------------- */
@@ -695,6 +735,7 @@ int mlt_reset_locked(void)
 	lockdep_assert_held(&mlt_ctl_lock);
 	old = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	RCU_INIT_POINTER(mlt_table, NULL);
+	WRITE_ONCE(mlt_obj_buckets, NULL);
 	synchronize_rcu();	/* no probe uses old or the per-CPU state now */
 	mlt_table_free(old);
 
@@ -703,7 +744,10 @@ int mlt_reset_locked(void)
 
 		memset(pc->cnt, 0, sizeof(pc->cnt));
 		memset(pc->busy, 0, sizeof(pc->busy));
-		pc->until_sample = mlt_next_interval(&pc->rnd, cfg_sample_bytes);
+		per_cpu(mlt_untracked_frees, cpu) = 0;
+		/* Full mode: the countdown stays <= 0, every allocation is slow. */
+		per_cpu(mlt_until_sample, cpu) = cfg_mode == MLT_MODE_FULL ? 0 :
+			mlt_next_interval(&pc->rnd, cfg_sample_bytes);
 	}
 
 	t = mlt_table_alloc();
@@ -712,6 +756,8 @@ int mlt_reset_locked(void)
 		       mlt_cap_bytes, PTR_ERR(t));
 		return PTR_ERR(t);
 	}
+	WRITE_ONCE(mlt_obj_bits, t->obj_bits);
+	smp_store_release(&mlt_obj_buckets, t->buckets);
 	rcu_assign_pointer(mlt_table, t);
 	return 0;
 }
@@ -755,6 +801,7 @@ out_probes:
 out_table:
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
 	RCU_INIT_POINTER(mlt_table, NULL);
+	WRITE_ONCE(mlt_obj_buckets, NULL);
 out_pcpu:
 	free_percpu(mlt_pcpu);
 	return err;
@@ -768,6 +815,7 @@ static void __exit mlt_exit(void)
 	mlt_ready = false;
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
 	RCU_INIT_POINTER(mlt_table, NULL);
+	WRITE_ONCE(mlt_obj_buckets, NULL);
 	mutex_unlock(&mlt_ctl_lock);
 	free_percpu(mlt_pcpu);
 }

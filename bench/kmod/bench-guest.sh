@@ -28,6 +28,8 @@ while [ $r -lt "$REPS" ]; do
 	echo full > $P/mode
 	measure full
 	[ $r = 1 ] && emit stats_full /sys/kernel/debug/mlt/stats
+	echo 4 > $P/depth
+	measure full_depth4
 	rmmod mlt
 done
 exit 0
