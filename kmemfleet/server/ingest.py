@@ -105,7 +105,12 @@ class IngestService:
             )
         try:
             now = time.time_ns()
-            validate(snap, now, oldest_ns=now - self.retention_ns)
+            validate(
+                snap,
+                now,
+                oldest_ns=now - self.retention_ns,
+                known_stacks=self.batcher.writer.known_stacks,
+            )
             item = prepare(snap)
         except ValidationError as exc:
             return self._reject(INVALID, "invalid_field", str(exc), base)

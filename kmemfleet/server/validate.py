@@ -9,6 +9,7 @@ size and sanity, not escaping.
 from __future__ import annotations
 
 import time
+from collections.abc import Container
 
 from kmemfleet.v1 import snapshot_pb2 as pb
 
@@ -67,10 +68,17 @@ def _most(field: str, n: int, limit: int) -> None:
         raise ValidationError(field, f"more than {limit} entries ({n})")
 
 
-def validate(snap: pb.Snapshot, now_ns: int | None = None, oldest_ns: int = EARLIEST_NS) -> None:
+def validate(
+    snap: pb.Snapshot,
+    now_ns: int | None = None,
+    oldest_ns: int = EARLIEST_NS,
+    known_stacks: Container[int] = (),
+) -> None:
     """Raise ValidationError for the first invalid field.
 
     `oldest_ns` is the retention horizon: older data would be dropped at once.
+    Definitions of `known_stacks` (signed ids already interned) are not checked:
+    the server ignores their content.
     """
     now_ns = time.time_ns() if now_ns is None else now_ns
     d = snap.device
@@ -110,7 +118,7 @@ def validate(snap: pb.Snapshot, now_ns: int | None = None, oldest_ns: int = EARL
         _most(f"buddyinfo[{i}].free_blocks", len(z.free_blocks), 64)
         for j, n in enumerate(z.free_blocks):
             _count(f"buddyinfo[{i}].free_blocks[{j}]", n)
-    _validate_stacks(snap)
+    _validate_stacks(snap, known_stacks)
     _most("parse_issues", len(snap.parse_issues), MAX_PARSE_ISSUES)
     for i, issue in enumerate(snap.parse_issues):
         _text(f"parse_issues[{i}].file", issue.file)
@@ -120,9 +128,30 @@ def validate(snap: pb.Snapshot, now_ns: int | None = None, oldest_ns: int = EARL
 def _validate_slabs(snap: pb.Snapshot) -> None:
     _most("slab_caches", len(snap.slab_caches), MAX_SLAB_CACHES)
     for i, c in enumerate(snap.slab_caches):
-        _text(f"slab_caches[{i}].name", c.name, MAX_ID_LEN, required=True)
-        for f in SLAB_COUNT_FIELDS:
-            _count(f"slab_caches[{i}].{f}", getattr(c, f))
+        # Fast path: one comparison chain per row; name the field only when it fails.
+        name = c.name
+        if (
+            not name.strip()
+            or len(name) > MAX_ID_LEN
+            or "\x00" in name
+            or min(
+                c.active_objs,
+                c.num_objs,
+                c.objsize,
+                c.objperslab,
+                c.pagesperslab,
+                c.limit,
+                c.batchcount,
+                c.sharedfactor,
+                c.active_slabs,
+                c.num_slabs,
+                c.sharedavail,
+            )
+            < 0
+        ):
+            _text(f"slab_caches[{i}].name", name, MAX_ID_LEN, required=True)
+            for f in SLAB_COUNT_FIELDS:
+                _count(f"slab_caches[{i}].{f}", getattr(c, f))
     _most("removed_slab_caches", len(snap.removed_slab_caches), MAX_SLAB_CACHES)
     for i, k in enumerate(snap.removed_slab_caches):
         _text(f"removed_slab_caches[{i}].name", k.name, MAX_ID_LEN, required=True)
@@ -130,21 +159,40 @@ def _validate_slabs(snap: pb.Snapshot) -> None:
         raise ValidationError("removed_slab_caches", "only a delta (base_seq > 0) removes keys")
 
 
-def _validate_stacks(snap: pb.Snapshot) -> None:
+def _validate_frame(i: int, j: int, fr: pb.Frame) -> None:
+    _text(f"stack_definitions[{i}].frames[{j}].function", fr.function, MAX_FRAME_TEXT)
+    _text(f"stack_definitions[{i}].frames[{j}].module", fr.module, MAX_ID_LEN)
+    _text(f"stack_definitions[{i}].frames[{j}].file", fr.file, MAX_FRAME_TEXT)
+    if not fr.function and not fr.address:
+        raise ValidationError(
+            f"stack_definitions[{i}].frames[{j}]", "needs a function or an address"
+        )
+
+
+def _validate_stacks(snap: pb.Snapshot, known_stacks: Container[int]) -> None:
     _most("stack_definitions", len(snap.stack_definitions), MAX_STACK_DEFINITIONS)
+    top, wrap = 1 << 63, 1 << 64
     for i, sd in enumerate(snap.stack_definitions):
-        if not sd.frames:
+        sid = sd.stack_id
+        if (sid - wrap if sid >= top else sid) in known_stacks:
+            continue
+        frames = sd.frames
+        if not frames:
             raise ValidationError(f"stack_definitions[{i}].frames", "must not be empty")
-        _most(f"stack_definitions[{i}].frames", len(sd.frames), MAX_FRAMES)
+        _most(f"stack_definitions[{i}].frames", len(frames), MAX_FRAMES)
         _text(f"stack_definitions[{i}].module", sd.module, MAX_ID_LEN)
-        for j, fr in enumerate(sd.frames):
-            _text(f"stack_definitions[{i}].frames[{j}].function", fr.function, MAX_FRAME_TEXT)
-            _text(f"stack_definitions[{i}].frames[{j}].module", fr.module, MAX_ID_LEN)
-            _text(f"stack_definitions[{i}].frames[{j}].file", fr.file, MAX_FRAME_TEXT)
-            if not fr.function and not fr.address:
-                raise ValidationError(
-                    f"stack_definitions[{i}].frames[{j}]", "needs a function or an address"
-                )
+        for j, fr in enumerate(frames):
+            fn, mod, file = fr.function, fr.module, fr.file
+            if (
+                len(fn) > MAX_FRAME_TEXT
+                or len(mod) > MAX_ID_LEN
+                or len(file) > MAX_FRAME_TEXT
+                or "\x00" in fn
+                or "\x00" in mod
+                or "\x00" in file
+                or not (fn or fr.address)
+            ):
+                _validate_frame(i, j, fr)
     _most("stack_samples", len(snap.stack_samples), MAX_STACK_SAMPLES)
     _most("removed_stacks", len(snap.removed_stacks), MAX_STACK_SAMPLES)
     if snap.removed_stacks and not snap.base_seq:
@@ -154,7 +202,11 @@ def _validate_stacks(snap: pb.Snapshot) -> None:
 
 def check_stack_counts(snap: pb.Snapshot) -> None:
     """Per-sample counts >= 0; the hot loop, so one pass and a slow path to name the field."""
-    for i, s in enumerate(snap.stack_samples):
-        if s.bytes < 0 or s.objects < 0 or s.allocs < 0 or s.frees < 0 or s.bytes_upper < 0:
-            for f in STACK_COUNT_FIELDS:
-                _count(f"stack_samples[{i}].{f}", getattr(s, f))
+    samples = snap.stack_samples
+    if not samples:
+        return
+    if min(min(s.bytes, s.objects, s.allocs, s.frees, s.bytes_upper) for s in samples) >= 0:
+        return
+    for i, s in enumerate(samples):
+        for f in STACK_COUNT_FIELDS:
+            _count(f"stack_samples[{i}].{f}", getattr(s, f))

@@ -64,6 +64,10 @@ def test_oversize_snapshot_is_rejected_naming_the_limit(database_dsn: str, tmp_p
 
 def _bad(field: str) -> tuple[pb.Snapshot, str]:
     s = snapshot("dev-bad", seq=3)
+    # Fresh stack ids: definitions of stacks the server already interned are not
+    # re-validated (their content is ignored), so the bad ones must be new.
+    for k, (sd, sample) in enumerate(zip(s.stack_definitions, s.stack_samples, strict=True)):
+        sd.stack_id = sample.stack_id = 0xBAD0 + k
     if field == "seq":
         s.seq = 0
     elif field == "captured_at_ns":
@@ -197,3 +201,14 @@ def test_deltas_rebuild_the_latest_state(grpc_server: RunningServer) -> None:
     assert stacks.stacks[0].stack.frames[0].function == "leak_fn_0"
     assert [p.bytes for p in series.points] == [4096, 1 << 20]
     assert series.boot_id == "boot-1"
+
+
+def test_known_stack_definition_is_not_reinterned(grpc_server: RunningServer) -> None:
+    """A later stream repeats its definitions; the first stored content stays."""
+    first = snapshot("dev-1", seq=1)
+    stream(grpc_server.address, [first])
+    again = snapshot("dev-2", seq=1)
+    again.stack_definitions[0].frames[0].function = "other_name"
+    assert stream(grpc_server.address, [again])[0].result == Ack.STORED
+    names = db(grpc_server.dsn, "SELECT frames->0->>'function' FROM stacks ORDER BY stack_id")
+    assert [r[0] for r in names] == ["leak_fn_0", "leak_fn_1"]

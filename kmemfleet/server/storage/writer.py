@@ -129,22 +129,12 @@ def prepare(snap: pb.Snapshot) -> Prepared:
         (dev, boot, seq, ts, k.name, k.occurrence, True, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         for k in snap.removed_slab_caches
     ]
+    top, wrap = 1 << 63, 1 << 64  # fixed64 ids as signed bigint: to_signed64, inlined
     stack_rows: list[Row] = [
-        (
-            dev,
-            boot,
-            seq,
-            ts,
-            to_signed64(s.stack_id),
-            False,
-            s.bytes,
-            s.objects,
-            s.allocs,
-            s.frees,
-            s.bytes_upper,
-        )
+        (dev, boot, seq, ts, sid - wrap if (sid := s.stack_id) >= top else sid, False,
+         s.bytes, s.objects, s.allocs, s.frees, s.bytes_upper)
         for s in snap.stack_samples
-    ]
+    ]  # fmt: skip
     referenced = {r[4] for r in stack_rows}  # type: ignore[misc]
     stack_rows += [
         (dev, boot, seq, ts, to_signed64(sid), True, 0, 0, 0, 0, 0) for sid in snap.removed_stacks
@@ -188,17 +178,32 @@ def _source_json(snap: pb.Snapshot) -> str | None:
     )
 
 
+# Bound on the in-memory set of interned stack ids.
+MAX_KNOWN_STACKS = 2_000_000
+
+
 class SnapshotWriter:
     def __init__(self) -> None:
         self.partitions = PartitionManager()
+        # Signed ids committed to `stacks`. Every new stream repeats its definitions;
+        # those already interned are neither validated again nor re-encoded (their
+        # content would be discarded by ON CONFLICT DO NOTHING anyway).
+        self.known_stacks: set[int] = set()
+        self._interned: list[int] = []
 
     async def write_batch(
         self, conn: asyncpg.Connection, items: Sequence[Prepared]
     ) -> list[Outcome]:
         """One transaction for the whole batch; returns one Outcome per item, in order."""
         await self.partitions.ensure(conn, {p.ts.date() for p in items})
+        self._interned = []
         async with conn.transaction():
-            return await self._write(conn, items)
+            outcomes = await self._write(conn, items)
+        # Only after the commit: a rolled-back stack must not count as interned.
+        if len(self.known_stacks) > MAX_KNOWN_STACKS:
+            self.known_stacks.clear()
+        self.known_stacks.update(self._interned)
+        return outcomes
 
     async def _write(self, conn: asyncpg.Connection, items: Sequence[Prepared]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(items)
@@ -243,13 +248,17 @@ class SnapshotWriter:
 
     async def _intern_stacks(self, conn: asyncpg.Connection, items: Sequence[Prepared]) -> None:
         defs: dict[int, pb.StackDefinition] = {}
+        known_here = self.known_stacks
         for p in items:
             for sd in p.snap.stack_definitions:
-                defs.setdefault(to_signed64(sd.stack_id), sd)
+                sid = to_signed64(sd.stack_id)
+                if sid not in known_here:
+                    defs.setdefault(sid, sd)
         if not defs:
             return
         ids = sorted(defs)
-        # Skip the ones already interned: most definitions repeat on every new stream.
+        self._interned.extend(ids)
+        # Skip the ones another replica (or an earlier run) already interned.
         known = {
             r[0]
             for r in await conn.fetch(
@@ -275,7 +284,7 @@ class SnapshotWriter:
     async def _unknown_stacks(
         self, conn: asyncpg.Connection, items: Sequence[Prepared]
     ) -> set[int]:
-        ids = sorted(set().union(*(p.referenced for p in items)))
+        ids = sorted(set().union(*(p.referenced for p in items)) - self.known_stacks)
         if not ids:
             return set()
         rows = await conn.fetch(
