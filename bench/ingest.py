@@ -143,12 +143,18 @@ async def drop_database(admin_dsn: str, dsn: str) -> None:
         await conn.close()
 
 
-def start_server(dsn: str, logdir: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def start_server(
+    dsn: str, logdir: Path, extra: list[str], port: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    """One `kmemfleet server`; several on one port share it (gRPC sets SO_REUSEPORT)."""
     address = f"127.0.0.1:{port}"
     proc = subprocess.Popen(
         [
@@ -241,8 +247,8 @@ async def main_async(args: argparse.Namespace) -> int:
     print(
         f"agents={args.agents} snapshots/agent={args.snapshots} caches={args.caches} "
         f"stacks={args.stacks} change={args.change:.0%} -> {samples} samples in "
-        f"{args.agents * args.snapshots} snapshots ({wire / 1e6:.1f} MB on the wire, "
-        f"gzip={'on' if args.gzip else 'off'})"
+        f"{args.agents * args.snapshots} snapshots ({wire / 1e6:.1f} MB of protobuf, "
+        f"gzip={'on' if args.gzip else 'off'}, {args.servers} server process(es))"
     )
     embedded = None
     tmp = Path(tempfile.mkdtemp(prefix="kmemfleet-bench-"))
@@ -258,12 +264,17 @@ async def main_async(args: argparse.Namespace) -> int:
         for rep in range(1, args.repeat + 1):
             server_db = await fresh_database(admin)
             copy_db = await fresh_database(admin)
-            proc, address = start_server(server_db, tmp, args.server_arg)
+            port = free_port()
+            procs = [
+                start_server(server_db, tmp, args.server_arg, port)[0] for _ in range(args.servers)
+            ]
             try:
-                e2e_s = await run_agents(address, payloads, args.gzip)
+                e2e_s = await run_agents(f"127.0.0.1:{port}", payloads, args.gzip)
             finally:
-                proc.terminate()
-                proc.wait(30)
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(30)
             conn = await asyncpg.connect(server_db)
             stored = await conn.fetchval(
                 "SELECT (SELECT count(*) FROM slab_samples) + (SELECT count(*) FROM stack_samples)"
@@ -300,6 +311,12 @@ def main() -> int:
     ap.add_argument("--stacks", type=int, default=2000)
     ap.add_argument("--change", type=float, default=0.5, help="share of keys in each delta")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (stateless scale-out)",
+    )
     ap.add_argument(
         "--gzip",
         action=argparse.BooleanOptionalAction,
