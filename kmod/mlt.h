@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * mlt.h - shared definitions of the MLT (Memory Leak Tracking) module.
+ * MLT: shared definitions of the MLT (Memory Leak Tracking) module.
  *
  * Locking and contexts (details in mlt_core.c):
  *  - mlt_table is published with RCU. Probes run with preemption disabled
@@ -16,6 +16,7 @@
 #define _MLT_H
 
 #include <linux/types.h>
+#include <linux/bits.h>
 #include <linux/atomic.h>
 #include <linux/spinlock.h>
 #include <linux/mutex.h>
@@ -35,8 +36,8 @@
 #define MLT_STRIPES		64	/* object bucket locks, power of two */
 #define MLT_NIL			U32_MAX	/* "no index" in pool links */
 #define MLT_W_SHIFT		10	/* weights are fixed point, 1/1024 */
-#define MLT_W_ONE		(1ULL << MLT_W_SHIFT)
-#define MLT_SAMPLE_BYTES_MAX	(1U << 30)
+#define MLT_W_ONE		BIT_ULL(MLT_W_SHIFT)
+#define MLT_SAMPLE_BYTES_MAX	BIT(30)
 #define MLT_DEFAULT_SAMPLE_BYTES 65536
 #define MLT_DEFAULT_DEPTH	16
 #define MLT_DEFAULT_RAM_DIV	256	/* default cap: 1/256 of RAM */
@@ -200,6 +201,7 @@ static __always_inline void mlt_on_free(const void *ptr)
 
 	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
 		return;
+	/* Pairs with the release in mlt_reset_locked(): sees mlt_obj_bits. */
 	buckets = smp_load_acquire(&mlt_obj_buckets);
 	if (unlikely(!buckets))
 		return;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * mlt_core.c - MLT tables, hot path, parameters and module life cycle.
+ * MLT: tables, hot path, parameters and module life cycle.
  *
  * MLT accounts outstanding kmalloc/kmem_cache allocations per allocating
  * stack. Tracepoint probes (mlt_probes.c) call mlt_on_alloc() and
@@ -54,6 +54,7 @@
 #include "mlt.h"
 
 struct mlt_table __rcu *mlt_table;
+/* Serialises resets, parameter changes and readers of the table. */
 DEFINE_MUTEX(mlt_ctl_lock);
 struct mlt_pcpu __percpu *mlt_pcpu;
 DEFINE_PER_CPU(s64, mlt_until_sample);	/* bytes before the next sample */
@@ -196,21 +197,33 @@ static const struct kernel_param_ops mlt_uint_ops = {
 	.get = mlt_uint_get,
 };
 
-#define MLT_UINT_PARAM(name, var, lo, hi, desc)				\
-	static const struct mlt_uint_param mlt_p_##name = { &(var), lo, hi }; \
-	module_param_cb(name, &mlt_uint_ops, (void *)&mlt_p_##name, 0644); \
-	MODULE_PARM_DESC(name, desc)
+static const struct mlt_uint_param mlt_p_sample_bytes = {
+	&cfg_sample_bytes, 1, MLT_SAMPLE_BYTES_MAX
+};
+module_param_cb(sample_bytes, &mlt_uint_ops, (void *)&mlt_p_sample_bytes, 0644);
+MODULE_PARM_DESC(sample_bytes, "Mean bytes between samples in sampled mode; change resets");
 
-MLT_UINT_PARAM(sample_bytes, cfg_sample_bytes, 1, MLT_SAMPLE_BYTES_MAX,
-	       "Mean bytes between samples in sampled mode; change resets");
-MLT_UINT_PARAM(depth, cfg_depth, 1, MLT_MAX_DEPTH,
-	       "Frames kept per stack (1..32); change resets");
-MLT_UINT_PARAM(max_objects, cfg_max_objects, 0, U32_MAX / 2,
-	       "Object pool size, 0 = as many as the cap allows; change resets");
-MLT_UINT_PARAM(max_stacks, cfg_max_stacks, 0, U32_MAX / 2,
-	       "Stack table size, 0 = derived from the cap; change resets");
-MLT_UINT_PARAM(max_memory_kb, cfg_max_memory_kb, 0, U32_MAX,
-	       "Hard cap on tracking memory in KiB, 0 = 1/256 of RAM; change resets");
+static const struct mlt_uint_param mlt_p_depth = { &cfg_depth, 1, MLT_MAX_DEPTH };
+module_param_cb(depth, &mlt_uint_ops, (void *)&mlt_p_depth, 0644);
+MODULE_PARM_DESC(depth, "Frames kept per stack (1..32); change resets");
+
+static const struct mlt_uint_param mlt_p_max_objects = {
+	&cfg_max_objects, 0, U32_MAX / 2
+};
+module_param_cb(max_objects, &mlt_uint_ops, (void *)&mlt_p_max_objects, 0644);
+MODULE_PARM_DESC(max_objects, "Object pool size, 0 = as many as the cap allows; change resets");
+
+static const struct mlt_uint_param mlt_p_max_stacks = {
+	&cfg_max_stacks, 0, U32_MAX / 2
+};
+module_param_cb(max_stacks, &mlt_uint_ops, (void *)&mlt_p_max_stacks, 0644);
+MODULE_PARM_DESC(max_stacks, "Stack table size, 0 = derived from the cap; change resets");
+
+static const struct mlt_uint_param mlt_p_max_memory_kb = {
+	&cfg_max_memory_kb, 0, U32_MAX
+};
+module_param_cb(max_memory_kb, &mlt_uint_ops, (void *)&mlt_p_max_memory_kb, 0644);
+MODULE_PARM_DESC(max_memory_kb, "Hard cap on tracking memory in KiB, 0 = 1/256 of RAM; change resets");
 
 static int mlt_slab_set(const char *val, const struct kernel_param *kp)
 {
@@ -355,6 +368,7 @@ static u32 mlt_stack_find(struct mlt_table *t, u32 b, u32 h,
 {
 	u32 i;
 
+	/* Pairs with the release in mlt_stack_get(): the record is complete. */
 	for (i = smp_load_acquire(&t->stack_buckets[b]); i != MLT_NIL;
 	     i = READ_ONCE(t->stacks[i].next)) {
 		const struct mlt_stack *st = &t->stacks[i];
@@ -390,8 +404,9 @@ static u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
 		memcpy(&t->frames[st->frame_off], f, nr * sizeof(*f));
 		st->next = t->stack_buckets[b];
 		WRITE_ONCE(t->nr_frames, t->nr_frames + nr);
-		/* Publish the record before its index. */
+		/* Publish the record before its index (lookups, readers). */
 		smp_store_release(&t->nr_stacks, i + 1);
+		/* Pairs with the acquire in mlt_stack_find(). */
 		smp_store_release(&t->stack_buckets[b], i);
 	}
 	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
@@ -757,6 +772,7 @@ int mlt_reset_locked(void)
 		return PTR_ERR(t);
 	}
 	WRITE_ONCE(mlt_obj_bits, t->obj_bits);
+	/* Pairs with the acquire in mlt_on_free(): bits before buckets. */
 	smp_store_release(&mlt_obj_buckets, t->buckets);
 	rcu_assign_pointer(mlt_table, t);
 	return 0;

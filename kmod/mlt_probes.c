@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * mlt_probes.c - the kmem tracepoint probes and the free_bulk kprobe.
+ * MLT: the kmem tracepoint probes and the free_bulk kprobe.
  *
  * This file is the only place that knows how the kmem tracepoints differ
  * between kernel versions (lttng-modules style: one matrix, nothing
- * scattered):
+ * scattered). The version tests are the four MLT_* feature macros below:
  *
  *   5.10 - 5.11  kmalloc, kmalloc_node, kmem_cache_alloc, kmem_cache_alloc_node
  *                (call_site, ptr, bytes_req, bytes_alloc, gfp[, node]);
@@ -14,15 +14,19 @@
  *                kmem_cache_alloc (call_site, ptr, struct kmem_cache *s, gfp,
  *                node); kmem_cache_free (call_site, ptr, struct kmem_cache *s)
  *   6.8 -        struct kmem_cache is private to mm/: no cache name for the
- *                slab filter (size still via kmem_cache_size())
+ *                slab filter (the size still comes from kmem_cache_size())
+ *
+ * Every probe is type-checked against its tracepoint at compile time with
+ * check_trace_callback_type_<name>(), then registered from one table.
  *
  * Contexts: the probes run wherever kmalloc/kfree run (task, softirq, hard
- * IRQ; NMI is filtered in mlt_core.c) with preemption disabled. kfree_rcu()
+ * IRQ, rarely NMI: see mlt_core.c), with preemption disabled. kfree_rcu()
  * frees in bulk through kmem_cache_free_bulk(), which fires no tracepoint;
  * an entry kprobe on it removes those objects from the table.
  * Registration: free probes first, then alloc probes, so that nothing is
  * tracked whose free would be missed; unregistration in reverse, then
- * tracepoint_synchronize_unregister() before any table is freed.
+ * tracepoint_synchronize_unregister() before any table is freed. Both run
+ * in process context from module init and exit only.
  */
 #define pr_fmt(fmt) "mlt: " fmt
 
@@ -34,17 +38,26 @@
 #include <trace/events/kmem.h>
 #include "mlt.h"
 
+/* ---- the version matrix ------------------------------------------------- */
+
 #if LINUX_VERSION_CODE < KERNEL_VERSION(5, 10, 0)
 #error "mlt needs Linux 5.10 or later"
 #endif
+/* 6.1: kmem_cache_alloc passes the cache; the _node tracepoints are gone. */
+#define MLT_TP_CACHE_PTR	(LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0))
+/* 5.12 - 6.0: kmem_cache_free passes the cache name. */
+#define MLT_TP_FREE_NAME	(LINUX_VERSION_CODE >= KERNEL_VERSION(5, 12, 0))
+/* Up to 6.7, SLUB's struct kmem_cache (and its name) is a public header. */
+#define MLT_PUBLIC_CACHE	(LINUX_VERSION_CODE < KERNEL_VERSION(6, 8, 0) && \
+				 IS_ENABLED(CONFIG_SLUB))
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0) && \
-	LINUX_VERSION_CODE < KERNEL_VERSION(6, 8, 0) && defined(CONFIG_SLUB)
+/* ---- probes --------------------------------------------------------------- */
+
+#if MLT_TP_CACHE_PTR && MLT_PUBLIC_CACHE
 /*
- * slub_def.h holds the public struct kmem_cache (and its name) here, but
- * its static inline helpers want mm/slab.h's struct slab, which is not in
- * the installed headers. Give them just enough to compile; they are never
- * called from this file.
+ * slub_def.h holds struct kmem_cache here, but its static inline helpers
+ * want mm/slab.h's struct slab, which is not in the installed headers.
+ * Give them just enough to compile; nothing in this file calls them.
  */
 struct slab {
 	unsigned int objects;
@@ -61,7 +74,12 @@ static inline void *slab_address(const struct slab *slab)
 #define MLT_CACHE_NAME(s)	NULL
 #endif
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0)
+static void mlt_tp_kfree(void *data, unsigned long call_site, const void *ptr)
+{
+	mlt_on_free(ptr);
+}
+
+#if MLT_TP_CACHE_PTR
 
 static void mlt_tp_kmalloc(void *data, unsigned long call_site, const void *ptr,
 			   size_t bytes_req, size_t bytes_alloc, gfp_t gfp,
@@ -74,8 +92,7 @@ static void mlt_tp_cache_alloc(void *data, unsigned long call_site,
 			       const void *ptr, struct kmem_cache *s, gfp_t gfp,
 			       int node)
 {
-	if (ptr)
-		mlt_on_alloc(ptr, kmem_cache_size(s), call_site, MLT_CACHE_NAME(s));
+	mlt_on_alloc(ptr, kmem_cache_size(s), call_site, MLT_CACHE_NAME(s));
 }
 
 static void mlt_tp_cache_free(void *data, unsigned long call_site,
@@ -84,11 +101,15 @@ static void mlt_tp_cache_free(void *data, unsigned long call_site,
 	mlt_on_free(ptr);
 }
 
-#define MLT_ALLOC_TPS(op)						\
-	op(kmalloc, mlt_tp_kmalloc)					\
-	op(kmem_cache_alloc, mlt_tp_cache_alloc)
+static void mlt_check_types(void)
+{
+	check_trace_callback_type_kmalloc(mlt_tp_kmalloc);
+	check_trace_callback_type_kmem_cache_alloc(mlt_tp_cache_alloc);
+	check_trace_callback_type_kfree(mlt_tp_kfree);
+	check_trace_callback_type_kmem_cache_free(mlt_tp_cache_free);
+}
 
-#else /* 5.10 - 6.0 */
+#else /* 5.10 - 6.0: no cache pointer, kmem_cache_alloc counts as kmalloc */
 
 static void mlt_tp_kmalloc(void *data, unsigned long call_site, const void *ptr,
 			   size_t bytes_req, size_t bytes_alloc, gfp_t gfp)
@@ -103,7 +124,7 @@ static void mlt_tp_kmalloc_node(void *data, unsigned long call_site,
 	mlt_on_alloc(ptr, bytes_req, call_site, NULL);
 }
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 12, 0)
+#if MLT_TP_FREE_NAME
 static void mlt_tp_cache_free(void *data, unsigned long call_site,
 			      const void *ptr, const char *name)
 {
@@ -117,33 +138,48 @@ static void mlt_tp_cache_free(void *data, unsigned long call_site,
 }
 #endif
 
-/* No cache pointer in these kernels: kmem_cache_alloc counts as kmalloc. */
-#define MLT_ALLOC_TPS(op)						\
-	op(kmalloc, mlt_tp_kmalloc)					\
-	op(kmalloc_node, mlt_tp_kmalloc_node)				\
-	op(kmem_cache_alloc, mlt_tp_kmalloc)				\
-	op(kmem_cache_alloc_node, mlt_tp_kmalloc_node)
-
-#endif /* LINUX_VERSION_CODE */
-
-static void mlt_tp_kfree(void *data, unsigned long call_site, const void *ptr)
+static void mlt_check_types(void)
 {
-	mlt_on_free(ptr);
+	check_trace_callback_type_kmalloc(mlt_tp_kmalloc);
+	check_trace_callback_type_kmalloc_node(mlt_tp_kmalloc_node);
+	check_trace_callback_type_kmem_cache_alloc(mlt_tp_kmalloc);
+	check_trace_callback_type_kmem_cache_alloc_node(mlt_tp_kmalloc_node);
+	check_trace_callback_type_kfree(mlt_tp_kfree);
+	check_trace_callback_type_kmem_cache_free(mlt_tp_cache_free);
 }
 
-#define MLT_FREE_TPS(op)						\
-	op(kfree, mlt_tp_kfree)						\
-	op(kmem_cache_free, mlt_tp_cache_free)
+#endif /* MLT_TP_CACHE_PTR */
 
 bool mlt_slab_filter_supported(void)
 {
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0) && \
-	LINUX_VERSION_CODE < KERNEL_VERSION(6, 8, 0) && defined(CONFIG_SLUB)
-	return true;
-#else
-	return false;
-#endif
+	return MLT_TP_CACHE_PTR && MLT_PUBLIC_CACHE;
 }
+
+/* ---- registration ---------------------------------------------------------- */
+
+struct mlt_tp {
+	struct tracepoint *tp;
+	void *probe;
+	const char *name;
+	bool on;
+};
+
+/* Frees first: registered in this order, unregistered in reverse. */
+static struct mlt_tp mlt_tps[] = {
+	{ &__tracepoint_kfree, mlt_tp_kfree, "kfree" },
+	{ &__tracepoint_kmem_cache_free, mlt_tp_cache_free, "kmem_cache_free" },
+	{ &__tracepoint_kmalloc, mlt_tp_kmalloc, "kmalloc" },
+#if MLT_TP_CACHE_PTR
+	{ &__tracepoint_kmem_cache_alloc, mlt_tp_cache_alloc, "kmem_cache_alloc" },
+#else
+	{ &__tracepoint_kmalloc_node, mlt_tp_kmalloc_node, "kmalloc_node" },
+	{ &__tracepoint_kmem_cache_alloc, mlt_tp_kmalloc, "kmem_cache_alloc" },
+	{ &__tracepoint_kmem_cache_alloc_node, mlt_tp_kmalloc_node,
+	  "kmem_cache_alloc_node" },
+#endif
+};
+
+#define MLT_NR_FREE_TPS	2	/* the kprobe goes in after these */
 
 /* void kmem_cache_free_bulk(struct kmem_cache *s, size_t size, void **p) */
 static int mlt_kp_free_bulk(struct kprobe *kp, struct pt_regs *regs)
@@ -154,7 +190,7 @@ static int mlt_kp_free_bulk(struct kprobe *kp, struct pt_regs *regs)
 
 	for (i = 0; i < n; i++)
 		mlt_on_free(p[i]);
-	this_cpu_add(mlt_pcpu->cnt[MLT_C_BULK_FREES], n);
+	mlt_count(MLT_C_BULK_FREES, n);
 	return 0;
 }
 
@@ -165,53 +201,45 @@ static struct kprobe mlt_kp = {
 
 bool mlt_bulk_probe_ok;
 
-/* One "registered" flag per tracepoint, so teardown only removes what is on. */
-#define MLT_FLAG(tp, fn)	static bool mlt_on_##tp;
-MLT_ALLOC_TPS(MLT_FLAG)
-MLT_FREE_TPS(MLT_FLAG)
-
-#define MLT_REG(tp, fn)							\
-	do {								\
-		err = register_trace_##tp(fn, NULL);			\
-		if (err) {						\
-			pr_err("cannot attach to tracepoint " #tp ": %d\n", err); \
-			goto fail;					\
-		}							\
-		mlt_on_##tp = true;					\
-	} while (0);
-
-#define MLT_UNREG(tp, fn)						\
-	do {								\
-		if (mlt_on_##tp)					\
-			unregister_trace_##tp(fn, NULL);		\
-		mlt_on_##tp = false;					\
-	} while (0);
-
 static void mlt_unregister_all(void)
 {
-	MLT_ALLOC_TPS(MLT_UNREG)
-	if (mlt_bulk_probe_ok)
-		unregister_kprobe(&mlt_kp);
-	mlt_bulk_probe_ok = false;
-	MLT_FREE_TPS(MLT_UNREG)
+	int i;
+
+	for (i = ARRAY_SIZE(mlt_tps) - 1; i >= 0; i--) {
+		if (i == MLT_NR_FREE_TPS - 1 && mlt_bulk_probe_ok) {
+			unregister_kprobe(&mlt_kp);
+			mlt_bulk_probe_ok = false;
+		}
+		if (mlt_tps[i].on)
+			tracepoint_probe_unregister(mlt_tps[i].tp, mlt_tps[i].probe, NULL);
+		mlt_tps[i].on = false;
+	}
 	tracepoint_synchronize_unregister();
 }
 
 int mlt_probes_register(void)
 {
+	unsigned int i;
 	int err;
 
-	MLT_FREE_TPS(MLT_REG)
-	err = register_kprobe(&mlt_kp);
-	if (err)
-		pr_warn("no kprobe on kmem_cache_free_bulk (%d): kfree_rcu objects will look leaked\n",
-			err);
-	mlt_bulk_probe_ok = !err;
-	MLT_ALLOC_TPS(MLT_REG)
+	mlt_check_types();
+	for (i = 0; i < ARRAY_SIZE(mlt_tps); i++) {
+		if (i == MLT_NR_FREE_TPS) {
+			err = register_kprobe(&mlt_kp);
+			if (err)
+				pr_warn("no kprobe on kmem_cache_free_bulk (%d): kfree_rcu objects will look leaked\n",
+					err);
+			mlt_bulk_probe_ok = !err;
+		}
+		err = tracepoint_probe_register(mlt_tps[i].tp, mlt_tps[i].probe, NULL);
+		if (err) {
+			pr_err("cannot attach to tracepoint %s: %d\n", mlt_tps[i].name, err);
+			mlt_unregister_all();
+			return err;
+		}
+		mlt_tps[i].on = true;
+	}
 	return 0;
-fail:
-	mlt_unregister_all();
-	return err;
 }
 
 void mlt_probes_unregister(void)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * mlt_report.c - debugfs reports (stacks, mem_leaks, stats, reset) and the
+ * MLT: debugfs reports (stacks, mem_leaks, stats, reset) and the
  * OOM report.
  *
  * Locking and contexts:
@@ -127,6 +127,7 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 		       u64 *tobjects, u64 *tbytes)
 {
 	struct mlt_rep *r;
+	/* Pairs with the release in mlt_stack_get(): records are complete. */
 	u32 nr_stacks = smp_load_acquire(&t->nr_stacks);
 	u32 i, n = 0, m;
 	char *sym;
@@ -198,12 +199,16 @@ static void mlt_render_stacks(struct mlt_snap *s)
 			return;
 		}
 	}
-	mlt_out(s, "# mode %s sample_bytes %u depth %u tracked_objects %llu tracked_bytes %llu stacks %d dropped %llu untracked_frees %llu missed_frees %llu uptime_ns %llu\n",
+	/* One header line, keys in the order of FORMAT.md. */
+	mlt_out(s, "# mode %s sample_bytes %u depth %u",
 		t ? mlt_mode_names[t->mode] : "none", t ? t->sample_bytes : 0,
-		t ? t->depth : 0, tobj, tbytes, n,
+		t ? t->depth : 0);
+	mlt_out(s, " tracked_objects %llu tracked_bytes %llu stacks %d", tobj, tbytes, n);
+	mlt_out(s, " dropped %llu untracked_frees %llu missed_frees %llu",
 		mlt_counter_sum(MLT_C_DROP_POOL) + mlt_counter_sum(MLT_C_DROP_STACKS),
 		mlt_counter_sum(MLT_C_UNTRACKED_FREES),
-		mlt_counter_sum(MLT_C_MISSED_FREES), ktime_get_boottime_ns());
+		mlt_counter_sum(MLT_C_MISSED_FREES));
+	mlt_out(s, " uptime_ns %llu\n", ktime_get_boottime_ns());
 	for (i = 0; i < n; i++) {
 		const unsigned long *f = mlt_frames(t, r[i].stack);
 
@@ -304,8 +309,10 @@ static void mlt_render_legacy(struct mlt_snap *s)
 			mlt_first_digit(bytes & ((1 << 10) - 1)));
 	else
 		mlt_out(s, "%6d B \r\n\n", (int)bytes);
-	mlt_out(s, "Display Index   Stack Trace making the allocations                  Total Memory allocated (Alloc Count)\r\n");
-	mlt_out(s, "-------------   ----------------------------------                  -----------------------\r\n");
+	mlt_out(s, "Display Index   Stack Trace making the allocations");
+	mlt_out(s, "                  Total Memory allocated (Alloc Count)\r\n");
+	mlt_out(s, "-------------   ----------------------------------");
+	mlt_out(s, "                  -----------------------\r\n");
 
 	sym = kmalloc(KSYM_SYMBOL_LEN, GFP_KERNEL);
 	if (!sym) {
@@ -533,6 +540,7 @@ static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
 	if (!t)
 		goto out;
 	mlt_aggregate(t, &tobj, &tbytes);
+	/* Pairs with the release in mlt_stack_get(). */
 	nr = smp_load_acquire(&t->nr_stacks);
 	pr_warn("OOM: %llu objects, %llu bytes tracked (%s mode); top stacks by bytes:\n",
 		tobj, tbytes, mlt_mode_names[t->mode]);

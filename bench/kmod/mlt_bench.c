@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * mlt_bench.c - kmalloc(64) + kfree microbenchmark for mlt.ko.
+ * mlt_bench: kmalloc(64) + kfree microbenchmark for mlt.ko.
  *
  *   echo N > /sys/module/mlt_bench/parameters/run   time N kmalloc+kfree pairs
  *   cat /sys/module/mlt_bench/parameters/result_ps  picoseconds per pair

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * leaky.c - test module for mlt.ko: allocation patterns with distinctive
+ * leaky: test module for mlt.ko: allocation patterns with distinctive
  * function names, driven through the write-only "run" parameter:
  *
  *   echo "leak N S"  > run   leak N kmallocs of S bytes (leaky_leak_kmalloc)
