@@ -258,8 +258,11 @@ def label(b: Behaviour, boot: Boot) -> str:
         cycles = {int((t - boot.start_hours) / b.period_hours) for t in boot.times}
         if len(cycles) < 3 or span < 2 * b.period_hours:
             return "ignore"
-    if b.kind == "plateau" and b.period_hours > span / 3:
-        return "ignore"
+    if b.kind == "plateau":
+        # Its flat part must make up a third of what was seen (gaps included).
+        flat = sum(1 for t in boot.times if t - boot.start_hours > b.period_hours)
+        if b.period_hours > span / 3 or flat < len(boot.times) / 3:
+            return "ignore"
     return "benign"
 
 

@@ -32,7 +32,7 @@ PLATEAU_RECENT_RATIO = 0.3  # recent slope below 30% of overall: it has levelled
 PLATEAU_LEVEL_RATIO = 0.08  # last third barely above the middle third
 SAWTOOTH_DROP_FRACTION = 0.25
 SAWTOOTH_MIN_DROPS = 2
-SAWTOOTH_DROP_NOISE = 5.0  # a release exceeds 5 robust sigmas of the steps
+SAWTOOTH_DROP_NOISE = 3.0  # a release exceeds 3 robust sigmas of the steps
 TROUGH_MIN_TAU = 0.8  # Kendall tau of the window minima of a sawing leak
 TROUGH_MIN_RISE = 0.25  # troughs must rise by 25% of the range over the span
 MIN_SNR = 3.0  # rise over the span must exceed 3 robust noise sigmas
@@ -124,31 +124,31 @@ def window_minima(buckets: Sequence[Bucket], windows: int) -> tuple[list[float],
     return ts, [min(w) for w in lows if w]
 
 
-def median3(values: Sequence[float]) -> list[float]:
-    """Running median of three: a lone outlier bucket cannot look like a drop."""
+def count_drops(values: Sequence[float]) -> int:
+    """Releases: steps down by more than SAWTOOTH_DROP_FRACTION of the (5-95%) range and
+    more than SAWTOOTH_DROP_NOISE robust sigmas of the steps. A lone outlier is not a
+    release: a dip undone at the next step, or the fall right after a spike, do not count.
+    """
     n = len(values)
     if n < 3:
-        return list(values)
-    mid = [sorted(values[i - 1:i + 2])[1] for i in range(1, n - 1)]
-    return [values[0], *mid, values[-1]]
-
-
-def count_drops(values: Sequence[float]) -> int:
-    """Steps where the (median-filtered) value fell by more than SAWTOOTH_DROP_FRACTION
-    of its range."""
-    smooth = median3(values)
-    steps = [smooth[i] - smooth[i - 1] for i in range(1, len(smooth))]
-    if not steps:
         return 0
-    # A drop must also stand out from the step-to-step noise: in plain noise every
-    # step is "large" relative to the range, in a sawtooth only the releases are.
+    steps = [values[i] - values[i - 1] for i in range(1, n)]
     med = _median(steps)
     step_noise = 1.4826 * _median([abs(d - med) for d in steps])
-    limit = max(SAWTOOTH_DROP_FRACTION * (max(smooth) - min(smooth)),
-                SAWTOOTH_DROP_NOISE * step_noise)
+    ordered = sorted(values)
+    spread = ordered[int(0.95 * (n - 1))] - ordered[int(0.05 * (n - 1))]
+    limit = max(SAWTOOTH_DROP_FRACTION * spread, SAWTOOTH_DROP_NOISE * step_noise)
     if limit <= 0:
         return 0
-    return sum(1 for i in range(1, len(smooth)) if smooth[i - 1] - smooth[i] > limit)
+    drops = 0
+    for i in range(1, n):
+        if values[i - 1] - values[i] <= limit:
+            continue
+        dip = i + 1 < n and values[i + 1] - values[i] > limit
+        spike = i >= 2 and values[i - 1] - values[i - 2] > limit
+        if not dip and not spike:
+            drops += 1
+    return drops
 
 
 def robust_sigma(ts: Sequence[float], values: Sequence[float], slope: float) -> float:
