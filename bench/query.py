@@ -63,7 +63,8 @@ async def populate(dsn: str, devices: int, stacks: int) -> dict[str, float]:
         await conn.execute(
             """INSERT INTO analysis_series
                SELECT 'dev-' || d, 'boot-' || d, 1, ((d % 5) * 100000 + s)::text,
-                      ($1::text[])[d % 5 + 1], 'fn_' || s || ' [mod' || (s % 7) || '] <- caller_' || s,
+                      ($1::text[])[d % 5 + 1],
+                      'fn_' || s || ' [mod' || (s % 7) || '] <- caller_' || s,
                       CASE WHEN lk THEN 'leak' ELSE 'flat' END, lk,
                       CASE WHEN lk THEN 2048 + (d * 7 + s) % 40000 ELSE 0 END, 0.001,
                       CASE WHEN lk THEN 168 * 4096 ELSE 0 END, CASE WHEN lk THEN 0.8 ELSE 0 END,
