@@ -140,3 +140,32 @@ def test_mtls_certificate_names_the_device(
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop()
+
+
+def test_tls_server_with_reader_token_serves_the_cli(
+    database_dsn: str, tmp_path: Path, tls_files: TlsFiles
+) -> None:
+    server = start_tls_server(database_dsn, tmp_path, tls_files)
+    try:
+        device = enroll(database_dsn, "device", "dev-1")
+        reader = enroll(database_dsn, "reader", "ops")
+        creds = grpc.ssl_channel_credentials(root_certificates=tls_files.ca.read_bytes())
+        acks = stream(server.address, [snapshot("dev-1")], token=device, credentials=creds)
+        assert [a.result for a in acks] == [Ack.STORED]
+        out = run_cli(
+            "devices",
+            "--server",
+            server.address,
+            "--tls-ca",
+            str(tls_files.ca),
+            "--token",
+            reader,
+            "--json",
+        )
+        assert out.returncode == 0, out.stderr
+        assert [d["device_id"] for d in json.loads(out.stdout)["devices"]] == ["dev-1"]
+        # Plaintext against the TLS port does not get through.
+        plain = run_cli("devices", "--server", server.address, "--insecure", "--token", reader)
+        assert plain.returncode != 0
+    finally:
+        server.stop()

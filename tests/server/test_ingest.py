@@ -212,3 +212,39 @@ def test_known_stack_definition_is_not_reinterned(grpc_server: RunningServer) ->
     assert stream(grpc_server.address, [again])[0].result == Ack.STORED
     names = db(grpc_server.dsn, "SELECT frames->0->>'function' FROM stacks ORDER BY stack_id")
     assert [r[0] for r in names] == ["leak_fn_0", "leak_fn_1"]
+
+
+def test_mutated_snapshots_never_break_the_stream_or_tear_a_snapshot(
+    grpc_server: RunningServer,
+) -> None:
+    """Hostile bytes: random flips, truncations and splices of a valid snapshot."""
+    import random
+
+    rng = random.Random(5)
+    base = snapshot("dev-fuzz", seq=1, caches=5, stacks=3).SerializeToString()
+    messages = []
+    for i in range(120):
+        b = bytearray(base)
+        kind = i % 3
+        if kind == 0:
+            for _ in range(rng.randint(1, 8)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+        elif kind == 1:
+            b = b[: rng.randrange(len(b))]
+        else:
+            cut = rng.randrange(len(b))
+            b = b[:cut] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 40))) + b[cut:]
+        messages.append(bytes(b))
+    good = snapshot("dev-fuzz-good", seq=1).SerializeToString()
+    acks = stream_raw(grpc_server.address, [*messages, good])
+    assert len(acks) == len(messages) + 1
+    assert acks[-1].result == Ack.STORED
+    assert all(a.result in (Ack.STORED, Ack.DUPLICATE, Ack.REJECTED) for a in acks)
+    assert all(a.code == INVALID for a in acks if a.result == Ack.REJECTED)
+    # Whatever was stored is whole: sample rows match what each snapshot row declares.
+    rows = db(grpc_server.dsn, "SELECT coalesce(sum(slab_rows + stack_rows), 0) FROM snapshots")
+    samples = db(
+        grpc_server.dsn,
+        "SELECT (SELECT count(*) FROM slab_samples) + (SELECT count(*) FROM stack_samples)",
+    )
+    assert rows[0][0] == samples[0][0]
