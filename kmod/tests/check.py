@@ -318,6 +318,18 @@ def main():
         return (abs(k["objects"] - 20) <= 1 and within(k["bytes"], 20 * 65536, 0.01),
                 "got %s" % {x: k[x] for x in ("bytes", "objects")})
     c.check("sampled_large_allocs_near_exact", big)
+    def steady():
+        n = int(notes["steady_leaked"])
+        ok, why = c.counts("steady", "leaky_steady_leak", n, 512, n, 0)
+        return ok and n >= 10, why + " (steady_leaked %d)" % n
+    c.check("steady_leak_counted_exactly", steady)
+    c.check("steady_churn_absent", lambda: c.absent("steady", "leaky_churn"))
+
+    def oom():
+        text = sections["oom"].decode("ascii", "replace")
+        ok = "mlt: OOM: #1 bytes" in text and "leaky_leak_kmalloc+" in text
+        return ok, "OOM report: %r" % text[:600]
+    c.check("oom_report_names_leaking_stack", oom)
     c.check("unload_at_end", lambda: (notes["rc_rmmod_end"] == "0" and notes["rc_rmmod_leaky"] == "0",
                                       "rmmod failed: %s" % notes))
 

@@ -122,10 +122,34 @@ lk leak 20 65536
 emit sampled_big $D/stacks
 lk freeall
 
-# Unload with live entries (sampled), then the test module.
+# Steady leak and churn from leaky's kthread (the end-to-end test knobs).
+echo full > $P/mode
+L=/sys/module/leaky/parameters
+echo 512 > $L/steady_size
+echo 20 > $L/steady_ms
+echo 5 > $L/churn_ms
+sleep 2
+echo 0 > $L/steady_ms
+echo 0 > $L/churn_ms
+sleep 0.2
+note steady_leaked "$(cat $L/steady_leaked)"
+emit steady $D/stacks
+
+# The kernel log must be clean up to here (the OOM below prints traces).
+dmesg > /tmp/dmesg.txt
+emit dmesg /tmp/dmesg.txt
+
+# A real OOM: the notifier prints the top stacks to the kernel log.
+lk leak 50 1000
+# Two 300 MB buffers in a 512 MB guest: the OOM killer takes one of them.
+dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null &
+dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null
+wait
+dmesg | grep 'mlt: OOM' > /tmp/oom.txt
+emit oom /tmp/oom.txt
+
+# Unload with live entries, then the test module.
 lk leak 100 128
 try rmmod_end rmmod mlt
 try rmmod_leaky rmmod leaky
-dmesg > /tmp/dmesg.txt
-emit dmesg /tmp/dmesg.txt
 exit 0
