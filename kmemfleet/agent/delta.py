@@ -70,8 +70,7 @@ class DeltaEncoder:
         self._since_key = 0
         self._key_ns = 0
         self._slabs: dict[tuple[str, int], bytes] = {}
-        self._stacks: dict[int | str, tuple[object, ...]] = {}
-        self._defs: dict[int, bytes] = {}  # serialized definitions of present stacks
+        self._stacks: dict[int | str, object] = {}
 
     def force_keyframe(self) -> None:
         """The chain broke (spool drop, rejection): the next snapshot is a keyframe."""
@@ -135,20 +134,19 @@ class DeltaEncoder:
         self, report: StackReport | None, snap: pb.Snapshot, key: bool
     ) -> tuple[bytes, int]:
         previous = self._stacks
-        current: dict[int | str, tuple[object, ...]] = {}
+        current: dict[int | str, object] = {}
         changed: list[StackRow] = []
         if report is not None and report.raw is not None:
             # mlt: compare the printed numbers as text; build rows only for changes.
             changed_raw = []
             for t in report.raw:
-                state_text = t[2:6]
-                current[t[1]] = state_text  # keyed by the id's hex text: no int() per row
-                if key or previous.get(t[1]) != state_text:
+                current[t[0]] = t[1]  # id hex -> numbers text: no int() per row
+                if key or previous.get(t[0]) != t[1]:
                     changed_raw.append(t)
             changed = [row_from_raw(t) for t in changed_raw]
         elif report is not None:
             for row in report.rows:
-                state: tuple[object, ...] = row[1:6]
+                state = row[1:6]
                 current[row[0]] = state
                 if key or previous.get(row[0]) != state:
                     changed.append(row)
@@ -169,15 +167,12 @@ class DeltaEncoder:
         )
         if gone and not key:
             snap.removed_stacks.extend(gone)
-        for sid in gone:  # cache definitions of present stacks only: bounded memory
-            self._defs.pop(sid, None)
         self._stacks = current
         return b"".join(out), len(out)
 
-    def _definition(self, report: StackReport | None, row: StackRow) -> bytes:
-        data = self._defs.get(row.stack_id)
-        if data is None:
-            assert report is not None
-            data = report.definition(row).SerializeToString()
-            self._defs[row.stack_id] = data
-        return data
+    @staticmethod
+    def _definition(report: StackReport | None, row: StackRow) -> bytes:
+        # Rebuilt for each changed stack rather than cached for all 5,000: ~10 us
+        # each, while a cache would hold a megabyte on a device short of memory.
+        assert report is not None
+        return report.definition(row).SerializeToString()

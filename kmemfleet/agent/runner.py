@@ -10,6 +10,7 @@ import threading
 import time
 
 from kmemfleet import log
+from kmemfleet.agent import memory
 from kmemfleet.agent.capture import read_capture
 from kmemfleet.agent.collectors.base import KernelFS
 from kmemfleet.agent.delta import DeltaEncoder, Encoded
@@ -35,6 +36,7 @@ class Agent:
         self.encoder = encoder
         self.uploader = uploader
         self._log = log.get("agent")
+        memory.limit_arenas()  # before the uploader's and gRPC's threads start
         if uploader is not None:
             uploader.on_rejected = self._rejected
 
@@ -65,6 +67,7 @@ class Agent:
         )
         if self.uploader is not None:
             self.uploader.notify()
+        memory.release()
         return enc
 
     def run(self, interval: float, stop: threading.Event, count: int = 0) -> int:

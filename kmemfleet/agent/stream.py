@@ -20,6 +20,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from kmemfleet import log
+from kmemfleet.agent import memory
 from kmemfleet.agent.spool import Spool
 from kmemfleet.transport import ClientConfig, call_metadata, describe_rpc_error, sync_channel
 from kmemfleet.v1 import ingest_pb2, ingest_pb2_grpc
@@ -174,6 +175,9 @@ class Uploader:
                 if self.on_rejected is not None:
                     self.on_rejected(ack)
             self._cond.notify_all()
+            drained = not inflight
+        if drained:
+            memory.release()  # a sent keyframe leaves megabytes of freed buffers behind
         if self.on_ack is not None:
             self.on_ack(ack)
 

@@ -78,23 +78,24 @@ def _parse_header(line: str, report: StackReport, path: str) -> int | None:
 # and checking that the matches tile the body exactly is several times cheaper
 # than splitting lines in Python. Only when they do not is the body walked match
 # by match to report what lies between.
+_NUMBERS = "bytes {d} objects {d} allocs {d} frees {d}"
 _BLOCK = re.compile(
     # Up to 18 digits always fits in int64; longer numbers take the careful path.
-    r"(stack ([0-9a-f]{16}) bytes ([0-9]{1,18}) objects ([0-9]{1,18}) "
-    r"allocs ([0-9]{1,18}) frees ([0-9]{1,18})\n((?: [^\n]+\n)+)\n)"
+    # Groups: id, the numbers as printed (compared as text by the delta encoder), frames.
+    r"stack ([0-9a-f]{16}) (" + _NUMBERS.format(d="[0-9]{1,18}") + r")\n((?: [^\n]+\n)+)\n"
 )
 # The careful path: any block the grammar allows, numbers checked one by one.
 _BLOCK_ANY = re.compile(
-    r"(stack ([0-9a-f]{16}) bytes ([0-9]{1,20}) objects ([0-9]{1,20}) "
-    r"allocs ([0-9]{1,20}) frees ([0-9]{1,20})\n((?: [^\n]+\n)+)\n)"
+    r"stack ([0-9a-f]{16}) (" + _NUMBERS.format(d="[0-9]{1,20}") + r")\n((?: [^\n]+\n)+)\n"
 )
+_FIXED = len("stack ") + 16 + len(" ") + len("\n") + len("\n")  # block length minus groups
 
 
 def _parse_blocks(body: str, report: StackReport) -> None:
     found = _BLOCK.findall(body)
-    if sum(map(len, (t[0] for t in found))) == len(body) and len({t[1] for t in found}) == len(
-        found
-    ):
+    n = len(found)
+    tiled = _FIXED * n + sum(map(len, (t[1] for t in found))) + sum(map(len, (t[2] for t in found)))
+    if tiled == len(body) and len({t[0] for t in found}) == n:
         report.raw = found  # the common case: every block well formed
         return
     report.raw = []
@@ -104,13 +105,14 @@ def _parse_blocks(body: str, report: StackReport) -> None:
         if m.start() != pos:
             _bad_region(body, pos, m.start(), report)
         pos = m.end()
-        if m[2] in seen or any(int(m[i]) > INT64_MAX for i in range(3, 7)):
+        numbers = m[2].split(" ")[1::2]
+        if m[1] in seen or any(int(x) > INT64_MAX for x in numbers):
             report.skip(
                 _line_of(body, m.start()),
-                f"duplicate stack id {m[2]}" if m[2] in seen else "a count does not fit in 63 bits",
+                f"duplicate stack id {m[1]}" if m[1] in seen else "a count does not fit in 63 bits",
             )
             continue
-        seen.add(m[2])
+        seen.add(m[1])
         report.raw.append(m.groups())
     if pos != len(body):
         _bad_region(body, pos, len(body), report)

@@ -49,9 +49,9 @@ class StackReport:
     attributes: dict[str, str] = field(default_factory=dict)
     issues: list[pb.ParseIssue] = field(default_factory=list)
     skipped: int = 0
-    # The mlt parser's compact form, kept as matched text: (block, id hex, bytes,
-    # objects, allocs, frees, frame lines). The delta encoder compares the number
-    # strings directly and builds StackRows only for the few stacks that changed.
+    # The mlt parser's compact form, kept as matched text: (id hex, the numbers as
+    # printed, frame lines). The delta encoder compares the numbers' text directly
+    # and builds StackRows only for the few stacks that changed.
     raw: list[tuple[str, ...]] | None = None
     _rows: list[StackRow] = field(default_factory=list)
     _materialized: bool = False
@@ -94,9 +94,11 @@ class StackReport:
 
 
 def row_from_raw(t: tuple[str, ...]) -> StackRow:
-    """A StackRow from the mlt parser's matched text (frame lines start with one space)."""
+    """A StackRow from the mlt parser's matched text: (id hex, "bytes N objects N allocs N
+    frees N", frame lines each starting with one space and ending with a newline)."""
+    n = t[1].split(" ")
     return StackRow(
-        int(t[1], 16), int(t[2]), int(t[3]), int(t[4]), int(t[5]), 0, tuple(t[6][1:-1].split("\n "))
+        int(t[0], 16), int(n[1]), int(n[3]), int(n[5]), int(n[7]), 0, tuple(t[2][1:-1].split("\n "))
     )
 
 
