@@ -1,7 +1,7 @@
 """Ingest benchmark: N simulated agents -> gRPC (loopback) -> kmemfleet server -> PostgreSQL,
 beside a plain asyncpg binary COPY of the same rows into the same schema, in the same run.
 
-    .venv/bin/python bench/ingest.py [--agents 8] [--snapshots 12] [--caches 250]
+    .venv/bin/python bench/ingest.py [--agents 8] [--snapshots 48] [--caches 250]
                                      [--stacks 2000] [--repeat 3] [--dsn DSN]
 
 Each agent sends a keyframe and then deltas (--change of the keys change per
@@ -143,6 +143,14 @@ async def drop_database(admin_dsn: str, dsn: str) -> None:
         await conn.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     import socket
 
@@ -209,8 +217,9 @@ async def run_agents(address: str, payloads: list[list[bytes]], compression: boo
             if len(acks) != len(messages) or bad:
                 raise RuntimeError(f"unexpected acks: {len(acks)} of {len(messages)}, {bad[:1]}")
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(agent(m) for m in payloads))
+    print(f"    (agents' own CPU: {time.process_time() - c0:.2f} s)")
     return time.perf_counter() - t0
 
 
@@ -270,6 +279,7 @@ async def main_async(args: argparse.Namespace) -> int:
             ]
             try:
                 e2e_s = await run_agents(f"127.0.0.1:{port}", payloads, args.gzip)
+                server_cpu = sum(cpu_seconds(p.pid) for p in procs)
             finally:
                 for proc in procs:
                     proc.terminate()
@@ -288,7 +298,7 @@ async def main_async(args: argparse.Namespace) -> int:
             print(
                 f"  run {rep}: end-to-end {samples / e2e_s:>10,.0f} samples/s "
                 f"({e2e_s:.2f} s)   plain COPY {samples / copy_s:>10,.0f} samples/s "
-                f"({copy_s:.2f} s)   ratio {copy_s / e2e_s:.2f}"
+                f"({copy_s:.2f} s)   ratio {copy_s / e2e_s:.2f}   server CPU {server_cpu:.2f} s"
             )
             await drop_database(admin, server_db)
             await drop_database(admin, copy_db)
@@ -306,7 +316,7 @@ async def main_async(args: argparse.Namespace) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--agents", type=int, default=8)
-    ap.add_argument("--snapshots", type=int, default=24, help="per agent (1 keyframe + deltas)")
+    ap.add_argument("--snapshots", type=int, default=48, help="per agent (1 keyframe + deltas)")
     ap.add_argument("--caches", type=int, default=250)
     ap.add_argument("--stacks", type=int, default=2000)
     ap.add_argument("--change", type=float, default=0.5, help="share of keys in each delta")

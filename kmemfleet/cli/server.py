@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tune.add_argument(
         "--max-batch-rows",
         type=int,
-        default=50_000,
+        default=20_000,
         help="rows per write transaction at most (bounds ack latency)",
     )
     tune.add_argument(

@@ -44,7 +44,7 @@ class ServerConfig:
     metrics_listen: str | None = None
     pool_size: int = 10
     shards: int = 2
-    max_batch_rows: int = 50_000
+    max_batch_rows: int = 20_000
     max_pending_rows: int = 400_000
     max_snapshot_bytes: int = 16 * 1024 * 1024
     db_retry_s: float = 120.0

@@ -69,7 +69,7 @@ class Batcher:
         pool: asyncpg.Pool,
         metrics: Metrics,
         shards: int = 2,
-        max_batch_rows: int = 50_000,
+        max_batch_rows: int = 20_000,
         max_pending_rows: int = 400_000,
         retry_s: float = 120.0,
     ) -> None:
