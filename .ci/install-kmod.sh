@@ -82,6 +82,8 @@ for d in scripts tools; do
 	fi
 done
 ln -sfn "$HDR" "$CACHE/arm64/headers"
+# modules.dep for the extracted arm64 modules (run-qemu.sh --share uses it).
+depmod -b "$CACHE/arm64/root" "$ABI-arm64"
 ln -sfn "$(ls "$CACHE"/arm64/root/boot/vmlinuz-"$ABI"-arm64)" "$CACHE/arm64/vmlinuz"
 
 # checkpatch.pl is not in the header packages: take it (and the data files

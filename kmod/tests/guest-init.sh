@@ -8,7 +8,13 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tmpfs tmpfs /tmp
-mount -t 9p -o trans=virtio,version=9p2000.L host /host 2>/dev/null
+if [ -d /modules/9p ]; then
+	for m in /modules/9p/*.ko; do
+		insmod "$m" 2>/dev/null
+	done
+	mount -t 9p -o trans=virtio,version=9p2000.L host /host ||
+		echo "@@GUEST-WARN cannot mount the 9p share"
+fi
 exec </dev/console >/dev/console 2>&1
 . /lib/mlt-guest.sh
 echo "@@GUEST-START $(uname -r) $(uname -m) cpus=$(nproc)"

@@ -12,11 +12,11 @@
 # The guest mounts proc, sysfs, devtmpfs and debugfs, puts modules in
 # /modules, sources /lib/mlt-guest.sh (helpers: emit NAME FILE prints a file
 # base64-encoded between "@@BEGIN NAME" and "@@END NAME" lines; see
-# tests/extract.py to get files back on the host), runs /hook.sh with the
+# kmod/tests/extract.py to get files back on the host), runs /hook.sh with the
 # hook arguments, prints "@@GUEST-DONE <rc>" and powers off.
-# --share DIR exports DIR over virtio-9p as mount tag "host" (the guest
-# mounts it at /host if the kernel has 9p built in or its modules were
-# added with --module).
+# --share DIR exports DIR over virtio-9p as mount tag "host"; the guest
+# mounts it read-write at /host (the kernel's 9p modules are added to the
+# initramfs from its /lib/modules, running depmod there if needed).
 #
 # Exit status: the hook's status, 124 on timeout, 125 if the guest died
 # (panic, oops with oops=panic, WARN with panic_on_warn=1) before finishing.
@@ -91,6 +91,30 @@ if [ -n "$HOOK" ]; then
 	chmod 755 "$ROOT/hook.sh"
 fi
 printf '%s\n' "$HOOK_ARGS" > "$ROOT/hook.args"
+# --share: add the booted kernel's virtio-9p modules (and their
+# dependencies, decompressed for busybox insmod) to the initramfs.
+if [ -n "$SHARE" ]; then
+	kreal=$(readlink -f "$KERNEL")
+	krel=$(basename "$kreal")
+	krel=${krel#vmlinuz-}
+	modroot=$(dirname "$(dirname "$kreal")")	# /boot/.. or an extracted root
+	[ -f "$modroot/lib/modules/$krel/modules.dep" ] || depmod -b "$modroot" "$krel"
+	mkdir -p "$ROOT/modules/9p"
+	n=10
+	for m in virtio_pci 9pnet_virtio 9p; do
+		modprobe -d "$modroot" -S "$krel" --show-depends "$m" |
+			sed -n 's/^insmod \([^ ]*\).*/\1/p'
+	done | awk '!seen[$0]++' | while read -r ko; do
+		name=$(basename "$ko")
+		case "$ko" in
+		*.xz) xz -dc "$ko" > "$ROOT/modules/9p/$n-${name%.xz}" ;;
+		*.zst) zstd -qdc "$ko" > "$ROOT/modules/9p/$n-${name%.zst}" ;;
+		*) cp "$ko" "$ROOT/modules/9p/$n-$name" ;;
+		esac
+		n=$((n + 1))
+	done
+fi
+
 (cd "$ROOT" && find . | cpio -o -H newc --quiet) > "$WORK/initrd.cpio"
 
 LOG=${LOG:-$WORK/console.log}
