@@ -134,3 +134,16 @@ def test_format_is_detected_from_the_header(path: str, source: int) -> None:
 def test_unknown_stack_format_is_refused() -> None:
     with pytest.raises(SourceError, match="unknown format"):
         stacks.parse_any("hello\n", "x")
+
+
+def test_real_mlt_ko_legacy_layout_merges_rows_sharing_their_shown_frame() -> None:
+    text = fixture("mem_leaks/linux-6.12-x86_64-qemu-mlt-ko-legacy.txt")
+    r = mem_leaks.parse(text)
+    assert not r.issues and r.tracked_objects == 112
+    rows = [ln for ln in text.splitlines() if ln[:13].strip().isdigit()]
+    assert len(r.rows) == len(rows) - int(r.attributes["merged_rows"])
+    proc = next(x for x in r.rows if x.frames == ("proc_alloc_inode+0x21/0x80",))
+    assert (proc.bytes, proc.objects, proc.bytes_upper) == (2 * 696, 2, 0)
+    copy = next(x for x in r.rows if x.frames == ("copy_process+0x1c9/0x2800",))
+    assert copy.bytes == 8 * 1024 + 2 and copy.bytes_upper == 8 * 1024 + 299
+    assert sum(x.objects for x in r.rows) == sum(int(ln.split("(")[-1][:-1]) for ln in rows)

@@ -87,3 +87,35 @@ def test_header_stack_count_mismatch_is_reported() -> None:
     )
     r = mlt.parse(text)
     assert len(r.rows) == 1 and r.issues[0].line == 2
+
+
+REAL = [
+    "mlt_stacks/linux-6.12-x86_64-qemu-full.txt",
+    "mlt_stacks/linux-6.12-x86_64-qemu-sampled.txt",
+    "mlt_stacks/linux-6.1-aarch64-qemu-full.txt",
+    "mlt_stacks/linux-6.1-aarch64-qemu-sampled.txt",
+]
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_module_reports_parse_cleanly_and_ids_are_fnv1a_of_the_frames(name: str) -> None:
+    text = fixture(name)
+    r = mlt.parse(text)
+    assert not r.issues
+    header = dict(
+        zip(text.splitlines()[1].split()[1::2], text.splitlines()[1].split()[2::2], strict=True)
+    )
+    assert len(r.rows) == int(header["stacks"])
+    assert r.estimated == (header["mode"] == "sampled")
+    # The kernel's ids are exactly the documented hash of what it printed.
+    assert all(x.stack_id == stack_id(x.frames) for x in r.rows)
+    assert [x.bytes for x in r.rows] == sorted((x.bytes for x in r.rows), reverse=True)
+    assert any("[leaky]" in f for x in r.rows for f in x.frames)
+
+
+def test_real_full_report_counts_the_leaky_module_exactly() -> None:
+    r = mlt.parse(fixture("mlt_stacks/linux-6.12-x86_64-qemu-full.txt"))
+    leak = [x for x in r.rows if x.frames[0].startswith("leaky_leak_kmalloc+")]
+    assert len(leak) == 1 and leak[0].objects == 10 and leak[0].frees == 0
+    d = r.definition(leak[0])
+    assert d.module == "leaky" and d.frames[0].function == "leaky_leak_kmalloc"

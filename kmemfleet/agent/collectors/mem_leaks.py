@@ -85,14 +85,25 @@ def parse(text: str, path: str = PATH) -> StackReport:
             "not an MLT mem_leaks report: no column header line "
             f"({SIZE_SORTED!r} or {COUNT_SORTED!r})",
         )
-    seen: set[int] = set()
+    # The layout shows one frame per stack, so distinct kernel stacks that share
+    # their shown frame print as separate rows with the same text. They are one
+    # stack as far as this source can tell: add them up (bounds add too).
+    merged: dict[int, StackRow] = {}
     for r in rows:
         sid = stack_id(r.frames)
-        if sid in seen:
-            report.skip(r.line, "duplicate stack")
+        upper = r.upper or r.lower
+        prev = merged.get(sid)
+        if prev is not None:
+            upper += prev.bytes_upper or prev.bytes
+            lower, count = prev.bytes + r.lower, prev.objects + r.count
+            merged[sid] = prev._replace(
+                bytes=lower, objects=count, bytes_upper=0 if upper == lower else upper
+            )
             continue
-        seen.add(sid)
-        report.rows.append(StackRow(sid, r.lower, r.count, 0, 0, r.upper, tuple(r.frames)))
+        merged[sid] = StackRow(sid, r.lower, r.count, 0, 0, r.upper, tuple(r.frames))
+    report.rows.extend(merged.values())
+    if len(merged) < len(rows):
+        report.attributes["merged_rows"] = str(len(rows) - len(merged))
     return report
 
 
