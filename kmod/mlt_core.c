@@ -7,15 +7,21 @@
  * mlt_on_free(); reports are built in mlt_report.c.
  *
  * Locking and contexts:
- *  - The probes run in any context except NMI (they return at once in NMI),
- *    with preemption disabled. They never sleep and never allocate: every
- *    byte they use (object pool, stack table, frame pool, per-CPU unwind
+ *  - The probes run in any context (task, softirq, hard IRQ, NMI) with
+ *    preemption disabled. They never sleep and never allocate: every byte
+ *    they use (object pool, stack table, frame pool, per-CPU unwind
  *    buffers) is allocated by mlt_table_alloc() when the table is built.
- *  - mlt_table is an RCU-published pointer. The probes read it with
- *    rcu_dereference_sched(); mlt_reset() unpublishes it, waits with
- *    synchronize_rcu() for every probe in flight, then frees and rebuilds.
+ *    In NMI only lock-free work is done (the sampling countdown, the bucket
+ *    peek and per-CPU counters); the slow paths, which take locks, return
+ *    at once.
+ *  - mlt_table is an RCU-published pointer, and so is mlt_obj_buckets (the
+ *    same table's buckets, for the free fast path). The probes read them
+ *    with rcu_dereference_sched()/smp_load_acquire(); mlt_reset_locked()
+ *    unpublishes both, waits with synchronize_rcu() for every probe in
+ *    flight, then frees and rebuilds.
  *    mlt_ctl_lock (a mutex) serialises resets, parameter changes and
- *    readers that walk the table (snapshots, OOM report).
+ *    readers that walk the table (snapshots, OOM report). Readers hold
+ *    each stripe lock in turn while summing its buckets.
  *  - Object buckets: bucket b is guarded by stripes[b % MLT_STRIPES].lock,
  *    a raw spinlock taken with interrupts disabled, so a hard IRQ that
  *    allocates while its CPU holds a stripe cannot deadlock. Each stripe
@@ -27,7 +33,8 @@
  *    lock-free (acquire/release on bucket heads); insertion takes
  *    stack_lock (raw, irqsave) and re-checks.
  *  - Per-CPU state (sampling countdown, PRNG, unwind buffers, counters)
- *    is touched only by its own CPU with preemption disabled. A recursion
+ *    is touched only by its own CPU with preemption disabled, except by a
+ *    reset, which rewrites it while no table is published. A recursion
  *    flag per context (task, softirq, hard IRQ) lets a hard IRQ that
  *    interrupts the task-level slow path be tracked, but stops a probe from
  *    re-entering itself in the same context.
