@@ -176,6 +176,12 @@ class IngestService:
         finally:
             reader.cancel()
             self.metrics.streams.dec()
+            # The client went away: acks nobody will read. Their snapshots still
+            # commit (or not) in the batcher; a resend then gets DUPLICATE.
+            while not pending.empty():
+                entry = pending.get_nowait()
+                if asyncio.iscoroutine(entry):
+                    entry.close()
 
     async def push(self, raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         principal = await self.auth.require(context, "device")
