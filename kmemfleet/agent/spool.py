@@ -6,9 +6,10 @@ loss leaves either the whole snapshot or nothing. `state.json` keeps the last
 seq handed out (seq must never repeat for a device) and the count of dropped
 snapshots not yet reported upstream.
 
-Bounded by bytes and count: when full the oldest are dropped, and with them
-any deltas whose base is gone (the server could not apply them); the caller
-must then produce a keyframe. Thread-safe: the capture loop appends while the
+Bounded by bytes and count: when full the oldest snapshot is dropped and
+folded into the next one (kmemfleet.agent.compose), so what remains is still
+a chain the server can apply; the drop is counted for Snapshot.spool_dropped
+and the caller produces a keyframe next. Thread-safe: the capture loop appends while the
 uploader reads and removes.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from google.protobuf.message import DecodeError
 
 from kmemfleet import log
+from kmemfleet.agent.compose import compose
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 DEFAULT_DIR = Path("/var/lib/kmemfleet/spool")
@@ -134,24 +136,42 @@ class Spool:
         order = sorted(self._entries)
         total = sum(e.size for e in self._entries.values())
         dropped = 0
-        broke = False
-        while order and (
-            len(order) > self.max_count
-            or total > self.max_bytes
-            or (broke and not self._entries[order[0]].keyframe)
-        ):
-            e = self._entries.pop(order.pop(0))
-            total -= e.size
-            self._unreported += 1 + self._carried_drops(e)
-            (self.dir / e.name).unlink(missing_ok=True)
+        # The newest always stays, even if it alone is over the byte bound.
+        while len(order) > 1 and (len(order) > self.max_count or total > self.max_bytes):
+            oldest = self._entries.pop(order.pop(0))
+            total -= oldest.size
+            # Fold the dropped snapshot into the next one, so that what is left is
+            # still a chain the server can apply (only the oldest point is lost).
+            nxt = self._entries[order[0]]
+            folded = self._fold(oldest, nxt)
+            if folded is not None:
+                total += folded.size - nxt.size
+                self._entries[folded.seq] = folded
+            else:  # unreadable: drop it and count it; the next keyframe mends the chain
+                self._unreported += self._carried_drops(oldest)
+            (self.dir / oldest.name).unlink(missing_ok=True)
+            self._unreported += 1
             dropped += 1
-            broke = True  # deltas after a dropped snapshot lost their base
         if dropped:
             self.needs_keyframe = True
             self._log.warning(
                 "spool_dropped", dropped=dropped, newest_seq=newest, kept=len(order), bytes=total
             )
         return dropped
+
+    def _fold(self, older: Entry, newer: Entry) -> Entry | None:
+        try:
+            a = pb.Snapshot.FromString((self.dir / older.name).read_bytes())
+            b = pb.Snapshot.FromString((self.dir / newer.name).read_bytes())
+        except (OSError, DecodeError):
+            return None
+        merged = compose(a, b)
+        data = merged.SerializeToString()
+        entry = Entry(newer.seq, merged.base_seq == 0, len(data))
+        _write_atomic(self.dir / entry.name, data)
+        if entry.name != newer.name:
+            (self.dir / newer.name).unlink(missing_ok=True)
+        return entry
 
     def _carried_drops(self, e: Entry) -> int:
         # A dropped snapshot may itself have been reporting earlier drops.

@@ -118,3 +118,31 @@ def test_rebuilt_state_always_equals_the_latest_capture(
                 s.stack_id: (s.bytes, s.objects, s.allocs, s.frees, s.bytes_upper)
                 for s in full.stack_samples
             }
+
+
+def test_folding_any_prefix_of_a_chain_rebuilds_the_same_state(tmp_path: Path) -> None:
+    from kmemfleet.agent.compose import compose
+
+    dev = _device(tmp_path, churn=0.3)
+    enc = DeltaEncoder(KeyframePolicy(every=100, seconds=1e9))
+    chain = []
+    for seq in range(1, 8):
+        if seq == 3:  # a stack frees everything, a cache disappears
+            dev.frames.pop(0)
+            dev.stack_rows.pop(0)
+            dev.stacks -= 1
+            dev.slab_rows.pop(0)
+            dev.caches -= 1
+        dev.step()
+        chain.append(_encode(dev, enc, seq))
+    want = State()
+    for snap in chain:
+        want.apply(snap)
+    for k in range(1, len(chain)):
+        folded = chain[0]
+        for snap in chain[1 : k + 1]:
+            folded = compose(folded, snap)
+        got = State()
+        for snap in [folded, *chain[k + 1 :]]:
+            got.apply(snap)
+        assert (got.slabs, got.samples) == (want.slabs, want.samples)

@@ -41,15 +41,47 @@ def test_interrupted_write_leaves_nothing_behind(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_bound_drops_oldest_and_the_deltas_that_lost_their_base(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_count=4)
-    kinds = {1: True, 2: False, 3: False, 4: True}
-    for seq, key in kinds.items():
-        assert spool.append(seq, _data(seq), keyframe=key) == 0
-    # The fifth pushes out 1; 2 and 3 are deltas on 1, useless without it.
-    assert spool.append(5, _data(5), keyframe=False) == 3
-    assert spool.pending() == [4, 5]
-    assert spool.needs_keyframe and spool.unreported_drops == 3
+def _snap(seq: int, base: int, **samples: int) -> bytes:
+    snap = pb.Snapshot(seq=seq, base_seq=base)
+    for name, value in samples.items():
+        sid = int(name[1:])
+        snap.stack_samples.add(stack_id=sid, bytes=value)
+        snap.stack_definitions.add(stack_id=sid, frames=[pb.Frame(function=name)])
+    return snap.SerializeToString()
+
+
+def test_bound_folds_the_dropped_snapshot_into_the_next(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_count=3)
+    spool.append(1, _snap(1, 0, s1=10, s2=20), keyframe=True)
+    spool.append(2, _snap(2, 1, s2=25), keyframe=False)
+    spool.append(3, _snap(3, 2, s3=5), keyframe=False)
+    assert spool.append(4, _snap(4, 3, s1=11), keyframe=False) == 1
+    assert spool.pending() == [2, 3, 4]
+    two = pb.Snapshot.FromString(spool.read(2) or b"")
+    # 2 is now a keyframe holding what 1 and 2 said together: nothing but point 1 is lost.
+    assert two.base_seq == 0
+    assert {s.stack_id: s.bytes for s in two.stack_samples} == {1: 10, 2: 25}
+    assert {d.stack_id for d in two.stack_definitions} == {1, 2}
+    assert spool.needs_keyframe and spool.unreported_drops == 1
+    assert sorted(p.name for p in tmp_path.glob("0*")) == [
+        "00000000000000000002.k",
+        "00000000000000000003.d",
+        "00000000000000000004.d",
+    ]
+
+
+def test_folding_a_delta_keeps_removals_for_the_server(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_count=1)
+    older = pb.Snapshot(seq=5, base_seq=4)
+    older.removed_stacks.append(9)
+    older.stack_samples.add(stack_id=7, bytes=1)
+    spool.append(5, older.SerializeToString(), keyframe=False)
+    newer = pb.Snapshot(seq=6, base_seq=5)
+    newer.removed_stacks.append(7)
+    spool.append(6, newer.SerializeToString(), keyframe=False)
+    merged = pb.Snapshot.FromString(spool.read(6) or b"")
+    assert merged.base_seq == 4  # the server already has 4
+    assert list(merged.removed_stacks) == [7, 9] and not merged.stack_samples
 
 
 def test_drop_count_is_reported_once_then_cleared(tmp_path: Path) -> None:
@@ -58,8 +90,9 @@ def test_drop_count_is_reported_once_then_cleared(tmp_path: Path) -> None:
     spool.append(2, _data(2), keyframe=True)
     assert spool.unreported_drops == 1
     spool.append(3, _data(3, dropped=1), keyframe=True, reported_drops=1)
-    # 2 was dropped too, carrying nothing: one more to report.
+    # 2 was dropped too: one more to report, while 3 carries the first.
     assert spool.unreported_drops == 1
+    assert pb.Snapshot.FromString(spool.read(3) or b"").spool_dropped == 1
     assert Spool(tmp_path).unreported_drops == 1  # persisted
 
 
@@ -67,7 +100,9 @@ def test_dropping_a_snapshot_that_reported_drops_keeps_the_count(tmp_path: Path)
     spool = Spool(tmp_path, max_count=1)
     spool.append(1, _data(1, dropped=7), keyframe=True, reported_drops=0)
     spool.append(2, _data(2), keyframe=True)
-    assert spool.unreported_drops == 1 + 7
+    # Folded: 2 now reports 1's seven, and 1 itself waits for the next snapshot.
+    assert pb.Snapshot.FromString(spool.read(2) or b"").spool_dropped == 7
+    assert spool.unreported_drops == 1
 
 
 def test_byte_bound(tmp_path: Path) -> None:

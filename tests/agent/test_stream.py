@@ -107,3 +107,86 @@ def test_wrong_token_stops_once_mode_quickly(tmp_path: Path) -> None:
     finally:
         up.stop()
         server.stop()
+
+
+def test_full_spool_drops_oldest_reports_the_count_and_restarts_the_chain(
+    tmp_path: Path,
+) -> None:
+    from tests.agent.rebuild import State
+
+    dev = SyntheticDevice(tmp_path / "root", caches=10, stacks=30, churn=0.2)
+    server = IngestDouble()
+    port = server.port
+    server.stop()  # offline: everything piles up in a spool that holds 4
+    spool = Spool(tmp_path / "spool", max_count=4)
+    up = Uploader(spool, ClientConfig(server=f"127.0.0.1:{port}", insecure=True), FAST)
+    agent = Agent(
+        KernelFS(root=dev.root),
+        IdentityConfig(),
+        spool,
+        DeltaEncoder(KeyframePolicy(every=100, seconds=1e9)),
+        up,
+    )
+    up.start()
+    try:
+        for _ in range(10):
+            dev.step()
+            agent.snapshot()
+        assert len(spool) <= 4
+        server = IngestDouble(port)
+        assert up.wait_empty(10)
+        got = server.recorder.all()
+        # What arrived is an unbroken chain the server can apply, keyframe first.
+        state = State()
+        for snap in got:
+            state.apply(snap)
+        assert got[0].base_seq == 0
+        # Every drop is reported upstream, or waits for the next snapshot to say so.
+        assert sum(s.spool_dropped for s in got) + spool.unreported_drops == 10 - len(got)
+        assert sum(s.spool_dropped for s in got) > 0
+        # And the rebuilt state is the device's latest.
+        dev_now = pb_state_of(dev)
+        assert state.samples == dev_now
+    finally:
+        up.stop()
+        server.stop()
+
+
+def pb_state_of(dev: SyntheticDevice) -> dict[int, tuple[int, int, int, int, int]]:
+    from kmemfleet.agent.capture import read_capture
+
+    report = read_capture(KernelFS(root=dev.root), IdentityConfig()).stacks
+    assert report is not None
+    return {r.stack_id: r.values() for r in report.rows}
+
+
+def test_rejected_snapshot_is_not_resent_and_the_next_is_a_keyframe(tmp_path: Path) -> None:
+    from kmemfleet.v1 import ingest_pb2
+
+    class Rejecting(Recorder):
+        def Stream(self, request_iterator, context):  # type: ignore[no-untyped-def]
+            for ack in super().Stream(request_iterator, context):
+                if len(self.all()) == 2:
+                    ack.result = ingest_pb2.Ack.REJECTED
+                    ack.message = "base_seq: test says no"
+                yield ack
+
+    dev = SyntheticDevice(tmp_path / "root", caches=5, stacks=10)
+    server = IngestDouble(recorder=Rejecting())
+    agent = _agent(tmp_path, server.address, dev)
+    assert agent.uploader is not None
+    agent.uploader.start()
+    try:
+        for _ in range(2):
+            dev.step()
+            agent.snapshot()
+            assert agent.uploader.wait_empty(10)
+        dev.step()
+        agent.snapshot()
+        assert agent.uploader.wait_empty(10)
+        got = server.recorder.all()
+        assert len(got) == 3 and agent.uploader.counters.rejected == 1
+        assert got[1].base_seq == got[0].seq and got[2].base_seq == 0
+    finally:
+        agent.uploader.stop()
+        server.stop()
