@@ -88,6 +88,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ret.add_argument("--rollup-retention-days", type=int, default=180)
     ret.add_argument("--partitions-ahead-days", type=int, default=3)
     ret.add_argument("--maintenance-interval", type=float, default=300.0, metavar="SECONDS")
+    parser.add_argument(
+        "--auth-cache",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a checked token stays trusted; a revocation reaches open streams "
+        "within this time (default 30)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
             days_ahead=args.partitions_ahead_days,
         ),
         maintenance_interval_s=args.maintenance_interval,
+        auth_cache_s=args.auth_cache,
     )
     asyncio.run(serve(cfg))
     return 0

@@ -50,6 +50,7 @@ class ServerConfig:
     db_retry_s: float = 120.0
     retention: maintenance.RetentionPolicy = field(default_factory=maintenance.RetentionPolicy)
     maintenance_interval_s: float = 300.0
+    auth_cache_s: float = 30.0
     shutdown_grace_s: float = 10.0
 
 
@@ -102,7 +103,7 @@ class Aggregator:
         self.pool = await open_pool(dsn, cfg.pool_size)
         async with self.pool.acquire() as conn:
             await maintenance.run_once(conn, cfg.retention)
-        auth = Authenticator(self.pool, insecure=cfg.insecure)
+        auth = Authenticator(self.pool, insecure=cfg.insecure, cache_ttl_s=cfg.auth_cache_s)
         self.batcher = Batcher(
             self.pool,
             self.metrics,

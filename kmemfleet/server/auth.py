@@ -4,7 +4,8 @@ Tokens are 32 random bytes (base64url, prefixed "kmf_"); only their sha256 is
 stored, so the database never holds a usable credential. A device principal
 may write only snapshots whose device.device_id is its own subject. Lookups
 are cached briefly so a busy stream costs no query per message; a revocation
-therefore takes effect within CACHE_TTL_S for streams already open.
+therefore takes effect within the cache time (default CACHE_TTL_S) for streams
+already open.
 """
 
 from __future__ import annotations
@@ -101,7 +102,10 @@ def certificate_identity(context: grpc.aio.ServicerContext) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, pool: asyncpg.Pool, insecure: bool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, insecure: bool, cache_ttl_s: float = CACHE_TTL_S
+    ) -> None:
+        self.cache_ttl_s = cache_ttl_s
         self.pool = pool
         self.insecure = insecure
         self._cache: dict[bytes, tuple[Principal | None, float]] = {}
@@ -120,7 +124,7 @@ class Authenticator:
         if principal is not None:  # unknown tokens are not cached: enrol takes effect at once
             if len(self._cache) > 200_000:
                 self._cache.clear()
-            self._cache[token_hash] = (principal, now + CACHE_TTL_S)
+            self._cache[token_hash] = (principal, now + self.cache_ttl_s)
         else:
             self._cache.pop(token_hash, None)
         return principal
@@ -135,7 +139,7 @@ class Authenticator:
                 "SELECT 1 FROM revoked_devices WHERE device_id = $1", device_id
             )
         )
-        self._revoked_cache[device_id] = (revoked, now + CACHE_TTL_S)
+        self._revoked_cache[device_id] = (revoked, now + self.cache_ttl_s)
         return revoked
 
     async def identify(self, context: grpc.aio.ServicerContext) -> Principal | None:

@@ -169,3 +169,39 @@ def test_tls_server_with_reader_token_serves_the_cli(
         assert plain.returncode != 0
     finally:
         server.stop()
+
+
+def test_revocation_ends_an_open_stream(database_dsn: str, tmp_path: Path) -> None:
+    import threading
+
+    from tests.server.conftest import STREAM
+
+    server = start_server(database_dsn, tmp_path, "--auth-cache", "0.2")
+    token = enroll(database_dsn, "device", "dev-1")
+    revoked = threading.Event()
+
+    def requests():  # type: ignore[no-untyped-def]
+        yield snapshot("dev-1", seq=1).SerializeToString()
+        revoked.wait(30)
+        yield snapshot("dev-1", seq=2).SerializeToString()
+
+    try:
+        with grpc.insecure_channel(server.address) as ch:
+            call = ch.stream_stream(
+                STREAM, request_serializer=None, response_deserializer=Ack.FromString
+            )
+            acks = call(requests(), metadata=(("authorization", f"Bearer {token}"),), timeout=30)
+            assert next(acks).result == Ack.STORED
+            out = run_cli("revoke", "dev-1", "--dsn", database_dsn)
+            assert out.returncode == 0, out.stderr
+            import time
+
+            time.sleep(0.5)  # past the server's auth cache
+            revoked.set()
+            with pytest.raises(grpc.RpcError) as err:
+                next(acks)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "revoked" in (err.value.details() or "")
+    finally:
+        server.stop()
+    assert _stored(database_dsn) == 1
