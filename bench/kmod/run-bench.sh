@@ -8,6 +8,7 @@
 # memory per tracked object from mlt's stats. Medians over REPS repetitions.
 #
 #   bench/kmod/run-bench.sh [REPS] [OPS]      (defaults 31 and 50000)
+#   BENCH_ARCH=arm64 bench/kmod/run-bench.sh  (the cross-built arm64 module)
 #
 # The host is noisy (QEMU TCG shares the cores with everything else), so
 # every repetition runs all four configurations back to back, and the
@@ -20,15 +21,27 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 KMOD=$(cd "$HERE/../../kmod" && pwd)
 REPS=${1:-31}
 OPS=${2:-50000}
-KERNEL=${KERNEL:-$(ls -d /boot/vmlinuz-6.1.0-*-amd64 | sort -V | tail -n1)}
-REL=${KERNEL#/boot/vmlinuz-}
-KDIR=${KDIR:-/usr/src/linux-headers-$REL}
+KMOD_CACHE=${KMOD_CACHE:-/var/cache/kmemfleet-kmod}
+if [ "${BENCH_ARCH:-x86_64}" = arm64 ]; then
+	# Cross-built, booted with qemu-system-aarch64 -M virt -cpu max.
+	KERNEL=${KERNEL:-$KMOD_CACHE/arm64/vmlinuz}
+	KDIR=${KDIR:-$KMOD_CACHE/arm64/headers}
+	REL=arm64-$(basename "$(readlink -f "$KERNEL")")
+	MAKEARGS=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-)
+	QARCH=arm64
+else
+	KERNEL=${KERNEL:-$(ls -d /boot/vmlinuz-6.1.0-*-amd64 | sort -V | tail -n1)}
+	REL=${KERNEL#/boot/vmlinuz-}
+	KDIR=${KDIR:-/usr/src/linux-headers-$REL}
+	MAKEARGS=()
+	QARCH=x86_64
+fi
 BUILD=$KMOD/build/bench-$REL
-LOG=$KMOD/build/logs/bench.console.log
+LOG=$KMOD/build/logs/bench-$QARCH.console.log
 mkdir -p "$KMOD/build/logs"
 
-make -s -C "$KMOD" KDIR="$KDIR" BUILD="$BUILD" >/dev/null
-"$KMOD/tests/run-qemu.sh" --kernel "$KERNEL" \
+make -s -C "$KMOD" "${MAKEARGS[@]}" KDIR="$KDIR" BUILD="$BUILD" >/dev/null 2>&1
+"$KMOD/tests/run-qemu.sh" --arch "$QARCH" --kernel "$KERNEL" \
 	--module "$BUILD/mlt/mlt.ko" --module "$BUILD/bench/mlt_bench.ko" \
 	--init-hook "$HERE/bench-guest.sh" --hook-args "$REPS $OPS" \
 	--smp "${BENCH_SMP:-1}" --log "$LOG" --timeout 900
