@@ -21,7 +21,8 @@
 #   PYTHON_VERSIONS  target CPython minor versions, space separated (default 3.11;
 #                    e.g. "3.10 3.12" for Yocto kirkstone + scarthgap images).
 #                    Each adds one lib/pythonX.Y folder (~25-45 MB unpacked).
-#   MANYLINUX        glibc baseline of the native wheels (default 2_17: glibc >= 2.17)
+#   MANYLINUX        glibc baseline of the native wheels (default 2_17: glibc >= 2.17;
+#                    the legacy manylinux2014 tag, = 2_17, is always accepted too)
 #   WHEELHOUSE       extra folder of wheels to prefer (e.g. a grpcio built by Yocto)
 #   KDIR             kernel build tree of the target kernel: also build kmod/mlt.ko
 #   CROSS_COMPILE    cross compiler prefix for KDIR (default per ARCH, Debian names)
@@ -39,11 +40,11 @@ die() { echo "bundle: $*" >&2; exit 1; }
 
 case "$ARCH" in
 x86_64)
-	PLATFORMS="manylinux_${MANYLINUX}_x86_64"
+	PLATFORMS="manylinux_${MANYLINUX}_x86_64 manylinux2014_x86_64"
 	KARCH=x86_64; DEFAULT_CROSS=x86_64-linux-gnu- ;;
 aarch64 | arm64)
 	ARCH=aarch64
-	PLATFORMS="manylinux_${MANYLINUX}_aarch64"
+	PLATFORMS="manylinux_${MANYLINUX}_aarch64 manylinux2014_aarch64"
 	KARCH=arm64; DEFAULT_CROSS=aarch64-linux-gnu- ;;
 armv7l | armv7 | armhf)
 	ARCH=armv7l
@@ -102,7 +103,8 @@ for pyver in $PYTHON_VERSIONS; do
 	"$HOSTPY" -m pip install --quiet --disable-pip-version-check --no-compile \
 		--no-warn-script-location --target "$lib" \
 		--only-binary=:all: "${PLATFORM_ARGS[@]}" --implementation cp \
-		--python-version "$pyver" "${FIND_LINKS[@]}" "$WHEEL" \
+		--python-version "$pyver" --abi "cp${pyver/./}" --abi abi3 --abi none \
+		"${FIND_LINKS[@]}" "$WHEEL" \
 		|| die "no complete set of $ARCH wheels for CPython $pyver (see above)"
 	# The device runs the agent only: no server code, no host launcher scripts.
 	rm -rf "${lib:?}/bin" "$lib/kmemfleet/server" "$lib/kmemfleet/cli/server.py" \

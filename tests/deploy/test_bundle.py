@@ -101,6 +101,12 @@ def test_bundle_tarball_unpacks_into_a_firmware_root_with_target_binaries(
     assert not (lib / "kmemfleet/server").exists()
     (cygrpc,) = (lib / "grpc/_cython").glob("cygrpc*.so")
     assert elf_machine(cygrpc) == ARCHES[arch][2]
+    # protobuf's fast (upb) extension where PyPI has one; armv7l gets pure Python.
+    upb = list((lib / "google/_upb").glob("_message*.so"))
+    if arch == "armv7l":
+        assert not upb
+    else:
+        assert [elf_machine(p) for p in upb] == [ARCHES[arch][2]]
     manifest = json.loads((root / "opt/kmemfleet/BUNDLE.json").read_text())
     assert manifest["arch"] == arch
     assert any(p.split("/")[1].startswith("grpcio-") for p in manifest["packages"])
