@@ -56,7 +56,7 @@ def spool_files(spool: Path) -> list[Path]:
     return [p for p in spool.glob("*") if p.suffix in (".k", ".d")] if spool.exists() else []
 
 
-def start_tls_server(dsn: str, tmp: Path, pki: Path) -> RunningServer:
+def start_tls_server(dsn: str, tmp: Path, pki: Path, mtls: bool = False) -> RunningServer:
     """`kmemfleet server` with TLS (conftest's start_server checks health in plaintext)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -79,13 +79,18 @@ def start_tls_server(dsn: str, tmp: Path, pki: Path) -> RunningServer:
             str(pki / "server.pem"),
             "--tls-key",
             str(pki / "server.key"),
+            *(["--tls-client-ca", str(pki / "ca.pem")] if mtls else []),
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=REPO,
     )
     server = RunningServer(address, dsn, proc, log)
-    creds = grpc.ssl_channel_credentials(root_certificates=(pki / "ca.pem").read_bytes())
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=(pki / "ca.pem").read_bytes(),
+        private_key=(pki / "client.key").read_bytes() if mtls else None,
+        certificate_chain=(pki / "client.pem").read_bytes() if mtls else None,
+    )
     deadline = time.monotonic() + 30
     with grpc.secure_channel(address, creds) as ch:
         stub = health_pb2_grpc.HealthStub(ch)

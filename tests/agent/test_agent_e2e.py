@@ -22,6 +22,7 @@ from tests.conftest import RunningServer, free_port, run_cli, start_server
 
 pytestmark = pytest.mark.slow
 FAST = ("--backoff-initial", "0.1", "--backoff-max", "0.5")
+DEVICE = "dev-synth-0001"  # SyntheticDevice's machine-id
 
 
 def _agent_args(server: str, dev: SyntheticDevice, spool: Path, *extra: str) -> list[str]:
@@ -149,6 +150,39 @@ def _make_pki(d: Path) -> None:
         "server.pem",
         cwd=d,
     )
+    # A device certificate: its CN is the device id (mTLS identity).
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={DEVICE}",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        cwd=d,
+    )
+    (d / "client.ext").write_text(f"subjectAltName=DNS:{DEVICE}\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
+        "-out",
+        "client.pem",
+        cwd=d,
+    )
 
 
 @pytest.fixture
@@ -234,3 +268,33 @@ def test_agent_without_insecure_insists_on_a_trusted_certificate(
     )
     # No --insecure and no CA: TLS with the system roots, which do not trust the test CA.
     assert out.returncode != 0 and time.monotonic() - started < 60
+
+
+def test_mutual_tls_identity_without_a_token(database_dsn: str, tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is missing; install it with: apt-get install openssl")
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    _make_pki(pki)
+    server = start_tls_server(database_dsn, tmp_path, pki, mtls=True)
+    try:
+        dev = SyntheticDevice(tmp_path / "root", caches=5, stacks=5)
+        assert dev.device_id == DEVICE
+        out = run_cli(
+            "agent",
+            "--once",
+            "--tls-ca",
+            str(pki / "ca.pem"),
+            "--tls-cert",
+            str(pki / "client.pem"),
+            "--tls-key",
+            str(pki / "client.key"),
+            *_agent_args(server.address, dev, tmp_path / "spool"),
+            env={"KMEMFLEET_TOKEN": ""},
+        )
+        assert out.returncode == 0, out.stderr
+        assert "stored 1," in out.stdout
+    finally:
+        server.stop()
