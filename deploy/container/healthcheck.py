@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -28,14 +29,15 @@ def main() -> int:
     p.add_argument("--address", default=env("KMEMFLEET_HEALTH_ADDRESS", "127.0.0.1:50051"))
     p.add_argument("--tls-ca", default=env("KMEMFLEET_HEALTH_TLS_CA"))
     p.add_argument("--tls-server-name", default=env("KMEMFLEET_HEALTH_SERVER_NAME"))
-    p.add_argument("--insecure", action="store_true",
-                   default=env("KMEMFLEET_HEALTH_INSECURE") == "1")
+    p.add_argument(
+        "--insecure", action="store_true", default=env("KMEMFLEET_HEALTH_INSECURE") == "1"
+    )
     p.add_argument("--timeout", type=float, default=3.0)
     args = p.parse_args()
     if args.insecure:
         channel = grpc.insecure_channel(args.address)
     else:
-        ca = open(args.tls_ca, "rb").read() if args.tls_ca else None
+        ca = Path(args.tls_ca).read_bytes() if args.tls_ca else None
         opts = []
         if args.tls_server_name:
             opts.append(("grpc.ssl_target_name_override", args.tls_server_name))
@@ -43,7 +45,8 @@ def main() -> int:
     try:
         with channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=args.timeout)
+                health_pb2.HealthCheckRequest(service=""), timeout=args.timeout
+            )
     except grpc.RpcError as exc:
         print(f"unhealthy: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
