@@ -10,8 +10,8 @@ min and max per bucket; see buckets.py). The verdict combines:
 * Plateau: a cache that fills then stays flat has a recent slope (last third of
   the span) far below its overall slope.
 * Sawtooth: repeated large drops (> 25% of the range). A sawing series leaks
-  only when its troughs rise: we then judge the minima of equal time windows
-  (about two periods each, so each holds a trough) instead of the raw values.
+  only when its troughs rise: we then judge the minimum of each segment between
+  releases (one trough each) instead of the raw values.
 * A minimum span and point count: nothing is judged on less than MIN_SPAN_HOURS.
 
 Thresholds are named constants and documented in docs/ranking.md.
@@ -19,6 +19,7 @@ Thresholds are named constants and documented in docs/ranking.md.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ SAWTOOTH_MIN_DROPS = 2
 SAWTOOTH_DROP_NOISE = 3.0  # a release exceeds 3 robust sigmas of the steps
 TROUGH_MIN_TAU = 0.8  # Kendall tau of the window minima of a sawing leak
 TROUGH_MIN_RISE = 0.25  # troughs must rise by 25% of the range over the span
-MIN_SNR = 3.0  # rise over the span must exceed 3 robust noise sigmas
+MIN_SNR = 5.0  # rise over the span must exceed 5 robust noise sigmas
 
 
 @dataclass(frozen=True)
@@ -125,13 +126,17 @@ def window_minima(buckets: Sequence[Bucket], windows: int) -> tuple[list[float],
 
 
 def count_drops(values: Sequence[float]) -> int:
+    return len(drop_indices(values))
+
+
+def drop_indices(values: Sequence[float]) -> list[int]:
     """Releases: steps down by more than SAWTOOTH_DROP_FRACTION of the (5-95%) range and
     more than SAWTOOTH_DROP_NOISE robust sigmas of the steps. A lone outlier is not a
     release: a dip undone at the next step, or the fall right after a spike, do not count.
     """
     n = len(values)
     if n < 3:
-        return 0
+        return []
     steps = [values[i] - values[i - 1] for i in range(1, n)]
     med = _median(steps)
     step_noise = 1.4826 * _median([abs(d - med) for d in steps])
@@ -139,15 +144,15 @@ def count_drops(values: Sequence[float]) -> int:
     spread = ordered[int(0.95 * (n - 1))] - ordered[int(0.05 * (n - 1))]
     limit = max(SAWTOOTH_DROP_FRACTION * spread, SAWTOOTH_DROP_NOISE * step_noise)
     if limit <= 0:
-        return 0
-    drops = 0
+        return []
+    drops = []
     for i in range(1, n):
         if values[i - 1] - values[i] <= limit:
             continue
         dip = i + 1 < n and values[i + 1] - values[i] > limit
         spike = i >= 2 and values[i - 1] - values[i - 2] > limit
         if not dip and not spike:
-            drops += 1
+            drops.append(i)
     return drops
 
 
@@ -168,12 +173,12 @@ def judge(series: Sequence[Bucket]) -> Verdict:
         return Verdict("insufficient", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0)
     ts = [b.t_hours for b in buckets]
     values = [b.last for b in buckets]
-    drops = count_drops(values)
+    drops = drop_indices(values)
     # Releases faster than a bucket show as a wide spread inside the buckets.
     spread = _median([b.hi - b.lo for b in buckets])
     value_range = max(b.hi for b in buckets) - min(b.lo for b in buckets)
     fast = value_range > 0 and spread > SAWTOOTH_DROP_FRACTION * value_range
-    if drops >= SAWTOOTH_MIN_DROPS or fast:
+    if len(drops) >= SAWTOOTH_MIN_DROPS or fast:
         return _judge_troughs(buckets, drops, span, last, mann_kendall(values))
     z, p = mann_kendall(values)
     slope = theil_sen(ts, values)
@@ -214,13 +219,32 @@ def _levelled_off(values: Sequence[float]) -> bool:
     return _median(list(last)) - _median(list(middle)) < PLATEAU_LEVEL_RATIO * climb
 
 
-def _judge_troughs(buckets: Sequence[Bucket], drops: int, span: float, last: float,
+def segment_minima(buckets: Sequence[Bucket],
+                   drops: Sequence[int]) -> tuple[list[float], list[float]]:
+    """(time, value) of the lowest point between consecutive releases: one trough each."""
+    bounds = [0, *drops, len(buckets)]
+    ts, lows = [], []
+    for a, b in itertools.pairwise(bounds):
+        if b > a:
+            k = min(range(a, b), key=lambda i: buckets[i].lo)
+            ts.append(buckets[k].t_hours)
+            lows.append(buckets[k].lo)
+    return ts, lows
+
+
+def _judge_troughs(buckets: Sequence[Bucket], drops: Sequence[int], span: float, last: float,
                    raw_mk: tuple[float, float]) -> Verdict:
     """A sawing series leaks only if its troughs rise consistently and fast enough,
-    and its values as a whole trend up (Mann-Kendall on the raw values)."""
+    and its values as a whole trend up (Mann-Kendall on the raw values).
+
+    Troughs: the minimum of each segment between releases; for releases faster
+    than a bucket, the minima of 8 equal time windows.
+    """
     n = len(buckets)
-    windows = min(16, max(3, drops // 2)) if drops >= SAWTOOTH_MIN_DROPS else 8
-    ts, lows = window_minima(buckets, windows)
+    if len(drops) >= SAWTOOTH_MIN_DROPS:
+        ts, lows = segment_minima(buckets, drops)
+    else:
+        ts, lows = window_minima(buckets, 8)
     if len(lows) < 3:
         return Verdict("sawtooth", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0)
     pairs = len(lows) * (len(lows) - 1) // 2
