@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,48 @@ def test_collector_package_writes_a_bundle_that_the_server_stores(
     stored = _stored_device(grpc_server.address, "dev-collector-1")
     assert stored["snapshots"] == 2
     assert stored["firmware_version"] == "1.0.7"
+
+
+def test_busybox_init_script_starts_the_agent_which_streams_until_stopped(
+    grpc_server: RunningServer, bundle_dir: Path, tmp_path: Path
+) -> None:
+    need(shutil.which("busybox") is not None, "busybox", "apt-get install busybox-static")
+    root = unpack(build("x86_64", bundle_dir), tmp_path / "fw")
+    # busybox applets first on PATH, as on a device; paths moved under tmp.
+    applets = tmp_path / "bb"
+    applets.mkdir()
+    for name in ("start-stop-daemon", "sh", "grep", "mount", "modprobe"):
+        (applets / name).symlink_to(shutil.which("busybox") or "busybox")
+    script = (root / "etc/init.d/S95kmemfleet-agent").read_text()
+    script = script.replace("DAEMON=/opt/kmemfleet", f"DAEMON={root}/opt/kmemfleet")
+    script = script.replace("PIDFILE=/var/run/$NAME.pid", f"PIDFILE={tmp_path}/agent.pid")
+    script = script.replace("/etc/default/$NAME", f"{tmp_path}/default")
+    init = tmp_path / "S95kmemfleet-agent"
+    init.write_text(script)
+    device = make_root(tmp_path, device_id="dev-init-1")
+    (tmp_path / "default").write_text(
+        f"KMEMFLEET_SERVER={grpc_server.address}\nKMEMFLEET_INTERVAL=1\n"
+        f'KMEMFLEET_ARGS="--insecure --proc-root {device} --spool-dir {tmp_path}/spool"\n'
+        f"KMEMFLEET_LOAD_MODULE=no\nKMEMFLEET_USER=no-such-user-kmf\n"
+        f"KMEMFLEET_LOG={tmp_path}/agent.log\n"
+    )
+    env = {"PATH": f"{applets}:/usr/bin:/bin"}
+
+    def rc(action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["busybox", "sh", str(init), action], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    assert "OK" in rc("start").stdout
+    try:
+        assert rc("status").returncode == 0
+        deadline = time.monotonic() + 90
+        stored = 0
+        while time.monotonic() < deadline and stored < 2:
+            time.sleep(1)
+            out = run_cli("devices", "--insecure", "--server", grpc_server.address, "--json")
+            devs = json.loads(out.stdout)["devices"] if out.returncode == 0 else []
+            stored = sum(d["snapshots"] for d in devs if d["device_id"] == "dev-init-1")
+        assert stored >= 2, (tmp_path / "agent.log").read_text()[-2000:]
+    finally:
+        assert "OK" in rc("stop").stdout
+    assert rc("status").returncode == 3
