@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -311,3 +312,43 @@ def test_busybox_init_script_starts_the_agent_which_streams_until_stopped(
     finally:
         assert "OK" in rc("stop").stdout
     assert rc("status").returncode == 3
+
+
+def test_agent_reads_the_real_proc_slabinfo_with_only_cap_dac_read_search(
+    grpc_server: RunningServer, bundle_dir: Path
+) -> None:
+    """The privilege the systemd unit and init script grant is enough, and needed."""
+    need(os.geteuid() == 0, "root (to drop to nobody with one capability)", "run as root")
+    need(shutil.which("setpriv") is not None, "setpriv", "apt-get install util-linux")
+    python = Path(f"/usr/bin/python{TARGET_PY}")
+    need(python.is_file(), str(python), f"apt-get install python{TARGET_PY}")
+    work = Path(tempfile.mkdtemp(prefix="kmemfleet-cap-", dir="/tmp"))
+    try:
+        work.chmod(0o755)
+        root = unpack(build("x86_64", bundle_dir), work / "fw")
+        spool = work / "spool"
+        spool.mkdir(mode=0o777)
+        spool.chmod(0o777)
+        agent = [
+            str(root / "usr/bin/kmemfleet"), "agent", "--once", "--insecure",
+            "--server", grpc_server.address, "--spool-dir", str(spool),
+            "--device-id", "dev-cap-1", "--once-timeout", "60",
+        ]  # fmt: skip
+        drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        env = {"PATH": "/usr/bin:/bin", "KMEMFLEET_PYTHON": str(python)}
+        bare = subprocess.run(
+            [*drop, "--inh-caps=-all", "--bounding-set=-all", *agent],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert bare.returncode != 0
+        assert "slabinfo" in bare.stderr
+        one = "-all,+dac_read_search"
+        ok = subprocess.run(
+            [*drop, f"--inh-caps={one}", f"--ambient-caps={one}", f"--bounding-set={one}",
+             *agent],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert _slab_rows(grpc_server.address, "dev-cap-1") > 10
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
