@@ -122,12 +122,15 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_healthy(address: str, timeout: float = 30.0) -> None:
+def wait_healthy(address: str, timeout: float = 30.0, credentials: object = None) -> None:
+    """Poll gRPC health until SERVING; credentials (grpc.ChannelCredentials) for TLS servers."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as ch:
+    channel = (grpc.secure_channel(address, credentials) if credentials  # type: ignore[arg-type]
+               else grpc.insecure_channel(address))
+    with channel as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         while True:
             try:
