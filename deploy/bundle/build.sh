@@ -142,11 +142,16 @@ if [ -n "${KDIR:-}" ]; then
 	# Build in a copy: never disturb the kernel engineer's kmod/ tree.
 	rm -rf "$WORK/kmod"
 	cp -r "$REPO/kmod" "$WORK/kmod"
-	make -C "$WORK/kmod" clean >/dev/null 2>&1 || true
+	rm -rf "$WORK/kmod/build"
 	make -C "$WORK/kmod" KDIR="$KDIR" ARCH="$KARCH" CROSS_COMPILE="$CROSS" \
 		|| die "kmod build failed for KDIR=$KDIR"
-	KREL=$(cat "$KDIR/include/config/kernel.release" 2>/dev/null || echo unknown)
-	install -D -m 0644 "$WORK/kmod/mlt.ko" "$ROOT/lib/modules/$KREL/extra/mlt.ko"
+	# The release the module's vermagic carries (= `uname -r` on the target).
+	KREL=$(sed -n 's/^#define UTS_RELEASE "\(.*\)"$/\1/p' \
+		"$KDIR/include/generated/utsrelease.h" 2>/dev/null)
+	[ -n "$KREL" ] || KREL=$(cat "$KDIR/include/config/kernel.release" 2>/dev/null || echo unknown)
+	KO=$(find "$WORK/kmod" -name mlt.ko -type f | head -n1)
+	[ -n "$KO" ] || die "kmod build made no mlt.ko"
+	install -D -m 0644 "$KO" "$ROOT/lib/modules/$KREL/extra/mlt.ko"
 	install -D -m 0644 /dev/stdin "$ROOT/etc/modules-load.d/mlt.conf" <<<"mlt"
 	KMOD=$KREL
 fi

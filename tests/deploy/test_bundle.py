@@ -352,3 +352,24 @@ def test_agent_reads_the_real_proc_slabinfo_with_only_cap_dac_read_search(
         assert _slab_rows(grpc_server.address, "dev-cap-1") > 10
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_bundle_with_kdir_carries_mlt_ko_built_for_the_target_kernel(tmp_path: Path) -> None:
+    kmod_cache = Path(os.environ.get("KMOD_CACHE", "/var/cache/kmemfleet-kmod"))
+    kdir = kmod_cache / "arm64/headers"
+    need((kdir / "Makefile").is_file(), "arm64 kernel headers", "bash .ci/install-kmod.sh")
+    need(shutil.which("aarch64-linux-gnu-gcc") is not None, "aarch64-linux-gnu-gcc",
+         "bash .ci/install-kmod.sh")  # fmt: skip
+    uts = (kdir / "include/generated/utsrelease.h").read_text()
+    release = uts.split('UTS_RELEASE "', 1)[1].split('"', 1)[0]
+    env = {**os.environ, "BUNDLE_OUT": str(tmp_path), "KDIR": str(kdir)}
+    proc = subprocess.run(["bash", "deploy/bundle/build.sh", "aarch64"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (tarball,) = tmp_path.glob("kmemfleet-agent-*-aarch64.tar.gz")
+    root = unpack(tarball, tmp_path / "fw")
+    ko = root / f"lib/modules/{release}/extra/mlt.ko"
+    assert elf_machine(ko) == 183
+    assert (root / "etc/modules-load.d/mlt.conf").read_text().strip() == "mlt"
+    manifest = json.loads((root / "opt/kmemfleet/BUNDLE.json").read_text())
+    assert manifest["kernel_module_for"] == release

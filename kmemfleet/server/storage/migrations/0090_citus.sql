@@ -10,7 +10,9 @@
 --   * any other table                      -> reference table
 --   * schema_version                       -> stays a coordinator-local table
 --   * partitions                           -> follow their partitioned parent
--- A later migration that adds tables ends with `SELECT kmemfleet_citus_apply();`.
+-- kmemfleet_citus_apply() is idempotent: after an upgrade whose migrations add
+-- tables, it converts just those (run it on the coordinator, or let the
+-- migration runner call it after the last migration).
 -- A database that grows from one PostgreSQL into Citus is converted in place by
 -- `CREATE EXTENSION citus; SELECT kmemfleet_citus_apply();` on the coordinator
 -- (after adding the workers), see docs/deploy.md.
