@@ -15,6 +15,7 @@ uploader reads and removes.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import threading
@@ -76,19 +77,38 @@ class Spool:
         self._lock = threading.Lock()
         self._log = log.get("spool")
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Entries by seq, their seqs in order and their total size, kept in step so
+        # that a backlog of thousands costs no sort per snapshot sent or spooled.
         self._entries: dict[int, Entry] = {}
+        self._order: list[int] = []
+        self._bytes = 0
         for path in self.dir.iterdir():
             if path.name.endswith(".tmp"):
                 path.unlink(missing_ok=True)  # a write the power loss interrupted
                 continue
             stem, dot, kind = path.name.partition(".")
             if dot and stem.isdigit() and kind in ("k", "d"):
-                e = Entry(int(stem), kind == "k", path.stat().st_size)
-                self._entries[e.seq] = e
+                self._add(Entry(int(stem), kind == "k", path.stat().st_size))
         state = self._load_state()
         self._last_seq = max([int(state.get("last_seq", 0)), *self._entries])
         self._unreported = int(state.get("dropped", 0))
         self.needs_keyframe = False
+
+    def _add(self, e: Entry) -> None:
+        old = self._entries.get(e.seq)
+        if old is not None:
+            self._bytes -= old.size
+        else:
+            bisect.insort(self._order, e.seq)
+        self._entries[e.seq] = e
+        self._bytes += e.size
+
+    def _pop(self, seq: int) -> Entry | None:
+        e = self._entries.pop(seq, None)
+        if e is not None:
+            del self._order[bisect.bisect_left(self._order, seq)]
+            self._bytes -= e.size
+        return e
 
     def _load_state(self) -> dict[str, int]:
         try:
@@ -125,7 +145,7 @@ class Spool:
                 raise ValueError(f"seq {seq} is already spooled")
             entry = Entry(seq, keyframe, len(data))
             _write_atomic(self.dir / entry.name, data)
-            self._entries[seq] = entry
+            self._add(entry)
             self._last_seq = max(self._last_seq, seq)
             self._unreported = max(0, self._unreported - reported_drops)
             dropped = self._enforce_bound(seq)
@@ -133,20 +153,18 @@ class Spool:
             return dropped
 
     def _enforce_bound(self, newest: int) -> int:
-        order = sorted(self._entries)
-        total = sum(e.size for e in self._entries.values())
         dropped = 0
         # The newest always stays, even if it alone is over the byte bound.
-        while len(order) > 1 and (len(order) > self.max_count or total > self.max_bytes):
-            oldest = self._entries.pop(order.pop(0))
-            total -= oldest.size
+        while len(self._order) > 1 and (
+            len(self._order) > self.max_count or self._bytes > self.max_bytes
+        ):
+            oldest = self._pop(self._order[0])
+            assert oldest is not None
             # Fold the dropped snapshot into the next one, so that what is left is
             # still a chain the server can apply (only the oldest point is lost).
-            nxt = self._entries[order[0]]
-            folded = self._fold(oldest, nxt)
+            folded = self._fold(oldest, self._entries[self._order[0]])
             if folded is not None:
-                total += folded.size - nxt.size
-                self._entries[folded.seq] = folded
+                self._add(folded)
             else:  # unreadable: drop it and count it; the next keyframe mends the chain
                 self._unreported += self._carried_drops(oldest)
             (self.dir / oldest.name).unlink(missing_ok=True)
@@ -155,7 +173,11 @@ class Spool:
         if dropped:
             self.needs_keyframe = True
             self._log.warning(
-                "spool_dropped", dropped=dropped, newest_seq=newest, kept=len(order), bytes=total
+                "spool_dropped",
+                dropped=dropped,
+                newest_seq=newest,
+                kept=len(self._order),
+                bytes=self._bytes,
             )
         return dropped
 
@@ -183,7 +205,13 @@ class Spool:
     # -- consumer side -------------------------------------------------------
     def pending(self) -> list[int]:
         with self._lock:
-            return sorted(self._entries)
+            return list(self._order)
+
+    def next_after(self, seq: int) -> int:
+        """The oldest spooled seq greater than `seq`, or 0."""
+        with self._lock:
+            i = bisect.bisect_right(self._order, seq)
+            return self._order[i] if i < len(self._order) else 0
 
     def read(self, seq: int) -> bytes | None:
         """The snapshot's bytes, or None if it was dropped meanwhile."""
@@ -194,20 +222,20 @@ class Spool:
             try:
                 return (self.dir / e.name).read_bytes()
             except OSError:
-                self._entries.pop(seq, None)
+                self._pop(seq)
                 return None
 
     def remove(self, seq: int) -> None:
         """Acknowledged by the server: forget it."""
         with self._lock:
-            e = self._entries.pop(seq, None)
+            e = self._pop(seq)
             if e is not None:
                 (self.dir / e.name).unlink(missing_ok=True)
 
     def discard(self, seq: int) -> None:
         """An unreadable (corrupt) entry: dropped and counted like a bound drop."""
         with self._lock:
-            e = self._entries.pop(seq, None)
+            e = self._pop(seq)
             if e is not None:
                 (self.dir / e.name).unlink(missing_ok=True)
                 self._unreported += 1
@@ -221,4 +249,4 @@ class Spool:
     @property
     def total_bytes(self) -> int:
         with self._lock:
-            return sum(e.size for e in self._entries.values())
+            return self._bytes

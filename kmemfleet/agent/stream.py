@@ -219,4 +219,4 @@ class Uploader:
             return -1
         if len(inflight) >= self.window:
             return 0
-        return next((s for s in self.spool.pending() if s > last), 0)
+        return self.spool.next_after(last)

@@ -190,3 +190,24 @@ def test_rejected_snapshot_is_not_resent_and_the_next_is_a_keyframe(tmp_path: Pa
     finally:
         agent.uploader.stop()
         server.stop()
+
+
+def test_a_long_backlog_is_replayed_in_order(tmp_path: Path) -> None:
+    from kmemfleet.v1 import device_pb2
+    from kmemfleet.v1 import snapshot_pb2 as pb
+
+    spool = Spool(tmp_path / "spool")
+    device = device_pb2.DeviceIdentity(device_id="dev-backlog", boot_id="b")
+    for seq in range(1, 501):
+        snap = pb.Snapshot(device=device, seq=seq, base_seq=0 if seq == 1 else seq - 1)
+        spool.append(seq, snap.SerializeToString(), keyframe=seq == 1)
+    server = IngestDouble()
+    up = Uploader(spool, ClientConfig(server=server.address, insecure=True), FAST)
+    up.start()
+    try:
+        assert up.wait_empty(60)
+        assert [s.seq for s in server.recorder.all()] == list(range(1, 501))
+        assert len(server.recorder.streams) == 1 and up.counters.stored == 500
+    finally:
+        up.stop()
+        server.stop()
