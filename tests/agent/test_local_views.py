@@ -126,3 +126,48 @@ def test_stacks_growth_between_refreshes(tmp_path: Path) -> None:
 def test_stacks_without_any_source_explains_how_to_get_one(tmp_path: Path) -> None:
     out = run_cli("stacks", "--once", "--proc-root", str(tmp_path))
     assert out.returncode == 1 and "no stack source" in out.stderr
+
+
+def _run_while_changing(args: list[str], path: Path, new_text: str) -> str:
+    """Run a refreshing view for two screens, changing `path` between them."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kmemfleet.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    time.sleep(0.8)  # the first screen is drawn at once; the second after -d 2
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(new_text)
+    tmp.replace(path)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return out
+
+
+def test_top_delta_column_shows_growth_since_start(tmp_path: Path) -> None:
+    path = tmp_path / "slabinfo"
+    text = fixture(SLAB)
+    path.write_text(text)
+    grown = text.replace("size-64             8861", "size-64             9000")
+    out = _run_while_changing(["top", "--slabinfo", str(path), "-n", "2", "-d", "2"], path, grown)
+    second = out.split(slabtop.HEADER_DELTA)[2]
+    assert "    +139 size-64" in second
+
+
+def test_stacks_growth_column_between_refreshes(tmp_path: Path) -> None:
+    path = tmp_path / "stacks"
+    text = fixture("mlt_stacks/mlt-1.0-sampled.txt")
+    path.write_text(text)
+    grown = text.replace("bytes 65536 objects 1", "bytes 131072 objects 2")
+    out = _run_while_changing(["stacks", "--file", str(path), "-n", "2", "-d", "2"], path, grown)
+    second = out.split("CALL SITE")[2]
+    line = next(ln for ln in second.splitlines() if "e59a3e745118caa4" in ln)
+    assert "+64.0K" in line and "128.0K" in line
