@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard proto/kmemfleet/v1/*.proto)
 
-.PHONY: all demo test lint format proto kmod kmod-test bench bundle clean distclean help
+.PHONY: all demo test lint format proto kmod kmod-test bench bundle bundle-all image-amd64 clean distclean help
 
 all: help
 
@@ -18,6 +18,7 @@ help:
 	@echo "make proto    regenerate Python code from proto/"
 	@echo "make kmod     build the kernel module (kmod/)"
 	@echo "make bench    run the benchmarks under bench/"
+	@echo "make bundle ARCH=x86_64|aarch64|armv7l  self-contained agent tarball in build/bundle/ (KDIR= adds mlt.ko)"
 
 # The virtualenv is rebuilt when the dependency list changes.
 $(BIN)/.installed: pyproject.toml
@@ -59,6 +60,13 @@ kmod-test:
 ARCH ?= x86_64
 bundle:
 	bash deploy/bundle/build.sh $(ARCH)
+
+bundle-all:
+	for a in x86_64 aarch64 armv7l; do bash deploy/bundle/build.sh $$a || exit 1; done
+
+# The amd64 server image without a Docker engine (buildah + debootstrap).
+image-amd64:
+	bash deploy/container/build-amd64-here.sh server
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/agent.py

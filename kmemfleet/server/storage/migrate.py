@@ -52,17 +52,23 @@ async def migrate(conn: asyncpg.Connection) -> int:
             " name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+        applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_version")}
+        current = max(applied, default=0)
         migrations = available()
         latest = migrations[-1].version if migrations else 0
-        if current > latest:
+        known = {mig.version for mig in migrations}
+        if current > latest or not applied <= known:
             raise RuntimeError(
                 f"database schema version {current} is newer than this "
                 f"kmemfleet ({latest}); upgrade kmemfleet"
             )
+        # Every version not yet applied runs, even below the newest applied one:
+        # components own version ranges, so an upgrade may fill a lower slot.
+        upgraded = False
         for mig in migrations:
-            if mig.version <= current:
+            if mig.version in applied:
                 continue
+            upgraded = True
             async with conn.transaction():
                 await conn.execute(mig.sql)
                 await conn.execute(
@@ -71,6 +77,11 @@ async def migrate(conn: asyncpg.Connection) -> int:
                     mig.name,
                 )
             logger.info("migration_applied", version=mig.version, name=mig.name)
+        if upgraded and await conn.fetchval(
+            "SELECT to_regproc('kmemfleet_citus_apply') IS NOT NULL"
+        ):
+            # On Citus, distribute tables the upgrade added (a no-op elsewhere).
+            await conn.execute("SELECT kmemfleet_citus_apply()")
         return int(latest if migrations else current)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
