@@ -32,7 +32,6 @@ MAX_POINTS = 64  # longer series are merged down: O(n^2) pairs stay bounded
 PLATEAU_RECENT_RATIO = 0.3  # recent slope below 30% of overall: it has levelled off
 PLATEAU_LEVEL_RATIO = 0.08  # last third barely above the middle third
 SAWTOOTH_DROP_FRACTION = 0.25
-SAWTOOTH_MIN_DROPS = 2
 SAWTOOTH_DROP_NOISE = 3.0  # a release exceeds 3 robust sigmas of the steps
 TROUGH_MIN_TAU = 0.8  # Kendall tau of the window minima of a sawing leak
 TROUGH_MIN_RISE = 0.25  # troughs must rise by 25% of the range over the span
@@ -130,7 +129,7 @@ def count_drops(values: Sequence[float]) -> int:
 
 
 def drop_indices(values: Sequence[float]) -> list[int]:
-    """Releases: steps down by more than SAWTOOTH_DROP_FRACTION of the (5-95%) range and
+    """Releases: steps down by more than SAWTOOTH_DROP_FRACTION of the range and
     more than SAWTOOTH_DROP_NOISE robust sigmas of the steps. A lone outlier is not a
     release: a dip undone at the next step, or the fall right after a spike, do not count.
     """
@@ -140,9 +139,8 @@ def drop_indices(values: Sequence[float]) -> list[int]:
     steps = [values[i] - values[i - 1] for i in range(1, n)]
     med = _median(steps)
     step_noise = 1.4826 * _median([abs(d - med) for d in steps])
-    ordered = sorted(values)
-    spread = ordered[int(0.95 * (n - 1))] - ordered[int(0.05 * (n - 1))]
-    limit = max(SAWTOOTH_DROP_FRACTION * spread, SAWTOOTH_DROP_NOISE * step_noise)
+    limit = max(SAWTOOTH_DROP_FRACTION * (max(values) - min(values)),
+                SAWTOOTH_DROP_NOISE * step_noise)
     if limit <= 0:
         return []
     drops = []
@@ -178,7 +176,7 @@ def judge(series: Sequence[Bucket]) -> Verdict:
     spread = _median([b.hi - b.lo for b in buckets])
     value_range = max(b.hi for b in buckets) - min(b.lo for b in buckets)
     fast = value_range > 0 and spread > SAWTOOTH_DROP_FRACTION * value_range
-    if len(drops) >= SAWTOOTH_MIN_DROPS or fast:
+    if drops or fast:
         return _judge_troughs(buckets, drops, span, last, mann_kendall(values))
     z, p = mann_kendall(values)
     slope = theil_sen(ts, values)
@@ -221,10 +219,18 @@ def _levelled_off(values: Sequence[float]) -> bool:
 
 def segment_minima(buckets: Sequence[Bucket],
                    drops: Sequence[int]) -> tuple[list[float], list[float]]:
-    """(time, value) of the lowest point between consecutive releases: one trough each."""
+    """(time, value) of the lowest point between consecutive releases: one trough each.
+
+    A release seen only across a data gap (the device was offline) may have hidden
+    its trough, so the segment after it is left out.
+    """
+    gaps = [buckets[i].t_hours - buckets[i - 1].t_hours for i in range(1, len(buckets))]
+    spacing = _median(gaps) if gaps else 0.0
     bounds = [0, *drops, len(buckets)]
     ts, lows = [], []
     for a, b in itertools.pairwise(bounds):
+        if a > 0 and buckets[a].t_hours - buckets[a - 1].t_hours > 2 * spacing:
+            continue
         if b > a:
             k = min(range(a, b), key=lambda i: buckets[i].lo)
             ts.append(buckets[k].t_hours)
@@ -241,11 +247,11 @@ def _judge_troughs(buckets: Sequence[Bucket], drops: Sequence[int], span: float,
     than a bucket, the minima of 8 equal time windows.
     """
     n = len(buckets)
-    if len(drops) >= SAWTOOTH_MIN_DROPS:
+    if drops:
         ts, lows = segment_minima(buckets, drops)
     else:
         ts, lows = window_minima(buckets, 8)
-    if len(lows) < 3:
+    if len(lows) < 2:
         return Verdict("sawtooth", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0)
     pairs = len(lows) * (len(lows) - 1) // 2
     s = sum((lows[j] > lows[i]) - (lows[j] < lows[i])
@@ -254,9 +260,11 @@ def _judge_troughs(buckets: Sequence[Bucket], drops: Sequence[int], span: float,
     slope = theil_sen(ts, lows)
     z, p = mann_kendall(lows)
     value_range = max(b.hi for b in buckets) - min(b.lo for b in buckets)
+    # Two troughs are evidence only if far apart; the rise is measured, not extrapolated.
     if (tau < TROUGH_MIN_TAU or slope < MIN_SLOPE_BYTES_PER_HOUR
             or raw_mk[0] <= 0 or raw_mk[1] >= MAX_P_VALUE
-            or slope * span < TROUGH_MIN_RISE * value_range):
+            or (len(lows) == 2 and ts[1] - ts[0] < span / 3)
+            or max(lows) - lows[0] < TROUGH_MIN_RISE * value_range):
         return Verdict("sawtooth", False, slope, p, z, span, n, 0.0, last, 0.0)
     confidence = tau * min(1.0, span / 12.0) * min(1.0, len(lows) / 8.0)
     return Verdict("leak", True, slope, p, z, span, n, slope * span, last, round(confidence, 4))
