@@ -29,7 +29,8 @@ def _values(h: float) -> dict[int, int]:
 
 def _snapshots(device: str, start_ns: int, hours: float = 8) -> list[pb.Snapshot]:
     """Keyframe, then deltas naming only changed stacks (PLATEAU falls silent once full)."""
-    out, prev = [], {}
+    out: list[pb.Snapshot] = []
+    prev: dict[int, int] = {}
     for k in range(int(hours * 12) + 1):
         h = k / 12
         vals = _values(h)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -12,7 +13,8 @@ from kmemfleet.server.analysis import buckets, trend
 KIB = 1024.0
 
 
-def judged(fn, hours: float = 24.0, interval_s: float = 300.0, seed: int = 1) -> trend.Verdict:
+def judged(fn: Callable[[float, random.Random], float], hours: float = 24.0,
+           interval_s: float = 300.0, seed: int = 1) -> trend.Verdict:
     """Sample fn(t_hours, rng) every interval, fold into buckets, judge."""
     rng = random.Random(seed)
     samples = [(k * interval_s, fn(k * interval_s / 3600, rng))
