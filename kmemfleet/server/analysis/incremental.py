@@ -2,10 +2,12 @@
 
 One batch, in one transaction: take up to BATCH_SNAPSHOTS queue rows (FOR UPDATE
 SKIP LOCKED, deleted as consumed), fold their stack and slab samples into
-15-minute buckets, re-judge every series of each touched boot (a key absent
-from a delta is unchanged, so time passing can turn "filling" into "plateau"),
-and mark the touched (firmware, signature) summaries dirty. Then the dirty
-summaries are recomputed from analysis_series. Work grows with the new data and
+15-minute buckets and mark their boots touched (analysis_touched). Then every
+series of each touched boot is re-judged once (a key absent from a delta is
+unchanged, so time passing can turn "filling" into "plateau") and the touched
+(firmware, signature) summaries are marked dirty; finally the dirty summaries
+are recomputed from analysis_series. Each step consumes its own marks in its
+own transaction, so a crash between steps loses nothing. Work grows with the new data and
 with the touched boots' bucket counts, never with the raw sample history.
 
 An advisory lock makes concurrent callers wait for the one doing the work
@@ -26,6 +28,7 @@ from kmemfleet.server.analysis import buckets, ranking, trend
 logger = log.get("analysis")
 LOCK_KEY = 0x6B6D6C6B  # "kmlk": one analysis worker at a time
 BATCH_SNAPSHOTS = 500
+REJUDGE_BOOTS = 50  # boots re-judged per transaction
 SUBJECT_STACK = 1
 SUBJECT_SLAB = 2
 
@@ -114,6 +117,10 @@ class Analyzer:
                     async with conn.transaction():
                         if not await self._fold_batch(conn, stats):
                             break
+                while True:
+                    async with conn.transaction():
+                        if not await self._rejudge_touched(conn, stats):
+                            break
                 async with conn.transaction():
                     stats.summaries = await refresh_summaries(conn)
             finally:
@@ -146,8 +153,10 @@ class Analyzer:
                SELECT DISTINCT d, b, to_timestamp(floor(extract(epoch FROM c) / 900) * 900)
                  FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(d, b, c)
                ON CONFLICT DO NOTHING""", args[0], args[1], args[3])
-        boots = sorted({(r["device_id"], r["boot_id"]) for r in rows})
-        stats.series += await self._rejudge(conn, boots)
+        await conn.execute(
+            """INSERT INTO analysis_touched SELECT DISTINCT d, b
+                 FROM unnest($1::text[], $2::text[]) AS u(d, b) ON CONFLICT DO NOTHING""",
+            args[0], args[1])
         counts: dict[str, int] = defaultdict(int)
         fw = await conn.fetch(
             """SELECT b.firmware_version, count(*) AS n FROM unnest($1::text[], $2::text[]) AS
@@ -164,6 +173,19 @@ class Analyzer:
             [(k, v) for k, v in counts.items()])
         stats.snapshots += len(rows)
         stats.samples += folded
+        return len(rows)
+
+    async def _rejudge_touched(self, conn: asyncpg.Connection, stats: CatchUp) -> int:
+        """Re-judge up to REJUDGE_BOOTS touched boots; returns how many."""
+        rows = await conn.fetch(
+            """DELETE FROM analysis_touched t USING (
+                   SELECT device_id, boot_id FROM analysis_touched LIMIT $1
+                      FOR UPDATE SKIP LOCKED) s
+                WHERE t.device_id = s.device_id AND t.boot_id = s.boot_id
+            RETURNING t.device_id, t.boot_id""", REJUDGE_BOOTS)
+        if rows:
+            stats.series += await self._rejudge(
+                conn, sorted((r["device_id"], r["boot_id"]) for r in rows))
         return len(rows)
 
     async def _rejudge(self, conn: asyncpg.Connection, boots: list[tuple[str, str]]) -> int:
