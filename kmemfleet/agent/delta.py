@@ -69,8 +69,13 @@ class DeltaEncoder:
         self._has_slabs = False
         self._since_key = 0
         self._key_ns = 0
-        self._slabs: dict[tuple[str, int], bytes] = {}
-        self._stacks: dict[int | str, object] = {}
+        # The previous snapshot's values, kept compact between snapshots: a few
+        # large strings rather than thousands of small objects. Small objects
+        # that outlive a snapshot are scattered among the parse's garbage and
+        # pin CPython's 1 MiB allocator arenas (megabytes of RSS for ~1 MB of
+        # data); one big string lives in malloc'd memory that is trimmed.
+        self._slabs = _State()
+        self._stacks = _State()
 
     def force_keyframe(self) -> None:
         """The chain broke (spool drop, rejection): the next snapshot is a keyframe."""
@@ -116,40 +121,39 @@ class DeltaEncoder:
         return Encoded(seq, snap.base_seq, data, slab_count, sample_count, sample_count)
 
     def _encode_slabs(self, cap: Capture, snap: pb.Snapshot, key: bool) -> tuple[bytes, int]:
-        current: dict[tuple[str, int], bytes] = {}
-        out: list[bytes] = []
-        for row in cap.slabs or ():
-            data = row.SerializeToString()
-            k = (row.name, row.occurrence)
-            current[k] = data
-            if key or self._slabs.get(k) != data:
-                out.append(_field(_TAG_SLAB_CACHES, data))
+        rows = cap.slabs or ()
+        keys = [f"{row.occurrence} {row.name}" for row in rows]
+        values = [row.SerializeToString().hex() for row in rows]
+        previous = {} if key else self._slabs.mapping()
+        out = [
+            _field(_TAG_SLAB_CACHES, bytes.fromhex(v))
+            for k, v in zip(keys, values, strict=True)
+            if key or previous.get(k) != v
+        ]
         if not key:
-            for name, occ in self._slabs.keys() - current.keys():
-                snap.removed_slab_caches.add(name=name, occurrence=occ)
-        self._slabs = current
+            for k in previous.keys() - set(keys):
+                occ, _, name = k.partition(" ")
+                snap.removed_slab_caches.add(name=name, occurrence=int(occ))
+        self._slabs = _State.of(keys, values)
         return b"".join(out), len(out)
 
     def _encode_stacks(
         self, report: StackReport | None, snap: pb.Snapshot, key: bool
     ) -> tuple[bytes, int]:
-        previous = self._stacks
-        current: dict[int | str, object] = {}
+        keys: list[str] = []
+        values: list[str] = []
         changed: list[StackRow] = []
         if report is not None and report.raw is not None:
             # mlt: compare the printed numbers as text; build rows only for changes.
-            changed_raw = []
-            for t in report.raw:
-                current[t[0]] = t[1]  # id hex -> numbers text: no int() per row
-                if key or previous.get(t[0]) != t[1]:
-                    changed_raw.append(t)
-            changed = [row_from_raw(t) for t in changed_raw]
+            keys = [t[0] for t in report.raw]  # id as printed (16 hex digits)
+            values = [t[1] for t in report.raw]
+            changed_at = self._stacks.changed(keys, values, key)
+            changed = [row_from_raw(report.raw[i]) for i in changed_at]
         elif report is not None:
-            for row in report.rows:
-                state = row[1:6]
-                current[row[0]] = state
-                if key or previous.get(row[0]) != state:
-                    changed.append(row)
+            rows = report.rows
+            keys = [f"{row[0]:016x}" for row in rows]
+            values = [" ".join(map(str, row[1:6])) for row in rows]
+            changed = [rows[i] for i in self._stacks.changed(keys, values, key)]
         out: list[bytes] = []
         samples = snap.stack_samples
         for row in changed:
@@ -162,12 +166,11 @@ class DeltaEncoder:
                 bytes_upper=row[5],
             )
             out.append(_field(_TAG_STACK_DEFINITIONS, self._definition(report, row)))
-        gone = sorted(
-            k if isinstance(k, int) else int(k, 16) for k in previous.keys() - current.keys()
-        )
-        if gone and not key:
-            snap.removed_stacks.extend(gone)
-        self._stacks = current
+        if not key:
+            gone = self._stacks.keys() - set(keys)
+            if gone:
+                snap.removed_stacks.extend(sorted(int(k, 16) for k in gone))
+        self._stacks = _State.of(keys, values)
         return b"".join(out), len(out)
 
     @staticmethod
@@ -176,3 +179,41 @@ class DeltaEncoder:
         # each, while a cache would hold a megabyte on a device short of memory.
         assert report is not None
         return report.definition(row).SerializeToString()
+
+
+class _State:
+    """Keys and values of one snapshot, as two newline-joined strings (neither holds one).
+
+    Between snapshots this is two allocations whatever the row count; the dict
+    a comparison needs is rebuilt for the moment and freed with the snapshot."""
+
+    __slots__ = ("_count", "_keys", "_values")
+
+    def __init__(self, keys: str = "", values: str = "", count: int = 0) -> None:
+        self._keys, self._values, self._count = keys, values, count
+
+    @classmethod
+    def of(cls, keys: list[str], values: list[str]) -> _State:
+        return cls("\n".join(keys), "\n".join(values), len(keys))
+
+    def _split(self, text: str) -> list[str]:
+        return text.split("\n") if self._count else []
+
+    def keys(self) -> set[str]:
+        return set(self._split(self._keys))
+
+    def mapping(self) -> dict[str, str]:
+        return dict(zip(self._split(self._keys), self._split(self._values), strict=True))
+
+    def changed(self, keys: list[str], values: list[str], everything: bool) -> list[int]:
+        """Indexes of the rows whose value differs from (or is absent in) this state."""
+        if everything:
+            return list(range(len(keys)))
+        if len(keys) == self._count and "\n".join(keys) == self._keys:
+            # The kernel lists its stacks in the same order each time: compare in step.
+            before = self._split(self._values)
+            return [i for i, (v, b) in enumerate(zip(values, before, strict=True)) if v != b]
+        previous = self.mapping()
+        return [
+            i for i, (k, v) in enumerate(zip(keys, values, strict=True)) if previous.get(k) != v
+        ]
