@@ -12,9 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from kmemfleet import log
+from kmemfleet.agent.lean import without_unused_modules
 from kmemfleet.errors import CliError, SourceError
-from kmemfleet.transport import add_client_arguments
+
+with without_unused_modules():  # before anything imports grpc or structlog (asyncio)
+    from kmemfleet import log
+    from kmemfleet.transport import add_client_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
