@@ -52,9 +52,10 @@ def test_score_prefers_more_devices_faster_and_wider() -> None:
 
 def test_one_misjudged_device_in_a_big_cohort_does_not_count_as_leaking() -> None:
     assert not ranking.cohort_leaks(1, 1 / 5000, 5000)
-    assert not ranking.cohort_leaks(1, 1 / 6, 6)
-    assert ranking.cohort_leaks(2, 2 / 6, 6)
-    assert ranking.cohort_leaks(1, 1.0, 1)
+    assert not ranking.cohort_leaks(1, 1 / 60, 60)
+    assert ranking.cohort_leaks(2, 2 / 60, 60)
+    assert ranking.cohort_leaks(1, 1 / 6, 6)
+    assert not ranking.cohort_leaks(0, 0.0, 6)
     assert ranking.cohort_leaks(3, 3 / 5000, 5000)
 
 

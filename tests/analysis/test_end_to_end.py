@@ -58,3 +58,25 @@ def test_planted_regression_ranks_first_in_diff_and_leaks_are_real(
                     "2.3.1", "--top", "5")
     assert table.returncode == 0, table.stderr
     assert "KiB/h" in table.stdout and "/6" in table.stdout
+
+
+def test_leaks_without_a_server_is_one_clear_line() -> None:
+    out = run_cli("leaks", "--insecure", "--server", "127.0.0.1:9", "--firmware", "1.0",
+                  timeout=60)
+    assert out.returncode == 1
+    assert "unavailable" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_diff_table_names_the_change_and_both_cohorts(grpc_server: RunningServer,
+                                                      tmp_path: Path) -> None:
+    out = run_cli("simulate", "--insecure", "--server", grpc_server.address, "--devices", "6",
+                  "--stacks", "8", "--hours", "4", "--seed", "2", "--firmware", "1.0,1.1",
+                  timeout=300)
+    assert out.returncode == 0, out.stderr
+    diff = run_cli("diff", "--insecure", "--server", grpc_server.address, "--base", "1.0",
+                   "--target", "1.1")
+    assert diff.returncode == 0, diff.stderr
+    first = diff.stdout.splitlines()
+    assert first[0].startswith("diff 1.0 -> 1.1: ")
+    assert "1.0 DEVICES" in first[1] and "1.1 DEVICES" in first[1] and "KiB/h" in first[1]
+    assert first[2].startswith("REGRESSION  leaky_steady_leak [leaky]"), diff.stdout

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 COHORT_MIN_SHARE = 0.02
 COHORT_MIN_DEVICES = 3
 COHORT_MIN_DEVICES_ANY = 2
+BIG_COHORT = 50
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,12 @@ def summarize(rows: Iterable[SeriesRow]) -> Summary:
 
 
 def cohort_leaks(devices_leaking: int, share: float, devices_observed: int) -> bool:
-    """Does the signature leak on this cohort, for diff? At least two devices (one
-    on a one-device cohort), and a share that is not a rounding error of a big fleet."""
-    if devices_leaking < min(COHORT_MIN_DEVICES_ANY, devices_observed) or devices_leaking == 0:
+    """Does the signature leak on this cohort, for diff? In a small cohort one
+    device is evidence; in a big one (>= BIG_COHORT devices) it takes two, and a
+    share that is not a rounding error, so one misjudged device cannot flip a
+    regression into "unchanged"."""
+    need = 1 if devices_observed < BIG_COHORT else COHORT_MIN_DEVICES_ANY
+    if devices_leaking < need:
         return False
     return share >= COHORT_MIN_SHARE or devices_leaking >= COHORT_MIN_DEVICES
 
