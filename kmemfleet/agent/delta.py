@@ -13,6 +13,7 @@ Only changed rows become protobuf messages: in steady state a device with
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kmemfleet.agent.capture import Capture
@@ -142,19 +143,22 @@ class DeltaEncoder:
     ) -> tuple[bytes, int]:
         keys: list[str] = []
         values: list[str] = []
-        changed: list[StackRow] = []
+        changed: Iterable[StackRow] = ()
         if report is not None and report.raw is not None:
             # mlt: compare the printed numbers as text; build rows only for changes.
-            keys = [t[0] for t in report.raw]  # id as printed (16 hex digits)
-            values = [t[1] for t in report.raw]
-            changed_at = self._stacks.changed(keys, values, key)
-            changed = [row_from_raw(report.raw[i]) for i in changed_at]
+            raw = report.raw
+            keys = [t[0] for t in raw]  # id as printed (16 hex digits)
+            values = [t[1] for t in raw]
+            # One row at a time: a keyframe's 5,000 rows (with their frame strings)
+            # never exist at once, which keeps the allocator's high-water mark low.
+            changed = (row_from_raw(raw[i]) for i in self._stacks.changed(keys, values, key))
         elif report is not None:
             rows = report.rows
             keys = [f"{row[0]:016x}" for row in rows]
             values = [" ".join(map(str, row[1:6])) for row in rows]
             changed = [rows[i] for i in self._stacks.changed(keys, values, key)]
-        out: list[bytes] = []
+        out = bytearray()  # grows in one malloc'd block, not 5,000 small bytes objects
+        count = 0
         samples = snap.stack_samples
         for row in changed:
             samples.add(
@@ -165,13 +169,14 @@ class DeltaEncoder:
                 frees=row[4],
                 bytes_upper=row[5],
             )
-            out.append(_field(_TAG_STACK_DEFINITIONS, self._definition(report, row)))
+            out += _field(_TAG_STACK_DEFINITIONS, self._definition(report, row))
+            count += 1
         if not key:
             gone = self._stacks.keys() - set(keys)
             if gone:
                 snap.removed_stacks.extend(sorted(int(k, 16) for k in gone))
         self._stacks = _State.of(keys, values)
-        return b"".join(out), len(out)
+        return bytes(out), count
 
     @staticmethod
     def _definition(report: StackReport | None, row: StackRow) -> bytes:
