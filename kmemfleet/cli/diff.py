@@ -14,6 +14,7 @@ from kmemfleet.transport import (
     describe_rpc_error,
     sync_channel,
 )
+from kmemfleet.v1 import query_pb2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kmemfleet.cli.leaks import entry_json, kib_h, what
-    from kmemfleet.cli.output import print_json, table
-    from kmemfleet.v1 import query_pb2, query_pb2_grpc
+    from kmemfleet.cli.leaks import entry_json
+    from kmemfleet.cli.output import print_json
+    from kmemfleet.v1 import query_pb2_grpc
 
     if args.top < 1:
         raise CliError("--top: must be at least 1")
@@ -35,21 +36,50 @@ def run(args: argparse.Namespace) -> int:
     with sync_channel(cfg) as channel:
         try:
             resp = query_pb2_grpc.QueryStub(channel).Diff(
-                query_pb2.DiffRequest(base_firmware=args.base, target_firmware=args.target,
-                                      top=args.top),
-                metadata=call_metadata(cfg), timeout=300)
+                query_pb2.DiffRequest(
+                    base_firmware=args.base, target_firmware=args.target, top=args.top
+                ),
+                metadata=call_metadata(cfg),
+                timeout=300,
+            )
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
-    names = {query_pb2.DiffEntry.REGRESSION: "regression", query_pb2.DiffEntry.FIXED: "fixed",
-             query_pb2.DiffEntry.UNCHANGED: "unchanged"}
+    names = change_names()
     if args.json:
-        print_json({"base_firmware": resp.base_firmware, "target_firmware": resp.target_firmware,
-                    "entries": [{"change": names.get(d.change, "unspecified"),
-                                 "signature": d.signature,
-                                 "base": entry_json(d.base) if d.HasField("base") else None,
-                                 "target": entry_json(d.target) if d.HasField("target")
-                                 else None} for d in resp.entries]})
+        print_json(
+            {
+                "base_firmware": resp.base_firmware,
+                "target_firmware": resp.target_firmware,
+                "entries": [
+                    {
+                        "change": names.get(d.change, "unspecified"),
+                        "signature": d.signature,
+                        "base": entry_json(d.base) if d.HasField("base") else None,
+                        "target": entry_json(d.target) if d.HasField("target") else None,
+                    }
+                    for d in resp.entries
+                ],
+            }
+        )
         return 0
+    print(render(resp))
+    return 0
+
+
+def change_names() -> dict[int, str]:
+    return {
+        query_pb2.DiffEntry.REGRESSION: "regression",
+        query_pb2.DiffEntry.FIXED: "fixed",
+        query_pb2.DiffEntry.UNCHANGED: "unchanged",
+    }
+
+
+def render(resp: query_pb2.DiffResponse) -> str:
+    """The readable table of a Diff answer (also used by `kmemfleet demo`)."""
+    from kmemfleet.cli.leaks import kib_h, what
+    from kmemfleet.cli.output import table
+
+    names = change_names()
 
     def side(d: query_pb2.DiffEntry, field: str) -> tuple[str, str]:
         if not d.HasField(field):
@@ -58,20 +88,36 @@ def run(args: argparse.Namespace) -> int:
         rate = kib_h(e.median_slope_bytes_per_hour) if e.devices_leaking else "-"
         return f"{e.devices_leaking}/{e.devices_observed}", rate
 
-    print(f"diff {resp.base_firmware} -> {resp.target_firmware}: "
-          f"{sum(d.change == query_pb2.DiffEntry.REGRESSION for d in resp.entries)} regressions, "
-          f"{sum(d.change == query_pb2.DiffEntry.FIXED for d in resp.entries)} fixed, "
-          f"{sum(d.change == query_pb2.DiffEntry.UNCHANGED for d in resp.entries)} unchanged")
+    count = {c: sum(d.change == c for d in resp.entries) for c in names}
+    head = (
+        f"diff {resp.base_firmware} -> {resp.target_firmware}: "
+        f"{count[query_pb2.DiffEntry.REGRESSION]} regressions, "
+        f"{count[query_pb2.DiffEntry.FIXED]} fixed, "
+        f"{count[query_pb2.DiffEntry.UNCHANGED]} unchanged"
+    )
     if not resp.entries:
-        return 0
+        return head
     rows = []
     for d in resp.entries:
         entry = d.target if d.HasField("target") else d.base
         b_dev, b_rate = side(d, "base")
         t_dev, t_rate = side(d, "target")
-        rows.append((names.get(d.change, "?").upper(), what(entry, 56), b_dev, b_rate,
-                     t_dev, t_rate))
-    print(table(("CHANGE", "STACK / CACHE", f"{resp.base_firmware} DEVICES", "KiB/h",
-                 f"{resp.target_firmware} DEVICES", "KiB/h"), rows,
-                right=(False, False, True, True, True, True)))
-    return 0
+        rows.append(
+            (names.get(d.change, "?").upper(), what(entry, 56), b_dev, b_rate, t_dev, t_rate)
+        )
+    return (
+        head
+        + "\n"
+        + table(
+            (
+                "CHANGE",
+                "STACK / CACHE",
+                f"{resp.base_firmware} DEVICES",
+                "KiB/h",
+                f"{resp.target_firmware} DEVICES",
+                "KiB/h",
+            ),
+            rows,
+            right=(False, False, True, True, True, True),
+        )
+    )

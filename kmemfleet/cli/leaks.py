@@ -27,23 +27,31 @@ SUBJECTS = {query_pb2.LEAK_SUBJECT_STACK: "stack", query_pb2.LEAK_SUBJECT_SLAB_C
 
 def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "subject": SUBJECTS.get(e.subject, "unspecified"), "signature": e.signature,
-        "devices_observed": e.devices_observed, "devices_leaking": e.devices_leaking,
+        "subject": SUBJECTS.get(e.subject, "unspecified"),
+        "signature": e.signature,
+        "devices_observed": e.devices_observed,
+        "devices_leaking": e.devices_leaking,
         "share_leaking": round(e.share_leaking, 4),
         "median_slope_bytes_per_hour": round(e.median_slope_bytes_per_hour, 1),
         "p90_slope_bytes_per_hour": round(e.p90_slope_bytes_per_hour, 1),
         "total_leaked_bytes": round(e.total_leaked_bytes),
         "projected_hours_to_exhaust": round(e.projected_hours_to_exhaust, 1),
-        "first_seen_firmware": e.first_seen_firmware, "score": round(e.score, 3),
-        "confidence": round(e.confidence, 3)}
+        "first_seen_firmware": e.first_seen_firmware,
+        "score": round(e.score, 3),
+        "confidence": round(e.confidence, 3),
+    }
     if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE:
         doc["slab_cache"] = e.slab_cache
     elif e.HasField("stack"):
-        doc["stack"] = {"stack_id": f"{e.stack.stack_id:016x}", "module": e.stack.module,
-                        "frames": [(f"{f.function}+0x{f.offset:x}" if f.function
-                                    else f"0x{f.address:x}")
-                                   + (f" [{f.module}]" if f.module else "")
-                                   for f in e.stack.frames]}
+        doc["stack"] = {
+            "stack_id": f"{e.stack.stack_id:016x}",
+            "module": e.stack.module,
+            "frames": [
+                (f"{f.function}+0x{f.offset:x}" if f.function else f"0x{f.address:x}")
+                + (f" [{f.module}]" if f.module else "")
+                for f in e.stack.frames
+            ],
+        }
     return doc
 
 
@@ -53,7 +61,7 @@ def what(e: query_pb2.LeakEntry, width: int = 60) -> str:
         text = f"slab:{e.slab_cache}"
     else:
         text = " <- ".join(e.signature.split(" <- ")[:3])
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def kib_h(v: float) -> str:
@@ -83,27 +91,68 @@ def run(args: argparse.Namespace) -> int:
         try:
             resp = query_pb2_grpc.QueryStub(channel).Leaks(
                 query_pb2.LeaksRequest(firmware_version=args.firmware, top=args.top),
-                metadata=call_metadata(cfg), timeout=300)
+                metadata=call_metadata(cfg),
+                timeout=300,
+            )
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
     if args.json:
-        print_json({"firmware_version": resp.firmware_version, "devices": resp.devices,
-                    "entries": [entry_json(e) for e in resp.entries]})
+        print_json(
+            {
+                "firmware_version": resp.firmware_version,
+                "devices": resp.devices,
+                "entries": [entry_json(e) for e in resp.entries],
+            }
+        )
         return 0
-    if not resp.devices:
-        print(f"no devices have reported firmware {args.firmware}")
-        return 0
-    print(f"firmware {resp.firmware_version}: {resp.devices} devices, "
-          f"{len(resp.entries)} leaking subjects (rate = median over leaking devices)")
-    if not resp.entries:
-        return 0
-    rows = [(k, what(e), f"{e.devices_leaking}/{e.devices_observed}",
-             f"{e.share_leaking * 100:.0f}%", kib_h(e.median_slope_bytes_per_hour),
-             kib_h(e.p90_slope_bytes_per_hour), human_bytes(e.total_leaked_bytes),
-             hours(e.projected_hours_to_exhaust), e.first_seen_firmware or "-",
-             f"{e.confidence:.2f}", f"{e.score:.1f}")
-            for k, e in enumerate(resp.entries, 1)]
-    print(table(("#", "STACK / CACHE", "DEVICES", "SHARE", "KiB/h", "p90 KiB/h", "LEAKED",
-                 "EXHAUST", "FIRST SEEN", "CONF", "SCORE"), rows,
-                right=(True, False, True, True, True, True, True, True, False, True, True)))
+    print(render(resp))
     return 0
+
+
+def render(resp: query_pb2.LeaksResponse) -> str:
+    """The readable table of a Leaks answer (also used by `kmemfleet demo`)."""
+    if not resp.devices:
+        return f"no devices have reported firmware {resp.firmware_version}"
+    head = (
+        f"firmware {resp.firmware_version}: {resp.devices} devices, "
+        f"{len(resp.entries)} leaking subjects (rate = median over leaking devices)"
+    )
+    if not resp.entries:
+        return head
+    rows = [
+        (
+            k,
+            what(e),
+            f"{e.devices_leaking}/{e.devices_observed}",
+            f"{e.share_leaking * 100:.0f}%",
+            kib_h(e.median_slope_bytes_per_hour),
+            kib_h(e.p90_slope_bytes_per_hour),
+            human_bytes(e.total_leaked_bytes),
+            hours(e.projected_hours_to_exhaust),
+            e.first_seen_firmware or "-",
+            f"{e.confidence:.2f}",
+            f"{e.score:.1f}",
+        )
+        for k, e in enumerate(resp.entries, 1)
+    ]
+    return (
+        head
+        + "\n"
+        + table(
+            (
+                "#",
+                "STACK / CACHE",
+                "DEVICES",
+                "SHARE",
+                "KiB/h",
+                "p90 KiB/h",
+                "LEAKED",
+                "EXHAUST",
+                "FIRST SEEN",
+                "CONF",
+                "SCORE",
+            ),
+            rows,
+            right=(True, False, True, True, True, True, True, True, False, True, True),
+        )
+    )
