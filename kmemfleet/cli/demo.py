@@ -71,9 +71,9 @@ async def _demo(args: argparse.Namespace, data_dir: Path) -> int:
     try:
         await asyncio.to_thread(_real_agent_round_trip, app.address, args.proc_root)
         if not args.skip_fleet:
-            from kmemfleet.cli import demo_fleet
+            from kmemfleet.cli.demo_fleet import run as run_fleet
 
-            await demo_fleet.run(
+            await run_fleet(
                 app.address, devices=args.devices, hours=args.hours, seed=args.seed, say=_say
             )
     finally:
