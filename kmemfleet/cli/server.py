@@ -83,6 +83,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a batch waits for an unreachable database before "
         "its streams are failed UNAVAILABLE",
     )
+    ana = parser.add_argument_group("leak analysis")
+    ana.add_argument(
+        "--analysis-min-span",
+        type=float,
+        default=7200.0,
+        metavar="SECONDS",
+        help="shortest per-boot observation judged at all (default 7200 = 2 h)",
+    )
+    ana.add_argument(
+        "--analysis-min-points",
+        type=int,
+        default=8,
+        metavar="N",
+        help="fewest buckets judged at all (default 8)",
+    )
+    ana.add_argument(
+        "--analysis-bucket",
+        type=int,
+        default=900,
+        metavar="SECONDS",
+        help="analysis bucket width (default 900); short runs need a bucket several "
+        "times shorter than --analysis-min-span. Set it on a new database",
+    )
     ret = parser.add_argument_group("retention")
     ret.add_argument("--raw-retention-days", type=int, default=14)
     ret.add_argument("--rollup-retention-days", type=int, default=180)
@@ -110,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--tls-client-ca needs --tls-cert/--tls-key")
     if args.raw_retention_days < 1 or args.rollup_retention_days < args.raw_retention_days:
         raise CliError("retention: need 1 <= --raw-retention-days <= --rollup-retention-days")
+    if args.analysis_min_span < 0 or args.analysis_min_points < 3 or args.analysis_bucket < 1:
+        raise CliError(
+            "analysis: need --analysis-min-span >= 0, --analysis-min-points >= 3, "
+            "--analysis-bucket >= 1"
+        )
     for p in (args.tls_cert, args.tls_key, args.tls_client_ca):
         if p is not None and not p.is_file():
             raise CliError(f"{p}: no such file")
@@ -135,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
         ),
         maintenance_interval_s=args.maintenance_interval,
         auth_cache_s=args.auth_cache,
+        analysis_min_span_s=args.analysis_min_span,
+        analysis_min_points=args.analysis_min_points,
+        analysis_bucket_s=args.analysis_bucket,
     )
     asyncio.run(serve(cfg))
     return 0

@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kmemfleet import log
+from kmemfleet.server.analysis import api as analysis_api
 from kmemfleet.server.auth import Authenticator
 from kmemfleet.server.batcher import Batcher
 from kmemfleet.server.ingest import IngestService
@@ -52,6 +53,10 @@ class ServerConfig:
     maintenance_interval_s: float = 300.0
     auth_cache_s: float = 30.0
     shutdown_grace_s: float = 10.0
+    # Leak analysis: the least observation judged, and the bucket width (see docs/ranking.md).
+    analysis_min_span_s: float = 7200.0
+    analysis_min_points: int = 8
+    analysis_bucket_s: int = 900
 
 
 async def open_pool(dsn: str, size: int) -> asyncpg.Pool:
@@ -101,6 +106,9 @@ class Aggregator:
             self.embedded = EmbeddedPostgres(cfg.data_dir or default_data_dir())
             dsn = await asyncio.to_thread(self.embedded.start)
         self.pool = await open_pool(dsn, cfg.pool_size)
+        analysis_api.configure(
+            cfg.analysis_min_span_s, cfg.analysis_min_points, cfg.analysis_bucket_s
+        )
         async with self.pool.acquire() as conn:
             await maintenance.run_once(conn, cfg.retention)
         auth = Authenticator(self.pool, insecure=cfg.insecure, cache_ttl_s=cfg.auth_cache_s)

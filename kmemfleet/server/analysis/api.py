@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import asyncpg
 
 from kmemfleet.server.analysis import ranking
-from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK, Analyzer
+from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK, Analyzer, CatchUp
 from kmemfleet.v1 import query_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 
@@ -23,8 +23,18 @@ _analyzer = Analyzer()
 Change = query_pb2.DiffEntry
 
 
-async def catch_up(pool: asyncpg.Pool) -> None:
-    await _analyzer.catch_up(pool)
+def configure(min_span_s: float, min_points: int, bucket_s: int) -> None:
+    """Set the least observation judged and the bucket width (server start-up).
+
+    Series judged before keep their verdict until their boot sends more data.
+    """
+    global _analyzer
+    _analyzer = Analyzer(min_span_hours=min_span_s / 3600.0, min_points=min_points,
+                         bucket_seconds=bucket_s)
+
+
+async def catch_up(pool: asyncpg.Pool) -> CatchUp:
+    return await _analyzer.catch_up(pool)
 
 
 def _stack(row: asyncpg.Record) -> pb.StackDefinition:

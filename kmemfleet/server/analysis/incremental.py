@@ -38,7 +38,7 @@ WITH q AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timest
 INSERT INTO analysis_buckets AS b (device_id, boot_id, subject, key, bucket, last_at,
                                    last_value, min_value, max_value)
 SELECT s.device_id, s.boot_id, 1, s.stack_id::text,
-       to_timestamp(floor(extract(epoch FROM s.captured_at) / 900) * 900),
+       to_timestamp(floor(extract(epoch FROM s.captured_at)::float8 / $5::float8) * $5::float8),
        max(s.captured_at), (array_agg(s.bytes ORDER BY s.captured_at DESC, s.seq DESC))[1],
        min(s.bytes), max(s.bytes)
   FROM q JOIN stack_samples s ON s.device_id = q.device_id AND s.boot_id = q.boot_id
@@ -59,7 +59,7 @@ INSERT INTO analysis_buckets AS b (device_id, boot_id, subject, key, bucket, las
                                    last_value, min_value, max_value)
 SELECT s.device_id, s.boot_id, 2,
        CASE WHEN s.occurrence = 0 THEN s.name ELSE s.name || '#' || s.occurrence END,
-       to_timestamp(floor(extract(epoch FROM s.captured_at) / 900) * 900),
+       to_timestamp(floor(extract(epoch FROM s.captured_at)::float8 / $5::float8) * $5::float8),
        max(s.captured_at),
        (array_agg(s.active_objs * s.objsize ORDER BY s.captured_at DESC, s.seq DESC))[1],
        min(s.active_objs * s.objsize), max(s.active_objs * s.objsize)
@@ -100,8 +100,13 @@ class CatchUp:
 class Analyzer:
     """Holds the (immutable) stack-signature cache between catch-ups."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_span_hours: float = trend.MIN_SPAN_HOURS,
+                 min_points: int = trend.MIN_POINTS,
+                 bucket_seconds: int = buckets.BUCKET_SECONDS) -> None:
         self._signatures: dict[str, str] = {}
+        self.min_span_hours = min_span_hours
+        self.min_points = min_points
+        self.bucket_seconds = bucket_seconds
 
     async def catch_up(self, pool: asyncpg.Pool, budget_seconds: float = 120.0) -> CatchUp:
         """Fold everything queued (within the budget) and refresh the dirty summaries."""
@@ -146,13 +151,14 @@ class Analyzer:
                 [r["seq"] for r in rows], [r["captured_at"] for r in rows])
         folded = 0
         for sql in (_FOLD_STACKS, _FOLD_SLABS):
-            status = await conn.execute(sql, *args)
+            status = await conn.execute(sql, *args, float(self.bucket_seconds))
             folded += int(status.split()[-1])
         await conn.execute(
             """INSERT INTO analysis_boot_buckets (device_id, boot_id, bucket)
-               SELECT DISTINCT d, b, to_timestamp(floor(extract(epoch FROM c) / 900) * 900)
+               SELECT DISTINCT d, b, to_timestamp(floor(extract(epoch FROM c)::float8 / $4::float8)
+                                             * $4::float8)
                  FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(d, b, c)
-               ON CONFLICT DO NOTHING""", args[0], args[1], args[3])
+               ON CONFLICT DO NOTHING""", args[0], args[1], args[3], float(self.bucket_seconds))
         await conn.execute(
             """INSERT INTO analysis_touched SELECT DISTINCT d, b
                  FROM unnest($1::text[], $2::text[]) AS u(d, b) ON CONFLICT DO NOTHING""",
@@ -219,7 +225,8 @@ class Analyzer:
             if fw is None:
                 continue
             sig = self._signatures.get(key, key) if subject == SUBJECT_STACK else key
-            v = trend.judge(buckets.series(f, grid[(dev, boot)]))
+            v = trend.judge(buckets.series(f, grid[(dev, boot)]), self.min_span_hours,
+                            self.min_points)
             for col, val in zip(cols, (dev, boot, subject, key, fw, sig, v.kind, v.leaking,
                                        v.slope, v.p_value, v.growth, v.confidence, v.span_hours,
                                        v.points, int(v.last)), strict=True):

@@ -161,13 +161,18 @@ def robust_sigma(ts: Sequence[float], values: Sequence[float], slope: float) -> 
     return 1.4826 * _median([abs(r - med) for r in resid])
 
 
-def judge(series: Sequence[Bucket]) -> Verdict:
-    """The verdict for one boot's bucketed series (sorted by time)."""
+def judge(series: Sequence[Bucket], min_span_hours: float = MIN_SPAN_HOURS,
+          min_points: int = MIN_POINTS) -> Verdict:
+    """The verdict for one boot's bucketed series (sorted by time).
+
+    min_span_hours / min_points: the least observation judged at all (the server's
+    --analysis-min-span / --analysis-min-points); the defaults are the fleet's.
+    """
     buckets = downsample(series)
     n = len(buckets)
     last = buckets[-1].last if buckets else 0.0
     span = buckets[-1].t_hours - buckets[0].t_hours if n else 0.0
-    if n < MIN_POINTS or span < MIN_SPAN_HOURS:
+    if n < max(3, min_points) or span < min_span_hours or span <= 0:
         return Verdict("insufficient", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0)
     ts = [b.t_hours for b in buckets]
     values = [b.last for b in buckets]
