@@ -10,7 +10,6 @@ library (e.g. musl-based device images).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from functools import lru_cache
 from typing import Any
 
@@ -19,12 +18,13 @@ _M_ARENA_MAX = -8  # glibc <malloc.h>
 
 @lru_cache(maxsize=1)
 def _libc() -> Any:
-    name = ctypes.util.find_library("c")
+    # The process's own symbols (dlopen(NULL)) include the C library's: no
+    # ctypes.util.find_library, which imports subprocess and runs ldconfig.
     try:
-        libc = ctypes.CDLL(name) if name else None
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
-    if libc is None or not hasattr(libc, "mallopt") or not hasattr(libc, "malloc_trim"):
+    if not hasattr(libc, "mallopt") or not hasattr(libc, "malloc_trim"):
         return None
     return libc
 

@@ -31,6 +31,8 @@ from kmemfleet.v1 import snapshot_pb2 as pb
 
 # Credentials problems do not heal by retrying quickly.
 FATAL_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+# A spooled snapshot this large (a keyframe) leaves freed buffers worth trimming.
+_BIG_MESSAGE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,14 @@ class Uploader:
                 continue
             strip_known_definitions(snap, defined)
             self.counters.sent += 1
+            big = len(data) > _BIG_MESSAGE
+            del data
             yield snap
+            # gRPC has serialized it: drop it now, not when the next snapshot is
+            # due (a keyframe's parsed message is megabytes).
+            del snap
+            if big:
+                memory.release()
 
     def _next(self, inflight: deque[int], last: int, ended: threading.Event) -> int:
         """The next seq to send (>0), -1 to end the stream, 0 to keep waiting."""
