@@ -74,6 +74,64 @@ ON CONFLICT (device_id, boot_id, subject, key, bucket) DO UPDATE SET
     max_value = greatest(b.max_value, excluded.max_value)
 """
 
+# Keyframe omission: a keyframe (base_seq = 0) carrying samples of a subject is
+# that subject's full state, so a key the boot held (latest value before the
+# keyframe non-zero) and absent from it gets a 0 point at the keyframe's time.
+# Only bucket rows since the boot's previous folded keyframe are looked at: a key
+# present there has a row in its bucket, one absent got its 0 then.
+_KEYFRAMES = """
+SELECT s.device_id, s.boot_id, s.seq, s.captured_at, s.stack_rows > 0 AS stacks,
+       s.slab_rows > 0 AS slabs,
+       (SELECT max(f.captured_at) FROM analysis_keyframes f
+         WHERE f.device_id = s.device_id AND f.boot_id = s.boot_id
+           AND f.captured_at < s.captured_at) AS prev
+  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[])
+       AS q(device_id, boot_id, seq, captured_at)
+  JOIN snapshots s ON s.device_id = q.device_id AND s.boot_id = q.boot_id
+                  AND s.seq = q.seq AND s.captured_at = q.captured_at
+ WHERE s.base_seq = 0
+"""
+
+_ZERO_OMITTED = """
+WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[],
+                                $5::timestamptz[])
+                      AS k(device_id, boot_id, seq, captured_at, prev)),
+held AS (
+    SELECT DISTINCT ON (k.device_id, k.boot_id, k.seq, k.captured_at, a.key)
+           k.device_id, k.boot_id, k.seq, k.captured_at, a.key, a.last_value
+      FROM k JOIN analysis_buckets a
+        ON a.device_id = k.device_id AND a.boot_id = k.boot_id AND a.subject = $6
+       AND a.last_at < k.captured_at
+       AND (k.prev IS NULL OR a.bucket >= to_timestamp(
+                floor(extract(epoch FROM k.prev)::float8 / $7::float8) * $7::float8))
+     ORDER BY k.device_id, k.boot_id, k.seq, k.captured_at, a.key, a.last_at DESC),
+gone AS (
+    SELECT h.* FROM held h
+     WHERE h.last_value <> 0 AND NOT EXISTS (
+           SELECT 1 FROM stack_samples s
+            WHERE $6 = 1 AND s.device_id = h.device_id AND s.boot_id = h.boot_id
+              AND s.stack_id = h.key::bigint AND s.captured_at = h.captured_at
+              AND s.seq = h.seq)
+       AND NOT EXISTS (
+           SELECT 1 FROM slab_samples s
+            WHERE $6 = 2 AND s.device_id = h.device_id AND s.boot_id = h.boot_id
+              AND s.captured_at = h.captured_at AND s.seq = h.seq
+              AND CASE WHEN s.occurrence = 0 THEN s.name
+                       ELSE s.name || '#' || s.occurrence END = h.key))
+INSERT INTO analysis_buckets AS b (device_id, boot_id, subject, key, bucket, last_at,
+                                   last_value, min_value, max_value)
+SELECT device_id, boot_id, $6, key,
+       to_timestamp(floor(extract(epoch FROM captured_at)::float8 / $7::float8) * $7::float8),
+       max(captured_at), 0, 0, 0
+  FROM gone GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (device_id, boot_id, subject, key, bucket) DO UPDATE SET
+    last_value = CASE WHEN excluded.last_at >= b.last_at THEN excluded.last_value
+                      ELSE b.last_value END,
+    last_at = greatest(b.last_at, excluded.last_at),
+    min_value = least(b.min_value, excluded.min_value),
+    max_value = greatest(b.max_value, excluded.max_value)
+"""
+
 _UPSERT_SERIES = """
 INSERT INTO analysis_series AS a (device_id, boot_id, subject, key, firmware_version, signature,
     kind, leaking, slope, p_value, growth, confidence, span_hours, points, last_value)
@@ -153,6 +211,7 @@ class Analyzer:
         for sql in (_FOLD_STACKS, _FOLD_SLABS):
             status = await conn.execute(sql, *args, float(self.bucket_seconds))
             folded += int(status.split()[-1])
+        await self._zero_omitted(conn, args)
         await conn.execute(
             """INSERT INTO analysis_boot_buckets (device_id, boot_id, bucket)
                SELECT DISTINCT d, b, to_timestamp(floor(extract(epoch FROM c)::float8 / $4::float8)
@@ -180,6 +239,22 @@ class Analyzer:
         stats.snapshots += len(rows)
         stats.samples += folded
         return len(rows)
+
+    async def _zero_omitted(self, conn: asyncpg.Connection, args: tuple[list[object], ...]) -> None:
+        """Keys held before a keyframe and absent from it go to 0 at the keyframe."""
+        frames = await conn.fetch(_KEYFRAMES, *args)
+        if not frames:
+            return
+        for subject, has in ((SUBJECT_STACK, "stacks"), (SUBJECT_SLAB, "slabs")):
+            rows = [r for r in frames if r[has]]
+            if rows:
+                await conn.execute(_ZERO_OMITTED, *(
+                    [r[c] for r in rows]
+                    for c in ("device_id", "boot_id", "seq", "captured_at", "prev")),
+                    subject, float(self.bucket_seconds))
+        await conn.executemany(
+            "INSERT INTO analysis_keyframes VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            [(r["device_id"], r["boot_id"], r["captured_at"]) for r in frames])
 
     async def _rejudge_touched(self, conn: asyncpg.Connection, stats: CatchUp) -> int:
         """Re-judge up to REJUDGE_BOOTS touched boots; returns how many."""
