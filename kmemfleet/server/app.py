@@ -196,6 +196,11 @@ class Aggregator:
                     self.batcher.writer.partitions.forget()
             except Exception as exc:  # keep serving; the next run retries
                 logger.warning("maintenance_failed", error=str(exc))
+            try:
+                # Fold the backlog now, so the first query after it need not.
+                await analysis_api.catch_up(self.pool)
+            except Exception as exc:  # keep serving; queries and the next run retry
+                logger.warning("analysis_catch_up_failed", error=str(exc))
 
     async def _watch_pool(self) -> None:
         while True:

@@ -344,6 +344,11 @@ async def refresh_summaries(conn: asyncpg.Connection) -> int:
             per_sig[r["signature"]].append(ranking.SeriesRow(
                 r["device_id"], r["key"], r["leaking"], r["slope"], r["growth"],
                 r["confidence"], r["span_hours"], r["mem"]))
+        empty = sorted(set(sigs) - set(per_sig))
+        if empty:  # no series left (retention): the summary goes too
+            await conn.execute(
+                """DELETE FROM analysis_summary WHERE firmware_version = $1 AND subject = $2
+                      AND signature = ANY($3::text[])""", fw, subject, empty)
         for sig, rows in per_sig.items():
             sm = ranking.summarize(rows)
             for col, val in zip(cols, (fw, subject, sig, sm.representative, sm.devices_observed,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from kmemfleet import log
+from kmemfleet.server.analysis import retention as analysis_retention
 from kmemfleet.server.storage.partitions import (
     RAW_TABLES,
     ROLLUP_TABLES,
@@ -107,10 +108,10 @@ async def run_once(
             report.dropped += await drop_before(conn, table, raw_cutoff)
         for table in ROLLUP_TABLES:
             report.dropped += await drop_before(conn, table, rollup_cutoff)
-        await conn.execute(
-            "DELETE FROM analysis_queue WHERE captured_at < $1",
-            dt.datetime.combine(raw_cutoff, dt.time(), tzinfo=dt.timezone.utc),
-        )
+        raw_cutoff_at = dt.datetime.combine(raw_cutoff, dt.time(), tzinfo=dt.timezone.utc)
+        await conn.execute("DELETE FROM analysis_queue WHERE captured_at < $1", raw_cutoff_at)
+        # The analysis of the dropped raw data goes too (re-judged on what remains).
+        await analysis_retention.forget_before(conn, raw_cutoff_at)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     logger.info(

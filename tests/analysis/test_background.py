@@ -1,0 +1,111 @@
+"""The maintenance loop folds the backlog (a failure is logged, the loop lives on),
+and retention forgets the analysis of the raw data it drops."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from pathlib import Path
+
+import asyncpg
+import grpc
+
+from kmemfleet.server.analysis.incremental import Analyzer
+from kmemfleet.server.storage import maintenance
+from kmemfleet.v1 import ingest_pb2_grpc, query_pb2, query_pb2_grpc
+from tests.analysis.test_incremental import HOUR_NS, LEAK, _push, _snapshots
+from tests.conftest import start_server
+
+
+async def _fetchval(dsn: str, sql: str, *args: object) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+def _wait(what: str, check: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_maintenance_loop_catches_up_and_survives_a_failure(database_dsn: str,
+                                                            tmp_path: Path) -> None:
+    dsn = database_dsn
+    server = start_server(dsn, tmp_path, "--insecure", "--maintenance-interval", "0.5")
+    try:
+        # Break the catch-up for real: the fold writes analysis_touched.
+        asyncio.run(_fetchval(dsn, "ALTER TABLE analysis_touched RENAME TO analysis_touched_x"))
+        start = (int(time.time()) // 3600 - 10) * HOUR_NS
+        with grpc.insecure_channel(server.address) as ch:
+            _push(ingest_pb2_grpc.IngestStub(ch), _snapshots("bg1", start))
+        _wait("a logged catch-up failure", lambda: "analysis_catch_up_failed" in server.log())
+        assert asyncio.run(_fetchval(dsn, "SELECT count(*) FROM analysis_queue")) == 97
+        asyncio.run(_fetchval(dsn, "ALTER TABLE analysis_touched_x RENAME TO analysis_touched"))
+        # No query is asked: the loop alone folds the queue and fills the summaries.
+        _wait("the background catch-up", lambda: asyncio.run(_fetchval(
+            dsn, """SELECT (SELECT count(*) FROM analysis_queue) = 0
+                       AND (SELECT count(*) FROM analysis_summary WHERE devices_leaking > 0)
+                           = 1""")))
+        assert server.process.poll() is None
+    finally:
+        server.stop()
+
+
+def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -> None:
+    dsn = database_dsn
+    today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    cutoff = today - dt.timedelta(days=2)  # raw_days=2 below
+    ns = lambda t: int(t.timestamp()) * 1_000_000_000  # noqa: E731
+    server = start_server(dsn, tmp_path, "--insecure")
+    try:
+        with grpc.insecure_channel(server.address) as ch:
+            ingest = ingest_pb2_grpc.IngestStub(ch)
+            _push(ingest, _snapshots("old", ns(today - dt.timedelta(days=4))))  # all dropped
+            _push(ingest, _snapshots("straddle", ns(cutoff - dt.timedelta(hours=3)), hours=10))
+            _push(ingest, _snapshots("new", ns(today - dt.timedelta(days=1))))  # all kept
+            before = query_pb2_grpc.QueryStub(ch).Leaks(
+                query_pb2.LeaksRequest(firmware_version="7.0.1"))
+    finally:
+        server.stop()
+    assert [(e.devices_leaking, e.devices_observed) for e in before.entries] == [(3, 3)]
+
+    async def forget_and_check() -> None:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                report = await maintenance.run_once(
+                    conn, maintenance.RetentionPolicy(raw_days=2, rollup_days=180))
+                assert any("stack_samples_p" in name for name in report.dropped)
+                for table in ("analysis_buckets", "analysis_boot_buckets", "analysis_series"):
+                    assert await conn.fetchval(
+                        f"SELECT count(*) FROM {table} WHERE device_id = 'old'") == 0, table
+                assert await conn.fetchval(
+                    "SELECT min(bucket) FROM analysis_buckets WHERE device_id = 'straddle'"
+                ) >= cutoff
+                # The summaries no longer count the device whose data is gone ...
+                row = await conn.fetchrow(
+                    "SELECT devices_observed, devices_leaking FROM analysis_summary"
+                    " WHERE signature = 'drv_leak_buf [drv] <- caller'")
+                assert tuple(row) == (2, 2)
+                # ... nor the stack seen only before the cutoff (GONE left at 3 h on "old").
+                assert await conn.fetchval(
+                    "SELECT count(*) FROM analysis_summary WHERE signature LIKE 'drv_temp%'"
+                    " AND devices_observed > 2") == 0
+                assert await conn.fetchval(
+                    "SELECT count(*) FROM analysis_touched WHERE device_id = 'straddle'") == 1
+            # The straddling boot is re-judged on what is left (7 h of its 10).
+            await Analyzer().catch_up(pool)
+            async with pool.acquire() as conn:
+                span = await conn.fetchval(
+                    "SELECT span_hours FROM analysis_series WHERE device_id = 'straddle'"
+                    " AND key = $1", str(LEAK))
+                assert 6.0 <= span <= 7.01, span
+        finally:
+            await pool.close()
+
+    asyncio.run(forget_and_check())
