@@ -11,6 +11,14 @@ kmemfleet.sim.fleet.label) are left out. Baseline printed for comparison: the
 published RESIN figures (85% precision, 91% recall) and a naive detector
 ("last value > first value + 1 KiB/h x span", what a threshold alert does).
 
+False positives are attributed: reboot-caused when the judged window (first to
+last sample of the series) crosses a boot boundary of its device, or when the
+series' ground-truth behaviour is reboot-related (a class starting "reboot"; the
+simulator defines none today). Judging per boot makes the first impossible by
+construction, so it is checked, not assumed. Every other false positive is a
+noise false positive (a benign series misjudged inside one boot), reported per
+behaviour class; those on devices that rebooted are shown for information only.
+
 Tuning was done on seeds 0-9 only; the reported default seeds are 100-104.
 
     .venv/bin/python bench/accuracy.py [--seeds 100 101 102 103 104] [--devices 40]
@@ -27,11 +35,13 @@ from kmemfleet.server.analysis import buckets, ranking, trend
 from kmemfleet.sim import fleet as simfleet
 
 TARGET = 0.95
+Key = tuple[str, str, str, str]  # (device, boot, subject, key)
+Judged = tuple[trend.Verdict, bool, tuple[float, float]]  # verdict, naive, window (s)
 
 
-def judge_fleet(fl: simfleet.Fleet) -> dict[tuple[str, str, str, str], tuple[trend.Verdict, bool]]:
-    """(device, boot, subject, key) -> (verdict, naive verdict)."""
-    out = {}
+def judge_fleet(fl: simfleet.Fleet) -> dict[Key, Judged]:
+    """(device, boot, subject, key) -> (verdict, naive verdict, judged window in seconds)."""
+    out: dict[Key, Judged] = {}
     for dev in fl.devices:
         per_key: dict[tuple[str, str, str], list[tuple[float, float]]] = collections.defaultdict(
             list)
@@ -48,7 +58,8 @@ def judge_fleet(fl: simfleet.Fleet) -> dict[tuple[str, str, str, str], tuple[tre
             v = trend.judge(series)
             span_h = (samples[-1][0] - samples[0][0]) / 3600
             naive = span_h >= 2 and samples[-1][1] - samples[0][1] > 1024 * span_h
-            out[(dev.device_id, boot, subject, key)] = (v, naive)
+            window = (samples[0][0], samples[-1][0])
+            out[(dev.device_id, boot, subject, key)] = (v, naive, window)
     return out
 
 
@@ -59,18 +70,34 @@ def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return p, r, f
 
 
+def boot_boundaries(fl: simfleet.Fleet) -> dict[str, list[float]]:
+    """Per device, the times (s) at which a later boot began: where a reset happened."""
+    start_s = (fl.spec.start_ns or 0) / 1e9
+    return {d.device_id: [start_s + b.start_hours * 3600 for b in d.boots[1:]]
+            for d in fl.devices}
+
+
+def reboot_caused(window: tuple[float, float], boundaries: list[float], behaviour: str) -> bool:
+    """A false positive a reboot explains: the judged window spans a reset, or the
+    ground truth says the behaviour is reboot-related."""
+    t0, t1 = window
+    return behaviour.startswith("reboot") or any(t0 < b <= t1 for b in boundaries)
+
+
 def evaluate(seed: int, devices: int, stacks: int, hours: float) -> dict[str, Any]:
     spec = simfleet.FleetSpec(devices=devices, stacks_per_device=stacks, hours=hours, seed=seed)
     fl = simfleet.generate(spec)
     truth = simfleet.ground_truth(fl)
     verdicts = judge_fleet(fl)
     rebooted = {d["device_id"] for d in truth["devices"] if len(d["boots"]) > 1}
+    boundaries = boot_boundaries(fl)
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    fps: collections.Counter[str] = collections.Counter()
     tp = fp = fn = ntp = nfp = nfn = 0
     for s in truth["series"]:
         if s["label"] == "ignore":
             continue
-        v, naive = verdicts[(s["device_id"], s["boot_id"], s["subject"], s["key"])]
+        v, naive, window = verdicts[(s["device_id"], s["boot_id"], s["subject"], s["key"])]
         cls = s["behaviour"]
         positive = s["label"] == "leak"
         if positive:
@@ -81,16 +108,22 @@ def evaluate(seed: int, devices: int, stacks: int, hours: float) -> dict[str, An
             fp += v.leaking
             nfp += naive
             counts[cls]["fp" if v.leaking else "tn"] += 1
-            if s["device_id"] in rebooted:
-                counts["(rebooted device)"]["fp" if v.leaking else "tn"] += 1
+            if v.leaking:
+                if reboot_caused(window, boundaries[s["device_id"]], cls):
+                    fps["reboot"] += 1
+                else:
+                    fps["noise"] += 1
+                    fps["noise, on a rebooted device"] += s["device_id"] in rebooted
     diff_rank = rank_of_regression(fl, truth, verdicts)
     return {"seed": seed, "overall": prf(tp, fp, fn), "naive": prf(ntp, nfp, nfn),
-            "classes": counts, "regression_rank": diff_rank, "tp": tp, "fp": fp, "fn": fn}
+            "classes": counts, "regression_rank": diff_rank, "tp": tp, "fp": fp, "fn": fn,
+            "fp_reboot": fps["reboot"], "fp_noise": fps["noise"],
+            "fp_noise_rebooted": fps["noise, on a rebooted device"]}
 
 
 def rank_of_regression(fl: simfleet.Fleet, truth: dict[str, Any],
                        verdicts: dict[tuple[str, str, str, str],
-                                      tuple[trend.Verdict, bool]]) -> int:
+                                      Judged]) -> int:
     """1-based position of the planted regression among diff's regressions (0 = missing)."""
     mem = {d["device_id"]: d["low_free"] or d["mem_total"] for d in truth["devices"]}
     fw = {d["device_id"]: d["firmware_version"] for d in truth["devices"]}
@@ -98,7 +131,7 @@ def rank_of_regression(fl: simfleet.Fleet, truth: dict[str, Any],
     for s in truth["series"]:
         if s["subject"] != "stack":
             continue
-        v, _ = verdicts[(s["device_id"], s["boot_id"], s["subject"], s["key"])]
+        v, _, _ = verdicts[(s["device_id"], s["boot_id"], s["subject"], s["key"])]
         rows[(fw[s["device_id"]], s["signature"])].append(ranking.SeriesRow(
             s["device_id"], s["key"], v.leaking, v.slope, v.growth, v.confidence,
             v.span_hours, mem[s["device_id"]]))
@@ -147,7 +180,10 @@ def main() -> int:
                       f"({c['tp']}/{c['tp'] + c['fn']})")
             else:
                 print(f"  {cls:18s} false positives {c['fp']} of {c['fp'] + c['tn']}")
-        fp_bad = sum(r["classes"][k]["fp"] for k in ("plateau", "sawtooth", "(rebooted device)"))
+        print(f"  false positives    reboot-caused {r['fp_reboot']}, noise {r['fp_noise']} "
+              f"(of which on a rebooted device, same boot: {r['fp_noise_rebooted']})")
+        fp_bad = (sum(r["classes"][k]["fp"] for k in ("plateau", "sawtooth"))
+                  + r["fp_reboot"])
         ok &= p >= TARGET and rc >= TARGET and fp_bad == 0 and r["regression_rank"] == 1
     print("\nresult:", "all targets met" if ok else "TARGETS MISSED")
     return 0 if ok else 1
