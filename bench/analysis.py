@@ -11,7 +11,12 @@ rows read grow with the boot's age).
 Baseline printed: the raw stack/slab rows stored for the day (a rescan would
 read all of them every time, cumulatively).
 
+With --keyframe-every N the devices send a keyframe every N snapshots (as
+`kmemfleet import` and the agent do, N = 12), which exercises the keyframe
+omission rule (keys absent from a keyframe go to 0); default 0: one per boot.
+
     .venv/bin/python bench/analysis.py [--devices 20] [--stacks 200] [--days 3]
+                                       [--keyframe-every 12]
 """
 
 from __future__ import annotations
@@ -61,9 +66,10 @@ async def push_day(address: str, per_device: list[list[pb.Snapshot]]) -> int:
         return sum(await asyncio.gather(*(one(s) for s in per_device if s)))
 
 
-async def run(address: str, dsn: str, fl: simfleet.Fleet, days: int) -> None:
+async def run(address: str, dsn: str, fl: simfleet.Fleet, days: int,
+              keyframe_every: int = 0) -> None:
     start = fl.spec.start_ns or 0
-    snaps = [list(device_snapshots(fl, d)) for d in fl.devices]
+    snaps = [list(device_snapshots(fl, d, keyframe_every)) for d in fl.devices]
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     analyzer = Analyzer()
     print(f"{'day':>3} {'snapshots':>9} {'ingest s':>8} {'samples':>9} {'analysis s':>10} "
@@ -91,6 +97,8 @@ def main() -> int:
     ap.add_argument("--stacks", type=int, default=200)
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--dsn", help="an empty database (default: a throwaway local server)")
+    ap.add_argument("--keyframe-every", type=int, default=0, metavar="N",
+                    help="a keyframe every N snapshots (default 0: one per boot)")
     args = ap.parse_args()
     spec = simfleet.FleetSpec(devices=args.devices, stacks_per_device=args.stacks,
                               hours=24.0 * args.days, seed=11, reboot_probability=0.0)
@@ -105,15 +113,19 @@ def main() -> int:
         dsn = str(pg.get_uri())
     address = f"127.0.0.1:{free_port()}"
     server = subprocess.Popen([sys.executable, "-m", "kmemfleet.cli.main", "server", "--listen",
-                               address, "--dsn", dsn, "--insecure"],
+                               address, "--dsn", dsn, "--insecure",
+                               # The timed catch-ups below do the work, not the
+                               # server's background one (maintenance loop).
+                               "--maintenance-interval", "86400"],
                               stdout=(tmp / "server.log").open("wb"), stderr=subprocess.STDOUT,
                               cwd=REPO)
     try:
         wait_healthy(address, 60)
         print(f"analysis bench: {args.devices} devices x {args.stacks} stacks + "
               f"{len(simfleet.SLAB_NAMES)} slab caches, 5-min interval, {args.days} days, "
-              "deltas as the agent sends them; one catch-up per day")
-        asyncio.run(run(address, dsn, fl, args.days))
+              f"deltas as the agent sends them, keyframe every {args.keyframe_every or 'boot'}; "
+              "one catch-up per day")
+        asyncio.run(run(address, dsn, fl, args.days, args.keyframe_every))
         return 0
     finally:
         server.terminate()

@@ -3,7 +3,9 @@
 Per stream: stack definitions once, before the first sample naming them; per
 boot a keyframe (base_seq 0, full state) and then deltas against the previous
 snapshot (changed keys only; a stack whose bytes fell to 0 is a tombstone);
-seq strictly increasing across the device's boots.
+seq strictly increasing across the device's boots. With keyframe_every = N > 0
+a keyframe also follows every N snapshots, as `kmemfleet import` and the agent
+send them (a stack at 0 bytes is then simply absent from the keyframe).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ def _stack_def(fleet: Fleet, device: SimDevice, stack_id: int) -> pb.StackDefini
                 for fn, off, ln, mod in sd.frames])
 
 
-def device_snapshots(fleet: Fleet, device: SimDevice) -> Iterator[pb.Snapshot]:
+def device_snapshots(fleet: Fleet, device: SimDevice,
+                     keyframe_every: int = 0) -> Iterator[pb.Snapshot]:
     """The device's snapshots in the order an agent would stream them."""
     defined: set[int] = set()
     seq = 0
+    since_keyframe = 0
     prev: Capture | None = None
     for cap in captures(fleet, device):
         seq += 1
@@ -49,7 +53,9 @@ def device_snapshots(fleet: Fleet, device: SimDevice) -> Iterator[pb.Snapshot]:
         snap.meminfo["MemFree"] = device.mem_total // 3
         if device.low_free is not None:
             snap.meminfo["LowFree"] = device.low_free
-        keyframe = prev is None or prev.boot_id != cap.boot_id
+        keyframe = (prev is None or prev.boot_id != cap.boot_id
+                    or (keyframe_every > 0 and since_keyframe >= keyframe_every))
+        since_keyframe = 1 if keyframe else since_keyframe + 1
         if not keyframe and prev is not None:
             snap.base_seq = seq - 1
             stacks = {k: v for k, v in cap.stacks.items() if v != prev.stacks.get(k, 0)}
