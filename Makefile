@@ -30,7 +30,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 demo: $(BIN)/.installed
-	$(BIN)/kmemfleet --log-level warning demo
+	$(BIN)/kmemfleet demo
 
 # -rs lists every skipped test with the reason and the install hint.
 test: $(BIN)/.installed

@@ -45,7 +45,10 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kmemfleet {__version__}")
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        default=None,
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default info; the demo shows only errors)",
     )
     parser.add_argument(
         "--log-json", action="store_true", default=None, help="JSON log lines even on a terminal"
@@ -69,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from kmemfleet import log
 
-    log.configure(args.log_level, args.log_json)
+    quiet_by_default = args.command == "demo"  # its printed story is the output
+    level = args.log_level or ("error" if quiet_by_default else "info")
+    log.configure(level, args.log_json)
     try:
         rc: int = _module(args.command).run(args)
     except KeyboardInterrupt:

