@@ -13,7 +13,7 @@ Only changed rows become protobuf messages: in steady state a device with
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from kmemfleet.agent.capture import Capture
@@ -143,6 +143,7 @@ class DeltaEncoder:
     ) -> tuple[bytes, int]:
         keys: list[str] = []
         values: list[str] = []
+        gone: list[str] = []
         changed: Iterable[StackRow] = ()
         if report is not None and report.raw is not None:
             # mlt: compare the printed numbers as text; build rows only for changes.
@@ -151,12 +152,14 @@ class DeltaEncoder:
             values = [t[1] for t in raw]
             # One row at a time: a keyframe's 5,000 rows (with their frame strings)
             # never exist at once, which keeps the allocator's high-water mark low.
-            changed = (row_from_raw(raw[i]) for i in self._stacks.changed(keys, values, key))
+            at, gone = self._stacks.changed(keys, values, key)
+            changed = (row_from_raw(raw[i]) for i in at)
         elif report is not None:
             rows = report.rows
             keys = [f"{row[0]:016x}" for row in rows]
             values = [" ".join(map(str, row[1:6])) for row in rows]
-            changed = [rows[i] for i in self._stacks.changed(keys, values, key)]
+            at, gone = self._stacks.changed(keys, values, key)
+            changed = [rows[i] for i in at]
         out = bytearray()  # grows in one malloc'd block, not 5,000 small bytes objects
         count = 0
         samples = snap.stack_samples
@@ -171,10 +174,10 @@ class DeltaEncoder:
             )
             out += _field(_TAG_STACK_DEFINITIONS, self._definition(report, row))
             count += 1
-        if not key:
-            gone = self._stacks.keys() - set(keys)
-            if gone:
-                snap.removed_stacks.extend(sorted(int(k, 16) for k in gone))
+        if report is None and not key:
+            gone = list(self._stacks.keys())  # the stack source went away
+        if gone and not key:
+            snap.removed_stacks.extend(sorted(int(k, 16) for k in gone))
         self._stacks = _State.of(keys, values)
         return bytes(out), count
 
@@ -210,15 +213,39 @@ class _State:
     def mapping(self) -> dict[str, str]:
         return dict(zip(self._split(self._keys), self._split(self._values), strict=True))
 
-    def changed(self, keys: list[str], values: list[str], everything: bool) -> list[int]:
-        """Indexes of the rows whose value differs from (or is absent in) this state."""
+    def changed(
+        self, keys: list[str], values: list[str], everything: bool
+    ) -> tuple[list[int], list[str]]:
+        """Indexes of the rows whose value differs from (or is absent in) this state,
+        and the keys of this state that the rows no longer have."""
         if everything:
-            return list(range(len(keys)))
+            return list(range(len(keys))), []
         if len(keys) == self._count and "\n".join(keys) == self._keys:
             # The kernel lists its stacks in the same order each time: compare in step.
-            before = self._split(self._values)
-            return [i for i, (v, b) in enumerate(zip(values, before, strict=True)) if v != b]
-        previous = self.mapping()
-        return [
-            i for i, (k, v) in enumerate(zip(keys, values, strict=True)) if previous.get(k) != v
-        ]
+            earlier = _lines(self._values) if self._count else iter(())
+            return [i for i, (v, b) in enumerate(zip(values, earlier, strict=True)) if v != b], []
+        # Walk the previous rows a chunk at a time against the current ones (which
+        # exist anyway): no second set of 5,000 strings at once.
+        remaining = dict(zip(keys, values, strict=True))
+        differ: set[str] = set()
+        gone: list[str] = []
+        if self._count:
+            for k, before in zip(_lines(self._keys), _lines(self._values), strict=True):
+                v = remaining.pop(k, None)
+                if v is None:
+                    gone.append(k)
+                elif v != before:
+                    differ.add(k)
+        differ.update(remaining)  # new rows
+        return [i for i, k in enumerate(keys) if k in differ], gone
+
+
+def _lines(text: str, chunk: int = 512) -> Iterator[str]:
+    """text.split("\n"), a chunk of lines at a time."""
+    while True:
+        parts = text.split("\n", chunk)
+        if len(parts) <= chunk:
+            yield from parts
+            return
+        text = parts.pop()
+        yield from parts
