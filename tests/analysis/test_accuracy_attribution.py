@@ -32,8 +32,11 @@ def test_reboot_attribution_rules() -> None:
 
 def test_per_boot_windows_never_span_a_reset() -> None:
     acc = _accuracy()
-    fl = simfleet.generate(simfleet.FleetSpec(devices=12, stacks_per_device=20, hours=12,
-                                              seed=3, reboot_probability=1.0))
+    fl = simfleet.generate(
+        simfleet.FleetSpec(
+            devices=12, stacks_per_device=20, hours=12, seed=3, reboot_probability=1.0
+        )
+    )
     bounds = acc.boot_boundaries(fl)
     assert all(len(bounds[d.device_id]) == len(d.boots) - 1 for d in fl.devices)
     assert any(bounds.values())

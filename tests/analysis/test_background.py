@@ -33,8 +33,9 @@ def _wait(what: str, check: object, timeout: float = 20.0) -> None:
         time.sleep(0.2)
 
 
-def test_maintenance_loop_catches_up_and_survives_a_failure(database_dsn: str,
-                                                            tmp_path: Path) -> None:
+def test_maintenance_loop_catches_up_and_survives_a_failure(
+    database_dsn: str, tmp_path: Path
+) -> None:
     dsn = database_dsn
     server = start_server(dsn, tmp_path, "--insecure", "--maintenance-interval", "0.5")
     try:
@@ -47,10 +48,17 @@ def test_maintenance_loop_catches_up_and_survives_a_failure(database_dsn: str,
         assert asyncio.run(_fetchval(dsn, "SELECT count(*) FROM analysis_queue")) == 97
         asyncio.run(_fetchval(dsn, "ALTER TABLE analysis_touched_x RENAME TO analysis_touched"))
         # No query is asked: the loop alone folds the queue and fills the summaries.
-        _wait("the background catch-up", lambda: asyncio.run(_fetchval(
-            dsn, """SELECT (SELECT count(*) FROM analysis_queue) = 0
+        _wait(
+            "the background catch-up",
+            lambda: asyncio.run(
+                _fetchval(
+                    dsn,
+                    """SELECT (SELECT count(*) FROM analysis_queue) = 0
                        AND (SELECT count(*) FROM analysis_summary WHERE devices_leaking > 0)
-                           = 1""")))
+                           = 1""",
+                )
+            ),
+        )
         assert server.process.poll() is None
     finally:
         server.stop()
@@ -69,7 +77,8 @@ def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -
             _push(ingest, _snapshots("straddle", ns(cutoff - dt.timedelta(hours=3)), hours=10))
             _push(ingest, _snapshots("new", ns(today - dt.timedelta(days=1))))  # all kept
             before = query_pb2_grpc.QueryStub(ch).Leaks(
-                query_pb2.LeaksRequest(firmware_version="7.0.1"))
+                query_pb2.LeaksRequest(firmware_version="7.0.1")
+            )
     finally:
         server.stop()
     assert [(e.devices_leaking, e.devices_observed) for e in before.entries] == [(3, 3)]
@@ -79,31 +88,48 @@ def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -
         try:
             async with pool.acquire() as conn:
                 report = await maintenance.run_once(
-                    conn, maintenance.RetentionPolicy(raw_days=2, rollup_days=180))
+                    conn, maintenance.RetentionPolicy(raw_days=2, rollup_days=180)
+                )
                 assert any("stack_samples_p" in name for name in report.dropped)
                 for table in ("analysis_buckets", "analysis_boot_buckets", "analysis_series"):
-                    assert await conn.fetchval(
-                        f"SELECT count(*) FROM {table} WHERE device_id = 'old'") == 0, table
-                assert await conn.fetchval(
-                    "SELECT min(bucket) FROM analysis_buckets WHERE device_id = 'straddle'"
-                ) >= cutoff
+                    assert (
+                        await conn.fetchval(f"SELECT count(*) FROM {table} WHERE device_id = 'old'")
+                        == 0
+                    ), table
+                assert (
+                    await conn.fetchval(
+                        "SELECT min(bucket) FROM analysis_buckets WHERE device_id = 'straddle'"
+                    )
+                    >= cutoff
+                )
                 # The summaries no longer count the device whose data is gone ...
                 row = await conn.fetchrow(
                     "SELECT devices_observed, devices_leaking FROM analysis_summary"
-                    " WHERE signature = 'drv_leak_buf [drv] <- caller'")
+                    " WHERE signature = 'drv_leak_buf [drv] <- caller'"
+                )
                 assert tuple(row) == (2, 2)
                 # ... nor the stack seen only before the cutoff (GONE left at 3 h on "old").
-                assert await conn.fetchval(
-                    "SELECT count(*) FROM analysis_summary WHERE signature LIKE 'drv_temp%'"
-                    " AND devices_observed > 2") == 0
-                assert await conn.fetchval(
-                    "SELECT count(*) FROM analysis_touched WHERE device_id = 'straddle'") == 1
+                assert (
+                    await conn.fetchval(
+                        "SELECT count(*) FROM analysis_summary WHERE signature LIKE 'drv_temp%'"
+                        " AND devices_observed > 2"
+                    )
+                    == 0
+                )
+                assert (
+                    await conn.fetchval(
+                        "SELECT count(*) FROM analysis_touched WHERE device_id = 'straddle'"
+                    )
+                    == 1
+                )
             # The straddling boot is re-judged on what is left (7 h of its 10).
             await Analyzer().catch_up(pool)
             async with pool.acquire() as conn:
                 span = await conn.fetchval(
                     "SELECT span_hours FROM analysis_series WHERE device_id = 'straddle'"
-                    " AND key = $1", str(LEAK))
+                    " AND key = $1",
+                    str(LEAK),
+                )
                 assert 6.0 <= span <= 7.01, span
         finally:
             await pool.close()

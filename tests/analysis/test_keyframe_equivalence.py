@@ -12,6 +12,7 @@ import grpc
 
 from kmemfleet.server.analysis import buckets, trend
 from kmemfleet.sim import fleet as simfleet
+from kmemfleet.sim.behaviours import Behaviour
 from kmemfleet.sim.snapshots import device_snapshots
 from kmemfleet.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from tests.conftest import RunningServer
@@ -33,7 +34,8 @@ def _reference(fl: simfleet.Fleet) -> dict[tuple[str, str, str], str]:
                 per_key[(cap.boot_id, str(_signed(sid)))].append((t, nbytes))
         for (boot, key), samples in per_key.items():
             out[(dev.device_id, boot, key)] = trend.judge(
-                buckets.series(buckets.fold(samples), sorted(grid[boot]))).kind
+                buckets.series(buckets.fold(samples), sorted(grid[boot]))
+            ).kind
     return out
 
 
@@ -41,20 +43,25 @@ async def _stored(dsn: str) -> dict[tuple[str, str, str], str]:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT device_id, boot_id, key, kind FROM analysis_series WHERE subject = 1")
+            "SELECT device_id, boot_id, key, kind FROM analysis_series WHERE subject = 1"
+        )
     finally:
         await conn.close()
     return {(r["device_id"], r["boot_id"], r["key"]): r["kind"] for r in rows}
 
 
 def test_keyframe_every_12_matches_the_reference(grpc_server: RunningServer) -> None:
-    fl = simfleet.generate(simfleet.FleetSpec(devices=6, stacks_per_device=30, hours=10,
-                                              seed=5, reboot_probability=0.5))
+    fl = simfleet.generate(
+        simfleet.FleetSpec(
+            devices=6, stacks_per_device=30, hours=10, seed=5, reboot_probability=0.5
+        )
+    )
     # Make some stacks fall to 0 and stay there: on a keyframe they are simply absent.
     for dev in fl.devices:
         for i, b in list(dev.stacks.items())[:6]:
-            dev.stacks[i] = simfleet.Behaviour("burst", 0.0, amplitude=b.base + 50_000,
-                                               bursts=((0.0, 3.0 + i % 4),))
+            dev.stacks[i] = Behaviour(
+                "burst", 0.0, amplitude=b.base + 50_000, bursts=((0.0, 3.0 + i % 4),)
+            )
     with grpc.insecure_channel(grpc_server.address) as ch:
         stub = ingest_pb2_grpc.IngestStub(ch)
         for dev in fl.devices:

@@ -16,23 +16,36 @@ MIN_NS = 60_000_000_000
 KEEP, DROPPED, LATE = 0x7001, 0x7002, 0x7003
 
 
-def _snap(k: int, start_ns: int, keyframe: bool, stacks: dict[int, int],
-          slabs: dict[str, int]) -> pb.Snapshot:
-    snap = pb.Snapshot(seq=k + 1, captured_at_ns=start_ns + k * 5 * MIN_NS,
-                       uptime_seconds=60 + k * 300, base_seq=0 if keyframe else k,
-                       device=device_pb2.DeviceIdentity(device_id="kf1", firmware_version="8.1",
-                                                        boot_id="boot-kf1"))
+def _snap(
+    k: int, start_ns: int, keyframe: bool, stacks: dict[int, int], slabs: dict[str, int]
+) -> pb.Snapshot:
+    snap = pb.Snapshot(
+        seq=k + 1,
+        captured_at_ns=start_ns + k * 5 * MIN_NS,
+        uptime_seconds=60 + k * 300,
+        base_seq=0 if keyframe else k,
+        device=device_pb2.DeviceIdentity(
+            device_id="kf1", firmware_version="8.1", boot_id="boot-kf1"
+        ),
+    )
     snap.meminfo["MemTotal"] = 256 << 20
     if k == 0:
         for sid in (KEEP, DROPPED, LATE):
-            snap.stack_definitions.append(pb.StackDefinition(
-                stack_id=sid, module="m", source=pb.STACK_SOURCE_MLT,
-                frames=[pb.Frame(function=f"fn_{sid:x}", offset=4, module="m")]))
-    snap.stack_samples.extend(pb.StackSample(stack_id=s, bytes=b, objects=1)
-                              for s, b in stacks.items())
-    snap.slab_caches.extend(pb.SlabCache(name=n, active_objs=a, num_objs=a, objsize=64,
-                                          objperslab=64, pagesperslab=1)
-                            for n, a in slabs.items())
+            snap.stack_definitions.append(
+                pb.StackDefinition(
+                    stack_id=sid,
+                    module="m",
+                    source=pb.STACK_SOURCE_MLT,
+                    frames=[pb.Frame(function=f"fn_{sid:x}", offset=4, module="m")],
+                )
+            )
+    snap.stack_samples.extend(
+        pb.StackSample(stack_id=s, bytes=b, objects=1) for s, b in stacks.items()
+    )
+    snap.slab_caches.extend(
+        pb.SlabCache(name=n, active_objs=a, num_objs=a, objsize=64, objperslab=64, pagesperslab=1)
+        for n, a in slabs.items()
+    )
     return snap
 
 
@@ -55,9 +68,15 @@ def _timeline(start_ns: int) -> list[pb.Snapshot]:
         if keyframe:
             out.append(_snap(k, start_ns, True, stacks, slabs))
         else:
-            out.append(_snap(k, start_ns, False,
-                             {s: b for s, b in stacks.items() if prev_stacks.get(s) != b},
-                             {n: a for n, a in slabs.items() if prev_slabs.get(n) != a}))
+            out.append(
+                _snap(
+                    k,
+                    start_ns,
+                    False,
+                    {s: b for s, b in stacks.items() if prev_stacks.get(s) != b},
+                    {n: a for n, a in slabs.items() if prev_slabs.get(n) != a},
+                )
+            )
         prev_stacks, prev_slabs = stacks, slabs
     return out
 
@@ -67,8 +86,8 @@ async def _series(dsn: str) -> dict[str, tuple[int, str, int]]:
     try:
         rows = await conn.fetch("SELECT key, last_value, kind, points FROM analysis_series")
         zeros = await conn.fetchval(
-            "SELECT count(*) FROM analysis_buckets WHERE last_value = 0 AND key = $1",
-            str(LATE))
+            "SELECT count(*) FROM analysis_buckets WHERE last_value = 0 AND key = $1", str(LATE)
+        )
     finally:
         await conn.close()
     out = {r["key"]: (r["last_value"], r["kind"], r["points"]) for r in rows}

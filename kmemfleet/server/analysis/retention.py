@@ -42,7 +42,9 @@ async def forget_before(conn: asyncpg.Connection, cutoff: dt.datetime) -> Forgot
         async with conn.transaction():
             boots = await conn.fetch(
                 """DELETE FROM analysis_boot_buckets WHERE bucket < $1
-                   RETURNING device_id, boot_id""", cutoff)
+                   RETURNING device_id, boot_id""",
+                cutoff,
+            )
             status = await conn.execute("DELETE FROM analysis_buckets WHERE bucket < $1", cutoff)
             out.buckets = int(status.split()[-1])
             await conn.execute("DELETE FROM analysis_keyframes WHERE captured_at < $1", cutoff)
@@ -54,13 +56,18 @@ async def forget_before(conn: asyncpg.Connection, cutoff: dt.datetime) -> Forgot
                 """SELECT u.d, u.b FROM unnest($1::text[], $2::text[]) AS u(d, b)
                     WHERE NOT EXISTS (SELECT 1 FROM analysis_boot_buckets g
                                        WHERE g.device_id = u.d AND g.boot_id = u.b)""",
-                devs, bids)
+                devs,
+                bids,
+            )
             gone_set = {(r["d"], r["b"]) for r in gone}
             left = [k for k in affected if k not in gone_set]
             if left:
                 await conn.execute(
                     """INSERT INTO analysis_touched SELECT * FROM unnest($1::text[], $2::text[])
-                       ON CONFLICT DO NOTHING""", [d for d, _ in left], [b for _, b in left])
+                       ON CONFLICT DO NOTHING""",
+                    [d for d, _ in left],
+                    [b for _, b in left],
+                )
             # Series with no bucket left (every boot that is gone, and keys of a remaining
             # boot seen only before the cutoff): their verdicts go, their summaries follow.
             deleted = await conn.fetch(
@@ -69,19 +76,27 @@ async def forget_before(conn: asyncpg.Connection, cutoff: dt.datetime) -> Forgot
                           SELECT 1 FROM analysis_buckets a
                            WHERE a.device_id = s.device_id AND a.boot_id = s.boot_id
                              AND a.subject = s.subject AND a.key = s.key)
-                RETURNING s.firmware_version, s.subject, s.signature""", devs, bids)
+                RETURNING s.firmware_version, s.subject, s.signature""",
+                devs,
+                bids,
+            )
             out.series = len(deleted)
-            dirty = sorted({(r["firmware_version"], r["subject"], r["signature"])
-                            for r in deleted})
+            dirty = sorted({(r["firmware_version"], r["subject"], r["signature"]) for r in deleted})
             if dirty:
                 await conn.executemany(
-                    "INSERT INTO analysis_dirty VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    dirty)
+                    "INSERT INTO analysis_dirty VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", dirty
+                )
             out.summaries = await incremental.refresh_summaries(conn)
             out.boots_rejudged, out.boots_gone = len(left), len(gone_set)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", incremental.LOCK_KEY)
-    logger.info("analysis_forgotten", before=cutoff.isoformat(), buckets=out.buckets,
-                boots_rejudged=out.boots_rejudged, boots_gone=out.boots_gone,
-                series=out.series, summaries=out.summaries)
+    logger.info(
+        "analysis_forgotten",
+        before=cutoff.isoformat(),
+        buckets=out.buckets,
+        boots_rejudged=out.boots_rejudged,
+        boots_gone=out.boots_gone,
+        series=out.series,
+        summaries=out.summaries,
+    )
     return out
