@@ -92,6 +92,18 @@ SELECT s.device_id, s.boot_id, s.seq, s.captured_at, s.stack_rows > 0 AS stacks,
  WHERE s.base_seq = 0
 """
 
+_PRESENT = {  # is key h.key in keyframe h: one query per subject (a slab key is no bigint)
+    SUBJECT_STACK: """SELECT 1 FROM stack_samples s
+            WHERE s.device_id = h.device_id AND s.boot_id = h.boot_id
+              AND s.stack_id = h.key::bigint AND s.captured_at = h.captured_at
+              AND s.seq = h.seq""",
+    SUBJECT_SLAB: """SELECT 1 FROM slab_samples s
+            WHERE s.device_id = h.device_id AND s.boot_id = h.boot_id
+              AND s.captured_at = h.captured_at AND s.seq = h.seq
+              AND CASE WHEN s.occurrence = 0 THEN s.name
+                       ELSE s.name || '#' || s.occurrence END = h.key""",
+}
+
 _ZERO_OMITTED = """
 WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[],
                                 $5::timestamptz[])
@@ -106,18 +118,7 @@ held AS (
                 floor(extract(epoch FROM k.prev)::float8 / $7::float8) * $7::float8))
      ORDER BY k.device_id, k.boot_id, k.seq, k.captured_at, a.key, a.last_at DESC),
 gone AS (
-    SELECT h.* FROM held h
-     WHERE h.last_value <> 0 AND NOT EXISTS (
-           SELECT 1 FROM stack_samples s
-            WHERE $6 = 1 AND s.device_id = h.device_id AND s.boot_id = h.boot_id
-              AND s.stack_id = h.key::bigint AND s.captured_at = h.captured_at
-              AND s.seq = h.seq)
-       AND NOT EXISTS (
-           SELECT 1 FROM slab_samples s
-            WHERE $6 = 2 AND s.device_id = h.device_id AND s.boot_id = h.boot_id
-              AND s.captured_at = h.captured_at AND s.seq = h.seq
-              AND CASE WHEN s.occurrence = 0 THEN s.name
-                       ELSE s.name || '#' || s.occurrence END = h.key))
+    SELECT h.* FROM held h WHERE h.last_value <> 0 AND NOT EXISTS ({present}))
 INSERT INTO analysis_buckets AS b (device_id, boot_id, subject, key, bucket, last_at,
                                    last_value, min_value, max_value)
 SELECT device_id, boot_id, $6, key,
@@ -248,7 +249,7 @@ class Analyzer:
         for subject, has in ((SUBJECT_STACK, "stacks"), (SUBJECT_SLAB, "slabs")):
             rows = [r for r in frames if r[has]]
             if rows:
-                await conn.execute(_ZERO_OMITTED, *(
+                await conn.execute(_ZERO_OMITTED.format(present=_PRESENT[subject]), *(
                     [r[c] for r in rows]
                     for c in ("device_id", "boot_id", "seq", "captured_at", "prev")),
                     subject, float(self.bucket_seconds))
