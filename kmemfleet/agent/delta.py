@@ -17,7 +17,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from kmemfleet.agent.capture import Capture
-from kmemfleet.agent.collectors.stackreport import StackReport, StackRow, row_from_raw
+from kmemfleet.agent.collectors.stackreport import (
+    MltBlocks,
+    StackReport,
+    StackRow,
+    row_from_raw,
+)
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 # Tags of the length-delimited repeated fields appended as raw bytes.
@@ -148,8 +153,11 @@ class DeltaEncoder:
         if report is not None and report.raw is not None:
             # mlt: compare the printed numbers as text; build rows only for changes.
             raw = report.raw
-            keys = [t[0] for t in raw]  # id as printed (16 hex digits)
-            values = [t[1] for t in raw]
+            if isinstance(raw, MltBlocks):
+                keys, values = raw.ids(), raw.values()
+            else:
+                keys = [t[0] for t in raw]  # id as printed (16 hex digits)
+                values = [t[1] for t in raw]
             # One row at a time: a keyframe's 5,000 rows (with their frame strings)
             # never exist at once, which keeps the allocator's high-water mark low.
             at, gone = self._stacks.changed(keys, values, key)

@@ -13,10 +13,11 @@ header refuses the whole file.
 from __future__ import annotations
 
 import re
+from array import array
 
 from kmemfleet.agent.collectors.base import KernelFS, read_text
 from kmemfleet.agent.collectors.frames import parse_symbol
-from kmemfleet.agent.collectors.stackreport import INT64_MAX, StackReport
+from kmemfleet.agent.collectors.stackreport import INT64_MAX, MltBlocks, StackReport
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import snapshot_pb2 as pb
 
@@ -88,17 +89,27 @@ _BLOCK = re.compile(
 _BLOCK_ANY = re.compile(
     r"stack ([0-9a-f]{16}) (" + _NUMBERS.format(d="[0-9]{1,20}") + r")\n((?: [^\n]+\n)+)\n"
 )
-_FIXED = len("stack ") + 16 + len(" ") + len("\n") + len("\n")  # block length minus groups
 
 
 def _parse_blocks(body: str, report: StackReport) -> None:
-    found = _BLOCK.findall(body)
-    n = len(found)
-    tiled = _FIXED * n + sum(map(len, (t[1] for t in found))) + sum(map(len, (t[2] for t in found)))
-    if tiled == len(body) and len({t[0] for t in found}) == n:
-        report.raw = found  # the common case: every block well formed
-        return
-    report.raw = []
+    # The common case, every block well formed: keep offsets, not matched strings
+    # (see MltBlocks), and check the matches tile the body without duplicate ids.
+    starts: array[int] = array("Q")
+    heads: array[int] = array("Q")
+    pos = 0
+    for m in _BLOCK.finditer(body):
+        if m.start() != pos:
+            break
+        starts.append(pos)
+        heads.append(m.end(2))
+        pos = m.end()
+    else:
+        if pos == len(body) and len({body[s + 6 : s + 22] for s in starts}) == len(starts):
+            report.raw = MltBlocks(body, starts, heads)
+            return
+    del starts, heads
+    raw: list[tuple[str, ...]] = []
+    report.raw = raw
     seen: set[str] = set()
     pos = 0
     for m in _BLOCK_ANY.finditer(body):
@@ -113,7 +124,7 @@ def _parse_blocks(body: str, report: StackReport) -> None:
             )
             continue
         seen.add(m[1])
-        report.raw.append(m.groups())
+        raw.append(m.groups())
     if pos != len(body):
         _bad_region(body, pos, len(body), report)
 

@@ -7,9 +7,10 @@ changed (or were never defined) are turned into protobuf messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 from kmemfleet.agent.collectors.base import MAX_ISSUES_PER_FILE
 from kmemfleet.v1 import snapshot_pb2 as pb
@@ -52,7 +53,7 @@ class StackReport:
     # The mlt parser's compact form, kept as matched text: (id hex, the numbers as
     # printed, frame lines). The delta encoder compares the numbers' text directly
     # and builds StackRows only for the few stacks that changed.
-    raw: list[tuple[str, ...]] | None = None
+    raw: Sequence[tuple[str, ...]] | None = None
     _rows: list[StackRow] = field(default_factory=list)
     _materialized: bool = False
 
@@ -91,6 +92,46 @@ class StackReport:
         return pb.StackDefinition(
             stack_id=row.stack_id, frames=frames, module=module, source=self.source
         )
+
+
+class MltBlocks(Sequence[tuple[str, ...]]):
+    """The mlt parser's matches as offsets into the report text, not as strings.
+
+    Item i is (id hex, the numbers as printed, frame lines), sliced from the text
+    when asked for: holding 5,000 blocks costs the text and two integers each,
+    not 20,000 small objects (which would leave allocator arenas behind).
+    `starts[i]` is where block i's "stack" line begins, `heads[i]` where that
+    line's newline is; the block runs to the next start (or the text's end).
+    """
+
+    def __init__(self, text: str, starts: array[int], heads: array[int]) -> None:
+        self.text, self.starts, self.heads = text, starts, heads
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[str, ...]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[str, ...]]: ...
+    def __getitem__(self, i: int | slice) -> tuple[str, ...] | Sequence[tuple[str, ...]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        s, h = self.starts[i], self.heads[i]
+        end = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.text)
+        t = self.text
+        return (t[s + 6 : s + 22], t[s + 23 : h], t[h + 1 : end - 1])
+
+    def __iter__(self) -> Iterator[tuple[str, ...]]:
+        return (self[i] for i in range(len(self)))
+
+    def ids(self) -> list[str]:
+        t = self.text
+        return [t[s + 6 : s + 22] for s in self.starts]
+
+    def values(self) -> list[str]:
+        t = self.text
+        return [t[s + 23 : h] for s, h in zip(self.starts, self.heads, strict=True)]
 
 
 def row_from_raw(t: tuple[str, ...]) -> StackRow:
