@@ -104,14 +104,19 @@ async def run_once(
             report.rolled_up_rows += int(status.rsplit(" ", 1)[-1])
         raw_cutoff = today - dt.timedelta(days=policy.raw_days)
         rollup_cutoff = today - dt.timedelta(days=policy.rollup_days)
+        raw_dropped = 0
         for table in RAW_TABLES:
-            report.dropped += await drop_before(conn, table, raw_cutoff)
+            dropped = await drop_before(conn, table, raw_cutoff)
+            raw_dropped += len(dropped)
+            report.dropped += dropped
         for table in ROLLUP_TABLES:
             report.dropped += await drop_before(conn, table, rollup_cutoff)
         raw_cutoff_at = dt.datetime.combine(raw_cutoff, dt.time(), tzinfo=dt.timezone.utc)
         await conn.execute("DELETE FROM analysis_queue WHERE captured_at < $1", raw_cutoff_at)
-        # The analysis of the dropped raw data goes too (re-judged on what remains).
-        await analysis_retention.forget_before(conn, raw_cutoff_at)
+        if raw_dropped:
+            # The analysis of the dropped raw data goes too (re-judged on what remains);
+            # only when a day was dropped: it scans the analysis bucket tables.
+            await analysis_retention.forget_before(conn, raw_cutoff_at)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     logger.info(
