@@ -26,11 +26,18 @@ from kmemfleet import log
 from kmemfleet.agent import memory
 from kmemfleet.agent.spool import Spool
 from kmemfleet.transport import ClientConfig, call_metadata, describe_rpc_error, sync_channel
-from kmemfleet.v1 import ingest_pb2, ingest_pb2_grpc
+from kmemfleet.v1 import ingest_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 # Credentials problems do not heal by retrying quickly.
 FATAL_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+STREAM_METHOD = "/kmemfleet.v1.Ingest/Stream"
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
+
+
 # A spooled snapshot this large (a keyframe) leaves freed buffers worth trimming.
 _BIG_MESSAGE = 256 * 1024
 
@@ -178,9 +185,16 @@ class Uploader:
         self.counters.streams += 1
         try:
             with sync_channel(self.cfg) as channel:
-                stub = ingest_pb2_grpc.IngestStub(channel)
+                # Ingest.Stream with requests already serialized: gRPC's sender keeps
+                # the last request it sent until the next one exists (a whole
+                # interval); holding the bytes is far lighter than the parsed message.
+                stream = channel.stream_stream(
+                    STREAM_METHOD,
+                    request_serializer=_as_is,
+                    response_deserializer=ingest_pb2.Ack.FromString,
+                )
                 requests = self._requests(inflight, ended)
-                call = stub.Stream(requests, metadata=call_metadata(self.cfg))
+                call = stream(requests, metadata=call_metadata(self.cfg))
                 self._call = call
                 for ack in call:
                     acked += 1
@@ -217,7 +231,7 @@ class Uploader:
         if self.on_ack is not None:
             self.on_ack(ack)
 
-    def _requests(self, inflight: deque[int], ended: threading.Event) -> Iterator[pb.Snapshot]:
+    def _requests(self, inflight: deque[int], ended: threading.Event) -> Iterator[bytes]:
         defined = DefinedIds()
         last = 0
         while True:
@@ -245,14 +259,16 @@ class Uploader:
                     inflight.remove(seq)
                 self.spool.discard(seq)
                 continue
-            strip_known_definitions(snap, defined)
+            if snap.stack_definitions:
+                strip_known_definitions(snap, defined)
+                data = snap.SerializeToString()
+            del snap  # a keyframe's parsed message is megabytes: gone before the send
             self.counters.sent += 1
             big = len(data) > _BIG_MESSAGE
+            if big:
+                memory.release()
+            yield data
             del data
-            yield snap
-            # gRPC has serialized it: drop it now, not when the next snapshot is
-            # due (a keyframe's parsed message is megabytes).
-            del snap
             if big:
                 memory.release()
 
