@@ -21,6 +21,15 @@ insmod /modules/mlt.ko $mlt_opts || exit 4
 insmod /modules/leaky.ko steady_ms="$steady_ms" steady_size="$steady_size" \
 	churn_ms="$churn_ms" churn_size="$churn_size" || exit 5
 p=/sys/module/leaky/parameters
+# Count the calls of leaky_churn during the collection with the function
+# tracer (only that function is traced), so the test knows the churn ran.
+t=/sys/kernel/debug/tracing
+if [ -w $t/set_ftrace_filter ] && echo leaky_churn > $t/set_ftrace_filter &&
+	echo function > $t/current_tracer; then
+	tracing=1
+else
+	tracing=0
+fi
 # leak_start/leak_end: unix seconds, uptime seconds, objects leaked so far.
 note leak_start "$(now) $(cat $p/steady_leaked)"
 rc=0
@@ -28,6 +37,11 @@ rc=0
 	/host/bundle "$interval" "$count" || rc=$?
 note leak_end "$(now) $(cat $p/steady_leaked)"
 note collector_rc "$rc"
+if [ $tracing = 1 ]; then
+	echo 0 > $t/tracing_on
+	note churn_calls "$(grep -c ': leaky_churn' $t/trace)"
+	echo nop > $t/current_tracer
+fi
 head -n 2 /sys/kernel/debug/mlt/stacks
 sync
 exit "$rc"
