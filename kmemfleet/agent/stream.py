@@ -259,12 +259,12 @@ class Uploader:
                     inflight.remove(seq)
                 self.spool.discard(seq)
                 continue
+            big = len(data) > _BIG_MESSAGE  # as spooled: what parsing it cost
             if snap.stack_definitions:
                 strip_known_definitions(snap, defined)
                 data = snap.SerializeToString()
             del snap  # a keyframe's parsed message is megabytes: gone before the send
             self.counters.sent += 1
-            big = len(data) > _BIG_MESSAGE
             if big:
                 memory.release()
             yield data
