@@ -105,17 +105,18 @@ _PRESENT = {  # is key h.key in keyframe h: one query per subject (a slab key is
 }
 
 _ZERO_OMITTED = """
-WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[],
-                                $5::timestamptz[])
-                      AS k(device_id, boot_id, seq, captured_at, prev)),
+WITH k AS (SELECT device_id, boot_id, seq, captured_at,
+                  -- the bucket of the previous keyframe: an index range (0053), not a filter
+                  coalesce(to_timestamp(floor(extract(epoch FROM prev)::float8 / $7::float8)
+                                        * $7::float8), '-infinity') AS since
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[],
+                         $5::timestamptz[]) AS k(device_id, boot_id, seq, captured_at, prev)),
 held AS (
     SELECT DISTINCT ON (k.device_id, k.boot_id, k.seq, k.captured_at, a.key)
            k.device_id, k.boot_id, k.seq, k.captured_at, a.key, a.last_value
       FROM k JOIN analysis_buckets a
         ON a.device_id = k.device_id AND a.boot_id = k.boot_id AND a.subject = $6
-       AND a.last_at < k.captured_at
-       AND (k.prev IS NULL OR a.bucket >= to_timestamp(
-                floor(extract(epoch FROM k.prev)::float8 / $7::float8) * $7::float8))
+       AND a.bucket >= k.since AND a.last_at < k.captured_at
      ORDER BY k.device_id, k.boot_id, k.seq, k.captured_at, a.key, a.last_at DESC),
 gone AS (
     SELECT h.* FROM held h WHERE h.last_value <> 0 AND NOT EXISTS ({present}))
