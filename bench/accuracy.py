@@ -44,7 +44,8 @@ def judge_fleet(fl: simfleet.Fleet) -> dict[Key, Judged]:
     out: dict[Key, Judged] = {}
     for dev in fl.devices:
         per_key: dict[tuple[str, str, str], list[tuple[float, float]]] = collections.defaultdict(
-            list)
+            list
+        )
         grid: dict[str, set[int]] = collections.defaultdict(set)
         for cap in simfleet.captures(fl, dev):
             t = cap.captured_at_ns / 1e9
@@ -73,8 +74,7 @@ def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
 def boot_boundaries(fl: simfleet.Fleet) -> dict[str, list[float]]:
     """Per device, the times (s) at which a later boot began: where a reset happened."""
     start_s = (fl.spec.start_ns or 0) / 1e9
-    return {d.device_id: [start_s + b.start_hours * 3600 for b in d.boots[1:]]
-            for d in fl.devices}
+    return {d.device_id: [start_s + b.start_hours * 3600 for b in d.boots[1:]] for d in fl.devices}
 
 
 def reboot_caused(window: tuple[float, float], boundaries: list[float], behaviour: str) -> bool:
@@ -115,15 +115,24 @@ def evaluate(seed: int, devices: int, stacks: int, hours: float) -> dict[str, An
                     fps["noise"] += 1
                     fps["noise, on a rebooted device"] += s["device_id"] in rebooted
     diff_rank = rank_of_regression(fl, truth, verdicts)
-    return {"seed": seed, "overall": prf(tp, fp, fn), "naive": prf(ntp, nfp, nfn),
-            "classes": counts, "regression_rank": diff_rank, "tp": tp, "fp": fp, "fn": fn,
-            "fp_reboot": fps["reboot"], "fp_noise": fps["noise"],
-            "fp_noise_rebooted": fps["noise, on a rebooted device"]}
+    return {
+        "seed": seed,
+        "overall": prf(tp, fp, fn),
+        "naive": prf(ntp, nfp, nfn),
+        "classes": counts,
+        "regression_rank": diff_rank,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "fp_reboot": fps["reboot"],
+        "fp_noise": fps["noise"],
+        "fp_noise_rebooted": fps["noise, on a rebooted device"],
+    }
 
 
-def rank_of_regression(fl: simfleet.Fleet, truth: dict[str, Any],
-                       verdicts: dict[tuple[str, str, str, str],
-                                      Judged]) -> int:
+def rank_of_regression(
+    fl: simfleet.Fleet, truth: dict[str, Any], verdicts: dict[tuple[str, str, str, str], Judged]
+) -> int:
     """1-based position of the planted regression among diff's regressions (0 = missing)."""
     mem = {d["device_id"]: d["low_free"] or d["mem_total"] for d in truth["devices"]}
     fw = {d["device_id"]: d["firmware_version"] for d in truth["devices"]}
@@ -132,20 +141,34 @@ def rank_of_regression(fl: simfleet.Fleet, truth: dict[str, Any],
         if s["subject"] != "stack":
             continue
         v, _, _ = verdicts[(s["device_id"], s["boot_id"], s["subject"], s["key"])]
-        rows[(fw[s["device_id"]], s["signature"])].append(ranking.SeriesRow(
-            s["device_id"], s["key"], v.leaking, v.slope, v.growth, v.confidence,
-            v.span_hours, mem[s["device_id"]]))
+        rows[(fw[s["device_id"]], s["signature"])].append(
+            ranking.SeriesRow(
+                s["device_id"],
+                s["key"],
+                v.leaking,
+                v.slope,
+                v.growth,
+                v.confidence,
+                v.span_hours,
+                mem[s["device_id"]],
+            )
+        )
     summaries = {k: ranking.summarize(r) for k, r in rows.items()}
 
     def leaks(version: str, sig: str) -> bool:
         sm = summaries.get((version, sig))
-        return sm is not None and ranking.cohort_leaks(sm.devices_leaking, sm.share_leaking,
-                                                            sm.devices_observed)
+        return sm is not None and ranking.cohort_leaks(
+            sm.devices_leaking, sm.share_leaking, sm.devices_observed
+        )
 
     regressions = sorted(
-        ((sm.score, sig) for (v, sig), sm in summaries.items()
-         if v == fl.target_firmware and leaks(v, sig) and not leaks(fl.base_firmware, sig)),
-        reverse=True)
+        (
+            (sm.score, sig)
+            for (v, sig), sm in summaries.items()
+            if v == fl.target_firmware and leaks(v, sig) and not leaks(fl.base_firmware, sig)
+        ),
+        reverse=True,
+    )
     for k, (_, sig) in enumerate(regressions, 1):
         if sig == fl.regression_signature:
             return k
@@ -159,31 +182,40 @@ def main() -> int:
     ap.add_argument("--stacks", type=int, default=200)
     ap.add_argument("--hours", type=float, default=24.0)
     args = ap.parse_args()
-    print(f"accuracy: {args.devices} devices x {args.stacks} stacks x {args.hours:g} h at "
-          f"5-min interval, seeds {args.seeds}")
-    print("baseline: RESIN (OSDI'22) precision 0.85 recall 0.91; naive last-first threshold "
-          "below; targets precision/recall >= 0.95, zero plateau/sawtooth/reboot FP, "
-          "regression ranked 1st")
+    print(
+        f"accuracy: {args.devices} devices x {args.stacks} stacks x {args.hours:g} h at "
+        f"5-min interval, seeds {args.seeds}"
+    )
+    print(
+        "baseline: RESIN (OSDI'22) precision 0.85 recall 0.91; naive last-first threshold "
+        "below; targets precision/recall >= 0.95, zero plateau/sawtooth/reboot FP, "
+        "regression ranked 1st"
+    )
     ok = True
     for seed in args.seeds:
         t0 = time.monotonic()
         r = evaluate(seed, args.devices, args.stacks, args.hours)
         p, rc, f = r["overall"]
         np_, nr, nf = r["naive"]
-        print(f"\nseed {seed}: precision {p:.4f} recall {rc:.4f} F1 {f:.4f} "
-              f"(tp {r['tp']} fp {r['fp']} fn {r['fn']}); naive P {np_:.3f} R {nr:.3f} "
-              f"F1 {nf:.3f}; regression rank in diff: {r['regression_rank']} "
-              f"({time.monotonic() - t0:.1f} s)")
+        print(
+            f"\nseed {seed}: precision {p:.4f} recall {rc:.4f} F1 {f:.4f} "
+            f"(tp {r['tp']} fp {r['fp']} fn {r['fn']}); naive P {np_:.3f} R {nr:.3f} "
+            f"F1 {nf:.3f}; regression rank in diff: {r['regression_rank']} "
+            f"({time.monotonic() - t0:.1f} s)"
+        )
         for cls, c in sorted(r["classes"].items()):
             if c["tp"] + c["fn"]:
-                print(f"  {cls:18s} recall {c['tp'] / (c['tp'] + c['fn']):.4f} "
-                      f"({c['tp']}/{c['tp'] + c['fn']})")
+                print(
+                    f"  {cls:18s} recall {c['tp'] / (c['tp'] + c['fn']):.4f} "
+                    f"({c['tp']}/{c['tp'] + c['fn']})"
+                )
             else:
                 print(f"  {cls:18s} false positives {c['fp']} of {c['fp'] + c['tn']}")
-        print(f"  false positives    reboot-caused {r['fp_reboot']}, noise {r['fp_noise']} "
-              f"(of which on a rebooted device, same boot: {r['fp_noise_rebooted']})")
-        fp_bad = (sum(r["classes"][k]["fp"] for k in ("plateau", "sawtooth"))
-                  + r["fp_reboot"])
+        print(
+            f"  false positives    reboot-caused {r['fp_reboot']}, noise {r['fp_noise']} "
+            f"(of which on a rebooted device, same boot: {r['fp_noise_rebooted']})"
+        )
+        fp_bad = sum(r["classes"][k]["fp"] for k in ("plateau", "sawtooth")) + r["fp_reboot"]
         ok &= p >= TARGET and rc >= TARGET and fp_bad == 0 and r["regression_rank"] == 1
     print("\nresult:", "all targets met" if ok else "TARGETS MISSED")
     return 0 if ok else 1

@@ -66,14 +66,17 @@ async def push_day(address: str, per_device: list[list[pb.Snapshot]]) -> int:
         return sum(await asyncio.gather(*(one(s) for s in per_device if s)))
 
 
-async def run(address: str, dsn: str, fl: simfleet.Fleet, days: int,
-              keyframe_every: int = 0) -> None:
+async def run(
+    address: str, dsn: str, fl: simfleet.Fleet, days: int, keyframe_every: int = 0
+) -> None:
     start = fl.spec.start_ns or 0
     snaps = [list(device_snapshots(fl, d, keyframe_every)) for d in fl.devices]
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     analyzer = Analyzer()
-    print(f"{'day':>3} {'snapshots':>9} {'ingest s':>8} {'samples':>9} {'analysis s':>10} "
-          f"{'samples/s':>9} {'series':>7} {'retained rows':>13}")
+    print(
+        f"{'day':>3} {'snapshots':>9} {'ingest s':>8} {'samples':>9} {'analysis s':>10} "
+        f"{'samples/s':>9} {'series':>7} {'retained rows':>13}"
+    )
     try:
         for day in range(days):
             lo, hi = start + day * DAY_NS, start + (day + 1) * DAY_NS
@@ -83,10 +86,13 @@ async def run(address: str, dsn: str, fl: simfleet.Fleet, days: int,
             ingest_s = time.monotonic() - t0
             stats = await analyzer.catch_up(pool, budget_seconds=3600)
             retained = await pool.fetchval(
-                "SELECT (SELECT count(*) FROM stack_samples) + (SELECT count(*) FROM slab_samples)")
-            print(f"{day + 1:>3} {n:>9} {ingest_s:>8.1f} {stats.samples:>9} "
-                  f"{stats.seconds:>10.2f} {stats.samples / max(stats.seconds, 1e-9):>9.0f} "
-                  f"{stats.series:>7} {retained:>13}")
+                "SELECT (SELECT count(*) FROM stack_samples) + (SELECT count(*) FROM slab_samples)"
+            )
+            print(
+                f"{day + 1:>3} {n:>9} {ingest_s:>8.1f} {stats.samples:>9} "
+                f"{stats.seconds:>10.2f} {stats.samples / max(stats.seconds, 1e-9):>9.0f} "
+                f"{stats.series:>7} {retained:>13}"
+            )
     finally:
         await pool.close()
 
@@ -97,11 +103,21 @@ def main() -> int:
     ap.add_argument("--stacks", type=int, default=200)
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--dsn", help="an empty database (default: a throwaway local server)")
-    ap.add_argument("--keyframe-every", type=int, default=0, metavar="N",
-                    help="a keyframe every N snapshots (default 0: one per boot)")
+    ap.add_argument(
+        "--keyframe-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a keyframe every N snapshots (default 0: one per boot)",
+    )
     args = ap.parse_args()
-    spec = simfleet.FleetSpec(devices=args.devices, stacks_per_device=args.stacks,
-                              hours=24.0 * args.days, seed=11, reboot_probability=0.0)
+    spec = simfleet.FleetSpec(
+        devices=args.devices,
+        stacks_per_device=args.stacks,
+        hours=24.0 * args.days,
+        seed=11,
+        reboot_probability=0.0,
+    )
     fl = simfleet.generate(spec)
     tmp = Path(tempfile.mkdtemp(prefix="kmemfleet-bench-"))
     pg = None
@@ -112,19 +128,34 @@ def main() -> int:
         pg = pgserver.get_server(str(tmp / "pg"), cleanup_mode="delete")
         dsn = str(pg.get_uri())
     address = f"127.0.0.1:{free_port()}"
-    server = subprocess.Popen([sys.executable, "-m", "kmemfleet.cli.main", "server", "--listen",
-                               address, "--dsn", dsn, "--insecure",
-                               # The timed catch-ups below do the work, not the
-                               # server's background one (maintenance loop).
-                               "--maintenance-interval", "86400"],
-                              stdout=(tmp / "server.log").open("wb"), stderr=subprocess.STDOUT,
-                              cwd=REPO)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kmemfleet.cli.main",
+            "server",
+            "--listen",
+            address,
+            "--dsn",
+            dsn,
+            "--insecure",
+            # The timed catch-ups below do the work, not the
+            # server's background one (maintenance loop).
+            "--maintenance-interval",
+            "86400",
+        ],
+        stdout=(tmp / "server.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
     try:
         wait_healthy(address, 60)
-        print(f"analysis bench: {args.devices} devices x {args.stacks} stacks + "
-              f"{len(simfleet.SLAB_NAMES)} slab caches, 5-min interval, {args.days} days, "
-              f"deltas as the agent sends them, keyframe every {args.keyframe_every or 'boot'}; "
-              "one catch-up per day")
+        print(
+            f"analysis bench: {args.devices} devices x {args.stacks} stacks + "
+            f"{len(simfleet.SLAB_NAMES)} slab caches, 5-min interval, {args.days} days, "
+            f"deltas as the agent sends them, keyframe every {args.keyframe_every or 'boot'}; "
+            "one catch-up per day"
+        )
         asyncio.run(run(address, dsn, fl, args.days, args.keyframe_every))
         return 0
     finally:

@@ -49,7 +49,10 @@ async def populate(dsn: str, devices: int, stacks: int) -> dict[str, float]:
                    mem_total, low_free)
                SELECT 'dev-' || d, 'boot-' || d, ($1::text[])[d % 5 + 1],
                       now() - interval '7 days', now(), 536870912, NULL
-                 FROM generate_series(0, $2 - 1) d""", VERSIONS, devices)
+                 FROM generate_series(0, $2 - 1) d""",
+            VERSIONS,
+            devices,
+        )
         await conn.execute(
             """INSERT INTO stacks (stack_id, source, module, frames, signature)
                SELECT f * 100000 + s, 1, 'mod' || (s % 7),
@@ -58,7 +61,9 @@ async def populate(dsn: str, devices: int, stacks: int) -> dict[str, float]:
                                            'module', 'mod' || (s % 7)),
                         jsonb_build_object('function', 'caller_' || s, 'offset', 40 + f)),
                       'fn_' || s || ' [mod' || (s % 7) || '] <- caller_' || s
-                 FROM generate_series(0, 4) f, generate_series(0, $1 - 1) s""", stacks)
+                 FROM generate_series(0, 4) f, generate_series(0, $1 - 1) s""",
+            stacks,
+        )
         # ~2% of stacks leak on a share of devices; stack 7 regresses on 2.3.1 only.
         await conn.execute(
             """INSERT INTO analysis_series
@@ -72,16 +77,22 @@ async def populate(dsn: str, devices: int, stacks: int) -> dict[str, float]:
                  FROM generate_series(0, $2 - 1) d, generate_series(0, $3 - 1) s,
                       LATERAL (SELECT (s % 50 = 3 AND (d * 31 + s) % 10 < 4)
                                    OR (s = 7 AND d % 5 = 2 AND d % 10 < 9) AS lk) x""",
-            VERSIONS, devices, stacks)
+            VERSIONS,
+            devices,
+            stacks,
+        )
         times["populate_s"] = time.monotonic() - t0
         await conn.execute(
             """INSERT INTO analysis_cohorts SELECT v, $2 / 5, 0 FROM unnest($1::text[]) v""",
-            VERSIONS, devices)
+            VERSIONS,
+            devices,
+        )
         await conn.execute("ANALYZE")
         t0 = time.monotonic()
         await conn.execute(
             """INSERT INTO analysis_dirty SELECT DISTINCT firmware_version, subject, signature
-                 FROM analysis_series""")
+                 FROM analysis_series"""
+        )
         async with conn.transaction():
             n = await refresh_summaries(conn)
         times["summary_rebuild_s"] = time.monotonic() - t0
@@ -123,32 +134,60 @@ def main() -> int:
     port = free_port()
     address = f"127.0.0.1:{port}"
     log = (tmp / "server.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "kmemfleet.cli.main", "server", "--listen",
-                               address, "--dsn", dsn, "--insecure"], stdout=log,
-                              stderr=subprocess.STDOUT, cwd=REPO)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kmemfleet.cli.main",
+            "server",
+            "--listen",
+            address,
+            "--dsn",
+            dsn,
+            "--insecure",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
     try:
         wait_healthy(address, 60)
-        print(f"query bench: {args.devices} devices x {args.stacks} stacks "
-              f"(= {args.devices * args.stacks:,} series verdicts), 5 firmware versions, "
-              "7-day boots; analysis tables filled by SQL (see docstring)")
+        print(
+            f"query bench: {args.devices} devices x {args.stacks} stacks "
+            f"(= {args.devices * args.stacks:,} series verdicts), 5 firmware versions, "
+            "7-day boots; analysis tables filled by SQL (see docstring)"
+        )
         info = asyncio.run(populate(dsn, args.devices, args.stacks))
-        print(f"populate {info['populate_s']:.1f} s; full summary rebuild from analysis_series "
-              f"{info['summary_rebuild_s']:.1f} s ({int(info['summaries'])} summaries)")
+        print(
+            f"populate {info['populate_s']:.1f} s; full summary rebuild from analysis_series "
+            f"{info['summary_rebuild_s']:.1f} s ({int(info['summaries'])} summaries)"
+        )
         with grpc.insecure_channel(address) as ch:
             stub = query_pb2_grpc.QueryStub(ch)
-            first = stub.Diff(query_pb2.DiffRequest(base_firmware="2.3.0",
-                                                    target_firmware="2.3.1"))
+            first = stub.Diff(query_pb2.DiffRequest(base_firmware="2.3.0", target_firmware="2.3.1"))
             assert first.entries and first.entries[0].signature.startswith("fn_7 "), first
-            leaks = timed(lambda: stub.Leaks(query_pb2.LeaksRequest(firmware_version="2.3.1",
-                                                                    top=20)), args.calls)
-            diffs = timed(lambda: stub.Diff(query_pb2.DiffRequest(
-                base_firmware="2.3.0", target_firmware="2.3.1", top=20)), args.calls)
-        print(f"leaks: p50 {p(leaks, 50):.1f} ms  p95 {p(leaks, 95):.1f} ms  "
-              f"(target p95 <= 100 ms) {'OK' if p(leaks, 95) <= 100 else 'MISSED'}")
-        print(f"diff:  p50 {p(diffs, 50):.1f} ms  p95 {p(diffs, 95):.1f} ms  "
-              f"(target p95 <= 200 ms) {'OK' if p(diffs, 95) <= 200 else 'MISSED'}")
-        print("baseline: answering from samples would scan "
-              f"{args.devices * args.stacks * 7 * 288:,} rows (7 d at 5 min) per query")
+            leaks = timed(
+                lambda: stub.Leaks(query_pb2.LeaksRequest(firmware_version="2.3.1", top=20)),
+                args.calls,
+            )
+            diffs = timed(
+                lambda: stub.Diff(
+                    query_pb2.DiffRequest(base_firmware="2.3.0", target_firmware="2.3.1", top=20)
+                ),
+                args.calls,
+            )
+        print(
+            f"leaks: p50 {p(leaks, 50):.1f} ms  p95 {p(leaks, 95):.1f} ms  "
+            f"(target p95 <= 100 ms) {'OK' if p(leaks, 95) <= 100 else 'MISSED'}"
+        )
+        print(
+            f"diff:  p50 {p(diffs, 50):.1f} ms  p95 {p(diffs, 95):.1f} ms  "
+            f"(target p95 <= 200 ms) {'OK' if p(diffs, 95) <= 200 else 'MISSED'}"
+        )
+        print(
+            "baseline: answering from samples would scan "
+            f"{args.devices * args.stacks * 7 * 288:,} rows (7 d at 5 min) per query"
+        )
         return 0
     finally:
         server.terminate()

@@ -128,8 +128,11 @@ def wait_healthy(address: str, timeout: float = 30.0, credentials: object = None
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     deadline = time.monotonic() + timeout
-    channel = (grpc.secure_channel(address, credentials) if credentials  # type: ignore[arg-type]
-               else grpc.insecure_channel(address))
+    channel = (
+        grpc.secure_channel(address, credentials)
+        if credentials  # type: ignore[arg-type]
+        else grpc.insecure_channel(address)
+    )
     with channel as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         while True:

@@ -66,31 +66,51 @@ def draw_benign(rng: random.Random, duration_hours: float) -> Behaviour:
         return Behaviour("noise", base, noise=base * rng.uniform(0.01, 0.1))
     if r < 0.72:
         fill = rng.uniform(0.5, min(6.0, duration_hours / 4))
-        return Behaviour("plateau", base, amplitude=base * rng.uniform(0.5, 20),
-                         period_hours=fill, noise=base * 0.005)
+        return Behaviour(
+            "plateau",
+            base,
+            amplitude=base * rng.uniform(0.5, 20),
+            period_hours=fill,
+            noise=base * 0.005,
+        )
     if r < 0.88:
-        return Behaviour("sawtooth", base, amplitude=base * rng.uniform(0.5, 10),
-                         period_hours=rng.uniform(0.25, min(6.0, duration_hours / 4)),
-                         noise=base * 0.005)
-    bursts = tuple(sorted((rng.uniform(0, duration_hours), rng.uniform(0.05, 0.5))
-                          for _ in range(rng.randint(1, 6))))
+        return Behaviour(
+            "sawtooth",
+            base,
+            amplitude=base * rng.uniform(0.5, 10),
+            period_hours=rng.uniform(0.25, min(6.0, duration_hours / 4)),
+            noise=base * 0.005,
+        )
+    bursts = tuple(
+        sorted(
+            (rng.uniform(0, duration_hours), rng.uniform(0.05, 0.5))
+            for _ in range(rng.randint(1, 6))
+        )
+    )
     return Behaviour("burst", base, amplitude=base * rng.uniform(1, 50), bursts=bursts)
 
 
-def draw_leak(rng: random.Random, duration_hours: float, kind: str | None = None,
-              rate: float | None = None) -> Behaviour:
+def draw_leak(
+    rng: random.Random, duration_hours: float, kind: str | None = None, rate: float | None = None
+) -> Behaviour:
     """A leaking behaviour; rate log-uniform between 1.5 KiB/h and 256 KiB/h."""
     base = rng.choice((4, 16, 64)) * KIB * rng.uniform(0.5, 2.0)
-    rate = rate if rate is not None else KIB * math.exp(rng.uniform(math.log(1.5),
-                                                                    math.log(256)))
+    rate = rate if rate is not None else KIB * math.exp(rng.uniform(math.log(1.5), math.log(256)))
     kind = kind or rng.choices(("leak", "event_leak", "leak_release"), (0.6, 0.2, 0.2))[0]
     noise = min(base * 0.01, rate * 0.5)
     if kind == "event_leak":
-        return Behaviour(kind, base, rate=rate, onset_hours=rng.uniform(1.0, duration_hours / 2),
-                         noise=noise)
+        return Behaviour(
+            kind, base, rate=rate, onset_hours=rng.uniform(1.0, duration_hours / 2), noise=noise
+        )
     if kind == "leak_release":
-        return Behaviour(kind, base, rate=rate, amplitude=rate * rng.uniform(2, 6),
-                         period_hours=rng.uniform(0.5, 3.0), noise=noise)
+        return Behaviour(
+            kind,
+            base,
+            rate=rate,
+            amplitude=rate * rng.uniform(2, 6),
+            period_hours=rng.uniform(0.5, 3.0),
+            noise=noise,
+        )
     return Behaviour(kind, base, rate=rate, noise=noise)
 
 

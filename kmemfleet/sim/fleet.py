@@ -36,16 +36,48 @@ from kmemfleet.sim.behaviours import (
 MIN_LEAK_RATE = 1024.0  # the accuracy promise covers leaks from 1 KiB/h
 MIN_ACTIVE_HOURS = 4.0  # a leak must have grown this long in a boot to be expected
 HOUR_NS = 3_600_000_000_000
-SLAB_NAMES = ("kmalloc-32", "kmalloc-64", "kmalloc-128", "kmalloc-256", "kmalloc-512",
-              "kmalloc-1k", "kmalloc-2k", "kmalloc-4k", "dentry", "inode_cache",
-              "buffer_head", "radix_tree_node", "skbuff_head_cache", "task_struct",
-              "vm_area_struct", "filp", "sock_inode_cache", "ext4_inode_cache",
-              "anon_vma", "pid")
+SLAB_NAMES = (
+    "kmalloc-32",
+    "kmalloc-64",
+    "kmalloc-128",
+    "kmalloc-256",
+    "kmalloc-512",
+    "kmalloc-1k",
+    "kmalloc-2k",
+    "kmalloc-4k",
+    "dentry",
+    "inode_cache",
+    "buffer_head",
+    "radix_tree_node",
+    "skbuff_head_cache",
+    "task_struct",
+    "vm_area_struct",
+    "filp",
+    "sock_inode_cache",
+    "ext4_inode_cache",
+    "anon_vma",
+    "pid",
+)
 PLANTED_SLAB = "leaky_cache"
 MODULES = ("", "", "", "wlan", "nf_conntrack", "ubifs", "leaky")
 VERBS = ("alloc", "init", "get", "add", "new", "clone", "grow", "queue", "map", "create")
-NOUNS = ("skb", "buf", "entry", "node", "ctx", "req", "desc", "page", "work", "event",
-         "table", "conn", "msg", "frag", "timer")
+NOUNS = (
+    "skb",
+    "buf",
+    "entry",
+    "node",
+    "ctx",
+    "req",
+    "desc",
+    "page",
+    "work",
+    "event",
+    "table",
+    "conn",
+    "msg",
+    "frag",
+    "timer",
+)
 
 
 @dataclass(frozen=True)
@@ -73,8 +105,10 @@ class StackDef:
     stack_id: int
 
     def frame_texts(self) -> list[str]:
-        return [f"{fn}+0x{off:x}/0x{ln:x}" + (f" [{mod}]" if mod else "")
-                for fn, off, ln, mod in self.frames]
+        return [
+            f"{fn}+0x{off:x}/0x{ln:x}" + (f" [{mod}]" if mod else "")
+            for fn, off, ln, mod in self.frames
+        ]
 
     def signature(self) -> str:
         return " <- ".join(f"{fn} [{mod}]" if mod else fn for fn, _, _, mod in self.frames)
@@ -113,8 +147,7 @@ class Fleet:
 
     def stack_by_id(self, firmware: str, stack_id: int) -> StackDef:
         if not self._by_id:
-            self._by_id = {(fw, d.stack_id): d for fw, defs in self.catalog.items()
-                           for d in defs}
+            self._by_id = {(fw, d.stack_id): d for fw, defs in self.catalog.items() for d in defs}
         return self._by_id[(firmware, stack_id)]
 
 
@@ -126,8 +159,10 @@ def _catalog(rng: random.Random, n: int, versions: tuple[str, ...]) -> dict[str,
         mod = rng.choice(MODULES)
         depth = rng.randint(3, 8)
         inner = f"{mod or 'kernel'}_{rng.choice(VERBS)}_{rng.choice(NOUNS)}_{i}"
-        chain = [(inner, mod)] + [(f"{rng.choice(VERBS)}_{rng.choice(NOUNS)}",
-                                   mod if k < 2 else "") for k in range(depth - 1)]
+        chain = [(inner, mod)] + [
+            (f"{rng.choice(VERBS)}_{rng.choice(NOUNS)}", mod if k < 2 else "")
+            for k in range(depth - 1)
+        ]
         chains.append(chain)
     chains[0][0] = ("leaky_steady_leak", "leaky")  # the planted regression's innermost frame
     out: dict[str, list[StackDef]] = {}
@@ -136,10 +171,11 @@ def _catalog(rng: random.Random, n: int, versions: tuple[str, ...]) -> dict[str,
         defs = []
         for i, chain in enumerate(chains):
             # Offsets move between builds; names do not: ids differ, signatures match.
-            frames = tuple((fn, vr.randrange(0x10, 0x200) + v, vr.randrange(0x200, 0x400), m)
-                           for fn, m in chain)
-            texts = [f"{fn}+0x{o:x}/0x{ln:x}" + (f" [{m}]" if m else "")
-                     for fn, o, ln, m in frames]
+            frames = tuple(
+                (fn, vr.randrange(0x10, 0x200) + v, vr.randrange(0x200, 0x400), m)
+                for fn, m in chain
+            )
+            texts = [f"{fn}+0x{o:x}/0x{ln:x}" + (f" [{m}]" if m else "") for fn, o, ln, m in frames]
             mod = next((m for _, _, _, m in frames if m), "")
             defs.append(StackDef(i, frames, mod, stack_id(texts)))
         out[version] = defs
@@ -159,8 +195,11 @@ def _schedule(rng: random.Random, spec: FleetSpec) -> list[Boot]:
     boots = []
     for k, start in enumerate(cuts):
         end = cuts[k + 1] if k + 1 < len(cuts) else float("inf")
-        boot = Boot(str(uuid.UUID(int=rng.getrandbits(128), version=4)), start,
-                    [t for t in times if start <= t < end])
+        boot = Boot(
+            str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            start,
+            [t for t in times if start <= t < end],
+        )
         if boot.times:
             boots.append(boot)
     return boots
@@ -186,9 +225,11 @@ def generate(spec: FleetSpec) -> Fleet:
         drng = random.Random(rng.getrandbits(64))
         stacks: dict[int, Behaviour] = {}
         for i in range(spec.stacks_per_device):
-            leak_here = ((i == regression and version == target and drng.random() < 0.85)
-                         or (i == fixed and version == base and drng.random() < 0.85)
-                         or (i in common_share and drng.random() < common_share[i]))
+            leak_here = (
+                (i == regression and version == target and drng.random() < 0.85)
+                or (i == fixed and version == base and drng.random() < 0.85)
+                or (i in common_share and drng.random() < common_share[i])
+            )
             if leak_here:
                 rate = common_rate.get(i, KIB * 24) * drng.uniform(0.7, 1.4)
                 stacks[i] = draw_leak(drng, spec.hours, rate=rate)
@@ -198,16 +239,28 @@ def generate(spec: FleetSpec) -> Fleet:
                 stacks[i] = draw_benign(drng, spec.hours)
         slabs: dict[str, tuple[int, Behaviour]] = {}
         for name in SLAB_NAMES:
-            slabs[name] = (drng.choice((32, 64, 128, 256, 512, 1024)),
-                           draw_benign(drng, spec.hours))
+            slabs[name] = (
+                drng.choice((32, 64, 128, 256, 512, 1024)),
+                draw_benign(drng, spec.hours),
+            )
         if version == target:
-            slabs[PLANTED_SLAB] = (192, Behaviour("leak", 64 * KIB, rate=6 * KIB,
-                                                  noise=512.0))
+            slabs[PLANTED_SLAB] = (192, Behaviour("leak", 64 * KIB, rate=6 * KIB, noise=512.0))
         arch = drng.choice(("armv7l", "aarch64", "x86_64"))
         mem = drng.choice((256, 512, 1024, 2048)) * 1024 * 1024
         low = mem // 2 if arch == "armv7l" else None
-        devices.append(SimDevice(f"sim-{spec.seed}-{d:05d}", version, arch, mem, low,
-                                 drng.getrandbits(64), _schedule(drng, spec), stacks, slabs))
+        devices.append(
+            SimDevice(
+                f"sim-{spec.seed}-{d:05d}",
+                version,
+                arch,
+                mem,
+                low,
+                drng.getrandbits(64),
+                _schedule(drng, spec),
+                stacks,
+                slabs,
+            )
+        )
     sig = {i: catalog[target][i].signature() for i in (regression, fixed)}
     return Fleet(spec, catalog, devices, sig[regression], sig[fixed], base, target)
 
@@ -234,8 +287,9 @@ def captures(fleet: Fleet, device: SimDevice) -> Iterator[Capture]:
             for name, (objsize, b) in device.slabs.items():
                 objs = value(b, since, rng) // objsize
                 slabs[name] = (objs, objsize)
-            yield Capture(boot.boot_id, start_ns + int(t * HOUR_NS),
-                          since * 3600 + 30.0, stacks, slabs)
+            yield Capture(
+                boot.boot_id, start_ns + int(t * HOUR_NS), since * 3600 + 30.0, stacks, slabs
+            )
 
 
 def label(b: Behaviour, boot: Boot) -> str:
@@ -272,26 +326,54 @@ def ground_truth(fleet: Fleet) -> dict[str, Any]:
     devices = []
     for dev in fleet.devices:
         defs = fleet.catalog[dev.firmware]
-        devices.append({"device_id": dev.device_id, "firmware_version": dev.firmware,
-                        "arch": dev.arch, "mem_total": dev.mem_total,
-                        "low_free": dev.low_free,
-                        "boots": [{"boot_id": b.boot_id, "start_hours": b.start_hours,
-                                   "captures": len(b.times)} for b in dev.boots]})
+        devices.append(
+            {
+                "device_id": dev.device_id,
+                "firmware_version": dev.firmware,
+                "arch": dev.arch,
+                "mem_total": dev.mem_total,
+                "low_free": dev.low_free,
+                "boots": [
+                    {"boot_id": b.boot_id, "start_hours": b.start_hours, "captures": len(b.times)}
+                    for b in dev.boots
+                ],
+            }
+        )
         for boot in dev.boots:
             for i, b in dev.stacks.items():
-                series.append({"device_id": dev.device_id, "boot_id": boot.boot_id,
-                               "subject": "stack", "key": f"{defs[i].stack_id:016x}",
-                               "signature": defs[i].signature(), "behaviour": b.kind,
-                               "rate_bytes_per_hour": b.rate, "label": label(b, boot)})
+                series.append(
+                    {
+                        "device_id": dev.device_id,
+                        "boot_id": boot.boot_id,
+                        "subject": "stack",
+                        "key": f"{defs[i].stack_id:016x}",
+                        "signature": defs[i].signature(),
+                        "behaviour": b.kind,
+                        "rate_bytes_per_hour": b.rate,
+                        "label": label(b, boot),
+                    }
+                )
             for name, (_, b) in dev.slabs.items():
-                series.append({"device_id": dev.device_id, "boot_id": boot.boot_id,
-                               "subject": "slab_cache", "key": name, "signature": name,
-                               "behaviour": b.kind, "rate_bytes_per_hour": b.rate,
-                               "label": label(b, boot)})
-    return {"seed": fleet.spec.seed, "spec": {**fleet.spec.__dict__,
-                                              "firmware_versions": list(
-                                                  fleet.spec.firmware_versions)},
-            "base_firmware": fleet.base_firmware, "target_firmware": fleet.target_firmware,
-            "regression_signature": fleet.regression_signature,
-            "fixed_signature": fleet.fixed_signature, "planted_slab_cache": PLANTED_SLAB,
-            "devices": devices, "series": series}
+                series.append(
+                    {
+                        "device_id": dev.device_id,
+                        "boot_id": boot.boot_id,
+                        "subject": "slab_cache",
+                        "key": name,
+                        "signature": name,
+                        "behaviour": b.kind,
+                        "rate_bytes_per_hour": b.rate,
+                        "label": label(b, boot),
+                    }
+                )
+    return {
+        "seed": fleet.spec.seed,
+        "spec": {**fleet.spec.__dict__, "firmware_versions": list(fleet.spec.firmware_versions)},
+        "base_firmware": fleet.base_firmware,
+        "target_firmware": fleet.target_firmware,
+        "regression_signature": fleet.regression_signature,
+        "fixed_signature": fleet.fixed_signature,
+        "planted_slab_cache": PLANTED_SLAB,
+        "devices": devices,
+        "series": series,
+    }

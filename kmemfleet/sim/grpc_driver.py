@@ -25,8 +25,13 @@ class DriveError(RuntimeError):
     """The server rejected a simulated snapshot: the simulator or server is wrong."""
 
 
-async def _stream(stub: ingest_pb2_grpc.IngestStub, fleet: Fleet, device: SimDevice,
-                  metadata: tuple[tuple[str, str], ...], result: DriveResult) -> None:
+async def _stream(
+    stub: ingest_pb2_grpc.IngestStub,
+    fleet: Fleet,
+    device: SimDevice,
+    metadata: tuple[tuple[str, str], ...],
+    result: DriveResult,
+) -> None:
     async def requests() -> AsyncIterator[pb.Snapshot]:
         for snap in device_snapshots(fleet, device):
             yield snap
@@ -43,16 +48,23 @@ async def _stream(stub: ingest_pb2_grpc.IngestStub, fleet: Fleet, device: SimDev
             raise DriveError(f"{device.device_id} seq {ack.seq} rejected: {ack.message}")
 
 
-async def drive_grpc(fleet: Fleet, address: str, insecure: bool = True, token: str | None = None,
-                     concurrency: int = 8, tls_ca: str | None = None) -> DriveResult:
+async def drive_grpc(
+    fleet: Fleet,
+    address: str,
+    insecure: bool = True,
+    token: str | None = None,
+    concurrency: int = 8,
+    tls_ca: str | None = None,
+) -> DriveResult:
     """Send every device's snapshots (one stream per device, `concurrency` at a time).
 
     Returns when every snapshot was acknowledged (so it is durable on the server).
     """
     from pathlib import Path
 
-    cfg = ClientConfig(server=address, token=token, insecure=insecure,
-                       tls_ca=Path(tls_ca) if tls_ca else None)
+    cfg = ClientConfig(
+        server=address, token=token, insecure=insecure, tls_ca=Path(tls_ca) if tls_ca else None
+    )
     result = DriveResult()
     gate = asyncio.Semaphore(concurrency)
     async with aio_channel(cfg) as channel:

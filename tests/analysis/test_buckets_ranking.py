@@ -27,15 +27,24 @@ def test_a_drop_inside_a_bucket_shows_in_its_high() -> None:
     assert s[1].hi == 100.0 and s[1].lo == 5.0 and s[1].last == 5.0
 
 
-def row(dev: str, leaking: bool, slope: float = 0.0, span: float = 10.0,
-        memory: int | None = 1 << 30) -> SeriesRow:
-    return SeriesRow(dev, "k-" + dev, leaking, slope, slope * span if leaking else 0.0, 0.8,
-                     span, memory)
+def row(
+    dev: str, leaking: bool, slope: float = 0.0, span: float = 10.0, memory: int | None = 1 << 30
+) -> SeriesRow:
+    return SeriesRow(
+        dev, "k-" + dev, leaking, slope, slope * span if leaking else 0.0, 0.8, span, memory
+    )
 
 
 def test_summary_counts_devices_once_and_uses_the_longest_leaking_boot() -> None:
-    sm = ranking.summarize([row("a", True, 2048, span=20), row("a", True, 9999, span=3),
-                            row("b", True, 4096), row("c", False), row("d", False)])
+    sm = ranking.summarize(
+        [
+            row("a", True, 2048, span=20),
+            row("a", True, 9999, span=3),
+            row("b", True, 4096),
+            row("c", False),
+            row("d", False),
+        ]
+    )
     assert (sm.devices_observed, sm.devices_leaking) == (4, 2)
     assert sm.share_leaking == 0.5
     assert sm.median_slope == pytest.approx((2048 + 4096) / 2)
@@ -61,4 +70,8 @@ def test_one_misjudged_device_in_a_big_cohort_does_not_count_as_leaking() -> Non
 
 def test_versions_sort_numerically() -> None:
     assert sorted(["2.10.0", "2.9.1", "2.3.1-rc1", "2.3.1"], key=ranking.version_key) == [
-        "2.3.1", "2.3.1-rc1", "2.9.1", "2.10.0"]
+        "2.3.1",
+        "2.3.1-rc1",
+        "2.9.1",
+        "2.10.0",
+    ]

@@ -16,15 +16,23 @@ LEAK, PLATEAU, GONE = 0x1111, 0x2222, 0x3333
 
 
 def _def(sid: int, fn: str) -> pb.StackDefinition:
-    return pb.StackDefinition(stack_id=sid, module="drv", source=pb.STACK_SOURCE_MLT,
-                              frames=[pb.Frame(function=fn, offset=0x10 + sid % 7, module="drv"),
-                                      pb.Frame(function="caller", offset=0x40)])
+    return pb.StackDefinition(
+        stack_id=sid,
+        module="drv",
+        source=pb.STACK_SOURCE_MLT,
+        frames=[
+            pb.Frame(function=fn, offset=0x10 + sid % 7, module="drv"),
+            pb.Frame(function="caller", offset=0x40),
+        ],
+    )
 
 
 def _values(h: float) -> dict[int, int]:
-    return {LEAK: int(4096 + 8192 * h),  # 8 KiB/h
-            PLATEAU: int(4096 + 500_000 * (1 - math.exp(-3 * h))) if h < 2 else 504_096,
-            GONE: 9000 if h < 3 else 0}
+    return {
+        LEAK: int(4096 + 8192 * h),  # 8 KiB/h
+        PLATEAU: int(4096 + 500_000 * (1 - math.exp(-3 * h))) if h < 2 else 504_096,
+        GONE: 9000 if h < 3 else 0,
+    }
 
 
 def _snapshots(device: str, start_ns: int, hours: float = 8) -> list[pb.Snapshot]:
@@ -34,16 +42,24 @@ def _snapshots(device: str, start_ns: int, hours: float = 8) -> list[pb.Snapshot
     for k in range(int(hours * 12) + 1):
         h = k / 12
         vals = _values(h)
-        snap = pb.Snapshot(seq=k + 1, captured_at_ns=start_ns + int(h * HOUR_NS),
-                           uptime_seconds=h * 3600 + 60, base_seq=k if k else 0,
-                           device=device_pb2.DeviceIdentity(device_id=device,
-                                                            firmware_version="7.0.1",
-                                                            boot_id=f"boot-{device}"))
+        snap = pb.Snapshot(
+            seq=k + 1,
+            captured_at_ns=start_ns + int(h * HOUR_NS),
+            uptime_seconds=h * 3600 + 60,
+            base_seq=k if k else 0,
+            device=device_pb2.DeviceIdentity(
+                device_id=device, firmware_version="7.0.1", boot_id=f"boot-{device}"
+            ),
+        )
         snap.meminfo["MemTotal"] = 256 << 20
         if k == 0:
-            snap.stack_definitions.extend([_def(LEAK, "drv_leak_buf"),
-                                           _def(PLATEAU, "drv_cache_fill"),
-                                           _def(GONE, "drv_temp")])
+            snap.stack_definitions.extend(
+                [
+                    _def(LEAK, "drv_leak_buf"),
+                    _def(PLATEAU, "drv_cache_fill"),
+                    _def(GONE, "drv_temp"),
+                ]
+            )
         for sid, v in vals.items():
             if v == prev.get(sid):
                 continue
@@ -77,9 +93,12 @@ def test_deltas_plateau_and_freshness_through_the_database(grpc_server: RunningS
         for snaps in first:
             _push(ingest, snaps[19:])
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(
-                lambda _: query.Leaks(query_pb2.LeaksRequest(firmware_version="7.0.1")),
-                range(2)))
+            answers = list(
+                pool.map(
+                    lambda _: query.Leaks(query_pb2.LeaksRequest(firmware_version="7.0.1")),
+                    range(2),
+                )
+            )
     for resp in answers:
         sigs = [e.signature for e in resp.entries]
         assert sigs == ["drv_leak_buf [drv] <- caller"], sigs

@@ -13,12 +13,18 @@ from kmemfleet.server.analysis import buckets, trend
 KIB = 1024.0
 
 
-def judged(fn: Callable[[float, random.Random], float], hours: float = 24.0,
-           interval_s: float = 300.0, seed: int = 1) -> trend.Verdict:
+def judged(
+    fn: Callable[[float, random.Random], float],
+    hours: float = 24.0,
+    interval_s: float = 300.0,
+    seed: int = 1,
+) -> trend.Verdict:
     """Sample fn(t_hours, rng) every interval, fold into buckets, judge."""
     rng = random.Random(seed)
-    samples = [(k * interval_s, fn(k * interval_s / 3600, rng))
-               for k in range(int(hours * 3600 / interval_s) + 1)]
+    samples = [
+        (k * interval_s, fn(k * interval_s / 3600, rng))
+        for k in range(int(hours * 3600 / interval_s) + 1)
+    ]
     grid = sorted({buckets.bucket_of(t) for t, _ in samples})
     return trend.judge(buckets.series(buckets.fold(samples), grid))
 

@@ -8,8 +8,7 @@ from tests.conftest import run_cli
 
 
 def test_demo_round_trips_a_real_snapshot_and_ranks_the_planted_regression_first() -> None:
-    out = run_cli("--log-level", "warning", "demo", "--devices", "12", "--hours", "12",
-                  timeout=600)
+    out = run_cli("--log-level", "warning", "demo", "--devices", "12", "--hours", "12", timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert "[1/4] server listening on 127.0.0.1:" in text

@@ -22,8 +22,15 @@ def test_agent_once_snapshot_comes_back_out_of_the_query(
 ) -> None:
     root = make_root(tmp_path, device_id="dev-e2e-1", firmware="2.3.1")
     agent = run_cli(
-        "agent", "--once", "--insecure", "--server", grpc_server.address, "--proc-root", str(root),
-        "--spool-dir", str(tmp_path / "spool"),
+        "agent",
+        "--once",
+        "--insecure",
+        "--server",
+        grpc_server.address,
+        "--proc-root",
+        str(root),
+        "--spool-dir",
+        str(tmp_path / "spool"),
     )
     assert agent.returncode == 0, agent.stderr
     out = run_cli(

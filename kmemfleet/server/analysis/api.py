@@ -29,8 +29,9 @@ def configure(min_span_s: float, min_points: int, bucket_s: int) -> None:
     Series judged before keep their verdict until their boot sends more data.
     """
     global _analyzer
-    _analyzer = Analyzer(min_span_hours=min_span_s / 3600.0, min_points=min_points,
-                         bucket_seconds=bucket_s)
+    _analyzer = Analyzer(
+        min_span_hours=min_span_s / 3600.0, min_points=min_points, bucket_seconds=bucket_s
+    )
 
 
 async def catch_up(pool: asyncpg.Pool) -> CatchUp:
@@ -40,41 +41,67 @@ async def catch_up(pool: asyncpg.Pool) -> CatchUp:
 def _stack(row: asyncpg.Record) -> pb.StackDefinition:
     frames = json.loads(row["frames"]) if isinstance(row["frames"], str) else row["frames"]
     return pb.StackDefinition(
-        stack_id=row["stack_id"] & (2**64 - 1), module=row["module"], source=row["source"],
-        frames=[pb.Frame(function=f.get("function", ""), offset=f.get("offset", 0),
-                         length=f.get("length", 0), module=f.get("module", ""),
-                         address=f.get("address", 0), file=f.get("file", ""),
-                         line=f.get("line", 0)) for f in frames])
+        stack_id=row["stack_id"] & (2**64 - 1),
+        module=row["module"],
+        source=row["source"],
+        frames=[
+            pb.Frame(
+                function=f.get("function", ""),
+                offset=f.get("offset", 0),
+                length=f.get("length", 0),
+                module=f.get("module", ""),
+                address=f.get("address", 0),
+                file=f.get("file", ""),
+                line=f.get("line", 0),
+            )
+            for f in frames
+        ],
+    )
 
 
-async def _entries(conn: asyncpg.Connection,
-                   rows: Iterable[asyncpg.Record]) -> dict[tuple[str, int, str],
-                                                           query_pb2.LeakEntry]:
+async def _entries(
+    conn: asyncpg.Connection, rows: Iterable[asyncpg.Record]
+) -> dict[tuple[str, int, str], query_pb2.LeakEntry]:
     """LeakEntry per (firmware, subject, signature), with stack frames and first-seen."""
     rows = list(rows)
     stack_ids = [int(r["representative"]) for r in rows if r["subject"] == SUBJECT_STACK]
-    stacks = {r["stack_id"]: r for r in await conn.fetch(
-        "SELECT stack_id, source, module, frames FROM stacks WHERE stack_id = ANY($1)",
-        stack_ids)} if stack_ids else {}
+    stacks = (
+        {
+            r["stack_id"]: r
+            for r in await conn.fetch(
+                "SELECT stack_id, source, module, frames FROM stacks WHERE stack_id = ANY($1)",
+                stack_ids,
+            )
+        }
+        if stack_ids
+        else {}
+    )
     first: dict[tuple[int, str], str] = {}
     for r in await conn.fetch(
-            """SELECT subject, signature, firmware_version FROM analysis_summary
+        """SELECT subject, signature, firmware_version FROM analysis_summary
                 WHERE signature = ANY($1::text[]) AND devices_leaking > 0""",
-            sorted({r["signature"] for r in rows})):
+        sorted({r["signature"] for r in rows}),
+    ):
         k = (r["subject"], r["signature"])
-        if k not in first or (ranking.version_key(r["firmware_version"])
-                              < ranking.version_key(first[k])):
+        if k not in first or (
+            ranking.version_key(r["firmware_version"]) < ranking.version_key(first[k])
+        ):
             first[k] = r["firmware_version"]
     out = {}
     for r in rows:
         e = query_pb2.LeakEntry(
-            signature=r["signature"], devices_observed=r["devices_observed"],
-            devices_leaking=r["devices_leaking"], share_leaking=r["share_leaking"],
+            signature=r["signature"],
+            devices_observed=r["devices_observed"],
+            devices_leaking=r["devices_leaking"],
+            share_leaking=r["share_leaking"],
             median_slope_bytes_per_hour=r["median_slope"],
-            p90_slope_bytes_per_hour=r["p90_slope"], total_leaked_bytes=r["total_leaked"],
+            p90_slope_bytes_per_hour=r["p90_slope"],
+            total_leaked_bytes=r["total_leaked"],
             projected_hours_to_exhaust=r["projected_hours"],
             first_seen_firmware=first.get((r["subject"], r["signature"]), ""),
-            score=r["score"], confidence=r["confidence"])
+            score=r["score"],
+            confidence=r["confidence"],
+        )
         if r["subject"] == SUBJECT_SLAB:
             e.subject = query_pb2.LEAK_SUBJECT_SLAB_CACHE
             e.slab_cache = r["signature"]
@@ -93,23 +120,29 @@ async def leaks(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> query_pb
     async with pool.acquire() as conn:
         devices = await conn.fetchval(
             "SELECT devices FROM analysis_cohorts WHERE firmware_version = $1",
-            request.firmware_version)
+            request.firmware_version,
+        )
         rows = await conn.fetch(
             """SELECT * FROM analysis_summary WHERE firmware_version = $1 AND devices_leaking > 0
                 ORDER BY score DESC, devices_leaking DESC, signature LIMIT $2""",
-            request.firmware_version, top)
+            request.firmware_version,
+            top,
+        )
         entries = await _entries(conn, rows)
     return query_pb2.LeaksResponse(
-        firmware_version=request.firmware_version, devices=devices or 0,
-        entries=[entries[(r["firmware_version"], r["subject"], r["signature"])] for r in rows])
+        firmware_version=request.firmware_version,
+        devices=devices or 0,
+        entries=[entries[(r["firmware_version"], r["subject"], r["signature"])] for r in rows],
+    )
 
 
-def classify(base: query_pb2.LeakEntry | None,
-             target: query_pb2.LeakEntry | None) -> int | None:
+def classify(base: query_pb2.LeakEntry | None, target: query_pb2.LeakEntry | None) -> int | None:
     """REGRESSION / FIXED / UNCHANGED, or None when it leaks on neither cohort."""
+
     def leaks_on(e: query_pb2.LeakEntry | None) -> bool:
-        return e is not None and ranking.cohort_leaks(e.devices_leaking, e.share_leaking,
-                                                          e.devices_observed)
+        return e is not None and ranking.cohort_leaks(
+            e.devices_leaking, e.share_leaking, e.devices_observed
+        )
 
     b, t = leaks_on(base), leaks_on(target)
     if t and not b:
@@ -131,11 +164,15 @@ async def diff(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.
                 WHERE firmware_version = ANY($1::text[]) AND (subject, signature) IN (
                       SELECT subject, signature FROM analysis_summary
                        WHERE firmware_version = ANY($1::text[]) AND devices_leaking > 0)""",
-            versions)
+            versions,
+        )
         entries = await _entries(conn, rows)
     keys = sorted({(s, sig) for _, s, sig in entries})
     found: dict[int, list[tuple[float, query_pb2.DiffEntry]]] = {
-        int(Change.REGRESSION): [], int(Change.FIXED): [], int(Change.UNCHANGED): []}
+        int(Change.REGRESSION): [],
+        int(Change.FIXED): [],
+        int(Change.UNCHANGED): [],
+    }
     for subject, sig in keys:
         base = entries.get((request.base_firmware, subject, sig))
         target = entries.get((request.target_firmware, subject, sig))
@@ -147,10 +184,11 @@ async def diff(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.
             d.base.CopyFrom(base)
         if target is not None:
             d.target.CopyFrom(target)
-        rank = (base if change == Change.FIXED else target)
+        rank = base if change == Change.FIXED else target
         found[change].append((rank.score if rank is not None else 0.0, d))
-    resp = query_pb2.DiffResponse(base_firmware=request.base_firmware,
-                                  target_firmware=request.target_firmware)
+    resp = query_pb2.DiffResponse(
+        base_firmware=request.base_firmware, target_firmware=request.target_firmware
+    )
     # Top N per class: many regressions must not hide the fixes.
     for change in (Change.REGRESSION, Change.FIXED, Change.UNCHANGED):
         ordered = sorted(found[int(change)], key=lambda x: (-x[0], x[1].signature))

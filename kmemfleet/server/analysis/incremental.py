@@ -160,9 +160,12 @@ class CatchUp:
 class Analyzer:
     """Holds the (immutable) stack-signature cache between catch-ups."""
 
-    def __init__(self, min_span_hours: float = trend.MIN_SPAN_HOURS,
-                 min_points: int = trend.MIN_POINTS,
-                 bucket_seconds: int = buckets.BUCKET_SECONDS) -> None:
+    def __init__(
+        self,
+        min_span_hours: float = trend.MIN_SPAN_HOURS,
+        min_points: int = trend.MIN_POINTS,
+        bucket_seconds: int = buckets.BUCKET_SECONDS,
+    ) -> None:
         self._signatures: dict[str, str] = {}
         self.min_span_hours = min_span_hours
         self.min_points = min_points
@@ -192,9 +195,15 @@ class Analyzer:
                 await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
         stats.seconds = time.monotonic() - t0
         if stats.snapshots:
-            logger.info("analysis_caught_up", snapshots=stats.snapshots, samples=stats.samples,
-                        series=stats.series, summaries=stats.summaries,
-                        seconds=round(stats.seconds, 3), complete=stats.complete)
+            logger.info(
+                "analysis_caught_up",
+                snapshots=stats.snapshots,
+                samples=stats.samples,
+                series=stats.series,
+                summaries=stats.summaries,
+                seconds=round(stats.seconds, 3),
+                complete=stats.complete,
+            )
         return stats
 
     async def _fold_batch(self, conn: asyncpg.Connection, stats: CatchUp) -> int:
@@ -204,11 +213,17 @@ class Analyzer:
                     ORDER BY enqueued_at LIMIT $1 FOR UPDATE SKIP LOCKED) s
                 WHERE q.device_id = s.device_id AND q.boot_id = s.boot_id AND q.seq = s.seq
                   AND q.captured_at = s.captured_at
-            RETURNING q.device_id, q.boot_id, q.seq, q.captured_at""", BATCH_SNAPSHOTS)
+            RETURNING q.device_id, q.boot_id, q.seq, q.captured_at""",
+            BATCH_SNAPSHOTS,
+        )
         if not rows:
             return 0
-        args = ([r["device_id"] for r in rows], [r["boot_id"] for r in rows],
-                [r["seq"] for r in rows], [r["captured_at"] for r in rows])
+        args = (
+            [r["device_id"] for r in rows],
+            [r["boot_id"] for r in rows],
+            [r["seq"] for r in rows],
+            [r["captured_at"] for r in rows],
+        )
         folded = 0
         for sql in (_FOLD_STACKS, _FOLD_SLABS):
             status = await conn.execute(sql, *args, float(self.bucket_seconds))
@@ -219,16 +234,25 @@ class Analyzer:
                SELECT DISTINCT d, b, to_timestamp(floor(extract(epoch FROM c)::float8 / $4::float8)
                                              * $4::float8)
                  FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(d, b, c)
-               ON CONFLICT DO NOTHING""", args[0], args[1], args[3], float(self.bucket_seconds))
+               ON CONFLICT DO NOTHING""",
+            args[0],
+            args[1],
+            args[3],
+            float(self.bucket_seconds),
+        )
         await conn.execute(
             """INSERT INTO analysis_touched SELECT DISTINCT d, b
                  FROM unnest($1::text[], $2::text[]) AS u(d, b) ON CONFLICT DO NOTHING""",
-            args[0], args[1])
+            args[0],
+            args[1],
+        )
         counts: dict[str, int] = defaultdict(int)
         fw = await conn.fetch(
             """SELECT b.firmware_version, count(*) AS n FROM unnest($1::text[], $2::text[]) AS
                u(d, b) JOIN boots b ON b.device_id = u.d AND b.boot_id = u.b GROUP BY 1""",
-            args[0], args[1])
+            args[0],
+            args[1],
+        )
         for r in fw:
             counts[r["firmware_version"]] += r["n"]
         await conn.executemany(
@@ -237,7 +261,8 @@ class Analyzer:
                              WHERE firmware_version = $1), $2)
                ON CONFLICT (firmware_version) DO UPDATE SET devices = excluded.devices,
                    samples = c.samples + excluded.samples""",
-            [(k, v) for k, v in counts.items()])
+            [(k, v) for k, v in counts.items()],
+        )
         stats.snapshots += len(rows)
         stats.samples += folded
         return len(rows)
@@ -250,13 +275,19 @@ class Analyzer:
         for subject, has in ((SUBJECT_STACK, "stacks"), (SUBJECT_SLAB, "slabs")):
             rows = [r for r in frames if r[has]]
             if rows:
-                await conn.execute(_ZERO_OMITTED.format(present=_PRESENT[subject]), *(
-                    [r[c] for r in rows]
-                    for c in ("device_id", "boot_id", "seq", "captured_at", "prev")),
-                    subject, float(self.bucket_seconds))
+                await conn.execute(
+                    _ZERO_OMITTED.format(present=_PRESENT[subject]),
+                    *(
+                        [r[c] for r in rows]
+                        for c in ("device_id", "boot_id", "seq", "captured_at", "prev")
+                    ),
+                    subject,
+                    float(self.bucket_seconds),
+                )
         await conn.executemany(
             "INSERT INTO analysis_keyframes VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            [(r["device_id"], r["boot_id"], r["captured_at"]) for r in frames])
+            [(r["device_id"], r["boot_id"], r["captured_at"]) for r in frames],
+        )
 
     async def _rejudge_touched(self, conn: asyncpg.Connection, stats: CatchUp) -> int:
         """Re-judge up to REJUDGE_BOOTS touched boots; returns how many."""
@@ -265,35 +296,53 @@ class Analyzer:
                    SELECT device_id, boot_id FROM analysis_touched LIMIT $1
                       FOR UPDATE SKIP LOCKED) s
                 WHERE t.device_id = s.device_id AND t.boot_id = s.boot_id
-            RETURNING t.device_id, t.boot_id""", REJUDGE_BOOTS)
+            RETURNING t.device_id, t.boot_id""",
+            REJUDGE_BOOTS,
+        )
         if rows:
             stats.series += await self._rejudge(
-                conn, sorted((r["device_id"], r["boot_id"]) for r in rows))
+                conn, sorted((r["device_id"], r["boot_id"]) for r in rows)
+            )
         return len(rows)
 
     async def _rejudge(self, conn: asyncpg.Connection, boots: list[tuple[str, str]]) -> int:
         devs, bids = [d for d, _ in boots], [b for _, b in boots]
-        firmware = {(r["device_id"], r["boot_id"]): r["firmware_version"] for r in await conn.fetch(
-            """SELECT b.device_id, b.boot_id, b.firmware_version FROM boots b
+        firmware = {
+            (r["device_id"], r["boot_id"]): r["firmware_version"]
+            for r in await conn.fetch(
+                """SELECT b.device_id, b.boot_id, b.firmware_version FROM boots b
                  JOIN unnest($1::text[], $2::text[]) AS u(d, b)
-                   ON b.device_id = u.d AND b.boot_id = u.b""", devs, bids)}
+                   ON b.device_id = u.d AND b.boot_id = u.b""",
+                devs,
+                bids,
+            )
+        }
         grid: dict[tuple[str, str], list[int]] = defaultdict(list)
         for r in await conn.fetch(
-                """SELECT g.device_id, g.boot_id, extract(epoch FROM g.bucket)::bigint AS t
+            """SELECT g.device_id, g.boot_id, extract(epoch FROM g.bucket)::bigint AS t
                      FROM analysis_boot_buckets g JOIN unnest($1::text[], $2::text[]) AS u(d, b)
-                       ON g.device_id = u.d AND g.boot_id = u.b ORDER BY 1, 2, 3""", devs, bids):
+                       ON g.device_id = u.d AND g.boot_id = u.b ORDER BY 1, 2, 3""",
+            devs,
+            bids,
+        ):
             grid[(r["device_id"], r["boot_id"])].append(r["t"])
         folds: dict[tuple[str, str, int, str], dict[int, buckets.Fold]] = defaultdict(dict)
         for r in await conn.fetch(
-                """SELECT a.device_id, a.boot_id, a.subject, a.key,
+            """SELECT a.device_id, a.boot_id, a.subject, a.key,
                           extract(epoch FROM a.bucket)::bigint AS t,
                           extract(epoch FROM a.last_at) AS last_at,
                           a.last_value, a.min_value, a.max_value
                      FROM analysis_buckets a JOIN unnest($1::text[], $2::text[]) AS u(d, b)
-                       ON a.device_id = u.d AND a.boot_id = u.b""", devs, bids):
+                       ON a.device_id = u.d AND a.boot_id = u.b""",
+            devs,
+            bids,
+        ):
             folds[(r["device_id"], r["boot_id"], r["subject"], r["key"])][r["t"]] = buckets.Fold(
-                float(r["last_at"]), float(r["last_value"]), float(r["min_value"]),
-                float(r["max_value"]))
+                float(r["last_at"]),
+                float(r["last_value"]),
+                float(r["min_value"]),
+                float(r["max_value"]),
+            )
         await self._load_signatures(conn, [k[3] for k in folds if k[2] == SUBJECT_STACK])
         cols: list[list[object]] = [[] for _ in range(15)]
         dirty: set[tuple[str, int, str]] = set()
@@ -302,11 +351,30 @@ class Analyzer:
             if fw is None:
                 continue
             sig = self._signatures.get(key, key) if subject == SUBJECT_STACK else key
-            v = trend.judge(buckets.series(f, grid[(dev, boot)]), self.min_span_hours,
-                            self.min_points)
-            for col, val in zip(cols, (dev, boot, subject, key, fw, sig, v.kind, v.leaking,
-                                       v.slope, v.p_value, v.growth, v.confidence, v.span_hours,
-                                       v.points, int(v.last)), strict=True):
+            v = trend.judge(
+                buckets.series(f, grid[(dev, boot)]), self.min_span_hours, self.min_points
+            )
+            for col, val in zip(
+                cols,
+                (
+                    dev,
+                    boot,
+                    subject,
+                    key,
+                    fw,
+                    sig,
+                    v.kind,
+                    v.leaking,
+                    v.slope,
+                    v.p_value,
+                    v.growth,
+                    v.confidence,
+                    v.span_hours,
+                    v.points,
+                    int(v.last),
+                ),
+                strict=True,
+            ):
                 col.append(val)
             dirty.add((fw, subject, sig))
         if cols[0]:
@@ -314,7 +382,8 @@ class Analyzer:
         if dirty:
             await conn.executemany(
                 "INSERT INTO analysis_dirty VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                sorted(dirty))
+                sorted(dirty),
+            )
         return len(cols[0])
 
     async def _load_signatures(self, conn: asyncpg.Connection, keys: list[str]) -> None:
@@ -322,8 +391,9 @@ class Analyzer:
         if not missing:
             return
         for r in await conn.fetch(
-                "SELECT stack_id::text AS k, signature FROM stacks WHERE stack_id = ANY($1)",
-                [int(k) for k in missing]):
+            "SELECT stack_id::text AS k, signature FROM stacks WHERE stack_id = ANY($1)",
+            [int(k) for k in missing],
+        ):
             self._signatures[r["k"]] = r["signature"]
 
 
@@ -337,26 +407,58 @@ async def refresh_summaries(conn: asyncpg.Connection) -> int:
     for (fw, subject), sigs in groups.items():
         per_sig: dict[str, list[ranking.SeriesRow]] = defaultdict(list)
         for r in await conn.fetch(
-                """SELECT s.signature, s.device_id, s.key, s.leaking, s.slope, s.growth,
+            """SELECT s.signature, s.device_id, s.key, s.leaking, s.slope, s.growth,
                           s.confidence, s.span_hours, coalesce(b.low_free, b.mem_total) AS mem
                      FROM analysis_series s JOIN boots b
                        ON b.device_id = s.device_id AND b.boot_id = s.boot_id
                     WHERE s.firmware_version = $1 AND s.subject = $2
-                      AND s.signature = ANY($3::text[])""", fw, subject, sigs):
-            per_sig[r["signature"]].append(ranking.SeriesRow(
-                r["device_id"], r["key"], r["leaking"], r["slope"], r["growth"],
-                r["confidence"], r["span_hours"], r["mem"]))
+                      AND s.signature = ANY($3::text[])""",
+            fw,
+            subject,
+            sigs,
+        ):
+            per_sig[r["signature"]].append(
+                ranking.SeriesRow(
+                    r["device_id"],
+                    r["key"],
+                    r["leaking"],
+                    r["slope"],
+                    r["growth"],
+                    r["confidence"],
+                    r["span_hours"],
+                    r["mem"],
+                )
+            )
         empty = sorted(set(sigs) - set(per_sig))
         if empty:  # no series left (retention): the summary goes too
             await conn.execute(
                 """DELETE FROM analysis_summary WHERE firmware_version = $1 AND subject = $2
-                      AND signature = ANY($3::text[])""", fw, subject, empty)
+                      AND signature = ANY($3::text[])""",
+                fw,
+                subject,
+                empty,
+            )
         for sig, rows in per_sig.items():
             sm = ranking.summarize(rows)
-            for col, val in zip(cols, (fw, subject, sig, sm.representative, sm.devices_observed,
-                                       sm.devices_leaking, sm.share_leaking, sm.median_slope,
-                                       sm.p90_slope, sm.total_leaked, sm.projected_hours,
-                                       sm.confidence, sm.score), strict=True):
+            for col, val in zip(
+                cols,
+                (
+                    fw,
+                    subject,
+                    sig,
+                    sm.representative,
+                    sm.devices_observed,
+                    sm.devices_leaking,
+                    sm.share_leaking,
+                    sm.median_slope,
+                    sm.p90_slope,
+                    sm.total_leaked,
+                    sm.projected_hours,
+                    sm.confidence,
+                    sm.score,
+                ),
+                strict=True,
+            ):
                 col.append(val)
     if cols[0]:
         await conn.execute(
@@ -370,5 +472,7 @@ async def refresh_summaries(conn: asyncpg.Connection) -> int:
                    share_leaking = excluded.share_leaking, median_slope = excluded.median_slope,
                    p90_slope = excluded.p90_slope, total_leaked = excluded.total_leaked,
                    projected_hours = excluded.projected_hours,
-                   confidence = excluded.confidence, score = excluded.score""", *cols)
+                   confidence = excluded.confidence, score = excluded.score""",
+            *cols,
+        )
     return len(cols[0])

@@ -94,14 +94,23 @@ def summarize(rows: Iterable[SeriesRow]) -> Summary:
         if best is None or main.confidence > best.confidence:
             best = main
     if best is None:
-        best = max((r for rs in per_device.values() for r in rs),
-                   key=lambda r: r.span_hours)
+        best = max((r for rs in per_device.values() for r in rs), key=lambda r: r.span_hours)
     observed, leaking_n = len(per_device), len(slopes)
     share = leaking_n / observed if observed else 0.0
     median = percentile(slopes, 0.5)
     conf = percentile(confidences, 0.5)
-    return Summary(best.key, observed, leaking_n, share, median, percentile(slopes, 0.9), total,
-                   percentile(hours, 0.5), conf, score(leaking_n, share, median, conf))
+    return Summary(
+        best.key,
+        observed,
+        leaking_n,
+        share,
+        median,
+        percentile(slopes, 0.9),
+        total,
+        percentile(hours, 0.5),
+        conf,
+        score(leaking_n, share, median, conf),
+    )
 
 
 def cohort_leaks(devices_leaking: int, share: float, devices_observed: int) -> bool:

@@ -84,8 +84,12 @@ def mann_kendall(values: Sequence[float]) -> tuple[float, float]:
 
 def theil_sen(ts: Sequence[float], values: Sequence[float]) -> float:
     """Median of the pairwise slopes (units of values per unit of ts)."""
-    slopes = [(values[j] - values[i]) / (ts[j] - ts[i])
-              for i in range(len(ts) - 1) for j in range(i + 1, len(ts)) if ts[j] > ts[i]]
+    slopes = [
+        (values[j] - values[i]) / (ts[j] - ts[i])
+        for i in range(len(ts) - 1)
+        for j in range(i + 1, len(ts))
+        if ts[j] > ts[i]
+    ]
     return _median(slopes) if slopes else 0.0
 
 
@@ -102,9 +106,15 @@ def downsample(buckets: Sequence[Bucket], max_points: int = MAX_POINTS) -> list[
         return list(buckets)
     out = []
     for k in range(max_points):
-        group = buckets[k * n // max_points:(k + 1) * n // max_points]
-        out.append(Bucket(group[-1].t_hours, group[-1].last, min(b.lo for b in group),
-                          max(b.hi for b in group)))
+        group = buckets[k * n // max_points : (k + 1) * n // max_points]
+        out.append(
+            Bucket(
+                group[-1].t_hours,
+                group[-1].last,
+                min(b.lo for b in group),
+                max(b.hi for b in group),
+            )
+        )
     return out
 
 
@@ -139,8 +149,9 @@ def drop_indices(values: Sequence[float]) -> list[int]:
     steps = [values[i] - values[i - 1] for i in range(1, n)]
     med = _median(steps)
     step_noise = 1.4826 * _median([abs(d - med) for d in steps])
-    limit = max(SAWTOOTH_DROP_FRACTION * (max(values) - min(values)),
-                SAWTOOTH_DROP_NOISE * step_noise)
+    limit = max(
+        SAWTOOTH_DROP_FRACTION * (max(values) - min(values)), SAWTOOTH_DROP_NOISE * step_noise
+    )
     if limit <= 0:
         return []
     drops = []
@@ -161,8 +172,9 @@ def robust_sigma(ts: Sequence[float], values: Sequence[float], slope: float) -> 
     return 1.4826 * _median([abs(r - med) for r in resid])
 
 
-def judge(series: Sequence[Bucket], min_span_hours: float = MIN_SPAN_HOURS,
-          min_points: int = MIN_POINTS) -> Verdict:
+def judge(
+    series: Sequence[Bucket], min_span_hours: float = MIN_SPAN_HOURS, min_points: int = MIN_POINTS
+) -> Verdict:
     """The verdict for one boot's bucketed series (sorted by time).
 
     min_span_hours / min_points: the least observation judged at all (the server's
@@ -205,8 +217,7 @@ def judge(series: Sequence[Bucket], min_span_hours: float = MIN_SPAN_HOURS,
         return Verdict("plateau", False, rate, p, z, span, n, 0.0, last, 0.0)
     if snr < MIN_SNR:
         return Verdict("noise", False, rate, p, z, span, n, 0.0, last, 0.0)
-    confidence = (min(1.0, abs(z) / 6.0) * min(1.0, snr / (3.0 * MIN_SNR))
-                  * min(1.0, span / 12.0))
+    confidence = min(1.0, abs(z) / 6.0) * min(1.0, snr / (3.0 * MIN_SNR)) * min(1.0, span / 12.0)
     return Verdict("leak", True, rate, p, z, span, n, rise, last, round(confidence, 4))
 
 
@@ -214,7 +225,7 @@ def _levelled_off(values: Sequence[float]) -> bool:
     """Fill-then-flat: the last third sits barely above the middle third, compared
     with how far the series climbed overall (a leak climbs ~1/3 of it per third)."""
     n = len(values)
-    middle, last = values[n // 3:2 * n // 3], values[2 * n // 3:]
+    middle, last = values[n // 3 : 2 * n // 3], values[2 * n // 3 :]
     ordered = sorted(values)
     climb = ordered[int(0.95 * (n - 1))] - ordered[int(0.05 * (n - 1))]
     if not middle or not last or climb <= 0:
@@ -222,8 +233,9 @@ def _levelled_off(values: Sequence[float]) -> bool:
     return _median(list(last)) - _median(list(middle)) < PLATEAU_LEVEL_RATIO * climb
 
 
-def segment_minima(buckets: Sequence[Bucket],
-                   drops: Sequence[int]) -> tuple[list[float], list[float]]:
+def segment_minima(
+    buckets: Sequence[Bucket], drops: Sequence[int]
+) -> tuple[list[float], list[float]]:
     """(time, value) of the lowest point between consecutive releases: one trough each.
 
     A release seen only across a data gap (the device was offline) may have hidden
@@ -243,8 +255,13 @@ def segment_minima(buckets: Sequence[Bucket],
     return ts, lows
 
 
-def _judge_troughs(buckets: Sequence[Bucket], drops: Sequence[int], span: float, last: float,
-                   raw_mk: tuple[float, float]) -> Verdict:
+def _judge_troughs(
+    buckets: Sequence[Bucket],
+    drops: Sequence[int],
+    span: float,
+    last: float,
+    raw_mk: tuple[float, float],
+) -> Verdict:
     """A sawing series leaks only if its troughs rise consistently and fast enough,
     and its values as a whole trend up (Mann-Kendall on the raw values).
 
@@ -259,17 +276,24 @@ def _judge_troughs(buckets: Sequence[Bucket], drops: Sequence[int], span: float,
     if len(lows) < 2:
         return Verdict("sawtooth", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0)
     pairs = len(lows) * (len(lows) - 1) // 2
-    s = sum((lows[j] > lows[i]) - (lows[j] < lows[i])
-            for i in range(len(lows) - 1) for j in range(i + 1, len(lows)))
+    s = sum(
+        (lows[j] > lows[i]) - (lows[j] < lows[i])
+        for i in range(len(lows) - 1)
+        for j in range(i + 1, len(lows))
+    )
     tau = s / pairs
     slope = theil_sen(ts, lows)
     z, p = mann_kendall(lows)
     value_range = max(b.hi for b in buckets) - min(b.lo for b in buckets)
     # Two troughs are evidence only if far apart; the rise is measured, not extrapolated.
-    if (tau < TROUGH_MIN_TAU or slope < MIN_SLOPE_BYTES_PER_HOUR
-            or raw_mk[0] <= 0 or raw_mk[1] >= MAX_P_VALUE
-            or (len(lows) == 2 and ts[1] - ts[0] < span / 3)
-            or max(lows) - lows[0] < TROUGH_MIN_RISE * value_range):
+    if (
+        tau < TROUGH_MIN_TAU
+        or slope < MIN_SLOPE_BYTES_PER_HOUR
+        or raw_mk[0] <= 0
+        or raw_mk[1] >= MAX_P_VALUE
+        or (len(lows) == 2 and ts[1] - ts[0] < span / 3)
+        or max(lows) - lows[0] < TROUGH_MIN_RISE * value_range
+    ):
         return Verdict("sawtooth", False, slope, p, z, span, n, 0.0, last, 0.0)
     confidence = tau * min(1.0, span / 12.0) * min(1.0, len(lows) / 8.0)
     return Verdict("leak", True, slope, p, z, span, n, slope * span, last, round(confidence, 4))
