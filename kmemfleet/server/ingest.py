@@ -110,6 +110,7 @@ class IngestService:
                 now,
                 oldest_ns=now - self.retention_ns,
                 known_stacks=self.batcher.writer.known_stacks,
+                stack_counts=False,  # checked by prepare(), column-wise
             )
             item = prepare(snap)
         except ValidationError as exc:

@@ -73,12 +73,15 @@ def validate(
     now_ns: int | None = None,
     oldest_ns: int = EARLIEST_NS,
     known_stacks: Container[int] = (),
+    stack_counts: bool = True,
 ) -> None:
     """Raise ValidationError for the first invalid field.
 
     `oldest_ns` is the retention horizon: older data would be dropped at once.
     Definitions of `known_stacks` (signed ids already interned) are not checked:
-    the server ignores their content.
+    the server ignores their content. `stack_counts=False` leaves the per-sample
+    counts to writer.prepare(), which checks them column-wise while building rows
+    (the ingest path always calls both).
     """
     now_ns = time.time_ns() if now_ns is None else now_ns
     d = snap.device
@@ -118,7 +121,7 @@ def validate(
         _most(f"buddyinfo[{i}].free_blocks", len(z.free_blocks), 64)
         for j, n in enumerate(z.free_blocks):
             _count(f"buddyinfo[{i}].free_blocks[{j}]", n)
-    _validate_stacks(snap, known_stacks)
+    _validate_stacks(snap, known_stacks, stack_counts)
     _most("parse_issues", len(snap.parse_issues), MAX_PARSE_ISSUES)
     for i, issue in enumerate(snap.parse_issues):
         _text(f"parse_issues[{i}].file", issue.file)
@@ -169,7 +172,9 @@ def _validate_frame(i: int, j: int, fr: pb.Frame) -> None:
         )
 
 
-def _validate_stacks(snap: pb.Snapshot, known_stacks: Container[int]) -> None:
+def _validate_stacks(
+    snap: pb.Snapshot, known_stacks: Container[int], stack_counts: bool = True
+) -> None:
     _most("stack_definitions", len(snap.stack_definitions), MAX_STACK_DEFINITIONS)
     top, wrap = 1 << 63, 1 << 64
     for i, sd in enumerate(snap.stack_definitions):
@@ -197,7 +202,8 @@ def _validate_stacks(snap: pb.Snapshot, known_stacks: Container[int]) -> None:
     _most("removed_stacks", len(snap.removed_stacks), MAX_STACK_SAMPLES)
     if snap.removed_stacks and not snap.base_seq:
         raise ValidationError("removed_stacks", "only a delta (base_seq > 0) removes keys")
-    check_stack_counts(snap)
+    if stack_counts:
+        check_stack_counts(snap)
 
 
 def check_stack_counts(snap: pb.Snapshot) -> None:

@@ -14,6 +14,7 @@ from kmemfleet.server.storage import maintenance
 from kmemfleet.server.storage.migrate import migrate
 from kmemfleet.server.storage.partitions import existing_partitions
 from kmemfleet.server.storage.writer import Result, SnapshotWriter, prepare
+from kmemfleet.server.validate import ValidationError
 from tests.server.conftest import snapshot
 
 
@@ -90,3 +91,17 @@ async def test_slow_database_slows_submitters_instead_of_buffering(database_dsn:
     finally:
         await blocker.close()
         await pool.close()
+
+
+def test_prepare_checks_stack_counts_and_maps_ids_to_signed() -> None:
+    item = prepare(snapshot("dev-p", stacks=3))
+    assert all(r[4] < 0 for r in item.stack_rows)  # 0xF000... ids as signed bigint
+    assert item.referenced == {r[4] for r in item.stack_rows}
+    bad = snapshot("dev-p", stacks=3)
+    bad.stack_samples[2].frees = -1
+    try:
+        prepare(bad)
+    except ValidationError as exc:
+        assert str(exc) == "stack_samples[2].frees: must be >= 0, got -1"
+    else:
+        raise AssertionError("negative count accepted")

@@ -13,12 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter
 
 import asyncpg
 
 from kmemfleet.server.storage.partitions import PartitionManager
+from kmemfleet.server.validate import check_stack_counts
 from kmemfleet.signature import signature, to_signed64
 from kmemfleet.v1 import snapshot_pb2 as pb
 
@@ -98,7 +102,13 @@ def captured_at(snap: pb.Snapshot) -> dt.datetime:
     )
 
 
+# One C-level getattr pass per repeated field; columns come from zip(*rows).
+_STACK_FIELDS = attrgetter("stack_id", "bytes", "objects", "allocs", "frees", "bytes_upper")
+
+
 def prepare(snap: pb.Snapshot) -> Prepared:
+    """Rows for COPY. Also checks stack sample counts >= 0 (ValidationError naming
+    the field): the columns are at hand here, so the hot loop runs once."""
     ts = captured_at(snap)
     d = snap.device
     dev, boot, seq = d.device_id, d.boot_id, snap.seq
@@ -129,34 +139,33 @@ def prepare(snap: pb.Snapshot) -> Prepared:
         (dev, boot, seq, ts, k.name, k.occurrence, True, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         for k in snap.removed_slab_caches
     ]
-    top, wrap = 1 << 63, 1 << 64  # fixed64 ids as signed bigint: to_signed64, inlined
-    stack_rows: list[Row] = [
-        (dev, boot, seq, ts, sid - wrap if (sid := s.stack_id) >= top else sid, False,
-         s.bytes, s.objects, s.allocs, s.frees, s.bytes_upper)
-        for s in snap.stack_samples
-    ]  # fmt: skip
-    referenced = {r[4] for r in stack_rows}  # type: ignore[misc]
+    stack_rows: list[Row] = []
+    referenced: set[int] = set()
+    samples = snap.stack_samples
+    if samples:
+        n = len(samples)
+        sid, *counts = zip(*map(_STACK_FIELDS, samples), strict=True)
+        if min(map(min, counts)) < 0:
+            check_stack_counts(snap)  # raises, naming the first bad field
+        # fixed64 ids as signed bigint (two's complement), reinterpreted in C.
+        ids = array("q", array("Q", sid).tobytes()).tolist()
+        referenced = set(ids)
+        stack_rows = list(
+            zip(repeat(dev, n), repeat(boot, n), repeat(seq, n), repeat(ts, n), ids,
+                repeat(False, n), *counts, strict=True)
+        )  # fmt: skip
     stack_rows += [
         (dev, boot, seq, ts, to_signed64(sid), True, 0, 0, 0, 0, 0) for sid in snap.removed_stacks
     ]
-    return Prepared(snap, ts, slab_rows, stack_rows, referenced)  # type: ignore[arg-type]
+    return Prepared(snap, ts, slab_rows, stack_rows, referenced)
+
+
+_FRAME_KEYS = ("function", "offset", "length", "module", "address", "file", "line")
+_frame_values = attrgetter(*_FRAME_KEYS)
 
 
 def _frames_json(sd: pb.StackDefinition) -> str:
-    return json.dumps(
-        [
-            {
-                "function": f.function,
-                "offset": f.offset,
-                "length": f.length,
-                "module": f.module,
-                "address": f.address,
-                "file": f.file,
-                "line": f.line,
-            }
-            for f in sd.frames
-        ]
-    )
+    return json.dumps([dict(zip(_FRAME_KEYS, _frame_values(f), strict=True)) for f in sd.frames])
 
 
 def _source_json(snap: pb.Snapshot) -> str | None:
