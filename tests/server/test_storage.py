@@ -105,3 +105,25 @@ def test_prepare_checks_stack_counts_and_maps_ids_to_signed() -> None:
         assert str(exc) == "stack_samples[2].frees: must be >= 0, got -1"
     else:
         raise AssertionError("negative count accepted")
+
+
+async def test_cached_dimensions_still_lower_first_seen(database_dsn: str) -> None:
+    """The writer skips firmware rows it knows need no update, but an earlier snapshot
+    arriving later (another device, a resend) must still move first_seen back."""
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await migrate(conn)
+        writer = SnapshotWriter()
+        t = time.time_ns() - 3600 * 10**9
+        for dev, at in (("dev-a", t + 10**9), ("dev-b", t + 2 * 10**9), ("dev-c", t)):
+            outcomes = await writer.write_batch(
+                conn, [prepare(snapshot(dev, captured_at_ns=at, firmware="9.9"))]
+            )
+            assert outcomes[0].result is Result.STORED
+        first = await conn.fetchval(
+            "SELECT first_seen FROM firmware_versions WHERE firmware_version = '9.9'"
+        )
+        assert first == dt.datetime.fromtimestamp(t // 1000 / 1e6, dt.timezone.utc)
+        assert await _count(conn, "slab_cache_names") == 3
+    finally:
+        await conn.close()

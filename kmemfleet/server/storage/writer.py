@@ -189,6 +189,17 @@ def _source_json(snap: pb.Snapshot) -> str | None:
 
 # Bound on the in-memory set of interned stack ids.
 MAX_KNOWN_STACKS = 2_000_000
+MAX_KNOWN_NAMES = 100_000
+
+
+@dataclass
+class _Pending:
+    """What one batch wrote to shared rows; becomes known only after its commit.
+    Per batch, so that concurrent batches (shards) do not mix their lists."""
+
+    stacks: list[int] = field(default_factory=list)
+    firmware: dict[str, dt.datetime] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
 
 
 class SnapshotWriter:
@@ -198,25 +209,41 @@ class SnapshotWriter:
         # those already interned are neither validated again nor re-encoded (their
         # content would be discarded by ON CONFLICT DO NOTHING anyway).
         self.known_stacks: set[int] = set()
-        self._interned: list[int] = []
+        # Committed firmware_versions.first_seen is at most this: a batch whose
+        # snapshots are all later has nothing to upsert. Skipping matters beyond the
+        # round trip: ON CONFLICT DO UPDATE locks the row even when its WHERE is
+        # false, so every batch of every shard queued on the few firmware rows and
+        # the shards' transactions ran one after another.
+        self.firmware_first_seen: dict[str, dt.datetime] = {}
+        # Committed slab_cache_names (same reason: concurrent inserts of one name wait).
+        self.known_names: set[str] = set()
 
     async def write_batch(
         self, conn: asyncpg.Connection, items: Sequence[Prepared]
     ) -> list[Outcome]:
         """One transaction for the whole batch; returns one Outcome per item, in order."""
         await self.partitions.ensure(conn, {p.ts.date() for p in items})
-        self._interned = []
+        pending = _Pending()
         async with conn.transaction():
-            outcomes = await self._write(conn, items)
-        # Only after the commit: a rolled-back stack must not count as interned.
+            outcomes = await self._write(conn, items, pending)
+        # Only after the commit: a rolled-back row must not count as written.
         if len(self.known_stacks) > MAX_KNOWN_STACKS:
             self.known_stacks.clear()
-        self.known_stacks.update(self._interned)
+        self.known_stacks.update(pending.stacks)
+        fs = self.firmware_first_seen
+        for fw, ts in pending.firmware.items():
+            if fw not in fs or ts < fs[fw]:
+                fs[fw] = ts
+        if len(self.known_names) > MAX_KNOWN_NAMES:
+            self.known_names.clear()
+        self.known_names.update(pending.names)
         return outcomes
 
-    async def _write(self, conn: asyncpg.Connection, items: Sequence[Prepared]) -> list[Outcome]:
+    async def _write(
+        self, conn: asyncpg.Connection, items: Sequence[Prepared], pending: _Pending
+    ) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(items)
-        await self._intern_stacks(conn, items)
+        await self._intern_stacks(conn, items, pending)
         unknown = await self._unknown_stacks(conn, items)
         candidates: dict[SnapKey, int] = {}
         for i, p in enumerate(items):
@@ -237,7 +264,7 @@ class SnapshotWriter:
         for k, i in candidates.items():
             outcomes[i] = Outcome(Result.STORED if k in new_keys else Result.DUPLICATE)
         if stored:
-            await self._upsert_dimensions(conn, stored)
+            await self._upsert_dimensions(conn, stored, pending)
             await conn.executemany(
                 "INSERT INTO analysis_queue (device_id, boot_id, seq, captured_at) "
                 "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -255,7 +282,9 @@ class SnapshotWriter:
                 )
         return [o or Outcome(Result.REJECTED, "internal: no outcome") for o in outcomes]
 
-    async def _intern_stacks(self, conn: asyncpg.Connection, items: Sequence[Prepared]) -> None:
+    async def _intern_stacks(
+        self, conn: asyncpg.Connection, items: Sequence[Prepared], pending: _Pending
+    ) -> None:
         defs: dict[int, pb.StackDefinition] = {}
         known_here = self.known_stacks
         for p in items:
@@ -266,7 +295,7 @@ class SnapshotWriter:
         if not defs:
             return
         ids = sorted(defs)
-        self._interned.extend(ids)
+        pending.stacks.extend(ids)
         # Skip the ones another replica (or an earlier run) already interned.
         known = {
             r[0]
@@ -353,7 +382,7 @@ class SnapshotWriter:
         return {(r[0], r[1], r[2], r[3]) for r in rows}
 
     async def _upsert_dimensions(
-        self, conn: asyncpg.Connection, stored: Sequence[Prepared]
+        self, conn: asyncpg.Connection, stored: Sequence[Prepared], pending: _Pending
     ) -> None:
         # One row per device/boot/firmware: ON CONFLICT DO UPDATE may touch a row once.
         newest: dict[str, Prepared] = {}
@@ -369,17 +398,24 @@ class SnapshotWriter:
                 newest[d.device_id] = p
             boots.setdefault((d.device_id, d.boot_id), []).append(p)
             firmware[d.firmware_version] = min(firmware.get(d.firmware_version, p.ts), p.ts)
-        fw = sorted(firmware)
-        await conn.execute(
-            """INSERT INTO firmware_versions (firmware_version, first_seen)
-               SELECT * FROM unnest($1::text[], $2::timestamptz[])
-               ON CONFLICT (firmware_version) DO UPDATE
-                   SET first_seen = least(firmware_versions.first_seen, excluded.first_seen)
-                 WHERE excluded.first_seen < firmware_versions.first_seen""",
-            fw,
-            [firmware[f] for f in fw],
+        known_fw = self.firmware_first_seen
+        fw = sorted(f for f, ts in firmware.items() if f not in known_fw or ts < known_fw[f])
+        pending.firmware.update((f, firmware[f]) for f in fw)
+        if fw:
+            await conn.execute(
+                """INSERT INTO firmware_versions (firmware_version, first_seen)
+                   SELECT * FROM unnest($1::text[], $2::timestamptz[])
+                   ON CONFLICT (firmware_version) DO UPDATE
+                       SET first_seen = least(firmware_versions.first_seen, excluded.first_seen)
+                     WHERE excluded.first_seen < firmware_versions.first_seen""",
+                fw,
+                [firmware[f] for f in fw],
+            )
+        known_names = self.known_names
+        names = sorted(
+            {n for p in stored for c in p.snap.slab_caches if (n := c.name) not in known_names}
         )
-        names = sorted({c.name for p in stored for c in p.snap.slab_caches})
+        pending.names.extend(names)
         if names:
             await conn.execute(
                 "INSERT INTO slab_cache_names (name) SELECT unnest($1::text[]) "
