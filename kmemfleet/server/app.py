@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,8 +239,23 @@ async def _set_status(servicer: object, name: str, status: int) -> None:
         await result
 
 
+# Generation-0 collection threshold for the server process. Ingest allocates a
+# tuple per sample row (hundreds of thousands a second), none of them cyclic; at
+# the default (700) the young-generation collections cost ~30% of prepare().
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Fewer young-generation collections; startup objects out of the collector's way."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 async def serve(cfg: ServerConfig) -> None:
     """Run until SIGINT/SIGTERM, then shut down gracefully."""
+    tune_gc()
     app = Aggregator(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
