@@ -49,7 +49,9 @@ def test_postgres_restart_mid_stream_loses_nothing_acknowledged(
         server.stop()
     results = [a.result for a in acks]  # type: ignore[attr-defined]
     assert len(results) == total
-    assert set(results) == {Ack.STORED}
+    # A batch whose commit reached PostgreSQL just as it went down is retried and
+    # found stored: DUPLICATE is the right answer for it, REJECTED never is.
+    assert set(results) <= {Ack.STORED, Ack.DUPLICATE}
     assert [a.seq for a in acks] == list(range(1, total + 1))  # type: ignore[attr-defined]
     stored = db(pg.dsn, "SELECT count(*), sum(slab_rows), sum(stack_rows) FROM snapshots")[0]
     assert stored[0] == total
