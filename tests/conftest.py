@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.pki import TlsFiles
+
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
 
@@ -122,8 +124,15 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
-def wait_healthy(address: str, timeout: float = 30.0, credentials: object = None) -> None:
-    """Poll gRPC health until SERVING; credentials (grpc.ChannelCredentials) for TLS servers."""
+def wait_healthy(
+    address: str,
+    timeout: float = 30.0,
+    credentials: object = None,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Poll gRPC health until SERVING; credentials (grpc.ChannelCredentials) for TLS servers.
+
+    Gives up early when `process` (the server) has exited."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -142,14 +151,29 @@ def wait_healthy(address: str, timeout: float = 30.0, credentials: object = None
                     return
             except grpc.RpcError:
                 pass
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or (process and process.poll() is not None):
                 raise TimeoutError(f"server at {address} not healthy after {timeout}s")
             time.sleep(0.1)
 
 
-def start_server(dsn: str, tmp: Path, *extra: str, port: int | None = None) -> RunningServer:
-    """Start `kmemfleet server` as a real subprocess and wait until it is healthy."""
+def start_server(
+    dsn: str, tmp: Path, *extra: str, port: int | None = None, tls: TlsFiles | None = None
+) -> RunningServer:
+    """Start `kmemfleet server` as a real subprocess and wait until it is healthy.
+
+    With `tls` the server listens with its certificate and health is checked over
+    TLS presenting the client certificate (so mTLS servers answer too)."""
     port = port or free_port()
+    credentials = None
+    if tls is not None:
+        import grpc
+
+        extra = ("--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key), *extra)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=tls.ca.read_bytes(),
+            private_key=tls.client_key.read_bytes(),
+            certificate_chain=tls.client_cert.read_bytes(),
+        )
     address = f"127.0.0.1:{port}"
     log_path = tmp / f"server-{port}-{uuid.uuid4().hex[:6]}.log"
     proc = subprocess.Popen(
@@ -171,7 +195,7 @@ def start_server(dsn: str, tmp: Path, *extra: str, port: int | None = None) -> R
     )
     server = RunningServer(address, dsn, proc, log_path)
     try:
-        wait_healthy(address)
+        wait_healthy(address, credentials=credentials, process=proc)
     except TimeoutError:
         server.stop()
         raise RuntimeError(f"server did not start:\n{server.log()}") from None

@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import REPO, RunningServer, free_port, run_cli
+from tests.conftest import REPO, RunningServer, run_cli, start_server
+from tests.pki import TlsFiles
 
 
 def stored_snapshots(address: str, device_id: str, *conn: str) -> int:
@@ -57,51 +58,6 @@ def spool_files(spool: Path) -> list[Path]:
 
 
 def start_tls_server(dsn: str, tmp: Path, pki: Path, mtls: bool = False) -> RunningServer:
-    """`kmemfleet server` with TLS (conftest's start_server checks health in plaintext)."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    log = tmp / f"server-tls-{port}.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kmemfleet.cli.main",
-            "--log-json",
-            "server",
-            "--listen",
-            address,
-            "--dsn",
-            dsn,
-            "--tls-cert",
-            str(pki / "server.pem"),
-            "--tls-key",
-            str(pki / "server.key"),
-            *(["--tls-client-ca", str(pki / "ca.pem")] if mtls else []),
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
-    server = RunningServer(address, dsn, proc, log)
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=(pki / "ca.pem").read_bytes(),
-        private_key=(pki / "client.key").read_bytes() if mtls else None,
-        certificate_chain=(pki / "client.pem").read_bytes() if mtls else None,
-    )
-    deadline = time.monotonic() + 30
-    with grpc.secure_channel(address, creds) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while True:
-            try:
-                r = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if r.status == health_pb2.HealthCheckResponse.SERVING:
-                    return server
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                server.stop()
-                raise RuntimeError(f"TLS server did not start:\n{server.log()}")
-            time.sleep(0.1)
+    """`kmemfleet server` with TLS from tests.pki.make_pki's folder; mTLS when asked."""
+    tls = TlsFiles.in_dir(pki)
+    return start_server(dsn, tmp, *(["--tls-client-ca", str(tls.ca)] if mtls else []), tls=tls)

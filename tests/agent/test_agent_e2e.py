@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +18,8 @@ from tests.agent.e2e import (
     wait_for,
 )
 from tests.agent.synth import SyntheticDevice
-from tests.conftest import RunningServer, free_port, run_cli, start_server
+from tests.conftest import RunningServer, free_port, need, run_cli, start_server
+from tests.pki import make_pki
 
 pytestmark = pytest.mark.slow
 FAST = ("--backoff-initial", "0.1", "--backoff-max", "0.5")
@@ -97,103 +98,12 @@ def test_killed_agent_delivers_its_spool_after_restart(
     assert str(backlog[-1]) not in state and int(state.split(":")[1].split(",")[0]) > backlog[-1]
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _make_pki(d: Path) -> None:
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=kmemfleet-test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        cwd=d,
-    )
-    (d / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        cwd=d,
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.cnf",
-        "-out",
-        "server.pem",
-        cwd=d,
-    )
-    # A device certificate: its CN is the device id (mTLS identity).
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        f"/CN={DEVICE}",
-        "-keyout",
-        "client.key",
-        "-out",
-        "client.csr",
-        cwd=d,
-    )
-    (d / "client.ext").write_text(f"subjectAltName=DNS:{DEVICE}\n")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "client.ext",
-        "-out",
-        "client.pem",
-        cwd=d,
-    )
-
-
 @pytest.fixture
 def tls_server(database_dsn: str, tmp_path: Path) -> object:
-    import shutil
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is missing; install it with: apt-get install openssl")
+    need(shutil.which("openssl") is not None, "the openssl command", "apt-get install openssl")
     pki = tmp_path / "pki"
     pki.mkdir()
-    _make_pki(pki)
+    make_pki(pki, DEVICE)
     server = start_tls_server(database_dsn, tmp_path, pki)
     try:
         yield server, pki
@@ -271,13 +181,10 @@ def test_agent_without_insecure_insists_on_a_trusted_certificate(
 
 
 def test_mutual_tls_identity_without_a_token(database_dsn: str, tmp_path: Path) -> None:
-    import shutil
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is missing; install it with: apt-get install openssl")
+    need(shutil.which("openssl") is not None, "the openssl command", "apt-get install openssl")
     pki = tmp_path / "pki"
     pki.mkdir()
-    _make_pki(pki)
+    make_pki(pki, DEVICE)
     server = start_tls_server(database_dsn, tmp_path, pki, mtls=True)
     try:
         dev = SyntheticDevice(tmp_path / "root", caches=5, stacks=5)

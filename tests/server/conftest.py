@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -20,6 +19,7 @@ import pytest
 from kmemfleet.v1 import device_pb2, ingest_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 from tests.conftest import RunningServer, need, start_server
+from tests.pki import TlsFiles, make_pki
 
 Ack = ingest_pb2.Ack
 STREAM = "/kmemfleet.v1.Ingest/Stream"
@@ -188,129 +188,11 @@ def restartable_postgres() -> Iterator[RestartablePostgres]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path  # CN = dev-tls-1
-    client_key: Path
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     need(shutil.which("openssl") is not None, "the openssl command", "apt-get install openssl")
-    d = tmp_path_factory.mktemp("tls")
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=kmemfleet-test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        cwd=d,
-    )
-    (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    (d / "client.ext").write_text("subjectAltName=DNS:dev-tls-1\n")
-    for name, cn in (("server", "localhost"), ("client", "dev-tls-1")):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/CN={cn}",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            cwd=d,
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            f"{name}.ext",
-            "-out",
-            f"{name}.pem",
-            cwd=d,
-        )
-    return TlsFiles(
-        d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key"
-    )
+    return make_pki(tmp_path_factory.mktemp("tls"), "dev-tls-1")
 
 
 def start_tls_server(dsn: str, tmp: Path, tls: TlsFiles, *extra: str) -> RunningServer:
-    """Like tests.conftest.start_server, but waits for health over TLS."""
-    import sys
-    import uuid
-
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    from tests.conftest import REPO, free_port
-
-    port = free_port()
-    log_path = tmp / f"server-tls-{port}-{uuid.uuid4().hex[:6]}.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kmemfleet.cli.main",
-            "--log-json",
-            "server",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--dsn",
-            dsn,
-            "--tls-cert",
-            str(tls.server_cert),
-            "--tls-key",
-            str(tls.server_key),
-            *extra,
-        ],
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
-    server = RunningServer(f"localhost:{port}", dsn, proc, log_path)
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=tls.ca.read_bytes(),
-        private_key=tls.client_key.read_bytes(),
-        certificate_chain=tls.client_cert.read_bytes(),
-    )
-    deadline = time.monotonic() + 30
-    with grpc.secure_channel(server.address, creds) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while True:
-            try:
-                if (
-                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return server
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                server.stop()
-                raise RuntimeError(f"TLS server did not start:\n{server.log()}")
-            time.sleep(0.1)
+    return start_server(dsn, tmp, *extra, tls=tls)
