@@ -97,10 +97,3 @@ def read_capture(fs: KernelFS, identity: IdentityConfig) -> Capture:
     cap.issues.extend(found.problems)
     cap.issues.extend(problems)
     return cap
-
-
-def capture(fs: KernelFS, identity: IdentityConfig, seq: int) -> pb.Snapshot:
-    """One full snapshot (keyframe, every definition included), for simple callers."""
-    from kmemfleet.agent.delta import DeltaEncoder  # delta imports this module
-
-    return pb.Snapshot.FromString(DeltaEncoder().encode(read_capture(fs, identity), seq).data)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,55 +86,43 @@ async def _demo(args: argparse.Namespace, data_dir: Path) -> int:
 
 
 def _real_agent_round_trip(address: str, proc_root: Path) -> None:
-    """Agent -> gRPC -> server -> PostgreSQL -> query, with this machine's /proc."""
-    import grpc
+    """Agent -> gRPC -> server -> PostgreSQL -> query, with this machine's /proc.
 
-    from kmemfleet.agent.capture import capture
-    from kmemfleet.agent.client import send_and_wait
-    from kmemfleet.agent.collectors.base import KernelFS
-    from kmemfleet.agent.identity import IdentityConfig
-    from kmemfleet.cli.output import human_bytes, table
-    from kmemfleet.errors import SourceError
+    The agent is the real `kmemfleet agent --once` in its own process (spool,
+    delivery and all), as on a device."""
+    from kmemfleet.cli.output import human_bytes
+    from kmemfleet.cli.slabs import by_size, render, slab_bytes
     from kmemfleet.transport import ClientConfig, sync_channel
     from kmemfleet.v1 import query_pb2, query_pb2_grpc
 
-    logger = log.get("demo")
-    fs = KernelFS(root=proc_root)
-    ident = IdentityConfig(device_id=f"local-{os.uname().nodename}", firmware_version="local")
-    try:
-        snap = capture(fs, ident, seq=time.time_ns() // 1_000_000)
-    except SourceError as exc:
-        _say(f"[2/4] real agent skipped: {exc}")
-        logger.warning("real_agent_skipped", reason=str(exc))
+    device_id = f"local-{os.uname().nodename}"
+    with tempfile.TemporaryDirectory(prefix="kmemfleet-demo-spool-") as spool:
+        agent = subprocess.run(
+            [sys.executable, "-m", "kmemfleet.cli.main", "--log-json", "agent",
+             "--once", "--insecure", "--server", address, "--proc-root", str(proc_root),
+             "--spool-dir", spool, "--device-id", device_id, "--firmware-version", "local"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    if agent.returncode != 0:
+        reason = (agent.stderr.strip().splitlines() or ["no output"])[-1]
+        _say(f"[2/4] real agent skipped: {reason}")
+        log.get("demo").warning("real_agent_skipped", reason=reason)
         return
-    raw = sum(len((fs.proc(n)).read_bytes()) for n in ("slabinfo", "meminfo"))
-    cfg = ClientConfig(server=address, insecure=True)
-    (ack,) = send_and_wait(cfg, [snap])
+    spooled: dict[str, object] = next((json.loads(ln) for ln in agent.stderr.splitlines()
+                    if '"snapshot_spooled"' in ln), {})  # fmt: skip
+    result = "STORED" if "stored 1," in agent.stdout else agent.stdout.strip()
     _say(
-        f"[2/4] real agent: read {len(snap.slab_caches)} slab caches and "
-        f"{len(snap.meminfo)} meminfo keys from {proc_root} ({raw} bytes of text); "
-        f"snapshot seq {ack.seq} acknowledged {ack.Result.Name(ack.result)}"
+        f"[2/4] real agent: read {spooled.get('slab_caches', '?')} slab caches from "
+        f"{proc_root} (`kmemfleet agent --once`); its snapshot was acknowledged {result}"
     )
-    with sync_channel(cfg) as channel:
+    with sync_channel(ClientConfig(server=address, insecure=True)) as channel:
         resp = query_pb2_grpc.QueryStub(channel).DeviceSlabs(
-            query_pb2.DeviceRequest(device_id=snap.device.device_id), timeout=30
+            query_pb2.DeviceRequest(device_id=device_id), timeout=30
         )
-    caches = sorted(resp.slab_caches, key=lambda c: c.num_objs * c.objsize, reverse=True)
-    total = sum(c.num_objs * c.objsize for c in caches)
+    caches = by_size(resp.slab_caches)
     _say(
         f"[3/4] read back from PostgreSQL through the query API: device "
         f"{resp.device.device_id}, kernel {resp.device.kernel_release}, {len(caches)} caches, "
-        f"{human_bytes(total)} in slabs; largest:"
+        f"{len(resp.meminfo)} meminfo keys, {human_bytes(slab_bytes(caches))} in slabs; largest:"
     )
-    rows = [
-        (c.num_objs, c.active_objs, c.objsize, human_bytes(c.num_objs * c.objsize), c.name)
-        for c in caches[:5]
-    ]
-    _say(
-        table(
-            ("OBJS", "ACTIVE", "OBJ SIZE", "TOTAL", "NAME"),
-            rows,
-            right=(True, True, True, True, False),
-        )
-    )
-    del grpc
+    _say(render(caches[:5]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 
 import grpc
 
@@ -15,6 +16,7 @@ from kmemfleet.transport import (
     describe_rpc_error,
     sync_channel,
 )
+from kmemfleet.v1 import snapshot_pb2 as pb
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             )
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
-    caches = sorted(resp.slab_caches, key=lambda c: c.num_objs * c.objsize, reverse=True)
+    caches = by_size(resp.slab_caches)
     if args.json:
         print_json(
             {
@@ -69,21 +71,30 @@ def run(args: argparse.Namespace) -> int:
     if not resp.seq:
         print(f"device {args.device}: no snapshot stored yet")
         return 0
-    total = sum(c.num_objs * c.objsize for c in caches)
     print(
         f"device {resp.device.device_id}  firmware {resp.device.firmware_version}  "
         f"boot {resp.device.boot_id[:8]}  seq {resp.seq}  caches {len(caches)}  "
-        f"slab memory {human_bytes(total)}"
+        f"slab memory {human_bytes(slab_bytes(caches))}"
     )
+    print(render(caches[: args.top]))
+    return 0
+
+
+def slab_bytes(caches: Iterable[pb.SlabCache]) -> int:
+    return sum(c.num_objs * c.objsize for c in caches)
+
+
+def by_size(caches: Iterable[pb.SlabCache]) -> list[pb.SlabCache]:
+    """Largest caches first (objects allocated times object size)."""
+    return sorted(caches, key=lambda c: c.num_objs * c.objsize, reverse=True)
+
+
+def render(caches: Iterable[pb.SlabCache]) -> str:
+    """The slab table `kmemfleet slabs` and the demo print."""
     rows = [
         (c.num_objs, c.active_objs, c.objsize, human_bytes(c.num_objs * c.objsize), c.name)
-        for c in caches[: args.top]
+        for c in caches
     ]
-    print(
-        table(
-            ("OBJS", "ACTIVE", "OBJ SIZE", "TOTAL", "NAME"),
-            rows,
-            right=(True, True, True, True, False),
-        )
+    return table(
+        ("OBJS", "ACTIVE", "OBJ SIZE", "TOTAL", "NAME"), rows, right=(True, True, True, True, False)
     )
-    return 0
