@@ -57,7 +57,7 @@ if [ -z "$ABI" ]; then
 	echo "install-kmod.sh: cannot find the 6.1 ABI" >&2
 	exit 1
 fi
-if [ ! -f "arm64/$ABI.done" ]; then
+if [ ! -f "arm64/$ABI.done" ] || [ ! -d arm64/rootfs ]; then
 	rm -rf arm64 dl
 	mkdir -p arm64 dl
 	# linux-headers-*-common is arch "all"; busybox-static:arm64 is the
@@ -66,12 +66,12 @@ if [ ! -f "arm64/$ABI.done" ]; then
 		"linux-headers-$ABI-common" "linux-image-$ABI-arm64:arm64" \
 		"busybox-static:arm64")
 	for deb in dl/*.deb; do
-		dpkg-deb -x "$deb" arm64/root
+		dpkg-deb -x "$deb" arm64/rootfs
 	done
 	rm -rf dl
 	touch "arm64/$ABI.done"
 fi
-HDR="$CACHE/arm64/root/usr/src/linux-headers-$ABI-arm64"
+HDR="$CACHE/arm64/rootfs/usr/src/linux-headers-$ABI-arm64"
 # The arm64 header package's scripts/ and tools/ link to the (arm64)
 # linux-kbuild package; point them at the host's x86_64 kbuild instead.
 KBUILD=/usr/lib/linux-kbuild-6.1
@@ -83,8 +83,8 @@ for d in scripts tools; do
 done
 ln -sfn "$HDR" "$CACHE/arm64/headers"
 # modules.dep for the extracted arm64 modules (run-qemu.sh --share uses it).
-depmod -b "$CACHE/arm64/root" "$ABI-arm64"
-ln -sfn "$(ls "$CACHE"/arm64/root/boot/vmlinuz-"$ABI"-arm64)" "$CACHE/arm64/vmlinuz"
+depmod -b "$CACHE/arm64/rootfs" "$ABI-arm64"
+ln -sfn "$(ls "$CACHE"/arm64/rootfs/boot/vmlinuz-"$ABI"-arm64)" "$CACHE/arm64/vmlinuz"
 
 # checkpatch.pl is not in the header packages: take it (and the data files
 # it reads) out of Debian's linux-source-6.1 tarball.
@@ -105,5 +105,5 @@ echo "  amd64 6.1 headers: $(ls -d /usr/src/linux-headers-6.1.*-amd64 | tail -n1
 echo "  amd64 6.12:        ${V612:-none}"
 echo "  arm64 headers:     $CACHE/arm64/headers"
 echo "  arm64 image:       $CACHE/arm64/vmlinuz"
-echo "  arm64 busybox:     $CACHE/arm64/root/bin/busybox"
+echo "  arm64 busybox:     $CACHE/arm64/rootfs/bin/busybox"
 echo "  checkpatch:        $CACHE/checkpatch/scripts/checkpatch.pl"

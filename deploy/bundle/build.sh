@@ -8,7 +8,7 @@
 #   kmemfleet-agent-VERSION-ARCH.tar.gz      unpack into the firmware root filesystem
 #   kmemfleet-collector-VERSION.tar.gz       the busybox shell collector alone
 #                                            (devices without Python; any arch)
-#   ARCH/root/                               the same tree, unpacked
+#   ARCH/rootfs/                             the same tree, unpacked
 #
 # The agent bundle is a relocatable folder, not a zipapp: a zipapp with native
 # extensions (grpcio) must unpack itself into a writable cache on first run,
@@ -76,7 +76,7 @@ fi
 export SOURCE_DATE_EPOCH
 
 WORK=$OUT/$ARCH
-ROOT=$WORK/root
+ROOT=$WORK/rootfs
 HOME_DIR=opt/kmemfleet
 rm -rf "$WORK"
 mkdir -p "$WORK/wheels" "$ROOT/$HOME_DIR/bin" "$ROOT/$HOME_DIR/lib"

@@ -63,7 +63,7 @@ arm64|aarch64)
 	CONSOLE=ttyAMA0
 	# The x86_64 busybox cannot run in an arm64 guest: use the arm64
 	# busybox-static extracted by .ci/install-kmod.sh.
-	BUSYBOX=${BUSYBOX_ARM64:-/var/cache/kmemfleet-kmod/arm64/root/bin/busybox}
+	BUSYBOX=${BUSYBOX_ARM64:-/var/cache/kmemfleet-kmod/arm64/rootfs/bin/busybox}
 	;;
 *) echo "run-qemu.sh: unknown arch $ARCH" >&2; exit 2 ;;
 esac
@@ -72,7 +72,7 @@ command -v "$QEMU" >/dev/null || { echo "run-qemu.sh: $QEMU not installed" >&2; 
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-ROOT=$WORK/root
+ROOT=$WORK/initramfs
 mkdir -p "$ROOT"/{bin,dev,proc,sys,tmp,modules,lib,host}
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 cp "$HERE/guest-init.sh" "$ROOT/init"

@@ -62,7 +62,7 @@ missing() {
 	command -v python3 >/dev/null || m+=(python3)
 	if [ "$QARCH" = arm64 ]; then
 		command -v aarch64-linux-gnu-gcc >/dev/null || m+=(gcc-aarch64-linux-gnu)
-		[ -x "$KMOD_CACHE/arm64/root/bin/busybox" ] || m+=("arm64 busybox in $KMOD_CACHE")
+		[ -x "$KMOD_CACHE/arm64/rootfs/bin/busybox" ] || m+=("arm64 busybox in $KMOD_CACHE")
 	fi
 	[ ${#m[@]} -eq 0 ] || (IFS=","; echo "${m[*]}" | sed "s/,/, /g")
 }
