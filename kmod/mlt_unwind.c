@@ -41,6 +41,7 @@
  * cache set holds costs about what the short walk costs.
  */
 #include <linux/module.h>
+#include <linux/moduleparam.h>
 #include <linux/kernel.h>
 #include <linux/hash.h>
 #include <linux/sched.h>
@@ -126,6 +127,11 @@ static u32 mlt_stack_saved(struct mlt_table *t, unsigned long *buf,
 #define MLT_POISON_B		0xa5a5a5a5a5a5a5a5UL
 
 static u64 mlt_sites[1U << MLT_SITE_BITS];
+
+/* Off: every stack is walked with stack_trace_save(), as elsewhere. */
+static bool mlt_stack_cache = true;
+module_param_named(stack_cache, mlt_stack_cache, bool, 0644);
+MODULE_PARM_DESC(stack_cache, "x86_64 (ORC): learn and check stacks instead of walking each one");
 static DEFINE_PER_CPU(u32, mlt_trace_misses);
 
 size_t mlt_trace_mem(u32 traces)
@@ -590,7 +596,7 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 	unsigned int nr;
 	u32 dist, sidx;
 
-	if (!mlt_is_text_high(call_site))
+	if (!READ_ONCE(mlt_stack_cache) || !mlt_is_text_high(call_site))
 		return mlt_stack_saved(t, buf, call_site);
 	if ((u32)(entry >> 32) != (u32)call_site)
 		return mlt_stack_learn_site(t, buf, call_site, slot, anchor, bp);
