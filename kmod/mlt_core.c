@@ -622,10 +622,10 @@ static void mlt_table_free(struct mlt_table *t)
 	vfree(t);
 }
 
-/* Learnt traces (mlt_unwind.c): one per two stack records. */
+/* Learnt traces (mlt_unwind.c): one per two stack records, two sets or more. */
 static u32 mlt_nr_traces(u32 stacks)
 {
-	return max_t(u32, roundup_pow_of_two(stacks) / 2, MLT_TRACE_WAYS);
+	return max_t(u32, roundup_pow_of_two(stacks) / 2, 2 * MLT_TRACE_WAYS);
 }
 
 static size_t mlt_stack_mem(u32 stacks)

@@ -323,6 +323,10 @@ static unsigned long mlt_learn_entry(unsigned long call_site, unsigned int k,
 		old_sp = state.sp;
 		old_bp = state.bp;
 		unwind_next_frame(&state);
+		/* The slot search below reads between the two: one stack. */
+		if (!unwind_done(&state) &&
+		    !on_stack(&state.stack_info, (void *)old_sp, sizeof(long)))
+			return 0;
 		if (state.bp != old_bp) {
 			lo = old_sp;
 			hi = state.sp;
