@@ -93,6 +93,22 @@ static u32 mlt_record(struct mlt_table *t, const unsigned long *f,
 	return mlt_stack_get(t, f, nr);
 }
 
+/*
+ * Frames kept of nr captured from the probe: from the call site (at
+ * *start), at most depth. No call site found: the call site alone.
+ */
+static unsigned int mlt_kept(unsigned long *buf, unsigned int nr,
+			     unsigned long call_site, unsigned int depth,
+			     unsigned int *start)
+{
+	*start = mlt_trim(buf, nr, call_site);
+	if (*start < nr)
+		return min(nr - *start, depth);
+	*start = 0;
+	buf[0] = call_site;
+	return 1;
+}
+
 /* Capture from the probe with stack_trace_save(), trimmed at call_site. */
 static u32 mlt_stack_saved(struct mlt_table *t, unsigned long *buf,
 			   unsigned long call_site)
@@ -101,12 +117,8 @@ static u32 mlt_stack_saved(struct mlt_table *t, unsigned long *buf,
 
 	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
-	start = mlt_trim(buf, nr, call_site);
-	if (start >= nr) {
-		buf[0] = call_site;
-		return mlt_record(t, buf, 1);
-	}
-	return mlt_record(t, buf + start, min(nr - start, t->depth));
+	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
+	return mlt_record(t, buf + start, nr);
 }
 
 #ifdef CONFIG_UNWINDER_ORC
@@ -564,12 +576,7 @@ static u32 mlt_stack_learn_site(struct mlt_table *t, unsigned long *buf,
 
 	nr = mlt_walk_complete(buf, t->depth + MLT_TRIM_SLACK, call_site, &sp);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
-	start = mlt_trim(buf, nr, call_site);
-	if (start >= nr) {
-		buf[0] = call_site;
-		return mlt_record(t, buf, 1);
-	}
-	kept = min(nr - start, t->depth);
+	kept = mlt_kept(buf, nr, call_site, t->depth, &start);
 	if (slot && sp > anchor && sp - anchor <= MLT_SITE_MAX_DIST &&
 	    buf[start] == call_site) {
 		/* The short walk must find the same frames, else never use it. */
