@@ -35,6 +35,7 @@
 #define MLT_FALLBACK_SKIP	2	/* frames skipped when call_site is absent */
 #define MLT_STRIPES		64	/* object bucket locks, power of two */
 #define MLT_NIL			U32_MAX	/* "no index" in pool links */
+#define MLT_SKIP		(U32_MAX - 1) /* "not tracked": this module's */
 #define MLT_W_SHIFT		10	/* weights are fixed point, 1/1024 */
 #define MLT_W_ONE		BIT_ULL(MLT_W_SHIFT)
 #define MLT_SAMPLE_BYTES_MAX	BIT(30)
@@ -68,6 +69,11 @@ enum mlt_counter {
 	MLT_C_RECURSION,	/* probe re-entered in the same context */
 	MLT_C_TRIM_FALLBACK,	/* call_site not found in the stack */
 	MLT_C_BULK_FREES,	/* objects seen by the free_bulk kprobe */
+	MLT_C_TRACE_HITS,	/* stacks known from a checked cached trace */
+	MLT_C_TRACE_LEARNT,	/* traces learnt */
+	MLT_C_UNWIND_SHORT,	/* stacks walked from the call site's frame */
+	MLT_C_UNWIND_COMPLETE,	/* stacks walked from the probe */
+	MLT_C_UNWIND_STALE,	/* learnt call-site distances that failed */
 	MLT_C_SLOW_NS,		/* time in the tracking slow path */
 	MLT_C_SLOW_CALLS,
 	MLT_NR_COUNTERS
@@ -96,6 +102,32 @@ struct mlt_stack {
 struct mlt_agg {
 	u64 bytes_w;
 	u64 objects_w;
+};
+
+/*
+ * A learnt stack (mlt_unwind.c): the return addresses of stack record sidx
+ * sit at fixed offsets above the call site's stack pointer. 88 bytes.
+ */
+#define MLT_TRACE_WAYS	4	/* traces per call-site set */
+enum mlt_trace_end {
+	MLT_TRACE_DEPTH,	/* cut at the depth limit */
+	MLT_TRACE_END,		/* the last frame ends every stack */
+	MLT_TRACE_USER,		/* the user registers follow the last frame */
+	MLT_TRACE_ENTRY,	/* same; the last frame is the entry code's */
+};
+
+struct mlt_trace {
+	u32 seq;		/* odd while being rewritten */
+	u32 sidx;		/* stack record */
+	unsigned long call_site;
+	u16 nr;			/* frames, as in the stack record */
+	u8 end;			/* enum mlt_trace_end: how the walk stopped */
+	u8 bp_in_reg;		/* _ENTRY: take %rbp, not the bp_off slot */
+	u16 regs_off;		/* _USER: user registers - sp0;
+				 * _ENTRY: user registers - %rbp of frame nr-2
+				 */
+	s16 bp_off;		/* _ENTRY: that %rbp's save slot - sp0 */
+	u16 off[MLT_MAX_DEPTH];	/* slot of frame i's return address */
 };
 
 struct mlt_stripe {
@@ -133,6 +165,11 @@ struct mlt_table {
 	unsigned long *frames;
 	struct mlt_agg *agg;
 
+	raw_spinlock_t trace_lock;	/* serialises trace writers */
+	u32 trace_clock;	/* round-robin victim within a set */
+	u32 trace_bits;		/* log2 of the number of trace sets */
+	struct mlt_trace *traces;	/* NULL where not used (no ORC) */
+
 	size_t bytes;		/* memory held by this table */
 	u64 reset_ns;
 };
@@ -160,6 +197,7 @@ int mlt_reset_locked(void);
 u64 mlt_weight(const struct mlt_table *t, u32 size);
 u64 mlt_counter_sum(enum mlt_counter c);
 void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes);
+u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr);
 
 /* mlt_probes.c: the only place that knows kernel-version differences. */
 int mlt_probes_register(void);
@@ -212,6 +250,13 @@ static __always_inline void mlt_on_free(const void *ptr)
 	}
 	mlt_untrack((unsigned long)ptr, b);
 }
+
+/* mlt_unwind.c */
+u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
+		 unsigned long call_site);
+size_t mlt_trace_mem(u32 traces);
+int mlt_unwind_init(void);
+void mlt_unwind_exit(void);
 
 /* mlt_report.c */
 int mlt_report_init(void);

@@ -54,7 +54,6 @@
 #include <linux/random.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/clock.h>
-#include <linux/stacktrace.h>
 #include <linux/string.h>
 #include <linux/timekeeping.h>
 #include <linux/preempt.h>
@@ -387,7 +386,7 @@ static u32 mlt_stack_find(struct mlt_table *t, u32 b, u32 h,
 	return MLT_NIL;
 }
 
-static u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
+u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
 {
 	u32 h = jhash(f, nr * sizeof(*f), 0);
 	u32 b = hash_32(h, t->stack_bits);
@@ -518,31 +517,12 @@ static __always_inline enum mlt_ctx mlt_ctx_of(void)
 	return MLT_CTX_TASK;
 }
 
-/* Index of the allocation call site in the captured stack. */
-static unsigned int mlt_trim(const unsigned long *buf, unsigned int nr,
-			     unsigned long call_site)
-{
-	unsigned int i;
-
-	for (i = 0; i < nr; i++)
-		if (buf[i] == call_site)
-			return i;
-	/* Fallback: skip our own frames, then the tracepoint and allocator. */
-	mlt_count(MLT_C_TRIM_FALLBACK, 1);
-	for (i = 0; i < nr && within_module(buf[i], THIS_MODULE); i++)
-		;
-	i += MLT_FALLBACK_SKIP;
-	return i < nr ? i : nr;
-}
-
 static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 		      unsigned long call_site)
 {
 	struct mlt_pcpu *pc = this_cpu_ptr(mlt_pcpu);
 	enum mlt_ctx ctx = mlt_ctx_of();
 	u64 t0 = local_clock();
-	unsigned long *buf;
-	unsigned int nr, start, i;
 	u32 sidx;
 
 	if (unlikely(in_nmi()))
@@ -555,25 +535,12 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 	pc->busy[ctx] = 1;
 	barrier();
 
-	buf = pc->buf[ctx];
-	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
-	start = mlt_trim(buf, nr, call_site);
-	if (start >= nr) {
-		buf[0] = call_site;
-		start = 0;
-		nr = 1;
-	}
-	nr = min(nr - start, t->depth);
+	sidx = mlt_stack_of(t, pc->buf[ctx], call_site);
 	/* Allocations made for this module (report buffers) are not leaks. */
-	for (i = start; i < start + nr; i++)
-		if (within_module(buf[i], THIS_MODULE))
-			goto out;
-	sidx = mlt_stack_get(t, buf + start, nr);
 	if (sidx == MLT_NIL)
 		mlt_count(MLT_C_DROP_STACKS, 1);
-	else
+	else if (sidx != MLT_SKIP)
 		mlt_obj_insert(t, ptr, min_t(size_t, size, U32_MAX), sidx);
-out:
 	barrier();
 	pc->busy[ctx] = 0;
 	mlt_count(MLT_C_SLOW_NS, local_clock() - t0);
@@ -650,14 +617,22 @@ static void mlt_table_free(struct mlt_table *t)
 	vfree(t->stack_buckets);
 	vfree(t->frames);
 	vfree(t->agg);
+	vfree(t->traces);
 	vfree(t);
+}
+
+/* Learnt traces (mlt_unwind.c): one per two stack records, two sets or more. */
+static u32 mlt_nr_traces(u32 stacks)
+{
+	return max_t(u32, roundup_pow_of_two(stacks) / 2, 2 * MLT_TRACE_WAYS);
 }
 
 static size_t mlt_stack_mem(u32 stacks)
 {
 	return (size_t)stacks * (sizeof(struct mlt_stack) + sizeof(struct mlt_agg) +
 				 MLT_AVG_FRAMES * sizeof(unsigned long)) +
-	       (size_t)roundup_pow_of_two(stacks) * sizeof(u32);
+	       (size_t)roundup_pow_of_two(stacks) * sizeof(u32) +
+	       mlt_trace_mem(mlt_nr_traces(stacks));
 }
 
 static size_t mlt_obj_mem(u32 objects)
@@ -728,6 +703,15 @@ static struct mlt_table *mlt_table_alloc(void)
 		mlt_table_free(t);
 		return ERR_PTR(-ENOMEM);
 	}
+	if (mlt_trace_mem(mlt_nr_traces(stacks))) {
+		t->traces = vzalloc(mlt_trace_mem(mlt_nr_traces(stacks)));
+		if (!t->traces) {
+			mlt_table_free(t);
+			return ERR_PTR(-ENOMEM);
+		}
+		t->trace_bits = ilog2(mlt_nr_traces(stacks) / MLT_TRACE_WAYS);
+	}
+	raw_spin_lock_init(&t->trace_lock);
 	memset(t->buckets, 0xff, sizeof(u32) << t->obj_bits);
 	memset(t->stack_buckets, 0xff, sizeof(u32) << t->stack_bits);
 	raw_spin_lock_init(&t->stack_lock);
@@ -804,9 +788,12 @@ static int __init mlt_init(void)
 	if (err)
 		goto out_pcpu;
 
-	err = mlt_probes_register();
+	err = mlt_unwind_init();
 	if (err)
 		goto out_table;
+	err = mlt_probes_register();
+	if (err)
+		goto out_unwind;
 	err = mlt_report_init();
 	if (err)
 		goto out_probes;
@@ -821,6 +808,8 @@ static int __init mlt_init(void)
 
 out_probes:
 	mlt_probes_unregister();
+out_unwind:
+	mlt_unwind_exit();
 out_table:
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
 	RCU_INIT_POINTER(mlt_table, NULL);
@@ -834,6 +823,7 @@ static void __exit mlt_exit(void)
 {
 	mlt_report_exit();
 	mlt_probes_unregister();	/* waits for every probe in flight */
+	mlt_unwind_exit();
 	mutex_lock(&mlt_ctl_lock);
 	mlt_ready = false;
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));

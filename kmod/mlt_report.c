@@ -449,6 +449,11 @@ static const char *const mlt_counter_names[MLT_NR_COUNTERS] = {
 	[MLT_C_RECURSION] = "recursion_skips",
 	[MLT_C_TRIM_FALLBACK] = "trim_fallbacks",
 	[MLT_C_BULK_FREES] = "bulk_freed_objects",
+	[MLT_C_TRACE_HITS] = "trace_hits",
+	[MLT_C_TRACE_LEARNT] = "traces_learnt",
+	[MLT_C_UNWIND_SHORT] = "unwind_from_call_site",
+	[MLT_C_UNWIND_COMPLETE] = "unwind_complete",
+	[MLT_C_UNWIND_STALE] = "unwind_site_stale",
 	[MLT_C_SLOW_NS] = "slow_path_ns",
 	[MLT_C_SLOW_CALLS] = "slow_path_calls",
 };
@@ -481,7 +486,9 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 		seq_printf(m, "bytes_per_stack %zu\n",
 			   sizeof(struct mlt_stack) + sizeof(struct mlt_agg) +
 			   MLT_AVG_FRAMES * sizeof(unsigned long) +
-			   (sizeof(u32) << t->stack_bits) / t->max_stacks);
+			   (sizeof(u32) << t->stack_bits) / t->max_stacks +
+			   (t->traces ? (sizeof(struct mlt_trace) * MLT_TRACE_WAYS <<
+					 t->trace_bits) / t->max_stacks : 0));
 		seq_printf(m, "since_reset_ns %llu\n", ktime_get_boottime_ns() - t->reset_ns);
 	} else {
 		seq_puts(m, "mode none\n");

@@ -28,6 +28,9 @@ while [ $r -lt "$REPS" ]; do
 	echo full > $P/mode
 	measure full
 	[ $r = 1 ] && emit stats_full /sys/kernel/debug/mlt/stats
+	echo 0 > $P/stack_cache
+	measure full_walk
+	echo 1 > $P/stack_cache
 	echo 4 > $P/depth
 	measure full_depth4
 	rmmod mlt

@@ -4,7 +4,7 @@
 # kmalloc(64)+kfree cost under mlt.ko, in one QEMU (TCG) boot of the Debian
 # 6.1 x86_64 kernel: no probe, the counting-only probe (floor of any
 # tracepoint tracker), mlt sampled (default sample_bytes), mlt full (default
-# depth 16, and depth 4 for the cost of unwinding); plus the
+# depth 16 with and without the stack cache, and depth 4); plus the
 # memory per tracked object from mlt's stats. Medians over REPS repetitions.
 #
 #   bench/kmod/run-bench.sh [REPS] [OPS]      (defaults 31 and 50000)
@@ -67,7 +67,7 @@ for ln in open(log, "rb").read().decode("latin-1").splitlines():
         buf.append(ln)
 med = {k: statistics.median(v) for k, v in runs.items()}
 print("kernel %s, QEMU TCG, %s reps x %s kmalloc(64)+kfree" % (kernel, reps, ops))
-for k in ("none", "count", "sampled", "full", "full_depth4"):
+for k in ("none", "count", "sampled", "full", "full_walk", "full_depth4"):
     v = runs[k]
     print("  %-11s median %8.1f ns/op   (min %.1f, max %.1f)" % (k, med[k], min(v), max(v)))
 def paired(a, b):
@@ -75,8 +75,9 @@ def paired(a, b):
 print("ratios:                 of medians   median of paired")
 for a, b, target in (("count", "none", ""), ("sampled", "count", "(target <= 1.10x)"),
                      ("sampled", "none", ""), ("full", "none", "(target <= 8x)"),
+                     ("full_walk", "none", "(stack_cache=0: every stack walked)"),
                      ("full_depth4", "none", "(depth=4)")):
-    print("  %-7s / %-5s      %7.3fx     %7.3fx   %s" % (a, b, med[a] / med[b], paired(a, b), target))
+    print("  %-11s / %-5s  %7.3fx     %7.3fx   %s" % (a, b, med[a] / med[b], paired(a, b), target))
 po = int(stats["bytes_per_object"])
 print("memory: %d bytes per tracked object (pool entry + hash bucket share; target <= 48)" % po)
 print("        %s bytes per distinct stack; pool %s bytes for %s objects and %s stacks = %.1f bytes per object all-in"

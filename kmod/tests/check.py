@@ -232,6 +232,26 @@ def main():
             lambda: (c.one("full", "leaky_leak_kmalloc")["id"] == c.one("full_again", "leaky_leak_kmalloc")["id"],
                      "id changed between reads"))
 
+    def paths():
+        found = c.report("paths").by_func("leaky_shared_alloc")
+        got = sorted((s["frames"][2].split("+")[0], s["objects"], s["bytes"]) for s in found
+                     if len(s["frames"]) > 2)
+        want = [("leaky_path_a", 40, 40 * 168), ("leaky_path_b", 25, 25 * 168)]
+        return got == want and len(found) == 2, "got %s, want %s" % (got, want)
+    c.check("one_call_site_two_paths_exact", paths)
+
+    def trace_cache():
+        # x86_64 (ORC unwinder) knows most stacks from checked cached traces;
+        # frame-pointer arm64 walks every time.
+        # The 65 allocations of the two paths: all but the first few of
+        # each path (learning) are hits.
+        hits = (parse_stats(sections["paths_stats"])["trace_hits"]
+                - parse_stats(sections["paths_before_stats"])["trace_hits"])
+        if notes["arch"] == "x86_64":
+            return hits >= 50, "only %d trace hits for 65 allocations on x86_64" % hits
+        return hits == 0, "trace_hits %d on %s" % (hits, notes["arch"])
+    c.check("trace_cache_used_where_orc", trace_cache)
+
     def legacy():
         text = sections["legacy"].decode("ascii", "replace")
         lines = text.split("\n")

@@ -28,6 +28,14 @@ emit full $D/stacks
 emit full_again $D/stacks
 emit legacy $D/mem_leaks
 
+# One call site reached through two paths, interleaved: exact per path.
+emit paths_before_stats $D/stats
+lk paths 40 25
+emit paths $D/stacks
+emit paths_stats $D/stats
+note arch "$(uname -m)"
+lk freeall
+
 # kfree_rcu: must be gone once the grace period has passed.
 lk rcu 50
 i=0

@@ -7,6 +7,9 @@
  *   echo "cache M"   > run   leak M objects of leaky_cache (leaky_leak_cache)
  *   echo "churn K"   > run   allocate K, then free them all (leaky_transient)
  *   echo "rcu R"     > run   allocate R, free with kfree_rcu (leaky_rcu_alloc)
+ *   echo "paths A B" > run   leak A + B kmallocs at one call site
+ *                            (leaky_shared_alloc) reached through
+ *                            leaky_path_a and leaky_path_b, interleaved
  *   echo "irq N"     > run   N allocations in hard IRQ (leaky_hardirq_alloc)
  *                            and N in softirq (leaky_softirq_alloc); kept
  *   echo irqfree     > run   free those in process context
@@ -46,6 +49,7 @@
 #define LEAKY_CACHE_NAME	"leaky_cache"
 #define LEAKY_CACHE_OBJ		184	/* distinctive object size */
 #define LEAKY_RCU_OBJ		96
+#define LEAKY_SHARED_OBJ	168
 #define LEAKY_HARDIRQ_OBJ	136
 #define LEAKY_SOFTIRQ_OBJ	152
 #define LEAKY_MAX_IRQ		64	/* objects per IRQ kind */
@@ -125,6 +129,66 @@ static noinline int leaky_leak_cache(unsigned int n)
 		leaky_keep(&leaky_cached, p);
 	}
 	return 0;
+}
+
+/*
+ * One call site, two stacks that differ two frames up: a stack cache keyed
+ * by call site must still tell them apart.
+ */
+static noinline void *leaky_shared_alloc(void)
+{
+	void *p = kmalloc(LEAKY_SHARED_OBJ, GFP_KERNEL);
+
+	barrier();	/* a real frame: no tail call into kmalloc */
+	return p;
+}
+
+static noinline void *leaky_shared_mid(void)
+{
+	void *p = leaky_shared_alloc();
+
+	barrier();
+	return p;
+}
+
+/* The marks keep the compiler from folding the two paths into one. */
+static noinline int leaky_path_a(void)
+{
+	char *p = leaky_shared_mid();
+
+	if (!p)
+		return -ENOMEM;
+	p[sizeof(struct leaky_obj)] = 'a';
+	leaky_keep(&leaky_kmallocs, p);
+	return 0;
+}
+
+static noinline int leaky_path_b(void)
+{
+	char *p = leaky_shared_mid();
+
+	if (!p)
+		return -ENOMEM;
+	p[sizeof(struct leaky_obj)] = 'b';
+	leaky_keep(&leaky_kmallocs, p);
+	return 0;
+}
+
+static noinline int leaky_paths(unsigned int a, unsigned int b)
+{
+	int err = 0;
+
+	while (!err && (a || b)) {
+		if (a && !err) {
+			err = leaky_path_a();
+			a--;
+		}
+		if (b && !err) {
+			err = leaky_path_b();
+			b--;
+		}
+	}
+	return err;
 }
 
 static noinline int leaky_transient(unsigned int n)
@@ -363,6 +427,8 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_transient(a);
 	if (!strcmp(cmd, "rcu") && n == 2)
 		return leaky_rcu_alloc(a);
+	if (!strcmp(cmd, "paths") && n == 3)
+		return leaky_paths(a, b);
 	if (!strcmp(cmd, "irq") && n == 2)
 		return leaky_irq(a);
 	if (!strcmp(cmd, "irqfree")) {
@@ -387,7 +453,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | irq N | irqfree | storm MS | storm_wait | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | paths A B | irq N | irqfree | storm MS | storm_wait | freeall");
 
 static void leaky_ctor(void *p)
 {

@@ -1,0 +1,701 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * MLT: find the stack record of an allocation, starting at its call site.
+ *
+ * The generic way is stack_trace_save() from the probe, dropping every
+ * frame above the tracepoint's call_site, then hashing the frames into the
+ * stack table. With frame pointers (arm64) that is cheap. With x86_64's ORC
+ * unwinder every frame is an ORC table lookup, a module-tree lookup for
+ * module text and stack bounds checks, and five to seven frames (the
+ * unwinder's own, this module's, the tracepoint's, the allocator's) go by
+ * before the first one kept: full mode cost ~12x a kmalloc+kfree. So on ORC
+ * kernels three things are learnt and then checked against the stack on
+ * every use, so that a wrong guess costs time, never a wrong answer:
+ *
+ * 1. Where the call site's frame is. The distance from this function's
+ *    frame to the caller's stack pointer depends only on the code between
+ *    the tracepoint and here. It is learnt per call site from a complete
+ *    walk, and checked by reading the word below the caller's stack
+ *    pointer: it must be call_site, the return address its call pushed.
+ *    From there the kernel's own unwinder is started with a register set
+ *    {ip, sp, bp} at the call site ("short walk").
+ *
+ * 2. Whole stacks ("traces"). A frame that finds its caller's frame at a
+ *    constant distance from its own stack pointer (almost every kernel
+ *    function: no frame pointer, no realignment, no register frame) puts
+ *    the next return address at a constant offset. A chain of such frames
+ *    is fully described by the return addresses and their slots' offsets
+ *    from the call site's stack pointer, so when every slot still holds
+ *    the same address, the unwinder would find the same frames, and the
+ *    stack record is known without unwinding. Whether a frame is such a
+ *    frame is asked of the unwinder itself: one step from the frame with
+ *    two different sets of poisoned registers must give the same caller,
+ *    on the same stack, through an ordinary return address.
+ *
+ * 3. How the walk ends: at the depth limit, at code that ends every stack
+ *    (kernel threads), or at the user registers of a system call or
+ *    exception, which are checked to still be there and to be user mode.
+ *
+ * Learning costs two unwinder steps per frame, so a miss learns only once
+ * in MLT_LEARN_EVERY per CPU; a call site reached by more stacks than its
+ * cache set holds costs about what the short walk costs.
+ */
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/kernel.h>
+#include <linux/hash.h>
+#include <linux/sched.h>
+#include <linux/sched/task_stack.h>
+#include <linux/stacktrace.h>
+#include <linux/uaccess.h>
+#include "mlt.h"
+
+#ifdef CONFIG_UNWINDER_ORC
+#include <asm/unwind.h>
+#include <asm/ptrace.h>
+#include <asm/segment.h>
+#endif
+
+/* Index of the allocation call site in a stack captured from the probe. */
+static unsigned int mlt_trim(const unsigned long *buf, unsigned int nr,
+			     unsigned long call_site)
+{
+	unsigned int i;
+
+	for (i = 0; i < nr; i++)
+		if (buf[i] == call_site)
+			return i;
+	/* Fallback: skip our own frames, then the tracepoint and allocator. */
+	mlt_count(MLT_C_TRIM_FALLBACK, 1);
+	for (i = 0; i < nr && within_module(buf[i], THIS_MODULE); i++)
+		;
+	i += MLT_FALLBACK_SKIP;
+	return i < nr ? i : nr;
+}
+
+/*
+ * Stack record of nr frames, or MLT_NIL when the table is full, or
+ * MLT_SKIP for allocations made by this module (report buffers).
+ */
+static u32 mlt_record(struct mlt_table *t, const unsigned long *f,
+		      unsigned int nr)
+{
+	unsigned int i;
+
+	/*
+	 * This module allocates in task context only. An interrupt's stack
+	 * goes on into what it interrupted, which may be this module.
+	 */
+	if (in_task())
+		for (i = 0; i < nr; i++)
+			if (within_module(f[i], THIS_MODULE))
+				return MLT_SKIP;
+	return mlt_stack_get(t, f, nr);
+}
+
+/*
+ * Frames kept of nr captured from the probe: from the call site (at
+ * *start), at most depth. No call site found: the call site alone.
+ */
+static unsigned int mlt_kept(unsigned long *buf, unsigned int nr,
+			     unsigned long call_site, unsigned int depth,
+			     unsigned int *start)
+{
+	*start = mlt_trim(buf, nr, call_site);
+	if (*start < nr)
+		return min(nr - *start, depth);
+	*start = 0;
+	buf[0] = call_site;
+	return 1;
+}
+
+/* Capture from the probe with stack_trace_save(), trimmed at call_site. */
+static u32 mlt_stack_saved(struct mlt_table *t, unsigned long *buf,
+			   unsigned long call_site)
+{
+	unsigned int nr, start;
+
+	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
+	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
+	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
+	return mlt_record(t, buf + start, nr);
+}
+
+#ifdef CONFIG_UNWINDER_ORC
+
+/*
+ * Call-site distances: one 64-bit word per entry, read and written without
+ * a lock. Kernel and module text live in the top 2 GiB, whose addresses
+ * share their upper 32 bits, so the low 32 bits name the site. Entry =
+ * site << 32 | distance from our anchor to the caller's stack pointer;
+ * distance MLT_SITE_COMPLETE means "always walk completely".
+ */
+#define MLT_SITE_BITS		12
+#define MLT_SITE_COMPLETE	0U
+#define MLT_SITE_MAX_DIST	4096U	/* a sane bound for the frames between */
+#define MLT_TEXT_HIGH		0xffffffffUL
+#define MLT_LEARN_EVERY		8	/* trace misses per learning attempt */
+#define MLT_POISON_A		0x5a5a5a5a5a5a5a5aUL
+#define MLT_POISON_B		0xa5a5a5a5a5a5a5a5UL
+
+static u64 mlt_sites[1U << MLT_SITE_BITS];
+
+/* Off: every stack is walked with stack_trace_save(), as elsewhere. */
+static bool mlt_stack_cache = true;
+module_param_named(stack_cache, mlt_stack_cache, bool, 0644);
+MODULE_PARM_DESC(stack_cache, "x86_64 (ORC): learn and check stacks instead of walking each one");
+static DEFINE_PER_CPU(u32, mlt_trace_misses);
+
+size_t mlt_trace_mem(u32 traces)
+{
+	return (size_t)traces * sizeof(struct mlt_trace);
+}
+
+static bool mlt_is_text_high(unsigned long addr)
+{
+	return (addr >> 32) == MLT_TEXT_HIGH;
+}
+
+/*
+ * Short walk from the call site's frame: the caller was at call_site with
+ * stack pointer sp. With expect set, compare instead of storing and return
+ * the number of matching frames.
+ */
+static unsigned int mlt_walk_from_site(unsigned long *buf, unsigned int depth,
+				       unsigned long call_site,
+				       unsigned long sp, unsigned long bp,
+				       const unsigned long *expect)
+{
+	struct unwind_state state;
+	struct pt_regs regs = {
+		/* Inside the call instruction: its ORC entry describes the
+		 * caller's frame, as the unwinder does for return addresses.
+		 */
+		.ip = call_site - 1,
+		.sp = sp,
+		.bp = bp,
+		.cs = __KERNEL_CS,
+	};
+	unsigned long addr;
+	unsigned int n = 1;
+
+	if (expect) {
+		if (expect[0] != call_site)
+			return 0;
+	} else {
+		buf[0] = call_site;
+	}
+	for (unwind_start(&state, current, &regs, NULL);
+	     n < depth && !unwind_done(&state); unwind_next_frame(&state)) {
+		addr = unwind_get_return_address(&state);
+		if (!addr)
+			break;
+		if (expect) {
+			if (expect[n] != addr)
+				break;
+		} else {
+			buf[n] = addr;
+		}
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Complete walk from this frame, like stack_trace_save(), noting the
+ * caller's stack pointer when the call site's frame goes by.
+ */
+static unsigned int mlt_walk_complete(unsigned long *buf, unsigned int max,
+				      unsigned long call_site,
+				      unsigned long *site_sp)
+{
+	struct unwind_state state;
+	unsigned long addr;
+	unsigned int n = 0;
+
+	*site_sp = 0;
+	for (unwind_start(&state, current, NULL, NULL);
+	     n < max && !unwind_done(&state); unwind_next_frame(&state)) {
+		addr = unwind_get_return_address(&state);
+		if (!addr)
+			break;
+		if (addr == call_site && !*site_sp)
+			*site_sp = state.sp;
+		buf[n++] = addr;
+	}
+	return n;
+}
+
+/* ---- traces ----------------------------------------------------------- */
+
+enum mlt_step_kind { MLT_STEP_CALL, MLT_STEP_END, MLT_STEP_USER, MLT_STEP_OTHER };
+
+struct mlt_step {
+	enum mlt_step_kind kind;
+	unsigned long ip, sp;
+	unsigned long regs;	/* MLT_STEP_USER: where the user registers are */
+};
+
+/*
+ * One unwinder step from the frame at (ip, sp) with %rbp = bp and every
+ * other register a frame could locate its caller through set to poison.
+ */
+static void mlt_step(unsigned long ip, unsigned long sp, unsigned long bp,
+		     unsigned long poison, struct mlt_step *out)
+{
+	struct unwind_state state;
+	struct pt_regs regs = {
+		.ip = ip - 1, .sp = sp, .cs = __KERNEL_CS,
+		.bp = bp, .r10 = poison, .r13 = poison,
+		.di = poison, .dx = poison,
+	};
+
+	out->kind = MLT_STEP_OTHER;
+	out->ip = 0;
+	out->sp = 0;
+	out->regs = 0;
+	unwind_start(&state, current, &regs, NULL);
+	if (state.error)
+		return;
+	if (unwind_done(&state)) {
+		out->kind = MLT_STEP_END;
+		return;
+	}
+	if (state.regs) {
+		if (user_mode(state.regs) && state.regs == task_pt_regs(current)) {
+			out->kind = MLT_STEP_USER;
+			out->regs = (unsigned long)state.regs;
+		}
+		return;
+	}
+	/* An ordinary return address on the same stack. */
+	if (!on_stack(&state.stack_info, (void *)sp, sizeof(long)))
+		return;
+	out->ip = unwind_get_return_address(&state);
+	out->sp = state.sp;
+	if (out->ip && READ_ONCE_NOCHECK(*((unsigned long *)out->sp - 1)) == out->ip)
+		out->kind = MLT_STEP_CALL;
+}
+
+static bool mlt_steps_agree(const struct mlt_step *a, const struct mlt_step *b)
+{
+	return a->kind == b->kind && a->ip == b->ip && a->sp == b->sp &&
+	       a->regs == b->regs;
+}
+
+/*
+ * The frame at the top of a task stack entered from user mode: the entry
+ * code's call, whose return address sits just below the user registers.
+ * Returns its return address, or 0.
+ */
+static unsigned long mlt_entry_frame(struct pt_regs *regs)
+{
+	unsigned long ip;
+	struct mlt_step a;
+
+	if (!user_mode(regs))
+		return 0;
+	ip = READ_ONCE_NOCHECK(*((unsigned long *)regs - 1));
+	/* Not text: no ORC entry, the step fails. */
+	mlt_step(ip, (unsigned long)regs, MLT_POISON_A, MLT_POISON_A, &a);
+	return a.kind == MLT_STEP_USER && a.regs == (unsigned long)regs ? ip : 0;
+}
+
+/*
+ * Frame k of the stack (0 = the call site's) at (ip, sp) finds its caller
+ * through %rbp: do_syscall_64 does, its frame moved by the random stack
+ * offset of each system call. Its caller is the entry code's frame at the
+ * top of the stack when %rbp, as frame k has it, is where it was when
+ * learnt relative to the user registers. Learn where the unwinder gets
+ * that %rbp from: the slot in which a frame below k saved it (the last
+ * frame whose step changed it), or %rbp itself at mlt_stack_of(), anchor.
+ * Returns the entry frame's return address, or 0.
+ */
+static unsigned long mlt_learn_entry(unsigned long call_site, unsigned int k,
+				     unsigned long ip, unsigned long sp,
+				     unsigned long sp0, unsigned long anchor,
+				     struct mlt_trace *tr)
+{
+	struct pt_regs *regs = task_pt_regs(current);
+	unsigned long old_sp, old_bp, lo = 0, hi = 0, p, slot = 0, entry;
+	struct unwind_state state;
+	struct mlt_step a, b;
+	int idx = -1;
+
+	entry = mlt_entry_frame(regs);
+	if (!entry)
+		return 0;
+	for (unwind_start(&state, current, NULL, NULL); !unwind_done(&state);) {
+		if (!unwind_get_return_address(&state))
+			return 0;
+		if (idx >= 0 || state.ip == call_site)
+			idx++;
+		if (idx == k)
+			break;
+		old_sp = state.sp;
+		old_bp = state.bp;
+		unwind_next_frame(&state);
+		/* The slot search below reads between the two: one stack. */
+		if (!unwind_done(&state) &&
+		    !on_stack(&state.stack_info, (void *)old_sp, sizeof(long)))
+			return 0;
+		if (state.bp != old_bp) {
+			lo = old_sp;
+			hi = state.sp;
+		}
+	}
+	if (idx != k || state.ip != ip || state.sp != sp ||
+	    (unsigned long)regs - state.bp > U16_MAX)
+		return 0;
+	/* With that %rbp, one step must reach the entry frame. */
+	mlt_step(ip, sp, state.bp, MLT_POISON_A, &a);
+	mlt_step(ip, sp, state.bp, MLT_POISON_B, &b);
+	if (!mlt_steps_agree(&a, &b) || a.kind != MLT_STEP_CALL ||
+	    a.ip != entry || a.sp != (unsigned long)regs)
+		return 0;
+	tr->regs_off = (unsigned long)regs - state.bp;
+	/* Saved below mlt_stack_of() or never: %rbp there is the value. */
+	tr->bp_in_reg = hi <= anchor;
+	if (tr->bp_in_reg)
+		return entry;
+	/* The one word in the saving frame that holds it is its slot. */
+	for (p = lo; p + sizeof(long) <= hi; p += sizeof(long)) {
+		if (READ_ONCE_NOCHECK(*(unsigned long *)p) != state.bp)
+			continue;
+		if (slot)
+			return 0;
+		slot = p;
+	}
+	if (!slot || (long)(slot - sp0) < S16_MIN || (long)(slot - sp0) > S16_MAX)
+		return 0;
+	tr->bp_off = slot - sp0;
+	return entry;
+}
+
+/*
+ * Learn the stack of the caller at (call_site, sp0) into buf and tr.
+ * Returns the number of frames, or 0 when the stack cannot be described
+ * (the caller then takes the short walk).
+ */
+static unsigned int mlt_trace_learn(unsigned long *buf, unsigned int depth,
+				    unsigned long call_site, unsigned long sp0,
+				    unsigned long anchor, struct mlt_trace *tr)
+{
+	unsigned long ip = call_site, sp = sp0, off;
+	struct mlt_step a, b;
+	unsigned int n = 1;
+
+	buf[0] = call_site;
+	tr->off[0] = 0;
+	tr->end = MLT_TRACE_DEPTH;
+	tr->regs_off = 0;
+	tr->bp_in_reg = 0;
+	tr->bp_off = 0;
+	while (n < depth) {
+		mlt_step(ip, sp, MLT_POISON_A, MLT_POISON_A, &a);
+		mlt_step(ip, sp, MLT_POISON_B, MLT_POISON_B, &b);
+		if (!mlt_steps_agree(&a, &b) || a.kind == MLT_STEP_OTHER) {
+			ip = mlt_learn_entry(call_site, n - 1, ip, sp, sp0,
+					     anchor, tr);
+			if (!ip)
+				return 0;
+			tr->end = MLT_TRACE_ENTRY;
+			tr->off[n] = 0;	/* read just below the user registers */
+			buf[n++] = ip;
+			break;
+		}
+		if (a.kind == MLT_STEP_END) {
+			tr->end = MLT_TRACE_END;
+			break;
+		}
+		if (a.kind == MLT_STEP_USER) {
+			off = a.regs - sp0;
+			if (off > U16_MAX)
+				return 0;
+			tr->end = MLT_TRACE_USER;
+			tr->regs_off = off;
+			break;
+		}
+		if (a.kind != MLT_STEP_CALL)
+			return 0;
+		off = a.sp - sizeof(long) - sp0;
+		if (a.sp <= sp || off > U16_MAX)
+			return 0;
+		tr->off[n] = off;
+		buf[n++] = a.ip;
+		ip = a.ip;
+		sp = a.sp;
+	}
+	tr->call_site = call_site;
+	tr->nr = n;
+	return n;
+}
+
+/*
+ * Does the kernel's complete walk from here find exactly these frames
+ * after the call site (and stop after them, unless cut at the depth)?
+ */
+static bool mlt_walk_confirms(const unsigned long *f, unsigned int nr,
+			      bool stops, unsigned long call_site)
+{
+	struct unwind_state state;
+	unsigned long addr;
+	unsigned int n = 0;
+	bool seen = false;
+
+	for (unwind_start(&state, current, NULL, NULL); !unwind_done(&state);
+	     unwind_next_frame(&state)) {
+		addr = unwind_get_return_address(&state);
+		if (!addr)
+			break;
+		if (!seen && addr != call_site)
+			continue;
+		seen = true;
+		if (n == nr)
+			return !stops;
+		if (f[n++] != addr)
+			return false;
+	}
+	return n == nr;
+}
+
+/* Does the trace (a consistent copy) still describe the stack above sp0? */
+static bool mlt_trace_matches(const struct mlt_table *t,
+			      const struct mlt_trace *tr, unsigned long sp0,
+			      unsigned long bp)
+{
+	const unsigned long *f = &t->frames[t->stacks[tr->sidx].frame_off];
+	unsigned long base = (unsigned long)task_stack_page(current);
+	bool on_task_stack = sp0 >= base && sp0 < base + THREAD_SIZE;
+	unsigned long slot, v;
+	struct pt_regs *regs = task_pt_regs(current);
+	unsigned int i;
+
+	for (i = 1; i < tr->nr; i++) {
+		if (tr->end == MLT_TRACE_ENTRY && i == tr->nr - 1)
+			slot = (unsigned long)regs - sizeof(long);
+		else
+			slot = sp0 + tr->off[i];
+		if (on_task_stack && slot + sizeof(long) <= base + THREAD_SIZE)
+			v = READ_ONCE_NOCHECK(*(unsigned long *)slot);
+		else if (get_kernel_nofault(v, (unsigned long *)slot))
+			return false;	/* interrupt stacks: bounds unknown here */
+		if (v != f[i])
+			return false;
+	}
+	if (tr->end == MLT_TRACE_ENTRY) {
+		if (!on_task_stack || !user_mode(regs))
+			return false;
+		if (!tr->bp_in_reg) {
+			slot = sp0 + tr->bp_off;
+			if (slot < base || slot + sizeof(long) > base + THREAD_SIZE)
+				return false;
+			bp = READ_ONCE_NOCHECK(*(unsigned long *)slot);
+		}
+		return (unsigned long)regs - bp == tr->regs_off;
+	}
+	if (tr->end == MLT_TRACE_USER)
+		return (unsigned long)regs == sp0 + tr->regs_off && user_mode(regs);
+	return true;
+}
+
+/* A cached trace of the call site that matches the stack, or MLT_NIL. */
+static u32 mlt_trace_find(const struct mlt_table *t, unsigned long call_site,
+			  unsigned long sp0, unsigned long bp)
+{
+	const struct mlt_trace *set =
+		&t->traces[hash_long(call_site, t->trace_bits) * MLT_TRACE_WAYS];
+	struct mlt_trace tr;
+	u32 seq, nr_stacks;
+	unsigned int w;
+
+	for (w = 0; w < MLT_TRACE_WAYS; w++) {
+		/* Pairs with the write barriers in mlt_trace_store(). */
+		seq = smp_load_acquire(&set[w].seq);
+		if ((seq & 1) || READ_ONCE(set[w].call_site) != call_site)
+			continue;
+		memcpy(&tr, &set[w], sizeof(tr));
+		smp_rmb();	/* copy before re-reading seq */
+		if (READ_ONCE(set[w].seq) != seq)
+			continue;	/* being rewritten */
+		/* Pairs with the release in mlt_stack_get(): complete. */
+		nr_stacks = smp_load_acquire(&t->nr_stacks);
+		if (tr.nr && tr.nr <= MLT_MAX_DEPTH && tr.sidx < nr_stacks &&
+		    t->stacks[tr.sidx].nr == tr.nr && mlt_trace_matches(t, &tr, sp0, bp))
+			return tr.sidx;
+	}
+	return MLT_NIL;
+}
+
+static void mlt_trace_store(struct mlt_table *t, const struct mlt_trace *src)
+{
+	struct mlt_trace *set =
+		&t->traces[hash_long(src->call_site, t->trace_bits) * MLT_TRACE_WAYS];
+	struct mlt_trace *tr;
+	unsigned long flags;
+	u32 seq;
+
+	/* Learning is optional: never wait for another CPU's. */
+	if (!raw_spin_trylock_irqsave(&t->trace_lock, flags))
+		return;
+	tr = &set[t->trace_clock++ % MLT_TRACE_WAYS];
+	seq = tr->seq;
+	WRITE_ONCE(tr->seq, seq + 1);
+	smp_wmb();	/* odd seq before the fields change */
+	WRITE_ONCE(tr->call_site, src->call_site);
+	tr->sidx = src->sidx;
+	tr->nr = src->nr;
+	tr->end = src->end;
+	tr->regs_off = src->regs_off;
+	tr->bp_in_reg = src->bp_in_reg;
+	tr->bp_off = src->bp_off;
+	memcpy(tr->off, src->off, src->nr * sizeof(src->off[0]));
+	smp_wmb();	/* fields before the even seq */
+	WRITE_ONCE(tr->seq, seq + 2);
+	raw_spin_unlock_irqrestore(&t->trace_lock, flags);
+}
+
+/* ---- entry point ------------------------------------------------------ */
+
+static unsigned long mlt_current_bp(void)
+{
+	unsigned long bp;
+
+	asm volatile("mov %%rbp, %0" : "=r" (bp));
+	return bp;
+}
+
+/* Learn the call site's distance with a complete walk; record its stack. */
+static u32 mlt_stack_learn_site(struct mlt_table *t, unsigned long *buf,
+				unsigned long call_site, u64 *slot,
+				unsigned long anchor, unsigned long bp)
+{
+	unsigned int nr, start, kept;
+	unsigned long sp;
+	bool agree;
+
+	nr = mlt_walk_complete(buf, t->depth + MLT_TRIM_SLACK, call_site, &sp);
+	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
+	kept = mlt_kept(buf, nr, call_site, t->depth, &start);
+	if (slot && sp > anchor && sp - anchor <= MLT_SITE_MAX_DIST &&
+	    buf[start] == call_site) {
+		/* The short walk must find the same frames, else never use it. */
+		agree = mlt_walk_from_site(NULL, kept, call_site, sp, bp,
+					   buf + start) == kept;
+		WRITE_ONCE(*slot, (u64)(u32)call_site << 32 |
+			   (agree ? (u32)(sp - anchor) : MLT_SITE_COMPLETE));
+	}
+	return mlt_record(t, buf + start, kept);
+}
+
+/*
+ * Stack record of the allocation made at call_site, MLT_NIL when the stack
+ * table is full, MLT_SKIP when this module allocated. buf holds
+ * MLT_BUF_FRAMES. noinline: the anchor's distance to the caller's frame
+ * must be the same on every call from the same probe.
+ */
+noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
+			  unsigned long call_site)
+{
+	unsigned long anchor_word = 0;
+	unsigned long anchor = (unsigned long)&anchor_word;
+	unsigned long bp = mlt_current_bp();
+	u64 *slot = &mlt_sites[hash_long(call_site, MLT_SITE_BITS)];
+	u64 entry = READ_ONCE(*slot);
+	struct mlt_trace tr;
+	unsigned long sp0, pushed;
+	unsigned int nr;
+	u32 dist, sidx;
+
+	if (!READ_ONCE(mlt_stack_cache) || !mlt_is_text_high(call_site))
+		return mlt_stack_saved(t, buf, call_site);
+	if ((u32)(entry >> 32) != (u32)call_site)
+		return mlt_stack_learn_site(t, buf, call_site, slot, anchor, bp);
+	dist = (u32)entry;
+	if (dist == MLT_SITE_COMPLETE)
+		return mlt_stack_learn_site(t, buf, call_site, NULL, anchor, bp);
+	sp0 = anchor + dist;
+	/* Fault-safe: a stale distance may point past the stack. */
+	if (get_kernel_nofault(pushed, (unsigned long *)(sp0 - sizeof(long))) ||
+	    pushed != call_site) {
+		mlt_count(MLT_C_UNWIND_STALE, 1);
+		return mlt_stack_learn_site(t, buf, call_site, slot, anchor, bp);
+	}
+
+	sidx = mlt_trace_find(t, call_site, sp0, bp);
+	if (sidx != MLT_NIL) {
+		mlt_count(MLT_C_TRACE_HITS, 1);
+		return sidx;
+	}
+	if (this_cpu_inc_return(mlt_trace_misses) % MLT_LEARN_EVERY == 1) {
+		nr = mlt_trace_learn(buf, t->depth, call_site, sp0, anchor, &tr);
+		/* Belt and braces: the kernel's own walk must agree. */
+		if (nr && mlt_walk_confirms(buf, nr, tr.end != MLT_TRACE_DEPTH,
+					    call_site)) {
+			mlt_count(MLT_C_TRACE_LEARNT, 1);
+			sidx = mlt_record(t, buf, nr);
+			if (sidx != MLT_NIL && sidx != MLT_SKIP) {
+				tr.sidx = sidx;
+				mlt_trace_store(t, &tr);
+			}
+			return sidx;
+		}
+	}
+	mlt_count(MLT_C_UNWIND_SHORT, 1);
+	nr = mlt_walk_from_site(buf, t->depth, call_site, sp0, bp, NULL);
+	return mlt_record(t, buf, nr);
+}
+
+/*
+ * A module being loaded may reuse the text of one unloaded before, with
+ * other callers at the same addresses: forget the learnt distances. (Traces
+ * need no such care: they are checked frame by frame.)
+ */
+static int mlt_module_event(struct notifier_block *nb, unsigned long action,
+			    void *data)
+{
+	unsigned int i;
+
+	if (action == MODULE_STATE_COMING)
+		for (i = 0; i < ARRAY_SIZE(mlt_sites); i++)
+			WRITE_ONCE(mlt_sites[i], 0);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block mlt_module_nb = {
+	.notifier_call = mlt_module_event,
+};
+
+int mlt_unwind_init(void)
+{
+	return register_module_notifier(&mlt_module_nb);
+}
+
+void mlt_unwind_exit(void)
+{
+	unregister_module_notifier(&mlt_module_nb);
+}
+
+#else /* !CONFIG_UNWINDER_ORC: frame pointers make the complete walk cheap */
+
+size_t mlt_trace_mem(u32 traces)
+{
+	return 0;
+}
+
+noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
+			  unsigned long call_site)
+{
+	return mlt_stack_saved(t, buf, call_site);
+}
+
+int mlt_unwind_init(void)
+{
+	return 0;
+}
+
+void mlt_unwind_exit(void)
+{
+}
+
+#endif
