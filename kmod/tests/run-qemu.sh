@@ -7,7 +7,7 @@
 #   run-qemu.sh --kernel VMLINUZ [--arch x86_64|arm64] [--module KO]...
 #               [--extra-file SRC:DST]... [--init-hook SCRIPT] [--hook-args "A B"]
 #               [--log FILE] [--timeout SEC] [--mem MB] [--smp N]
-#               [--append "kernel args"] [--share DIR]
+#               [--append "kernel args"] [--share DIR] [--accel ACCEL]
 #
 # The guest mounts proc, sysfs, devtmpfs and debugfs, puts modules in
 # /modules, sources /lib/mlt-guest.sh (helpers: emit NAME FILE prints a file
@@ -17,6 +17,7 @@
 # --share DIR exports DIR over virtio-9p as mount tag "host"; the guest
 # mounts it read-write at /host (the kernel's 9p modules are added to the
 # initramfs from its /lib/modules, running depmod there if needed).
+# --accel is QEMU's -accel (default tcg,thread=single, see below).
 #
 # Exit status: the hook's status, 124 on timeout, 125 if the guest died
 # (panic, oops with oops=panic, WARN with panic_on_warn=1) before finishing.
@@ -24,7 +25,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 KERNEL="" ARCH=x86_64 LOG="" TIMEOUT=300 MEM=512 SMP=2 APPEND="" SHARE=""
-HOOK="" HOOK_ARGS=""
+HOOK="" HOOK_ARGS="" ACCEL=tcg,thread=single
 MODULES=() EXTRAS=()
 
 usage() { sed -n '3,25p' "$0" >&2; exit 2; }
@@ -43,6 +44,7 @@ while [ $# -gt 0 ]; do
 	--smp) SMP=$2; shift 2 ;;
 	--append) APPEND=$2; shift 2 ;;
 	--share) SHARE=$2; shift 2 ;;
+	--accel) ACCEL=$2; shift 2 ;;
 	-h|--help) usage ;;
 	*) echo "run-qemu.sh: unknown option $1" >&2; usage ;;
 	esac
@@ -124,17 +126,17 @@ if [ -n "$SHARE" ]; then
 	EXTRA_DEV=(-virtfs "local,path=$SHARE,mount_tag=host,security_model=none")
 fi
 
-# TCG only: KVM is not assumed (and hangs on some CI hosts). One host
-# thread for all vCPUs (thread=single): with a thread per vCPU, QEMU 7.2
-# lets a vCPU run code another vCPU has just rewritten, which breaks the
-# kernel's live text patching (static keys, tracepoints: "Oops: int3" or
-# a soft lockup in text_poke_bp). The guest still runs -smp CPUs,
-# interleaved, so races between CPUs are still exercised.
+# TCG only: KVM is not assumed (and hangs on some CI hosts). By default
+# one host thread runs all vCPUs (--accel tcg,thread=single): with a
+# thread per vCPU, QEMU 7.2 lets a vCPU run code another vCPU has just
+# rewritten, which breaks the kernel's live text patching (static keys,
+# tracepoints: "Oops: int3" or a soft lockup in text_poke_bp). The guest
+# still runs -smp CPUs, interleaved, so races between CPUs are exercised.
 # loglevel=5: warnings and oopses reach the log, so a guest that dies says
 # why; routine boot chatter does not.
 rc=0
 timeout --foreground -k 10 "$TIMEOUT" \
-	"$QEMU" "${MACHINE[@]}" -accel tcg,thread=single -smp "$SMP" -m "$MEM" \
+	"$QEMU" "${MACHINE[@]}" -accel "$ACCEL" -smp "$SMP" -m "$MEM" \
 	-kernel "$KERNEL" -initrd "$WORK/initrd.cpio" \
 	-append "console=$CONSOLE loglevel=5 oops=panic panic_on_warn=1 panic=-1 $APPEND" \
 	-display none -monitor none -serial "file:$LOG" -no-reboot \

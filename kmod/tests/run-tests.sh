@@ -22,50 +22,8 @@ LOGS=$KMOD/build/logs
 mkdir -p "$LOGS"
 HINT="install with: bash .ci/install-kmod.sh"
 
-newest() { ls -d $1 2>/dev/null | sort -V | tail -n1; }
-
-# target -> ARCH QEMU_ARCH KERNEL KDIR LEVEL TIMEOUT CROSS
-resolve() {
-	local rel
-	case "$1" in
-	x86_64-6.1)
-		KERNEL=$(newest '/boot/vmlinuz-6.1.0-*-amd64')
-		rel=${KERNEL#/boot/vmlinuz-}
-		KDIR=/usr/src/linux-headers-$rel
-		ARCH=x86 QARCH=x86_64 LEVEL=full TIMEOUT=240 CROSS=""
-		;;
-	x86_64-6.12)
-		KERNEL=$(newest '/boot/vmlinuz-6.12.*-amd64')
-		rel=${KERNEL#/boot/vmlinuz-}
-		KDIR=/usr/src/linux-headers-$rel
-		ARCH=x86 QARCH=x86_64 LEVEL=full TIMEOUT=240 CROSS=""
-		;;
-	arm64)
-		KERNEL=$KMOD_CACHE/arm64/vmlinuz
-		KDIR=$KMOD_CACHE/arm64/headers
-		ARCH=arm64 QARCH=arm64 LEVEL=full TIMEOUT=360 CROSS=aarch64-linux-gnu-
-		;;
-	*) echo "run-tests.sh: unknown target $1" >&2; return 2 ;;
-	esac
-	TIMEOUT=${QEMU_TIMEOUT:-$TIMEOUT}
-}
-
-# Print what is missing for a target, if anything.
-missing() {
-	local q=qemu-system-x86_64 m=()
-	[ "$QARCH" = arm64 ] && q=qemu-system-aarch64
-	command -v "$q" >/dev/null || m+=("$q")
-	[ -n "$KERNEL" ] && [ -r "$KERNEL" ] || m+=("kernel image for $1")
-	[ -f "$KDIR/Makefile" ] || m+=("kernel headers $KDIR")
-	[ -x /bin/busybox ] || m+=("busybox-static")
-	command -v cpio >/dev/null || m+=(cpio)
-	command -v python3 >/dev/null || m+=(python3)
-	if [ "$QARCH" = arm64 ]; then
-		command -v aarch64-linux-gnu-gcc >/dev/null || m+=(gcc-aarch64-linux-gnu)
-		[ -x "$KMOD_CACHE/arm64/rootfs/bin/busybox" ] || m+=("arm64 busybox in $KMOD_CACHE")
-	fi
-	[ ${#m[@]} -eq 0 ] || (IFS=","; echo "${m[*]}" | sed "s/,/, /g")
-}
+# shellcheck source=SCRIPTDIR/targets.sh
+. "$HERE/targets.sh"
 
 total_pass=0 total_fail=0 status=0
 targets=("$@")

@@ -1,0 +1,40 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# In-guest soak for mlt.ko, run by soak.sh as the init hook.
+# Usage: soak-guest.sh ROUNDS [MLT_PARAM=VALUE...]
+# Each round: leaky's alloc/free storm on every CPU for 3 s while all three
+# reports are read in a loop, then "@@SOAK round N reads N". The stack
+# cache is warmed first with the stacks the main test uses.
+. /lib/mlt-guest.sh
+
+ROUNDS=${1:-20}
+shift
+D=/sys/kernel/debug/mlt
+RUN=/sys/module/leaky/parameters/run
+
+try insmod_leaky insmod /modules/leaky.ko
+try insmod_mlt insmod /modules/mlt.ko mode=full "$@"
+[ -d $D ] || exit 1
+for cmd in "leak 10 400" "paths 40 25" freeall "irq 8" irqfree; do
+	echo "$cmd" > $RUN
+done
+i=0
+while [ $i -lt "$ROUNDS" ]; do
+	echo "storm 3000" > $RUN
+	reads=0
+	end=$(( $(cut -d. -f1 /proc/uptime) + 3 ))
+	while [ "$(cut -d. -f1 /proc/uptime)" -le $end ]; do
+		cat $D/stacks > /dev/null && cat $D/mem_leaks > /dev/null &&
+			cat $D/stats > /dev/null && reads=$((reads + 1))
+	done
+	echo storm_wait > $RUN
+	echo "@@SOAK round $i reads $reads"
+	i=$((i + 1))
+done
+emit stats $D/stats
+dmesg > /tmp/dmesg.txt
+emit dmesg /tmp/dmesg.txt
+try rmmod_mlt rmmod mlt
+try rmmod_leaky rmmod leaky
+exit 0
