@@ -33,6 +33,14 @@ while [ $r -lt "$REPS" ]; do
 	echo 1 > $P/stack_cache
 	echo 4 > $P/depth
 	measure full_depth4
+	# Eight stacks from one call site: more than a stack-cache set holds.
+	echo 16 > $P/depth
+	echo 8 > $B/stacks
+	measure full_s8
+	echo 0 > $P/stack_cache
+	measure full_walk_s8
 	rmmod mlt
+	measure none_s8
+	echo 1 > $B/stacks
 done
 exit 0

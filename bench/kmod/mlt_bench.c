@@ -5,10 +5,16 @@
  *   echo N > /sys/module/mlt_bench/parameters/run   time N kmalloc+kfree pairs
  *   cat /sys/module/mlt_bench/parameters/result_ps  picoseconds per pair
  *   echo 1 > /sys/module/mlt_bench/parameters/count_probe
+ *   echo S > /sys/module/mlt_bench/parameters/stacks  allocate from S stacks
  *
  * count_probe attaches the cheapest possible tracepoint tracker to kmalloc
  * and kfree: a probe that only increments a per-CPU counter. It is the floor
  * that any tracepoint-based tracker (mlt.ko included) pays.
+ *
+ * stacks (default 1) makes pair i allocate i % S frames deeper through a
+ * recursive helper: S distinct stacks from one call site, the worst case
+ * for a tracker that caches stacks per call site. The loop itself costs a
+ * little more then, so compare S-stack runs with each other only.
  *
  * Locking and contexts: parameters are written from process context and
  * serialised by the module parameter lock; the probes only touch their own
@@ -89,13 +95,33 @@ static const struct kernel_param_ops mltb_count_ops = {
 module_param_cb(count_probe, &mltb_count_ops, NULL, 0644);
 MODULE_PARM_DESC(count_probe, "Attach the counting-only probe to kmalloc and kfree");
 
+static unsigned int stacks = 1;
+module_param(stacks, uint, 0644);
+MODULE_PARM_DESC(stacks, "Distinct stacks the loop allocates from (1..64)");
+
+/* kmalloc at the same call site, depth frames below the caller. */
+static noinline void *mltb_alloc_below(unsigned int depth)
+{
+	void *p;
+
+	if (depth)
+		p = mltb_alloc_below(depth - 1);
+	else
+		p = kmalloc(MLTB_SIZE, GFP_KERNEL);
+	OPTIMIZER_HIDE_VAR(p);	/* not a tail call: one frame per level */
+	return p;
+}
+
 static noinline void mltb_loop(unsigned int n)
 {
-	unsigned int i;
+	unsigned int i, s = clamp(READ_ONCE(stacks), 1U, 64U);
 	void *p;
 
 	for (i = 0; i < n; i++) {
-		p = kmalloc(MLTB_SIZE, GFP_KERNEL);
+		if (s == 1)
+			p = kmalloc(MLTB_SIZE, GFP_KERNEL);
+		else
+			p = mltb_alloc_below(i % s);
 		OPTIMIZER_HIDE_VAR(p);
 		kfree(p);
 	}

@@ -67,17 +67,20 @@ for ln in open(log, "rb").read().decode("latin-1").splitlines():
         buf.append(ln)
 med = {k: statistics.median(v) for k, v in runs.items()}
 print("kernel %s, QEMU TCG, %s reps x %s kmalloc(64)+kfree" % (kernel, reps, ops))
-for k in ("none", "count", "sampled", "full", "full_walk", "full_depth4"):
+for k in ("none", "count", "sampled", "full", "full_walk", "full_depth4",
+          "none_s8", "full_s8", "full_walk_s8"):
     v = runs[k]
-    print("  %-11s median %8.1f ns/op   (min %.1f, max %.1f)" % (k, med[k], min(v), max(v)))
+    print("  %-12s median %8.1f ns/op   (min %.1f, max %.1f)" % (k, med[k], min(v), max(v)))
 def paired(a, b):
     return statistics.median(r[a] / r[b] for r in byrep.values() if a in r and b in r)
-print("ratios:                 of medians   median of paired")
+print("ratios:                     of medians   median of paired")
 for a, b, target in (("count", "none", ""), ("sampled", "count", "(target <= 1.10x)"),
                      ("sampled", "none", ""), ("full", "none", "(target <= 8x)"),
                      ("full_walk", "none", "(stack_cache=0: every stack walked)"),
-                     ("full_depth4", "none", "(depth=4)")):
-    print("  %-11s / %-5s  %7.3fx     %7.3fx   %s" % (a, b, med[a] / med[b], paired(a, b), target))
+                     ("full_depth4", "none", "(depth=4)"),
+                     ("full_s8", "none_s8", "(8 stacks from one call site)"),
+                     ("full_walk_s8", "none_s8", "(8 stacks, stack_cache=0)")):
+    print("  %-12s / %-7s  %7.3fx     %7.3fx   %s" % (a, b, med[a] / med[b], paired(a, b), target))
 po = int(stats["bytes_per_object"])
 print("memory: %d bytes per tracked object (pool entry + hash bucket share; target <= 48)" % po)
 print("        %s bytes per distinct stack; pool %s bytes for %s objects and %s stacks = %.1f bytes per object all-in"
