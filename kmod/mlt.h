@@ -108,7 +108,8 @@ struct mlt_agg {
  * A learnt stack (mlt_unwind.c): the return addresses of stack record sidx
  * sit at fixed offsets above the call site's stack pointer. 88 bytes.
  */
-#define MLT_TRACE_WAYS	4	/* traces per call-site set */
+#define MLT_TRACE_WAYS	4	/* traces per set */
+#define MLT_TRACE_PROBES	4U	/* consecutive sets one call site may use */
 enum mlt_trace_end {
 	MLT_TRACE_DEPTH,	/* cut at the depth limit */
 	MLT_TRACE_END,		/* the last frame ends every stack */
@@ -166,7 +167,7 @@ struct mlt_table {
 	struct mlt_agg *agg;
 
 	raw_spinlock_t trace_lock;	/* serialises trace writers */
-	u32 trace_clock;	/* round-robin victim within a set */
+	u32 trace_clock;	/* round-robin victim among a call site's sets */
 	u32 trace_bits;		/* log2 of the number of trace sets */
 	struct mlt_trace *traces;	/* NULL where not used (no ORC) */
 

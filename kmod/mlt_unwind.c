@@ -38,7 +38,8 @@
  *
  * Learning costs two unwinder steps per frame, so a miss learns only once
  * in MLT_LEARN_EVERY per CPU; a call site reached by more stacks than its
- * cache set holds costs about what the short walk costs.
+ * sets hold (MLT_TRACE_PROBES of MLT_TRACE_WAYS) costs about what the short
+ * walk costs.
  */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -499,38 +500,79 @@ static bool mlt_trace_matches(const struct mlt_table *t,
 	return true;
 }
 
+/*
+ * Set number probe of those a call site's traces may use: consecutive sets
+ * from its hash, so a call site reached by many stacks (a helper such as
+ * kstrdup) keeps up to MLT_TRACE_WAYS * MLT_TRACE_PROBES of them.
+ */
+static struct mlt_trace *mlt_trace_set(const struct mlt_table *t,
+				       unsigned long call_site,
+				       unsigned int probe)
+{
+	u32 mask = (1U << t->trace_bits) - 1;
+	u32 set = (hash_long(call_site, t->trace_bits) + probe) & mask;
+
+	return &t->traces[set * MLT_TRACE_WAYS];
+}
+
+static unsigned int mlt_trace_probes(const struct mlt_table *t)
+{
+	return min(MLT_TRACE_PROBES, 1U << t->trace_bits);
+}
+
 /* A cached trace of the call site that matches the stack, or MLT_NIL. */
 static u32 mlt_trace_find(const struct mlt_table *t, unsigned long call_site,
 			  unsigned long sp0, unsigned long bp)
 {
-	const struct mlt_trace *set =
-		&t->traces[hash_long(call_site, t->trace_bits) * MLT_TRACE_WAYS];
+	unsigned int probes = mlt_trace_probes(t), p, w;
+	const struct mlt_trace *set;
 	struct mlt_trace tr;
 	u32 seq, nr_stacks;
-	unsigned int w;
 
-	for (w = 0; w < MLT_TRACE_WAYS; w++) {
-		/* Pairs with the write barriers in mlt_trace_store(). */
-		seq = smp_load_acquire(&set[w].seq);
-		if ((seq & 1) || READ_ONCE(set[w].call_site) != call_site)
-			continue;
-		memcpy(&tr, &set[w], sizeof(tr));
-		smp_rmb();	/* copy before re-reading seq */
-		if (READ_ONCE(set[w].seq) != seq)
-			continue;	/* being rewritten */
-		/* Pairs with the release in mlt_stack_get(): complete. */
-		nr_stacks = smp_load_acquire(&t->nr_stacks);
-		if (tr.nr && tr.nr <= MLT_MAX_DEPTH && tr.sidx < nr_stacks &&
-		    t->stacks[tr.sidx].nr == tr.nr && mlt_trace_matches(t, &tr, sp0, bp))
-			return tr.sidx;
+	for (p = 0; p < probes; p++) {
+		set = mlt_trace_set(t, call_site, p);
+		for (w = 0; w < MLT_TRACE_WAYS; w++) {
+			/* Pairs with the write barriers in mlt_trace_store(). */
+			seq = smp_load_acquire(&set[w].seq);
+			if ((seq & 1) || READ_ONCE(set[w].call_site) != call_site)
+				continue;
+			memcpy(&tr, &set[w], sizeof(tr));
+			smp_rmb();	/* copy before re-reading seq */
+			if (READ_ONCE(set[w].seq) != seq)
+				continue;	/* being rewritten */
+			/* Pairs with the release in mlt_stack_get(): complete. */
+			nr_stacks = smp_load_acquire(&t->nr_stacks);
+			if (tr.nr && tr.nr <= MLT_MAX_DEPTH && tr.sidx < nr_stacks &&
+			    t->stacks[tr.sidx].nr == tr.nr &&
+			    mlt_trace_matches(t, &tr, sp0, bp))
+				return tr.sidx;
+		}
 	}
 	return MLT_NIL;
 }
 
+/*
+ * The entry to overwrite: an empty one among the call site's sets, else
+ * the next in turn. Called with trace_lock held.
+ */
+static struct mlt_trace *mlt_trace_victim(struct mlt_table *t,
+					  unsigned long call_site)
+{
+	unsigned int probes = mlt_trace_probes(t), p, w, turn;
+	struct mlt_trace *set;
+
+	for (p = 0; p < probes; p++) {
+		set = mlt_trace_set(t, call_site, p);
+		for (w = 0; w < MLT_TRACE_WAYS; w++)
+			if (!set[w].call_site)
+				return &set[w];
+	}
+	turn = t->trace_clock++ % (probes * MLT_TRACE_WAYS);
+	return &mlt_trace_set(t, call_site, turn / MLT_TRACE_WAYS)[turn % MLT_TRACE_WAYS];
+}
+
 static void mlt_trace_store(struct mlt_table *t, const struct mlt_trace *src)
 {
-	struct mlt_trace *set =
-		&t->traces[hash_long(src->call_site, t->trace_bits) * MLT_TRACE_WAYS];
 	struct mlt_trace *tr;
 	unsigned long flags;
 	u32 seq;
@@ -538,7 +580,7 @@ static void mlt_trace_store(struct mlt_table *t, const struct mlt_trace *src)
 	/* Learning is optional: never wait for another CPU's. */
 	if (!raw_spin_trylock_irqsave(&t->trace_lock, flags))
 		return;
-	tr = &set[t->trace_clock++ % MLT_TRACE_WAYS];
+	tr = mlt_trace_victim(t, src->call_site);
 	seq = tr->seq;
 	WRITE_ONCE(tr->seq, seq + 1);
 	smp_wmb();	/* odd seq before the fields change */
