@@ -647,6 +647,7 @@ static struct mlt_table *mlt_table_alloc(void)
 	size_t fixed = sizeof(struct mlt_table) +
 		       num_possible_cpus() * sizeof(struct mlt_pcpu);
 	size_t avail, smem, per_obj = sizeof(struct mlt_obj) + 2 * sizeof(u32);
+	size_t trace_bytes;
 	struct mlt_table *t;
 	u32 stacks, objects, i, s;
 
@@ -691,6 +692,8 @@ static struct mlt_table *mlt_table_alloc(void)
 	t->max_stacks = stacks;
 	t->stack_bits = ilog2(roundup_pow_of_two(stacks));
 	t->max_frames = stacks * MLT_AVG_FRAMES;
+	t->trace_bits = ilog2(mlt_nr_traces(stacks) / MLT_TRACE_WAYS);
+	trace_bytes = mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits);
 
 	t->objs = vmalloc(array_size(objects, sizeof(*t->objs)));
 	t->buckets = vmalloc(array_size(1U << t->obj_bits, sizeof(u32)));
@@ -698,18 +701,11 @@ static struct mlt_table *mlt_table_alloc(void)
 	t->stack_buckets = vmalloc(array_size(1U << t->stack_bits, sizeof(u32)));
 	t->frames = vmalloc(array_size(t->max_frames, sizeof(unsigned long)));
 	t->agg = vmalloc(array_size(stacks, sizeof(*t->agg)));
+	t->traces = trace_bytes ? vzalloc(trace_bytes) : NULL;
 	if (!t->objs || !t->buckets || !t->stacks || !t->stack_buckets ||
-	    !t->frames || !t->agg) {
+	    !t->frames || !t->agg || (trace_bytes && !t->traces)) {
 		mlt_table_free(t);
 		return ERR_PTR(-ENOMEM);
-	}
-	if (mlt_trace_mem(mlt_nr_traces(stacks))) {
-		t->traces = vzalloc(mlt_trace_mem(mlt_nr_traces(stacks)));
-		if (!t->traces) {
-			mlt_table_free(t);
-			return ERR_PTR(-ENOMEM);
-		}
-		t->trace_bits = ilog2(mlt_nr_traces(stacks) / MLT_TRACE_WAYS);
 	}
 	raw_spin_lock_init(&t->trace_lock);
 	memset(t->buckets, 0xff, sizeof(u32) << t->obj_bits);

@@ -486,9 +486,8 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 		seq_printf(m, "bytes_per_stack %zu\n",
 			   sizeof(struct mlt_stack) + sizeof(struct mlt_agg) +
 			   MLT_AVG_FRAMES * sizeof(unsigned long) +
-			   (sizeof(u32) << t->stack_bits) / t->max_stacks +
-			   (t->traces ? (sizeof(struct mlt_trace) * MLT_TRACE_WAYS <<
-					 t->trace_bits) / t->max_stacks : 0));
+			   ((sizeof(u32) << t->stack_bits) +
+			    mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits)) / t->max_stacks);
 		seq_printf(m, "since_reset_ns %llu\n", ktime_get_boottime_ns() - t->reset_ns);
 	} else {
 		seq_puts(m, "mode none\n");
