@@ -55,14 +55,7 @@ emit irq_freed $D/stacks
 
 # Alloc/free storm on all CPUs while reports are read repeatedly.
 if [ "$LEVEL" = full ]; then STORM_MS=3000; else STORM_MS=1000; fi
-lk storm $STORM_MS
-reads=0
-end=$(( $(cut -d. -f1 /proc/uptime) + STORM_MS / 1000 ))
-while [ "$(cut -d. -f1 /proc/uptime)" -le $end ]; do
-	cat $D/stacks > /dev/null && cat $D/mem_leaks > /dev/null &&
-		cat $D/stats > /dev/null && reads=$((reads + 1))
-done
-lk storm_wait
+reads=$(storm_reading $STORM_MS) || note leaky_failed storm
 note storm_reads $reads
 emit storm $D/stacks
 emit storm_stats $D/stats

@@ -21,3 +21,20 @@ try() {
 	"$@"
 	note "rc_$name" $?
 }
+
+# storm_reading MS: leaky's alloc/free storm on every CPU for MS ms (whole
+# seconds) while mlt's three reports are read in a loop; prints the number
+# of complete reads.
+storm_reading() {
+	echo "storm $1" > /sys/module/leaky/parameters/run || return 1
+	reads=0
+	end=$(( $(cut -d. -f1 /proc/uptime) + $1 / 1000 ))
+	while [ "$(cut -d. -f1 /proc/uptime)" -le $end ]; do
+		cat /sys/kernel/debug/mlt/stacks > /dev/null &&
+			cat /sys/kernel/debug/mlt/mem_leaks > /dev/null &&
+			cat /sys/kernel/debug/mlt/stats > /dev/null &&
+			reads=$((reads + 1))
+	done
+	echo storm_wait > /sys/module/leaky/parameters/run
+	echo $reads
+}

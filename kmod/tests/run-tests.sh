@@ -40,8 +40,7 @@ for tgt in "${targets[@]}"; do
 	fi
 	echo "== $tgt: $KERNEL"
 	build=$KMOD/build/$tgt
-	if ! make -s -C "$KMOD" ARCH=$ARCH ${CROSS:+CROSS_COMPILE=$CROSS} \
-		KDIR="$KDIR" BUILD="$build" > "$LOGS/$tgt.build.log" 2>&1; then
+	if ! build_modules "$build" "$LOGS/$tgt.build.log"; then
 		cat "$LOGS/$tgt.build.log"
 		echo "$tgt: 0 passed, 1 failed"
 		total_fail=$((total_fail + 1)) status=1

@@ -21,14 +21,7 @@ for cmd in "leak 10 400" "paths 40 25" freeall "irq 8" irqfree; do
 done
 i=0
 while [ $i -lt "$ROUNDS" ]; do
-	echo "storm 3000" > $RUN
-	reads=0
-	end=$(( $(cut -d. -f1 /proc/uptime) + 3 ))
-	while [ "$(cut -d. -f1 /proc/uptime)" -le $end ]; do
-		cat $D/stacks > /dev/null && cat $D/mem_leaks > /dev/null &&
-			cat $D/stats > /dev/null && reads=$((reads + 1))
-	done
-	echo storm_wait > $RUN
+	reads=$(storm_reading 3000) || exit 1
 	echo "@@SOAK round $i reads $reads"
 	i=$((i + 1))
 done

@@ -41,9 +41,8 @@ miss=$(missing "$TARGET")
 [ -z "$miss" ] || { echo "soak.sh: missing $miss (install with: bash .ci/install-kmod.sh)" >&2; exit 77; }
 mkdir -p "$LOGS"
 build=$KMOD/build/$TARGET
-make -s -C "$KMOD" ARCH="$ARCH" ${CROSS:+CROSS_COMPILE=$CROSS} KDIR="$KDIR" \
-	BUILD="$build" > "$LOGS/soak-$TARGET.build.log" 2>&1 ||
-	{ cat "$LOGS/soak-$TARGET.build.log"; exit 1; }
+build_modules "$build" "$LOGS/$TARGET.build.log" ||
+	{ cat "$LOGS/$TARGET.build.log"; exit 1; }
 
 failed=0
 for boot in $(seq 1 "$BOOTS"); do

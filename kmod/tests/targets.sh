@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash disable=SC2034  # the variables are for the sourcing script
 #
-# Test targets, sourced by run-tests.sh and soak.sh. Needs KMOD_CACHE set.
+# Test targets, sourced by run-tests.sh and soak.sh. Needs KMOD and
+# KMOD_CACHE set.
 # resolve TARGET sets ARCH QARCH KERNEL KDIR LEVEL TIMEOUT CROSS;
-# missing TARGET prints what the target lacks, nothing when it is ready.
+# missing TARGET prints what the target lacks, nothing when it is ready;
+# build_modules BUILD LOG builds mlt.ko and leaky.ko for the resolved
+# target into BUILD, compiler output to LOG.
 
 newest() { ls -d $1 2>/dev/null | sort -V | tail -n1; }
 
@@ -48,4 +51,9 @@ missing() {
 		[ -x "$KMOD_CACHE/arm64/rootfs/bin/busybox" ] || m+=("arm64 busybox in $KMOD_CACHE")
 	fi
 	[ ${#m[@]} -eq 0 ] || (IFS=","; echo "${m[*]}" | sed "s/,/, /g")
+}
+
+build_modules() {
+	make -s -C "$KMOD" ARCH="$ARCH" ${CROSS:+CROSS_COMPILE=$CROSS} \
+		KDIR="$KDIR" BUILD="$1" > "$2" 2>&1
 }
