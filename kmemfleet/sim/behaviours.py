@@ -6,12 +6,27 @@ noise drawn from the caller's random generator, so a seeded fleet is reproducibl
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from dataclasses import dataclass, field
 
 KIB = 1024.0
-LEAK_KINDS = frozenset({"leak", "event_leak", "leak_release", "slow_leak"})
+LEAK_KINDS = frozenset(
+    {
+        "leak",
+        "event_leak",
+        "leak_release",
+        "slow_leak",
+        "staircase_leak",
+        "daily_leak",
+        "business_hours_leak",
+    }
+)
+# Caches that converge to a level: never leaks, whatever part of the fill is seen.
+SATURATING_KINDS = frozenset(
+    {"sat_exp", "sat_hyperbolic", "sat_logistic", "sat_two_phase", "plateau"}
+)
 
 
 @dataclass(frozen=True)
@@ -24,36 +39,96 @@ class Behaviour:
     period_hours: float = 1.0  # sawtooth period, plateau fill time
     noise: float = 0.0  # gaussian sigma, bytes
     bursts: tuple[tuple[float, float], ...] = field(default=())  # (start, length) hours
+    tau_hours: float = 1.0  # saturating fills: time constant (hyperbolic: half-level time)
+    tau2_hours: float = 1.0  # sat_two_phase: the slow phase's time constant
+    slow_share: float = 0.0  # sat_two_phase: share of the level filled by the slow phase
+    phase_hours: float = 0.0  # daily kinds: hour of day of peak load
+    depth: float = 0.0  # daily_leak: rate swings by +-depth around its mean (0..1)
+    steps: tuple[float, ...] = field(default=())  # staircase_leak: step times since boot
+    drift: float = 0.0  # sawtooth_drift: the frequency swings by +-drift (0..1)
+    family: str = ""  # the behaviour family that drew it (kmemfleet.sim.families), if any
 
-    def leaking_hours(self, start: float, end: float) -> float:
-        """Hours of [start, end] (since boot) during which the series leaks."""
+    def leaking_hours(self, start: float, end: float, wall_offset: float = 0.0) -> float:
+        """Hours of [start, end] (since boot) during which the series leaks.
+
+        wall_offset: hour of day at boot, for the kinds that leak only under load.
+        """
         if self.kind not in LEAK_KINDS:
             return 0.0
+        if self.kind == "business_hours_leak":
+            return _busy_until(end + wall_offset - self.phase_hours) - _busy_until(
+                start + wall_offset - self.phase_hours
+            )
         begin = max(start, self.onset_hours)
         return max(0.0, end - begin)
 
 
-def value(b: Behaviour, t: float, rng: random.Random) -> int:
-    """Outstanding bytes t hours after boot."""
-    v = b.base
-    if b.kind in ("leak", "slow_leak"):
-        v += b.rate * t
-    elif b.kind == "event_leak":
-        v += b.rate * max(0.0, t - b.onset_hours)
-    elif b.kind == "leak_release":
-        # Grows at rate + a sawtooth that releases `amplitude` every period: troughs rise.
-        v += b.rate * t + b.amplitude * ((t / b.period_hours) % 1.0)
-    elif b.kind == "plateau":
-        v += b.amplitude * (1.0 - math.exp(-3.0 * t / b.period_hours))
-    elif b.kind == "sawtooth":
-        v += b.amplitude * ((t / b.period_hours) % 1.0)
-    elif b.kind == "burst" and any(s <= t < s + n for s, n in b.bursts):
-        v += b.amplitude
+DRIFT_HOURS = 11.0  # sawtooth_drift: the period of its frequency swing
+BUSY_HOURS = 10.0  # business_hours_leak: busy this long a day, from phase_hours
+
+
+def _busy_until(x: float) -> float:
+    """Busy hours from a day's start of business to x hours after it (any sign)."""
+    return math.floor(x / 24.0) * BUSY_HOURS + min(x % 24.0, BUSY_HOURS)
+
+
+def value(b: Behaviour, t: float, rng: random.Random, wall_offset: float = 0.0) -> int:
+    """Outstanding bytes t hours after boot; wall_offset is the hour of day at boot."""
+    v = b.base + _shape(b, t, wall_offset)
     if b.noise:
         v += rng.gauss(0.0, b.noise)
         if b.kind == "noise" and rng.random() < 0.01:
             v += rng.choice((-1, 1)) * 8 * b.noise  # rare outlier
     return max(0, int(v))
+
+
+def _shape(b: Behaviour, t: float, wall_offset: float) -> float:
+    """The noiseless bytes above base, t hours after boot."""
+    k = b.kind
+    if k in ("leak", "slow_leak"):
+        return b.rate * t
+    if k == "event_leak":
+        return b.rate * max(0.0, t - b.onset_hours)
+    if k == "leak_release":
+        # Grows at rate + a sawtooth that releases `amplitude` every period: troughs rise.
+        return b.rate * t + b.amplitude * ((t / b.period_hours) % 1.0)
+    if k == "staircase_leak":
+        # Objects lost in batches at random times: the mean rate is `rate`.
+        n = bisect.bisect_right(b.steps, t)
+        per_step = b.rate * (b.steps[-1] / len(b.steps)) if b.steps else 0.0
+        return n * per_step
+    if k == "daily_leak":
+        # The rate follows the daily load: rate * (1 + depth * cos(2 pi (hour - peak) / 24)).
+        w = 2.0 * math.pi / 24.0
+        a = wall_offset - b.phase_hours
+        return b.rate * (t + b.depth / w * (math.sin(w * (t + a)) - math.sin(w * a)))
+    if k == "business_hours_leak":
+        return b.rate * 24.0 / BUSY_HOURS * b.leaking_hours(0.0, t, wall_offset)
+    if k == "plateau":
+        return b.amplitude * (1.0 - math.exp(-3.0 * t / b.period_hours))
+    if k == "sat_exp":
+        return b.amplitude * (1.0 - math.exp(-t / b.tau_hours))
+    if k == "sat_hyperbolic":
+        return b.amplitude * t / (t + b.tau_hours)
+    if k == "sat_logistic":
+        # S-shaped fill centred on onset_hours, width tau_hours; 0 at boot.
+        z0 = 1.0 / (1.0 + math.exp(b.onset_hours / b.tau_hours))
+        z = 1.0 / (1.0 + math.exp(-(t - b.onset_hours) / b.tau_hours))
+        return b.amplitude * (z - z0) / (1.0 - z0)
+    if k == "sat_two_phase":
+        fast = (1.0 - b.slow_share) * (1.0 - math.exp(-t / b.tau_hours))
+        return b.amplitude * (fast + b.slow_share * (1.0 - math.exp(-t / b.tau2_hours)))
+    if k == "sawtooth":
+        return b.amplitude * ((t / b.period_hours) % 1.0)
+    if k == "sawtooth_drift":
+        # The frequency swings by +-drift around 1/period over DRIFT_HOURS: cycles
+        # = integral of (1 + drift * sin(2 pi t / DRIFT_HOURS)) / period dt.
+        w = 2.0 * math.pi / DRIFT_HOURS
+        cycles = (t + b.drift / w * (1.0 - math.cos(w * t))) / b.period_hours
+        return b.amplitude * (cycles % 1.0)
+    if k == "burst" and any(s <= t < s + n for s, n in b.bursts):
+        return b.amplitude
+    return 0.0
 
 
 def draw_benign(rng: random.Random, duration_hours: float) -> Behaviour:

@@ -26,6 +26,7 @@ from typing import Any
 from kmemfleet.sim.behaviours import (
     KIB,
     LEAK_KINDS,
+    SATURATING_KINDS,
     Behaviour,
     draw_benign,
     draw_leak,
@@ -280,19 +281,27 @@ def captures(fleet: Fleet, device: SimDevice) -> Iterator[Capture]:
     defs = fleet.catalog[device.firmware]
     start_ns = fleet.spec.start_ns or 0
     for boot in device.boots:
+        wall = wall_offset(fleet, boot)
         for t in boot.times:
             since = t - boot.start_hours
-            stacks = {defs[i].stack_id: value(b, since, rng) for i, b in device.stacks.items()}
+            stacks = {
+                defs[i].stack_id: value(b, since, rng, wall) for i, b in device.stacks.items()
+            }
             slabs = {}
             for name, (objsize, b) in device.slabs.items():
-                objs = value(b, since, rng) // objsize
+                objs = value(b, since, rng, wall) // objsize
                 slabs[name] = (objs, objsize)
             yield Capture(
                 boot.boot_id, start_ns + int(t * HOUR_NS), since * 3600 + 30.0, stacks, slabs
             )
 
 
-def label(b: Behaviour, boot: Boot) -> str:
+def wall_offset(fleet: Fleet, boot: Boot) -> float:
+    """Hour of day (UTC) at which the boot began: the phase of daily load cycles."""
+    return ((fleet.spec.start_ns or 0) / HOUR_NS + boot.start_hours) % 24.0
+
+
+def label(b: Behaviour, boot: Boot, wall: float = 0.0) -> str:
     """leak | benign | ignore for one behaviour over one boot's captures.
 
     "ignore": outside the promise (leaks below 1 KiB/h or grown for less than
@@ -305,9 +314,11 @@ def label(b: Behaviour, boot: Boot) -> str:
     start, end = boot.times[0] - boot.start_hours, boot.times[-1] - boot.start_hours
     span = end - start
     if b.kind in LEAK_KINDS:
-        ok = b.rate >= MIN_LEAK_RATE and b.leaking_hours(start, end) >= MIN_ACTIVE_HOURS
+        ok = b.rate >= MIN_LEAK_RATE and b.leaking_hours(start, end, wall) >= MIN_ACTIVE_HOURS
         return "leak" if ok else "ignore"
-    if b.kind == "sawtooth":
+    if b.kind in SATURATING_KINDS and b.kind != "plateau":
+        return "benign"  # a cache converges: never a leak, whatever part of it is seen
+    if b.kind in ("sawtooth", "sawtooth_drift"):
         # Seen over fewer than three cycles (gaps included), it is a ramp, not a saw.
         cycles = {int((t - boot.start_hours) / b.period_hours) for t in boot.times}
         if len(cycles) < 3 or span < 2 * b.period_hours:
@@ -340,6 +351,7 @@ def ground_truth(fleet: Fleet) -> dict[str, Any]:
             }
         )
         for boot in dev.boots:
+            wall = wall_offset(fleet, boot)
             for i, b in dev.stacks.items():
                 series.append(
                     {
@@ -348,9 +360,9 @@ def ground_truth(fleet: Fleet) -> dict[str, Any]:
                         "subject": "stack",
                         "key": f"{defs[i].stack_id:016x}",
                         "signature": defs[i].signature(),
-                        "behaviour": b.kind,
+                        "behaviour": b.family or b.kind,
                         "rate_bytes_per_hour": b.rate,
-                        "label": label(b, boot),
+                        "label": label(b, boot, wall),
                     }
                 )
             for name, (_, b) in dev.slabs.items():
@@ -361,9 +373,9 @@ def ground_truth(fleet: Fleet) -> dict[str, Any]:
                         "subject": "slab_cache",
                         "key": name,
                         "signature": name,
-                        "behaviour": b.kind,
+                        "behaviour": b.family or b.kind,
                         "rate_bytes_per_hour": b.rate,
-                        "label": label(b, boot),
+                        "label": label(b, boot, wall),
                     }
                 )
     return {

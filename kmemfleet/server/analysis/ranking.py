@@ -31,6 +31,12 @@ class SeriesRow:
     confidence: float
     span_hours: float
     memory: int | None  # LowFree if the device reports it, else MemTotal (bytes)
+    kind: str = ""  # the series verdict's kind (trend.Verdict.kind)
+    uptime_start: float = 0.0  # hours since boot at the first judged point
+    first: float = 0.0  # bytes at the first judged point
+    last: float = 0.0  # bytes at the last judged point
+    level: float = 0.0  # saturating/plateau: the level it converges to
+    settle_hours: float = 0.0  # saturating/plateau: hours after its first point to 95% of it
 
 
 @dataclass(frozen=True)
@@ -127,3 +133,12 @@ def cohort_leaks(devices_leaking: int, share: float, devices_observed: int) -> b
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     """Order "2.10.0" after "2.9.1": numbers compare as numbers, text as text."""
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-+_]", version))
+
+
+@dataclass(frozen=True)
+class Decision:
+    leaking: list[bool]  # per row, after the fleet-wide step
+
+
+def decide(rows: Sequence[SeriesRow]) -> Decision:
+    return Decision([r.leaking for r in rows])

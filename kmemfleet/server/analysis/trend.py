@@ -58,6 +58,9 @@ class Verdict:
     growth: float  # bytes gained over the judged span at `slope`
     last: float  # latest value
     confidence: float  # 0..1
+    level: float = 0.0  # saturating/plateau: the level it converges to (bytes), else 0
+    settle_hours: float = 0.0  # saturating/plateau: hours after the first point to 95% of it
+    first: float = 0.0  # the first value judged
 
 
 def mann_kendall(values: Sequence[float]) -> tuple[float, float]:
