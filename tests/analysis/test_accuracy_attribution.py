@@ -41,7 +41,9 @@ def test_per_boot_windows_never_span_a_reset() -> None:
     )
     fl = families.generate(spec)
     start_s = (fl.spec.start_ns or 0) / 1e9
-    bounds = {d.device_id: [start_s + b.start_hours * 3600 for b in d.boots[1:]] for d in fl.devices}
+    bounds = {
+        d.device_id: [start_s + b.start_hours * 3600 for b in d.boots[1:]] for d in fl.devices
+    }
     assert any(bounds.values())
     for (dev, _, _, _), j in acc.judge_fleet(fl).items():
         assert not acc.reboot_caused(j.window, bounds[dev])
