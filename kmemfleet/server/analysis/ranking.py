@@ -6,10 +6,13 @@ accuracy benchmark calls the same functions on simulated verdicts.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from kmemfleet.server.analysis import trend
 
 # A signature "leaks on a cohort" (for diff) when enough of the cohort leaks on
 # it that one misjudged device cannot flip a regression into "unchanged".
@@ -17,6 +20,12 @@ COHORT_MIN_SHARE = 0.02
 COHORT_MIN_DEVICES = 3
 COHORT_MIN_DEVICES_ANY = 2
 BIG_COHORT = 50
+# Fleet-wide step (decide): fills from boot settle by this quantile of their
+# settle uptimes; a cache needs fills seen on at least this many devices.
+FILL_HORIZON_Q = 0.9
+MIN_FILL_DEVICES = 2
+FILL_MAX_SETTLE_SPAN = 1.5  # a fill settles within 1.5 x its series' span
+MATURE_RATE_RATIO = 0.4  # growth at maturity: >= 40% of the fills' median rate
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,12 @@ def summarize(rows: Iterable[SeriesRow]) -> Summary:
     A device leaks when any of its boots leaks; its rate is that of its longest
     leaking boot; bytes leaked add up over all leaking boots.
     """
+    rows = list(rows)
+    decided = decide(rows).leaking
+    rows = [
+        r if r.leaking == d else dataclasses.replace(r, leaking=d)
+        for r, d in zip(rows, decided, strict=True)
+    ]
     per_device: dict[str, list[SeriesRow]] = {}
     for r in rows:
         per_device.setdefault(r.device_id, []).append(r)
@@ -137,8 +152,71 @@ def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
 
 @dataclass(frozen=True)
 class Decision:
+    """The fleet-wide verdict on one (firmware, subject, signature)."""
+
+    verdict: str  # leak | saturating | none
     leaking: list[bool]  # per row, after the fleet-wide step
+    level: float  # saturating: median projected level of the fills seen from boot
+    evidence: str  # one line: on which series the verdict rests
+
+
+CONVERGING = frozenset({"saturating", "plateau"})
+RISING = frozenset({"leak", "saturating", "plateau"})  # rose over the series
+
+
+def _fill_from_boot(r: SeriesRow) -> bool:
+    """A converging series seen from before it would have settled, settling within
+    FILL_MAX_SETTLE_SPAN of its own span: evidence that the subject is a cache."""
+    return (
+        r.kind in CONVERGING
+        and r.uptime_start <= max(r.settle_hours, 1.0)
+        and r.settle_hours <= FILL_MAX_SETTLE_SPAN * r.span_hours
+    )
 
 
 def decide(rows: Sequence[SeriesRow]) -> Decision:
-    return Decision([r.leaking for r in rows])
+    """Judge a signature on all of its series of one firmware, in uptime.
+
+    A leak grows without bound in uptime, at a rate that does not depend on it;
+    a cache converges to a level, so its rate decays with uptime. A fill seen
+    from near boot that settles within its window is evidence of a cache, and
+    the uptime by which such fills settle is the cohort's fill horizon. Rising
+    series that began at or after the horizon and still grow at a comparable
+    rate (MATURE_RATE_RATIO of the fills' median) are growth at maturity, which
+    a cache cannot show. In order:
+
+    1. no fill seen: the per-series verdicts stand;
+    2. growth at maturity on MIN_FILL_DEVICES devices: a leak, and every rising
+       series counts (a load cycle's slow phase bends a leak's curve);
+    3. leak verdicts or growth at maturity on at least as many devices as fills:
+       the per-series verdicts stand;
+    4. fills on MIN_FILL_DEVICES devices: a cache, reported as saturating with
+       its median projected level; its leak verdicts were partial fills;
+    5. otherwise the per-series verdicts stand.
+    """
+    per_series = [r.leaking for r in rows]
+    fills = [r for r in rows if _fill_from_boot(r)]
+    if not fills:
+        return Decision("leak" if any(per_series) else "none", per_series, 0.0, "per-boot trends")
+    horizon = percentile([r.uptime_start + r.settle_hours for r in fills], FILL_HORIZON_Q)
+    young_rate = percentile([r.slope for r in fills], 0.5)
+    level = percentile([r.level for r in fills], 0.5)
+    fill_devices = {r.device_id for r in fills}
+    rising = [r.kind in RISING and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR for r in rows]
+    mature = {
+        r.device_id
+        for r, up in zip(rows, rising, strict=True)
+        if up and r.uptime_start >= horizon and r.slope >= MATURE_RATE_RATIO * young_rate
+    }
+    young_leaks = {r.device_id for r in rows if r.leaking and r.uptime_start < horizon}
+    where = f"fills from boot on {len(fill_devices)} devices settle by uptime {horizon:.1f} h"
+    if len(mature) >= MIN_FILL_DEVICES:
+        evidence = f"still growing beyond uptime {horizon:.1f} h on {len(mature)} devices; {where}"
+        return Decision(
+            "leak", [a or b for a, b in zip(per_series, rising, strict=True)], level, evidence
+        )
+    if len(young_leaks | mature) >= len(fill_devices) or len(fill_devices) < MIN_FILL_DEVICES:
+        verdict = "leak" if any(per_series) else "saturating"
+        return Decision(verdict, per_series, level, f"per-boot trends; {where}")
+    evidence = f"{where}; growing beyond it on {len(mature)}"
+    return Decision("saturating", [False] * len(rows), level, evidence)

@@ -36,6 +36,12 @@ SAWTOOTH_DROP_NOISE = 3.0  # a release exceeds 3 robust sigmas of the steps
 TROUGH_MIN_TAU = 0.8  # Kendall tau of the window minima of a sawing leak
 TROUGH_MIN_RISE = 0.25  # troughs must rise by 25% of the range over the span
 MIN_SNR = 5.0  # rise over the span must exceed 5 robust noise sigmas
+# Saturation: y = level - a * exp(-t / tau) against a straight line, on the same points.
+SAT_TAU_GRID = 24  # time constants tried, geometric from span/SAT_TAU_MIN_DIV to span
+SAT_TAU_MIN_DIV = 64.0
+SAT_MAX_TAU_SPAN = 1.0  # tau beyond the span: indistinguishable from a line
+SAT_MAX_SSE_RATIO = 0.35  # the curve must leave at most 35% of the line's squared error
+SETTLE_TAUS = 3.0  # within 5% of the level after 3 time constants
 
 
 @dataclass(frozen=True)
@@ -216,12 +222,97 @@ def judge(
         return Verdict(kind, False, rate, p, z, span, n, 0.0, last, 0.0)
     if rate < MIN_SLOPE_BYTES_PER_HOUR:
         return Verdict("flat", False, rate, p, z, span, n, 0.0, last, 0.0)
+    first = values[0]
     if recent < PLATEAU_RECENT_RATIO * slope or _levelled_off(values):
-        return Verdict("plateau", False, rate, p, z, span, n, 0.0, last, 0.0)
+        level, settle = _plateau_level(ts, values)
+        return Verdict("plateau", False, rate, p, z, span, n, 0.0, last, 0.0, level, settle, first)
     if snr < MIN_SNR:
-        return Verdict("noise", False, rate, p, z, span, n, 0.0, last, 0.0)
+        return Verdict("noise", False, rate, p, z, span, n, 0.0, last, 0.0, first=first)
+    fit = saturation(ts, values)
+    if fit is not None:
+        level, tau = fit
+        return Verdict(
+            "saturating",
+            False,
+            rate,
+            p,
+            z,
+            span,
+            n,
+            0.0,
+            last,
+            0.0,
+            level,
+            SETTLE_TAUS * tau,
+            first,
+        )
     confidence = min(1.0, abs(z) / 6.0) * min(1.0, snr / (3.0 * MIN_SNR)) * min(1.0, span / 12.0)
-    return Verdict("leak", True, rate, p, z, span, n, rise, last, round(confidence, 4))
+    return Verdict("leak", True, rate, p, z, span, n, rise, last, round(confidence, 4), first=first)
+
+
+def saturation(ts: Sequence[float], values: Sequence[float]) -> tuple[float, float] | None:
+    """(level, tau) when a rising series is better told by a curve converging to a level.
+
+    Fits y = level - a * exp(-(t - t0) / tau) by least squares for each tau of a
+    geometric grid up to the span, and a straight line. Saturating when the best
+    curve rises (a > 0), its tau is within the span (a longer one is a line on
+    this window), and it leaves at most SAT_MAX_SSE_RATIO of the line's squared
+    error: deceleration, not noise, explains the bend.
+    """
+    n = len(ts)
+    span = ts[-1] - ts[0]
+    if n < 5 or span <= 0:
+        return None
+    rel = [t - ts[0] for t in ts]
+    sse_line = _sse_line(rel, values)
+    if sse_line <= 0:
+        return None
+    best: tuple[float, float, float] | None = None  # sse, level, tau
+    for k in range(SAT_TAU_GRID):
+        tau = (
+            span
+            / SAT_TAU_MIN_DIV
+            * (SAT_TAU_MIN_DIV * SAT_MAX_TAU_SPAN) ** (k / (SAT_TAU_GRID - 1))
+        )
+        e = [math.exp(-t / tau) for t in rel]
+        fit = _least_squares(e, values)
+        if fit is None or fit[1] >= 0:  # slope on e must be negative: rising to a level
+            continue
+        level, _, sse = fit
+        if best is None or sse < best[0]:
+            best = (sse, level, tau)
+    if best is None or best[0] > SAT_MAX_SSE_RATIO * sse_line:
+        return None
+    return best[1], best[2]
+
+
+def _least_squares(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float] | None:
+    """(intercept, slope, squared error) of y on x; None when x is constant."""
+    n = len(x)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((a - mx) ** 2 for a in x)
+    if sxx <= 0:
+        return None
+    b = sum((a - mx) * (c - my) for a, c in zip(x, y, strict=True)) / sxx
+    a0 = my - b * mx
+    return a0, b, sum((c - a0 - b * a) ** 2 for a, c in zip(x, y, strict=True))
+
+
+def _sse_line(t: Sequence[float], y: Sequence[float]) -> float:
+    fit = _least_squares(t, y)
+    return fit[2] if fit is not None else 0.0
+
+
+def _plateau_level(ts: Sequence[float], values: Sequence[float]) -> tuple[float, float]:
+    """(level, hours to settle) of a fill that has levelled off: the last third's
+    median, reached when the series first comes within 5% of the climb to it."""
+    n = len(values)
+    level = _median(list(values[2 * n // 3 :]))
+    climb = level - min(values)
+    for t, v in zip(ts, values, strict=True):
+        if v >= level - 0.05 * climb:
+            return level, t - ts[0]
+    return level, ts[-1] - ts[0]
 
 
 def _levelled_off(values: Sequence[float]) -> bool:
