@@ -7,6 +7,7 @@ JSON shape of one entry, docs/ranking.md).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -39,7 +40,11 @@ def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
         "first_seen_firmware": e.first_seen_firmware,
         "score": round(e.score, 3),
         "confidence": round(e.confidence, 3),
+        "verdict": e.verdict or "leak",
+        "evidence": e.evidence,
     }
+    if e.verdict == "saturating":
+        doc["projected_level_bytes"] = round(e.projected_level_bytes)
     if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE:
         doc["slab_cache"] = e.slab_cache
     elif e.HasField("stack"):
@@ -79,6 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--firmware", required=True, help="firmware version, e.g. 2.3.1")
     parser.add_argument("--top", type=int, default=20, help="at most N entries (default 20)")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument(
+        "--include",
+        choices=("saturating",),
+        action="append",
+        default=[],
+        help="also list subjects that fill towards a level (with their projected level)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,20 +102,25 @@ def run(args: argparse.Namespace) -> int:
     with sync_channel(cfg) as channel:
         try:
             resp = query_pb2_grpc.QueryStub(channel).Leaks(
-                query_pb2.LeaksRequest(firmware_version=args.firmware, top=args.top),
+                query_pb2.LeaksRequest(
+                    firmware_version=args.firmware,
+                    top=args.top,
+                    include_saturating="saturating" in args.include,
+                ),
                 metadata=call_metadata(cfg),
                 timeout=300,
             )
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
     if args.json:
-        print_json(
-            {
-                "firmware_version": resp.firmware_version,
-                "devices": resp.devices,
-                "entries": [entry_json(e) for e in resp.entries],
-            }
-        )
+        doc: dict[str, Any] = {
+            "firmware_version": resp.firmware_version,
+            "devices": resp.devices,
+            "entries": [entry_json(e) for e in resp.entries],
+        }
+        if "saturating" in args.include:
+            doc["saturating"] = [entry_json(e) for e in resp.saturating]
+        print_json(doc)
         return 0
     print(render(resp))
     return 0
@@ -117,8 +134,9 @@ def render(resp: query_pb2.LeaksResponse) -> str:
         f"firmware {resp.firmware_version}: {resp.devices} devices, "
         f"{len(resp.entries)} leaking subjects (rate = median over leaking devices)"
     )
+    tail = render_saturating(resp.saturating)
     if not resp.entries:
-        return head
+        return head + tail
     rows = [
         (
             k,
@@ -154,5 +172,29 @@ def render(resp: query_pb2.LeaksResponse) -> str:
             ),
             rows,
             right=(True, False, True, True, True, True, True, True, False, True, True),
+        )
+        + tail
+    )
+
+
+def render_saturating(entries: Sequence[query_pb2.LeakEntry]) -> str:
+    """Subjects that fill towards a level: not leaks, but worth knowing on a small device."""
+    if not entries:
+        return ""
+    rows = [
+        (
+            what(e),
+            f"{e.devices_observed}",
+            human_bytes(e.projected_level_bytes),
+            e.evidence,
+        )
+        for e in entries
+    ]
+    return (
+        f"\n\n{len(entries)} saturating subjects (they fill towards a level; not leaks):\n"
+        + table(
+            ("STACK / CACHE", "DEVICES", "LEVEL", "EVIDENCE"),
+            rows,
+            right=(False, True, True, False),
         )
     )

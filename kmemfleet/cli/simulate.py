@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write support bundles under DIR instead of streaming",
     )
     parser.add_argument("--concurrency", type=int, default=8, help="parallel device streams")
+    parser.add_argument(
+        "--families",
+        choices=("tuning", "heldout"),
+        help="draw the fleet from behaviour families (kmemfleet.sim.families): staggered "
+        "boots, saturating caches, daily cycles; --devices is then per firmware and "
+        "--stacks the stack signatures",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,16 +48,32 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--firmware: give at least one version")
     if args.devices < 1 or args.stacks < 2 or args.hours <= 0 or args.interval <= 0:
         raise CliError("--devices >= 1, --stacks >= 2, --hours and --interval > 0")
-    spec = FleetSpec(
-        devices=args.devices,
-        stacks_per_device=args.stacks,
-        hours=args.hours,
-        interval_seconds=args.interval,
-        firmware_versions=versions,
-        seed=args.seed,
-        leak_signatures=min(6, max(0, args.stacks - 2)),
-    )
-    fleet = generate(spec)
+    if args.families:
+        from kmemfleet.sim import families
+
+        fleet = families.generate(
+            families.FamilySpec(
+                split=args.families,
+                devices_per_firmware=args.devices,
+                stack_signatures=args.stacks,
+                hours=args.hours,
+                interval_seconds=args.interval,
+                firmware_versions=versions,
+                seed=args.seed,
+            )
+        )
+    else:
+        fleet = generate(
+            FleetSpec(
+                devices=args.devices,
+                stacks_per_device=args.stacks,
+                hours=args.hours,
+                interval_seconds=args.interval,
+                firmware_versions=versions,
+                seed=args.seed,
+                leak_signatures=min(6, max(0, args.stacks - 2)),
+            )
+        )
     if args.truth:
         args.truth.write_text(json.dumps(ground_truth(fleet)) + "\n")
     t0 = time.monotonic()

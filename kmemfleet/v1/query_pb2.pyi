@@ -133,7 +133,7 @@ class StackSeriesResponse(_message.Message):
     def __init__(self, stack: _Optional[_Union[_snapshot_pb2.StackDefinition, _Mapping]] = ..., boot_id: _Optional[str] = ..., points: _Optional[_Iterable[_Union[SeriesPoint, _Mapping]]] = ...) -> None: ...
 
 class LeakEntry(_message.Message):
-    __slots__ = ("subject", "stack", "slab_cache", "signature", "devices_observed", "devices_leaking", "share_leaking", "median_slope_bytes_per_hour", "p90_slope_bytes_per_hour", "total_leaked_bytes", "projected_hours_to_exhaust", "first_seen_firmware", "score", "confidence")
+    __slots__ = ("subject", "stack", "slab_cache", "signature", "devices_observed", "devices_leaking", "share_leaking", "median_slope_bytes_per_hour", "p90_slope_bytes_per_hour", "total_leaked_bytes", "projected_hours_to_exhaust", "first_seen_firmware", "score", "confidence", "verdict", "projected_level_bytes", "evidence")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     STACK_FIELD_NUMBER: _ClassVar[int]
     SLAB_CACHE_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +148,9 @@ class LeakEntry(_message.Message):
     FIRST_SEEN_FIRMWARE_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    PROJECTED_LEVEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     subject: LeakSubject
     stack: _snapshot_pb2.StackDefinition
     slab_cache: str
@@ -162,25 +165,32 @@ class LeakEntry(_message.Message):
     first_seen_firmware: str
     score: float
     confidence: float
-    def __init__(self, subject: _Optional[_Union[LeakSubject, str]] = ..., stack: _Optional[_Union[_snapshot_pb2.StackDefinition, _Mapping]] = ..., slab_cache: _Optional[str] = ..., signature: _Optional[str] = ..., devices_observed: _Optional[int] = ..., devices_leaking: _Optional[int] = ..., share_leaking: _Optional[float] = ..., median_slope_bytes_per_hour: _Optional[float] = ..., p90_slope_bytes_per_hour: _Optional[float] = ..., total_leaked_bytes: _Optional[float] = ..., projected_hours_to_exhaust: _Optional[float] = ..., first_seen_firmware: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
+    verdict: str
+    projected_level_bytes: float
+    evidence: str
+    def __init__(self, subject: _Optional[_Union[LeakSubject, str]] = ..., stack: _Optional[_Union[_snapshot_pb2.StackDefinition, _Mapping]] = ..., slab_cache: _Optional[str] = ..., signature: _Optional[str] = ..., devices_observed: _Optional[int] = ..., devices_leaking: _Optional[int] = ..., share_leaking: _Optional[float] = ..., median_slope_bytes_per_hour: _Optional[float] = ..., p90_slope_bytes_per_hour: _Optional[float] = ..., total_leaked_bytes: _Optional[float] = ..., projected_hours_to_exhaust: _Optional[float] = ..., first_seen_firmware: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., verdict: _Optional[str] = ..., projected_level_bytes: _Optional[float] = ..., evidence: _Optional[str] = ...) -> None: ...
 
 class LeaksRequest(_message.Message):
-    __slots__ = ("firmware_version", "top")
+    __slots__ = ("firmware_version", "top", "include_saturating")
     FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     TOP_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SATURATING_FIELD_NUMBER: _ClassVar[int]
     firmware_version: str
     top: int
-    def __init__(self, firmware_version: _Optional[str] = ..., top: _Optional[int] = ...) -> None: ...
+    include_saturating: bool
+    def __init__(self, firmware_version: _Optional[str] = ..., top: _Optional[int] = ..., include_saturating: _Optional[bool] = ...) -> None: ...
 
 class LeaksResponse(_message.Message):
-    __slots__ = ("firmware_version", "devices", "entries")
+    __slots__ = ("firmware_version", "devices", "entries", "saturating")
     FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    SATURATING_FIELD_NUMBER: _ClassVar[int]
     firmware_version: str
     devices: int
     entries: _containers.RepeatedCompositeFieldContainer[LeakEntry]
-    def __init__(self, firmware_version: _Optional[str] = ..., devices: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ...) -> None: ...
+    saturating: _containers.RepeatedCompositeFieldContainer[LeakEntry]
+    def __init__(self, firmware_version: _Optional[str] = ..., devices: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., saturating: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ...) -> None: ...
 
 class DiffRequest(_message.Message):
     __slots__ = ("base_firmware", "target_firmware", "top")

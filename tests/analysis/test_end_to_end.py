@@ -131,3 +131,126 @@ def test_diff_table_names_the_change_and_both_cohorts(
     assert first[0].startswith("diff 1.0 -> 1.1: ")
     assert "1.0 DEVICES" in first[1] and "1.1 DEVICES" in first[1] and "KiB/h" in first[1]
     assert first[2].startswith("REGRESSION  leaky_steady_leak [leaky]"), diff.stdout
+
+
+def test_saturating_caches_are_reported_apart_and_leaks_still_listed(
+    grpc_server: RunningServer, tmp_path: Path
+) -> None:
+    """A families fleet (staggered boots, fills, daily cycles) through real gRPC ingest:
+    the server lists what the pure functions list, no cache among the leaks."""
+    truth_path = tmp_path / "truth.json"
+    out = run_cli(
+        "simulate",
+        "--insecure",
+        "--server",
+        grpc_server.address,
+        "--families",
+        "tuning",
+        "--devices",
+        "8",
+        "--stacks",
+        "16",
+        "--hours",
+        "24",
+        "--interval",
+        "600",
+        "--seed",
+        "5",
+        "--firmware",
+        "4.0.0,4.1.0",
+        "--truth",
+        str(truth_path),
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr + grpc_server.log()[-3000:]
+    truth = json.loads(truth_path.read_text())
+    listed: dict[str, set[str]] = {}
+    saturating: dict[str, dict[str, dict[str, object]]] = {}
+    for version in ("4.0.0", "4.1.0"):
+        res = run_cli(
+            "leaks",
+            "--insecure",
+            "--server",
+            grpc_server.address,
+            "--firmware",
+            version,
+            "--top",
+            "500",
+            "--include",
+            "saturating",
+            "--json",
+        )
+        assert res.returncode == 0, res.stderr
+        doc = json.loads(res.stdout)
+        listed[version] = {e["signature"] for e in doc["entries"]}
+        saturating[version] = {e["signature"]: e for e in doc["saturating"]}
+        assert all(e["verdict"] == "leak" for e in doc["entries"])
+    caches = {s["signature"] for s in truth["series"] if s["behaviour"].startswith("sat_")}
+    assert caches
+    for version in listed:
+        assert not listed[version] & caches, listed[version] & caches
+        found = set(saturating[version]) & caches
+        assert found, saturating[version]
+        for sig in found:
+            e = saturating[version][sig]
+            assert e["projected_level_bytes"] > 0 and "fills from boot" in e["evidence"]
+    assert truth["regression_signature"] in listed["4.1.0"]
+
+    # The same fleet judged by the functions bench/accuracy.py scores: same listing.
+    import importlib.util
+    import sys
+
+    from kmemfleet.server.analysis import ranking
+    from kmemfleet.sim import families
+    from kmemfleet.sim import fleet as simfleet
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "accuracy.py"
+    spec = importlib.util.spec_from_file_location("bench_accuracy_e2e", path)
+    assert spec is not None and spec.loader is not None
+    acc = importlib.util.module_from_spec(spec)
+    sys.modules["bench_accuracy_e2e"] = acc
+    spec.loader.exec_module(acc)
+    fl = families.generate(
+        families.FamilySpec(
+            split="tuning",
+            devices_per_firmware=8,
+            stack_signatures=16,
+            hours=24,
+            interval_seconds=600,
+            firmware_versions=("4.0.0", "4.1.0"),
+            seed=5,
+            start_ns=truth["spec"]["start_ns"],
+        )
+    )
+    judged = acc.judge_fleet(fl)
+    rows: dict[tuple[str, str], list[ranking.SeriesRow]] = {}
+    gt = simfleet.ground_truth(fl)
+    fw = {d["device_id"]: d["firmware_version"] for d in gt["devices"]}
+    for s in gt["series"]:
+        j = judged[(s["device_id"], s["boot_id"], s["subject"], s["key"])]
+        v = j.verdict
+        rows.setdefault((fw[s["device_id"]], s["signature"]), []).append(
+            ranking.SeriesRow(
+                s["device_id"],
+                s["key"],
+                v.leaking,
+                v.slope,
+                v.growth,
+                v.confidence,
+                v.span_hours,
+                None,
+                kind=v.kind,
+                uptime_start=j.uptime_start,
+                first=v.first,
+                last=v.last,
+                level=v.level,
+                settle_hours=v.settle_hours,
+            )
+        )
+    for version in listed:
+        expected = {
+            sig
+            for (v, sig), rs in rows.items()
+            if v == version and ranking.summarize(rs).devices_leaking > 0
+        }
+        assert listed[version] == expected

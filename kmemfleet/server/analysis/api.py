@@ -101,6 +101,9 @@ async def _entries(
             first_seen_firmware=first.get((r["subject"], r["signature"]), ""),
             score=r["score"],
             confidence=r["confidence"],
+            verdict="leak" if r["devices_leaking"] > 0 else r["verdict"],
+            projected_level_bytes=r["level"] if r["verdict"] == "saturating" else 0.0,
+            evidence=r["evidence"],
         )
         if r["subject"] == SUBJECT_SLAB:
             e.subject = query_pb2.LEAK_SUBJECT_SLAB_CACHE
@@ -128,11 +131,23 @@ async def leaks(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> query_pb
             request.firmware_version,
             top,
         )
-        entries = await _entries(conn, rows)
+        saturating = []
+        if request.include_saturating:
+            saturating = await conn.fetch(
+                """SELECT * FROM analysis_summary
+                    WHERE firmware_version = $1 AND verdict = 'saturating'
+                    ORDER BY level DESC, signature LIMIT $2""",
+                request.firmware_version,
+                top,
+            )
+        entries = await _entries(conn, [*rows, *saturating])
     return query_pb2.LeaksResponse(
         firmware_version=request.firmware_version,
         devices=devices or 0,
         entries=[entries[(r["firmware_version"], r["subject"], r["signature"])] for r in rows],
+        saturating=[
+            entries[(r["firmware_version"], r["subject"], r["signature"])] for r in saturating
+        ],
     )
 
 

@@ -136,14 +136,26 @@ ON CONFLICT (device_id, boot_id, subject, key, bucket) DO UPDATE SET
 
 _UPSERT_SERIES = """
 INSERT INTO analysis_series AS a (device_id, boot_id, subject, key, firmware_version, signature,
-    kind, leaking, slope, p_value, growth, confidence, span_hours, points, last_value)
+    kind, leaking, slope, p_value, growth, confidence, span_hours, points, last_value,
+    uptime_start, first_value, level, settle_hours)
 SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
     $7::text[], $8::boolean[], $9::float8[], $10::float8[], $11::float8[], $12::float8[],
-    $13::float8[], $14::int[], $15::bigint[])
+    $13::float8[], $14::int[], $15::bigint[], $16::float8[], $17::bigint[], $18::float8[],
+    $19::float8[])
 ON CONFLICT (device_id, boot_id, subject, key) DO UPDATE SET
     kind = excluded.kind, leaking = excluded.leaking, slope = excluded.slope,
     p_value = excluded.p_value, growth = excluded.growth, confidence = excluded.confidence,
-    span_hours = excluded.span_hours, points = excluded.points, last_value = excluded.last_value
+    span_hours = excluded.span_hours, points = excluded.points, last_value = excluded.last_value,
+    uptime_start = excluded.uptime_start, first_value = excluded.first_value,
+    level = excluded.level, settle_hours = excluded.settle_hours
+"""
+
+# When each boot began (epoch seconds): its first snapshot's capture time less its uptime.
+_BOOT_STARTS = """
+SELECT u.d AS device_id, u.b AS boot_id,
+       (SELECT extract(epoch FROM s.captured_at) - s.uptime_seconds FROM snapshots s
+         WHERE s.device_id = u.d AND s.boot_id = u.b ORDER BY s.seq LIMIT 1) AS started
+  FROM unnest($1::text[], $2::text[]) AS u(d, b)
 """
 
 
@@ -317,6 +329,10 @@ class Analyzer:
                 bids,
             )
         }
+        started = {
+            (r["device_id"], r["boot_id"]): r["started"]
+            for r in await conn.fetch(_BOOT_STARTS, devs, bids)
+        }
         grid: dict[tuple[str, str], list[int]] = defaultdict(list)
         for r in await conn.fetch(
             """SELECT g.device_id, g.boot_id, extract(epoch FROM g.bucket)::bigint AS t
@@ -344,16 +360,17 @@ class Analyzer:
                 float(r["max_value"]),
             )
         await self._load_signatures(conn, [k[3] for k in folds if k[2] == SUBJECT_STACK])
-        cols: list[list[object]] = [[] for _ in range(15)]
+        cols: list[list[object]] = [[] for _ in range(19)]
         dirty: set[tuple[str, int, str]] = set()
         for (dev, boot, subject, key), f in folds.items():
             fw = firmware.get((dev, boot))
             if fw is None:
                 continue
             sig = self._signatures.get(key, key) if subject == SUBJECT_STACK else key
-            v = trend.judge(
-                buckets.series(f, grid[(dev, boot)]), self.min_span_hours, self.min_points
-            )
+            points = buckets.series(f, grid[(dev, boot)])
+            v = trend.judge(points, self.min_span_hours, self.min_points)
+            start = started.get((dev, boot))
+            uptime = (points[0].t_hours - float(start) / 3600.0) if points and start else 0.0
             for col, val in zip(
                 cols,
                 (
@@ -372,6 +389,10 @@ class Analyzer:
                     v.span_hours,
                     v.points,
                     int(v.last),
+                    max(0.0, uptime),
+                    int(v.first),
+                    v.level,
+                    v.settle_hours,
                 ),
                 strict=True,
             ):
@@ -403,12 +424,14 @@ async def refresh_summaries(conn: asyncpg.Connection) -> int:
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
     for r in dirty:
         groups[(r["firmware_version"], r["subject"])].append(r["signature"])
-    cols: list[list[object]] = [[] for _ in range(13)]
+    cols: list[list[object]] = [[] for _ in range(16)]
     for (fw, subject), sigs in groups.items():
         per_sig: dict[str, list[ranking.SeriesRow]] = defaultdict(list)
         for r in await conn.fetch(
             """SELECT s.signature, s.device_id, s.key, s.leaking, s.slope, s.growth,
-                          s.confidence, s.span_hours, coalesce(b.low_free, b.mem_total) AS mem
+                          s.confidence, s.span_hours, coalesce(b.low_free, b.mem_total) AS mem,
+                          s.kind, s.uptime_start, s.first_value, s.last_value, s.level,
+                          s.settle_hours
                      FROM analysis_series s JOIN boots b
                        ON b.device_id = s.device_id AND b.boot_id = s.boot_id
                     WHERE s.firmware_version = $1 AND s.subject = $2
@@ -427,6 +450,12 @@ async def refresh_summaries(conn: asyncpg.Connection) -> int:
                     r["confidence"],
                     r["span_hours"],
                     r["mem"],
+                    kind=r["kind"],
+                    uptime_start=r["uptime_start"],
+                    first=float(r["first_value"]),
+                    last=float(r["last_value"]),
+                    level=r["level"],
+                    settle_hours=r["settle_hours"],
                 )
             )
         empty = sorted(set(sigs) - set(per_sig))
@@ -456,6 +485,9 @@ async def refresh_summaries(conn: asyncpg.Connection) -> int:
                     sm.projected_hours,
                     sm.confidence,
                     sm.score,
+                    sm.verdict,
+                    sm.level,
+                    sm.evidence,
                 ),
                 strict=True,
             ):
@@ -464,7 +496,8 @@ async def refresh_summaries(conn: asyncpg.Connection) -> int:
         await conn.execute(
             """INSERT INTO analysis_summary AS a SELECT * FROM unnest($1::text[], $2::smallint[],
                    $3::text[], $4::text[], $5::int[], $6::int[], $7::float8[], $8::float8[],
-                   $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[])
+                   $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[],
+                   $14::text[], $15::float8[], $16::text[])
                ON CONFLICT (firmware_version, subject, signature) DO UPDATE SET
                    representative = excluded.representative,
                    devices_observed = excluded.devices_observed,
@@ -472,7 +505,9 @@ async def refresh_summaries(conn: asyncpg.Connection) -> int:
                    share_leaking = excluded.share_leaking, median_slope = excluded.median_slope,
                    p90_slope = excluded.p90_slope, total_leaked = excluded.total_leaked,
                    projected_hours = excluded.projected_hours,
-                   confidence = excluded.confidence, score = excluded.score""",
+                   confidence = excluded.confidence, score = excluded.score,
+                   verdict = excluded.verdict, level = excluded.level,
+                   evidence = excluded.evidence""",
             *cols,
         )
     return len(cols[0])

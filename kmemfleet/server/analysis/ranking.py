@@ -25,6 +25,7 @@ BIG_COHORT = 50
 FILL_HORIZON_Q = 0.9
 MIN_FILL_DEVICES = 2
 FILL_MAX_SETTLE_SPAN = 1.5  # a fill settles within 1.5 x its series' span
+FLEET_CONFIDENCE = 0.5  # confidence of a series made leaking by the fleet-wide step
 MATURE_RATE_RATIO = 0.4  # growth at maturity: >= 40% of the fills' median rate
 
 
@@ -60,6 +61,9 @@ class Summary:
     projected_hours: float  # 0 when no leaking device reports its memory
     confidence: float
     score: float
+    verdict: str = "none"  # leak | saturating | none (decide)
+    level: float = 0.0  # saturating: the median level its fills converge to, bytes
+    evidence: str = ""  # on which series the verdict rests
 
 
 def percentile(xs: Sequence[float], q: float) -> float:
@@ -89,10 +93,19 @@ def summarize(rows: Iterable[SeriesRow]) -> Summary:
     leaking boot; bytes leaked add up over all leaking boots.
     """
     rows = list(rows)
-    decided = decide(rows).leaking
+    decision = decide(rows)
+    # A rising series the fleet-wide step calls leaking has no per-series
+    # confidence of its own: it gets FLEET_CONFIDENCE and its growth at its rate.
     rows = [
-        r if r.leaking == d else dataclasses.replace(r, leaking=d)
-        for r, d in zip(rows, decided, strict=True)
+        r
+        if r.leaking == d
+        else dataclasses.replace(
+            r,
+            leaking=d,
+            confidence=FLEET_CONFIDENCE if d else 0.0,
+            growth=r.slope * r.span_hours if d else 0.0,
+        )
+        for r, d in zip(rows, decision.leaking, strict=True)
     ]
     per_device: dict[str, list[SeriesRow]] = {}
     for r in rows:
@@ -131,6 +144,9 @@ def summarize(rows: Iterable[SeriesRow]) -> Summary:
         percentile(hours, 0.5),
         conf,
         score(leaking_n, share, median, conf),
+        "leak" if leaking_n else decision.verdict if decision.verdict != "leak" else "none",
+        decision.level,
+        decision.evidence,
     )
 
 
