@@ -214,7 +214,7 @@ def run(split: str, seeds: list[int], verbose: bool) -> bool:
     total: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for seed in seeds:
         t0 = time.monotonic()
-        r = evaluate(families.FamilySpec(split=split, seed=seed))
+        r = evaluate(families.spec_for(split, seed))
         line = []
         for version in r["fleet"].spec.firmware_versions:
             sc, nv = r["per_fw"][version], r["naive"][version]
@@ -247,7 +247,9 @@ def run(split: str, seeds: list[int], verbose: bool) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", choices=("heldout", "tuning", "both"), default="heldout")
+    ap.add_argument(
+        "--split", choices=("heldout", "heldout_b", "tuning", "all"), default="heldout_b"
+    )
     ap.add_argument("--seeds", type=int, nargs="+")
     ap.add_argument("--verbose", action="store_true", help="name every FP and FN signature")
     args = ap.parse_args()
@@ -260,7 +262,8 @@ def main() -> int:
         "false positive, planted regression 1st in diff; naive threshold baseline beside"
     )
     ok = True
-    for split in ("tuning", "heldout") if args.split == "both" else (args.split,):
+    splits = ("tuning", "heldout", "heldout_b") if args.split == "all" else (args.split,)
+    for split in splits:
         default = list(range(10)) if split == "tuning" else [100, 101, 102, 103, 104]
         ok &= run(split, args.seeds or default, args.verbose)
     print("\nresult:", "all targets met" if ok else "TARGETS MISSED")

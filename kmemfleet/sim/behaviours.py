@@ -21,11 +21,21 @@ LEAK_KINDS = frozenset(
         "staircase_leak",
         "daily_leak",
         "business_hours_leak",
+        "accelerating_leak",
     }
 )
 # Caches that converge to a level: never leaks, whatever part of the fill is seen.
 SATURATING_KINDS = frozenset(
-    {"sat_exp", "sat_hyperbolic", "sat_logistic", "sat_two_phase", "plateau"}
+    {
+        "sat_exp",
+        "sat_hyperbolic",
+        "sat_logistic",
+        "sat_two_phase",
+        "sat_power",
+        "capped_staircase",
+        "overshoot",
+        "plateau",
+    }
 )
 
 
@@ -47,6 +57,11 @@ class Behaviour:
     steps: tuple[float, ...] = field(default=())  # staircase_leak: step times since boot
     drift: float = 0.0  # sawtooth_drift: the frequency swings by +-drift (0..1)
     family: str = ""  # the behaviour family that drew it (kmemfleet.sim.families), if any
+    power: float = 1.0  # sat_power: the exponent of its power-law approach
+    waves: tuple[tuple[float, float, float], ...] = field(
+        default=()
+    )  # wander: (amp, period, phase)
+    sample_bytes: int = 0  # > 0: reported as mlt's sampled mode would (counts of this size)
 
     def leaking_hours(self, start: float, end: float, wall_offset: float = 0.0) -> float:
         """Hours of [start, end] (since boot) during which the series leaks.
@@ -75,6 +90,10 @@ def _busy_until(x: float) -> float:
 def value(b: Behaviour, t: float, rng: random.Random, wall_offset: float = 0.0) -> int:
     """Outstanding bytes t hours after boot; wall_offset is the hour of day at boot."""
     v = b.base + _shape(b, t, wall_offset)
+    if b.sample_bytes and v > 0:
+        # Sampled mode: a tracked count of sample_bytes units, Poisson around the truth.
+        lam = v / b.sample_bytes
+        v = b.sample_bytes * max(0, round(rng.gauss(lam, math.sqrt(lam))))
     if b.noise:
         v += rng.gauss(0.0, b.noise)
         if b.kind == "noise" and rng.random() < 0.01:
@@ -126,6 +145,27 @@ def _shape(b: Behaviour, t: float, wall_offset: float) -> float:
         w = 2.0 * math.pi / DRIFT_HOURS
         cycles = (t + b.drift / w * (1.0 - math.cos(w * t))) / b.period_hours
         return b.amplitude * (cycles % 1.0)
+    if k == "accelerating_leak":
+        # The rate doubles every tau_hours of uptime after onset: a growing workload.
+        return b.rate * t * (1.0 + t / (2.0 * b.tau_hours))
+    if k == "sat_power":
+        return b.amplitude * (1.0 - float((1.0 + t / b.tau_hours) ** -b.power))
+    if k == "capped_staircase":
+        # Batches at random times until the cache is full: amplitude over len(steps).
+        return b.amplitude * bisect.bisect_right(b.steps, t) / max(1, len(b.steps))
+    if k == "daily_cache":
+        # Grows with the day's load and gives it back at night: no net growth.
+        w = 2.0 * math.pi / 24.0
+        return b.amplitude * 0.5 * (1.0 + math.cos(w * (t + wall_offset - b.phase_hours)))
+    if k == "flush_refill":
+        # Fills with tau_hours, flushed every period_hours (drop_caches, a timer).
+        return b.amplitude * (1.0 - math.exp(-(t % b.period_hours) / b.tau_hours))
+    if k == "wander":
+        return sum(a * (1.0 + math.sin(2.0 * math.pi * t / p + ph)) for a, p, ph in b.waves)
+    if k == "overshoot":
+        # Fills fast, then trims back to a lower working level.
+        fill = 1.0 - math.exp(-t / b.tau_hours)
+        return b.amplitude * fill * (1.0 - 0.4 * (1.0 - math.exp(-t / b.tau2_hours)))
     if k == "burst" and any(s <= t < s + n for s, n in b.bursts):
         return b.amplitude
     return 0.0

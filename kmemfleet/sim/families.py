@@ -238,7 +238,116 @@ HELD_OUT: tuple[Family, ...] = (
     Family("benign_flat_noise_burst", False, _classic_benign),
 )
 
-SPLITS = {"tuning": TUNING, "heldout": HELD_OUT}
+
+def _accelerating(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    base, rate = _base(dev), _rate(sig, dev, 1.5, 64)
+    return Behaviour(
+        "accelerating_leak",
+        base,
+        rate=rate,
+        tau_hours=sig.uniform(0.5, 2.0) * w,
+        noise=_noise(base, rate),
+    )
+
+
+def _bursty(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    b = _staircase(sig, dev, w)
+    gap = sig.uniform(2.0, 8.0)
+    t, steps = 0.0, []
+    while t < 24.0 * 70:
+        t += dev.expovariate(1.0 / gap)
+        steps.append(t)
+    return dataclasses.replace(b, steps=tuple(steps))
+
+
+def _sat_power(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    base = _base(dev)
+    return Behaviour(
+        "sat_power",
+        base,
+        amplitude=_fill_level(dev, base),
+        tau_hours=sig.uniform(1.0, 12.0) * dev.uniform(0.8, 1.25),
+        power=sig.uniform(0.8, 2.5),
+        noise=base * 0.005,
+    )
+
+
+def _capped_staircase(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    base = _base(dev)
+    n = sig.randint(4, 16)
+    fill = sig.uniform(0.1, 0.4) * w
+    return Behaviour(
+        "capped_staircase",
+        base,
+        amplitude=_fill_level(dev, base),
+        steps=tuple(sorted(dev.uniform(0.0, fill) for _ in range(n))),
+        noise=base * 0.003,
+    )
+
+
+def _daily_cache(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    base = _base(dev)
+    return Behaviour(
+        "daily_cache",
+        base,
+        amplitude=base * dev.uniform(0.5, 8),
+        phase_hours=sig.uniform(12, 18),
+        noise=base * 0.005,
+    )
+
+
+def _flush_refill(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    base = _base(dev)
+    return Behaviour(
+        "flush_refill",
+        base,
+        amplitude=_fill_level(dev, base),
+        tau_hours=sig.uniform(0.5, 3.0),
+        period_hours=sig.uniform(6.0, 16.0),
+        noise=base * 0.005,
+    )
+
+
+def _wander(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    base = _base(dev)
+    waves = tuple(
+        (base * dev.uniform(0.05, 0.5), dev.uniform(3.0, 30.0), dev.uniform(0, 2 * math.pi))
+        for _ in range(3)
+    )
+    return Behaviour("wander", base, waves=waves, noise=base * 0.01)
+
+
+def _overshoot(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    base = _base(dev)
+    return Behaviour(
+        "overshoot",
+        base,
+        amplitude=_fill_level(dev, base),
+        tau_hours=sig.uniform(0.5, 3.0),
+        tau2_hours=sig.uniform(3.0, 12.0),
+        noise=base * 0.005,
+    )
+
+
+# A second held-out set, fixed after the first was used once to measure and
+# before its failures were looked at: new shapes again, a 48 h window, three
+# versions, mostly long uptimes, and every stack reported as mlt's sampled mode
+# reports it (counts of 1 KiB units, Poisson noise).
+HELD_OUT_B: tuple[Family, ...] = (
+    Family("leak_linear", True, _leak(1.5, 256)),
+    Family("leak_accelerating", True, _accelerating),
+    Family("leak_bursty", True, _bursty),
+    Family("leak_slow", True, _leak(1.1, 3.0)),
+    Family("sat_power", False, _sat_power),
+    Family("sat_capped_staircase", False, _capped_staircase),
+    Family("sat_overshoot", False, _overshoot),
+    Family("cache_daily_cycle", False, _daily_cache),
+    Family("cache_flush_refill", False, _flush_refill),
+    Family("wander", False, _wander),
+    Family("benign_flat_noise_burst", False, _classic_benign),
+)
+
+SPLITS = {"tuning": TUNING, "heldout": HELD_OUT, "heldout_b": HELD_OUT_B}
 # How a leak family spreads over a cohort: most devices, a part, or exactly 3.
 _SHARES = (("most", 0.4), ("part", 0.4), ("rare", 0.2))
 RARE_DEVICES = 3
@@ -260,6 +369,28 @@ class FamilySpec:
     reboot_probability: float = 0.25  # a reboot at a random time inside the window
     offline_probability: float = 0.1  # one 1-4 h gap
     flaky_share: float = 0.15  # lose 30% of captures and one 2-8 h gap
+    sample_bytes: int = 0  # > 0: stacks are reported as mlt's sampled mode reports them
+
+
+# What differs in a split's fleets besides its families (bench/accuracy.py uses these).
+SPLIT_SPECS: dict[str, dict[str, object]] = {
+    "tuning": {},
+    "heldout": {},
+    "heldout_b": {
+        "hours": 48.0,
+        "firmware_versions": ("5.0.0", "5.1.0", "5.2.0"),
+        "fresh_boot_share": 0.25,
+        "max_prior_uptime_hours": 60 * 24.0,
+        "reboot_probability": 0.3,
+        "sample_bytes": 1024,
+    },
+}
+
+
+def spec_for(split: str, seed: int, **overrides: object) -> FamilySpec:
+    """The FamilySpec a split's fleets are drawn with."""
+    fields = {**SPLIT_SPECS[split], **overrides}
+    return FamilySpec(split=split, seed=seed, **fields)  # type: ignore[arg-type]
 
 
 def _schedule(rng: random.Random, spec: FamilySpec, flaky: bool) -> list[Boot]:
@@ -360,7 +491,7 @@ def generate(spec: FamilySpec) -> Fleet:
                 ):
                     fam = Family("flat", False, _flat)
                 b = fam.draw(random.Random(seeds[i]), drng, spec.hours)
-                stacks[i] = dataclasses.replace(b, family=fam.name)
+                stacks[i] = dataclasses.replace(b, family=fam.name, sample_bytes=spec.sample_bytes)
             slabs: dict[str, tuple[int, Behaviour]] = {}
             for name, f in slab_family.items():
                 b = f.draw(random.Random(slab_seeds[name]), drng, spec.hours)
