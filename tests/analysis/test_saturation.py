@@ -55,6 +55,8 @@ def row(dev: str, kind: str, u0: float, slope: float, span: float = 24.0, **kw: 
         1 << 30,
         kind=kind,
         uptime_start=u0,
+        first=kw.get("first", 0.0),
+        last=kw.get("last", 0.0),
         level=kw.get("level", 0.0),
         settle_hours=kw.get("settle", 0.0),
     )
@@ -75,11 +77,20 @@ def test_a_cache_cohort_is_saturating_and_its_short_young_boots_are_partial_fill
 
 def test_growth_at_mature_uptime_makes_the_cohort_leak_and_bent_series_count() -> None:
     rows = [row(f"young{i}", "plateau", 0.0, 20_000, level=4e5, settle=15) for i in range(3)]
-    rows += [row(f"old{i}", "leak", 300.0 + i, 18_000) for i in range(2)]
-    rows += [row("bent", "saturating", 500.0, 17_000, level=9e6, settle=60)]
+    # Old devices hold about what their rate gathers since boot: a leak's mark.
+    rows += [row(f"old{i}", "leak", 300.0 + i, 18_000, last=5.5e6) for i in range(2)]
+    rows += [row("bent", "saturating", 500.0, 17_000, level=9e6, settle=60, last=8.9e6)]
     d = ranking.decide(rows)
     assert d.verdict == "leak" and all(d.leaking)
     assert ranking.summarize(rows).devices_leaking == 6
+
+
+def test_growth_at_maturity_that_cannot_account_for_what_it_holds_is_a_cache_tail() -> None:
+    # Same rates as a leak, but 60 h x 18 KiB/h is a fifth of the 5.5 MB held:
+    # the bulk came from a fill, and the rest is its slow tail.
+    rows = [row(f"young{i}", "plateau", 0.0, 20_000, level=4e5, settle=15) for i in range(3)]
+    rows += [row(f"old{i}", "leak", 36.0 + i, 18_000, last=5.5e6) for i in range(2)]
+    assert ranking.decide(rows).verdict == "saturating"
 
 
 def test_a_cache_tail_at_maturity_is_not_growth() -> None:

@@ -27,6 +27,7 @@ MIN_FILL_DEVICES = 2
 FILL_MAX_SETTLE_SPAN = 1.5  # a fill settles within 1.5 x its series' span
 FLEET_CONFIDENCE = 0.5  # confidence of a series made leaking by the fleet-wide step
 MATURE_RATE_RATIO = 0.4  # growth at maturity: >= 40% of the fills' median rate
+ACCUMULATION_RATIO = 0.5  # ... and rate x uptime >= half of what it holds above boot
 
 
 @dataclass(frozen=True)
@@ -196,16 +197,20 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     A leak grows without bound in uptime, at a rate that does not depend on it;
     a cache converges to a level, so its rate decays with uptime. A fill seen
     from near boot that settles within its window is evidence of a cache, and
-    the uptime by which such fills settle is the cohort's fill horizon. Rising
-    series that began at or after the horizon and still grow at a comparable
-    rate (MATURE_RATE_RATIO of the fills' median) are growth at maturity, which
-    a cache cannot show. In order:
+    the uptime by which such fills settle is the cohort's fill horizon. Growth
+    at maturity is a rising series that began at or after the horizon, still
+    grows at MATURE_RATE_RATIO of the fills' median rate, and whose rate
+    accounts for what it holds (rate x uptime >= ACCUMULATION_RATIO x its value
+    above the fills' boot-time value: what a leak since boot looks like; a
+    cache's slow tail holds far more than its rate could have gathered). A
+    cache cannot show it. A leak series is unexplained by the fills when it
+    runs past the horizon. In order:
 
     1. no fill seen: the per-series verdicts stand;
-    2. growth at maturity on MIN_FILL_DEVICES devices: a leak, and every rising
-       series counts (a load cycle's slow phase bends a leak's curve);
-    3. leak verdicts or growth at maturity on at least as many devices as fills:
-       the per-series verdicts stand;
+    2. growth at maturity on any device: a leak, and every rising series counts
+       (a load cycle's slow phase bends a leak's curve);
+    3. unexplained leak series on at least as many devices as fills: the
+       per-series verdicts stand;
     4. fills on MIN_FILL_DEVICES devices: a cache, reported as saturating with
        its median projected level; its leak verdicts were partial fills;
     5. otherwise the per-series verdicts stand.
@@ -216,23 +221,29 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
         return Decision("leak" if any(per_series) else "none", per_series, 0.0, "per-boot trends")
     horizon = percentile([r.uptime_start + r.settle_hours for r in fills], FILL_HORIZON_Q)
     young_rate = percentile([r.slope for r in fills], 0.5)
+    at_boot = percentile([r.first for r in fills if r.uptime_start < 1.0], 0.5)
     level = percentile([r.level for r in fills], 0.5)
     fill_devices = {r.device_id for r in fills}
     rising = [r.kind in RISING and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR for r in rows]
     mature = {
         r.device_id
         for r, up in zip(rows, rising, strict=True)
-        if up and r.uptime_start >= horizon and r.slope >= MATURE_RATE_RATIO * young_rate
+        if up
+        and r.uptime_start >= horizon
+        and r.slope >= MATURE_RATE_RATIO * young_rate
+        and r.slope * (r.uptime_start + r.span_hours)
+        >= ACCUMULATION_RATIO * max(0.0, r.last - at_boot)
     }
-    young_leaks = {r.device_id for r in rows if r.leaking and r.uptime_start < horizon}
+    unexplained = {
+        r.device_id for r in rows if r.leaking and r.uptime_start + r.span_hours > horizon
+    }
     where = f"fills from boot on {len(fill_devices)} devices settle by uptime {horizon:.1f} h"
-    if len(mature) >= MIN_FILL_DEVICES:
+    if mature:
         evidence = f"still growing beyond uptime {horizon:.1f} h on {len(mature)} devices; {where}"
-        return Decision(
-            "leak", [a or b for a, b in zip(per_series, rising, strict=True)], level, evidence
-        )
-    if len(young_leaks | mature) >= len(fill_devices) or len(fill_devices) < MIN_FILL_DEVICES:
+        leaking = [a or b for a, b in zip(per_series, rising, strict=True)]
+        return Decision("leak", leaking, level, evidence)
+    if len(unexplained) >= len(fill_devices) or len(fill_devices) < MIN_FILL_DEVICES:
         verdict = "leak" if any(per_series) else "saturating"
         return Decision(verdict, per_series, level, f"per-boot trends; {where}")
-    evidence = f"{where}; growing beyond it on {len(mature)}"
+    evidence = f"{where}; none still growing beyond it"
     return Decision("saturating", [False] * len(rows), level, evidence)
