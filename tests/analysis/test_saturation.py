@@ -105,3 +105,19 @@ def test_without_fills_the_per_series_verdicts_stand() -> None:
     assert d.verdict == "leak" and d.leaking == [True, False, True]
     rows = [row("a", "flat", 0.0, 0), row("b", "plateau", 0.0, 3000, level=5e4, settle=5)]
     assert not any(ranking.decide(rows).leaking)
+
+
+def test_a_rise_seen_only_on_short_boots_of_a_subject_that_cycles_on_long_ones_is_a_phase() -> None:
+    rows = [row("short", "leak", 5.0, 30_000, span=9.0)]
+    rows += [row(f"long{i}", "sawtooth", 50.0 * i, 0, span=48.0) for i in range(6)]
+    d = ranking.decide(rows)
+    assert d.verdict == "none" and not any(d.leaking) and "watched longer" in d.evidence
+
+
+def test_a_leak_on_a_few_short_boots_stands_where_long_boots_are_flat_or_rise() -> None:
+    short = [row(f"short{i}", "leak", 0.0, 30_000, span=12.0) for i in range(2)]
+    flat = [row(f"long{i}", "flat", 50.0 * i, 0, span=48.0) for i in range(20)]
+    assert ranking.decide(short + flat).leaking[:2] == [True, True]
+    cycling = [row(f"long{i}", "sawtooth", 50.0 * i, 0, span=48.0) for i in range(20)]
+    rising = [row("long-leak", "leak", 300.0, 30_000, span=48.0)]
+    assert ranking.decide(short + cycling + rising).verdict == "leak"

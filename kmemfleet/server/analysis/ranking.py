@@ -27,6 +27,9 @@ MIN_FILL_DEVICES = 2
 FILL_MAX_SETTLE_SPAN = 1.5  # a fill settles within 1.5 x its series' span
 FLEET_CONFIDENCE = 0.5  # confidence of a series made leaking by the fleet-wide step
 MATURE_RATE_RATIO = 0.4  # growth at maturity: >= 40% of the fills' median rate
+FULL_CYCLE_HOURS = 24.0  # a boot watched a whole day has seen a daily cycle through
+SHORT_ONLY_MIN_LONG = 4  # long boots needed before they can outweigh short ones
+SHORT_ONLY_RATIO = 3  # ... and this many per short boot that leaks
 ACCUMULATION_RATIO = 0.5  # ... and rate x uptime >= half of what it holds above boot
 
 
@@ -179,6 +182,7 @@ class Decision:
 
 CONVERGING = frozenset({"saturating", "plateau"})
 RISING = frozenset({"leak", "saturating", "plateau"})  # rose over the series
+MOVING = frozenset({"sawtooth", "decreasing"})  # active, but no net rise
 
 
 def _fill_from_boot(r: SeriesRow) -> bool:
@@ -188,6 +192,34 @@ def _fill_from_boot(r: SeriesRow) -> bool:
         r.kind in CONVERGING
         and r.uptime_start <= max(r.settle_hours, 1.0)
         and r.settle_hours <= FILL_MAX_SETTLE_SPAN * r.span_hours
+    )
+
+
+def _short_only(rows: Sequence[SeriesRow]) -> str | None:
+    """Evidence that the cohort's leak verdicts are a phase, not a leak, or None.
+
+    A leak grows on every boot that has it, and the longer a boot is watched
+    the clearer it shows. When leak verdicts come only from boots watched for
+    less than FULL_CYCLE_HOURS, no boot watched longer rises, and the subject
+    moves without rising (sawtooth or decreasing verdicts) on at least
+    SHORT_ONLY_MIN_LONG long boots and on SHORT_ONLY_RATIO times as many as
+    the short boots that "leak", the rise is a phase of something that comes
+    back down (a daily load, a flushed cache, a wander), seen whole only on the
+    long boots. Devices that a partial leak spares stay flat, not moving, so a
+    leak on a few devices is not explained away by this.
+    """
+    long = [r for r in rows if r.span_hours >= FULL_CYCLE_HOURS]
+    moving = sum(r.kind in MOVING for r in long)
+    hits = sum(r.leaking and r.span_hours < FULL_CYCLE_HOURS for r in rows)
+    if (
+        not hits
+        or any(r.kind in RISING for r in long)
+        or moving < max(SHORT_ONLY_MIN_LONG, SHORT_ONLY_RATIO * hits)
+    ):
+        return None
+    return (
+        f"rises only on {hits} boots watched < {FULL_CYCLE_HOURS:.0f} h; "
+        f"{moving} boots watched longer move and do not rise"
     )
 
 
@@ -206,6 +238,8 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     cache cannot show it. A leak series is unexplained by the fills when it
     runs past the horizon. In order:
 
+    0. leak verdicts only on short boots while long boots show no rise at
+       all (_short_only): nothing leaks;
     1. no fill seen: the per-series verdicts stand;
     2. growth at maturity on any device: a leak, and every rising series counts
        (a load cycle's slow phase bends a leak's curve);
@@ -216,6 +250,9 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     5. otherwise the per-series verdicts stand.
     """
     per_series = [r.leaking for r in rows]
+    phase = _short_only(rows)
+    if phase is not None:
+        return Decision("none", [False] * len(rows), 0.0, phase)
     fills = [r for r in rows if _fill_from_boot(r)]
     if not fills:
         return Decision("leak" if any(per_series) else "none", per_series, 0.0, "per-boot trends")
