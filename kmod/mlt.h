@@ -71,11 +71,12 @@ enum mlt_counter {
 	MLT_C_BULK_FREES,	/* objects seen by the free_bulk kprobe */
 	MLT_C_TRACE_HITS,	/* stacks known from a checked cached trace */
 	MLT_C_TRACE_LEARNT,	/* traces learnt */
-	MLT_C_UNWIND_SHORT,	/* stacks walked from the call site's frame */
 	MLT_C_UNWIND_COMPLETE,	/* stacks walked from the probe */
 	MLT_C_UNWIND_STALE,	/* learnt call-site distances that failed */
 	MLT_C_SLOW_NS,		/* time in the tracking slow path */
 	MLT_C_SLOW_CALLS,
+	MLT_C_VERIFY_CHECKS,	/* verify=1: stacks compared with the kernel's */
+	MLT_C_VERIFY_MISMATCHES,	/* ... and found different */
 	MLT_NR_COUNTERS
 };
 
@@ -187,6 +188,7 @@ extern struct mlt_table __rcu *mlt_table;
 extern struct mutex mlt_ctl_lock;
 extern struct mlt_pcpu __percpu *mlt_pcpu;
 extern bool mlt_enable;
+extern bool mlt_verify;
 extern unsigned long mlt_gate;
 extern bool mlt_bulk_probe_ok;
 extern unsigned long mlt_cap_bytes;
@@ -255,6 +257,8 @@ static __always_inline void mlt_on_free(const void *ptr)
 /* mlt_unwind.c */
 u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 		 unsigned long call_site);
+void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
+		      unsigned long call_site, u32 sidx);
 size_t mlt_trace_mem(u32 traces);
 int mlt_unwind_init(void);
 void mlt_unwind_exit(void);

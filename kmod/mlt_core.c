@@ -97,6 +97,11 @@ static const struct kernel_param_ops mlt_enable_ops = {
 module_param_cb(enable, &mlt_enable_ops, &mlt_enable, 0644);
 MODULE_PARM_DESC(enable, "Track new allocations (frees are always processed)");
 
+/* Debug: check every stack found against stack_trace_save() (slow). */
+bool mlt_verify;
+module_param_named(verify, mlt_verify, bool, 0644);
+MODULE_PARM_DESC(verify, "Debug: compare every recorded stack with the kernel's own walk, count mismatches");
+
 static int mlt_min_size_set(const char *val, const struct kernel_param *kp)
 {
 	int err = param_set_uint(val, kp);
@@ -537,10 +542,13 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 
 	sidx = mlt_stack_of(t, pc->buf[ctx], call_site);
 	/* Allocations made for this module (report buffers) are not leaks. */
-	if (sidx == MLT_NIL)
+	if (sidx == MLT_NIL) {
 		mlt_count(MLT_C_DROP_STACKS, 1);
-	else if (sidx != MLT_SKIP)
+	} else if (sidx != MLT_SKIP) {
+		if (unlikely(READ_ONCE(mlt_verify)))
+			mlt_verify_stack(t, pc->buf[ctx], call_site, sidx);
 		mlt_obj_insert(t, ptr, min_t(size_t, size, U32_MAX), sidx);
+	}
 	barrier();
 	pc->busy[ctx] = 0;
 	mlt_count(MLT_C_SLOW_NS, local_clock() - t0);

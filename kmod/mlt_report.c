@@ -451,11 +451,12 @@ static const char *const mlt_counter_names[MLT_NR_COUNTERS] = {
 	[MLT_C_BULK_FREES] = "bulk_freed_objects",
 	[MLT_C_TRACE_HITS] = "trace_hits",
 	[MLT_C_TRACE_LEARNT] = "traces_learnt",
-	[MLT_C_UNWIND_SHORT] = "unwind_from_call_site",
 	[MLT_C_UNWIND_COMPLETE] = "unwind_complete",
 	[MLT_C_UNWIND_STALE] = "unwind_site_stale",
 	[MLT_C_SLOW_NS] = "slow_path_ns",
 	[MLT_C_SLOW_CALLS] = "slow_path_calls",
+	[MLT_C_VERIFY_CHECKS] = "verify_checks",
+	[MLT_C_VERIFY_MISMATCHES] = "verify_mismatches",
 };
 
 static int mlt_stats_show(struct seq_file *m, void *v)

@@ -17,8 +17,14 @@
  *    the tracepoint and here. It is learnt per call site from a complete
  *    walk, and checked by reading the word below the caller's stack
  *    pointer: it must be call_site, the return address its call pushed.
- *    From there the kernel's own unwinder is started with a register set
- *    {ip, sp, bp} at the call site ("short walk").
+ *    It only tells where to look for a cached trace (2.). There is no
+ *    "short walk" from the call site: the unwinder needs the caller's %rbp
+ *    to get past frame-pointer and stack-realigning functions, and that
+ *    value is nowhere this module can read it without walking the frames
+ *    below the call site (the allocator and gcc reuse %rbp freely), so a
+ *    walk seeded at the call site stopped early and silently, and the same
+ *    leak got different ids on different hosts. A stack that is not
+ *    cached is walked completely, as stack_trace_save() would.
  *
  * 2. Whole stacks ("traces"). A frame that finds its caller's frame at a
  *    constant distance from its own stack pointer (almost every kernel
@@ -38,8 +44,12 @@
  *
  * Learning costs two unwinder steps per frame, so a miss learns only once
  * in MLT_LEARN_EVERY per CPU; a call site reached by more stacks than its
- * sets hold (MLT_TRACE_PROBES of MLT_TRACE_WAYS) costs about what the short
- * walk costs.
+ * sets hold (MLT_TRACE_PROBES of MLT_TRACE_WAYS), and a stack through a
+ * frame that finds its caller through %rbp (other than do_syscall_64's),
+ * cost a complete walk.
+ *
+ * mlt_verify_stack() (module parameter verify, for tests) compares every
+ * stack found with what stack_trace_save(), the kernel's own walk, gives.
  */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -50,6 +60,8 @@
 #include <linux/stacktrace.h>
 #include <linux/uaccess.h>
 #include "mlt.h"
+
+static bool mlt_verify_reported;	/* the first mismatch is logged */
 
 #ifdef CONFIG_UNWINDER_ORC
 #include <asm/unwind.h>
@@ -122,6 +134,36 @@ static u32 mlt_stack_saved(struct mlt_table *t, unsigned long *buf,
 	return mlt_record(t, buf + start, nr);
 }
 
+/*
+ * The test oracle (module parameter verify): the kernel's own walk of this
+ * allocation's stack, trimmed and cut like ours, must give exactly the
+ * frames of stack record sidx. In interrupt context our stack stops where
+ * the interrupt came in and the kernel's goes on, so there the record must
+ * be a prefix of it. buf holds MLT_BUF_FRAMES and is free for use.
+ */
+void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
+		      unsigned long call_site, u32 sidx)
+{
+	const struct mlt_stack *st = &t->stacks[sidx];
+	unsigned int nr, start;
+	bool ok;
+
+	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
+	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
+	ok = (in_task() ? st->nr == nr : st->nr <= nr) &&
+	     !memcmp(&t->frames[st->frame_off], buf + start,
+		     st->nr * sizeof(*buf));
+	mlt_count(MLT_C_VERIFY_CHECKS, 1);
+	if (ok)
+		return;
+	mlt_count(MLT_C_VERIFY_MISMATCHES, 1);
+	if (!xchg(&mlt_verify_reported, true))
+		pr_warn("verify: stack of %pS: recorded %u frames ending %pS, kernel walk %u ending %pS\n",
+			(void *)call_site, st->nr,
+			(void *)t->frames[st->frame_off + st->nr - 1], nr,
+			(void *)buf[start + nr - 1]);
+}
+
 #ifdef CONFIG_UNWINDER_ORC
 
 /*
@@ -132,7 +174,6 @@ static u32 mlt_stack_saved(struct mlt_table *t, unsigned long *buf,
  * distance MLT_SITE_COMPLETE means "always walk completely".
  */
 #define MLT_SITE_BITS		12
-#define MLT_SITE_COMPLETE	0U
 #define MLT_SITE_MAX_DIST	4096U	/* a sane bound for the frames between */
 #define MLT_TEXT_HIGH		0xffffffffUL
 #define MLT_LEARN_EVERY		8	/* trace misses per learning attempt */
@@ -155,51 +196,6 @@ size_t mlt_trace_mem(u32 traces)
 static bool mlt_is_text_high(unsigned long addr)
 {
 	return (addr >> 32) == MLT_TEXT_HIGH;
-}
-
-/*
- * Short walk from the call site's frame: the caller was at call_site with
- * stack pointer sp. With expect set, compare instead of storing and return
- * the number of matching frames.
- */
-static unsigned int mlt_walk_from_site(unsigned long *buf, unsigned int depth,
-				       unsigned long call_site,
-				       unsigned long sp, unsigned long bp,
-				       const unsigned long *expect)
-{
-	struct unwind_state state;
-	struct pt_regs regs = {
-		/* Inside the call instruction: its ORC entry describes the
-		 * caller's frame, as the unwinder does for return addresses.
-		 */
-		.ip = call_site - 1,
-		.sp = sp,
-		.bp = bp,
-		.cs = __KERNEL_CS,
-	};
-	unsigned long addr;
-	unsigned int n = 1;
-
-	if (expect) {
-		if (expect[0] != call_site)
-			return 0;
-	} else {
-		buf[0] = call_site;
-	}
-	for (unwind_start(&state, current, &regs, NULL);
-	     n < depth && !unwind_done(&state); unwind_next_frame(&state)) {
-		addr = unwind_get_return_address(&state);
-		if (!addr)
-			break;
-		if (expect) {
-			if (expect[n] != addr)
-				break;
-		} else {
-			buf[n] = addr;
-		}
-		n++;
-	}
-	return n;
 }
 
 /*
@@ -376,7 +372,7 @@ static unsigned long mlt_learn_entry(unsigned long call_site, unsigned int k,
 /*
  * Learn the stack of the caller at (call_site, sp0) into buf and tr.
  * Returns the number of frames, or 0 when the stack cannot be described
- * (the caller then takes the short walk).
+ * (the caller then walks it completely).
  */
 static unsigned int mlt_trace_learn(unsigned long *buf, unsigned int depth,
 				    unsigned long call_site, unsigned long sp0,
@@ -607,26 +603,23 @@ static unsigned long mlt_current_bp(void)
 	return bp;
 }
 
-/* Learn the call site's distance with a complete walk; record its stack. */
-static u32 mlt_stack_learn_site(struct mlt_table *t, unsigned long *buf,
-				unsigned long call_site, u64 *slot,
-				unsigned long anchor, unsigned long bp)
+/*
+ * Record the stack found by a complete walk; with slot, also learn the call
+ * site's distance from it.
+ */
+static u32 mlt_stack_walked(struct mlt_table *t, unsigned long *buf,
+			    unsigned long call_site, u64 *slot,
+			    unsigned long anchor)
 {
 	unsigned int nr, start, kept;
 	unsigned long sp;
-	bool agree;
 
 	nr = mlt_walk_complete(buf, t->depth + MLT_TRIM_SLACK, call_site, &sp);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	kept = mlt_kept(buf, nr, call_site, t->depth, &start);
 	if (slot && sp > anchor && sp - anchor <= MLT_SITE_MAX_DIST &&
-	    buf[start] == call_site) {
-		/* The short walk must find the same frames, else never use it. */
-		agree = mlt_walk_from_site(NULL, kept, call_site, sp, bp,
-					   buf + start) == kept;
-		WRITE_ONCE(*slot, (u64)(u32)call_site << 32 |
-			   (agree ? (u32)(sp - anchor) : MLT_SITE_COMPLETE));
-	}
+	    buf[start] == call_site)
+		WRITE_ONCE(*slot, (u64)(u32)call_site << 32 | (u32)(sp - anchor));
 	return mlt_record(t, buf + start, kept);
 }
 
@@ -647,21 +640,18 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 	struct mlt_trace tr;
 	unsigned long sp0, pushed;
 	unsigned int nr;
-	u32 dist, sidx;
+	u32 sidx;
 
 	if (!READ_ONCE(mlt_stack_cache) || !mlt_is_text_high(call_site))
 		return mlt_stack_saved(t, buf, call_site);
 	if ((u32)(entry >> 32) != (u32)call_site)
-		return mlt_stack_learn_site(t, buf, call_site, slot, anchor, bp);
-	dist = (u32)entry;
-	if (dist == MLT_SITE_COMPLETE)
-		return mlt_stack_learn_site(t, buf, call_site, NULL, anchor, bp);
-	sp0 = anchor + dist;
+		return mlt_stack_walked(t, buf, call_site, slot, anchor);
+	sp0 = anchor + (u32)entry;
 	/* Fault-safe: a stale distance may point past the stack. */
 	if (get_kernel_nofault(pushed, (unsigned long *)(sp0 - sizeof(long))) ||
 	    pushed != call_site) {
 		mlt_count(MLT_C_UNWIND_STALE, 1);
-		return mlt_stack_learn_site(t, buf, call_site, slot, anchor, bp);
+		return mlt_stack_walked(t, buf, call_site, slot, anchor);
 	}
 
 	sidx = mlt_trace_find(t, call_site, sp0, bp);
@@ -683,9 +673,7 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 			return sidx;
 		}
 	}
-	mlt_count(MLT_C_UNWIND_SHORT, 1);
-	nr = mlt_walk_from_site(buf, t->depth, call_site, sp0, bp, NULL);
-	return mlt_record(t, buf, nr);
+	return mlt_stack_walked(t, buf, call_site, NULL, anchor);
 }
 
 /*

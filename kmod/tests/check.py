@@ -252,6 +252,30 @@ def main():
         return hits == 0, "trace_hits %d on %s" % (hits, notes["arch"])
     c.check("trace_cache_used_where_orc", trace_cache)
 
+    def align():
+        found = c.report("align").by_func("leaky_helper_alloc")
+        def callers(s):
+            return [f.split("+")[0] for f in s["frames"][1:]]
+        plain = [s for s in found if callers(s)[:1] == ["leaky_plain_caller"]]
+        sysc = [s for s in found if callers(s)[:2] == ["leaky_aligned_caller", "leaky_align"]]
+        work = [s for s in found if callers(s)[:2] == ["leaky_aligned_caller", "leaky_align_work_fn"]]
+        got = (sum(s["objects"] for s in plain), sum(s["objects"] for s in sysc),
+               sum(s["objects"] for s in work), len(found))
+        # Complete past the realigning frame: its caller's callers are there.
+        deep = (all("leaky_run_set" in callers(s) for s in sysc)
+                and all("worker_thread" in callers(s) for s in work))
+        return (got == (1, 50, 50, len(plain) + len(sysc) + len(work)) and deep,
+                "plain/syscall/work objects, stacks: %s, want (1, 50, 50, all); complete: %s; %s"
+                % (got, deep, [s["frames"] for s in found][:4]))
+    c.check("realigning_caller_stacks_complete", align)
+
+    def verify(section, least):
+        st = parse_stats(sections[section])
+        return (st["verify_mismatches"] == 0 and st["verify_checks"] >= least,
+                "verify_checks %d verify_mismatches %d" % (st["verify_checks"], st["verify_mismatches"]))
+    c.check("stacks_match_kernel_walk_realigning", lambda: verify("align_stats", 101))
+    c.check("stacks_match_kernel_walk_whole_run", lambda: verify("storm_stats", 1000))
+
     def legacy():
         text = sections["legacy"].decode("ascii", "replace")
         lines = text.split("\n")

@@ -16,7 +16,8 @@ RUN=/sys/module/leaky/parameters/run
 lk() { echo "$*" > $RUN || note "leaky_failed" "$*"; }
 
 try insmod_leaky insmod /modules/leaky.ko
-try insmod_mlt insmod /modules/mlt.ko mode=full
+# verify=1: every stack found is also compared with the kernel's own walk.
+try insmod_mlt insmod /modules/mlt.ko mode=full verify=1
 [ -d $D ] || exit 1
 emit stats_start $D/stats
 
@@ -34,6 +35,14 @@ lk paths 40 25
 emit paths $D/stacks
 emit paths_stats $D/stats
 note arch "$(uname -m)"
+lk freeall
+
+# Exact stacks: one helper reached from a plain caller first, then from a
+# caller that realigns its stack frame, in this system call and in a work
+# item. verify=1 counts stacks that differ from the kernel's own walk.
+lk align 50
+emit align $D/stacks
+emit align_stats $D/stats
 lk freeall
 
 # kfree_rcu: must be gone once the grace period has passed.
@@ -67,7 +76,7 @@ if [ "$LEVEL" = full ]; then
 	# Unload with live entries, reload: the stack id must not change.
 	lk leak 5 1000
 	try rmmod_live rmmod mlt
-	try insmod_again insmod /modules/mlt.ko mode=full
+	try insmod_again insmod /modules/mlt.ko mode=full verify=1
 	lk leak 10 400
 	emit reload $D/stacks
 	lk freeall

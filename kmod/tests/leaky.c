@@ -10,6 +10,11 @@
  *   echo "paths A B" > run   leak A + B kmallocs at one call site
  *                            (leaky_shared_alloc) reached through
  *                            leaky_path_a and leaky_path_b, interleaved
+ *   echo "align N"   > run   leak 1 + 2N kmallocs at one call site
+ *                            (leaky_helper_alloc), reached first from a
+ *                            plain caller, then N times from a caller with
+ *                            a stack-realigning local (leaky_aligned_caller)
+ *                            in this system call and N times from a work item
  *   echo "irq N"     > run   N allocations in hard IRQ (leaky_hardirq_alloc)
  *                            and N in softirq (leaky_softirq_alloc); kept
  *   echo irqfree     > run   free those in process context
@@ -50,6 +55,8 @@
 #define LEAKY_CACHE_OBJ		184	/* distinctive object size */
 #define LEAKY_RCU_OBJ		96
 #define LEAKY_SHARED_OBJ	168
+#define LEAKY_HELPER_OBJ	200
+#define LEAKY_ALIGN		64	/* more than the stack's: realigns */
 #define LEAKY_HARDIRQ_OBJ	136
 #define LEAKY_SOFTIRQ_OBJ	152
 #define LEAKY_MAX_IRQ		64	/* objects per IRQ kind */
@@ -219,6 +226,77 @@ static noinline int leaky_rcu_alloc(unsigned int n)
 			return -ENOMEM;
 		kfree_rcu(o, rcu);
 	}
+	return 0;
+}
+
+/*
+ * A helper whose callers differ in how the unwinder gets past them: a
+ * plain caller, and one with a local aligned beyond the stack's alignment,
+ * which realigns its frame and finds its caller through %rbp.
+ */
+static noinline void *leaky_helper_alloc(void)
+{
+	void *p = kmalloc(LEAKY_HELPER_OBJ, GFP_KERNEL);
+
+	barrier();
+	return p;
+}
+
+static noinline void leaky_touch(char *buf)
+{
+	WRITE_ONCE(buf[0], 1);
+}
+
+static noinline int leaky_plain_caller(void)
+{
+	void *p = leaky_helper_alloc();
+
+	if (!p)
+		return -ENOMEM;
+	leaky_keep(&leaky_kmallocs, p);
+	return 0;
+}
+
+static noinline int leaky_aligned_caller(void)
+{
+	char buf[LEAKY_ALIGN] __aligned(LEAKY_ALIGN);
+	void *p;
+
+	leaky_touch(buf);
+	p = leaky_helper_alloc();
+	leaky_touch(buf);
+	if (!p)
+		return -ENOMEM;
+	leaky_keep(&leaky_kmallocs, p);
+	return 0;
+}
+
+static unsigned int leaky_align_n;
+
+static void leaky_align_work_fn(struct work_struct *w)
+{
+	unsigned int i;
+
+	for (i = 0; i < leaky_align_n; i++)
+		if (leaky_aligned_caller())
+			break;
+}
+
+static DECLARE_WORK(leaky_align_work, leaky_align_work_fn);
+
+static noinline int leaky_align(unsigned int n)
+{
+	unsigned int i;
+	int err;
+
+	err = leaky_plain_caller();
+	for (i = 0; !err && i < n; i++)
+		err = leaky_aligned_caller();
+	if (err)
+		return err;
+	leaky_align_n = n;
+	schedule_work(&leaky_align_work);
+	flush_work(&leaky_align_work);
 	return 0;
 }
 
@@ -429,6 +507,8 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_rcu_alloc(a);
 	if (!strcmp(cmd, "paths") && n == 3)
 		return leaky_paths(a, b);
+	if (!strcmp(cmd, "align") && n == 2)
+		return leaky_align(a);
 	if (!strcmp(cmd, "irq") && n == 2)
 		return leaky_irq(a);
 	if (!strcmp(cmd, "irqfree")) {
@@ -453,7 +533,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | paths A B | irq N | irqfree | storm MS | storm_wait | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | paths A B | align N | irq N | irqfree | storm MS | storm_wait | freeall");
 
 static void leaky_ctor(void *p)
 {
