@@ -29,9 +29,17 @@
  *    lock. A free first peeks at the bucket head without the lock: an
  *    object being freed was entered into the table before its pointer was
  *    handed out, so an empty bucket means "not tracked".
- *  - Stack records are only ever appended (until a reset). Lookup is
- *    lock-free (acquire/release on bucket heads); insertion takes
- *    stack_lock (raw, irqsave) and re-checks.
+ *  - Stack records: lookup is lock-free (acquire/release on bucket heads,
+ *    a per-record seq that is odd while the record is rewritten); insertion
+ *    takes stack_lock (raw, irqsave) and re-checks. A record's refs count
+ *    its live objects plus pins: a probe pins the record it found (lookup,
+ *    cached trace) before it re-checks seq, and the pin becomes the new
+ *    object's reference or is dropped. When the table is full, insertion
+ *    reuses a record with no references: under stack_lock, refs 0 ->
+ *    MLT_REF_DEAD (cmpxchg, so no pin can succeed), unlink, rewrite with seq
+ *    odd, relink. A record's counters are added to only while it is pinned.
+ *    Readers (reports, OOM) stop reuse while they run (t->readers), so the
+ *    records they aggregate keep their stacks.
  *  - Per-CPU state (sampling countdown, PRNG, unwind buffers, counters)
  *    is touched only by its own CPU with preemption disabled, except by a
  *    reset, which rewrites it while no table is published. A recursion
@@ -374,29 +382,112 @@ u64 mlt_counter_sum(enum mlt_counter c)
 
 /* ---- stack table ------------------------------------------------------ */
 
+/* Pin a record against reuse; false while it is being reused. */
+bool mlt_stack_pin(struct mlt_table *t, u32 sidx)
+{
+	return atomic_inc_unless_negative(&t->stacks[sidx].refs);
+}
+
+/* Drop a pin or an object's reference, after its counter updates. */
+void mlt_stack_put(struct mlt_table *t, u32 sidx)
+{
+	smp_mb__before_atomic();	/* counters before a reuse can zero them */
+	atomic_dec(&t->stacks[sidx].refs);
+}
+
+/* While a reader runs, no record is reused: its stacks stay put. */
+void mlt_readers_enter(struct mlt_table *t)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&t->stack_lock, flags);
+	t->readers++;
+	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
+}
+
+void mlt_readers_exit(struct mlt_table *t)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&t->stack_lock, flags);
+	t->readers--;
+	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
+}
+
+/*
+ * The record of this stack, pinned, or MLT_NIL. Without stack_lock a
+ * record may be rewritten meanwhile: a match counts only if the record's
+ * seq was even and is unchanged once pinned. A chain walk that a reuse
+ * sends elsewhere ends at MLT_NIL or at the bound; the caller then looks
+ * again under the lock.
+ */
 static u32 mlt_stack_find(struct mlt_table *t, u32 b, u32 h,
 			  const unsigned long *f, u32 nr)
 {
-	u32 i;
+	u32 i, seq, n = 0;
 
-	/* Pairs with the release in mlt_stack_get(): the record is complete. */
-	for (i = smp_load_acquire(&t->stack_buckets[b]); i != MLT_NIL;
+	/* Pairs with the releases in mlt_stack_get(): the record is complete. */
+	for (i = smp_load_acquire(&t->stack_buckets[b]);
+	     i != MLT_NIL && n++ < t->max_stacks;
 	     i = READ_ONCE(t->stacks[i].next)) {
 		const struct mlt_stack *st = &t->stacks[i];
 
-		if (st->hash == h && st->nr == nr &&
-		    !memcmp(&t->frames[st->frame_off], f, nr * sizeof(*f)))
+		/* Pairs with the release of the even seq in mlt_stack_get(). */
+		seq = smp_load_acquire(&st->seq);
+		if ((seq & 1) || READ_ONCE(st->hash) != h || READ_ONCE(st->nr) != nr ||
+		    memcmp(mlt_stack_frames(t, i), f, nr * sizeof(*f)))
+			continue;
+		if (!mlt_stack_pin(t, i))
+			continue;
+		/* The pin is a full barrier: seq is read after it. */
+		if (READ_ONCE(st->seq) == seq)
 			return i;
+		mlt_stack_put(t, i);
 	}
 	return MLT_NIL;
 }
 
+/*
+ * A record with no references, unlinked and marked MLT_REF_DEAD, or
+ * MLT_NIL. Looks at MLT_REUSE_SCAN records from where the last look
+ * stopped. Called with stack_lock held.
+ */
+static u32 mlt_stack_reuse(struct mlt_table *t)
+{
+	u32 n, i, *link;
+	struct mlt_stack *st;
+
+	if (t->readers)
+		return MLT_NIL;
+	for (n = 0; n < min_t(u32, MLT_REUSE_SCAN, t->max_stacks); n++) {
+		i = t->reuse_hand;
+		t->reuse_hand = i + 1 < t->max_stacks ? i + 1 : 0;
+		st = &t->stacks[i];
+		if (atomic_read(&st->refs) ||
+		    atomic_cmpxchg(&st->refs, 0, MLT_REF_DEAD) != 0)
+			continue;
+		link = &t->stack_buckets[hash_32(st->hash, t->stack_bits)];
+		while (*link != i && *link != MLT_NIL)
+			link = &t->stacks[*link].next;
+		if (*link == i)
+			WRITE_ONCE(*link, st->next);
+		mlt_count(MLT_C_STACKS_REUSED, 1);
+		return i;
+	}
+	return MLT_NIL;
+}
+
+/*
+ * The record of stack f[0..nr), pinned (mlt_stack_put() when not kept), or
+ * MLT_NIL when the table is full and no record is free of references.
+ */
 u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
 {
 	u32 h = jhash(f, nr * sizeof(*f), 0);
 	u32 b = hash_32(h, t->stack_bits);
 	struct mlt_stack *st;
 	unsigned long flags;
+	bool fresh = false;
 	u32 i;
 
 	i = mlt_stack_find(t, b, h, f, nr);
@@ -405,27 +496,40 @@ u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
 
 	raw_spin_lock_irqsave(&t->stack_lock, flags);
 	i = mlt_stack_find(t, b, h, f, nr);
-	if (i == MLT_NIL && t->nr_stacks < t->max_stacks &&
-	    t->nr_frames + nr <= t->max_frames) {
+	if (i != MLT_NIL)
+		goto out;
+	if (t->nr_stacks < t->max_stacks) {
 		i = t->nr_stacks;
-		st = &t->stacks[i];
-		st->hash = h;
-		st->nr = nr;
-		st->frame_off = t->nr_frames;
-		memcpy(&t->frames[st->frame_off], f, nr * sizeof(*f));
-		st->next = t->stack_buckets[b];
-		WRITE_ONCE(t->nr_frames, t->nr_frames + nr);
-		/* Publish the record before its index (lookups, readers). */
-		smp_store_release(&t->nr_stacks, i + 1);
-		/* Pairs with the acquire in mlt_stack_find(). */
-		smp_store_release(&t->stack_buckets[b], i);
+		fresh = true;
+	} else {
+		i = mlt_stack_reuse(t);
+		if (i == MLT_NIL)
+			goto out;
 	}
+	st = &t->stacks[i];
+	WRITE_ONCE(st->seq, st->seq + 1);
+	smp_wmb();	/* odd seq before the fields change */
+	WRITE_ONCE(st->hash, h);
+	WRITE_ONCE(st->nr, nr);
+	memcpy(mlt_stack_frames(t, i), f, nr * sizeof(*f));
+	atomic64_set(&st->allocs_w, 0);
+	atomic64_set(&st->frees_w, 0);
+	WRITE_ONCE(st->next, t->stack_buckets[b]);
+	/* Fields before the even seq and the pin (lookups, traces). */
+	smp_store_release(&st->seq, st->seq + 1);
+	atomic_set_release(&st->refs, 1);	/* the caller's pin */
+	if (fresh)	/* publish the record before its index (readers) */
+		smp_store_release(&t->nr_stacks, i + 1);
+	/* Pairs with the acquire in mlt_stack_find(). */
+	smp_store_release(&t->stack_buckets[b], i);
+out:
 	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
 	return i;
 }
 
 /* ---- object table ----------------------------------------------------- */
 
+/* Enter an object of pinned stack sidx; the pin becomes its reference. */
 static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 			   u32 sidx)
 {
@@ -450,6 +554,7 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 		i = s->free;
 		if (i == MLT_NIL) {
 			raw_spin_unlock_irqrestore(&s->lock, flags);
+			mlt_stack_put(t, sidx);
 			mlt_count(MLT_C_DROP_POOL, 1);
 			return;
 		}
@@ -460,6 +565,8 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 		o->next = t->buckets[b];
 		WRITE_ONCE(t->buckets[b], i);
 	}
+	/* Counted before a free on another CPU can drop the reference. */
+	atomic64_add(w, &t->stacks[sidx].allocs_w);
 	o->stack = sidx;
 	o->size = size;
 	raw_spin_unlock_irqrestore(&s->lock, flags);
@@ -467,8 +574,8 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 	if (old_stack != MLT_NIL) {
 		mlt_count(MLT_C_MISSED_FREES, 1);
 		atomic64_add(mlt_weight(t, old_size), &t->stacks[old_stack].frees_w);
+		mlt_stack_put(t, old_stack);
 	}
-	atomic64_add(w, &t->stacks[sidx].allocs_w);
 	mlt_count(MLT_C_TRACKED, 1);
 }
 
@@ -505,10 +612,12 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 	}
 	raw_spin_unlock_irqrestore(&s->lock, flags);
 
-	if (sidx == MLT_NIL)
+	if (sidx == MLT_NIL) {
 		mlt_count(MLT_C_UNTRACKED_FREES, 1);
-	else
+	} else {
 		atomic64_add(mlt_weight(t, size), &t->stacks[sidx].frees_w);
+		mlt_stack_put(t, sidx);
+	}
 }
 
 /* ---- hot path --------------------------------------------------------- */
@@ -537,6 +646,12 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 		return;
 	}
 
+	/* Pool full: make no stack record for an object that is dropped. */
+	if (READ_ONCE(t->stripes[hash_long(ptr, t->obj_bits) &
+				 (MLT_STRIPES - 1)].free) == MLT_NIL) {
+		mlt_count(MLT_C_DROP_POOL, 1);
+		return;
+	}
 	pc->busy[ctx] = 1;
 	barrier();
 
@@ -635,10 +750,10 @@ static u32 mlt_nr_traces(u32 stacks)
 	return max_t(u32, roundup_pow_of_two(stacks) / 2, 2 * MLT_TRACE_WAYS);
 }
 
-static size_t mlt_stack_mem(u32 stacks)
+static size_t mlt_stack_mem(u32 stacks, u32 depth)
 {
 	return (size_t)stacks * (sizeof(struct mlt_stack) + sizeof(struct mlt_agg) +
-				 MLT_AVG_FRAMES * sizeof(unsigned long)) +
+				 depth * sizeof(unsigned long)) +
 	       (size_t)roundup_pow_of_two(stacks) * sizeof(u32) +
 	       mlt_trace_mem(mlt_nr_traces(stacks));
 }
@@ -672,10 +787,11 @@ static struct mlt_table *mlt_table_alloc(void)
 	stacks = cfg_max_stacks;
 	if (!stacks) {
 		stacks = MLT_DEFAULT_MAX_STACKS;
-		while (stacks > 1 && mlt_stack_mem(stacks) > avail / MLT_STACK_SHARE_DIV)
+		while (stacks > 1 &&
+		       mlt_stack_mem(stacks, cfg_depth) > avail / MLT_STACK_SHARE_DIV)
 			stacks /= 2;
 	}
-	smem = mlt_stack_mem(stacks);
+	smem = mlt_stack_mem(stacks, cfg_depth);
 	if (smem + mlt_obj_mem(MLT_STRIPES) > avail)
 		return ERR_PTR(-ENOSPC);
 
@@ -699,7 +815,6 @@ static struct mlt_table *mlt_table_alloc(void)
 	t->obj_bits = ilog2(roundup_pow_of_two(objects));
 	t->max_stacks = stacks;
 	t->stack_bits = ilog2(roundup_pow_of_two(stacks));
-	t->max_frames = stacks * MLT_AVG_FRAMES;
 	t->trace_bits = ilog2(mlt_nr_traces(stacks) / MLT_TRACE_WAYS);
 	trace_bytes = mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits);
 
@@ -707,7 +822,7 @@ static struct mlt_table *mlt_table_alloc(void)
 	t->buckets = vmalloc(array_size(1U << t->obj_bits, sizeof(u32)));
 	t->stacks = vzalloc(array_size(stacks, sizeof(*t->stacks)));
 	t->stack_buckets = vmalloc(array_size(1U << t->stack_bits, sizeof(u32)));
-	t->frames = vmalloc(array_size(t->max_frames, sizeof(unsigned long)));
+	t->frames = vmalloc(array_size((size_t)stacks * t->depth, sizeof(unsigned long)));
 	t->agg = vmalloc(array_size(stacks, sizeof(*t->agg)));
 	t->traces = trace_bytes ? vzalloc(trace_bytes) : NULL;
 	if (!t->objs || !t->buckets || !t->stacks || !t->stack_buckets ||

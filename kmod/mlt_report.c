@@ -83,7 +83,7 @@ static u64 mlt_round(u64 w)
 
 static const unsigned long *mlt_frames(const struct mlt_table *t, u32 stack)
 {
-	return &t->frames[t->stacks[stack].frame_off];
+	return mlt_stack_frames(t, stack);
 }
 
 /* FNV-1a 64 over each "%pB" frame text followed by '\n' (see FORMAT.md). */
@@ -193,8 +193,10 @@ static void mlt_render_stacks(struct mlt_snap *s)
 	mlt_out(s, "mlt - version: 1.0\n");
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
+		mlt_readers_enter(t);
 		n = mlt_collect(t, &r, &tobj, &tbytes);
 		if (n < 0) {
+			mlt_readers_exit(t);
 			s->err = n;
 			return;
 		}
@@ -219,6 +221,8 @@ static void mlt_render_stacks(struct mlt_snap *s)
 			mlt_out(s, " %pB\n", (void *)f[j]);
 		mlt_out(s, "\n");
 	}
+	if (t)
+		mlt_readers_exit(t);
 	kvfree(r);
 }
 
@@ -289,8 +293,10 @@ static void mlt_render_legacy(struct mlt_snap *s)
 
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
+		mlt_readers_enter(t);
 		n = mlt_collect(t, &r, &tobj, &tbytes);
 		if (n < 0) {
+			mlt_readers_exit(t);
 			s->err = n;
 			return;
 		}
@@ -317,8 +323,7 @@ static void mlt_render_legacy(struct mlt_snap *s)
 	sym = kmalloc(KSYM_SYMBOL_LEN, GFP_KERNEL);
 	if (!sym) {
 		s->err = -ENOMEM;
-		kvfree(r);
-		return;
+		goto out;
 	}
 	for (i = 0; i < n && i < MLT_LEGACY_TOP; i++) {
 		void *f = (void *)mlt_legacy_frame(t, r[i].stack, sym);
@@ -335,6 +340,9 @@ static void mlt_render_legacy(struct mlt_snap *s)
 			mlt_out(s, "%13d   %-60pS  %6d B  (%d)\n", i + 1, f, (int)b, cnt);
 	}
 	kfree(sym);
+out:
+	if (t)
+		mlt_readers_exit(t);
 	kvfree(r);
 }
 
@@ -444,6 +452,7 @@ static const char *const mlt_counter_names[MLT_NR_COUNTERS] = {
 	[MLT_C_TRACKED] = "tracked_allocs",
 	[MLT_C_DROP_POOL] = "dropped_pool_full",
 	[MLT_C_DROP_STACKS] = "dropped_stacks_full",
+	[MLT_C_STACKS_REUSED] = "stacks_reused",
 	[MLT_C_UNTRACKED_FREES] = "untracked_frees",
 	[MLT_C_MISSED_FREES] = "missed_frees",
 	[MLT_C_RECURSION] = "recursion_skips",
@@ -463,6 +472,7 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 {
 	struct mlt_table *t;
 	u64 used = 0;
+	u32 live;
 	int c, s;
 
 	mutex_lock(&mlt_ctl_lock);
@@ -477,16 +487,16 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 		seq_printf(m, "slab_filter %s\n", t->slab[0] ? t->slab : "-");
 		seq_printf(m, "pool_bytes %zu\n", t->bytes);
 		seq_printf(m, "max_objects %u\nobjects_used %llu\n", t->max_objects, used);
-		seq_printf(m, "max_stacks %u\nstacks_used %u\n", t->max_stacks,
-			   READ_ONCE(t->nr_stacks));
-		seq_printf(m, "max_frames %u\nframes_used %u\n", t->max_frames,
-			   READ_ONCE(t->nr_frames));
+		for (s = 0, live = 0; s < READ_ONCE(t->nr_stacks); s++)
+			live += atomic_read(&t->stacks[s].refs) > 0;
+		seq_printf(m, "max_stacks %u\nstacks_used %u\nstacks_live %u\n",
+			   t->max_stacks, READ_ONCE(t->nr_stacks), live);
 		seq_printf(m, "bytes_per_object %zu\n",
 			   sizeof(struct mlt_obj) +
 			   (sizeof(u32) << t->obj_bits) / t->max_objects);
 		seq_printf(m, "bytes_per_stack %zu\n",
 			   sizeof(struct mlt_stack) + sizeof(struct mlt_agg) +
-			   MLT_AVG_FRAMES * sizeof(unsigned long) +
+			   t->depth * sizeof(unsigned long) +
 			   ((sizeof(u32) << t->stack_bits) +
 			    mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits)) / t->max_stacks);
 		seq_printf(m, "since_reset_ns %llu\n", ktime_get_boottime_ns() - t->reset_ns);
@@ -546,6 +556,7 @@ static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (!t)
 		goto out;
+	mlt_readers_enter(t);
 	mlt_aggregate(t, &tobj, &tbytes);
 	/* Pairs with the release in mlt_stack_get(). */
 	nr = smp_load_acquire(&t->nr_stacks);
@@ -565,6 +576,7 @@ static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
 			pr_warn("OOM:   %pB\n", (void *)mlt_frames(t, best)[j]);
 		t->agg[best].bytes_w = 0;	/* scratch: mark as printed */
 	}
+	mlt_readers_exit(t);
 out:
 	mutex_unlock(&mlt_ctl_lock);
 	return NOTIFY_OK;

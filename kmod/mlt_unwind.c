@@ -51,6 +51,8 @@
  * mlt_verify_stack() (module parameter verify, for tests) compares every
  * stack found with what stack_trace_save(), the kernel's own walk, gives.
  */
+#define pr_fmt(fmt) "mlt: " fmt
+
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/kernel.h>
@@ -59,6 +61,7 @@
 #include <linux/sched/task_stack.h>
 #include <linux/stacktrace.h>
 #include <linux/uaccess.h>
+#include <asm/irq_regs.h>
 #include "mlt.h"
 
 static bool mlt_verify_reported;	/* the first mismatch is logged */
@@ -87,7 +90,7 @@ static unsigned int mlt_trim(const unsigned long *buf, unsigned int nr,
 }
 
 /*
- * Stack record of nr frames, or MLT_NIL when the table is full, or
+ * Stack record of nr frames, pinned, or MLT_NIL when the table is full, or
  * MLT_SKIP for allocations made by this module (report buffers).
  */
 static u32 mlt_record(struct mlt_table *t, const unsigned long *f,
@@ -122,15 +125,40 @@ static unsigned int mlt_kept(unsigned long *buf, unsigned int nr,
 	return 1;
 }
 
+/*
+ * A hard IRQ's stack ends where the interrupt came in: the interrupted
+ * code's frames, from its instruction pointer on, would make a new stack
+ * record for every place an interrupt can hit. (The ORC walk below also
+ * cuts softirq stacks, at the switch off the IRQ stack.)
+ */
+static unsigned int mlt_cut_at_irq_regs(const unsigned long *f,
+					unsigned int nr)
+{
+	struct pt_regs *regs;
+	unsigned int i;
+
+	if (!hardirq_count())
+		return nr;
+	regs = get_irq_regs();
+	if (!regs || user_mode(regs))
+		return nr;
+	for (i = 1; i < nr; i++)
+		if (f[i] == instruction_pointer(regs))
+			return i;
+	return nr;
+}
+
 /* Capture from the probe with stack_trace_save(), trimmed at call_site. */
-static u32 mlt_stack_saved(struct mlt_table *t, unsigned long *buf,
-			   unsigned long call_site)
+static u32 __maybe_unused mlt_stack_saved(struct mlt_table *t,
+					  unsigned long *buf,
+					  unsigned long call_site)
 {
 	unsigned int nr, start;
 
 	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
+	nr = mlt_cut_at_irq_regs(buf + start, nr);
 	return mlt_record(t, buf + start, nr);
 }
 
@@ -145,14 +173,14 @@ void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 		      unsigned long call_site, u32 sidx)
 {
 	const struct mlt_stack *st = &t->stacks[sidx];
+	const unsigned long *f = mlt_stack_frames(t, sidx);
 	unsigned int nr, start;
 	bool ok;
 
 	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
 	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
 	ok = (in_task() ? st->nr == nr : st->nr <= nr) &&
-	     !memcmp(&t->frames[st->frame_off], buf + start,
-		     st->nr * sizeof(*buf));
+	     !memcmp(f, buf + start, st->nr * sizeof(*buf));
 	mlt_count(MLT_C_VERIFY_CHECKS, 1);
 	if (ok)
 		return;
@@ -160,7 +188,7 @@ void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 	if (!xchg(&mlt_verify_reported, true))
 		pr_warn("verify: stack of %pS: recorded %u frames ending %pS, kernel walk %u ending %pS\n",
 			(void *)call_site, st->nr,
-			(void *)t->frames[st->frame_off + st->nr - 1], nr,
+			(void *)f[st->nr - 1], nr,
 			(void *)buf[start + nr - 1]);
 }
 
@@ -199,20 +227,37 @@ static bool mlt_is_text_high(unsigned long addr)
 }
 
 /*
- * Complete walk from this frame, like stack_trace_save(), noting the
- * caller's stack pointer when the call site's frame goes by.
+ * In interrupt context a stack ends where the interrupt came in: where the
+ * walk reaches the registers of the interrupted code or leaves the stack it
+ * started on (the IRQ stack, for handlers and softirqs run on interrupt
+ * exit). What lies beyond belongs to whatever was interrupted, and would
+ * make a new stack record for every place an interrupt can hit.
+ */
+static bool mlt_irq_boundary(const struct unwind_state *state,
+			     enum stack_type first)
+{
+	return !in_task() && (state->regs || state->stack_info.type != first);
+}
+
+/*
+ * Complete walk from this frame, like stack_trace_save() but cut at an
+ * interrupt's boundary, noting the caller's stack pointer when the call
+ * site's frame goes by.
  */
 static unsigned int mlt_walk_complete(unsigned long *buf, unsigned int max,
 				      unsigned long call_site,
 				      unsigned long *site_sp)
 {
 	struct unwind_state state;
+	enum stack_type first;
 	unsigned long addr;
 	unsigned int n = 0;
 
 	*site_sp = 0;
-	for (unwind_start(&state, current, NULL, NULL);
-	     n < max && !unwind_done(&state); unwind_next_frame(&state)) {
+	unwind_start(&state, current, NULL, NULL);
+	for (first = state.stack_info.type;
+	     n < max && !unwind_done(&state) && !mlt_irq_boundary(&state, first);
+	     unwind_next_frame(&state)) {
 		addr = unwind_get_return_address(&state);
 		if (!addr)
 			break;
@@ -423,7 +468,7 @@ static unsigned int mlt_trace_learn(unsigned long *buf, unsigned int depth,
 		ip = a.ip;
 		sp = a.sp;
 	}
-	tr->call_site = call_site;
+	tr->site = (u32)call_site;
 	tr->nr = n;
 	return n;
 }
@@ -436,11 +481,14 @@ static bool mlt_walk_confirms(const unsigned long *f, unsigned int nr,
 			      bool stops, unsigned long call_site)
 {
 	struct unwind_state state;
+	enum stack_type first;
 	unsigned long addr;
 	unsigned int n = 0;
 	bool seen = false;
 
-	for (unwind_start(&state, current, NULL, NULL); !unwind_done(&state);
+	unwind_start(&state, current, NULL, NULL);
+	for (first = state.stack_info.type;
+	     !unwind_done(&state) && !mlt_irq_boundary(&state, first);
 	     unwind_next_frame(&state)) {
 		addr = unwind_get_return_address(&state);
 		if (!addr)
@@ -461,7 +509,7 @@ static bool mlt_trace_matches(const struct mlt_table *t,
 			      const struct mlt_trace *tr, unsigned long sp0,
 			      unsigned long bp)
 {
-	const unsigned long *f = &t->frames[t->stacks[tr->sidx].frame_off];
+	const unsigned long *f = mlt_stack_frames(t, tr->sidx);
 	unsigned long base = (unsigned long)task_stack_page(current);
 	bool on_task_stack = sp0 >= base && sp0 < base + THREAD_SIZE;
 	unsigned long slot, v;
@@ -516,8 +564,10 @@ static unsigned int mlt_trace_probes(const struct mlt_table *t)
 	return min(MLT_TRACE_PROBES, 1U << t->trace_bits);
 }
 
-/* A cached trace of the call site that matches the stack, or MLT_NIL. */
-static u32 mlt_trace_find(const struct mlt_table *t, unsigned long call_site,
+/* A cached trace of the call site that matches the stack (its record
+ * pinned), or MLT_NIL.
+ */
+static u32 mlt_trace_find(struct mlt_table *t, unsigned long call_site,
 			  unsigned long sp0, unsigned long bp)
 {
 	unsigned int probes = mlt_trace_probes(t), p, w;
@@ -530,7 +580,7 @@ static u32 mlt_trace_find(const struct mlt_table *t, unsigned long call_site,
 		for (w = 0; w < MLT_TRACE_WAYS; w++) {
 			/* Pairs with the write barriers in mlt_trace_store(). */
 			seq = smp_load_acquire(&set[w].seq);
-			if ((seq & 1) || READ_ONCE(set[w].call_site) != call_site)
+			if ((seq & 1) || READ_ONCE(set[w].site) != (u32)call_site)
 				continue;
 			memcpy(&tr, &set[w], sizeof(tr));
 			smp_rmb();	/* copy before re-reading seq */
@@ -538,10 +588,20 @@ static u32 mlt_trace_find(const struct mlt_table *t, unsigned long call_site,
 				continue;	/* being rewritten */
 			/* Pairs with the release in mlt_stack_get(): complete. */
 			nr_stacks = smp_load_acquire(&t->nr_stacks);
-			if (tr.nr && tr.nr <= MLT_MAX_DEPTH && tr.sidx < nr_stacks &&
-			    t->stacks[tr.sidx].nr == tr.nr &&
-			    mlt_trace_matches(t, &tr, sp0, bp))
+			if (!tr.nr || tr.nr > MLT_MAX_DEPTH || tr.sidx >= nr_stacks ||
+			    READ_ONCE(t->stacks[tr.sidx].seq) != tr.sseq ||
+			    READ_ONCE(t->stacks[tr.sidx].nr) != tr.nr ||
+			    !mlt_trace_matches(t, &tr, sp0, bp))
+				continue;
+			/*
+			 * Pinned with seq unchanged (the pin is a full
+			 * barrier): the record was not reused since learnt.
+			 */
+			if (!mlt_stack_pin(t, tr.sidx))
+				continue;
+			if (READ_ONCE(t->stacks[tr.sidx].seq) == tr.sseq)
 				return tr.sidx;
+			mlt_stack_put(t, tr.sidx);
 		}
 	}
 	return MLT_NIL;
@@ -560,14 +620,15 @@ static struct mlt_trace *mlt_trace_victim(struct mlt_table *t,
 	for (p = 0; p < probes; p++) {
 		set = mlt_trace_set(t, call_site, p);
 		for (w = 0; w < MLT_TRACE_WAYS; w++)
-			if (!set[w].call_site)
+			if (!set[w].site)
 				return &set[w];
 	}
 	turn = t->trace_clock++ % (probes * MLT_TRACE_WAYS);
 	return &mlt_trace_set(t, call_site, turn / MLT_TRACE_WAYS)[turn % MLT_TRACE_WAYS];
 }
 
-static void mlt_trace_store(struct mlt_table *t, const struct mlt_trace *src)
+static void mlt_trace_store(struct mlt_table *t, const struct mlt_trace *src,
+			    unsigned long call_site)
 {
 	struct mlt_trace *tr;
 	unsigned long flags;
@@ -576,12 +637,13 @@ static void mlt_trace_store(struct mlt_table *t, const struct mlt_trace *src)
 	/* Learning is optional: never wait for another CPU's. */
 	if (!raw_spin_trylock_irqsave(&t->trace_lock, flags))
 		return;
-	tr = mlt_trace_victim(t, src->call_site);
+	tr = mlt_trace_victim(t, call_site);
 	seq = tr->seq;
 	WRITE_ONCE(tr->seq, seq + 1);
 	smp_wmb();	/* odd seq before the fields change */
-	WRITE_ONCE(tr->call_site, src->call_site);
+	WRITE_ONCE(tr->site, src->site);
 	tr->sidx = src->sidx;
+	tr->sseq = src->sseq;
 	tr->nr = src->nr;
 	tr->end = src->end;
 	tr->regs_off = src->regs_off;
@@ -643,7 +705,7 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 	u32 sidx;
 
 	if (!READ_ONCE(mlt_stack_cache) || !mlt_is_text_high(call_site))
-		return mlt_stack_saved(t, buf, call_site);
+		return mlt_stack_walked(t, buf, call_site, NULL, anchor);
 	if ((u32)(entry >> 32) != (u32)call_site)
 		return mlt_stack_walked(t, buf, call_site, slot, anchor);
 	sp0 = anchor + (u32)entry;
@@ -668,7 +730,9 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 			sidx = mlt_record(t, buf, nr);
 			if (sidx != MLT_NIL && sidx != MLT_SKIP) {
 				tr.sidx = sidx;
-				mlt_trace_store(t, &tr);
+				/* Pinned: seq is stable. */
+				tr.sseq = READ_ONCE(t->stacks[sidx].seq);
+				mlt_trace_store(t, &tr, call_site);
 			}
 			return sidx;
 		}

@@ -307,6 +307,19 @@ def main():
             lambda: (parse_stats(sections["rcu_stats"])["bulk_freed_objects"] > 0, "bulk_freed_objects is 0"))
     c.check("hardirq_alloc_exact", lambda: c.counts("irq", "leaky_hardirq_alloc", 8, 136, 8, 0, merge=True))
     c.check("softirq_alloc_exact", lambda: c.counts("irq", "leaky_softirq_alloc", 8, 152, 8, 0, merge=True))
+    def irq_bounded(func, arches):
+        # Cut where the interrupt came in: a few stacks, none with frames of
+        # the interrupted code (the waiting task or the idle loop).
+        found = c.report("irq").by_func(func)
+        if notes["arch"] not in arches:
+            return bool(found), "no %s stacks" % func
+        bad = [f for s in found for f in s["frames"]
+               if re.match(r"(leaky_irq|leaky_run_set|do_idle|cpu_startup_entry|default_idle|"
+                           r"wait_for_completion|schedule)\b", f)]
+        return len(found) <= 3 and not bad, "%d stacks, interrupted frames %s" % (len(found), bad[:4])
+    c.check("hardirq_stacks_cut_at_interrupt", lambda: irq_bounded("leaky_hardirq_alloc", ("x86_64", "aarch64")))
+    # Softirqs run on interrupt exit are cut with the ORC unwinder only.
+    c.check("softirq_stacks_cut_at_interrupt", lambda: irq_bounded("leaky_softirq_alloc", ("x86_64",)))
     c.check("irq_allocs_freed_in_task", lambda: c.absent("irq_freed", "leaky_hardirq_alloc", "leaky_softirq_alloc"))
     c.check("storm_reports_read", lambda: (int(notes["storm_reads"]) >= 3, "only %s reads" % notes["storm_reads"]))
     c.check("storm_leaves_nothing", lambda: c.absent("storm", "leaky_storm_alloc"))
@@ -349,6 +362,15 @@ def main():
                   and st["objects_used"] <= st["max_objects"] and h["dropped"] > 0)
             return ok, "stats %s header %s" % (st, h)
         c.check("cap_memory_holds", cap_memory)
+
+        def reuse():
+            st = parse_stats(sections["reuse_stats"])
+            ok, why = c.counts("reuse", "leaky_leak_kmalloc", 10, 400, 10, 0)
+            # 300 branch stacks in 64 records: at least 236 records reused.
+            ok = ok and st["max_stacks"] == 64 and st["stacks_used"] <= 64 and st["stacks_reused"] >= 236
+            return ok, why + "; stats max_stacks %d stacks_used %d stacks_reused %d dropped_stacks_full %d" % (
+                st["max_stacks"], st["stacks_used"], st["stacks_reused"], st["dropped_stacks_full"])
+        c.check("full_stack_table_reuses_freed_stacks", reuse)
 
         def reset():
             r = c.report("after_reset")

@@ -15,6 +15,9 @@
  *                            plain caller, then N times from a caller with
  *                            a stack-realigning local (leaky_aligned_caller)
  *                            in this system call and N times from a work item
+ *   echo "branches N" > run  N transient stacks: allocate and free one
+ *                            object (leaky_branch_alloc) through each of N
+ *                            different chains of leaky_branch_a/_b calls
  *   echo "irq N"     > run   N allocations in hard IRQ (leaky_hardirq_alloc)
  *                            and N in softirq (leaky_softirq_alloc); kept
  *   echo irqfree     > run   free those in process context
@@ -57,6 +60,8 @@
 #define LEAKY_SHARED_OBJ	168
 #define LEAKY_HELPER_OBJ	200
 #define LEAKY_ALIGN		64	/* more than the stack's: realigns */
+#define LEAKY_BRANCH_OBJ	232
+#define LEAKY_BRANCH_LEVELS	10	/* 2^10 distinct stacks */
 #define LEAKY_HARDIRQ_OBJ	136
 #define LEAKY_SOFTIRQ_OBJ	152
 #define LEAKY_MAX_IRQ		64	/* objects per IRQ kind */
@@ -300,6 +305,62 @@ static noinline int leaky_align(unsigned int n)
 	return 0;
 }
 
+/*
+ * Distinct stacks: path bit i chooses leaky_branch_a or _b at level i, one
+ * frame per level. The counters keep the two from being folded into one
+ * and the calls from being tail calls.
+ */
+static unsigned long leaky_branch_hits[2];
+
+static noinline void *leaky_branch_alloc(void)
+{
+	void *p = kmalloc(LEAKY_BRANCH_OBJ, GFP_KERNEL);
+
+	barrier();
+	return p;
+}
+
+static noinline void *leaky_branch_b(unsigned int path, unsigned int level);
+
+static noinline void *leaky_branch_a(unsigned int path, unsigned int level)
+{
+	void *p;
+
+	if (!level)
+		p = leaky_branch_alloc();
+	else if (path & 1)
+		p = leaky_branch_a(path >> 1, level - 1);
+	else
+		p = leaky_branch_b(path >> 1, level - 1);
+	WRITE_ONCE(leaky_branch_hits[0], leaky_branch_hits[0] + 1);
+	return p;
+}
+
+static noinline void *leaky_branch_b(unsigned int path, unsigned int level)
+{
+	void *p;
+
+	if (!level)
+		p = leaky_branch_alloc();
+	else if (path & 1)
+		p = leaky_branch_a(path >> 1, level - 1);
+	else
+		p = leaky_branch_b(path >> 1, level - 1);
+	WRITE_ONCE(leaky_branch_hits[1], leaky_branch_hits[1] + 1);
+	return p;
+}
+
+static noinline int leaky_branches(unsigned int n)
+{
+	unsigned int i;
+
+	if (n > 1U << LEAKY_BRANCH_LEVELS)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		kfree(leaky_branch_a(i, LEAKY_BRANCH_LEVELS));
+	return 0;
+}
+
 /* ---- IRQ context ---------------------------------------------------------- */
 
 static void *leaky_hard_objs[LEAKY_MAX_IRQ], *leaky_soft_objs[LEAKY_MAX_IRQ];
@@ -509,6 +570,8 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_paths(a, b);
 	if (!strcmp(cmd, "align") && n == 2)
 		return leaky_align(a);
+	if (!strcmp(cmd, "branches") && n == 2)
+		return leaky_branches(a);
 	if (!strcmp(cmd, "irq") && n == 2)
 		return leaky_irq(a);
 	if (!strcmp(cmd, "irqfree")) {
@@ -533,7 +596,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | paths A B | align N | irq N | irqfree | storm MS | storm_wait | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | paths A B | align N | branches N | irq N | irqfree | storm MS | storm_wait | freeall");
 
 static void leaky_ctor(void *p)
 {
