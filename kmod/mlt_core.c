@@ -17,8 +17,10 @@
  *  - mlt_table is an RCU-published pointer, and so is mlt_obj_buckets (the
  *    same table's buckets, for the free fast path). The probes read them
  *    with rcu_dereference_sched()/smp_load_acquire(); mlt_reset_locked()
- *    unpublishes both, waits with synchronize_rcu() for every probe in
- *    flight, then frees and rebuilds.
+ *    builds the new table first (a parameter change that cannot be met
+ *    leaves the old table and values in place), then unpublishes the old
+ *    one, waits with synchronize_rcu() for every probe in flight, resets
+ *    the per-CPU state, publishes the new table and frees the old.
  *    mlt_ctl_lock (a mutex) serialises resets, parameter changes and
  *    readers that walk the table (snapshots, OOM report). Readers hold
  *    each stripe lock in turn while summing its buckets.
@@ -134,27 +136,20 @@ static unsigned int cfg_max_stacks;	/* 0: derived from the cap */
 static unsigned int cfg_max_memory_kb;	/* 0: 1/MLT_DEFAULT_RAM_DIV of RAM */
 static char cfg_slab[MLT_SLAB_NAME_LEN];
 
-/* Apply a change that needs new tables: reset under the control lock. */
-static int mlt_apply(void (*set)(const void *), const void *val)
+/*
+ * Rebuild the tables after a parameter change, under mlt_ctl_lock. On
+ * failure the caller puts the old value back: the old tables are kept.
+ */
+static int mlt_apply_locked(void)
 {
-	int err = 0;
-
-	mutex_lock(&mlt_ctl_lock);
-	set(val);
-	if (mlt_ready)
-		err = mlt_reset_locked();
-	mutex_unlock(&mlt_ctl_lock);
-	return err;
-}
-
-static void mlt_set_mode(const void *v)
-{
-	cfg_mode = *(const enum mlt_mode *)v;
+	lockdep_assert_held(&mlt_ctl_lock);
+	return mlt_ready ? mlt_reset_locked() : 0;
 }
 
 static int mlt_mode_set(const char *val, const struct kernel_param *kp)
 {
-	enum mlt_mode m;
+	enum mlt_mode m, old;
+	int err;
 
 	if (sysfs_streq(val, "full"))
 		m = MLT_MODE_FULL;
@@ -162,7 +157,14 @@ static int mlt_mode_set(const char *val, const struct kernel_param *kp)
 		m = MLT_MODE_SAMPLED;
 	else
 		return -EINVAL;
-	return mlt_apply(mlt_set_mode, &m);
+	mutex_lock(&mlt_ctl_lock);
+	old = cfg_mode;
+	cfg_mode = m;
+	err = mlt_apply_locked();
+	if (err)
+		cfg_mode = old;
+	mutex_unlock(&mlt_ctl_lock);
+	return err;
 }
 
 static int mlt_mode_get(char *buf, const struct kernel_param *kp)
@@ -185,7 +187,7 @@ struct mlt_uint_param {
 static int mlt_uint_set(const char *val, const struct kernel_param *kp)
 {
 	const struct mlt_uint_param *p = kp->arg;
-	unsigned int v;
+	unsigned int v, old;
 	int err;
 
 	err = kstrtouint(val, 0, &v);
@@ -193,13 +195,12 @@ static int mlt_uint_set(const char *val, const struct kernel_param *kp)
 		return err;
 	if (v < p->min || v > p->max)
 		return -ERANGE;
-	if (!mlt_ready) {
-		*p->var = v;
-		return 0;
-	}
 	mutex_lock(&mlt_ctl_lock);
+	old = *p->var;
 	*p->var = v;
-	err = mlt_reset_locked();
+	err = mlt_apply_locked();
+	if (err)
+		*p->var = old;
 	mutex_unlock(&mlt_ctl_lock);
 	return err;
 }
@@ -247,17 +248,20 @@ MODULE_PARM_DESC(max_memory_kb, "Hard cap on tracking memory in KiB, 0 = 1/256 o
 static int mlt_slab_set(const char *val, const struct kernel_param *kp)
 {
 	size_t len = strcspn(val, "\n");
-	int err = 0;
+	char old[MLT_SLAB_NAME_LEN];
+	int err;
 
 	if (len >= sizeof(cfg_slab))
 		return -ENAMETOOLONG;
 	if (len && !mlt_slab_filter_supported())
 		return -EOPNOTSUPP;
 	mutex_lock(&mlt_ctl_lock);
+	memcpy(old, cfg_slab, sizeof(old));
 	memcpy(cfg_slab, val, len);
 	cfg_slab[len] = '\0';
-	if (mlt_ready)
-		err = mlt_reset_locked();
+	err = mlt_apply_locked();
+	if (err)
+		memcpy(cfg_slab, old, sizeof(old));
 	mutex_unlock(&mlt_ctl_lock);
 	return err;
 }
@@ -276,11 +280,10 @@ MODULE_PARM_DESC(slab, "Track only kmem_cache_alloc from the cache of this name 
 
 static int mlt_reset_set(const char *val, const struct kernel_param *kp)
 {
-	int err = 0;
+	int err;
 
 	mutex_lock(&mlt_ctl_lock);
-	if (mlt_ready)
-		err = mlt_reset_locked();
+	err = mlt_apply_locked();
 	mutex_unlock(&mlt_ctl_lock);
 	return err;
 }
@@ -764,8 +767,22 @@ static size_t mlt_obj_mem(u32 objects)
 	       (size_t)roundup_pow_of_two(objects) * sizeof(u32);
 }
 
-/* Size a table for the current parameters within mlt_cap_bytes. */
-static struct mlt_table *mlt_table_alloc(void)
+/*
+ * A rebuild that fails for want of memory is refused and the old tables
+ * kept (mlt_reset_locked()): no allocation-failure splat for it.
+ */
+static void *mlt_vmalloc(size_t size)
+{
+	return __vmalloc(size, GFP_KERNEL | __GFP_NOWARN);
+}
+
+static void *mlt_vzalloc(size_t size)
+{
+	return __vmalloc(size, GFP_KERNEL | __GFP_NOWARN | __GFP_ZERO);
+}
+
+/* Size a table for the current parameters within the cap (*cap). */
+static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 {
 	size_t fixed = sizeof(struct mlt_table) +
 		       num_possible_cpus() * sizeof(struct mlt_pcpu);
@@ -775,14 +792,14 @@ static struct mlt_table *mlt_table_alloc(void)
 	u32 stacks, objects, i, s;
 
 	if (cfg_max_memory_kb)
-		mlt_cap_bytes = (unsigned long)cfg_max_memory_kb * 1024;
+		*cap = (unsigned long)cfg_max_memory_kb * 1024;
 	else
-		mlt_cap_bytes = max_t(unsigned long,
-				      (totalram_pages() << PAGE_SHIFT) / MLT_DEFAULT_RAM_DIV,
-				      MLT_MIN_CAP_KB * 1024UL);
-	if (mlt_cap_bytes <= fixed)
+		*cap = max_t(unsigned long,
+			     (totalram_pages() << PAGE_SHIFT) / MLT_DEFAULT_RAM_DIV,
+			     MLT_MIN_CAP_KB * 1024UL);
+	if (*cap <= fixed)
 		return ERR_PTR(-ENOSPC);
-	avail = mlt_cap_bytes - fixed;
+	avail = *cap - fixed;
 
 	stacks = cfg_max_stacks;
 	if (!stacks) {
@@ -801,7 +818,7 @@ static struct mlt_table *mlt_table_alloc(void)
 		objects -= objects / 16 + 1;
 	objects = max_t(u32, rounddown(objects, MLT_STRIPES), MLT_STRIPES);
 
-	t = vzalloc(sizeof(*t));
+	t = mlt_vzalloc(sizeof(*t));
 	if (!t)
 		return ERR_PTR(-ENOMEM);
 	t->mode = cfg_mode;
@@ -818,13 +835,13 @@ static struct mlt_table *mlt_table_alloc(void)
 	t->trace_bits = ilog2(mlt_nr_traces(stacks) / MLT_TRACE_WAYS);
 	trace_bytes = mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits);
 
-	t->objs = vmalloc(array_size(objects, sizeof(*t->objs)));
-	t->buckets = vmalloc(array_size(1U << t->obj_bits, sizeof(u32)));
-	t->stacks = vzalloc(array_size(stacks, sizeof(*t->stacks)));
-	t->stack_buckets = vmalloc(array_size(1U << t->stack_bits, sizeof(u32)));
-	t->frames = vmalloc(array_size((size_t)stacks * t->depth, sizeof(unsigned long)));
-	t->agg = vmalloc(array_size(stacks, sizeof(*t->agg)));
-	t->traces = trace_bytes ? vzalloc(trace_bytes) : NULL;
+	t->objs = mlt_vmalloc(array_size(objects, sizeof(*t->objs)));
+	t->buckets = mlt_vmalloc(array_size(1U << t->obj_bits, sizeof(u32)));
+	t->stacks = mlt_vzalloc(array_size(stacks, sizeof(*t->stacks)));
+	t->stack_buckets = mlt_vmalloc(array_size(1U << t->stack_bits, sizeof(u32)));
+	t->frames = mlt_vmalloc(array_size((size_t)stacks * t->depth, sizeof(unsigned long)));
+	t->agg = mlt_vmalloc(array_size(stacks, sizeof(*t->agg)));
+	t->traces = trace_bytes ? mlt_vzalloc(trace_bytes) : NULL;
 	if (!t->objs || !t->buckets || !t->stacks || !t->stack_buckets ||
 	    !t->frames || !t->agg || (trace_bytes && !t->traces)) {
 		mlt_table_free(t);
@@ -847,18 +864,33 @@ static struct mlt_table *mlt_table_alloc(void)
 		}
 	}
 	t->bytes = fixed + smem + mlt_obj_mem(objects);
-	t->reset_ns = ktime_get_boottime_ns();
 	return t;
 }
 
-/* Drop all tracking state and start again with the current parameters. */
+/*
+ * Drop all tracking state and start again with the current parameters.
+ * The new table is built first: if it cannot be (it does not fit the cap,
+ * or memory is short), the old one stays in use and the error is returned.
+ * Old and new coexist for the moment of the switch (process context).
+ */
 int mlt_reset_locked(void)
 {
 	struct mlt_table *old, *t;
+	unsigned long cap;
 	int cpu;
 
 	lockdep_assert_held(&mlt_ctl_lock);
 	old = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
+	t = mlt_table_alloc(&cap);
+	if (IS_ERR(t)) {
+		if (old)
+			pr_warn("rebuild rejected (%ld): no new tables within a %lu byte cap; the old ones stay in use\n",
+				PTR_ERR(t), cap);
+		else
+			pr_err("cannot build tables within the %lu byte cap: %ld\n",
+			       cap, PTR_ERR(t));
+		return PTR_ERR(t);
+	}
 	RCU_INIT_POINTER(mlt_table, NULL);
 	WRITE_ONCE(mlt_obj_buckets, NULL);
 	synchronize_rcu();	/* no probe uses old or the per-CPU state now */
@@ -875,12 +907,8 @@ int mlt_reset_locked(void)
 			mlt_next_interval(&pc->rnd, cfg_sample_bytes);
 	}
 
-	t = mlt_table_alloc();
-	if (IS_ERR(t)) {
-		pr_err("cannot build tables within the %lu byte cap: %ld\n",
-		       mlt_cap_bytes, PTR_ERR(t));
-		return PTR_ERR(t);
-	}
+	mlt_cap_bytes = cap;
+	t->reset_ns = ktime_get_boottime_ns();
 	WRITE_ONCE(mlt_obj_bits, t->obj_bits);
 	/* Pairs with the acquire in mlt_on_free(): bits before buckets. */
 	smp_store_release(&mlt_obj_buckets, t->buckets);

@@ -372,6 +372,17 @@ def main():
                 st["max_stacks"], st["stacks_used"], st["stacks_reused"], st["dropped_stacks_full"])
         c.check("full_stack_table_reuses_freed_stacks", reuse)
 
+        def rejected():
+            ok, why = c.counts("rejected", "leaky_leak_kmalloc", 15, 400, 15, 0)
+            h = c.report("rejected").header
+            ok = (ok and notes["rc_reject_max_stacks"] != "0" and notes["rc_reject_max_memory"] != "0"
+                  and notes["rc_reject_nomem"] != "0"
+                  and notes["after_reject"] == "0 0 full" and h["mode"] == "full")
+            return ok, why + "; writes rc %s %s %s, params after (max_stacks max_memory_kb mode) %r, header %s" % (
+                notes["rc_reject_max_stacks"], notes["rc_reject_max_memory"], notes["rc_reject_nomem"],
+                notes["after_reject"], h)
+        c.check("rejected_param_write_keeps_tracking", rejected)
+
         def reset():
             r = c.report("after_reset")
             return (not r.mentions("leaky_leak_kmalloc") and r.header["dropped"] == 0,

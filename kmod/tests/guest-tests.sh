@@ -124,6 +124,18 @@ if [ "$LEVEL" = full ]; then
 	lk freeall
 	echo 0 > $P/max_stacks
 
+	# A rejected parameter write leaves tracking running with the old
+	# values: a table too large for the cap, a cap too small for any.
+	lk leak 10 400
+	try reject_max_stacks sh -c "echo 100000000 > $P/max_stacks"
+	try reject_max_memory sh -c "echo 1 > $P/max_memory_kb"
+	# ... and a cap of 4 GB in a 512 MB guest: out of memory.
+	try reject_nomem sh -c "echo 4000000 > $P/max_memory_kb"
+	note after_reject "$(cat $P/max_stacks) $(cat $P/max_memory_kb) $(cat $P/mode)"
+	lk leak 5 400
+	emit rejected $D/stacks
+	lk freeall
+
 	# Reset via debugfs.
 	lk leak 3 500
 	echo 1 > $D/reset
