@@ -51,6 +51,9 @@
 #define MLT_STACK_SHARE_DIV	4	/* auto: at most 1/4 of the cap on stacks */
 #define MLT_LEGACY_TOP		20	/* rows in mem_leaks */
 #define MLT_OOM_TOP		10	/* stacks printed on OOM */
+#define MLT_OOM_FRAMES		8	/* frames printed per stack on OOM */
+#define MLT_OOM_INTERVAL_S	60	/* default: at most one OOM report per */
+#define MLT_SCAN_CHUNK		256	/* default buckets per stripe lock hold */
 #define MLT_SLAB_NAME_LEN	64	/* slab filter name, with NUL */
 #define MLT_SNAP_CHUNK		PAGE_SIZE /* seq_file record size of a snapshot */
 
@@ -187,6 +190,10 @@ struct mlt_table {
 
 	size_t bytes;		/* memory held by this table */
 	u64 reset_ns;
+	/* Reader scans (mlt_ctl_lock): longest interrupts-off section. */
+	u64 scan_max_ns;	/* since the table was built */
+	u64 scan_last_ns;	/* in the last scan */
+	u32 scan_last_holds;	/* lock holds in the last scan */
 };
 
 struct mlt_pcpu {
@@ -206,6 +213,7 @@ extern unsigned long mlt_gate;
 extern bool mlt_bulk_probe_ok;
 extern unsigned long mlt_cap_bytes;
 extern unsigned int mlt_min_size;
+extern unsigned int mlt_scan_chunk;
 
 void mlt_untrack(unsigned long ptr, u32 b);
 s64 mlt_next_interval(struct rnd_state *rnd, u32 mean);

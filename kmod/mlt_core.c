@@ -107,6 +107,11 @@ static const struct kernel_param_ops mlt_enable_ops = {
 module_param_cb(enable, &mlt_enable_ops, &mlt_enable, 0644);
 MODULE_PARM_DESC(enable, "Track new allocations (frees are always processed)");
 
+/* Buckets summed per stripe lock hold by readers; 0: a stripe at once. */
+unsigned int mlt_scan_chunk = MLT_SCAN_CHUNK;
+module_param_named(scan_chunk, mlt_scan_chunk, uint, 0644);
+MODULE_PARM_DESC(scan_chunk, "Buckets a report sums per lock hold (interrupts off); 0 = a whole stripe");
+
 /* Debug: check every stack found against stack_trace_save() (slow). */
 bool mlt_verify;
 module_param_named(verify, mlt_verify, bool, 0644);
@@ -703,32 +708,49 @@ noinline void mlt_alloc_slow(const void *ptr, size_t size,
 
 /*
  * Sum outstanding weights per stack into t->agg. Caller holds mlt_ctl_lock
- * (so t stays alive and agg has one user). Each stripe is consistent in
- * itself; the probes keep running meanwhile.
+ * (so t stays alive and agg has one user) in process context. A stripe's
+ * buckets are summed mlt_scan_chunk at a time, the stripe lock (interrupts
+ * off) dropped between chunks, so the longest interrupts-off section does
+ * not grow with the pool. Each bucket is consistent in itself; the probes
+ * keep running meanwhile. Records the longest section (t->scan_*).
  */
 void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
 {
-	u32 nb = 1U << t->obj_bits, b, i, s;
+	u32 nb = 1U << t->obj_bits, b, i, s, n, chunk, holds = 0;
+	u64 t0, dt, longest = 0;
 	unsigned long flags;
 
+	chunk = READ_ONCE(mlt_scan_chunk) ? : nb;
 	*objects = 0;
 	*bytes = 0;
 	memset(t->agg, 0, sizeof(*t->agg) * t->max_stacks);
 	for (s = 0; s < MLT_STRIPES; s++) {
-		raw_spin_lock_irqsave(&t->stripes[s].lock, flags);
-		for (b = s; b < nb; b += MLT_STRIPES) {
-			for (i = t->buckets[b]; i != MLT_NIL; i = t->objs[i].next) {
-				const struct mlt_obj *o = &t->objs[i];
-				u64 w = mlt_weight(t, o->size);
+		for (b = s; b < nb;) {
+			local_irq_save(flags);
+			t0 = local_clock();
+			raw_spin_lock(&t->stripes[s].lock);
+			for (n = 0; n < chunk && b < nb; n++, b += MLT_STRIPES) {
+				for (i = t->buckets[b]; i != MLT_NIL; i = t->objs[i].next) {
+					const struct mlt_obj *o = &t->objs[i];
+					u64 w = mlt_weight(t, o->size);
 
-				t->agg[o->stack].objects_w += w;
-				t->agg[o->stack].bytes_w += w * o->size;
-				*objects += 1;
-				*bytes += o->size;
+					t->agg[o->stack].objects_w += w;
+					t->agg[o->stack].bytes_w += w * o->size;
+					*objects += 1;
+					*bytes += o->size;
+				}
 			}
+			raw_spin_unlock(&t->stripes[s].lock);
+			dt = local_clock() - t0;
+			local_irq_restore(flags);
+			longest = max(longest, dt);
+			holds++;
+			cond_resched();
 		}
-		raw_spin_unlock_irqrestore(&t->stripes[s].lock, flags);
 	}
+	t->scan_last_ns = longest;
+	t->scan_last_holds = holds;
+	t->scan_max_ns = max(t->scan_max_ns, longest);
 }
 
 /* ---- table life cycle ------------------------------------------------- */

@@ -10,9 +10,12 @@
  *    a kvmalloc'd text buffer; reads then page through that snapshot with
  *    seq_file, so every read of one open file sees the same report.
  *    Allocation here is read-side and transient, never on the probe path.
- *  - The OOM notifier must not allocate and must not wait: it only
- *    try-locks mlt_ctl_lock, aggregates into the preallocated array and
- *    prints with printk.
+ *  - The OOM notifier runs with oom_lock held, on every out_of_memory()
+ *    call: it only counts, and at most once per oom_interval_s queues
+ *    mlt_oom_work (a lock-free cmpxchg on the next allowed time). The work
+ *    item takes the snapshot in process context like a report, under
+ *    mlt_ctl_lock, without allocating (the preallocated aggregate array),
+ *    and prints at most MLT_OOM_TOP stacks of MLT_OOM_FRAMES frames.
  *  - debugfs files hold a module reference while open (fops owner), so the
  *    module cannot go away under a reader.
  */
@@ -27,6 +30,8 @@
 #include <linux/kallsyms.h>
 #include <linux/oom.h>
 #include <linux/notifier.h>
+#include <linux/workqueue.h>
+#include <linux/jiffies.h>
 #include <linux/timekeeping.h>
 #include "mlt.h"
 
@@ -35,6 +40,10 @@
 #define MLT_TEXT_START	(16 * 1024)	/* first size of a report buffer */
 
 static struct dentry *mlt_dir;
+static unsigned long mlt_oom_next;	/* jiffies: no report before */
+static atomic_t mlt_oom_calls;		/* out_of_memory() calls seen */
+static atomic_t mlt_oom_unreported;	/* calls since the last report */
+static atomic_t mlt_oom_reports;	/* reports printed */
 
 struct mlt_rep {
 	u64 id;
@@ -500,10 +509,14 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 			   ((sizeof(u32) << t->stack_bits) +
 			    mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits)) / t->max_stacks);
 		seq_printf(m, "since_reset_ns %llu\n", ktime_get_boottime_ns() - t->reset_ns);
+		seq_printf(m, "scan_max_irqoff_ns %llu\nscan_last_irqoff_ns %llu\nscan_last_lock_holds %u\n",
+			   t->scan_max_ns, t->scan_last_ns, t->scan_last_holds);
 	} else {
 		seq_puts(m, "mode none\n");
 	}
 	seq_printf(m, "bulk_free_probe %d\n", mlt_bulk_probe_ok);
+	seq_printf(m, "oom_calls %d\noom_reports %d\n", atomic_read(&mlt_oom_calls),
+		   atomic_read(&mlt_oom_reports));
 	seq_printf(m, "slab_filter_supported %d\n", mlt_slab_filter_supported());
 	for (c = 0; c < MLT_NR_COUNTERS; c++)
 		seq_printf(m, "%s %llu\n", mlt_counter_names[c], mlt_counter_sum(c));
@@ -543,16 +556,18 @@ static const struct file_operations mlt_reset_fops = {
 
 /* ---- OOM ----------------------------------------------------------------- */
 
-static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
-			  void *freed)
+static unsigned int mlt_oom_interval_s = MLT_OOM_INTERVAL_S;
+module_param_named(oom_interval_s, mlt_oom_interval_s, uint, 0644);
+MODULE_PARM_DESC(oom_interval_s, "At most one OOM report to the kernel log per this many seconds");
+
+static void mlt_oom_report(struct work_struct *work)
 {
 	struct mlt_table *t;
 	u64 tobj, tbytes;
 	u32 nr, i, j, best;
 	int k;
 
-	if (!mutex_trylock(&mlt_ctl_lock))
-		return NOTIFY_OK;
+	mutex_lock(&mlt_ctl_lock);
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (!t)
 		goto out;
@@ -560,8 +575,10 @@ static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
 	mlt_aggregate(t, &tobj, &tbytes);
 	/* Pairs with the release in mlt_stack_get(). */
 	nr = smp_load_acquire(&t->nr_stacks);
-	pr_warn("OOM: %llu objects, %llu bytes tracked (%s mode); top stacks by bytes:\n",
-		tobj, tbytes, mlt_mode_names[t->mode]);
+	atomic_inc(&mlt_oom_reports);
+	pr_warn("OOM: %llu objects, %llu bytes tracked (%s mode), %d out_of_memory() calls since the last report; top stacks by bytes:\n",
+		tobj, tbytes, mlt_mode_names[t->mode],
+		atomic_xchg(&mlt_oom_unreported, 0));
 	for (k = 0; k < MLT_OOM_TOP; k++) {
 		best = MLT_NIL;
 		for (i = 0; i < nr; i++)
@@ -572,13 +589,29 @@ static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
 			break;
 		pr_warn("OOM: #%d bytes %llu objects %llu\n", k + 1,
 			mlt_round(t->agg[best].bytes_w), mlt_round(t->agg[best].objects_w));
-		for (j = 0; j < t->stacks[best].nr; j++)
+		for (j = 0; j < min_t(u32, t->stacks[best].nr, MLT_OOM_FRAMES); j++)
 			pr_warn("OOM:   %pB\n", (void *)mlt_frames(t, best)[j]);
 		t->agg[best].bytes_w = 0;	/* scratch: mark as printed */
 	}
 	mlt_readers_exit(t);
 out:
 	mutex_unlock(&mlt_ctl_lock);
+}
+
+static DECLARE_WORK(mlt_oom_work, mlt_oom_report);
+
+static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
+			  void *freed)
+{
+	unsigned long now = jiffies, next = READ_ONCE(mlt_oom_next);
+
+	atomic_inc(&mlt_oom_calls);
+	atomic_inc(&mlt_oom_unreported);
+	if (time_before(now, next) ||
+	    cmpxchg(&mlt_oom_next, next,
+		    now + READ_ONCE(mlt_oom_interval_s) * HZ) != next)
+		return NOTIFY_OK;
+	queue_work(system_unbound_wq, &mlt_oom_work);
 	return NOTIFY_OK;
 }
 
@@ -597,6 +630,7 @@ int mlt_report_init(void)
 	debugfs_create_file("mem_leaks", 0400, mlt_dir, NULL, &mlt_legacy_fops);
 	debugfs_create_file("stats", 0400, mlt_dir, NULL, &mlt_stats_fops);
 	debugfs_create_file("reset", 0200, mlt_dir, NULL, &mlt_reset_fops);
+	mlt_oom_next = jiffies;
 	err = register_oom_notifier(&mlt_oom_nb);
 	if (err)
 		debugfs_remove_recursive(mlt_dir);
@@ -606,5 +640,6 @@ int mlt_report_init(void)
 void mlt_report_exit(void)
 {
 	unregister_oom_notifier(&mlt_oom_nb);
+	cancel_work_sync(&mlt_oom_work);
 	debugfs_remove_recursive(mlt_dir);
 }

@@ -383,6 +383,20 @@ def main():
                 notes["after_reject"], h)
         c.check("rejected_param_write_keeps_tracking", rejected)
 
+        def scan_chunks():
+            whole = parse_stats(sections["scan_whole_stats"])
+            chunked = parse_stats(sections["scan_chunked_stats"])
+            print("INFO large pool (%d objects): longest interrupts-off section reading stacks: "
+                  "%d ns a stripe at once (%d lock holds), %d ns in chunks of 256 buckets (%d holds)" % (
+                      whole["max_objects"], whole["scan_last_irqoff_ns"], whole["scan_last_lock_holds"],
+                      chunked["scan_last_irqoff_ns"], chunked["scan_last_lock_holds"]))
+            buckets = 1 << (whole["max_objects"] - 1).bit_length()
+            ok = (whole["scan_last_lock_holds"] == 64
+                  and chunked["scan_last_lock_holds"] == max(64, buckets // 256))
+            return ok, "lock holds %d (whole stripes) and %d (chunks) for %d buckets" % (
+                whole["scan_last_lock_holds"], chunked["scan_last_lock_holds"], buckets)
+        c.check("report_scan_drops_lock_between_chunks", scan_chunks)
+
         def reset():
             r = c.report("after_reset")
             return (not r.mentions("leaky_leak_kmalloc") and r.header["dropped"] == 0,
@@ -421,6 +435,18 @@ def main():
         ok = "mlt: OOM: #1 bytes" in text and "leaky_leak_kmalloc+" in text
         return ok, "OOM report: %r" % text[:600]
     c.check("oom_report_names_leaking_stack", oom)
+
+    def oom_bounded():
+        text = sections["oom"].decode("ascii", "replace")
+        st = parse_stats(sections["oom_stats"])
+        heads = [ln for ln in text.splitlines() if "tracked (" in ln]
+        lines = len(text.splitlines())
+        # One report (3 OOM rounds within oom_interval_s) of at most
+        # 10 stacks x (1 + 8 frames) + 1 lines.
+        ok = st["oom_calls"] >= 3 and st["oom_reports"] == 1 and len(heads) == 1 and lines <= 91
+        return ok, "oom_calls %d oom_reports %d, %d report headers, %d lines" % (
+            st["oom_calls"], st["oom_reports"], len(heads), lines)
+    c.check("repeated_ooms_print_one_bounded_report", oom_bounded)
     c.check("unload_at_end", lambda: (notes["rc_rmmod_end"] == "0" and notes["rc_rmmod_leaky"] == "0",
                                       "rmmod failed: %s" % notes))
 

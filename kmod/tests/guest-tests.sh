@@ -136,6 +136,19 @@ if [ "$LEVEL" = full ]; then
 	emit rejected $D/stacks
 	lk freeall
 
+	# Reading the report with a large pool: the stripes are summed in
+	# chunks, interrupts on between them. Timing is reported, not checked.
+	echo 65536 > $P/max_memory_kb
+	lk leak 20000 32
+	echo 0 > $P/scan_chunk
+	cat $D/stacks > /dev/null
+	emit scan_whole_stats $D/stats
+	echo 256 > $P/scan_chunk
+	cat $D/stacks > /dev/null
+	emit scan_chunked_stats $D/stats
+	lk freeall
+	echo 0 > $P/max_memory_kb
+
 	# Reset via debugfs.
 	lk leak 3 500
 	echo 1 > $D/reset
@@ -173,14 +186,25 @@ emit steady $D/stacks
 dmesg > /tmp/dmesg.txt
 emit dmesg /tmp/dmesg.txt
 
-# A real OOM: the notifier prints the top stacks to the kernel log.
+# Real OOMs: the first prints the top stacks to the kernel log, the next
+# ones within oom_interval_s (60 s) only count.
 lk leak 50 1000
-# Two 300 MB buffers in a 512 MB guest: the OOM killer takes one of them.
-dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null &
-dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null
-wait
+for round in 1 2 3; do
+	# Two 300 MB buffers in a 512 MB guest: the OOM killer takes one.
+	dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null &
+	dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null
+	wait
+done
+# The report is printed by a work item, after the OOM.
+i=0
+while [ $i -lt 20 ] && ! dmesg | grep -q 'mlt: OOM: #1'; do
+	sleep 0.5
+	i=$((i + 1))
+done
+sleep 1
 dmesg | grep 'mlt: OOM' > /tmp/oom.txt
 emit oom /tmp/oom.txt
+emit oom_stats $D/stats
 
 # Unload with live entries, then the test module.
 lk leak 100 128
