@@ -65,6 +65,15 @@
 #define LEAKY_HARDIRQ_OBJ	136
 #define LEAKY_SOFTIRQ_OBJ	152
 #define LEAKY_MAX_IRQ		64	/* objects per IRQ kind */
+/*
+ * PREEMPT_RT forbids kmalloc in hard IRQ context (the slab locks sleep):
+ * there the "hard IRQ" allocation runs from a soft hrtimer instead.
+ */
+#ifdef CONFIG_PREEMPT_RT
+#define LEAKY_HRTIMER_MODE	HRTIMER_MODE_REL_SOFT
+#else
+#define LEAKY_HRTIMER_MODE	HRTIMER_MODE_REL_HARD
+#endif
 #define LEAKY_IRQ_PERIOD_NS	(1000 * 1000)
 #define LEAKY_STORM_BATCH	16
 #define LEAKY_STORM_MIN		32
@@ -423,7 +432,7 @@ static int leaky_irq(unsigned int n)
 	reinit_completion(&leaky_hard_done);
 	reinit_completion(&leaky_soft_done);
 	hrtimer_start(&leaky_hrtimer, ns_to_ktime(LEAKY_IRQ_PERIOD_NS),
-		      HRTIMER_MODE_REL_HARD);
+		      LEAKY_HRTIMER_MODE);
 	mod_timer(&leaky_timer, jiffies + 1);
 	wait_for_completion(&leaky_hard_done);
 	wait_for_completion(&leaky_soft_done);
@@ -612,7 +621,7 @@ static int __init leaky_init(void)
 					 leaky_ctor);
 	if (!leaky_cachep)
 		return -ENOMEM;
-	hrtimer_init(&leaky_hrtimer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_HARD);
+	hrtimer_init(&leaky_hrtimer, CLOCK_MONOTONIC, LEAKY_HRTIMER_MODE);
 	leaky_hrtimer.function = leaky_hrtimer_fn;
 	timer_setup(&leaky_timer, leaky_timer_fn, 0);
 	for_each_possible_cpu(cpu)
