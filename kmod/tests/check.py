@@ -302,6 +302,22 @@ def main():
         return objs > 0, "no objects"
     c.check("legacy_mem_leaks_layout", legacy)
 
+    def tracepoint_shared():
+        before = c.one("tp_before", "leaky_leak_kmalloc")
+        during = c.one("tp_during", "leaky_leak_kmalloc")
+        ok, why = c.counts("tp_during", "leaky_leak_kmalloc", 20, 400)
+        return (ok and notes["rc_tp_enable"] == "0" and before["id"] == during["id"],
+                why + "; ids %s %s, enable rc %s" % (before["id"], during["id"], notes["rc_tp_enable"]))
+    c.check("trace_event_on_kmalloc_same_ids_and_counts", tracepoint_shared)
+
+    def fnptr():
+        s = c.one("tp_during", "leaky_fnptr")
+        got = (s["objects"], s["bytes"], s["allocs"])
+        want = (50, 25 * 216 + 25 * 184, 50)
+        st = parse_stats(sections["tp_stats"])
+        return (got == want and st["verify_mismatches"] == 0,
+                "objects/bytes/allocs %s, want %s; verify_mismatches %d" % (got, want, st["verify_mismatches"]))
+    c.check("one_call_site_two_allocators_through_tail_calls", fnptr)
     c.check("kfree_rcu_objects_not_leaked", lambda: c.absent("rcu", "leaky_rcu_alloc"))
     c.check("kfree_rcu_seen_through_free_bulk",
             lambda: (parse_stats(sections["rcu_stats"])["bulk_freed_objects"] > 0, "bulk_freed_objects is 0"))

@@ -56,6 +56,22 @@ done
 emit rcu $D/stacks
 emit rcu_stats $D/stats
 
+# Another probe on kmem:kmalloc (a trace event) mid-run puts the kernel's
+# tracepoint iterator between the tracepoint and mlt: same ids and counts.
+# One call site reaching kmalloc and kmem_cache_alloc through tail-calling
+# wrappers, alternating.
+lk leak 10 400
+emit tp_before $D/stacks
+T=/sys/kernel/tracing
+[ -d $T/events ] || mount -t tracefs nodev $T
+try tp_enable sh -c "echo 1 > $T/events/kmem/kmalloc/enable"
+lk leak 10 400
+lk fnptr 25
+echo 0 > $T/events/kmem/kmalloc/enable
+emit tp_during $D/stacks
+emit tp_stats $D/stats
+lk freeall
+
 # Hard IRQ and softirq allocations, freed later in process context.
 lk irq 8
 emit irq $D/stacks

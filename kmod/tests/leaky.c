@@ -15,6 +15,10 @@
  *                            plain caller, then N times from a caller with
  *                            a stack-realigning local (leaky_aligned_caller)
  *                            in this system call and N times from a work item
+ *   echo "fnptr N"   > run   leak 2N objects from one call site in
+ *                            leaky_fnptr: an indirect call of wrappers that
+ *                            tail-call kmalloc (216 bytes) and
+ *                            kmem_cache_alloc (leaky_cache), alternating
  *   echo "branches N" > run  N transient stacks: allocate and free one
  *                            object (leaky_branch_alloc) through each of N
  *                            different chains of leaky_branch_a/_b calls
@@ -61,6 +65,7 @@
 #define LEAKY_HELPER_OBJ	200
 #define LEAKY_ALIGN		64	/* more than the stack's: realigns */
 #define LEAKY_BRANCH_OBJ	232
+#define LEAKY_TAIL_OBJ		216
 #define LEAKY_BRANCH_LEVELS	10	/* 2^10 distinct stacks */
 #define LEAKY_HARDIRQ_OBJ	136
 #define LEAKY_SOFTIRQ_OBJ	152
@@ -311,6 +316,41 @@ static noinline int leaky_align(unsigned int n)
 	leaky_align_n = n;
 	schedule_work(&leaky_align_work);
 	flush_work(&leaky_align_work);
+	return 0;
+}
+
+/*
+ * One call site, two allocators: the wrappers jump to them (tail calls),
+ * so both return to the indirect call in leaky_fnptr, through different
+ * allocator frames between the tracepoint and the call site.
+ */
+static noinline void *leaky_tail_kmalloc(void)
+{
+	return kmalloc(LEAKY_TAIL_OBJ, GFP_KERNEL);
+}
+
+static noinline void *leaky_tail_cache(void)
+{
+	return kmem_cache_alloc(leaky_cachep, GFP_KERNEL);
+}
+
+static void *(*leaky_tail_fns[2])(void) = {
+	leaky_tail_kmalloc, leaky_tail_cache
+};
+
+static noinline int leaky_fnptr(unsigned int n)
+{
+	void *(*fn)(void);
+	unsigned int i;
+	void *p;
+
+	for (i = 0; i < 2 * n; i++) {
+		fn = READ_ONCE(leaky_tail_fns[i & 1]);
+		p = fn();
+		if (!p)
+			return -ENOMEM;
+		leaky_keep(i & 1 ? &leaky_cached : &leaky_kmallocs, p);
+	}
 	return 0;
 }
 
@@ -579,6 +619,8 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_paths(a, b);
 	if (!strcmp(cmd, "align") && n == 2)
 		return leaky_align(a);
+	if (!strcmp(cmd, "fnptr") && n == 2)
+		return leaky_fnptr(a);
 	if (!strcmp(cmd, "branches") && n == 2)
 		return leaky_branches(a);
 	if (!strcmp(cmd, "irq") && n == 2)
@@ -605,7 +647,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | paths A B | align N | branches N | irq N | irqfree | storm MS | storm_wait | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | paths A B | align N | fnptr N | branches N | irq N | irqfree | storm MS | storm_wait | freeall");
 
 static void leaky_ctor(void *p)
 {
