@@ -47,6 +47,7 @@
 #define MLT_MIN_CAP_KB		256	/* floor of the default cap */
 #define MLT_DEFAULT_MAX_STACKS	4096
 #define MLT_REUSE_SCAN		64	/* records looked at per reuse attempt */
+#define MLT_STEAL_BATCH		16	/* free entries a stripe takes from another */
 #define MLT_REF_DEAD		(-1)	/* stack record refs: being reused */
 #define MLT_STACK_SHARE_DIV	4	/* auto: at most 1/4 of the cap on stacks */
 #define MLT_LEGACY_TOP		20	/* rows in mem_leaks */
@@ -291,6 +292,7 @@ u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 		      unsigned long call_site, u32 sidx);
 size_t mlt_trace_mem(u32 traces);
+size_t mlt_unwind_static_mem(void);
 int mlt_unwind_init(void);
 void mlt_unwind_exit(void);
 

@@ -23,14 +23,17 @@
  *    the per-CPU state, publishes the new table and frees the old.
  *    mlt_ctl_lock (a mutex) serialises resets, parameter changes and
  *    readers that walk the table (snapshots, OOM report). Readers hold
- *    each stripe lock in turn while summing its buckets.
+ *    each stripe lock for scan_chunk buckets at a time while summing, and
+ *    reschedule between holds.
  *  - Object buckets: bucket b is guarded by stripes[b % MLT_STRIPES].lock,
  *    a raw spinlock taken with interrupts disabled, so a hard IRQ that
  *    allocates while its CPU holds a stripe cannot deadlock. Each stripe
- *    owns a fixed slice of the object pool, so its free list needs no other
- *    lock. A free first peeks at the bucket head without the lock: an
- *    object being freed was entered into the table before its pointer was
- *    handed out, so an empty bucket means "not tracked".
+ *    has its own free list (a slice of the pool at first). A stripe whose
+ *    list is empty takes MLT_STEAL_BATCH entries from another's, which it
+ *    only try-locks while holding its own: no lock order, no waiting.
+ *    A free first peeks at the bucket head without the lock: an object
+ *    being freed was entered into the table before its pointer was handed
+ *    out, so an empty bucket means "not tracked".
  *  - Stack records: lookup is lock-free (acquire/release on bucket heads,
  *    a per-record seq that is odd while the record is rewritten); insertion
  *    takes stack_lock (raw, irqsave) and re-checks. A record's refs count
@@ -67,6 +70,7 @@
 #include <linux/string.h>
 #include <linux/timekeeping.h>
 #include <linux/preempt.h>
+#include <linux/kprobes.h>
 #include "mlt.h"
 
 struct mlt_table __rcu *mlt_table;
@@ -535,7 +539,47 @@ out:
 	return i;
 }
 
+NOKPROBE_SYMBOL(mlt_stack_get);
+
 /* ---- object table ----------------------------------------------------- */
+
+/*
+ * Stripe s, locked, has no free entry: move some from another stripe's
+ * free list, so that drops start only when the whole pool is nearly full.
+ */
+static void mlt_stripe_steal(struct mlt_table *t, struct mlt_stripe *s)
+{
+	u32 first = s - t->stripes + 1, k, n, i;
+	struct mlt_stripe *o;
+
+	for (k = 0; k < MLT_STRIPES - 1; k++) {
+		o = &t->stripes[(first + k) & (MLT_STRIPES - 1)];
+		if (READ_ONCE(o->free) == MLT_NIL || !raw_spin_trylock(&o->lock))
+			continue;
+		for (n = 0; n < MLT_STEAL_BATCH && o->free != MLT_NIL; n++) {
+			i = o->free;
+			WRITE_ONCE(o->free, t->objs[i].next);
+			t->objs[i].next = s->free;
+			WRITE_ONCE(s->free, i);
+		}
+		raw_spin_unlock(&o->lock);
+		if (n)
+			return;
+	}
+}
+
+/* Is there a free pool entry for stripe s, in it or in another? */
+static bool mlt_pool_has_room(struct mlt_table *t, struct mlt_stripe *s)
+{
+	u32 k;
+
+	if (READ_ONCE(s->free) != MLT_NIL)
+		return true;
+	for (k = 0; k < MLT_STRIPES; k++)
+		if (READ_ONCE(t->stripes[k].free) != MLT_NIL)
+			return true;
+	return false;
+}
 
 /* Enter an object of pinned stack sidx; the pin becomes its reference. */
 static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
@@ -559,6 +603,8 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 		old_stack = o->stack;
 		old_size = o->size;
 	} else {
+		if (s->free == MLT_NIL)
+			mlt_stripe_steal(t, s);
 		i = s->free;
 		if (i == MLT_NIL) {
 			raw_spin_unlock_irqrestore(&s->lock, flags);
@@ -567,7 +613,7 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 			return;
 		}
 		o = &t->objs[i];
-		s->free = o->next;
+		WRITE_ONCE(s->free, o->next);
 		s->used++;
 		o->ptr = ptr;
 		o->next = t->buckets[b];
@@ -614,7 +660,7 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 		size = o->size;
 		o->ptr = 0;
 		o->next = s->free;
-		s->free = i;
+		WRITE_ONCE(s->free, i);
 		s->used--;
 		break;
 	}
@@ -627,6 +673,8 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 		mlt_stack_put(t, sidx);
 	}
 }
+
+NOKPROBE_SYMBOL(mlt_untrack);
 
 /* ---- hot path --------------------------------------------------------- */
 
@@ -655,8 +703,8 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 	}
 
 	/* Pool full: make no stack record for an object that is dropped. */
-	if (READ_ONCE(t->stripes[hash_long(ptr, t->obj_bits) &
-				 (MLT_STRIPES - 1)].free) == MLT_NIL) {
+	if (!mlt_pool_has_room(t, &t->stripes[hash_long(ptr, t->obj_bits) &
+					      (MLT_STRIPES - 1)])) {
 		mlt_count(MLT_C_DROP_POOL, 1);
 		return;
 	}
@@ -703,6 +751,8 @@ noinline void mlt_alloc_slow(const void *ptr, size_t size,
 		return;
 	mlt_track(t, (unsigned long)ptr, size, call_site);
 }
+
+NOKPROBE_SYMBOL(mlt_alloc_slow);
 
 /* ---- read side -------------------------------------------------------- */
 
@@ -775,18 +825,23 @@ static u32 mlt_nr_traces(u32 stacks)
 	return max_t(u32, roundup_pow_of_two(stacks) / 2, 2 * MLT_TRACE_WAYS);
 }
 
+/*
+ * Memory of the table's arrays as the cap counts it: each is its own
+ * vmalloc area, so whole pages.
+ */
 static size_t mlt_stack_mem(u32 stacks, u32 depth)
 {
-	return (size_t)stacks * (sizeof(struct mlt_stack) + sizeof(struct mlt_agg) +
-				 depth * sizeof(unsigned long)) +
-	       (size_t)roundup_pow_of_two(stacks) * sizeof(u32) +
-	       mlt_trace_mem(mlt_nr_traces(stacks));
+	return PAGE_ALIGN((size_t)stacks * sizeof(struct mlt_stack)) +
+	       PAGE_ALIGN((size_t)stacks * sizeof(struct mlt_agg)) +
+	       PAGE_ALIGN((size_t)stacks * depth * sizeof(unsigned long)) +
+	       PAGE_ALIGN((size_t)roundup_pow_of_two(stacks) * sizeof(u32)) +
+	       PAGE_ALIGN(mlt_trace_mem(mlt_nr_traces(stacks)));
 }
 
 static size_t mlt_obj_mem(u32 objects)
 {
-	return (size_t)objects * sizeof(struct mlt_obj) +
-	       (size_t)roundup_pow_of_two(objects) * sizeof(u32);
+	return PAGE_ALIGN((size_t)objects * sizeof(struct mlt_obj)) +
+	       PAGE_ALIGN((size_t)roundup_pow_of_two(objects) * sizeof(u32));
 }
 
 /*
@@ -806,8 +861,10 @@ static void *mlt_vzalloc(size_t size)
 /* Size a table for the current parameters within the cap (*cap). */
 static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 {
-	size_t fixed = sizeof(struct mlt_table) +
-		       num_possible_cpus() * sizeof(struct mlt_pcpu);
+	/* The table itself, the per-CPU state, the module's static tables. */
+	size_t fixed = PAGE_ALIGN(sizeof(struct mlt_table)) +
+		       num_possible_cpus() * sizeof(struct mlt_pcpu) +
+		       mlt_unwind_static_mem();
 	size_t avail, smem, per_obj = sizeof(struct mlt_obj) + 2 * sizeof(u32);
 	size_t trace_bytes;
 	struct mlt_table *t;

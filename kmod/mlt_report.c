@@ -623,13 +623,21 @@ int mlt_report_init(void)
 {
 	int err;
 
+	/*
+	 * Without debugfs (CONFIG_DEBUG_FS=n, debugfs=off) tracking still runs
+	 * and the OOM report still prints: say so, do not fail.
+	 */
 	mlt_dir = debugfs_create_dir("mlt", NULL);
-	if (IS_ERR(mlt_dir))
-		return PTR_ERR(mlt_dir);
-	debugfs_create_file("stacks", 0400, mlt_dir, NULL, &mlt_stacks_fops);
-	debugfs_create_file("mem_leaks", 0400, mlt_dir, NULL, &mlt_legacy_fops);
-	debugfs_create_file("stats", 0400, mlt_dir, NULL, &mlt_stats_fops);
-	debugfs_create_file("reset", 0200, mlt_dir, NULL, &mlt_reset_fops);
+	if (IS_ERR(mlt_dir)) {
+		pr_warn("no debugfs (%ld): no report files, OOM report only\n",
+			PTR_ERR(mlt_dir));
+		mlt_dir = NULL;
+	} else {
+		debugfs_create_file("stacks", 0400, mlt_dir, NULL, &mlt_stacks_fops);
+		debugfs_create_file("mem_leaks", 0400, mlt_dir, NULL, &mlt_legacy_fops);
+		debugfs_create_file("stats", 0400, mlt_dir, NULL, &mlt_stats_fops);
+		debugfs_create_file("reset", 0200, mlt_dir, NULL, &mlt_reset_fops);
+	}
 	mlt_oom_next = jiffies;
 	err = register_oom_notifier(&mlt_oom_nb);
 	if (err)

@@ -61,6 +61,7 @@
 #include <linux/sched/task_stack.h>
 #include <linux/stacktrace.h>
 #include <linux/uaccess.h>
+#include <linux/kprobes.h>
 #include <asm/irq_regs.h>
 #include "mlt.h"
 
@@ -219,6 +220,11 @@ static DEFINE_PER_CPU(u32, mlt_trace_misses);
 size_t mlt_trace_mem(u32 traces)
 {
 	return (size_t)traces * sizeof(struct mlt_trace);
+}
+
+size_t mlt_unwind_static_mem(void)
+{
+	return sizeof(mlt_sites);
 }
 
 static bool mlt_is_text_high(unsigned long addr)
@@ -740,6 +746,8 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 	return mlt_stack_walked(t, buf, call_site, NULL, anchor);
 }
 
+NOKPROBE_SYMBOL(mlt_stack_of);
+
 /*
  * A module being loaded may reuse the text of one unloaded before, with
  * other callers at the same addresses: forget the learnt distances. (Traces
@@ -773,6 +781,11 @@ void mlt_unwind_exit(void)
 #else /* !CONFIG_UNWINDER_ORC: frame pointers make the complete walk cheap */
 
 size_t mlt_trace_mem(u32 traces)
+{
+	return 0;
+}
+
+size_t mlt_unwind_static_mem(void)
 {
 	return 0;
 }

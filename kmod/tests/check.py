@@ -371,6 +371,12 @@ def main():
             return ok, "stats %s header %s" % (st, h)
         c.check("cap_max_objects_holds", cap_objects)
 
+        def cap_below():
+            ok, why = c.counts("cap_below", "leaky_leak_kmalloc", 150, 64)
+            h = c.report("cap_below").header
+            return ok and h["dropped"] == 0, why + "; header %s" % h
+        c.check("no_drops_below_max_objects", cap_below)
+
         def cap_memory():
             st = parse_stats(sections["cap_memory_stats"])
             h = c.report("cap_memory").header
