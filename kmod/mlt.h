@@ -48,6 +48,7 @@
 #define MLT_DEFAULT_MAX_STACKS	4096
 #define MLT_REUSE_SCAN		64	/* records looked at per reuse attempt */
 #define MLT_STEAL_BATCH		16	/* free entries a stripe takes from another */
+#define MLT_FROZEN_TEXT		(32 * 1024) /* frame text of unloaded modules' stacks */
 #define MLT_REF_DEAD		(-1)	/* stack record refs: being reused */
 #define MLT_STACK_SHARE_DIV	4	/* auto: at most 1/4 of the cap on stacks */
 #define MLT_LEGACY_TOP		20	/* rows in mem_leaks */
@@ -109,7 +110,7 @@ struct mlt_stack {
 	u32 seq;
 	u32 nr;			/* number of frames */
 	atomic_t refs;
-	u32 unused;
+	u32 frozen;		/* 1 + offset of its frames' text, 0: none */
 	atomic64_t allocs_w;	/* weighted allocation count */
 	atomic64_t frees_w;	/* weighted free count */
 };
@@ -182,6 +183,14 @@ struct mlt_table {
 	struct mlt_stack *stacks;
 	u32 *stack_buckets;
 	unsigned long *frames;	/* depth per record */
+	/*
+	 * Records with frames in a module that went away keep their frames
+	 * as text (mlt_report.c), one line per frame; append-only until the
+	 * table is rebuilt, written under mlt_ctl_lock.
+	 */
+	char *frozen_text;
+	u32 frozen_len;
+	u32 nr_frozen;
 	struct mlt_agg *agg;
 
 	raw_spinlock_t trace_lock;	/* serialises trace writers */
@@ -227,6 +236,7 @@ bool mlt_stack_pin(struct mlt_table *t, u32 sidx);
 void mlt_stack_put(struct mlt_table *t, u32 sidx);
 void mlt_readers_enter(struct mlt_table *t);
 void mlt_readers_exit(struct mlt_table *t);
+bool mlt_stack_freeze(struct mlt_table *t, u32 sidx, u32 text_off);
 
 static inline unsigned long *mlt_stack_frames(const struct mlt_table *t,
 					      u32 sidx)

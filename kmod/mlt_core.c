@@ -490,6 +490,38 @@ static u32 mlt_stack_reuse(struct mlt_table *t)
 }
 
 /*
+ * Record sidx's frames are in a module going away: from now on it reports
+ * the text at text_off (already written) and no lookup or cached trace
+ * finds it, so a module loaded at the same addresses gets records of its
+ * own. Its live objects keep it; once they are freed it may be reused.
+ * Returns false when it has no objects left (nothing to keep).
+ */
+bool mlt_stack_freeze(struct mlt_table *t, u32 sidx, u32 text_off)
+{
+	struct mlt_stack *st = &t->stacks[sidx];
+	unsigned long flags;
+	u32 *link;
+	bool kept;
+
+	raw_spin_lock_irqsave(&t->stack_lock, flags);
+	kept = atomic_read(&st->refs) > 0 && !st->frozen;
+	if (kept) {
+		link = &t->stack_buckets[hash_32(st->hash, t->stack_bits)];
+		while (*link != sidx && *link != MLT_NIL)
+			link = &t->stacks[*link].next;
+		if (*link == sidx)
+			WRITE_ONCE(*link, st->next);
+		/* A new seq: traces and lookups in flight no longer match. */
+		WRITE_ONCE(st->seq, st->seq + 1);
+		smp_wmb();	/* odd seq before frozen */
+		WRITE_ONCE(st->frozen, text_off + 1);
+		smp_store_release(&st->seq, st->seq + 1);	/* frozen before even seq */
+	}
+	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
+	return kept;
+}
+
+/*
  * The record of stack f[0..nr), pinned (mlt_stack_put() when not kept), or
  * MLT_NIL when the table is full and no record is free of references.
  */
@@ -526,6 +558,7 @@ u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
 	memcpy(mlt_stack_frames(t, i), f, nr * sizeof(*f));
 	atomic64_set(&st->allocs_w, 0);
 	atomic64_set(&st->frees_w, 0);
+	WRITE_ONCE(st->frozen, 0);
 	WRITE_ONCE(st->next, t->stack_buckets[b]);
 	/* Fields before the even seq and the pin (lookups, traces). */
 	smp_store_release(&st->seq, st->seq + 1);
@@ -816,6 +849,7 @@ static void mlt_table_free(struct mlt_table *t)
 	vfree(t->frames);
 	vfree(t->agg);
 	vfree(t->traces);
+	vfree(t->frozen_text);
 	vfree(t);
 }
 
@@ -862,7 +896,7 @@ static void *mlt_vzalloc(size_t size)
 static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 {
 	/* The table itself, the per-CPU state, the module's static tables. */
-	size_t fixed = PAGE_ALIGN(sizeof(struct mlt_table)) +
+	size_t fixed = PAGE_ALIGN(sizeof(struct mlt_table)) + MLT_FROZEN_TEXT +
 		       num_possible_cpus() * sizeof(struct mlt_pcpu) +
 		       mlt_unwind_static_mem();
 	size_t avail, smem, per_obj = sizeof(struct mlt_obj) + 2 * sizeof(u32);
@@ -921,8 +955,10 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	t->frames = mlt_vmalloc(array_size((size_t)stacks * t->depth, sizeof(unsigned long)));
 	t->agg = mlt_vmalloc(array_size(stacks, sizeof(*t->agg)));
 	t->traces = trace_bytes ? mlt_vzalloc(trace_bytes) : NULL;
+	t->frozen_text = mlt_vmalloc(MLT_FROZEN_TEXT);
 	if (!t->objs || !t->buckets || !t->stacks || !t->stack_buckets ||
-	    !t->frames || !t->agg || (trace_bytes && !t->traces)) {
+	    !t->frames || !t->agg || (trace_bytes && !t->traces) ||
+	    !t->frozen_text) {
 		mlt_table_free(t);
 		return ERR_PTR(-ENOMEM);
 	}

@@ -16,6 +16,10 @@
  *    item takes the snapshot in process context like a report, under
  *    mlt_ctl_lock, without allocating (the preallocated aggregate array),
  *    and prints at most MLT_OOM_TOP stacks of MLT_OOM_FRAMES frames.
+ *  - A module going away (module notifier, process context): under
+ *    mlt_ctl_lock, with stack reuse stopped, the records with frames in it
+ *    and live objects get their frames as text (mlt_stack_freeze()).
+ *  - mlt_sym, the one symbol buffer, is used under mlt_ctl_lock only.
  *  - debugfs files hold a module reference while open (fops owner), so the
  *    module cannot go away under a reader.
  */
@@ -40,6 +44,8 @@
 #define MLT_TEXT_START	(16 * 1024)	/* first size of a report buffer */
 
 static struct dentry *mlt_dir;
+static char mlt_sym[KSYM_SYMBOL_LEN];	/* under mlt_ctl_lock */
+static atomic_t mlt_frozen_dropped;	/* frozen text pool was full */
 static unsigned long mlt_oom_next;	/* jiffies: no report before */
 static atomic_t mlt_oom_calls;		/* out_of_memory() calls seen */
 static atomic_t mlt_oom_unreported;	/* calls since the last report */
@@ -95,17 +101,39 @@ static const unsigned long *mlt_frames(const struct mlt_table *t, u32 stack)
 	return mlt_stack_frames(t, stack);
 }
 
-/* FNV-1a 64 over each "%pB" frame text followed by '\n' (see FORMAT.md). */
-static u64 mlt_stack_id(const struct mlt_table *t, u32 stack, char *sym)
+/*
+ * Frame j of a stack as FORMAT.md prints it: "%pB", or for a stack frozen
+ * when its module went away the text it had then. Format: "%pB" or "%pS"
+ * (legacy). Returns mlt_sym; caller holds mlt_ctl_lock.
+ */
+static const char *mlt_frame_text(const struct mlt_table *t, u32 stack, u32 j,
+				  const char *fmt)
 {
-	const unsigned long *f = mlt_frames(t, stack);
+	u32 fz = READ_ONCE(t->stacks[stack].frozen);
+	const char *p, *e;
+
+	lockdep_assert_held(&mlt_ctl_lock);
+	if (!fz) {
+		snprintf(mlt_sym, sizeof(mlt_sym), fmt, (void *)mlt_frames(t, stack)[j]);
+		return mlt_sym;
+	}
+	for (p = t->frozen_text + fz - 1; j; j--)
+		p = strchr(p, '\n') + 1;
+	e = strchr(p, '\n');
+	memcpy(mlt_sym, p, e - p);
+	mlt_sym[e - p] = '\0';
+	return mlt_sym;
+}
+
+/* FNV-1a 64 over each "%pB" frame text followed by '\n' (see FORMAT.md). */
+static u64 mlt_stack_id(const struct mlt_table *t, u32 stack)
+{
 	u64 h = MLT_FNV_OFFSET;
+	const char *c;
 	u32 i;
-	char *c;
 
 	for (i = 0; i < t->stacks[stack].nr; i++) {
-		snprintf(sym, KSYM_SYMBOL_LEN, "%pB", (void *)f[i]);
-		for (c = sym; *c; c++)
+		for (c = mlt_frame_text(t, stack, i, "%pB"); *c; c++)
 			h = (h ^ (u8)*c) * MLT_FNV_PRIME;
 		h = (h ^ '\n') * MLT_FNV_PRIME;
 	}
@@ -139,7 +167,6 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 	/* Pairs with the release in mlt_stack_get(): records are complete. */
 	u32 nr_stacks = smp_load_acquire(&t->nr_stacks);
 	u32 i, n = 0, m;
-	char *sym;
 
 	mlt_aggregate(t, tobjects, tbytes);
 	for (i = 0; i < nr_stacks; i++)
@@ -149,24 +176,19 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 	if (!n)
 		return 0;
 	r = kvmalloc_array(n, sizeof(*r), GFP_KERNEL);
-	sym = kmalloc(KSYM_SYMBOL_LEN, GFP_KERNEL);
-	if (!r || !sym) {
-		kvfree(r);
-		kfree(sym);
+	if (!r)
 		return -ENOMEM;
-	}
 	for (i = 0, n = 0; i < nr_stacks; i++) {
 		if (!t->agg[i].objects_w)
 			continue;
 		r[n].stack = i;
-		r[n].id = mlt_stack_id(t, i, sym);
+		r[n].id = mlt_stack_id(t, i);
 		r[n].bytes_w = t->agg[i].bytes_w;
 		r[n].objects_w = t->agg[i].objects_w;
 		r[n].allocs_w = atomic64_read(&t->stacks[i].allocs_w);
 		r[n].frees_w = atomic64_read(&t->stacks[i].frees_w);
 		n++;
 	}
-	kfree(sym);
 
 	/* Raw stacks that symbolize alike are one stack to userspace. */
 	sort(r, n, sizeof(*r), mlt_cmp_id, NULL);
@@ -221,13 +243,11 @@ static void mlt_render_stacks(struct mlt_snap *s)
 		mlt_counter_sum(MLT_C_MISSED_FREES));
 	mlt_out(s, " uptime_ns %llu\n", ktime_get_boottime_ns());
 	for (i = 0; i < n; i++) {
-		const unsigned long *f = mlt_frames(t, r[i].stack);
-
 		mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
 			r[i].id, mlt_round(r[i].bytes_w), mlt_round(r[i].objects_w),
 			mlt_round(r[i].allocs_w), mlt_round(r[i].frees_w));
 		for (j = 0; j < t->stacks[r[i].stack].nr; j++)
-			mlt_out(s, " %pB\n", (void *)f[j]);
+			mlt_out(s, " %s\n", mlt_frame_text(t, r[i].stack, j, "%pB"));
 		mlt_out(s, "\n");
 	}
 	if (t)
@@ -264,24 +284,21 @@ static bool mlt_is_wrapper(const char *sym)
 	return false;
 }
 
-/* First module frame, else first frame that is not an allocator wrapper. */
-static unsigned long mlt_legacy_frame(const struct mlt_table *t, u32 stack,
-				      char *sym)
+/*
+ * First module frame, else first frame that is not an allocator wrapper,
+ * as "%pS" text (in mlt_sym).
+ */
+static const char *mlt_legacy_frame(const struct mlt_table *t, u32 stack)
 {
-	const unsigned long *f = mlt_frames(t, stack);
 	u32 i, nr = t->stacks[stack].nr;
 
-	for (i = 0; i < nr; i++) {
-		snprintf(sym, KSYM_SYMBOL_LEN, "%pS", (void *)f[i]);
-		if (strstr(sym, " ["))
-			return f[i];
-	}
-	for (i = 0; i < nr; i++) {
-		snprintf(sym, KSYM_SYMBOL_LEN, "%pS", (void *)f[i]);
-		if (!mlt_is_wrapper(sym))
-			return f[i];
-	}
-	return f[0];
+	for (i = 0; i < nr; i++)
+		if (strstr(mlt_frame_text(t, stack, i, "%pS"), " ["))
+			return mlt_sym;
+	for (i = 0; i < nr; i++)
+		if (!mlt_is_wrapper(mlt_frame_text(t, stack, i, "%pS")))
+			return mlt_sym;
+	return mlt_frame_text(t, stack, 0, "%pS");
 }
 
 /* The digit after the point is the first digit of the remainder. */
@@ -297,7 +314,6 @@ static void mlt_render_legacy(struct mlt_snap *s)
 	struct mlt_table *t;
 	struct mlt_rep *r = NULL;
 	u64 tobj = 0, tbytes = 0, objs = 0, bytes = 0;
-	char *sym;
 	int n = 0, i;
 
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
@@ -329,27 +345,20 @@ static void mlt_render_legacy(struct mlt_snap *s)
 	mlt_out(s, "-------------   ----------------------------------");
 	mlt_out(s, "                  -----------------------\r\n");
 
-	sym = kmalloc(KSYM_SYMBOL_LEN, GFP_KERNEL);
-	if (!sym) {
-		s->err = -ENOMEM;
-		goto out;
-	}
 	for (i = 0; i < n && i < MLT_LEGACY_TOP; i++) {
-		void *f = (void *)mlt_legacy_frame(t, r[i].stack, sym);
+		const char *f = mlt_legacy_frame(t, r[i].stack);
 		u64 b = mlt_round(r[i].bytes_w);
 		int cnt = mlt_round(r[i].objects_w);
 
 		if ((b >> 20) > 1)
-			mlt_out(s, "%13d   %-60pS  %6d.%1d MB  (%d)\n", i + 1, f,
+			mlt_out(s, "%13d   %-60s  %6d.%1d MB  (%d)\n", i + 1, f,
 				(int)(b >> 20), mlt_first_digit(b & ((1 << 20) - 1)), cnt);
 		else if ((b >> 10) > 1)
-			mlt_out(s, "%13d   %-60pS  %6d.%1d KB  (%d)\n", i + 1, f,
+			mlt_out(s, "%13d   %-60s  %6d.%1d KB  (%d)\n", i + 1, f,
 				(int)(b >> 10), mlt_first_digit(b & ((1 << 10) - 1)), cnt);
 		else
-			mlt_out(s, "%13d   %-60pS  %6d B  (%d)\n", i + 1, f, (int)b, cnt);
+			mlt_out(s, "%13d   %-60s  %6d B  (%d)\n", i + 1, f, (int)b, cnt);
 	}
-	kfree(sym);
-out:
 	if (t)
 		mlt_readers_exit(t);
 	kvfree(r);
@@ -509,6 +518,8 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 			   ((sizeof(u32) << t->stack_bits) +
 			    mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits)) / t->max_stacks);
 		seq_printf(m, "since_reset_ns %llu\n", ktime_get_boottime_ns() - t->reset_ns);
+		seq_printf(m, "stacks_frozen %u\nfrozen_text_bytes %u\n", t->nr_frozen,
+			   t->frozen_len);
 		seq_printf(m, "scan_max_irqoff_ns %llu\nscan_last_irqoff_ns %llu\nscan_last_lock_holds %u\n",
 			   t->scan_max_ns, t->scan_last_ns, t->scan_last_holds);
 	} else {
@@ -517,6 +528,7 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "bulk_free_probe %d\n", mlt_bulk_probe_ok);
 	seq_printf(m, "oom_calls %d\noom_reports %d\n", atomic_read(&mlt_oom_calls),
 		   atomic_read(&mlt_oom_reports));
+	seq_printf(m, "frozen_text_full %d\n", atomic_read(&mlt_frozen_dropped));
 	seq_printf(m, "slab_filter_supported %d\n", mlt_slab_filter_supported());
 	for (c = 0; c < MLT_NR_COUNTERS; c++)
 		seq_printf(m, "%s %llu\n", mlt_counter_names[c], mlt_counter_sum(c));
@@ -590,7 +602,7 @@ static void mlt_oom_report(struct work_struct *work)
 		pr_warn("OOM: #%d bytes %llu objects %llu\n", k + 1,
 			mlt_round(t->agg[best].bytes_w), mlt_round(t->agg[best].objects_w));
 		for (j = 0; j < min_t(u32, t->stacks[best].nr, MLT_OOM_FRAMES); j++)
-			pr_warn("OOM:   %pB\n", (void *)mlt_frames(t, best)[j]);
+			pr_warn("OOM:   %s\n", mlt_frame_text(t, best, j, "%pB"));
 		t->agg[best].bytes_w = 0;	/* scratch: mark as printed */
 	}
 	mlt_readers_exit(t);
@@ -614,6 +626,81 @@ static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
 	queue_work(system_unbound_wq, &mlt_oom_work);
 	return NOTIFY_OK;
 }
+
+/* ---- modules going away -------------------------------------------------- */
+
+/*
+ * Text of every frame of record i, one line each, appended to the frozen
+ * text. Returns its offset, or U32_MAX when the text does not fit.
+ */
+static u32 mlt_freeze_text(struct mlt_table *t, u32 i)
+{
+	u32 off = t->frozen_len, j;
+	size_t len;
+
+	for (j = 0; j < t->stacks[i].nr; j++) {
+		snprintf(mlt_sym, sizeof(mlt_sym), "%pB", (void *)mlt_frames(t, i)[j]);
+		len = strlen(mlt_sym);
+		if (off + len + 1 > MLT_FROZEN_TEXT)
+			return U32_MAX;
+		memcpy(t->frozen_text + off, mlt_sym, len);
+		off += len;
+		t->frozen_text[off++] = '\n';
+	}
+	swap(off, t->frozen_len);
+	return off;
+}
+
+/*
+ * A module is going away (its code is done, its symbols still known):
+ * records of live objects with frames in it keep those frames as text, so
+ * their names and ids survive, and another module loaded at the same
+ * addresses does not inherit them.
+ */
+static int mlt_module_going(struct notifier_block *nb, unsigned long action,
+			    void *data)
+{
+	struct module *mod = data;
+	struct mlt_table *t;
+	u32 nr, i, j, off;
+
+	if (action != MODULE_STATE_GOING)
+		return NOTIFY_DONE;
+	mutex_lock(&mlt_ctl_lock);
+	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
+	if (!t)
+		goto out;
+	mlt_readers_enter(t);	/* records stay what they are */
+	/* Pairs with the release in mlt_stack_get(). */
+	nr = smp_load_acquire(&t->nr_stacks);
+	for (i = 0; i < nr; i++) {
+		if (READ_ONCE(t->stacks[i].frozen) ||
+		    atomic_read(&t->stacks[i].refs) <= 0)
+			continue;
+		for (j = 0; j < t->stacks[i].nr; j++)
+			if (within_module(mlt_frames(t, i)[j], mod))
+				break;
+		if (j == t->stacks[i].nr)
+			continue;
+		off = mlt_freeze_text(t, i);
+		if (off == U32_MAX) {
+			atomic_inc(&mlt_frozen_dropped);
+			continue;
+		}
+		if (mlt_stack_freeze(t, i, off))
+			t->nr_frozen++;
+		else
+			t->frozen_len = off;	/* nothing to keep: take it back */
+	}
+	mlt_readers_exit(t);
+out:
+	mutex_unlock(&mlt_ctl_lock);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block mlt_module_nb = {
+	.notifier_call = mlt_module_going,
+};
 
 static struct notifier_block mlt_oom_nb = {
 	.notifier_call = mlt_oom_notify,
@@ -641,12 +728,22 @@ int mlt_report_init(void)
 	mlt_oom_next = jiffies;
 	err = register_oom_notifier(&mlt_oom_nb);
 	if (err)
-		debugfs_remove_recursive(mlt_dir);
+		goto out_dir;
+	err = register_module_notifier(&mlt_module_nb);
+	if (err)
+		goto out_oom;
+	return 0;
+
+out_oom:
+	unregister_oom_notifier(&mlt_oom_nb);
+out_dir:
+	debugfs_remove_recursive(mlt_dir);
 	return err;
 }
 
 void mlt_report_exit(void)
 {
+	unregister_module_notifier(&mlt_module_nb);
 	unregister_oom_notifier(&mlt_oom_nb);
 	cancel_work_sync(&mlt_oom_work);
 	debugfs_remove_recursive(mlt_dir);

@@ -419,6 +419,21 @@ def main():
                 whole["scan_last_lock_holds"], chunked["scan_last_lock_holds"], buckets)
         c.check("report_scan_drops_lock_between_chunks", scan_chunks)
 
+        def unloaded():
+            before = c.one("unload_before", "leaky_leak_kmalloc")
+            gone = c.one("unload_gone", "leaky_leak_kmalloc")
+            again = c.one("unload_again", "leaky_leak_kmalloc")
+            st = parse_stats(sections["unload_stats"])
+            ok = (notes["rc_rmmod_leaking"] == "0" and notes["rc_insmod_leaky_again"] == "0"
+                  and gone["id"] == before["id"] == again["id"] and gone["frames"] == before["frames"]
+                  and gone["objects"] == 10 and again["objects"] == 15 and st["stacks_frozen"] >= 1)
+            print("INFO leaky .text before unload %s, after reload %s" % (
+                notes.get("leaky_text_before"), notes.get("leaky_text_after")))
+            return ok, "ids %s %s %s, objects %d %d, stacks_frozen %d, frames after unload %s" % (
+                before["id"], gone["id"], again["id"], gone["objects"], again["objects"],
+                st["stacks_frozen"], gone["frames"][:2])
+        c.check("unloaded_module_objects_keep_names_and_ids", unloaded)
+
         def reset():
             r = c.report("after_reset")
             return (not r.mentions("leaky_leak_kmalloc") and r.header["dropped"] == 0,

@@ -168,6 +168,22 @@ if [ "$LEVEL" = full ]; then
 	lk freeall
 	echo 0 > $P/max_memory_kb
 
+	# A module that goes away with live objects: they keep their names
+	# and id, also once the module is loaded again at the same addresses.
+	lk freeall
+	lk leak 10 400
+	emit unload_before $D/stacks
+	echo 1 > /sys/module/leaky/parameters/leak_on_unload
+	note leaky_text_before "$(cat /sys/module/leaky/sections/.text)"
+	try rmmod_leaking rmmod leaky
+	emit unload_gone $D/stacks
+	emit unload_stats $D/stats
+	try insmod_leaky_again insmod /modules/leaky.ko
+	note leaky_text_after "$(cat /sys/module/leaky/sections/.text)"
+	lk leak 5 400
+	emit unload_again $D/stacks
+	lk freeall
+
 	# Reset via debugfs.
 	lk leak 3 500
 	echo 1 > $D/reset

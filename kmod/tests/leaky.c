@@ -38,7 +38,7 @@
  * Locking: leaked objects are linked through their first bytes on two lists
  * under leaky_lock (irqsave); IRQ allocations go to fixed arrays written only
  * by their timer and read after the timer has stopped. Everything is freed
- * on unload.
+ * on unload (but the kmalloc leaks with leak_on_unload=1).
  */
 #define pr_fmt(fmt) "leaky: " fmt
 
@@ -115,6 +115,9 @@ MODULE_PARM_DESC(churn_size, "Bytes per churn allocation");
 static unsigned int churn_ms;
 module_param(churn_ms, uint, 0644);
 MODULE_PARM_DESC(churn_ms, "Allocate and free one object every this many ms (0: off)");
+static bool leak_on_unload;
+module_param(leak_on_unload, bool, 0644);
+MODULE_PARM_DESC(leak_on_unload, "Leave the kmalloc leaks allocated when unloaded");
 static unsigned int steady_leaked;
 module_param(steady_leaked, uint, 0444);
 MODULE_PARM_DESC(steady_leaked, "Objects leaked so far by leaky_steady_leak");
@@ -684,7 +687,8 @@ static void __exit leaky_exit(void)
 	WRITE_ONCE(leaky_storm_end, jiffies);
 	leaky_storm_wait();
 	leaky_irq_free();
-	leaky_free_list(&leaky_kmallocs, false);
+	if (!leak_on_unload)
+		leaky_free_list(&leaky_kmallocs, false);
 	leaky_free_list(&leaky_cached, true);
 	rcu_barrier();
 	kmem_cache_destroy(leaky_cachep);
