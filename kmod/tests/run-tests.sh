@@ -59,7 +59,7 @@ for tgt in "${targets[@]}"; do
 	"$HERE/run-qemu.sh" --arch "$QARCH" --kernel "$KERNEL" \
 		--module "$build/mlt/mlt.ko" --module "$build/leaky/leaky.ko" \
 		--init-hook "$HERE/guest-tests.sh" --hook-args "$LEVEL" \
-		--log "$log" --timeout "$TIMEOUT"
+		--append "$KAPPEND" --log "$log" --timeout "$TIMEOUT"
 	qrc=$?
 	echo "boot: exit $qrc after $(( $(date +%s) - start ))s, log $log"
 	out=$(python3 "$HERE/check.py" "$log" --level "$LEVEL")
