@@ -27,7 +27,7 @@ make -s -C "$KMOD" KDIR="$KDIR" BUILD="$BUILD" >/dev/null 2>&1
 "$KMOD/tests/run-qemu.sh" --arch x86_64 --kernel "$KERNEL" \
 	--module "$BUILD/mlt/mlt.ko" --module "$BUILD/leaky/leaky.ko" \
 	--init-hook "$HERE/scan-guest.sh" --hook-args "$CAP $OBJS $READS" \
-	--smp 1 --log "$LOG" --timeout 600
+	--smp 1 --icount "${ICOUNT_SHIFT:-0}" --log "$LOG" --timeout 600
 
 python3 - "$LOG" "$CAP" "$OBJS" <<'PY'
 import statistics, sys
