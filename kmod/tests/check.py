@@ -347,7 +347,9 @@ def main():
     # Softirqs run on interrupt exit are cut with the ORC unwinder only.
     c.check("softirq_stacks_cut_at_interrupt", lambda: irq_bounded("leaky_softirq_alloc", ("x86_64",)))
     c.check("irq_allocs_freed_in_task", lambda: c.absent("irq_freed", "leaky_hardirq_alloc", "leaky_softirq_alloc"))
-    c.check("storm_reports_read", lambda: (int(notes["storm_reads"]) >= 3, "only %s reads" % notes["storm_reads"]))
+    # At least one complete read of the three reports while the storm ran
+    # (how many fit in its 3 s depends on the host: not a timing test).
+    c.check("storm_reports_read", lambda: (int(notes["storm_reads"]) >= 1, "only %s reads" % notes["storm_reads"]))
     c.check("storm_leaves_nothing", lambda: c.absent("storm", "leaky_storm_alloc"))
     c.check("freeall_leaves_nothing",
             lambda: c.absent("freed", "leaky_leak_kmalloc", "leaky_leak_cache", "leaky_transient"))
@@ -488,7 +490,7 @@ def main():
         st = parse_stats(sections["oom_stats"])
         heads = [ln for ln in text.splitlines() if "tracked (" in ln]
         lines = len(text.splitlines())
-        # One report (3 OOM rounds within oom_interval_s) of at most
+        # One report (3 OOM rounds within oom_interval_s, 3600 s) of at most
         # 10 stacks x (1 + 8 frames) + 1 lines.
         ok = st["oom_calls"] >= 3 and st["oom_reports"] == 1 and len(heads) == 1 and lines <= 91
         return ok, "oom_calls %d oom_reports %d, %d report headers, %d lines" % (
