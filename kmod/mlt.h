@@ -9,8 +9,10 @@
  *    mlt_ctl_lock after synchronize_rcu().
  *  - Object buckets are guarded by MLT_STRIPES raw spinlocks taken with
  *    interrupts disabled; each stripe owns a slice of the object pool.
- *  - Stack records are only added (lock-free lookup, insert under
- *    stack_lock) until the table is reset.
+ *  - Stack records: lock-free lookup, insertion and reuse under stack_lock.
+ *    A record is pinned (refs) by each live object and by each probe that
+ *    is about to enter one; only an unpinned record is reused, and only
+ *    while no reader is building a report (mlt_core.c).
  */
 #ifndef _MLT_H
 #define _MLT_H
@@ -44,10 +46,16 @@
 #define MLT_DEFAULT_RAM_DIV	256	/* default cap: 1/256 of RAM */
 #define MLT_MIN_CAP_KB		256	/* floor of the default cap */
 #define MLT_DEFAULT_MAX_STACKS	4096
-#define MLT_AVG_FRAMES		16	/* frame pool sized for this mean depth */
+#define MLT_REUSE_SCAN		64	/* records looked at per reuse attempt */
+#define MLT_STEAL_BATCH		16	/* free entries a stripe takes from another */
+#define MLT_FROZEN_TEXT		(32 * 1024) /* frame text of unloaded modules' stacks */
+#define MLT_REF_DEAD		(-1)	/* stack record refs: being reused */
 #define MLT_STACK_SHARE_DIV	4	/* auto: at most 1/4 of the cap on stacks */
 #define MLT_LEGACY_TOP		20	/* rows in mem_leaks */
 #define MLT_OOM_TOP		10	/* stacks printed on OOM */
+#define MLT_OOM_FRAMES		8	/* frames printed per stack on OOM */
+#define MLT_OOM_INTERVAL_S	60	/* default: at most one OOM report per */
+#define MLT_SCAN_CHUNK		256	/* default buckets per stripe lock hold */
 #define MLT_SLAB_NAME_LEN	64	/* slab filter name, with NUL */
 #define MLT_SNAP_CHUNK		PAGE_SIZE /* seq_file record size of a snapshot */
 
@@ -63,7 +71,8 @@ enum mlt_mode { MLT_MODE_FULL, MLT_MODE_SAMPLED };
 enum mlt_counter {
 	MLT_C_TRACKED,		/* allocations entered into the table */
 	MLT_C_DROP_POOL,	/* object pool (stripe slice) was empty */
-	MLT_C_DROP_STACKS,	/* stack table or frame pool was full */
+	MLT_C_DROP_STACKS,	/* stack table full, nothing reusable */
+	MLT_C_STACKS_REUSED,	/* records of freed stacks given new stacks */
 	MLT_C_UNTRACKED_FREES,
 	MLT_C_MISSED_FREES,
 	MLT_C_RECURSION,	/* probe re-entered in the same context */
@@ -71,11 +80,12 @@ enum mlt_counter {
 	MLT_C_BULK_FREES,	/* objects seen by the free_bulk kprobe */
 	MLT_C_TRACE_HITS,	/* stacks known from a checked cached trace */
 	MLT_C_TRACE_LEARNT,	/* traces learnt */
-	MLT_C_UNWIND_SHORT,	/* stacks walked from the call site's frame */
 	MLT_C_UNWIND_COMPLETE,	/* stacks walked from the probe */
 	MLT_C_UNWIND_STALE,	/* learnt call-site distances that failed */
 	MLT_C_SLOW_NS,		/* time in the tracking slow path */
 	MLT_C_SLOW_CALLS,
+	MLT_C_VERIFY_CHECKS,	/* verify=1: stacks compared with the kernel's */
+	MLT_C_VERIFY_MISMATCHES,	/* ... and found different */
 	MLT_NR_COUNTERS
 };
 
@@ -88,12 +98,19 @@ struct mlt_obj {
 	u32 unused;
 };
 
-/* One distinct stack: 32 bytes, plus nr frames in the frame pool. */
+/*
+ * One distinct stack: 40 bytes, plus depth frames in the frame pool. seq
+ * is odd while the record is rewritten for another stack and changes with
+ * every reuse; refs counts live objects and pins, MLT_REF_DEAD while the
+ * record is being reused.
+ */
 struct mlt_stack {
 	u32 hash;
 	u32 next;		/* next in stack bucket */
-	u32 frame_off;		/* first frame in mlt_table.frames */
+	u32 seq;
 	u32 nr;			/* number of frames */
+	atomic_t refs;
+	u32 frozen;		/* 1 + offset of its frames' text, 0: none */
 	atomic64_t allocs_w;	/* weighted allocation count */
 	atomic64_t frees_w;	/* weighted free count */
 };
@@ -120,10 +137,12 @@ enum mlt_trace_end {
 struct mlt_trace {
 	u32 seq;		/* odd while being rewritten */
 	u32 sidx;		/* stack record */
-	unsigned long call_site;
-	u16 nr;			/* frames, as in the stack record */
+	u32 sseq;		/* the record's seq: it was not reused since */
+	u32 site;		/* low 32 bits of the call site; 0: empty */
+	u8 nr;			/* frames, as in the stack record */
 	u8 end;			/* enum mlt_trace_end: how the walk stopped */
 	u8 bp_in_reg;		/* _ENTRY: take %rbp, not the bp_off slot */
+	u8 unused;
 	u16 regs_off;		/* _USER: user registers - sp0;
 				 * _ENTRY: user registers - %rbp of frame nr-2
 				 */
@@ -151,7 +170,6 @@ struct mlt_table {
 	u32 obj_bits;		/* log2 of the number of object buckets */
 	u32 max_stacks;
 	u32 stack_bits;
-	u32 max_frames;
 	char slab[MLT_SLAB_NAME_LEN];	/* cache name filter, "" = all */
 
 	struct mlt_stripe stripes[MLT_STRIPES];
@@ -160,10 +178,19 @@ struct mlt_table {
 
 	raw_spinlock_t stack_lock;
 	u32 nr_stacks;		/* written under stack_lock */
-	u32 nr_frames;		/* written under stack_lock */
+	u32 reuse_hand;		/* next record to look at for reuse; stack_lock */
+	u32 readers;		/* reports being built: no reuse; stack_lock */
 	struct mlt_stack *stacks;
 	u32 *stack_buckets;
-	unsigned long *frames;
+	unsigned long *frames;	/* depth per record */
+	/*
+	 * Records with frames in a module that went away keep their frames
+	 * as text (mlt_report.c), one line per frame; append-only until the
+	 * table is rebuilt, written under mlt_ctl_lock.
+	 */
+	char *frozen_text;
+	u32 frozen_len;
+	u32 nr_frozen;
 	struct mlt_agg *agg;
 
 	raw_spinlock_t trace_lock;	/* serialises trace writers */
@@ -173,6 +200,10 @@ struct mlt_table {
 
 	size_t bytes;		/* memory held by this table */
 	u64 reset_ns;
+	/* Reader scans (mlt_ctl_lock): longest interrupts-off section. */
+	u64 scan_max_ns;	/* since the table was built */
+	u64 scan_last_ns;	/* in the last scan */
+	u32 scan_last_holds;	/* lock holds in the last scan */
 };
 
 struct mlt_pcpu {
@@ -187,10 +218,12 @@ extern struct mlt_table __rcu *mlt_table;
 extern struct mutex mlt_ctl_lock;
 extern struct mlt_pcpu __percpu *mlt_pcpu;
 extern bool mlt_enable;
+extern bool mlt_verify;
 extern unsigned long mlt_gate;
 extern bool mlt_bulk_probe_ok;
 extern unsigned long mlt_cap_bytes;
 extern unsigned int mlt_min_size;
+extern unsigned int mlt_scan_chunk;
 
 void mlt_untrack(unsigned long ptr, u32 b);
 s64 mlt_next_interval(struct rnd_state *rnd, u32 mean);
@@ -199,6 +232,17 @@ u64 mlt_weight(const struct mlt_table *t, u32 size);
 u64 mlt_counter_sum(enum mlt_counter c);
 void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes);
 u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr);
+bool mlt_stack_pin(struct mlt_table *t, u32 sidx);
+void mlt_stack_put(struct mlt_table *t, u32 sidx);
+void mlt_readers_enter(struct mlt_table *t);
+void mlt_readers_exit(struct mlt_table *t);
+bool mlt_stack_freeze(struct mlt_table *t, u32 sidx, u32 text_off);
+
+static inline unsigned long *mlt_stack_frames(const struct mlt_table *t,
+					      u32 sidx)
+{
+	return &t->frames[(size_t)sidx * t->depth];
+}
 
 /* mlt_probes.c: the only place that knows kernel-version differences. */
 int mlt_probes_register(void);
@@ -255,7 +299,10 @@ static __always_inline void mlt_on_free(const void *ptr)
 /* mlt_unwind.c */
 u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 		 unsigned long call_site);
+void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
+		      unsigned long call_site, u32 sidx);
 size_t mlt_trace_mem(u32 traces);
+size_t mlt_unwind_static_mem(void);
 int mlt_unwind_init(void);
 void mlt_unwind_exit(void);
 

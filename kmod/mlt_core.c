@@ -17,21 +17,34 @@
  *  - mlt_table is an RCU-published pointer, and so is mlt_obj_buckets (the
  *    same table's buckets, for the free fast path). The probes read them
  *    with rcu_dereference_sched()/smp_load_acquire(); mlt_reset_locked()
- *    unpublishes both, waits with synchronize_rcu() for every probe in
- *    flight, then frees and rebuilds.
+ *    builds the new table first (a parameter change that cannot be met
+ *    leaves the old table and values in place), then unpublishes the old
+ *    one, waits with synchronize_rcu() for every probe in flight, resets
+ *    the per-CPU state, publishes the new table and frees the old.
  *    mlt_ctl_lock (a mutex) serialises resets, parameter changes and
  *    readers that walk the table (snapshots, OOM report). Readers hold
- *    each stripe lock in turn while summing its buckets.
+ *    each stripe lock for scan_chunk buckets at a time while summing, and
+ *    reschedule between holds.
  *  - Object buckets: bucket b is guarded by stripes[b % MLT_STRIPES].lock,
  *    a raw spinlock taken with interrupts disabled, so a hard IRQ that
  *    allocates while its CPU holds a stripe cannot deadlock. Each stripe
- *    owns a fixed slice of the object pool, so its free list needs no other
- *    lock. A free first peeks at the bucket head without the lock: an
- *    object being freed was entered into the table before its pointer was
- *    handed out, so an empty bucket means "not tracked".
- *  - Stack records are only ever appended (until a reset). Lookup is
- *    lock-free (acquire/release on bucket heads); insertion takes
- *    stack_lock (raw, irqsave) and re-checks.
+ *    has its own free list (a slice of the pool at first). A stripe whose
+ *    list is empty takes MLT_STEAL_BATCH entries from another's, which it
+ *    only try-locks while holding its own: no lock order, no waiting.
+ *    A free first peeks at the bucket head without the lock: an object
+ *    being freed was entered into the table before its pointer was handed
+ *    out, so an empty bucket means "not tracked".
+ *  - Stack records: lookup is lock-free (acquire/release on bucket heads,
+ *    a per-record seq that is odd while the record is rewritten); insertion
+ *    takes stack_lock (raw, irqsave) and re-checks. A record's refs count
+ *    its live objects plus pins: a probe pins the record it found (lookup,
+ *    cached trace) before it re-checks seq, and the pin becomes the new
+ *    object's reference or is dropped. When the table is full, insertion
+ *    reuses a record with no references: under stack_lock, refs 0 ->
+ *    MLT_REF_DEAD (cmpxchg, so no pin can succeed), unlink, rewrite with seq
+ *    odd, relink. A record's counters are added to only while it is pinned.
+ *    Readers (reports, OOM) stop reuse while they run (t->readers), so the
+ *    records they aggregate keep their stacks.
  *  - Per-CPU state (sampling countdown, PRNG, unwind buffers, counters)
  *    is touched only by its own CPU with preemption disabled, except by a
  *    reset, which rewrites it while no table is published. A recursion
@@ -57,6 +70,7 @@
 #include <linux/string.h>
 #include <linux/timekeeping.h>
 #include <linux/preempt.h>
+#include <linux/kprobes.h>
 #include "mlt.h"
 
 struct mlt_table __rcu *mlt_table;
@@ -97,6 +111,16 @@ static const struct kernel_param_ops mlt_enable_ops = {
 module_param_cb(enable, &mlt_enable_ops, &mlt_enable, 0644);
 MODULE_PARM_DESC(enable, "Track new allocations (frees are always processed)");
 
+/* Buckets summed per stripe lock hold by readers; 0: a stripe at once. */
+unsigned int mlt_scan_chunk = MLT_SCAN_CHUNK;
+module_param_named(scan_chunk, mlt_scan_chunk, uint, 0644);
+MODULE_PARM_DESC(scan_chunk, "Buckets a report sums per lock hold (interrupts off); 0 = a whole stripe");
+
+/* Debug: check every stack found against stack_trace_save() (slow). */
+bool mlt_verify;
+module_param_named(verify, mlt_verify, bool, 0644);
+MODULE_PARM_DESC(verify, "Debug: compare every recorded stack with the kernel's own walk, count mismatches");
+
 static int mlt_min_size_set(const char *val, const struct kernel_param *kp)
 {
 	int err = param_set_uint(val, kp);
@@ -121,27 +145,20 @@ static unsigned int cfg_max_stacks;	/* 0: derived from the cap */
 static unsigned int cfg_max_memory_kb;	/* 0: 1/MLT_DEFAULT_RAM_DIV of RAM */
 static char cfg_slab[MLT_SLAB_NAME_LEN];
 
-/* Apply a change that needs new tables: reset under the control lock. */
-static int mlt_apply(void (*set)(const void *), const void *val)
+/*
+ * Rebuild the tables after a parameter change, under mlt_ctl_lock. On
+ * failure the caller puts the old value back: the old tables are kept.
+ */
+static int mlt_apply_locked(void)
 {
-	int err = 0;
-
-	mutex_lock(&mlt_ctl_lock);
-	set(val);
-	if (mlt_ready)
-		err = mlt_reset_locked();
-	mutex_unlock(&mlt_ctl_lock);
-	return err;
-}
-
-static void mlt_set_mode(const void *v)
-{
-	cfg_mode = *(const enum mlt_mode *)v;
+	lockdep_assert_held(&mlt_ctl_lock);
+	return mlt_ready ? mlt_reset_locked() : 0;
 }
 
 static int mlt_mode_set(const char *val, const struct kernel_param *kp)
 {
-	enum mlt_mode m;
+	enum mlt_mode m, old;
+	int err;
 
 	if (sysfs_streq(val, "full"))
 		m = MLT_MODE_FULL;
@@ -149,7 +166,14 @@ static int mlt_mode_set(const char *val, const struct kernel_param *kp)
 		m = MLT_MODE_SAMPLED;
 	else
 		return -EINVAL;
-	return mlt_apply(mlt_set_mode, &m);
+	mutex_lock(&mlt_ctl_lock);
+	old = cfg_mode;
+	cfg_mode = m;
+	err = mlt_apply_locked();
+	if (err)
+		cfg_mode = old;
+	mutex_unlock(&mlt_ctl_lock);
+	return err;
 }
 
 static int mlt_mode_get(char *buf, const struct kernel_param *kp)
@@ -172,7 +196,7 @@ struct mlt_uint_param {
 static int mlt_uint_set(const char *val, const struct kernel_param *kp)
 {
 	const struct mlt_uint_param *p = kp->arg;
-	unsigned int v;
+	unsigned int v, old;
 	int err;
 
 	err = kstrtouint(val, 0, &v);
@@ -180,13 +204,12 @@ static int mlt_uint_set(const char *val, const struct kernel_param *kp)
 		return err;
 	if (v < p->min || v > p->max)
 		return -ERANGE;
-	if (!mlt_ready) {
-		*p->var = v;
-		return 0;
-	}
 	mutex_lock(&mlt_ctl_lock);
+	old = *p->var;
 	*p->var = v;
-	err = mlt_reset_locked();
+	err = mlt_apply_locked();
+	if (err)
+		*p->var = old;
 	mutex_unlock(&mlt_ctl_lock);
 	return err;
 }
@@ -234,17 +257,20 @@ MODULE_PARM_DESC(max_memory_kb, "Hard cap on tracking memory in KiB, 0 = 1/256 o
 static int mlt_slab_set(const char *val, const struct kernel_param *kp)
 {
 	size_t len = strcspn(val, "\n");
-	int err = 0;
+	char old[MLT_SLAB_NAME_LEN];
+	int err;
 
 	if (len >= sizeof(cfg_slab))
 		return -ENAMETOOLONG;
 	if (len && !mlt_slab_filter_supported())
 		return -EOPNOTSUPP;
 	mutex_lock(&mlt_ctl_lock);
+	memcpy(old, cfg_slab, sizeof(old));
 	memcpy(cfg_slab, val, len);
 	cfg_slab[len] = '\0';
-	if (mlt_ready)
-		err = mlt_reset_locked();
+	err = mlt_apply_locked();
+	if (err)
+		memcpy(cfg_slab, old, sizeof(old));
 	mutex_unlock(&mlt_ctl_lock);
 	return err;
 }
@@ -263,11 +289,10 @@ MODULE_PARM_DESC(slab, "Track only kmem_cache_alloc from the cache of this name 
 
 static int mlt_reset_set(const char *val, const struct kernel_param *kp)
 {
-	int err = 0;
+	int err;
 
 	mutex_lock(&mlt_ctl_lock);
-	if (mlt_ready)
-		err = mlt_reset_locked();
+	err = mlt_apply_locked();
 	mutex_unlock(&mlt_ctl_lock);
 	return err;
 }
@@ -369,29 +394,144 @@ u64 mlt_counter_sum(enum mlt_counter c)
 
 /* ---- stack table ------------------------------------------------------ */
 
+/* Pin a record against reuse; false while it is being reused. */
+bool mlt_stack_pin(struct mlt_table *t, u32 sidx)
+{
+	return atomic_inc_unless_negative(&t->stacks[sidx].refs);
+}
+
+/* Drop a pin or an object's reference, after its counter updates. */
+void mlt_stack_put(struct mlt_table *t, u32 sidx)
+{
+	smp_mb__before_atomic();	/* counters before a reuse can zero them */
+	atomic_dec(&t->stacks[sidx].refs);
+}
+
+/* While a reader runs, no record is reused: its stacks stay put. */
+void mlt_readers_enter(struct mlt_table *t)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&t->stack_lock, flags);
+	t->readers++;
+	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
+}
+
+void mlt_readers_exit(struct mlt_table *t)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&t->stack_lock, flags);
+	t->readers--;
+	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
+}
+
+/*
+ * The record of this stack, pinned, or MLT_NIL. Without stack_lock a
+ * record may be rewritten meanwhile: a match counts only if the record's
+ * seq was even and is unchanged once pinned. A chain walk that a reuse
+ * sends elsewhere ends at MLT_NIL or at the bound; the caller then looks
+ * again under the lock.
+ */
 static u32 mlt_stack_find(struct mlt_table *t, u32 b, u32 h,
 			  const unsigned long *f, u32 nr)
 {
-	u32 i;
+	u32 i, seq, n = 0;
 
-	/* Pairs with the release in mlt_stack_get(): the record is complete. */
-	for (i = smp_load_acquire(&t->stack_buckets[b]); i != MLT_NIL;
+	/* Pairs with the releases in mlt_stack_get(): the record is complete. */
+	for (i = smp_load_acquire(&t->stack_buckets[b]);
+	     i != MLT_NIL && n++ < t->max_stacks;
 	     i = READ_ONCE(t->stacks[i].next)) {
 		const struct mlt_stack *st = &t->stacks[i];
 
-		if (st->hash == h && st->nr == nr &&
-		    !memcmp(&t->frames[st->frame_off], f, nr * sizeof(*f)))
+		/* Pairs with the release of the even seq in mlt_stack_get(). */
+		seq = smp_load_acquire(&st->seq);
+		if ((seq & 1) || READ_ONCE(st->hash) != h || READ_ONCE(st->nr) != nr ||
+		    memcmp(mlt_stack_frames(t, i), f, nr * sizeof(*f)))
+			continue;
+		if (!mlt_stack_pin(t, i))
+			continue;
+		/* The pin is a full barrier: seq is read after it. */
+		if (READ_ONCE(st->seq) == seq)
 			return i;
+		mlt_stack_put(t, i);
 	}
 	return MLT_NIL;
 }
 
+/*
+ * A record with no references, unlinked and marked MLT_REF_DEAD, or
+ * MLT_NIL. Looks at MLT_REUSE_SCAN records from where the last look
+ * stopped. Called with stack_lock held.
+ */
+static u32 mlt_stack_reuse(struct mlt_table *t)
+{
+	u32 n, i, *link;
+	struct mlt_stack *st;
+
+	if (t->readers)
+		return MLT_NIL;
+	for (n = 0; n < min_t(u32, MLT_REUSE_SCAN, t->max_stacks); n++) {
+		i = t->reuse_hand;
+		t->reuse_hand = i + 1 < t->max_stacks ? i + 1 : 0;
+		st = &t->stacks[i];
+		if (atomic_read(&st->refs) ||
+		    atomic_cmpxchg(&st->refs, 0, MLT_REF_DEAD) != 0)
+			continue;
+		link = &t->stack_buckets[hash_32(st->hash, t->stack_bits)];
+		while (*link != i && *link != MLT_NIL)
+			link = &t->stacks[*link].next;
+		if (*link == i)
+			WRITE_ONCE(*link, st->next);
+		mlt_count(MLT_C_STACKS_REUSED, 1);
+		return i;
+	}
+	return MLT_NIL;
+}
+
+/*
+ * Record sidx's frames are in a module going away: from now on it reports
+ * the text at text_off (already written) and no lookup or cached trace
+ * finds it, so a module loaded at the same addresses gets records of its
+ * own. Its live objects keep it; once they are freed it may be reused.
+ * Returns false when it has no objects left (nothing to keep).
+ */
+bool mlt_stack_freeze(struct mlt_table *t, u32 sidx, u32 text_off)
+{
+	struct mlt_stack *st = &t->stacks[sidx];
+	unsigned long flags;
+	u32 *link;
+	bool kept;
+
+	raw_spin_lock_irqsave(&t->stack_lock, flags);
+	kept = atomic_read(&st->refs) > 0 && !st->frozen;
+	if (kept) {
+		link = &t->stack_buckets[hash_32(st->hash, t->stack_bits)];
+		while (*link != sidx && *link != MLT_NIL)
+			link = &t->stacks[*link].next;
+		if (*link == sidx)
+			WRITE_ONCE(*link, st->next);
+		/* A new seq: traces and lookups in flight no longer match. */
+		WRITE_ONCE(st->seq, st->seq + 1);
+		smp_wmb();	/* odd seq before frozen */
+		WRITE_ONCE(st->frozen, text_off + 1);
+		smp_store_release(&st->seq, st->seq + 1);	/* frozen before even seq */
+	}
+	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
+	return kept;
+}
+
+/*
+ * The record of stack f[0..nr), pinned (mlt_stack_put() when not kept), or
+ * MLT_NIL when the table is full and no record is free of references.
+ */
 u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
 {
 	u32 h = jhash(f, nr * sizeof(*f), 0);
 	u32 b = hash_32(h, t->stack_bits);
 	struct mlt_stack *st;
 	unsigned long flags;
+	bool fresh = false;
 	u32 i;
 
 	i = mlt_stack_find(t, b, h, f, nr);
@@ -400,27 +540,81 @@ u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
 
 	raw_spin_lock_irqsave(&t->stack_lock, flags);
 	i = mlt_stack_find(t, b, h, f, nr);
-	if (i == MLT_NIL && t->nr_stacks < t->max_stacks &&
-	    t->nr_frames + nr <= t->max_frames) {
+	if (i != MLT_NIL)
+		goto out;
+	if (t->nr_stacks < t->max_stacks) {
 		i = t->nr_stacks;
-		st = &t->stacks[i];
-		st->hash = h;
-		st->nr = nr;
-		st->frame_off = t->nr_frames;
-		memcpy(&t->frames[st->frame_off], f, nr * sizeof(*f));
-		st->next = t->stack_buckets[b];
-		WRITE_ONCE(t->nr_frames, t->nr_frames + nr);
-		/* Publish the record before its index (lookups, readers). */
-		smp_store_release(&t->nr_stacks, i + 1);
-		/* Pairs with the acquire in mlt_stack_find(). */
-		smp_store_release(&t->stack_buckets[b], i);
+		fresh = true;
+	} else {
+		i = mlt_stack_reuse(t);
+		if (i == MLT_NIL)
+			goto out;
 	}
+	st = &t->stacks[i];
+	WRITE_ONCE(st->seq, st->seq + 1);
+	smp_wmb();	/* odd seq before the fields change */
+	WRITE_ONCE(st->hash, h);
+	WRITE_ONCE(st->nr, nr);
+	memcpy(mlt_stack_frames(t, i), f, nr * sizeof(*f));
+	atomic64_set(&st->allocs_w, 0);
+	atomic64_set(&st->frees_w, 0);
+	WRITE_ONCE(st->frozen, 0);
+	WRITE_ONCE(st->next, t->stack_buckets[b]);
+	/* Fields before the even seq and the pin (lookups, traces). */
+	smp_store_release(&st->seq, st->seq + 1);
+	atomic_set_release(&st->refs, 1);	/* the caller's pin */
+	if (fresh)	/* publish the record before its index (readers) */
+		smp_store_release(&t->nr_stacks, i + 1);
+	/* Pairs with the acquire in mlt_stack_find(). */
+	smp_store_release(&t->stack_buckets[b], i);
+out:
 	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
 	return i;
 }
 
+NOKPROBE_SYMBOL(mlt_stack_get);
+
 /* ---- object table ----------------------------------------------------- */
 
+/*
+ * Stripe s, locked, has no free entry: move some from another stripe's
+ * free list, so that drops start only when the whole pool is nearly full.
+ */
+static void mlt_stripe_steal(struct mlt_table *t, struct mlt_stripe *s)
+{
+	u32 first = s - t->stripes + 1, k, n, i;
+	struct mlt_stripe *o;
+
+	for (k = 0; k < MLT_STRIPES - 1; k++) {
+		o = &t->stripes[(first + k) & (MLT_STRIPES - 1)];
+		if (READ_ONCE(o->free) == MLT_NIL || !raw_spin_trylock(&o->lock))
+			continue;
+		for (n = 0; n < MLT_STEAL_BATCH && o->free != MLT_NIL; n++) {
+			i = o->free;
+			WRITE_ONCE(o->free, t->objs[i].next);
+			t->objs[i].next = s->free;
+			WRITE_ONCE(s->free, i);
+		}
+		raw_spin_unlock(&o->lock);
+		if (n)
+			return;
+	}
+}
+
+/* Is there a free pool entry for stripe s, in it or in another? */
+static bool mlt_pool_has_room(struct mlt_table *t, struct mlt_stripe *s)
+{
+	u32 k;
+
+	if (READ_ONCE(s->free) != MLT_NIL)
+		return true;
+	for (k = 0; k < MLT_STRIPES; k++)
+		if (READ_ONCE(t->stripes[k].free) != MLT_NIL)
+			return true;
+	return false;
+}
+
+/* Enter an object of pinned stack sidx; the pin becomes its reference. */
 static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 			   u32 sidx)
 {
@@ -442,19 +636,24 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 		old_stack = o->stack;
 		old_size = o->size;
 	} else {
+		if (s->free == MLT_NIL)
+			mlt_stripe_steal(t, s);
 		i = s->free;
 		if (i == MLT_NIL) {
 			raw_spin_unlock_irqrestore(&s->lock, flags);
+			mlt_stack_put(t, sidx);
 			mlt_count(MLT_C_DROP_POOL, 1);
 			return;
 		}
 		o = &t->objs[i];
-		s->free = o->next;
+		WRITE_ONCE(s->free, o->next);
 		s->used++;
 		o->ptr = ptr;
 		o->next = t->buckets[b];
 		WRITE_ONCE(t->buckets[b], i);
 	}
+	/* Counted before a free on another CPU can drop the reference. */
+	atomic64_add(w, &t->stacks[sidx].allocs_w);
 	o->stack = sidx;
 	o->size = size;
 	raw_spin_unlock_irqrestore(&s->lock, flags);
@@ -462,8 +661,8 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 	if (old_stack != MLT_NIL) {
 		mlt_count(MLT_C_MISSED_FREES, 1);
 		atomic64_add(mlt_weight(t, old_size), &t->stacks[old_stack].frees_w);
+		mlt_stack_put(t, old_stack);
 	}
-	atomic64_add(w, &t->stacks[sidx].allocs_w);
 	mlt_count(MLT_C_TRACKED, 1);
 }
 
@@ -494,17 +693,21 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 		size = o->size;
 		o->ptr = 0;
 		o->next = s->free;
-		s->free = i;
+		WRITE_ONCE(s->free, i);
 		s->used--;
 		break;
 	}
 	raw_spin_unlock_irqrestore(&s->lock, flags);
 
-	if (sidx == MLT_NIL)
+	if (sidx == MLT_NIL) {
 		mlt_count(MLT_C_UNTRACKED_FREES, 1);
-	else
+	} else {
 		atomic64_add(mlt_weight(t, size), &t->stacks[sidx].frees_w);
+		mlt_stack_put(t, sidx);
+	}
 }
+
+NOKPROBE_SYMBOL(mlt_untrack);
 
 /* ---- hot path --------------------------------------------------------- */
 
@@ -532,15 +735,24 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 		return;
 	}
 
+	/* Pool full: make no stack record for an object that is dropped. */
+	if (!mlt_pool_has_room(t, &t->stripes[hash_long(ptr, t->obj_bits) &
+					      (MLT_STRIPES - 1)])) {
+		mlt_count(MLT_C_DROP_POOL, 1);
+		return;
+	}
 	pc->busy[ctx] = 1;
 	barrier();
 
 	sidx = mlt_stack_of(t, pc->buf[ctx], call_site);
 	/* Allocations made for this module (report buffers) are not leaks. */
-	if (sidx == MLT_NIL)
+	if (sidx == MLT_NIL) {
 		mlt_count(MLT_C_DROP_STACKS, 1);
-	else if (sidx != MLT_SKIP)
+	} else if (sidx != MLT_SKIP) {
+		if (unlikely(READ_ONCE(mlt_verify)))
+			mlt_verify_stack(t, pc->buf[ctx], call_site, sidx);
 		mlt_obj_insert(t, ptr, min_t(size_t, size, U32_MAX), sidx);
+	}
 	barrier();
 	pc->busy[ctx] = 0;
 	mlt_count(MLT_C_SLOW_NS, local_clock() - t0);
@@ -573,36 +785,55 @@ noinline void mlt_alloc_slow(const void *ptr, size_t size,
 	mlt_track(t, (unsigned long)ptr, size, call_site);
 }
 
+NOKPROBE_SYMBOL(mlt_alloc_slow);
+
 /* ---- read side -------------------------------------------------------- */
 
 /*
  * Sum outstanding weights per stack into t->agg. Caller holds mlt_ctl_lock
- * (so t stays alive and agg has one user). Each stripe is consistent in
- * itself; the probes keep running meanwhile.
+ * (so t stays alive and agg has one user) in process context. A stripe's
+ * buckets are summed mlt_scan_chunk at a time, the stripe lock (interrupts
+ * off) dropped between chunks, so the longest interrupts-off section does
+ * not grow with the pool. Each bucket is consistent in itself; the probes
+ * keep running meanwhile. Records the longest section (t->scan_*).
  */
 void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
 {
-	u32 nb = 1U << t->obj_bits, b, i, s;
+	u32 nb = 1U << t->obj_bits, b, i, s, n, chunk, holds = 0;
+	u64 t0, dt, longest = 0;
 	unsigned long flags;
 
+	chunk = READ_ONCE(mlt_scan_chunk) ? : nb;
 	*objects = 0;
 	*bytes = 0;
 	memset(t->agg, 0, sizeof(*t->agg) * t->max_stacks);
 	for (s = 0; s < MLT_STRIPES; s++) {
-		raw_spin_lock_irqsave(&t->stripes[s].lock, flags);
-		for (b = s; b < nb; b += MLT_STRIPES) {
-			for (i = t->buckets[b]; i != MLT_NIL; i = t->objs[i].next) {
-				const struct mlt_obj *o = &t->objs[i];
-				u64 w = mlt_weight(t, o->size);
+		for (b = s; b < nb;) {
+			local_irq_save(flags);
+			t0 = local_clock();
+			raw_spin_lock(&t->stripes[s].lock);
+			for (n = 0; n < chunk && b < nb; n++, b += MLT_STRIPES) {
+				for (i = t->buckets[b]; i != MLT_NIL; i = t->objs[i].next) {
+					const struct mlt_obj *o = &t->objs[i];
+					u64 w = mlt_weight(t, o->size);
 
-				t->agg[o->stack].objects_w += w;
-				t->agg[o->stack].bytes_w += w * o->size;
-				*objects += 1;
-				*bytes += o->size;
+					t->agg[o->stack].objects_w += w;
+					t->agg[o->stack].bytes_w += w * o->size;
+					*objects += 1;
+					*bytes += o->size;
+				}
 			}
+			raw_spin_unlock(&t->stripes[s].lock);
+			dt = local_clock() - t0;
+			local_irq_restore(flags);
+			longest = max(longest, dt);
+			holds++;
+			cond_resched();
 		}
-		raw_spin_unlock_irqrestore(&t->stripes[s].lock, flags);
 	}
+	t->scan_last_ns = longest;
+	t->scan_last_holds = holds;
+	t->scan_max_ns = max(t->scan_max_ns, longest);
 }
 
 /* ---- table life cycle ------------------------------------------------- */
@@ -618,6 +849,7 @@ static void mlt_table_free(struct mlt_table *t)
 	vfree(t->frames);
 	vfree(t->agg);
 	vfree(t->traces);
+	vfree(t->frozen_text);
 	vfree(t);
 }
 
@@ -627,47 +859,69 @@ static u32 mlt_nr_traces(u32 stacks)
 	return max_t(u32, roundup_pow_of_two(stacks) / 2, 2 * MLT_TRACE_WAYS);
 }
 
-static size_t mlt_stack_mem(u32 stacks)
+/*
+ * Memory of the table's arrays as the cap counts it: each is its own
+ * vmalloc area, so whole pages.
+ */
+static size_t mlt_stack_mem(u32 stacks, u32 depth)
 {
-	return (size_t)stacks * (sizeof(struct mlt_stack) + sizeof(struct mlt_agg) +
-				 MLT_AVG_FRAMES * sizeof(unsigned long)) +
-	       (size_t)roundup_pow_of_two(stacks) * sizeof(u32) +
-	       mlt_trace_mem(mlt_nr_traces(stacks));
+	return PAGE_ALIGN((size_t)stacks * sizeof(struct mlt_stack)) +
+	       PAGE_ALIGN((size_t)stacks * sizeof(struct mlt_agg)) +
+	       PAGE_ALIGN((size_t)stacks * depth * sizeof(unsigned long)) +
+	       PAGE_ALIGN((size_t)roundup_pow_of_two(stacks) * sizeof(u32)) +
+	       PAGE_ALIGN(mlt_trace_mem(mlt_nr_traces(stacks)));
 }
 
 static size_t mlt_obj_mem(u32 objects)
 {
-	return (size_t)objects * sizeof(struct mlt_obj) +
-	       (size_t)roundup_pow_of_two(objects) * sizeof(u32);
+	return PAGE_ALIGN((size_t)objects * sizeof(struct mlt_obj)) +
+	       PAGE_ALIGN((size_t)roundup_pow_of_two(objects) * sizeof(u32));
 }
 
-/* Size a table for the current parameters within mlt_cap_bytes. */
-static struct mlt_table *mlt_table_alloc(void)
+/*
+ * A rebuild that fails for want of memory is refused and the old tables
+ * kept (mlt_reset_locked()): no allocation-failure splat for it.
+ */
+static void *mlt_vmalloc(size_t size)
 {
-	size_t fixed = sizeof(struct mlt_table) +
-		       num_possible_cpus() * sizeof(struct mlt_pcpu);
+	return __vmalloc(size, GFP_KERNEL | __GFP_NOWARN);
+}
+
+static void *mlt_vzalloc(size_t size)
+{
+	return __vmalloc(size, GFP_KERNEL | __GFP_NOWARN | __GFP_ZERO);
+}
+
+/* Size a table for the current parameters within the cap (*cap). */
+static struct mlt_table *mlt_table_alloc(unsigned long *cap)
+{
+	/* The table itself, the per-CPU state, the module's static tables. */
+	size_t fixed = PAGE_ALIGN(sizeof(struct mlt_table)) + MLT_FROZEN_TEXT +
+		       num_possible_cpus() * sizeof(struct mlt_pcpu) +
+		       mlt_unwind_static_mem();
 	size_t avail, smem, per_obj = sizeof(struct mlt_obj) + 2 * sizeof(u32);
 	size_t trace_bytes;
 	struct mlt_table *t;
 	u32 stacks, objects, i, s;
 
 	if (cfg_max_memory_kb)
-		mlt_cap_bytes = (unsigned long)cfg_max_memory_kb * 1024;
+		*cap = (unsigned long)cfg_max_memory_kb * 1024;
 	else
-		mlt_cap_bytes = max_t(unsigned long,
-				      (totalram_pages() << PAGE_SHIFT) / MLT_DEFAULT_RAM_DIV,
-				      MLT_MIN_CAP_KB * 1024UL);
-	if (mlt_cap_bytes <= fixed)
+		*cap = max_t(unsigned long,
+			     (totalram_pages() << PAGE_SHIFT) / MLT_DEFAULT_RAM_DIV,
+			     MLT_MIN_CAP_KB * 1024UL);
+	if (*cap <= fixed)
 		return ERR_PTR(-ENOSPC);
-	avail = mlt_cap_bytes - fixed;
+	avail = *cap - fixed;
 
 	stacks = cfg_max_stacks;
 	if (!stacks) {
 		stacks = MLT_DEFAULT_MAX_STACKS;
-		while (stacks > 1 && mlt_stack_mem(stacks) > avail / MLT_STACK_SHARE_DIV)
+		while (stacks > 1 &&
+		       mlt_stack_mem(stacks, cfg_depth) > avail / MLT_STACK_SHARE_DIV)
 			stacks /= 2;
 	}
-	smem = mlt_stack_mem(stacks);
+	smem = mlt_stack_mem(stacks, cfg_depth);
 	if (smem + mlt_obj_mem(MLT_STRIPES) > avail)
 		return ERR_PTR(-ENOSPC);
 
@@ -677,7 +931,7 @@ static struct mlt_table *mlt_table_alloc(void)
 		objects -= objects / 16 + 1;
 	objects = max_t(u32, rounddown(objects, MLT_STRIPES), MLT_STRIPES);
 
-	t = vzalloc(sizeof(*t));
+	t = mlt_vzalloc(sizeof(*t));
 	if (!t)
 		return ERR_PTR(-ENOMEM);
 	t->mode = cfg_mode;
@@ -691,19 +945,20 @@ static struct mlt_table *mlt_table_alloc(void)
 	t->obj_bits = ilog2(roundup_pow_of_two(objects));
 	t->max_stacks = stacks;
 	t->stack_bits = ilog2(roundup_pow_of_two(stacks));
-	t->max_frames = stacks * MLT_AVG_FRAMES;
 	t->trace_bits = ilog2(mlt_nr_traces(stacks) / MLT_TRACE_WAYS);
 	trace_bytes = mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits);
 
-	t->objs = vmalloc(array_size(objects, sizeof(*t->objs)));
-	t->buckets = vmalloc(array_size(1U << t->obj_bits, sizeof(u32)));
-	t->stacks = vzalloc(array_size(stacks, sizeof(*t->stacks)));
-	t->stack_buckets = vmalloc(array_size(1U << t->stack_bits, sizeof(u32)));
-	t->frames = vmalloc(array_size(t->max_frames, sizeof(unsigned long)));
-	t->agg = vmalloc(array_size(stacks, sizeof(*t->agg)));
-	t->traces = trace_bytes ? vzalloc(trace_bytes) : NULL;
+	t->objs = mlt_vmalloc(array_size(objects, sizeof(*t->objs)));
+	t->buckets = mlt_vmalloc(array_size(1U << t->obj_bits, sizeof(u32)));
+	t->stacks = mlt_vzalloc(array_size(stacks, sizeof(*t->stacks)));
+	t->stack_buckets = mlt_vmalloc(array_size(1U << t->stack_bits, sizeof(u32)));
+	t->frames = mlt_vmalloc(array_size((size_t)stacks * t->depth, sizeof(unsigned long)));
+	t->agg = mlt_vmalloc(array_size(stacks, sizeof(*t->agg)));
+	t->traces = trace_bytes ? mlt_vzalloc(trace_bytes) : NULL;
+	t->frozen_text = mlt_vmalloc(MLT_FROZEN_TEXT);
 	if (!t->objs || !t->buckets || !t->stacks || !t->stack_buckets ||
-	    !t->frames || !t->agg || (trace_bytes && !t->traces)) {
+	    !t->frames || !t->agg || (trace_bytes && !t->traces) ||
+	    !t->frozen_text) {
 		mlt_table_free(t);
 		return ERR_PTR(-ENOMEM);
 	}
@@ -724,18 +979,33 @@ static struct mlt_table *mlt_table_alloc(void)
 		}
 	}
 	t->bytes = fixed + smem + mlt_obj_mem(objects);
-	t->reset_ns = ktime_get_boottime_ns();
 	return t;
 }
 
-/* Drop all tracking state and start again with the current parameters. */
+/*
+ * Drop all tracking state and start again with the current parameters.
+ * The new table is built first: if it cannot be (it does not fit the cap,
+ * or memory is short), the old one stays in use and the error is returned.
+ * Old and new coexist for the moment of the switch (process context).
+ */
 int mlt_reset_locked(void)
 {
 	struct mlt_table *old, *t;
+	unsigned long cap;
 	int cpu;
 
 	lockdep_assert_held(&mlt_ctl_lock);
 	old = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
+	t = mlt_table_alloc(&cap);
+	if (IS_ERR(t)) {
+		if (old)
+			pr_warn("rebuild rejected (%ld): no new tables within a %lu byte cap; the old ones stay in use\n",
+				PTR_ERR(t), cap);
+		else
+			pr_err("cannot build tables within the %lu byte cap: %ld\n",
+			       cap, PTR_ERR(t));
+		return PTR_ERR(t);
+	}
 	RCU_INIT_POINTER(mlt_table, NULL);
 	WRITE_ONCE(mlt_obj_buckets, NULL);
 	synchronize_rcu();	/* no probe uses old or the per-CPU state now */
@@ -752,12 +1022,8 @@ int mlt_reset_locked(void)
 			mlt_next_interval(&pc->rnd, cfg_sample_bytes);
 	}
 
-	t = mlt_table_alloc();
-	if (IS_ERR(t)) {
-		pr_err("cannot build tables within the %lu byte cap: %ld\n",
-		       mlt_cap_bytes, PTR_ERR(t));
-		return PTR_ERR(t);
-	}
+	mlt_cap_bytes = cap;
+	t->reset_ns = ktime_get_boottime_ns();
 	WRITE_ONCE(mlt_obj_bits, t->obj_bits);
 	/* Pairs with the acquire in mlt_on_free(): bits before buckets. */
 	smp_store_release(&mlt_obj_buckets, t->buckets);

@@ -194,6 +194,8 @@ static int mlt_kp_free_bulk(struct kprobe *kp, struct pt_regs *regs)
 	return 0;
 }
 
+NOKPROBE_SYMBOL(mlt_kp_free_bulk);
+
 static struct kprobe mlt_kp = {
 	.symbol_name = "kmem_cache_free_bulk",
 	.pre_handler = mlt_kp_free_bulk,

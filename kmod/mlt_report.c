@@ -10,9 +10,16 @@
  *    a kvmalloc'd text buffer; reads then page through that snapshot with
  *    seq_file, so every read of one open file sees the same report.
  *    Allocation here is read-side and transient, never on the probe path.
- *  - The OOM notifier must not allocate and must not wait: it only
- *    try-locks mlt_ctl_lock, aggregates into the preallocated array and
- *    prints with printk.
+ *  - The OOM notifier runs with oom_lock held, on every out_of_memory()
+ *    call: it only counts, and at most once per oom_interval_s queues
+ *    mlt_oom_work (a lock-free cmpxchg on the next allowed time). The work
+ *    item takes the snapshot in process context like a report, under
+ *    mlt_ctl_lock, without allocating (the preallocated aggregate array),
+ *    and prints at most MLT_OOM_TOP stacks of MLT_OOM_FRAMES frames.
+ *  - A module going away (module notifier, process context): under
+ *    mlt_ctl_lock, with stack reuse stopped, the records with frames in it
+ *    and live objects get their frames as text (mlt_stack_freeze()).
+ *  - mlt_sym, the one symbol buffer, is used under mlt_ctl_lock only.
  *  - debugfs files hold a module reference while open (fops owner), so the
  *    module cannot go away under a reader.
  */
@@ -27,6 +34,8 @@
 #include <linux/kallsyms.h>
 #include <linux/oom.h>
 #include <linux/notifier.h>
+#include <linux/workqueue.h>
+#include <linux/jiffies.h>
 #include <linux/timekeeping.h>
 #include "mlt.h"
 
@@ -35,6 +44,12 @@
 #define MLT_TEXT_START	(16 * 1024)	/* first size of a report buffer */
 
 static struct dentry *mlt_dir;
+static char mlt_sym[KSYM_SYMBOL_LEN];	/* under mlt_ctl_lock */
+static atomic_t mlt_frozen_dropped;	/* frozen text pool was full */
+static unsigned long mlt_oom_next;	/* jiffies: no report before */
+static atomic_t mlt_oom_calls;		/* out_of_memory() calls seen */
+static atomic_t mlt_oom_unreported;	/* calls since the last report */
+static atomic_t mlt_oom_reports;	/* reports printed */
 
 struct mlt_rep {
 	u64 id;
@@ -83,20 +98,42 @@ static u64 mlt_round(u64 w)
 
 static const unsigned long *mlt_frames(const struct mlt_table *t, u32 stack)
 {
-	return &t->frames[t->stacks[stack].frame_off];
+	return mlt_stack_frames(t, stack);
+}
+
+/*
+ * Frame j of a stack as FORMAT.md prints it: "%pB", or for a stack frozen
+ * when its module went away the text it had then. Format: "%pB" or "%pS"
+ * (legacy). Returns mlt_sym; caller holds mlt_ctl_lock.
+ */
+static const char *mlt_frame_text(const struct mlt_table *t, u32 stack, u32 j,
+				  const char *fmt)
+{
+	u32 fz = READ_ONCE(t->stacks[stack].frozen);
+	const char *p, *e;
+
+	lockdep_assert_held(&mlt_ctl_lock);
+	if (!fz) {
+		snprintf(mlt_sym, sizeof(mlt_sym), fmt, (void *)mlt_frames(t, stack)[j]);
+		return mlt_sym;
+	}
+	for (p = t->frozen_text + fz - 1; j; j--)
+		p = strchr(p, '\n') + 1;
+	e = strchr(p, '\n');
+	memcpy(mlt_sym, p, e - p);
+	mlt_sym[e - p] = '\0';
+	return mlt_sym;
 }
 
 /* FNV-1a 64 over each "%pB" frame text followed by '\n' (see FORMAT.md). */
-static u64 mlt_stack_id(const struct mlt_table *t, u32 stack, char *sym)
+static u64 mlt_stack_id(const struct mlt_table *t, u32 stack)
 {
-	const unsigned long *f = mlt_frames(t, stack);
 	u64 h = MLT_FNV_OFFSET;
+	const char *c;
 	u32 i;
-	char *c;
 
 	for (i = 0; i < t->stacks[stack].nr; i++) {
-		snprintf(sym, KSYM_SYMBOL_LEN, "%pB", (void *)f[i]);
-		for (c = sym; *c; c++)
+		for (c = mlt_frame_text(t, stack, i, "%pB"); *c; c++)
 			h = (h ^ (u8)*c) * MLT_FNV_PRIME;
 		h = (h ^ '\n') * MLT_FNV_PRIME;
 	}
@@ -130,7 +167,6 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 	/* Pairs with the release in mlt_stack_get(): records are complete. */
 	u32 nr_stacks = smp_load_acquire(&t->nr_stacks);
 	u32 i, n = 0, m;
-	char *sym;
 
 	mlt_aggregate(t, tobjects, tbytes);
 	for (i = 0; i < nr_stacks; i++)
@@ -140,24 +176,19 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 	if (!n)
 		return 0;
 	r = kvmalloc_array(n, sizeof(*r), GFP_KERNEL);
-	sym = kmalloc(KSYM_SYMBOL_LEN, GFP_KERNEL);
-	if (!r || !sym) {
-		kvfree(r);
-		kfree(sym);
+	if (!r)
 		return -ENOMEM;
-	}
 	for (i = 0, n = 0; i < nr_stacks; i++) {
 		if (!t->agg[i].objects_w)
 			continue;
 		r[n].stack = i;
-		r[n].id = mlt_stack_id(t, i, sym);
+		r[n].id = mlt_stack_id(t, i);
 		r[n].bytes_w = t->agg[i].bytes_w;
 		r[n].objects_w = t->agg[i].objects_w;
 		r[n].allocs_w = atomic64_read(&t->stacks[i].allocs_w);
 		r[n].frees_w = atomic64_read(&t->stacks[i].frees_w);
 		n++;
 	}
-	kfree(sym);
 
 	/* Raw stacks that symbolize alike are one stack to userspace. */
 	sort(r, n, sizeof(*r), mlt_cmp_id, NULL);
@@ -193,8 +224,10 @@ static void mlt_render_stacks(struct mlt_snap *s)
 	mlt_out(s, "mlt - version: 1.0\n");
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
+		mlt_readers_enter(t);
 		n = mlt_collect(t, &r, &tobj, &tbytes);
 		if (n < 0) {
+			mlt_readers_exit(t);
 			s->err = n;
 			return;
 		}
@@ -210,15 +243,15 @@ static void mlt_render_stacks(struct mlt_snap *s)
 		mlt_counter_sum(MLT_C_MISSED_FREES));
 	mlt_out(s, " uptime_ns %llu\n", ktime_get_boottime_ns());
 	for (i = 0; i < n; i++) {
-		const unsigned long *f = mlt_frames(t, r[i].stack);
-
 		mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
 			r[i].id, mlt_round(r[i].bytes_w), mlt_round(r[i].objects_w),
 			mlt_round(r[i].allocs_w), mlt_round(r[i].frees_w));
 		for (j = 0; j < t->stacks[r[i].stack].nr; j++)
-			mlt_out(s, " %pB\n", (void *)f[j]);
+			mlt_out(s, " %s\n", mlt_frame_text(t, r[i].stack, j, "%pB"));
 		mlt_out(s, "\n");
 	}
+	if (t)
+		mlt_readers_exit(t);
 	kvfree(r);
 }
 
@@ -251,24 +284,21 @@ static bool mlt_is_wrapper(const char *sym)
 	return false;
 }
 
-/* First module frame, else first frame that is not an allocator wrapper. */
-static unsigned long mlt_legacy_frame(const struct mlt_table *t, u32 stack,
-				      char *sym)
+/*
+ * First module frame, else first frame that is not an allocator wrapper,
+ * as "%pS" text (in mlt_sym).
+ */
+static const char *mlt_legacy_frame(const struct mlt_table *t, u32 stack)
 {
-	const unsigned long *f = mlt_frames(t, stack);
 	u32 i, nr = t->stacks[stack].nr;
 
-	for (i = 0; i < nr; i++) {
-		snprintf(sym, KSYM_SYMBOL_LEN, "%pS", (void *)f[i]);
-		if (strstr(sym, " ["))
-			return f[i];
-	}
-	for (i = 0; i < nr; i++) {
-		snprintf(sym, KSYM_SYMBOL_LEN, "%pS", (void *)f[i]);
-		if (!mlt_is_wrapper(sym))
-			return f[i];
-	}
-	return f[0];
+	for (i = 0; i < nr; i++)
+		if (strstr(mlt_frame_text(t, stack, i, "%pS"), " ["))
+			return mlt_sym;
+	for (i = 0; i < nr; i++)
+		if (!mlt_is_wrapper(mlt_frame_text(t, stack, i, "%pS")))
+			return mlt_sym;
+	return mlt_frame_text(t, stack, 0, "%pS");
 }
 
 /* The digit after the point is the first digit of the remainder. */
@@ -284,13 +314,14 @@ static void mlt_render_legacy(struct mlt_snap *s)
 	struct mlt_table *t;
 	struct mlt_rep *r = NULL;
 	u64 tobj = 0, tbytes = 0, objs = 0, bytes = 0;
-	char *sym;
 	int n = 0, i;
 
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
+		mlt_readers_enter(t);
 		n = mlt_collect(t, &r, &tobj, &tbytes);
 		if (n < 0) {
+			mlt_readers_exit(t);
 			s->err = n;
 			return;
 		}
@@ -314,27 +345,22 @@ static void mlt_render_legacy(struct mlt_snap *s)
 	mlt_out(s, "-------------   ----------------------------------");
 	mlt_out(s, "                  -----------------------\r\n");
 
-	sym = kmalloc(KSYM_SYMBOL_LEN, GFP_KERNEL);
-	if (!sym) {
-		s->err = -ENOMEM;
-		kvfree(r);
-		return;
-	}
 	for (i = 0; i < n && i < MLT_LEGACY_TOP; i++) {
-		void *f = (void *)mlt_legacy_frame(t, r[i].stack, sym);
+		const char *f = mlt_legacy_frame(t, r[i].stack);
 		u64 b = mlt_round(r[i].bytes_w);
 		int cnt = mlt_round(r[i].objects_w);
 
 		if ((b >> 20) > 1)
-			mlt_out(s, "%13d   %-60pS  %6d.%1d MB  (%d)\n", i + 1, f,
+			mlt_out(s, "%13d   %-60s  %6d.%1d MB  (%d)\n", i + 1, f,
 				(int)(b >> 20), mlt_first_digit(b & ((1 << 20) - 1)), cnt);
 		else if ((b >> 10) > 1)
-			mlt_out(s, "%13d   %-60pS  %6d.%1d KB  (%d)\n", i + 1, f,
+			mlt_out(s, "%13d   %-60s  %6d.%1d KB  (%d)\n", i + 1, f,
 				(int)(b >> 10), mlt_first_digit(b & ((1 << 10) - 1)), cnt);
 		else
-			mlt_out(s, "%13d   %-60pS  %6d B  (%d)\n", i + 1, f, (int)b, cnt);
+			mlt_out(s, "%13d   %-60s  %6d B  (%d)\n", i + 1, f, (int)b, cnt);
 	}
-	kfree(sym);
+	if (t)
+		mlt_readers_exit(t);
 	kvfree(r);
 }
 
@@ -444,6 +470,7 @@ static const char *const mlt_counter_names[MLT_NR_COUNTERS] = {
 	[MLT_C_TRACKED] = "tracked_allocs",
 	[MLT_C_DROP_POOL] = "dropped_pool_full",
 	[MLT_C_DROP_STACKS] = "dropped_stacks_full",
+	[MLT_C_STACKS_REUSED] = "stacks_reused",
 	[MLT_C_UNTRACKED_FREES] = "untracked_frees",
 	[MLT_C_MISSED_FREES] = "missed_frees",
 	[MLT_C_RECURSION] = "recursion_skips",
@@ -451,17 +478,19 @@ static const char *const mlt_counter_names[MLT_NR_COUNTERS] = {
 	[MLT_C_BULK_FREES] = "bulk_freed_objects",
 	[MLT_C_TRACE_HITS] = "trace_hits",
 	[MLT_C_TRACE_LEARNT] = "traces_learnt",
-	[MLT_C_UNWIND_SHORT] = "unwind_from_call_site",
 	[MLT_C_UNWIND_COMPLETE] = "unwind_complete",
 	[MLT_C_UNWIND_STALE] = "unwind_site_stale",
 	[MLT_C_SLOW_NS] = "slow_path_ns",
 	[MLT_C_SLOW_CALLS] = "slow_path_calls",
+	[MLT_C_VERIFY_CHECKS] = "verify_checks",
+	[MLT_C_VERIFY_MISMATCHES] = "verify_mismatches",
 };
 
 static int mlt_stats_show(struct seq_file *m, void *v)
 {
 	struct mlt_table *t;
 	u64 used = 0;
+	u32 live;
 	int c, s;
 
 	mutex_lock(&mlt_ctl_lock);
@@ -476,23 +505,30 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 		seq_printf(m, "slab_filter %s\n", t->slab[0] ? t->slab : "-");
 		seq_printf(m, "pool_bytes %zu\n", t->bytes);
 		seq_printf(m, "max_objects %u\nobjects_used %llu\n", t->max_objects, used);
-		seq_printf(m, "max_stacks %u\nstacks_used %u\n", t->max_stacks,
-			   READ_ONCE(t->nr_stacks));
-		seq_printf(m, "max_frames %u\nframes_used %u\n", t->max_frames,
-			   READ_ONCE(t->nr_frames));
+		for (s = 0, live = 0; s < READ_ONCE(t->nr_stacks); s++)
+			live += atomic_read(&t->stacks[s].refs) > 0;
+		seq_printf(m, "max_stacks %u\nstacks_used %u\nstacks_live %u\n",
+			   t->max_stacks, READ_ONCE(t->nr_stacks), live);
 		seq_printf(m, "bytes_per_object %zu\n",
 			   sizeof(struct mlt_obj) +
 			   (sizeof(u32) << t->obj_bits) / t->max_objects);
 		seq_printf(m, "bytes_per_stack %zu\n",
 			   sizeof(struct mlt_stack) + sizeof(struct mlt_agg) +
-			   MLT_AVG_FRAMES * sizeof(unsigned long) +
+			   t->depth * sizeof(unsigned long) +
 			   ((sizeof(u32) << t->stack_bits) +
 			    mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits)) / t->max_stacks);
 		seq_printf(m, "since_reset_ns %llu\n", ktime_get_boottime_ns() - t->reset_ns);
+		seq_printf(m, "stacks_frozen %u\nfrozen_text_bytes %u\n", t->nr_frozen,
+			   t->frozen_len);
+		seq_printf(m, "scan_max_irqoff_ns %llu\nscan_last_irqoff_ns %llu\nscan_last_lock_holds %u\n",
+			   t->scan_max_ns, t->scan_last_ns, t->scan_last_holds);
 	} else {
 		seq_puts(m, "mode none\n");
 	}
 	seq_printf(m, "bulk_free_probe %d\n", mlt_bulk_probe_ok);
+	seq_printf(m, "oom_calls %d\noom_reports %d\n", atomic_read(&mlt_oom_calls),
+		   atomic_read(&mlt_oom_reports));
+	seq_printf(m, "frozen_text_full %d\n", atomic_read(&mlt_frozen_dropped));
 	seq_printf(m, "slab_filter_supported %d\n", mlt_slab_filter_supported());
 	for (c = 0; c < MLT_NR_COUNTERS; c++)
 		seq_printf(m, "%s %llu\n", mlt_counter_names[c], mlt_counter_sum(c));
@@ -532,24 +568,29 @@ static const struct file_operations mlt_reset_fops = {
 
 /* ---- OOM ----------------------------------------------------------------- */
 
-static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
-			  void *freed)
+static unsigned int mlt_oom_interval_s = MLT_OOM_INTERVAL_S;
+module_param_named(oom_interval_s, mlt_oom_interval_s, uint, 0644);
+MODULE_PARM_DESC(oom_interval_s, "At most one OOM report to the kernel log per this many seconds");
+
+static void mlt_oom_report(struct work_struct *work)
 {
 	struct mlt_table *t;
 	u64 tobj, tbytes;
 	u32 nr, i, j, best;
 	int k;
 
-	if (!mutex_trylock(&mlt_ctl_lock))
-		return NOTIFY_OK;
+	mutex_lock(&mlt_ctl_lock);
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (!t)
 		goto out;
+	mlt_readers_enter(t);
 	mlt_aggregate(t, &tobj, &tbytes);
 	/* Pairs with the release in mlt_stack_get(). */
 	nr = smp_load_acquire(&t->nr_stacks);
-	pr_warn("OOM: %llu objects, %llu bytes tracked (%s mode); top stacks by bytes:\n",
-		tobj, tbytes, mlt_mode_names[t->mode]);
+	atomic_inc(&mlt_oom_reports);
+	pr_warn("OOM: %llu objects, %llu bytes tracked (%s mode), %d out_of_memory() calls since the last report; top stacks by bytes:\n",
+		tobj, tbytes, mlt_mode_names[t->mode],
+		atomic_xchg(&mlt_oom_unreported, 0));
 	for (k = 0; k < MLT_OOM_TOP; k++) {
 		best = MLT_NIL;
 		for (i = 0; i < nr; i++)
@@ -560,14 +601,106 @@ static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
 			break;
 		pr_warn("OOM: #%d bytes %llu objects %llu\n", k + 1,
 			mlt_round(t->agg[best].bytes_w), mlt_round(t->agg[best].objects_w));
-		for (j = 0; j < t->stacks[best].nr; j++)
-			pr_warn("OOM:   %pB\n", (void *)mlt_frames(t, best)[j]);
+		for (j = 0; j < min_t(u32, t->stacks[best].nr, MLT_OOM_FRAMES); j++)
+			pr_warn("OOM:   %s\n", mlt_frame_text(t, best, j, "%pB"));
 		t->agg[best].bytes_w = 0;	/* scratch: mark as printed */
 	}
+	mlt_readers_exit(t);
 out:
 	mutex_unlock(&mlt_ctl_lock);
+}
+
+static DECLARE_WORK(mlt_oom_work, mlt_oom_report);
+
+static int mlt_oom_notify(struct notifier_block *nb, unsigned long unused,
+			  void *freed)
+{
+	unsigned long now = jiffies, next = READ_ONCE(mlt_oom_next);
+
+	atomic_inc(&mlt_oom_calls);
+	atomic_inc(&mlt_oom_unreported);
+	if (time_before(now, next) ||
+	    cmpxchg(&mlt_oom_next, next,
+		    now + READ_ONCE(mlt_oom_interval_s) * HZ) != next)
+		return NOTIFY_OK;
+	queue_work(system_unbound_wq, &mlt_oom_work);
 	return NOTIFY_OK;
 }
+
+/* ---- modules going away -------------------------------------------------- */
+
+/*
+ * Text of every frame of record i, one line each, appended to the frozen
+ * text. Returns its offset, or U32_MAX when the text does not fit.
+ */
+static u32 mlt_freeze_text(struct mlt_table *t, u32 i)
+{
+	u32 off = t->frozen_len, j;
+	size_t len;
+
+	for (j = 0; j < t->stacks[i].nr; j++) {
+		snprintf(mlt_sym, sizeof(mlt_sym), "%pB", (void *)mlt_frames(t, i)[j]);
+		len = strlen(mlt_sym);
+		if (off + len + 1 > MLT_FROZEN_TEXT)
+			return U32_MAX;
+		memcpy(t->frozen_text + off, mlt_sym, len);
+		off += len;
+		t->frozen_text[off++] = '\n';
+	}
+	swap(off, t->frozen_len);
+	return off;
+}
+
+/*
+ * A module is going away (its code is done, its symbols still known):
+ * records of live objects with frames in it keep those frames as text, so
+ * their names and ids survive, and another module loaded at the same
+ * addresses does not inherit them.
+ */
+static int mlt_module_going(struct notifier_block *nb, unsigned long action,
+			    void *data)
+{
+	struct module *mod = data;
+	struct mlt_table *t;
+	u32 nr, i, j, off;
+
+	if (action != MODULE_STATE_GOING)
+		return NOTIFY_DONE;
+	mutex_lock(&mlt_ctl_lock);
+	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
+	if (!t)
+		goto out;
+	mlt_readers_enter(t);	/* records stay what they are */
+	/* Pairs with the release in mlt_stack_get(). */
+	nr = smp_load_acquire(&t->nr_stacks);
+	for (i = 0; i < nr; i++) {
+		if (READ_ONCE(t->stacks[i].frozen) ||
+		    atomic_read(&t->stacks[i].refs) <= 0)
+			continue;
+		for (j = 0; j < t->stacks[i].nr; j++)
+			if (within_module(mlt_frames(t, i)[j], mod))
+				break;
+		if (j == t->stacks[i].nr)
+			continue;
+		off = mlt_freeze_text(t, i);
+		if (off == U32_MAX) {
+			atomic_inc(&mlt_frozen_dropped);
+			continue;
+		}
+		if (mlt_stack_freeze(t, i, off))
+			t->nr_frozen++;
+		else
+			t->frozen_len = off;	/* nothing to keep: take it back */
+	}
+	mlt_readers_exit(t);
+out:
+	mutex_unlock(&mlt_ctl_lock);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block mlt_module_nb = {
+	.notifier_call = mlt_module_going,
+};
 
 static struct notifier_block mlt_oom_nb = {
 	.notifier_call = mlt_oom_notify,
@@ -577,21 +710,41 @@ int mlt_report_init(void)
 {
 	int err;
 
+	/*
+	 * Without debugfs (CONFIG_DEBUG_FS=n, debugfs=off) tracking still runs
+	 * and the OOM report still prints: say so, do not fail.
+	 */
 	mlt_dir = debugfs_create_dir("mlt", NULL);
-	if (IS_ERR(mlt_dir))
-		return PTR_ERR(mlt_dir);
-	debugfs_create_file("stacks", 0400, mlt_dir, NULL, &mlt_stacks_fops);
-	debugfs_create_file("mem_leaks", 0400, mlt_dir, NULL, &mlt_legacy_fops);
-	debugfs_create_file("stats", 0400, mlt_dir, NULL, &mlt_stats_fops);
-	debugfs_create_file("reset", 0200, mlt_dir, NULL, &mlt_reset_fops);
+	if (IS_ERR(mlt_dir)) {
+		pr_warn("no debugfs (%ld): no report files, OOM report only\n",
+			PTR_ERR(mlt_dir));
+		mlt_dir = NULL;
+	} else {
+		debugfs_create_file("stacks", 0400, mlt_dir, NULL, &mlt_stacks_fops);
+		debugfs_create_file("mem_leaks", 0400, mlt_dir, NULL, &mlt_legacy_fops);
+		debugfs_create_file("stats", 0400, mlt_dir, NULL, &mlt_stats_fops);
+		debugfs_create_file("reset", 0200, mlt_dir, NULL, &mlt_reset_fops);
+	}
+	mlt_oom_next = jiffies;
 	err = register_oom_notifier(&mlt_oom_nb);
 	if (err)
-		debugfs_remove_recursive(mlt_dir);
+		goto out_dir;
+	err = register_module_notifier(&mlt_module_nb);
+	if (err)
+		goto out_oom;
+	return 0;
+
+out_oom:
+	unregister_oom_notifier(&mlt_oom_nb);
+out_dir:
+	debugfs_remove_recursive(mlt_dir);
 	return err;
 }
 
 void mlt_report_exit(void)
 {
+	unregister_module_notifier(&mlt_module_nb);
 	unregister_oom_notifier(&mlt_oom_nb);
+	cancel_work_sync(&mlt_oom_work);
 	debugfs_remove_recursive(mlt_dir);
 }

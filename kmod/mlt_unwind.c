@@ -17,8 +17,14 @@
  *    the tracepoint and here. It is learnt per call site from a complete
  *    walk, and checked by reading the word below the caller's stack
  *    pointer: it must be call_site, the return address its call pushed.
- *    From there the kernel's own unwinder is started with a register set
- *    {ip, sp, bp} at the call site ("short walk").
+ *    It only tells where to look for a cached trace (2.). There is no
+ *    "short walk" from the call site: the unwinder needs the caller's %rbp
+ *    to get past frame-pointer and stack-realigning functions, and that
+ *    value is nowhere this module can read it without walking the frames
+ *    below the call site (the allocator and gcc reuse %rbp freely), so a
+ *    walk seeded at the call site stopped early and silently, and the same
+ *    leak got different ids on different hosts. A stack that is not
+ *    cached is walked completely, as stack_trace_save() would.
  *
  * 2. Whole stacks ("traces"). A frame that finds its caller's frame at a
  *    constant distance from its own stack pointer (almost every kernel
@@ -38,9 +44,15 @@
  *
  * Learning costs two unwinder steps per frame, so a miss learns only once
  * in MLT_LEARN_EVERY per CPU; a call site reached by more stacks than its
- * sets hold (MLT_TRACE_PROBES of MLT_TRACE_WAYS) costs about what the short
- * walk costs.
+ * sets hold (MLT_TRACE_PROBES of MLT_TRACE_WAYS), and a stack through a
+ * frame that finds its caller through %rbp (other than do_syscall_64's),
+ * cost a complete walk.
+ *
+ * mlt_verify_stack() (module parameter verify, for tests) compares every
+ * stack found with what stack_trace_save(), the kernel's own walk, gives.
  */
+#define pr_fmt(fmt) "mlt: " fmt
+
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/kernel.h>
@@ -49,7 +61,11 @@
 #include <linux/sched/task_stack.h>
 #include <linux/stacktrace.h>
 #include <linux/uaccess.h>
+#include <linux/kprobes.h>
+#include <asm/irq_regs.h>
 #include "mlt.h"
+
+static bool mlt_verify_reported;	/* the first mismatch is logged */
 
 #ifdef CONFIG_UNWINDER_ORC
 #include <asm/unwind.h>
@@ -75,7 +91,7 @@ static unsigned int mlt_trim(const unsigned long *buf, unsigned int nr,
 }
 
 /*
- * Stack record of nr frames, or MLT_NIL when the table is full, or
+ * Stack record of nr frames, pinned, or MLT_NIL when the table is full, or
  * MLT_SKIP for allocations made by this module (report buffers).
  */
 static u32 mlt_record(struct mlt_table *t, const unsigned long *f,
@@ -110,16 +126,71 @@ static unsigned int mlt_kept(unsigned long *buf, unsigned int nr,
 	return 1;
 }
 
+/*
+ * A hard IRQ's stack ends where the interrupt came in: the interrupted
+ * code's frames, from its instruction pointer on, would make a new stack
+ * record for every place an interrupt can hit. (The ORC walk below also
+ * cuts softirq stacks, at the switch off the IRQ stack.)
+ */
+static unsigned int mlt_cut_at_irq_regs(const unsigned long *f,
+					unsigned int nr)
+{
+	struct pt_regs *regs;
+	unsigned int i;
+
+	if (!hardirq_count())
+		return nr;
+	regs = get_irq_regs();
+	if (!regs || user_mode(regs))
+		return nr;
+	for (i = 1; i < nr; i++)
+		if (f[i] == instruction_pointer(regs))
+			return i;
+	return nr;
+}
+
 /* Capture from the probe with stack_trace_save(), trimmed at call_site. */
-static u32 mlt_stack_saved(struct mlt_table *t, unsigned long *buf,
-			   unsigned long call_site)
+static u32 __maybe_unused mlt_stack_saved(struct mlt_table *t,
+					  unsigned long *buf,
+					  unsigned long call_site)
 {
 	unsigned int nr, start;
 
 	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
+	nr = mlt_cut_at_irq_regs(buf + start, nr);
 	return mlt_record(t, buf + start, nr);
+}
+
+/*
+ * The test oracle (module parameter verify): the kernel's own walk of this
+ * allocation's stack, trimmed and cut like ours, must give exactly the
+ * frames of stack record sidx. In interrupt context our stack stops where
+ * the interrupt came in and the kernel's goes on, so there the record must
+ * be a prefix of it. buf holds MLT_BUF_FRAMES and is free for use.
+ */
+void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
+		      unsigned long call_site, u32 sidx)
+{
+	const struct mlt_stack *st = &t->stacks[sidx];
+	const unsigned long *f = mlt_stack_frames(t, sidx);
+	unsigned int nr, start;
+	bool ok;
+
+	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
+	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
+	ok = (in_task() ? st->nr == nr : st->nr <= nr) &&
+	     !memcmp(f, buf + start, st->nr * sizeof(*buf));
+	mlt_count(MLT_C_VERIFY_CHECKS, 1);
+	if (ok)
+		return;
+	mlt_count(MLT_C_VERIFY_MISMATCHES, 1);
+	if (!xchg(&mlt_verify_reported, true))
+		pr_warn("verify: stack of %pS: recorded %u frames ending %pS, kernel walk %u ending %pS\n",
+			(void *)call_site, st->nr,
+			(void *)f[st->nr - 1], nr,
+			(void *)buf[start + nr - 1]);
 }
 
 #ifdef CONFIG_UNWINDER_ORC
@@ -132,7 +203,6 @@ static u32 mlt_stack_saved(struct mlt_table *t, unsigned long *buf,
  * distance MLT_SITE_COMPLETE means "always walk completely".
  */
 #define MLT_SITE_BITS		12
-#define MLT_SITE_COMPLETE	0U
 #define MLT_SITE_MAX_DIST	4096U	/* a sane bound for the frames between */
 #define MLT_TEXT_HIGH		0xffffffffUL
 #define MLT_LEARN_EVERY		8	/* trace misses per learning attempt */
@@ -152,71 +222,48 @@ size_t mlt_trace_mem(u32 traces)
 	return (size_t)traces * sizeof(struct mlt_trace);
 }
 
+size_t mlt_unwind_static_mem(void)
+{
+	return sizeof(mlt_sites);
+}
+
 static bool mlt_is_text_high(unsigned long addr)
 {
 	return (addr >> 32) == MLT_TEXT_HIGH;
 }
 
 /*
- * Short walk from the call site's frame: the caller was at call_site with
- * stack pointer sp. With expect set, compare instead of storing and return
- * the number of matching frames.
+ * In interrupt context a stack ends where the interrupt came in: where the
+ * walk reaches the registers of the interrupted code or leaves the stack it
+ * started on (the IRQ stack, for handlers and softirqs run on interrupt
+ * exit). What lies beyond belongs to whatever was interrupted, and would
+ * make a new stack record for every place an interrupt can hit.
  */
-static unsigned int mlt_walk_from_site(unsigned long *buf, unsigned int depth,
-				       unsigned long call_site,
-				       unsigned long sp, unsigned long bp,
-				       const unsigned long *expect)
+static bool mlt_irq_boundary(const struct unwind_state *state,
+			     enum stack_type first)
 {
-	struct unwind_state state;
-	struct pt_regs regs = {
-		/* Inside the call instruction: its ORC entry describes the
-		 * caller's frame, as the unwinder does for return addresses.
-		 */
-		.ip = call_site - 1,
-		.sp = sp,
-		.bp = bp,
-		.cs = __KERNEL_CS,
-	};
-	unsigned long addr;
-	unsigned int n = 1;
-
-	if (expect) {
-		if (expect[0] != call_site)
-			return 0;
-	} else {
-		buf[0] = call_site;
-	}
-	for (unwind_start(&state, current, &regs, NULL);
-	     n < depth && !unwind_done(&state); unwind_next_frame(&state)) {
-		addr = unwind_get_return_address(&state);
-		if (!addr)
-			break;
-		if (expect) {
-			if (expect[n] != addr)
-				break;
-		} else {
-			buf[n] = addr;
-		}
-		n++;
-	}
-	return n;
+	return !in_task() && (state->regs || state->stack_info.type != first);
 }
 
 /*
- * Complete walk from this frame, like stack_trace_save(), noting the
- * caller's stack pointer when the call site's frame goes by.
+ * Complete walk from this frame, like stack_trace_save() but cut at an
+ * interrupt's boundary, noting the caller's stack pointer when the call
+ * site's frame goes by.
  */
 static unsigned int mlt_walk_complete(unsigned long *buf, unsigned int max,
 				      unsigned long call_site,
 				      unsigned long *site_sp)
 {
 	struct unwind_state state;
+	enum stack_type first;
 	unsigned long addr;
 	unsigned int n = 0;
 
 	*site_sp = 0;
-	for (unwind_start(&state, current, NULL, NULL);
-	     n < max && !unwind_done(&state); unwind_next_frame(&state)) {
+	unwind_start(&state, current, NULL, NULL);
+	for (first = state.stack_info.type;
+	     n < max && !unwind_done(&state) && !mlt_irq_boundary(&state, first);
+	     unwind_next_frame(&state)) {
 		addr = unwind_get_return_address(&state);
 		if (!addr)
 			break;
@@ -376,7 +423,7 @@ static unsigned long mlt_learn_entry(unsigned long call_site, unsigned int k,
 /*
  * Learn the stack of the caller at (call_site, sp0) into buf and tr.
  * Returns the number of frames, or 0 when the stack cannot be described
- * (the caller then takes the short walk).
+ * (the caller then walks it completely).
  */
 static unsigned int mlt_trace_learn(unsigned long *buf, unsigned int depth,
 				    unsigned long call_site, unsigned long sp0,
@@ -427,7 +474,7 @@ static unsigned int mlt_trace_learn(unsigned long *buf, unsigned int depth,
 		ip = a.ip;
 		sp = a.sp;
 	}
-	tr->call_site = call_site;
+	tr->site = (u32)call_site;
 	tr->nr = n;
 	return n;
 }
@@ -440,11 +487,14 @@ static bool mlt_walk_confirms(const unsigned long *f, unsigned int nr,
 			      bool stops, unsigned long call_site)
 {
 	struct unwind_state state;
+	enum stack_type first;
 	unsigned long addr;
 	unsigned int n = 0;
 	bool seen = false;
 
-	for (unwind_start(&state, current, NULL, NULL); !unwind_done(&state);
+	unwind_start(&state, current, NULL, NULL);
+	for (first = state.stack_info.type;
+	     !unwind_done(&state) && !mlt_irq_boundary(&state, first);
 	     unwind_next_frame(&state)) {
 		addr = unwind_get_return_address(&state);
 		if (!addr)
@@ -465,7 +515,7 @@ static bool mlt_trace_matches(const struct mlt_table *t,
 			      const struct mlt_trace *tr, unsigned long sp0,
 			      unsigned long bp)
 {
-	const unsigned long *f = &t->frames[t->stacks[tr->sidx].frame_off];
+	const unsigned long *f = mlt_stack_frames(t, tr->sidx);
 	unsigned long base = (unsigned long)task_stack_page(current);
 	bool on_task_stack = sp0 >= base && sp0 < base + THREAD_SIZE;
 	unsigned long slot, v;
@@ -520,8 +570,10 @@ static unsigned int mlt_trace_probes(const struct mlt_table *t)
 	return min(MLT_TRACE_PROBES, 1U << t->trace_bits);
 }
 
-/* A cached trace of the call site that matches the stack, or MLT_NIL. */
-static u32 mlt_trace_find(const struct mlt_table *t, unsigned long call_site,
+/* A cached trace of the call site that matches the stack (its record
+ * pinned), or MLT_NIL.
+ */
+static u32 mlt_trace_find(struct mlt_table *t, unsigned long call_site,
 			  unsigned long sp0, unsigned long bp)
 {
 	unsigned int probes = mlt_trace_probes(t), p, w;
@@ -534,7 +586,7 @@ static u32 mlt_trace_find(const struct mlt_table *t, unsigned long call_site,
 		for (w = 0; w < MLT_TRACE_WAYS; w++) {
 			/* Pairs with the write barriers in mlt_trace_store(). */
 			seq = smp_load_acquire(&set[w].seq);
-			if ((seq & 1) || READ_ONCE(set[w].call_site) != call_site)
+			if ((seq & 1) || READ_ONCE(set[w].site) != (u32)call_site)
 				continue;
 			memcpy(&tr, &set[w], sizeof(tr));
 			smp_rmb();	/* copy before re-reading seq */
@@ -542,10 +594,20 @@ static u32 mlt_trace_find(const struct mlt_table *t, unsigned long call_site,
 				continue;	/* being rewritten */
 			/* Pairs with the release in mlt_stack_get(): complete. */
 			nr_stacks = smp_load_acquire(&t->nr_stacks);
-			if (tr.nr && tr.nr <= MLT_MAX_DEPTH && tr.sidx < nr_stacks &&
-			    t->stacks[tr.sidx].nr == tr.nr &&
-			    mlt_trace_matches(t, &tr, sp0, bp))
+			if (!tr.nr || tr.nr > MLT_MAX_DEPTH || tr.sidx >= nr_stacks ||
+			    READ_ONCE(t->stacks[tr.sidx].seq) != tr.sseq ||
+			    READ_ONCE(t->stacks[tr.sidx].nr) != tr.nr ||
+			    !mlt_trace_matches(t, &tr, sp0, bp))
+				continue;
+			/*
+			 * Pinned with seq unchanged (the pin is a full
+			 * barrier): the record was not reused since learnt.
+			 */
+			if (!mlt_stack_pin(t, tr.sidx))
+				continue;
+			if (READ_ONCE(t->stacks[tr.sidx].seq) == tr.sseq)
 				return tr.sidx;
+			mlt_stack_put(t, tr.sidx);
 		}
 	}
 	return MLT_NIL;
@@ -564,14 +626,15 @@ static struct mlt_trace *mlt_trace_victim(struct mlt_table *t,
 	for (p = 0; p < probes; p++) {
 		set = mlt_trace_set(t, call_site, p);
 		for (w = 0; w < MLT_TRACE_WAYS; w++)
-			if (!set[w].call_site)
+			if (!set[w].site)
 				return &set[w];
 	}
 	turn = t->trace_clock++ % (probes * MLT_TRACE_WAYS);
 	return &mlt_trace_set(t, call_site, turn / MLT_TRACE_WAYS)[turn % MLT_TRACE_WAYS];
 }
 
-static void mlt_trace_store(struct mlt_table *t, const struct mlt_trace *src)
+static void mlt_trace_store(struct mlt_table *t, const struct mlt_trace *src,
+			    unsigned long call_site)
 {
 	struct mlt_trace *tr;
 	unsigned long flags;
@@ -580,12 +643,13 @@ static void mlt_trace_store(struct mlt_table *t, const struct mlt_trace *src)
 	/* Learning is optional: never wait for another CPU's. */
 	if (!raw_spin_trylock_irqsave(&t->trace_lock, flags))
 		return;
-	tr = mlt_trace_victim(t, src->call_site);
+	tr = mlt_trace_victim(t, call_site);
 	seq = tr->seq;
 	WRITE_ONCE(tr->seq, seq + 1);
 	smp_wmb();	/* odd seq before the fields change */
-	WRITE_ONCE(tr->call_site, src->call_site);
+	WRITE_ONCE(tr->site, src->site);
 	tr->sidx = src->sidx;
+	tr->sseq = src->sseq;
 	tr->nr = src->nr;
 	tr->end = src->end;
 	tr->regs_off = src->regs_off;
@@ -607,26 +671,23 @@ static unsigned long mlt_current_bp(void)
 	return bp;
 }
 
-/* Learn the call site's distance with a complete walk; record its stack. */
-static u32 mlt_stack_learn_site(struct mlt_table *t, unsigned long *buf,
-				unsigned long call_site, u64 *slot,
-				unsigned long anchor, unsigned long bp)
+/*
+ * Record the stack found by a complete walk; with slot, also learn the call
+ * site's distance from it.
+ */
+static u32 mlt_stack_walked(struct mlt_table *t, unsigned long *buf,
+			    unsigned long call_site, u64 *slot,
+			    unsigned long anchor)
 {
 	unsigned int nr, start, kept;
 	unsigned long sp;
-	bool agree;
 
 	nr = mlt_walk_complete(buf, t->depth + MLT_TRIM_SLACK, call_site, &sp);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	kept = mlt_kept(buf, nr, call_site, t->depth, &start);
 	if (slot && sp > anchor && sp - anchor <= MLT_SITE_MAX_DIST &&
-	    buf[start] == call_site) {
-		/* The short walk must find the same frames, else never use it. */
-		agree = mlt_walk_from_site(NULL, kept, call_site, sp, bp,
-					   buf + start) == kept;
-		WRITE_ONCE(*slot, (u64)(u32)call_site << 32 |
-			   (agree ? (u32)(sp - anchor) : MLT_SITE_COMPLETE));
-	}
+	    buf[start] == call_site)
+		WRITE_ONCE(*slot, (u64)(u32)call_site << 32 | (u32)(sp - anchor));
 	return mlt_record(t, buf + start, kept);
 }
 
@@ -647,21 +708,18 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 	struct mlt_trace tr;
 	unsigned long sp0, pushed;
 	unsigned int nr;
-	u32 dist, sidx;
+	u32 sidx;
 
 	if (!READ_ONCE(mlt_stack_cache) || !mlt_is_text_high(call_site))
-		return mlt_stack_saved(t, buf, call_site);
+		return mlt_stack_walked(t, buf, call_site, NULL, anchor);
 	if ((u32)(entry >> 32) != (u32)call_site)
-		return mlt_stack_learn_site(t, buf, call_site, slot, anchor, bp);
-	dist = (u32)entry;
-	if (dist == MLT_SITE_COMPLETE)
-		return mlt_stack_learn_site(t, buf, call_site, NULL, anchor, bp);
-	sp0 = anchor + dist;
+		return mlt_stack_walked(t, buf, call_site, slot, anchor);
+	sp0 = anchor + (u32)entry;
 	/* Fault-safe: a stale distance may point past the stack. */
 	if (get_kernel_nofault(pushed, (unsigned long *)(sp0 - sizeof(long))) ||
 	    pushed != call_site) {
 		mlt_count(MLT_C_UNWIND_STALE, 1);
-		return mlt_stack_learn_site(t, buf, call_site, slot, anchor, bp);
+		return mlt_stack_walked(t, buf, call_site, slot, anchor);
 	}
 
 	sidx = mlt_trace_find(t, call_site, sp0, bp);
@@ -678,15 +736,17 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 			sidx = mlt_record(t, buf, nr);
 			if (sidx != MLT_NIL && sidx != MLT_SKIP) {
 				tr.sidx = sidx;
-				mlt_trace_store(t, &tr);
+				/* Pinned: seq is stable. */
+				tr.sseq = READ_ONCE(t->stacks[sidx].seq);
+				mlt_trace_store(t, &tr, call_site);
 			}
 			return sidx;
 		}
 	}
-	mlt_count(MLT_C_UNWIND_SHORT, 1);
-	nr = mlt_walk_from_site(buf, t->depth, call_site, sp0, bp, NULL);
-	return mlt_record(t, buf, nr);
+	return mlt_stack_walked(t, buf, call_site, NULL, anchor);
 }
+
+NOKPROBE_SYMBOL(mlt_stack_of);
 
 /*
  * A module being loaded may reuse the text of one unloaded before, with
@@ -721,6 +781,11 @@ void mlt_unwind_exit(void)
 #else /* !CONFIG_UNWINDER_ORC: frame pointers make the complete walk cheap */
 
 size_t mlt_trace_mem(u32 traces)
+{
+	return 0;
+}
+
+size_t mlt_unwind_static_mem(void)
 {
 	return 0;
 }

@@ -16,7 +16,8 @@ RUN=/sys/module/leaky/parameters/run
 lk() { echo "$*" > $RUN || note "leaky_failed" "$*"; }
 
 try insmod_leaky insmod /modules/leaky.ko
-try insmod_mlt insmod /modules/mlt.ko mode=full
+# verify=1: every stack found is also compared with the kernel's own walk.
+try insmod_mlt insmod /modules/mlt.ko mode=full verify=1
 [ -d $D ] || exit 1
 emit stats_start $D/stats
 
@@ -36,16 +37,48 @@ emit paths_stats $D/stats
 note arch "$(uname -m)"
 lk freeall
 
-# kfree_rcu: must be gone once the grace period has passed.
-lk rcu 50
-i=0
-while [ $i -lt 30 ]; do
-	sleep 0.5
-	grep -q leaky_rcu_alloc $D/stacks || break
-	i=$((i + 1))
+# Exact stacks: one helper reached from a plain caller first, then from a
+# caller that realigns its stack frame, in this system call and in a work
+# item. verify=1 counts stacks that differ from the kernel's own walk.
+lk align 50
+emit align $D/stacks
+emit align_stats $D/stats
+lk freeall
+
+# kfree_rcu: must be gone once the grace period has passed. kfree_rcu()
+# frees in bulk once it has a page for its pointer array; without one (the
+# first batch after boot on 5.10) it frees one by one with kfree(). Up to
+# three rounds, until the bulk path has been seen.
+round=0
+while [ $round -lt 3 ]; do
+	lk rcu 50
+	i=0
+	while [ $i -lt 30 ]; do
+		sleep 0.5
+		grep -q leaky_rcu_alloc $D/stacks || break
+		i=$((i + 1))
+	done
+	grep -q '^bulk_freed_objects 0$' $D/stats || break
+	round=$((round + 1))
 done
 emit rcu $D/stacks
 emit rcu_stats $D/stats
+
+# Another probe on kmem:kmalloc (a trace event) mid-run puts the kernel's
+# tracepoint iterator between the tracepoint and mlt: same ids and counts.
+# One call site reaching kmalloc and kmem_cache_alloc through tail-calling
+# wrappers, alternating.
+lk leak 10 400
+emit tp_before $D/stacks
+T=/sys/kernel/tracing
+[ -d $T/events ] || mount -t tracefs nodev $T
+try tp_enable sh -c "echo 1 > $T/events/kmem/kmalloc/enable"
+lk leak 10 400
+lk fnptr 25
+echo 0 > $T/events/kmem/kmalloc/enable
+emit tp_during $D/stacks
+emit tp_stats $D/stats
+lk freeall
 
 # Hard IRQ and softirq allocations, freed later in process context.
 lk irq 8
@@ -67,7 +100,7 @@ if [ "$LEVEL" = full ]; then
 	# Unload with live entries, reload: the stack id must not change.
 	lk leak 5 1000
 	try rmmod_live rmmod mlt
-	try insmod_again insmod /modules/mlt.ko mode=full
+	try insmod_again insmod /modules/mlt.ko mode=full verify=1
 	lk leak 10 400
 	emit reload $D/stacks
 	lk freeall
@@ -91,7 +124,10 @@ if [ "$LEVEL" = full ]; then
 
 	# The cap: a pool of 256 objects must hold, and say it dropped.
 	echo 256 > $P/max_objects
-	lk leak 1000 64
+	# Below the pool size nothing is dropped, however the pointers hash.
+	lk leak 150 64
+	emit cap_below $D/stacks
+	lk leak 850 64
 	emit cap_objects $D/stacks
 	emit cap_objects_stats $D/stats
 	lk freeall
@@ -102,6 +138,59 @@ if [ "$LEVEL" = full ]; then
 	emit cap_memory_stats $D/stats
 	lk freeall
 	echo 0 > $P/max_memory_kb
+
+	# The stack table never fills for good: more transient stacks (and
+	# IRQ ones) than a 64-record table holds, all freed, then a new leak.
+	echo 64 > $P/max_stacks
+	lk branches 300
+	lk irq 8
+	lk irqfree
+	lk leak 10 400
+	emit reuse $D/stacks
+	emit reuse_stats $D/stats
+	lk freeall
+	echo 0 > $P/max_stacks
+
+	# A rejected parameter write leaves tracking running with the old
+	# values: a table too large for the cap, a cap too small for any.
+	lk leak 10 400
+	try reject_max_stacks sh -c "echo 100000000 > $P/max_stacks"
+	try reject_max_memory sh -c "echo 1 > $P/max_memory_kb"
+	# ... and a cap of 4 GB in a 512 MB guest: out of memory.
+	try reject_nomem sh -c "echo 4000000 > $P/max_memory_kb"
+	note after_reject "$(cat $P/max_stacks) $(cat $P/max_memory_kb) $(cat $P/mode)"
+	lk leak 5 400
+	emit rejected $D/stacks
+	lk freeall
+
+	# Reading the report with a large pool: the stripes are summed in
+	# chunks, interrupts on between them. Timing is reported, not checked.
+	echo 65536 > $P/max_memory_kb
+	lk leak 20000 32
+	echo 0 > $P/scan_chunk
+	cat $D/stacks > /dev/null
+	emit scan_whole_stats $D/stats
+	echo 256 > $P/scan_chunk
+	cat $D/stacks > /dev/null
+	emit scan_chunked_stats $D/stats
+	lk freeall
+	echo 0 > $P/max_memory_kb
+
+	# A module that goes away with live objects: they keep their names
+	# and id, also once the module is loaded again at the same addresses.
+	lk freeall
+	lk leak 10 400
+	emit unload_before $D/stacks
+	echo 1 > /sys/module/leaky/parameters/leak_on_unload
+	note leaky_text_before "$(cat /sys/module/leaky/sections/.text)"
+	try rmmod_leaking rmmod leaky
+	emit unload_gone $D/stacks
+	emit unload_stats $D/stats
+	try insmod_leaky_again insmod /modules/leaky.ko
+	note leaky_text_after "$(cat /sys/module/leaky/sections/.text)"
+	lk leak 5 400
+	emit unload_again $D/stacks
+	lk freeall
 
 	# Reset via debugfs.
 	lk leak 3 500
@@ -140,14 +229,27 @@ emit steady $D/stacks
 dmesg > /tmp/dmesg.txt
 emit dmesg /tmp/dmesg.txt
 
-# A real OOM: the notifier prints the top stacks to the kernel log.
+# Real OOMs: the first prints the top stacks to the kernel log, the next
+# ones within oom_interval_s only count (an hour here: the rounds take
+# more than the default minute on a slow emulated arm64).
+echo 3600 > $P/oom_interval_s
 lk leak 50 1000
-# Two 300 MB buffers in a 512 MB guest: the OOM killer takes one of them.
-dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null &
-dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null
-wait
+for round in 1 2 3; do
+	# Two 300 MB buffers in a 512 MB guest: the OOM killer takes one.
+	dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null &
+	dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null
+	wait
+done
+# The report is printed by a work item, after the OOM.
+i=0
+while [ $i -lt 20 ] && ! dmesg | grep -q 'mlt: OOM: #1'; do
+	sleep 0.5
+	i=$((i + 1))
+done
+sleep 1
 dmesg | grep 'mlt: OOM' > /tmp/oom.txt
 emit oom /tmp/oom.txt
+emit oom_stats $D/stats
 
 # Unload with live entries, then the test module.
 lk leak 100 128

@@ -10,6 +10,18 @@
  *   echo "paths A B" > run   leak A + B kmallocs at one call site
  *                            (leaky_shared_alloc) reached through
  *                            leaky_path_a and leaky_path_b, interleaved
+ *   echo "align N"   > run   leak 1 + 2N kmallocs at one call site
+ *                            (leaky_helper_alloc), reached first from a
+ *                            plain caller, then N times from a caller with
+ *                            a stack-realigning local (leaky_aligned_caller)
+ *                            in this system call and N times from a work item
+ *   echo "fnptr N"   > run   leak 2N objects from one call site in
+ *                            leaky_fnptr: an indirect call of wrappers that
+ *                            tail-call kmalloc (216 bytes) and
+ *                            kmem_cache_alloc (leaky_cache), alternating
+ *   echo "branches N" > run  N transient stacks: allocate and free one
+ *                            object (leaky_branch_alloc) through each of N
+ *                            different chains of leaky_branch_a/_b calls
  *   echo "irq N"     > run   N allocations in hard IRQ (leaky_hardirq_alloc)
  *                            and N in softirq (leaky_softirq_alloc); kept
  *   echo irqfree     > run   free those in process context
@@ -26,7 +38,7 @@
  * Locking: leaked objects are linked through their first bytes on two lists
  * under leaky_lock (irqsave); IRQ allocations go to fixed arrays written only
  * by their timer and read after the timer has stopped. Everything is freed
- * on unload.
+ * on unload (but the kmalloc leaks with leak_on_unload=1).
  */
 #define pr_fmt(fmt) "leaky: " fmt
 
@@ -50,9 +62,23 @@
 #define LEAKY_CACHE_OBJ		184	/* distinctive object size */
 #define LEAKY_RCU_OBJ		96
 #define LEAKY_SHARED_OBJ	168
+#define LEAKY_HELPER_OBJ	200
+#define LEAKY_ALIGN		64	/* more than the stack's: realigns */
+#define LEAKY_BRANCH_OBJ	232
+#define LEAKY_TAIL_OBJ		216
+#define LEAKY_BRANCH_LEVELS	10	/* 2^10 distinct stacks */
 #define LEAKY_HARDIRQ_OBJ	136
 #define LEAKY_SOFTIRQ_OBJ	152
 #define LEAKY_MAX_IRQ		64	/* objects per IRQ kind */
+/*
+ * PREEMPT_RT forbids kmalloc in hard IRQ context (the slab locks sleep):
+ * there the "hard IRQ" allocation runs from a soft hrtimer instead.
+ */
+#ifdef CONFIG_PREEMPT_RT
+#define LEAKY_HRTIMER_MODE	HRTIMER_MODE_REL_SOFT
+#else
+#define LEAKY_HRTIMER_MODE	HRTIMER_MODE_REL_HARD
+#endif
 #define LEAKY_IRQ_PERIOD_NS	(1000 * 1000)
 #define LEAKY_STORM_BATCH	16
 #define LEAKY_STORM_MIN		32
@@ -89,6 +115,9 @@ MODULE_PARM_DESC(churn_size, "Bytes per churn allocation");
 static unsigned int churn_ms;
 module_param(churn_ms, uint, 0644);
 MODULE_PARM_DESC(churn_ms, "Allocate and free one object every this many ms (0: off)");
+static bool leak_on_unload;
+module_param(leak_on_unload, bool, 0644);
+MODULE_PARM_DESC(leak_on_unload, "Leave the kmalloc leaks allocated when unloaded");
 static unsigned int steady_leaked;
 module_param(steady_leaked, uint, 0444);
 MODULE_PARM_DESC(steady_leaked, "Objects leaked so far by leaky_steady_leak");
@@ -222,6 +251,168 @@ static noinline int leaky_rcu_alloc(unsigned int n)
 	return 0;
 }
 
+/*
+ * A helper whose callers differ in how the unwinder gets past them: a
+ * plain caller, and one with a local aligned beyond the stack's alignment,
+ * which realigns its frame and finds its caller through %rbp.
+ */
+static noinline void *leaky_helper_alloc(void)
+{
+	void *p = kmalloc(LEAKY_HELPER_OBJ, GFP_KERNEL);
+
+	barrier();
+	return p;
+}
+
+static noinline void leaky_touch(char *buf)
+{
+	WRITE_ONCE(buf[0], 1);
+}
+
+static noinline int leaky_plain_caller(void)
+{
+	void *p = leaky_helper_alloc();
+
+	if (!p)
+		return -ENOMEM;
+	leaky_keep(&leaky_kmallocs, p);
+	return 0;
+}
+
+static noinline int leaky_aligned_caller(void)
+{
+	char buf[LEAKY_ALIGN] __aligned(LEAKY_ALIGN);
+	void *p;
+
+	leaky_touch(buf);
+	p = leaky_helper_alloc();
+	leaky_touch(buf);
+	if (!p)
+		return -ENOMEM;
+	leaky_keep(&leaky_kmallocs, p);
+	return 0;
+}
+
+static unsigned int leaky_align_n;
+
+static void leaky_align_work_fn(struct work_struct *w)
+{
+	unsigned int i;
+
+	for (i = 0; i < leaky_align_n; i++)
+		if (leaky_aligned_caller())
+			break;
+}
+
+static DECLARE_WORK(leaky_align_work, leaky_align_work_fn);
+
+static noinline int leaky_align(unsigned int n)
+{
+	unsigned int i;
+	int err;
+
+	err = leaky_plain_caller();
+	for (i = 0; !err && i < n; i++)
+		err = leaky_aligned_caller();
+	if (err)
+		return err;
+	leaky_align_n = n;
+	schedule_work(&leaky_align_work);
+	flush_work(&leaky_align_work);
+	return 0;
+}
+
+/*
+ * One call site, two allocators: the wrappers jump to them (tail calls),
+ * so both return to the indirect call in leaky_fnptr, through different
+ * allocator frames between the tracepoint and the call site.
+ */
+static noinline void *leaky_tail_kmalloc(void)
+{
+	return kmalloc(LEAKY_TAIL_OBJ, GFP_KERNEL);
+}
+
+static noinline void *leaky_tail_cache(void)
+{
+	return kmem_cache_alloc(leaky_cachep, GFP_KERNEL);
+}
+
+static void *(*leaky_tail_fns[2])(void) = {
+	leaky_tail_kmalloc, leaky_tail_cache
+};
+
+static noinline int leaky_fnptr(unsigned int n)
+{
+	void *(*fn)(void);
+	unsigned int i;
+	void *p;
+
+	for (i = 0; i < 2 * n; i++) {
+		fn = READ_ONCE(leaky_tail_fns[i & 1]);
+		p = fn();
+		if (!p)
+			return -ENOMEM;
+		leaky_keep(i & 1 ? &leaky_cached : &leaky_kmallocs, p);
+	}
+	return 0;
+}
+
+/*
+ * Distinct stacks: path bit i chooses leaky_branch_a or _b at level i, one
+ * frame per level. The counters keep the two from being folded into one
+ * and the calls from being tail calls.
+ */
+static unsigned long leaky_branch_hits[2];
+
+static noinline void *leaky_branch_alloc(void)
+{
+	void *p = kmalloc(LEAKY_BRANCH_OBJ, GFP_KERNEL);
+
+	barrier();
+	return p;
+}
+
+static noinline void *leaky_branch_b(unsigned int path, unsigned int level);
+
+static noinline void *leaky_branch_a(unsigned int path, unsigned int level)
+{
+	void *p;
+
+	if (!level)
+		p = leaky_branch_alloc();
+	else if (path & 1)
+		p = leaky_branch_a(path >> 1, level - 1);
+	else
+		p = leaky_branch_b(path >> 1, level - 1);
+	WRITE_ONCE(leaky_branch_hits[0], leaky_branch_hits[0] + 1);
+	return p;
+}
+
+static noinline void *leaky_branch_b(unsigned int path, unsigned int level)
+{
+	void *p;
+
+	if (!level)
+		p = leaky_branch_alloc();
+	else if (path & 1)
+		p = leaky_branch_a(path >> 1, level - 1);
+	else
+		p = leaky_branch_b(path >> 1, level - 1);
+	WRITE_ONCE(leaky_branch_hits[1], leaky_branch_hits[1] + 1);
+	return p;
+}
+
+static noinline int leaky_branches(unsigned int n)
+{
+	unsigned int i;
+
+	if (n > 1U << LEAKY_BRANCH_LEVELS)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		kfree(leaky_branch_a(i, LEAKY_BRANCH_LEVELS));
+	return 0;
+}
+
 /* ---- IRQ context ---------------------------------------------------------- */
 
 static void *leaky_hard_objs[LEAKY_MAX_IRQ], *leaky_soft_objs[LEAKY_MAX_IRQ];
@@ -284,7 +475,7 @@ static int leaky_irq(unsigned int n)
 	reinit_completion(&leaky_hard_done);
 	reinit_completion(&leaky_soft_done);
 	hrtimer_start(&leaky_hrtimer, ns_to_ktime(LEAKY_IRQ_PERIOD_NS),
-		      HRTIMER_MODE_REL_HARD);
+		      LEAKY_HRTIMER_MODE);
 	mod_timer(&leaky_timer, jiffies + 1);
 	wait_for_completion(&leaky_hard_done);
 	wait_for_completion(&leaky_soft_done);
@@ -429,6 +620,12 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_rcu_alloc(a);
 	if (!strcmp(cmd, "paths") && n == 3)
 		return leaky_paths(a, b);
+	if (!strcmp(cmd, "align") && n == 2)
+		return leaky_align(a);
+	if (!strcmp(cmd, "fnptr") && n == 2)
+		return leaky_fnptr(a);
+	if (!strcmp(cmd, "branches") && n == 2)
+		return leaky_branches(a);
 	if (!strcmp(cmd, "irq") && n == 2)
 		return leaky_irq(a);
 	if (!strcmp(cmd, "irqfree")) {
@@ -453,7 +650,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | paths A B | irq N | irqfree | storm MS | storm_wait | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | paths A B | align N | fnptr N | branches N | irq N | irqfree | storm MS | storm_wait | freeall");
 
 static void leaky_ctor(void *p)
 {
@@ -469,7 +666,7 @@ static int __init leaky_init(void)
 					 leaky_ctor);
 	if (!leaky_cachep)
 		return -ENOMEM;
-	hrtimer_init(&leaky_hrtimer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_HARD);
+	hrtimer_init(&leaky_hrtimer, CLOCK_MONOTONIC, LEAKY_HRTIMER_MODE);
 	leaky_hrtimer.function = leaky_hrtimer_fn;
 	timer_setup(&leaky_timer, leaky_timer_fn, 0);
 	for_each_possible_cpu(cpu)
@@ -490,7 +687,8 @@ static void __exit leaky_exit(void)
 	WRITE_ONCE(leaky_storm_end, jiffies);
 	leaky_storm_wait();
 	leaky_irq_free();
-	leaky_free_list(&leaky_kmallocs, false);
+	if (!leak_on_unload)
+		leaky_free_list(&leaky_kmallocs, false);
 	leaky_free_list(&leaky_cached, true);
 	rcu_barrier();
 	kmem_cache_destroy(leaky_cachep);

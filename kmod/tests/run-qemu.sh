@@ -8,6 +8,7 @@
 #               [--extra-file SRC:DST]... [--init-hook SCRIPT] [--hook-args "A B"]
 #               [--log FILE] [--timeout SEC] [--mem MB] [--smp N]
 #               [--append "kernel args"] [--share DIR] [--accel ACCEL]
+#               [--icount SHIFT]
 #
 # The guest mounts proc, sysfs, devtmpfs and debugfs, puts modules in
 # /modules, sources /lib/mlt-guest.sh (helpers: emit NAME FILE prints a file
@@ -18,13 +19,16 @@
 # mounts it read-write at /host (the kernel's 9p modules are added to the
 # initramfs from its /lib/modules, running depmod there if needed).
 # --accel is QEMU's -accel (default tcg,thread=single, see below).
+# --icount SHIFT: QEMU's -icount shift=SHIFT,sleep=off: guest time is the
+# instruction count (2^SHIFT ns each), so the host's load does not stretch
+# what the guest measures (for timing a code path, not for tests).
 #
 # Exit status: the hook's status, 124 on timeout, 125 if the guest died
 # (panic, oops with oops=panic, WARN with panic_on_warn=1) before finishing.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-KERNEL="" ARCH=x86_64 LOG="" TIMEOUT=300 MEM=512 SMP=2 APPEND="" SHARE=""
+KERNEL="" ARCH=x86_64 LOG="" TIMEOUT=300 MEM=512 SMP=2 APPEND="" SHARE="" ICOUNT=""
 HOOK="" HOOK_ARGS="" ACCEL=tcg,thread=single
 MODULES=() EXTRAS=()
 
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
 	--append) APPEND=$2; shift 2 ;;
 	--share) SHARE=$2; shift 2 ;;
 	--accel) ACCEL=$2; shift 2 ;;
+	--icount) ICOUNT=$2; shift 2 ;;
 	-h|--help) usage ;;
 	*) echo "run-qemu.sh: unknown option $1" >&2; usage ;;
 	esac
@@ -124,6 +129,9 @@ LOG=${LOG:-$WORK/console.log}
 EXTRA_DEV=()
 if [ -n "$SHARE" ]; then
 	EXTRA_DEV=(-virtfs "local,path=$SHARE,mount_tag=host,security_model=none")
+fi
+if [ -n "$ICOUNT" ]; then
+	EXTRA_DEV+=(-icount "shift=$ICOUNT,sleep=off")
 fi
 
 # TCG only: KVM is not assumed (and hangs on some CI hosts). By default

@@ -4,7 +4,8 @@
 # Build mlt.ko and leaky.ko for a kernel, boot it under QEMU, run
 # guest-tests.sh and check the console log.
 #
-#   run-tests.sh TARGET...     TARGET: x86_64-6.1 | x86_64-6.12 | arm64 | all
+#   run-tests.sh TARGET...     TARGET: x86_64-6.1 | x86_64-6.12 | arm64 |
+#                              x86_64-5.10 | x86_64-6.1-rt | all
 #
 # Each target prints "<target>: N passed, N failed"; the closing line is
 # the total, "N passed, N failed", alone on a line. Exit status 0 if all
@@ -28,7 +29,7 @@ HINT="install with: bash .ci/install-kmod.sh"
 total_pass=0 total_fail=0 status=0
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(all)
-[ "${targets[0]}" = all ] && targets=(x86_64-6.1 x86_64-6.12 arm64)
+[ "${targets[0]}" = all ] && targets=("${ALL_TARGETS[@]}")
 
 for tgt in "${targets[@]}"; do
 	resolve "$tgt" || exit 2
@@ -58,7 +59,7 @@ for tgt in "${targets[@]}"; do
 	"$HERE/run-qemu.sh" --arch "$QARCH" --kernel "$KERNEL" \
 		--module "$build/mlt/mlt.ko" --module "$build/leaky/leaky.ko" \
 		--init-hook "$HERE/guest-tests.sh" --hook-args "$LEVEL" \
-		--log "$log" --timeout "$TIMEOUT"
+		--append "$KAPPEND" --log "$log" --timeout "$TIMEOUT"
 	qrc=$?
 	echo "boot: exit $qrc after $(( $(date +%s) - start ))s, log $log"
 	out=$(python3 "$HERE/check.py" "$log" --level "$LEVEL")

@@ -4,8 +4,10 @@
 # In-guest soak for mlt.ko, run by soak.sh as the init hook.
 # Usage: soak-guest.sh ROUNDS [MLT_PARAM=VALUE...]
 # Each round: leaky's alloc/free storm on every CPU for 3 s while all three
-# reports are read in a loop, then "@@SOAK round N reads N". The stack
-# cache is warmed first with the stacks the main test uses.
+# reports are read in a loop and 300 transient stacks are made (leaky
+# "branches": with a small max_stacks, records are reused all the while),
+# then "@@SOAK round N reads N". The stack cache is warmed first with the
+# stacks the main test uses.
 . /lib/mlt-guest.sh
 
 ROUNDS=${1:-20}
@@ -21,7 +23,9 @@ for cmd in "leak 10 400" "paths 40 25" freeall "irq 8" irqfree; do
 done
 i=0
 while [ $i -lt "$ROUNDS" ]; do
+	echo "branches 300" > $RUN &
 	reads=$(storm_reading 3000) || exit 1
+	wait
 	echo "@@SOAK round $i reads $reads"
 	i=$((i + 1))
 done

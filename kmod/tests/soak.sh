@@ -51,7 +51,7 @@ for boot in $(seq 1 "$BOOTS"); do
 	"$HERE/run-qemu.sh" --arch "$QARCH" --kernel "$KERNEL" --accel "$ACCEL" \
 		--module "$build/mlt/mlt.ko" --module "$build/leaky/leaky.ko" \
 		--init-hook "$HERE/soak-guest.sh" --hook-args "$ROUNDS $*" \
-		--append "$APPEND" --log "$log" --timeout $((120 + ROUNDS * 30))
+		--append "$APPEND $KAPPEND" --log "$log" --timeout $((120 + ROUNDS * 30))
 	rc=$?
 	rounds=$(grep -ac '^@@SOAK round' "$log")
 	# The kernel log must hold no warning, oops or lockup report.

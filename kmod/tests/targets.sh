@@ -3,16 +3,21 @@
 #
 # Test targets, sourced by run-tests.sh and soak.sh. Needs KMOD and
 # KMOD_CACHE set.
-# resolve TARGET sets ARCH QARCH KERNEL KDIR LEVEL TIMEOUT CROSS;
+# resolve TARGET sets ARCH QARCH KERNEL KDIR LEVEL TIMEOUT CROSS KCC KAPPEND;
 # missing TARGET prints what the target lacks, nothing when it is ready;
 # build_modules BUILD LOG builds mlt.ko and leaky.ko for the resolved
 # target into BUILD, compiler output to LOG.
 
 newest() { ls -d $1 2>/dev/null | sort -V | tail -n1; }
 
-# target -> ARCH QEMU_ARCH KERNEL KDIR LEVEL TIMEOUT CROSS
+# Every target, in the order "all" runs them.
+ALL_TARGETS=(x86_64-6.1 x86_64-6.12 arm64 x86_64-5.10 x86_64-6.1-rt)
+
+# target -> ARCH QEMU_ARCH KERNEL KDIR LEVEL TIMEOUT CROSS KCC KAPPEND
+# (KCC: compiler for the build; KAPPEND: extra kernel command line)
 resolve() {
 	local rel
+	KCC="" KAPPEND=""
 	case "$1" in
 	x86_64-6.1)
 		KERNEL=$(newest '/boot/vmlinuz-6.1.0-*-amd64')
@@ -31,7 +36,23 @@ resolve() {
 		KDIR=$KMOD_CACHE/arm64/headers
 		ARCH=arm64 QARCH=arm64 LEVEL=full TIMEOUT=360 CROSS=aarch64-linux-gnu-
 		;;
-	*) echo "unknown target $1 (x86_64-6.1, x86_64-6.12, arm64)" >&2; return 2 ;;
+	x86_64-5.10)
+		# Debian 11's kernel, extracted by .ci/install-kmod.sh. Its
+		# headers name gcc-10, which Debian 12 lacks: build with gcc.
+		KERNEL=$KMOD_CACHE/x86_64-5.10/vmlinuz
+		KDIR=$KMOD_CACHE/x86_64-5.10/headers
+		ARCH=x86 QARCH=x86_64 LEVEL=full TIMEOUT=240 CROSS="" KCC=gcc
+		;;
+	x86_64-6.1-rt)
+		# Debian 12's PREEMPT_RT kernel, extracted by .ci/install-kmod.sh.
+		# Its serial interrupt is threaded; under a loaded TCG host the
+		# thread can fall behind and the spurious-interrupt detector then
+		# disables the console's IRQ ("irq 4: nobody cared"): noirqdebug.
+		KERNEL=$KMOD_CACHE/x86_64-6.1-rt/vmlinuz
+		KDIR=$KMOD_CACHE/x86_64-6.1-rt/headers
+		ARCH=x86 QARCH=x86_64 LEVEL=full TIMEOUT=240 CROSS="" KAPPEND=noirqdebug
+		;;
+	*) echo "unknown target $1 (${ALL_TARGETS[*]})" >&2; return 2 ;;
 	esac
 	TIMEOUT=${QEMU_TIMEOUT:-$TIMEOUT}
 }
@@ -55,5 +76,5 @@ missing() {
 
 build_modules() {
 	make -s -C "$KMOD" ARCH="$ARCH" ${CROSS:+CROSS_COMPILE=$CROSS} \
-		KDIR="$KDIR" BUILD="$1" > "$2" 2>&1
+		${KCC:+CC=$KCC} KDIR="$KDIR" BUILD="$1" > "$2" 2>&1
 }

@@ -68,3 +68,15 @@ def test_mlt_tracks_exactly_on_debian_6_12_x86_64() -> None:
 @pytest.mark.slow
 def test_mlt_cross_built_for_arm64_runs_on_debian_6_1() -> None:
     run_target("arm64")
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_mlt_tracks_exactly_on_debian_11_5_10_x86_64() -> None:
+    run_target("x86_64-5.10")
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_mlt_tracks_exactly_on_debian_6_1_preempt_rt() -> None:
+    run_target("x86_64-6.1-rt")
