@@ -67,7 +67,7 @@ def judge_fleet(fl: simfleet.Fleet) -> dict[Key, Judged]:
             v = trend.judge(series)
             span_h = (samples[-1][0] - samples[0][0]) / 3600
             naive = span_h >= 2 and samples[-1][1] - samples[0][1] > 1024 * span_h
-            first_t = series[0].t_hours * 3600 if series else samples[0][0]
+            first_t = trend.downsample(series)[0].t_hours * 3600 if series else samples[0][0]
             out[(dev.device_id, boot, subject, key)] = Judged(
                 v, naive, (samples[0][0], samples[-1][0]), (first_t - boot_start[boot]) / 3600
             )

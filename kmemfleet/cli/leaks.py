@@ -40,7 +40,7 @@ def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
         "first_seen_firmware": e.first_seen_firmware,
         "score": round(e.score, 3),
         "confidence": round(e.confidence, 3),
-        "verdict": e.verdict or "leak",
+        "verdict": e.verdict or ("leak" if e.devices_leaking else "none"),
         "evidence": e.evidence,
     }
     if e.verdict == "saturating":

@@ -76,7 +76,7 @@ def test_a_cache_cohort_is_saturating_and_its_short_young_boots_are_partial_fill
 
 
 def test_growth_at_mature_uptime_makes_the_cohort_leak_and_bent_series_count() -> None:
-    rows = [row(f"young{i}", "plateau", 0.0, 20_000, level=4e5, settle=15) for i in range(3)]
+    rows = [row(f"young{i}", "saturating", 0.0, 20_000, level=4e5, settle=15) for i in range(3)]
     # Old devices hold about what their rate gathers since boot: a leak's mark.
     rows += [row(f"old{i}", "leak", 300.0 + i, 18_000, last=5.5e6) for i in range(2)]
     rows += [row("bent", "saturating", 500.0, 17_000, level=9e6, settle=60, last=8.9e6)]
@@ -121,3 +121,25 @@ def test_a_leak_on_a_few_short_boots_stands_where_long_boots_are_flat_or_rise() 
     cycling = [row(f"long{i}", "sawtooth", 50.0 * i, 0, span=48.0) for i in range(20)]
     rising = [row("long-leak", "leak", 300.0, 30_000, span=48.0)]
     assert ranking.decide(short + cycling + rising).verdict == "leak"
+
+
+def test_a_leak_on_top_of_a_fill_or_after_a_start_up_step_is_not_saturating() -> None:
+    fill_and_leak = series(lambda t: 5e5 * (1 - math.exp(-t)) + 4096 * t, noise=200)
+    assert trend.judge(fill_and_leak).leaking
+    step_then_leak = series(lambda t: (1 << 20 if t >= 0.5 else 0) + 4096 * t, noise=200)
+    v = trend.judge(step_then_leak)
+    assert v.kind != "saturating"
+
+
+def test_leaks_watched_as_long_as_the_fills_stand_when_every_device_booted_together() -> None:
+    rows = [row(f"leak{i}", "leak", 0.0, 4096) for i in range(6)]
+    rows += [row(f"fill{i}", "saturating", 0.0, 30_000, level=5e5, settle=30) for i in range(2)]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and sum(d.leaking) == 6
+
+
+def test_one_device_refilling_a_flushed_cache_late_does_not_make_the_cache_leak() -> None:
+    rows = [row(f"young{i}", "plateau", 0.0, 40_000, level=3e5, settle=6) for i in range(10)]
+    rows += [row("refill", "plateau", 100.0, 40_000, level=3e5, settle=6, last=3e5)]
+    d = ranking.decide(rows)
+    assert d.verdict == "saturating" and not any(d.leaking)

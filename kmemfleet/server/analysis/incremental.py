@@ -150,12 +150,15 @@ ON CONFLICT (device_id, boot_id, subject, key) DO UPDATE SET
     level = excluded.level, settle_hours = excluded.settle_hours
 """
 
-# When each boot began (epoch seconds): its first snapshot's capture time less its uptime.
+# When each boot began (epoch seconds): its first snapshot's capture time less
+# its uptime. A plain filter (no correlated subquery over unnest) so that Citus
+# can run it on distributed snapshots; boot ids are UUIDs, so the cross product
+# of the two lists names only the boots asked for.
 _BOOT_STARTS = """
-SELECT u.d AS device_id, u.b AS boot_id,
-       (SELECT extract(epoch FROM s.captured_at) - s.uptime_seconds FROM snapshots s
-         WHERE s.device_id = u.d AND s.boot_id = u.b ORDER BY s.seq LIMIT 1) AS started
-  FROM unnest($1::text[], $2::text[]) AS u(d, b)
+SELECT DISTINCT ON (device_id, boot_id) device_id, boot_id,
+       extract(epoch FROM captured_at) - uptime_seconds AS started
+  FROM snapshots WHERE device_id = ANY($1::text[]) AND boot_id = ANY($2::text[])
+ ORDER BY device_id, boot_id, seq
 """
 
 
@@ -370,7 +373,9 @@ class Analyzer:
             points = buckets.series(f, grid[(dev, boot)])
             v = trend.judge(points, self.min_span_hours, self.min_points)
             start = started.get((dev, boot))
-            uptime = (points[0].t_hours - float(start) / 3600.0) if points and start else 0.0
+            # The first point judged (after merging long series), as settle_hours counts from.
+            judged_from = trend.downsample(points)[0].t_hours if points else 0.0
+            uptime = judged_from - float(start) / 3600.0 if points and start else 0.0
             for col, val in zip(
                 cols,
                 (
@@ -494,7 +499,11 @@ async def refresh_summaries(conn: asyncpg.Connection) -> int:
                 col.append(val)
     if cols[0]:
         await conn.execute(
-            """INSERT INTO analysis_summary AS a SELECT * FROM unnest($1::text[], $2::smallint[],
+            """INSERT INTO analysis_summary AS a (firmware_version, subject, signature,
+                   representative, devices_observed, devices_leaking, share_leaking,
+                   median_slope, p90_slope, total_leaked, projected_hours, confidence, score,
+                   verdict, level, evidence)
+               SELECT * FROM unnest($1::text[], $2::smallint[],
                    $3::text[], $4::text[], $5::int[], $6::int[], $7::float8[], $8::float8[],
                    $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[],
                    $14::text[], $15::float8[], $16::text[])

@@ -28,6 +28,7 @@ FILL_MAX_SETTLE_SPAN = 1.5  # a fill settles within 1.5 x its series' span
 FLEET_CONFIDENCE = 0.5  # confidence of a series made leaking by the fleet-wide step
 MATURE_RATE_RATIO = 0.4  # growth at maturity: >= 40% of the fills' median rate
 FULL_CYCLE_HOURS = 24.0  # a boot watched a whole day has seen a daily cycle through
+LONG_BOOT_HOURS = 22.0  # ... allowing for captures and buckets at the window's edges
 SHORT_ONLY_MIN_LONG = 4  # long boots needed before they can outweigh short ones
 SHORT_ONLY_RATIO = 3  # ... and this many per short boot that leaks
 ACCUMULATION_RATIO = 0.5  # ... and rate x uptime >= half of what it holds above boot
@@ -182,6 +183,7 @@ class Decision:
 
 CONVERGING = frozenset({"saturating", "plateau"})
 RISING = frozenset({"leak", "saturating", "plateau"})  # rose over the series
+STILL_RISING = frozenset({"leak", "saturating"})  # ... and still rising at its end
 MOVING = frozenset({"sawtooth", "decreasing"})  # active, but no net rise
 
 
@@ -208,9 +210,9 @@ def _short_only(rows: Sequence[SeriesRow]) -> str | None:
     long boots. Devices that a partial leak spares stay flat, not moving, so a
     leak on a few devices is not explained away by this.
     """
-    long = [r for r in rows if r.span_hours >= FULL_CYCLE_HOURS]
+    long = [r for r in rows if r.span_hours >= LONG_BOOT_HOURS]
     moving = sum(r.kind in MOVING for r in long)
-    hits = sum(r.leaking and r.span_hours < FULL_CYCLE_HOURS for r in rows)
+    hits = sum(r.leaking and r.span_hours < LONG_BOOT_HOURS for r in rows)
     if (
         not hits
         or any(r.kind in RISING for r in long)
@@ -229,20 +231,22 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     A leak grows without bound in uptime, at a rate that does not depend on it;
     a cache converges to a level, so its rate decays with uptime. A fill seen
     from near boot that settles within its window is evidence of a cache, and
-    the uptime by which such fills settle is the cohort's fill horizon. Growth
-    at maturity is a rising series that began at or after the horizon, still
-    grows at MATURE_RATE_RATIO of the fills' median rate, and whose rate
+    the uptime by which such fills settle (never beyond what was watched) is
+    the cohort's fill horizon. Growth at maturity is a series still rising at
+    its end (leak or saturating) that began at or after the horizon, grows at
+    MATURE_RATE_RATIO of the fills' median rate, and whose rate
     accounts for what it holds (rate x uptime >= ACCUMULATION_RATIO x its value
     above the fills' boot-time value: what a leak since boot looks like; a
     cache's slow tail holds far more than its rate could have gathered). A
     cache cannot show it. A leak series is unexplained by the fills when it
-    runs past the horizon. In order:
+    runs past the horizon or was watched at least half as long as the fills
+    (a fill watched that long would have bent). In order:
 
     0. leak verdicts only on short boots while long boots show no rise at
        all (_short_only): nothing leaks;
     1. no fill seen: the per-series verdicts stand;
-    2. growth at maturity on any device: a leak, and every rising series counts
-       (a load cycle's slow phase bends a leak's curve);
+    2. growth at maturity on MIN_FILL_DEVICES devices: a leak, and every series
+       still rising counts (a load cycle's slow phase bends a leak's curve);
     3. unexplained leak series on at least as many devices as fills: the
        per-series verdicts stand;
     4. fills on MIN_FILL_DEVICES devices: a cache, reported as saturating with
@@ -256,12 +260,15 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     fills = [r for r in rows if _fill_from_boot(r)]
     if not fills:
         return Decision("leak" if any(per_series) else "none", per_series, 0.0, "per-boot trends")
-    horizon = percentile([r.uptime_start + r.settle_hours for r in fills], FILL_HORIZON_Q)
+    # Where fills settle, but never beyond what was watched: a projection is no evidence.
+    horizon = percentile(
+        [r.uptime_start + min(r.settle_hours, r.span_hours) for r in fills], FILL_HORIZON_Q
+    )
     young_rate = percentile([r.slope for r in fills], 0.5)
     at_boot = percentile([r.first for r in fills if r.uptime_start < 1.0], 0.5)
     level = percentile([r.level for r in fills], 0.5)
     fill_devices = {r.device_id for r in fills}
-    rising = [r.kind in RISING and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR for r in rows]
+    rising = [r.kind in STILL_RISING and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR for r in rows]
     mature = {
         r.device_id
         for r, up in zip(rows, rising, strict=True)
@@ -271,11 +278,17 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
         and r.slope * (r.uptime_start + r.span_hours)
         >= ACCUMULATION_RATIO * max(0.0, r.last - at_boot)
     }
+    # A leak verdict the fills explain: a boot watched for a short while, ending
+    # before the fills settle. One watched as long as the fills, or past them, is not.
+    fill_span = percentile([r.span_hours for r in fills], 0.5)
     unexplained = {
-        r.device_id for r in rows if r.leaking and r.uptime_start + r.span_hours > horizon
+        r.device_id
+        for r in rows
+        if r.leaking
+        and (r.uptime_start + r.span_hours > horizon or r.span_hours >= 0.5 * fill_span)
     }
     where = f"fills from boot on {len(fill_devices)} devices settle by uptime {horizon:.1f} h"
-    if mature:
+    if len(mature) >= MIN_FILL_DEVICES:
         evidence = f"still growing beyond uptime {horizon:.1f} h on {len(mature)} devices; {where}"
         leaking = [a or b for a, b in zip(per_series, rising, strict=True)]
         return Decision("leak", leaking, level, evidence)

@@ -42,6 +42,8 @@ SAT_TAU_MIN_DIV = 64.0
 SAT_MAX_TAU_SPAN = 1.0  # tau beyond the span: indistinguishable from a line
 SAT_MAX_SSE_RATIO = 0.35  # the curve must leave at most 35% of the line's squared error
 SETTLE_TAUS = 3.0  # within 5% of the level after 3 time constants
+SAT_MIN_TAU_STEPS = 2.0  # tau spans at least two sample spacings
+SAT_MIN_TAIL_POINTS = 6  # points after 3 tau needed to test that it stopped rising
 
 
 @dataclass(frozen=True)
@@ -256,8 +258,10 @@ def saturation(ts: Sequence[float], values: Sequence[float]) -> tuple[float, flo
     Fits y = level - a * exp(-(t - t0) / tau) by least squares for each tau of a
     geometric grid up to the span, and a straight line. Saturating when the best
     curve rises (a > 0), its tau is within the span (a longer one is a line on
-    this window), and it leaves at most SAT_MAX_SSE_RATIO of the line's squared
-    error: deceleration, not noise, explains the bend.
+    this window) and at least SAT_MIN_TAU_STEPS sample spacings (shorter is a
+    step), it leaves at most SAT_MAX_SSE_RATIO of the line's squared error
+    (deceleration, not noise, explains the bend), its level is not below the last
+    value, and what comes after 3 tau does not still rise (a leak on top of a fill).
     """
     n = len(ts)
     span = ts[-1] - ts[0]
@@ -283,7 +287,19 @@ def saturation(ts: Sequence[float], values: Sequence[float]) -> tuple[float, flo
             best = (sse, level, tau)
     if best is None or best[0] > SAT_MAX_SSE_RATIO * sse_line:
         return None
-    return best[1], best[2]
+    sse, level, tau = best
+    spacing = span / (n - 1)
+    if tau < SAT_MIN_TAU_STEPS * spacing:
+        return None  # a "curve" bent within a step or two is a step, not a fill
+    if level < values[-1] - 2.0 * math.sqrt(sse / n):
+        return None  # already above its own level: something on top keeps growing
+    tail = [(t, v) for t, v in zip(rel, values, strict=True) if t >= SETTLE_TAUS * tau]
+    if len(tail) >= SAT_MIN_TAIL_POINTS:
+        z, p = mann_kendall([v for _, v in tail])
+        slope = theil_sen([t for t, _ in tail], [v for _, v in tail])
+        if z > 0 and p < MAX_P_VALUE and slope >= MIN_SLOPE_BYTES_PER_HOUR:
+            return None  # still rising after it should have settled: a leak on a fill
+    return level, tau
 
 
 def _least_squares(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float] | None:
