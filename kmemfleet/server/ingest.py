@@ -19,12 +19,12 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from kmemfleet import log
+from kmemfleet import limits, log
 from kmemfleet.server.auth import Authenticator, Principal
 from kmemfleet.server.batcher import Batcher, Unavailable
 from kmemfleet.server.metrics import Metrics
 from kmemfleet.server.storage.writer import Outcome, Result, prepare
-from kmemfleet.server.validate import ValidationError, validate
+from kmemfleet.server.validate import SERVER_FILE, ValidationError, validate
 from kmemfleet.v1 import ingest_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 
@@ -112,7 +112,11 @@ class IngestService:
                 known_stacks=self.batcher.writer.known_stacks,
                 stack_counts=False,  # checked by prepare(), column-wise
             )
-            item = prepare(snap)
+            try:
+                item = prepare(snap)
+            except ValidationError:  # a negative sample count: that row goes, not the snapshot
+                limits.sanitize(snap, SERVER_FILE, self.batcher.writer.known_stacks)
+                item = prepare(snap)
         except ValidationError as exc:
             return self._reject(INVALID, "invalid_field", str(exc), base)
         fut = await self.batcher.submit(item, shard_key)
