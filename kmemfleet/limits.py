@@ -158,6 +158,26 @@ def sample_problem(s: pb.StackSample) -> str | None:
     return None
 
 
+def clamp_text(value: str, limit: int) -> str:
+    """`value` cut to `limit` characters, NUL replaced: for texts a row may shorten."""
+    if len(value) > limit or "\x00" in value:
+        return value[:limit].replace("\x00", "?")
+    return value
+
+
+def clamp_frame(f: pb.Frame) -> pb.Frame:
+    if (
+        len(f.function) > MAX_FRAME_TEXT
+        or len(f.module) > MAX_ID_LEN
+        or len(f.file) > MAX_FRAME_TEXT
+        or "\x00" in f.function + f.module + f.file
+    ):
+        f.function = clamp_text(f.function, MAX_FRAME_TEXT)
+        f.module = clamp_text(f.module, MAX_ID_LEN)
+        f.file = clamp_text(f.file, MAX_FRAME_TEXT)
+    return f
+
+
 def issue(file: str, reason: str, line: int = 0) -> pb.ParseIssue:
     return pb.ParseIssue(file=file[:MAX_TEXT_LEN], line=line, reason=reason[:MAX_ISSUE_REASON])
 

@@ -2,6 +2,11 @@
 
 Capturing never waits on the network: a snapshot is durable in the spool
 before anyone tries to send it, so a server outage only grows the spool.
+
+The loop outlives any one snapshot: a spool it cannot write (full filesystem,
+I/O error) or a capture it cannot encode is logged and that snapshot skipped,
+and the next one is a keyframe. Only a device whose slabinfo cannot be read at
+the very first capture stops the agent, with the reason.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from kmemfleet.agent.capture import read_capture
 from kmemfleet.agent.collectors.base import KernelFS
 from kmemfleet.agent.delta import DeltaEncoder, Encoded
 from kmemfleet.agent.identity import IdentityConfig
-from kmemfleet.agent.spool import Spool
+from kmemfleet.agent.spool import Spool, SpoolFull
 from kmemfleet.agent.stream import Uploader
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import ingest_pb2
@@ -71,10 +76,13 @@ class Agent:
         return enc
 
     def run(self, interval: float, stop: threading.Event, count: int = 0) -> int:
-        """Snapshot every `interval` seconds until stop is set (or `count` taken)."""
-        taken = 0
+        """Snapshot every `interval` seconds until stop is set (or `count` tried).
+
+        Returns how many snapshots were spooled."""
+        taken = tried = 0
         deadline = time.monotonic()
         while not stop.is_set():
+            tried += 1
             try:
                 self.snapshot()
                 taken += 1
@@ -82,7 +90,20 @@ class Agent:
                 if taken == 0:
                     raise  # a device that cannot read slabinfo at all: say so plainly
                 self._log.error("capture_failed", error=str(exc))
-            if count and taken >= count:
+            except SpoolFull as exc:
+                self.encoder.force_keyframe()
+                self._log.error("snapshot_skipped", reason="spool_full", error=exc.strerror)
+            except OSError as exc:
+                self.encoder.force_keyframe()
+                self._log.error(
+                    "snapshot_skipped", reason="spool_write_failed", error=exc.strerror or str(exc)
+                )
+            except Exception as exc:  # one snapshot's bug must not stop the device's agent
+                self.encoder.force_keyframe()
+                self._log.error(
+                    "snapshot_skipped", reason="encode_failed", error=type(exc).__name__
+                )
+            if count and tried >= count:
                 return taken
             deadline += interval
             stop.wait(max(0.0, deadline - time.monotonic()))

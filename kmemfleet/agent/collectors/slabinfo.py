@@ -10,6 +10,7 @@ is skipped and reported, the rest of the file kept.
 
 from __future__ import annotations
 
+from kmemfleet import limits
 from kmemfleet.agent.collectors.base import KernelFS, Parsed, parse_int, read_text
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import snapshot_pb2 as pb
@@ -57,6 +58,12 @@ def parse(text: str, path: str = PATH) -> Parsed[pb.SlabCache]:
             row = _parse_row(line, version)
         except ValueError as exc:
             result.skip(path, lineno, str(exc))
+            continue
+        problem = limits.slab_problem(row)  # name size, and bytes must fit 2^63
+        if problem is None and len(result.items) >= limits.MAX_SLAB_CACHES:
+            problem = f"more than {limits.MAX_SLAB_CACHES} caches"
+        if problem is not None:
+            result.skip(path, lineno, problem)
             continue
         row.occurrence = seen.get(row.name, 0)
         seen[row.name] = row.occurrence + 1
