@@ -107,8 +107,12 @@ class Aggregator:
             self.embedded = EmbeddedPostgres(cfg.data_dir or default_data_dir())
             dsn = await asyncio.to_thread(self.embedded.start)
         self.pool = await open_pool(dsn, cfg.pool_size)
+        quarantined = self.metrics.analysis_quarantined
         analysis_api.configure(
-            cfg.analysis_min_span_s, cfg.analysis_min_points, cfg.analysis_bucket_s
+            cfg.analysis_min_span_s,
+            cfg.analysis_min_points,
+            cfg.analysis_bucket_s,
+            on_quarantine=lambda stage: quarantined.labels(stage).inc(),
         )
         async with self.pool.acquire() as conn:
             await maintenance.run_once(conn, cfg.retention)

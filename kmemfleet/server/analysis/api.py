@@ -9,7 +9,7 @@ the samples.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 
@@ -23,14 +23,23 @@ _analyzer = Analyzer()
 Change = query_pb2.DiffEntry
 
 
-def configure(min_span_s: float, min_points: int, bucket_s: int) -> None:
+def configure(
+    min_span_s: float,
+    min_points: int,
+    bucket_s: int,
+    on_quarantine: Callable[[str], None] | None = None,
+) -> None:
     """Set the least observation judged and the bucket width (server start-up).
 
     Series judged before keep their verdict until their boot sends more data.
+    `on_quarantine` is told the stage of each piece of work set aside as poison.
     """
     global _analyzer
     _analyzer = Analyzer(
-        min_span_hours=min_span_s / 3600.0, min_points=min_points, bucket_seconds=bucket_s
+        min_span_hours=min_span_s / 3600.0,
+        min_points=min_points,
+        bucket_seconds=bucket_s,
+        on_quarantine=on_quarantine,
     )
 
 
