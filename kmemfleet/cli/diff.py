@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import grpc
 
@@ -26,12 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kmemfleet.cli.leaks import entry_json
+    from kmemfleet.cli.leaks import check_top, entry_json, freshness_json, freshness_note
     from kmemfleet.cli.output import print_json
     from kmemfleet.v1 import query_pb2_grpc
 
-    if args.top < 1:
-        raise CliError("--top: must be at least 1")
+    check_top(args.top)
     cfg = config_from_args(args)
     with sync_channel(cfg) as channel:
         try:
@@ -59,10 +59,14 @@ def run(args: argparse.Namespace) -> int:
                     }
                     for d in resp.entries
                 ],
+                "freshness": freshness_json(resp.freshness),
             }
         )
         return 0
     print(render(resp))
+    note = freshness_note(resp.freshness)
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,7 @@ JSON shape of one entry, docs/ranking.md).
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import grpc
@@ -84,8 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from kmemfleet.v1 import query_pb2_grpc
 
-    if args.top < 1:
-        raise CliError("--top: must be at least 1")
+    check_top(args.top)
     cfg = config_from_args(args)
     with sync_channel(cfg) as channel:
         try:
@@ -102,11 +102,49 @@ def run(args: argparse.Namespace) -> int:
                 "firmware_version": resp.firmware_version,
                 "devices": resp.devices,
                 "entries": [entry_json(e) for e in resp.entries],
+                "freshness": freshness_json(resp.freshness),
             }
         )
         return 0
     print(render(resp))
+    note = freshness_note(resp.freshness)
+    if note:
+        print(note, file=sys.stderr)
     return 0
+
+
+MAX_TOP = 100_000
+
+
+def check_top(top: int) -> None:
+    if not 1 <= top <= MAX_TOP:
+        raise CliError(f"--top: must be between 1 and {MAX_TOP}")
+
+
+def freshness_json(f: query_pb2.Freshness) -> dict[str, Any]:
+    return {
+        "analysed_through_ns": f.analysed_through_ns,
+        "pending_snapshots": f.pending_snapshots,
+    }
+
+
+def freshness_note(f: query_pb2.Freshness) -> str:
+    """A line for stderr when the ranking is behind the stored snapshots."""
+    if not f.pending_snapshots:
+        return ""
+    import datetime as dt
+
+    when = (
+        dt.datetime.fromtimestamp(f.analysed_through_ns / 1e9, dt.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
+        if f.analysed_through_ns
+        else "no complete pass yet"
+    )
+    return (
+        f"note: analysis is catching up ({f.pending_snapshots} stored snapshots not in this "
+        f"ranking yet; complete through {when})"
+    )
 
 
 def render(resp: query_pb2.LeaksResponse) -> str:

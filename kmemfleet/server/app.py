@@ -61,6 +61,8 @@ class ServerConfig:
     analysis_min_span_s: float = 7200.0
     analysis_min_points: int = 8
     analysis_bucket_s: int = 900
+    # A leaks/diff query waits at most this long for what was acked before it.
+    analysis_fresh_wait_s: float = analysis_api.FRESH_WAIT_S
 
 
 async def open_pool(dsn: str, size: int) -> asyncpg.Pool:
@@ -120,6 +122,7 @@ class Aggregator:
         )
         async with self.pool.acquire() as conn:
             await maintenance.run_once(conn, cfg.retention)
+        analysis_api.start_worker(self.pool, cfg.analysis_fresh_wait_s)
         auth = Authenticator(self.pool, insecure=cfg.insecure, cache_ttl_s=cfg.auth_cache_s)
         self.batcher = Batcher(
             self.pool,
@@ -206,11 +209,7 @@ class Aggregator:
                     self.batcher.writer.partitions.forget()
             except Exception as exc:  # keep serving; the next run retries
                 logger.warning("maintenance_failed", error=str(exc))
-            try:
-                # Fold the backlog now, so the first query after it need not.
-                await analysis_api.catch_up(self.pool)
-            except Exception as exc:  # keep serving; queries and the next run retry
-                logger.warning("analysis_catch_up_failed", error=str(exc))
+            # Catch-up runs in the analysis worker (started with the server).
 
     async def _watch_pool(self) -> None:
         while True:
@@ -281,6 +280,7 @@ class Aggregator:
             self.grpc = None
         for t in self._background:
             t.cancel()
+        await analysis_api.stop_worker()
         if self.batcher is not None:
             await self.batcher.close(timeout=grace * 0.2)
             self.batcher = None

@@ -1,26 +1,123 @@
 """Entry points the Query service calls for the rankings.
 
-Contract: `leaks` and `diff` first make the analysis tables cover everything
-acknowledged before the call (catch up on analysis_queue), then answer from the
-per-firmware summaries (analysis_summary): a few hundred rows per firmware, never
-the samples.
+Contract: `leaks` and `diff` answer from the per-firmware summaries
+(analysis_summary): a few hundred rows per firmware, never the samples. Catch-up
+on analysis_queue runs in the background (Worker, started by the server); a
+query waits at most `fresh_wait_s` for the snapshots acknowledged before it to
+be folded, then answers from the last consistent summaries with a Freshness
+watermark saying how current they are (issue 18: latency no longer follows the
+ingest backlog). Without a running worker (tools, tests calling these directly)
+a query catches up itself, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
 from collections.abc import Callable, Iterable
 
 import asyncpg
 
+from kmemfleet import log
 from kmemfleet.server.analysis import ranking
 from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK, Analyzer, CatchUp
 from kmemfleet.v1 import query_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 DEFAULT_TOP = 20
+FRESH_WAIT_S = 3.0  # a query waits at most this long for what was acked before it
+IDLE_POLL_S = 1.0  # the worker looks at the queue this often when nobody kicks it
+logger = log.get("analysis")
 _analyzer = Analyzer()
 Change = query_pb2.DiffEntry
+
+
+class Worker:
+    """Folds the analysis queue in the background and keeps the watermark.
+
+    `through` is the start time of the last catch-up that emptied the queue:
+    everything acknowledged before it is in the summaries."""
+
+    def __init__(self, pool: asyncpg.Pool, fresh_wait_s: float = FRESH_WAIT_S) -> None:
+        self.pool = pool
+        self.fresh_wait_s = fresh_wait_s
+        self.through_ns = 0
+        self._kick = asyncio.Event()
+        self._done = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="analysis-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._kick.clear()
+            started = time.time_ns()
+            try:
+                stats = await _analyzer.catch_up(self.pool, budget_seconds=10.0)
+            except Exception as exc:  # keep serving from the last summaries; retry later
+                logger.warning("analysis_catch_up_failed", error=type(exc).__name__)
+                stats = None
+            if stats is not None and stats.complete:
+                async with self._done:
+                    self.through_ns = max(self.through_ns, started)
+                    self._done.notify_all()
+            if stats is None or stats.complete:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), IDLE_POLL_S)
+
+    async def wait_fresh(self) -> None:
+        """Until what was acknowledged before now is folded, or fresh_wait_s passed."""
+        t0 = time.time_ns()
+        self.kick()
+        async with self._done:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    self._done.wait_for(lambda: self.through_ns >= t0), self.fresh_wait_s
+                )
+
+
+_worker: Worker | None = None
+
+
+def start_worker(pool: asyncpg.Pool, fresh_wait_s: float = FRESH_WAIT_S) -> Worker:
+    """Run catch-up in the background for this server's queries (server start-up)."""
+    global _worker
+    _worker = Worker(pool, fresh_wait_s)
+    _worker.start()
+    return _worker
+
+
+async def stop_worker() -> None:
+    global _worker
+    if _worker is not None:
+        await _worker.stop()
+        _worker = None
+
+
+async def _fresh(pool: asyncpg.Pool) -> query_pb2.Freshness:
+    """Bring the answer as current as the wait allows; say how current it is."""
+    if _worker is None:
+        await catch_up(pool)
+        through = time.time_ns()
+    else:
+        await _worker.wait_fresh()
+        through = _worker.through_ns
+    pending = await pool.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM analysis_queue LIMIT 1000000) q"
+    )
+    return query_pb2.Freshness(analysed_through_ns=through, pending_snapshots=pending)
 
 
 def configure(
@@ -124,7 +221,7 @@ async def _entries(
 
 
 async def leaks(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> query_pb2.LeaksResponse:
-    await catch_up(pool)
+    freshness = await _fresh(pool)
     top = request.top or DEFAULT_TOP
     async with pool.acquire() as conn:
         devices = await conn.fetchval(
@@ -142,6 +239,7 @@ async def leaks(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> query_pb
         firmware_version=request.firmware_version,
         devices=devices or 0,
         entries=[entries[(r["firmware_version"], r["subject"], r["signature"])] for r in rows],
+        freshness=freshness,
     )
 
 
@@ -164,7 +262,7 @@ def classify(base: query_pb2.LeakEntry | None, target: query_pb2.LeakEntry | Non
 
 
 async def diff(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.DiffResponse:
-    await catch_up(pool)
+    freshness = await _fresh(pool)
     top = request.top or DEFAULT_TOP
     versions = [request.base_firmware, request.target_firmware]
     async with pool.acquire() as conn:
@@ -196,7 +294,9 @@ async def diff(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.
         rank = base if change == Change.FIXED else target
         found[change].append((rank.score if rank is not None else 0.0, d))
     resp = query_pb2.DiffResponse(
-        base_firmware=request.base_firmware, target_firmware=request.target_firmware
+        base_firmware=request.base_firmware,
+        target_firmware=request.target_firmware,
+        freshness=freshness,
     )
     # Top N per class: many regressions must not hide the fixes.
     for change in (Change.REGRESSION, Change.FIXED, Change.UNCHANGED):
