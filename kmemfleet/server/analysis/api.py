@@ -22,13 +22,23 @@ import asyncpg
 
 from kmemfleet import log
 from kmemfleet.server.analysis import ranking
-from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK, Analyzer, CatchUp
+from kmemfleet.server.analysis.incremental import (
+    BATCH_SNAPSHOTS,
+    SUBJECT_SLAB,
+    SUBJECT_STACK,
+    Analyzer,
+    CatchUp,
+)
 from kmemfleet.v1 import query_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 DEFAULT_TOP = 20
 FRESH_WAIT_S = 3.0  # a query waits at most this long for what was acked before it
+# ...and only when the backlog is small enough to be folded within that wait; a
+# larger one (an import, a fleet reconnecting) is answered from the summaries at once.
+FRESH_WAIT_MAX_PENDING = 2 * BATCH_SNAPSHOTS
 IDLE_POLL_S = 1.0  # the worker looks at the queue this often when nobody kicks it
+PASS_BUDGET_S = 2.0  # one pass folds this long, then refreshes the summaries
 logger = log.get("analysis")
 _analyzer = Analyzer()
 Change = query_pb2.DiffEntry
@@ -37,8 +47,8 @@ Change = query_pb2.DiffEntry
 class Worker:
     """Folds the analysis queue in the background and keeps the watermark.
 
-    `through` is the start time of the last catch-up that emptied the queue:
-    everything acknowledged before it is in the summaries."""
+    `through_ns`: everything acknowledged before it is in the summaries (the
+    older of a pass's start and the oldest snapshot still queued after it)."""
 
     def __init__(self, pool: asyncpg.Pool, fresh_wait_s: float = FRESH_WAIT_S) -> None:
         self.pool = pool
@@ -65,13 +75,19 @@ class Worker:
             self._kick.clear()
             started = time.time_ns()
             try:
-                stats = await _analyzer.catch_up(self.pool, budget_seconds=10.0)
+                stats = await _analyzer.catch_up(self.pool, budget_seconds=PASS_BUDGET_S)
+                # In the summaries now: everything enqueued before the oldest queue row.
+                oldest = await self.pool.fetchval(
+                    "SELECT (extract(epoch FROM min(enqueued_at)) * 1e9)::bigint "
+                    "FROM analysis_queue"
+                )
             except Exception as exc:  # keep serving from the last summaries; retry later
                 logger.warning("analysis_catch_up_failed", error=type(exc).__name__)
                 stats = None
-            if stats is not None and stats.complete:
+            if stats is not None:
                 async with self._done:
-                    self.through_ns = max(self.through_ns, started)
+                    through = started if oldest is None else min(started, int(oldest))
+                    self.through_ns = max(self.through_ns, through)
                     self._done.notify_all()
             if stats is None or stats.complete:
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -112,12 +128,15 @@ async def _fresh(pool: asyncpg.Pool) -> query_pb2.Freshness:
         await catch_up(pool)
         through = time.time_ns()
     else:
-        await _worker.wait_fresh()
+        if await _pending(pool) <= FRESH_WAIT_MAX_PENDING:
+            await _worker.wait_fresh()
         through = _worker.through_ns
-    pending = await pool.fetchval(
-        "SELECT count(*) FROM (SELECT 1 FROM analysis_queue LIMIT 1000000) q"
-    )
-    return query_pb2.Freshness(analysed_through_ns=through, pending_snapshots=pending)
+    return query_pb2.Freshness(analysed_through_ns=through, pending_snapshots=await _pending(pool))
+
+
+async def _pending(pool: asyncpg.Pool) -> int:
+    n = await pool.fetchval("SELECT count(*) FROM (SELECT 1 FROM analysis_queue LIMIT 1000000) q")
+    return int(n)
 
 
 def configure(
