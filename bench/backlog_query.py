@@ -5,8 +5,8 @@
 
 Starts `kmemfleet server` (embedded PostgreSQL in a temporary folder) from the
 tree at --repo (default: this one), pushes devices x (12 x hours + 1) small
-snapshots (a keyframe, then deltas: one leaking, one filling, one transient
-stack, as tests/analysis) on --streams concurrent streams, and meanwhile calls
+snapshots (tests/analysis/test_incremental's device: a keyframe, then deltas of
+a leaking, a filling and a transient stack) on --streams concurrent streams, and meanwhile calls
 Leaks back to back with a --deadline (a DEADLINE_EXCEEDED counts as the
 deadline). Prints p50/p95/max of the calls made while the backlog was being
 ingested or analysed, and the freshness the last answers reported. A report
@@ -36,46 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def payloads(pb: object, device_pb2: object, device: str, start_ns: int, hours: int) -> list[bytes]:
-    out = []
-    prev: dict[int, int] = {}
-    for k in range(hours * 12 + 1):
-        h = k / 12
-        vals = {
-            0x1111: int(4096 + 8192 * h),
-            0x2222: int(4096 + 500_000 * (1 - math.exp(-3 * h))) if h < 2 else 504_096,
-            0x3333: 9000 if h < 3 else 0,
-        }
-        snap = pb.Snapshot(  # type: ignore[attr-defined]
-            seq=k + 1,
-            captured_at_ns=start_ns + int(h * HOUR_NS),
-            uptime_seconds=h * 3600 + 60,
-            base_seq=k if k else 0,
-            device=device_pb2.DeviceIdentity(  # type: ignore[attr-defined]
-                device_id=device, firmware_version="7.0.1", boot_id=f"boot-{device}"
-            ),
-        )
-        snap.meminfo["MemTotal"] = 256 << 20
-        if k == 0:
-            for sid, fn in ((0x1111, "drv_leak_buf"), (0x2222, "drv_fill"), (0x3333, "drv_tmp")):
-                snap.stack_definitions.add(
-                    stack_id=sid,
-                    module="drv",
-                    source=pb.STACK_SOURCE_MLT,  # type: ignore[attr-defined]
-                    frames=[pb.Frame(function=fn, offset=0x10), pb.Frame(function="caller")],  # type: ignore[attr-defined]
-                )
-        for sid, v in vals.items():
-            if v == prev.get(sid):
-                continue
-            if v == 0:
-                snap.removed_stacks.append(sid)
-            else:
-                snap.stack_samples.add(stack_id=sid, bytes=v, objects=1)
-        prev = vals
-        out.append(snap.SerializeToString())
-    return out
 
 
 async def ingest(address: str, streams: list[list[bytes]]) -> None:
@@ -109,8 +69,7 @@ def main() -> int:
     sys.path.insert(0, str(repo))
     import grpc
 
-    from kmemfleet.v1 import device_pb2, query_pb2, query_pb2_grpc
-    from kmemfleet.v1 import snapshot_pb2 as pb
+    from kmemfleet.v1 import query_pb2, query_pb2_grpc
 
     tmp = Path(tempfile.mkdtemp(prefix="kmemfleet-backlog-"))
     address = f"127.0.0.1:{free_port()}"
@@ -132,8 +91,11 @@ def main() -> int:
                 except grpc.RpcError:
                     time.sleep(0.2)
             start = (int(time.time()) // 3600 - args.hours - 2) * HOUR_NS
+            # The analysis tests' device: a leaking, a filling and a transient stack.
+            from tests.analysis.test_incremental import _snapshots
+
             per_device = [
-                payloads(pb, device_pb2, f"bk-{i:05d}", start, args.hours)
+                [s.SerializeToString() for s in _snapshots(f"bk-{i:05d}", start, args.hours)]
                 for i in range(args.devices)
             ]
             total = sum(len(p) for p in per_device)

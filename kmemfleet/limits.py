@@ -18,6 +18,7 @@ may be anything the device's files held.
 from __future__ import annotations
 
 from collections.abc import Callable, Container
+from operator import attrgetter
 
 from kmemfleet.v1 import snapshot_pb2 as pb
 
@@ -49,6 +50,7 @@ SLAB_COUNT_FIELDS = (
     "sharedavail",
 )
 STACK_COUNT_FIELDS = ("bytes", "objects", "allocs", "frees", "bytes_upper")
+_slab_counts = attrgetter(*SLAB_COUNT_FIELDS)
 
 
 def text_problem(value: str, limit: int = MAX_TEXT_LEN, required: bool = False) -> str | None:
@@ -74,19 +76,7 @@ def slab_problem(c: pb.SlabCache) -> str | None:
     """Why a slab cache row is out of limits ("field: reason"), or None."""
     name = c.name
     if name.strip() and len(name) <= MAX_ID_LEN and "\x00" not in name:
-        lo = min(
-            c.active_objs,
-            c.num_objs,
-            c.objsize,
-            c.objperslab,
-            c.pagesperslab,
-            c.limit,
-            c.batchcount,
-            c.sharedfactor,
-            c.active_slabs,
-            c.num_slabs,
-            c.sharedavail,
-        )
+        lo = min(_slab_counts(c))
         if lo >= 0 and max(c.active_objs, c.num_objs) * c.objsize <= MAX_COUNT:
             return None  # the fast path: one comparison chain per row
     problem = text_problem(name, MAX_ID_LEN, required=True)

@@ -6,34 +6,22 @@ quarantined by analysis, reported by log and metric, and never retried."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import urllib.request
 from pathlib import Path
 
-import asyncpg
 import grpc
 
 from kmemfleet.v1 import device_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from kmemfleet.v1 import snapshot_pb2 as pb
 from tests.analysis.test_incremental import HOUR_NS, _push, _snapshots
 from tests.conftest import RunningServer, free_port, start_server
+from tests.server.conftest import db as _sql
 
 POISON_ROW = (
     "poison 4611686018427387904 4611686018427387904 4 1 1 : tunables 0 0 0 : slabdata 1 1 0"
 )
 LEAK_SIG = "drv_leak_buf [drv] <- caller"
-
-
-def _sql(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    async def go() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def _poisoned(device: str, start_ns: int, active: int, objsize: int) -> pb.Snapshot:
