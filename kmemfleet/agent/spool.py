@@ -106,6 +106,7 @@ class Spool:
         self._last_seq = max([int(state.get("last_seq", 0)), *self._entries])
         self._unreported = int(state.get("dropped", 0))
         self.needs_keyframe = False
+        self._state_dirty = False
 
     def _add(self, e: Entry) -> None:
         old = self._entries.get(e.seq)
@@ -134,10 +135,13 @@ class Spool:
         data = json.dumps({"last_seq": self._last_seq, "dropped": self._unreported})
         try:
             _write_atomic(self.dir / STATE, data.encode())
+            self._state_dirty = False
         except OSError as exc:
             if exc.errno not in _FULL:
                 raise
-            # Kept in memory; the spooled file names carry last_seq over a restart.
+            # Kept in memory and saved again once an ack frees space (remove()):
+            # a stale last_seq after a restart would reuse seqs.
+            self._state_dirty = True
             self._log.warning("spool_state_not_saved", error=exc.strerror or str(exc))
 
     # -- producer side -------------------------------------------------------
@@ -293,6 +297,8 @@ class Spool:
             e = self._pop(seq)
             if e is not None:
                 (self.dir / e.name).unlink(missing_ok=True)
+                if self._state_dirty:
+                    self._save_state()
 
     def discard(self, seq: int) -> None:
         """An unreadable (corrupt) entry: dropped and counted like a bound drop."""
