@@ -54,6 +54,18 @@ def _watch(address: str, seen: list[int], stop: threading.Event) -> None:
             return
 
 
+def _query_loop(address: str, codes: list[grpc.StatusCode], stop: threading.Event) -> None:
+    """Leaks back to back: every answer must be OK or UNAVAILABLE, never UNKNOWN."""
+    with grpc.insecure_channel(address) as ch:
+        stub = query_pb2_grpc.QueryStub(ch)
+        while not stop.is_set():
+            try:
+                stub.Leaks(query_pb2.LeaksRequest(firmware_version="2.3.1"), timeout=30)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as err:
+                codes.append(err.code())
+
+
 def test_killed_postgres_is_restarted_health_flips_and_nothing_is_lost(tmp_path: Path) -> None:
     data = tmp_path / "pg"
     address = f"127.0.0.1:{free_port()}"
@@ -75,13 +87,21 @@ def test_killed_postgres_is_restarted_health_flips_and_nothing_is_lost(tmp_path:
         args = ["--server", address, "--proc-root", str(root), "--spool-dir", str(spool), *FAST]
         agent = start_agent(alog, "--interval", "0.2", *args)
         wait_for(lambda: stored_snapshots(address, "dev-pgkill") >= 3, what="ingest running")
+        codes: list[grpc.StatusCode] = []
+        querying = threading.Event()
+        querier = threading.Thread(target=_query_loop, args=(address, codes, querying))
+        querier.start()
+        wait_for(lambda: len(codes) >= 1, what="queries running")
         pid = _postmaster(data)
         assert _alive(pid)
-        os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+        os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]  # mid-ingest, mid-query
         wait_for(lambda: NOT_SERVING in seen, what="health NOT_SERVING", timeout=60)
         wait_for(
             lambda: NOT_SERVING in seen and seen[-1] == SERVING, what="health back", timeout=120
         )
+        querying.set()
+        querier.join(60)
+        assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, set(codes)
         assert _postmaster(data) != pid and _alive(_postmaster(data))
         # Queries answer again, ingest goes on.
         with grpc.insecure_channel(address) as ch:
