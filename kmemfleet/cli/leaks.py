@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -80,6 +82,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--firmware", required=True, help="firmware version, e.g. 2.3.1")
     parser.add_argument("--top", type=int, default=20, help="at most N entries (default 20)")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    add_wait_argument(parser)
+
+
+def add_wait_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        metavar="SECONDS",
+        help="ask again until the ranking covers everything the server acknowledged "
+        f"before the first answer, for at most this long (default {DEFAULT_WAIT_S:g}; "
+        "0 = take the first answer)",
+    )
+
+
+DEFAULT_WAIT_S = 600.0
+T = TypeVar("T")
+
+
+def until_fresh(ask: Callable[[], T], wait_s: float) -> T:
+    """Call `ask` (Leaks or Diff) until its answer is analysed through the first
+    answer's server time, or `wait_s` passed; the server's clock only."""
+    resp = ask()
+    target = resp.freshness.answered_at_ns  # type: ignore[attr-defined]
+    deadline = time.monotonic() + wait_s
+    while (
+        resp.freshness.analysed_through_ns < target  # type: ignore[attr-defined]
+        and resp.freshness.pending_snapshots  # type: ignore[attr-defined]
+        and time.monotonic() < deadline
+    ):
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        resp = ask()
+    return resp
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,10 +124,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     with sync_channel(cfg) as channel:
         try:
-            resp = query_pb2_grpc.QueryStub(channel).Leaks(
-                query_pb2.LeaksRequest(firmware_version=args.firmware, top=args.top),
-                metadata=call_metadata(cfg),
-                timeout=300,
+            stub = query_pb2_grpc.QueryStub(channel)
+            resp = until_fresh(
+                lambda: stub.Leaks(
+                    query_pb2.LeaksRequest(firmware_version=args.firmware, top=args.top),
+                    metadata=call_metadata(cfg),
+                    timeout=300,
+                ),
+                args.wait,
             )
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None

@@ -173,12 +173,14 @@ class LeaksRequest(_message.Message):
     def __init__(self, firmware_version: _Optional[str] = ..., top: _Optional[int] = ...) -> None: ...
 
 class Freshness(_message.Message):
-    __slots__ = ("analysed_through_ns", "pending_snapshots")
+    __slots__ = ("analysed_through_ns", "pending_snapshots", "answered_at_ns")
     ANALYSED_THROUGH_NS_FIELD_NUMBER: _ClassVar[int]
     PENDING_SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_NS_FIELD_NUMBER: _ClassVar[int]
     analysed_through_ns: int
     pending_snapshots: int
-    def __init__(self, analysed_through_ns: _Optional[int] = ..., pending_snapshots: _Optional[int] = ...) -> None: ...
+    answered_at_ns: int
+    def __init__(self, analysed_through_ns: _Optional[int] = ..., pending_snapshots: _Optional[int] = ..., answered_at_ns: _Optional[int] = ...) -> None: ...
 
 class LeaksResponse(_message.Message):
     __slots__ = ("firmware_version", "devices", "entries", "freshness")

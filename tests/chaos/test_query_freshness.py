@@ -42,7 +42,16 @@ def test_leaks_answer_from_last_summaries_with_a_watermark_while_catch_up_is_stu
             assert stale.entries[0].devices_leaking == 1  # the last consistent summary
             assert stale.freshness.pending_snapshots == 97
             assert stale.freshness.analysed_through_ns <= time.time_ns()
-            out = run_cli("leaks", "--firmware", "7.0.1", "--server", server.address, "--insecure")
+            out = run_cli(
+                "leaks",
+                "--firmware",
+                "7.0.1",
+                "--server",
+                server.address,
+                "--insecure",
+                "--wait",
+                "0",
+            )
             assert out.returncode == 0 and "97 stored snapshots not in this ranking" in out.stderr
             # Repaired: the worker folds the backlog by itself and answers catch up.
             asyncio.run(_fetchval(dsn, "ALTER TABLE touched_x RENAME TO analysis_touched"))

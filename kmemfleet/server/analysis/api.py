@@ -2,12 +2,13 @@
 
 Contract: `leaks` and `diff` answer from the per-firmware summaries
 (analysis_summary): a few hundred rows per firmware, never the samples. Catch-up
-on analysis_queue runs in the background (Worker, started by the server); a
-query waits at most `fresh_wait_s` for the snapshots acknowledged before it to
-be folded, then answers from the last consistent summaries with a Freshness
-watermark saying how current they are (issue 18: latency no longer follows the
-ingest backlog). Without a running worker (tools, tests calling these directly)
-a query catches up itself, as before.
+on analysis_queue runs in the background (Worker, started by the server). A
+query finds at most FRESH_WAIT_MAX_PENDING snapshots queued: it folds them
+itself (its fold bounded by `fresh_wait_s`), so the answer covers everything
+acknowledged before it; more: it answers at once from the last consistent
+summaries. Either way a Freshness watermark says how current the answer is
+(issue 18: latency no longer follows the ingest backlog). Without a running
+worker (tools, tests calling these directly) a query always catches up itself.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ FRESH_WAIT_S = 3.0  # a query waits at most this long for what was acked before 
 # ...and only when the backlog is small enough to be folded within that wait; a
 # larger one (an import, a fleet reconnecting) is answered from the summaries at once.
 FRESH_WAIT_MAX_PENDING = 2 * BATCH_SNAPSHOTS
+_DATABASE_AWAY = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
 IDLE_POLL_S = 1.0  # the worker looks at the queue this often when nobody kicks it
 PASS_BUDGET_S = 2.0  # one pass folds this long, then refreshes the summaries
 logger = log.get("analysis")
@@ -55,7 +61,6 @@ class Worker:
         self.fresh_wait_s = fresh_wait_s
         self.through_ns = 0
         self._kick = asyncio.Event()
-        self._done = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -85,23 +90,11 @@ class Worker:
                 logger.warning("analysis_catch_up_failed", error=type(exc).__name__)
                 stats = None
             if stats is not None:
-                async with self._done:
-                    through = started if oldest is None else min(started, int(oldest))
-                    self.through_ns = max(self.through_ns, through)
-                    self._done.notify_all()
+                through = started if oldest is None else min(started, int(oldest))
+                self.through_ns = max(self.through_ns, through)
             if stats is None or stats.complete:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._kick.wait(), IDLE_POLL_S)
-
-    async def wait_fresh(self) -> None:
-        """Until what was acknowledged before now is folded, or fresh_wait_s passed."""
-        t0 = time.time_ns()
-        self.kick()
-        async with self._done:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    self._done.wait_for(lambda: self.through_ns >= t0), self.fresh_wait_s
-                )
 
 
 _worker: Worker | None = None
@@ -123,15 +116,27 @@ async def stop_worker() -> None:
 
 
 async def _fresh(pool: asyncpg.Pool) -> query_pb2.Freshness:
-    """Bring the answer as current as the wait allows; say how current it is."""
-    if _worker is None:
-        await catch_up(pool)
-        through = time.time_ns()
-    else:
-        if await _pending(pool) <= FRESH_WAIT_MAX_PENDING:
-            await _worker.wait_fresh()
-        through = _worker.through_ns
-    return query_pb2.Freshness(analysed_through_ns=through, pending_snapshots=await _pending(pool))
+    """Bring the answer as current as a small backlog allows; say how current it is.
+
+    A backlog of at most FRESH_WAIT_MAX_PENDING snapshots is folded right here
+    (after the worker's pass, which holds the lock), its fold bounded by the
+    fresh wait: the answer then covers everything acknowledged before the call.
+    A larger one is answered at once from the summaries the worker keeps."""
+    t0 = time.time_ns()
+    through = _worker.through_ns if _worker is not None else 0
+    if _worker is None or await _pending(pool) <= FRESH_WAIT_MAX_PENDING:
+        budget = _worker.fresh_wait_s if _worker is not None else 120.0
+        try:
+            if (await _analyzer.catch_up(pool, budget_seconds=budget)).complete:
+                through = max(through, t0)
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, _DATABASE_AWAY):
+                raise  # the query fails UNAVAILABLE
+            # Analysis itself is broken: answer from the summaries, say how stale.
+            logger.warning("analysis_catch_up_failed", error=type(exc).__name__)
+    return query_pb2.Freshness(
+        analysed_through_ns=through, pending_snapshots=await _pending(pool), answered_at_ns=t0
+    )
 
 
 async def _pending(pool: asyncpg.Pool) -> int:
