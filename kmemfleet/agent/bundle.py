@@ -8,6 +8,11 @@
 
 `kmemfleet record` and deploy/collector.sh write it; `kmemfleet import` reads
 it back through the same parse and delta code as the live agent.
+
+A bundle comes from the field, so import trusts nothing in it (issue 18): only
+the file names above are read, never through a symbolic link, only regular
+files, each within the size and time bounds of a live read; a file that breaks
+these is a ParseIssue naming the file, and its content is never echoed.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kmemfleet.agent.capture import Capture, parse_texts
-from kmemfleet.agent.collectors.base import KernelFS
+from kmemfleet.agent.collectors.base import KernelFS, read_text
 from kmemfleet.agent.collectors.stacks import SOURCES
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import device_pb2
+from kmemfleet.v1 import snapshot_pb2 as pb
 
 DEVICE_JSON = "device.json"
 IDENTITY_KEYS = ("device_id", "firmware_version", "kernel_release", "arch", "hardware_model")
+MAX_DEVICE_JSON_BYTES = 64 * 1024
 
 
 def source_files(fs: KernelFS) -> dict[str, Path]:
@@ -89,12 +96,13 @@ class BundleCapture:
 
 def read_device(bundle: Path) -> device_pb2.DeviceIdentity:
     path = bundle / DEVICE_JSON
+    if not path.exists() and not path.is_symlink():
+        raise SourceError(str(path), "missing: a bundle needs device.json")
+    text = read_text(path, str(path), max_bytes=MAX_DEVICE_JSON_BYTES, follow_symlinks=False)
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SourceError(str(path), "missing: a bundle needs device.json") from None
-    except ValueError as exc:
-        raise SourceError(str(path), f"not JSON: {exc}") from None
+        doc = json.loads(text)
+    except ValueError:
+        raise SourceError(str(path), "not JSON") from None
     if (
         not isinstance(doc, dict)
         or not isinstance(doc.get("device_id"), str)
@@ -122,11 +130,22 @@ def captures(bundle: Path) -> list[BundleCapture]:
     return sorted(found, key=lambda c: c.unix_seconds)
 
 
+def bundle_files() -> tuple[str, ...]:
+    """The file names a capture folder may hold; nothing else in it is read."""
+    return ("slabinfo", "meminfo", "buddyinfo", "boot_id", "uptime", *(s.name for s in SOURCES))
+
+
 def load_capture(c: BundleCapture, device: device_pb2.DeviceIdentity) -> Capture:
     texts: dict[str, str] = {}
-    for path in c.folder.iterdir():
-        if path.is_file():
-            texts[path.name] = path.read_bytes().decode("utf-8", "replace")
+    refused: list[pb.ParseIssue] = []
+    for name in bundle_files():
+        path = c.folder / name
+        if not path.exists() and not path.is_symlink():
+            continue
+        try:
+            texts[name] = read_text(path, name, follow_symlinks=False)
+        except SourceError as exc:
+            refused.append(pb.ParseIssue(file=name, reason=exc.reason[:200]))
     boot_id = texts.pop("boot_id", "").strip()
     if not boot_id:
         raise SourceError(
@@ -141,12 +160,14 @@ def load_capture(c: BundleCapture, device: device_pb2.DeviceIdentity) -> Capture
     ident.CopyFrom(device)
     ident.boot_id = boot_id
     known = {"slabinfo", "meminfo", "buddyinfo", *(s.name for s in SOURCES)}
-    return parse_texts(
+    cap = parse_texts(
         {k: v for k, v in texts.items() if k in known},
         ident,
         c.unix_seconds * 1_000_000_000,
         uptime,
     )
+    cap.issues.extend(refused)
+    return cap
 
 
 def iter_captures(bundle: Path) -> Iterator[Capture]:

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kmemfleet.agent.collectors.base import KernelFS
+from kmemfleet.agent.collectors.base import KernelFS, read_text
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import device_pb2
 
@@ -32,10 +32,13 @@ class IdentityConfig:
     labels: dict[str, str] = field(default_factory=dict)
 
 
+_SMALL = 64 * 1024  # identity files are a line or a few: bounded like every source read
+
+
 def _read_first_line(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[0].strip()
-    except (OSError, IndexError):
+        return read_text(path, max_bytes=_SMALL).strip().splitlines()[0].strip()
+    except (SourceError, IndexError):
         return None
 
 
@@ -47,8 +50,8 @@ def os_release(fs: KernelFS) -> dict[str, str]:
     values: dict[str, str] = {}
     for candidate in ("etc/os-release", "usr/lib/os-release"):
         try:
-            text = (fs.root / candidate).read_text(encoding="utf-8", errors="replace")
-        except OSError:
+            text = read_text(fs.root / candidate, max_bytes=_SMALL)
+        except SourceError:
             continue
         for line in text.splitlines():
             key, sep, value = line.partition("=")

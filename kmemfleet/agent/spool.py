@@ -9,13 +9,17 @@ snapshots not yet reported upstream.
 Bounded by bytes and count: when full the oldest snapshot is dropped and
 folded into the next one (kmemfleet.agent.compose), so what remains is still
 a chain the server can apply; the drop is counted for Snapshot.spool_dropped
-and the caller produces a keyframe next. Thread-safe: the capture loop appends while the
+and the caller produces a keyframe next. A full filesystem (ENOSPC, EDQUOT) is a
+bound too: the oldest chain (a keyframe and its deltas) is dropped without
+writing anything, and when nothing is left to drop append() raises SpoolFull,
+leaving no temporary file behind. Thread-safe: the capture loop appends while the
 uploader reads and removes.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import json
 import os
 import threading
@@ -33,6 +37,11 @@ DEFAULT_DIR = Path("/var/lib/kmemfleet/spool")
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_COUNT = 10_000
 STATE = "state.json"
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class SpoolFull(OSError):
+    """The filesystem cannot take this snapshot even with the spool emptied of older ones."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +65,15 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a partial write behind
+        raise
     _fsync_dir(path.parent)
 
 
@@ -93,6 +106,7 @@ class Spool:
         self._last_seq = max([int(state.get("last_seq", 0)), *self._entries])
         self._unreported = int(state.get("dropped", 0))
         self.needs_keyframe = False
+        self._state_dirty = False
 
     def _add(self, e: Entry) -> None:
         old = self._entries.get(e.seq)
@@ -119,7 +133,16 @@ class Spool:
 
     def _save_state(self) -> None:
         data = json.dumps({"last_seq": self._last_seq, "dropped": self._unreported})
-        _write_atomic(self.dir / STATE, data.encode())
+        try:
+            _write_atomic(self.dir / STATE, data.encode())
+            self._state_dirty = False
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise
+            # Kept in memory and saved again once an ack frees space (remove()):
+            # a stale last_seq after a restart would reuse seqs.
+            self._state_dirty = True
+            self._log.warning("spool_state_not_saved", error=exc.strerror or str(exc))
 
     # -- producer side -------------------------------------------------------
     def next_seq(self) -> int:
@@ -144,13 +167,51 @@ class Spool:
             if seq <= self._last_seq and seq in self._entries:
                 raise ValueError(f"seq {seq} is already spooled")
             entry = Entry(seq, keyframe, len(data))
-            _write_atomic(self.dir / entry.name, data)
+            dropped = self._write_new(entry, data)
             self._add(entry)
             self._last_seq = max(self._last_seq, seq)
             self._unreported = max(0, self._unreported - reported_drops)
-            dropped = self._enforce_bound(seq)
+            dropped += self._enforce_bound(seq)
             self._save_state()
             return dropped
+
+    def _write_new(self, entry: Entry, data: bytes) -> int:
+        """Write a new entry, freeing the oldest chains while the filesystem is full."""
+        dropped = 0
+        while True:
+            try:
+                _write_atomic(self.dir / entry.name, data)
+                return dropped
+            except OSError as exc:
+                if exc.errno not in _FULL:
+                    raise
+                freed = self._drop_oldest_chain()
+                dropped += freed
+                if not freed or (not self._order and not entry.keyframe):
+                    # Nothing left to free, or the new delta's base went with the chain:
+                    # it cannot be applied, so the caller's next snapshot is a keyframe.
+                    self.needs_keyframe = True
+                    self._save_state()
+                    raise SpoolFull(
+                        exc.errno, f"spool filesystem full: {len(data)} bytes do not fit"
+                    ) from None
+
+    def _drop_oldest_chain(self) -> int:
+        """Drop the oldest entry and the deltas after it up to the next keyframe.
+
+        Frees space without writing (a fold would need space); what remains starts
+        with a keyframe, so it is still a chain the server can apply."""
+        dropped = 0
+        while self._order and (dropped == 0 or not self._entries[self._order[0]].keyframe):
+            e = self._pop(self._order[0])
+            assert e is not None
+            (self.dir / e.name).unlink(missing_ok=True)
+            dropped += 1
+        if dropped:
+            self._unreported += dropped
+            self.needs_keyframe = True
+            self._log.warning("spool_full_dropped", dropped=dropped, kept=len(self._order))
+        return dropped
 
     def _enforce_bound(self, newest: int) -> int:
         dropped = 0
@@ -190,7 +251,12 @@ class Spool:
         merged = compose(a, b)
         data = merged.SerializeToString()
         entry = Entry(newer.seq, merged.base_seq == 0, len(data))
-        _write_atomic(self.dir / entry.name, data)
+        try:
+            _write_atomic(self.dir / entry.name, data)
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise
+            return None  # counted as a drop; the next keyframe mends the chain
         if entry.name != newer.name:
             (self.dir / newer.name).unlink(missing_ok=True)
         return entry
@@ -231,6 +297,8 @@ class Spool:
             e = self._pop(seq)
             if e is not None:
                 (self.dir / e.name).unlink(missing_ok=True)
+                if self._state_dirty:
+                    self._save_state()
 
     def discard(self, seq: int) -> None:
         """An unreadable (corrupt) entry: dropped and counted like a bound drop."""

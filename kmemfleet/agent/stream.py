@@ -40,6 +40,10 @@ def _as_is(data: bytes) -> bytes:
 
 # A spooled snapshot this large (a keyframe) leaves freed buffers worth trimming.
 _BIG_MESSAGE = 256 * 1024
+# The server's default --max-snapshot-bytes: a larger snapshot would be refused
+# (or break the stream above the transport limit) on every reconnect, so it is
+# dropped here like a spool-bound drop, and the next snapshot is a keyframe.
+MAX_SEND_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,10 @@ class Uploader:
         window: int = 32,
         on_ack: Callable[[ingest_pb2.Ack], None] | None = None,
         on_rejected: Callable[[ingest_pb2.Ack], None] | None = None,
+        max_send_bytes: int = MAX_SEND_BYTES,
     ) -> None:
         self.spool = spool
+        self.max_send_bytes = max_send_bytes
         self.cfg = cfg
         self.backoff = backoff or Backoff()
         self.window = window
@@ -211,9 +217,12 @@ class Uploader:
 
     def _handle_ack(self, ack: ingest_pb2.Ack, inflight: deque[int]) -> None:
         with self._cond:
-            if ack.seq in inflight:
-                inflight.remove(ack.seq)
-            self.spool.remove(ack.seq)
+            # Acks come in request order: one the server could not attribute (a
+            # snapshot too mangled to read its seq) is the oldest in flight.
+            seq = ack.seq if ack.seq in inflight or not inflight else inflight[0]
+            if seq in inflight:
+                inflight.remove(seq)
+            self.spool.remove(seq)
             self.counters.last_error_code = None
             if ack.result == ingest_pb2.Ack.STORED:
                 self.counters.stored += 1
@@ -221,7 +230,7 @@ class Uploader:
                 self.counters.duplicate += 1
             else:
                 self.counters.rejected += 1
-                self._log.error("snapshot_rejected", seq=ack.seq, code=ack.code, reason=ack.message)
+                self._log.error("snapshot_rejected", seq=seq, code=ack.code, reason=ack.message)
                 if self.on_rejected is not None:
                     self.on_rejected(ack)
             self._cond.notify_all()
@@ -251,6 +260,17 @@ class Uploader:
                 with self._cond:
                     inflight.remove(seq)
                 continue  # dropped by the bound meanwhile
+            if len(data) > self.max_send_bytes:
+                self._log.error(
+                    "snapshot_too_large_dropped",
+                    seq=seq,
+                    bytes=len(data),
+                    limit=self.max_send_bytes,
+                )
+                with self._cond:
+                    inflight.remove(seq)
+                self.spool.discard(seq)  # counted as a drop; the next one is a keyframe
+                continue
             try:
                 snap = pb.Snapshot.FromString(data)
             except DecodeError:

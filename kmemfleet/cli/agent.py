@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _once(agent: Any, uploader: Any, timeout: float) -> int:
-    agent.snapshot()
+    agent.run(0.0, threading.Event(), count=1)  # a snapshot it cannot spool is logged
     if not uploader.wait_empty(timeout):
         raise CliError(
             f"{len(agent.spool)} snapshot(s) still unacknowledged after "

@@ -80,7 +80,13 @@ def _query(
     cfg = ClientConfig(server=address, insecure=True)
     with sync_channel(cfg) as channel:
         stub = query_pb2_grpc.QueryStub(channel)
-        leaks = stub.Leaks(query_pb2.LeaksRequest(firmware_version=target, top=10), timeout=600)
+        # Analysis runs in the background: wait until it covers the whole fleet.
+        leaks = leaks_cli.until_fresh(
+            lambda: stub.Leaks(
+                query_pb2.LeaksRequest(firmware_version=target, top=10), timeout=600
+            ),
+            600,
+        )
         diff = stub.Diff(
             query_pb2.DiffRequest(base_firmware=base, target_firmware=target, top=5), timeout=600
         )

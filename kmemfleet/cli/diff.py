@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import grpc
 
@@ -23,24 +24,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", required=True, help="the firmware version to judge")
     parser.add_argument("--top", type=int, default=20, help="at most N entries per change")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    from kmemfleet.cli.leaks import add_wait_argument
+
+    add_wait_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from kmemfleet.cli.leaks import entry_json
+    from kmemfleet.cli.leaks import (
+        check_top,
+        entry_json,
+        freshness_json,
+        freshness_note,
+        until_fresh,
+    )
     from kmemfleet.cli.output import print_json
     from kmemfleet.v1 import query_pb2_grpc
 
-    if args.top < 1:
-        raise CliError("--top: must be at least 1")
+    check_top(args.top)
     cfg = config_from_args(args)
     with sync_channel(cfg) as channel:
         try:
-            resp = query_pb2_grpc.QueryStub(channel).Diff(
-                query_pb2.DiffRequest(
-                    base_firmware=args.base, target_firmware=args.target, top=args.top
+            stub = query_pb2_grpc.QueryStub(channel)
+            resp = until_fresh(
+                lambda: stub.Diff(
+                    query_pb2.DiffRequest(
+                        base_firmware=args.base, target_firmware=args.target, top=args.top
+                    ),
+                    metadata=call_metadata(cfg),
+                    timeout=300,
                 ),
-                metadata=call_metadata(cfg),
-                timeout=300,
+                args.wait,
             )
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
@@ -59,10 +72,14 @@ def run(args: argparse.Namespace) -> int:
                     }
                     for d in resp.entries
                 ],
+                "freshness": freshness_json(resp.freshness),
             }
         )
         return 0
     print(render(resp))
+    note = freshness_note(resp.freshness)
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 

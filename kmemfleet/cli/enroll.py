@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def subject(args: argparse.Namespace) -> tuple[str, str]:
     """(kind, subject) from the arguments, refusing ambiguous or unusable names."""
-    from kmemfleet.server.validate import MAX_ID_LEN
+    from kmemfleet.limits import MAX_ID_LEN
 
     if bool(args.device_id) == bool(args.reader):
         raise CliError("give either DEVICE_ID or --reader NAME")

@@ -7,8 +7,10 @@ JSON shape of one entry, docs/ranking.md).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import Any
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
@@ -91,24 +93,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="also list subjects that fill towards a level (with their projected level)",
     )
+    add_wait_argument(parser)
+
+
+def add_wait_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_S,
+        metavar="SECONDS",
+        help="ask again until the ranking covers everything the server acknowledged "
+        f"before the first answer, for at most this long (default {DEFAULT_WAIT_S:g}; "
+        "0 = take the first answer)",
+    )
+
+
+DEFAULT_WAIT_S = 600.0
+T = TypeVar("T")
+
+
+def until_fresh(ask: Callable[[], T], wait_s: float) -> T:
+    """Call `ask` (Leaks or Diff) until its answer is analysed through the first
+    answer's server time, or `wait_s` passed; the server's clock only."""
+    resp = ask()
+    target = resp.freshness.answered_at_ns  # type: ignore[attr-defined]
+    deadline = time.monotonic() + wait_s
+    while (
+        resp.freshness.analysed_through_ns < target  # type: ignore[attr-defined]
+        and resp.freshness.pending_snapshots  # type: ignore[attr-defined]
+        and time.monotonic() < deadline
+    ):
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        resp = ask()
+    return resp
 
 
 def run(args: argparse.Namespace) -> int:
     from kmemfleet.v1 import query_pb2_grpc
 
-    if args.top < 1:
-        raise CliError("--top: must be at least 1")
+    check_top(args.top)
     cfg = config_from_args(args)
     with sync_channel(cfg) as channel:
         try:
-            resp = query_pb2_grpc.QueryStub(channel).Leaks(
-                query_pb2.LeaksRequest(
-                    firmware_version=args.firmware,
-                    top=args.top,
-                    include_saturating="saturating" in args.include,
-                ),
-                metadata=call_metadata(cfg),
-                timeout=300,
+            stub = query_pb2_grpc.QueryStub(channel)
+            request = query_pb2.LeaksRequest(
+                firmware_version=args.firmware,
+                top=args.top,
+                include_saturating="saturating" in args.include,
+            )
+            resp = until_fresh(
+                lambda: stub.Leaks(request, metadata=call_metadata(cfg), timeout=300),
+                args.wait,
             )
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
@@ -117,13 +152,51 @@ def run(args: argparse.Namespace) -> int:
             "firmware_version": resp.firmware_version,
             "devices": resp.devices,
             "entries": [entry_json(e) for e in resp.entries],
+            "freshness": freshness_json(resp.freshness),
         }
         if "saturating" in args.include:
             doc["saturating"] = [entry_json(e) for e in resp.saturating]
         print_json(doc)
         return 0
     print(render(resp))
+    note = freshness_note(resp.freshness)
+    if note:
+        print(note, file=sys.stderr)
     return 0
+
+
+MAX_TOP = 100_000
+
+
+def check_top(top: int) -> None:
+    if not 1 <= top <= MAX_TOP:
+        raise CliError(f"--top: must be between 1 and {MAX_TOP}")
+
+
+def freshness_json(f: query_pb2.Freshness) -> dict[str, Any]:
+    return {
+        "analysed_through_ns": f.analysed_through_ns,
+        "pending_snapshots": f.pending_snapshots,
+    }
+
+
+def freshness_note(f: query_pb2.Freshness) -> str:
+    """A line for stderr when the ranking is behind the stored snapshots."""
+    if not f.pending_snapshots:
+        return ""
+    import datetime as dt
+
+    when = (
+        dt.datetime.fromtimestamp(f.analysed_through_ns / 1e9, dt.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
+        if f.analysed_through_ns
+        else "no complete pass yet"
+    )
+    return (
+        f"note: analysis is catching up ({f.pending_snapshots} stored snapshots not in this "
+        f"ranking yet; complete through {when})"
+    )
 
 
 def render(resp: query_pb2.LeaksResponse) -> str:

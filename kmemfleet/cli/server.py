@@ -106,6 +106,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="analysis bucket width (default 900); short runs need a bucket several "
         "times shorter than --analysis-min-span. Set it on a new database",
     )
+    ana.add_argument(
+        "--analysis-fresh-wait",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="leaks/diff wait at most this long for snapshots acknowledged before the "
+        "call to be analysed, then answer from the last summaries (default 3)",
+    )
     ret = parser.add_argument_group("retention")
     ret.add_argument("--raw-retention-days", type=int, default=14)
     ret.add_argument("--rollup-retention-days", type=int, default=180)
@@ -166,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         analysis_min_span_s=args.analysis_min_span,
         analysis_min_points=args.analysis_min_points,
         analysis_bucket_s=args.analysis_bucket,
+        analysis_fresh_wait_s=max(0.0, args.analysis_fresh_wait),
     )
     asyncio.run(serve(cfg))
     return 0

@@ -54,10 +54,15 @@ class ServerConfig:
     maintenance_interval_s: float = 300.0
     auth_cache_s: float = 30.0
     shutdown_grace_s: float = 10.0
+    # How often the database is checked; health is NOT_SERVING while it fails.
+    db_check_interval_s: float = 1.0
+    db_restart_max_backoff_s: float = 30.0
     # Leak analysis: the least observation judged, and the bucket width (see docs/ranking.md).
     analysis_min_span_s: float = 7200.0
     analysis_min_points: int = 8
     analysis_bucket_s: int = 900
+    # A leaks/diff query waits at most this long for what was acked before it.
+    analysis_fresh_wait_s: float = analysis_api.FRESH_WAIT_S
 
 
 async def open_pool(dsn: str, size: int) -> asyncpg.Pool:
@@ -97,6 +102,7 @@ class Aggregator:
         self.health = health.aio.HealthServicer()
         self._metrics_http: Any = None
         self._background: list[asyncio.Task[None]] = []
+        self.db_healthy = True
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -107,11 +113,16 @@ class Aggregator:
             self.embedded = EmbeddedPostgres(cfg.data_dir or default_data_dir())
             dsn = await asyncio.to_thread(self.embedded.start)
         self.pool = await open_pool(dsn, cfg.pool_size)
+        quarantined = self.metrics.analysis_quarantined
         analysis_api.configure(
-            cfg.analysis_min_span_s, cfg.analysis_min_points, cfg.analysis_bucket_s
+            cfg.analysis_min_span_s,
+            cfg.analysis_min_points,
+            cfg.analysis_bucket_s,
+            on_quarantine=lambda stage: quarantined.labels(stage).inc(),
         )
         async with self.pool.acquire() as conn:
             await maintenance.run_once(conn, cfg.retention)
+        analysis_api.start_worker(self.pool, cfg.analysis_fresh_wait_s)
         auth = Authenticator(self.pool, insecure=cfg.insecure, cache_ttl_s=cfg.auth_cache_s)
         self.batcher = Batcher(
             self.pool,
@@ -174,6 +185,7 @@ class Aggregator:
         self._background = [
             asyncio.create_task(self._maintain()),
             asyncio.create_task(self._watch_pool()),
+            asyncio.create_task(self._watch_database()),
         ]
         for name in (*SERVICE_NAMES, ""):
             await _set_status(self.health, name, health_pb2.HealthCheckResponse.SERVING)
@@ -197,11 +209,7 @@ class Aggregator:
                     self.batcher.writer.partitions.forget()
             except Exception as exc:  # keep serving; the next run retries
                 logger.warning("maintenance_failed", error=str(exc))
-            try:
-                # Fold the backlog now, so the first query after it need not.
-                await analysis_api.catch_up(self.pool)
-            except Exception as exc:  # keep serving; queries and the next run retry
-                logger.warning("analysis_catch_up_failed", error=str(exc))
+            # Catch-up runs in the analysis worker (started with the server).
 
     async def _watch_pool(self) -> None:
         while True:
@@ -209,26 +217,84 @@ class Aggregator:
                 self.metrics.observe_pool(self.pool)
             await asyncio.sleep(5)
 
-    async def stop(self) -> None:
+    async def _set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in (*SERVICE_NAMES, ""):
-            await _set_status(self.health, name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await _set_status(self.health, name, status)
+
+    async def _database_answers(self) -> bool:
+        assert self.pool is not None
+        try:
+            timeout = max(1.0, self.cfg.db_check_interval_s * 2)
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout)
+            return True
+        except Exception:  # any failure to answer SELECT 1 is "down"
+            return False
+
+    async def _watch_database(self) -> None:
+        """Health follows the database; a dead embedded PostgreSQL is restarted with backoff."""
+        backoff = 0.5
+        next_restart = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.cfg.db_check_interval_s)
+            if await self._database_answers():
+                if not self.db_healthy:
+                    self.db_healthy = True
+                    backoff = 0.5
+                    await self._set_serving(True)
+                    logger.info("database_recovered")
+                continue
+            if self.db_healthy:
+                self.db_healthy = False
+                await self._set_serving(False)
+                logger.error("database_unavailable", embedded=self.embedded is not None)
+            emb = self.embedded
+            if emb is None or emb.alive() or loop.time() < next_restart:
+                continue  # an external database, or ours is still coming up
+            try:
+                await asyncio.to_thread(emb.restart)
+                assert self.pool is not None
+                await self.pool.expire_connections()  # connections to the dead postmaster
+            except Exception as exc:
+                logger.warning(
+                    "embedded_postgres_restart_failed",
+                    error=type(exc).__name__,
+                    retry_in_s=backoff,
+                )
+            next_restart = loop.time() + backoff
+            backoff = min(backoff * 2, self.cfg.db_restart_max_backoff_s)
+
+    async def stop(self) -> None:
+        """Shut down within about the grace period, whatever state the database is in."""
+        # Half the grace drains the streams, the rest bounds each step after it.
+        grace = self.cfg.shutdown_grace_s
+        await self._set_serving(False)
         if self.grpc is not None:
             # Drain: refuse new calls, let open streams finish their acks.
-            await self.grpc.stop(self.cfg.shutdown_grace_s)
+            await self.grpc.stop(grace * 0.5)
             self.grpc = None
         for t in self._background:
             t.cancel()
+        await analysis_api.stop_worker()
         if self.batcher is not None:
-            await self.batcher.close()
+            await self.batcher.close(timeout=grace * 0.2)
             self.batcher = None
         if self._metrics_http is not None:
             self._metrics_http[0].shutdown()
             self._metrics_http = None
         if self.pool is not None:
-            await self.pool.close()
+            try:
+                await asyncio.wait_for(self.pool.close(), grace * 0.1)
+            except (asyncio.TimeoutError, OSError, asyncpg.PostgresError):
+                self.pool.terminate()
             self.pool = None
         if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+            await asyncio.to_thread(self.embedded.stop, max(1.0, grace * 0.2))
             self.embedded = None
         logger.info("server_stopped")
 

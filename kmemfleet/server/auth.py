@@ -1,7 +1,10 @@
 """Who is calling: per-device bearer tokens, reader tokens, or an mTLS identity.
 
 Tokens are 32 random bytes (base64url, prefixed "kmf_"); only their sha256 is
-stored, so the database never holds a usable credential. A device principal
+stored, so the database never holds a usable credential. Refusing is cheap
+(issue 18): an unknown token is cached as unknown too (a new enrolment is a
+fresh random token, so it cannot be one of them), and refusals are logged at
+most once a second per reason with a count of the ones not logged. A device principal
 may write only snapshots whose device.device_id is its own subject. Lookups
 are cached briefly so a busy stream costs no query per message; a revocation
 therefore takes effect within the cache time (default CACHE_TTL_S) for streams
@@ -110,6 +113,7 @@ class Authenticator:
         self.insecure = insecure
         self._cache: dict[bytes, tuple[Principal | None, float]] = {}
         self._revoked_cache: dict[str, tuple[bool, float]] = {}
+        self._refusals: dict[str, tuple[float, int]] = {}  # reason -> (last logged, not logged)
 
     async def _lookup(self, token_hash: bytes) -> Principal | None:
         hit = self._cache.get(token_hash)
@@ -121,13 +125,19 @@ class Authenticator:
             token_hash,
         )
         principal = Principal(row["kind"], row["subject"], token_hash) if row else None
-        if principal is not None:  # unknown tokens are not cached: enrol takes effect at once
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[token_hash] = (principal, now + self.cache_ttl_s)
-        else:
-            self._cache.pop(token_hash, None)
+        if len(self._cache) > 200_000:  # bounded: a flood of random tokens resets it
+            self._cache.clear()
+        self._cache[token_hash] = (principal, now + self.cache_ttl_s)
         return principal
+
+    def _log_refusal(self, reason: str, **fields: object) -> None:
+        now = time.monotonic()
+        last, suppressed = self._refusals.get(reason, (0.0, 0))
+        if now - last < 1.0:
+            self._refusals[reason] = (last, suppressed + 1)
+            return
+        self._refusals[reason] = (now, 0)
+        logger.warning("auth_refused", reason=reason, suppressed=suppressed, **fields)
 
     async def _device_revoked(self, device_id: str) -> bool:
         hit = self._revoked_cache.get(device_id)
@@ -166,7 +176,7 @@ class Authenticator:
         """Abort the call unless the caller holds a credential of `kind`."""
         principal = await self.identify(context)
         if principal is None:
-            logger.warning("auth_refused", reason="unauthenticated", peer=context.peer())
+            self._log_refusal("unauthenticated", peer=context.peer())
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "authorization: missing, unknown or revoked token "
@@ -174,12 +184,8 @@ class Authenticator:
             )
             raise AssertionError("unreachable")
         if principal.kind not in (kind, "anonymous"):
-            logger.warning(
-                "auth_refused",
-                reason="wrong_kind",
-                kind=principal.kind,
-                subject=principal.subject,
-                wanted=kind,
+            self._log_refusal(
+                "wrong_kind", kind=principal.kind, subject=principal.subject, wanted=kind
             )
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,

@@ -63,6 +63,15 @@ class _Shard:
         self.room = asyncio.Condition()
 
 
+def _fail(entries: list[_Entry], exc: Exception) -> None:
+    for e in entries:
+        if not e.future.done():
+            e.future.set_exception(exc)
+            # Its stream may have gone (the client left): nobody else will look,
+            # and asyncio would log "Future exception was never retrieved".
+            e.future.exception()
+
+
 class Batcher:
     def __init__(
         self,
@@ -104,14 +113,28 @@ class Batcher:
         shard.wakeup.set()
         return fut
 
-    async def close(self) -> None:
-        """Write what is queued, then stop the writer tasks."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Write what is queued, then stop the writer tasks.
+
+        After `timeout` seconds (a database that stays away) the writers are
+        cancelled and what they still hold fails Unavailable: unacknowledged, so
+        the agents send it again; shutdown keeps to its grace period."""
         self._closing = True
         for s in self._shards:
             s.wakeup.set()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=timeout)
+            for t in late:
+                t.cancel()
+            for t in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            if late:
+                logger.warning("batcher_closed_unwritten", shards=len(late))
+        gone = Unavailable("server shutting down")
+        for s in self._shards:
+            _fail(list(s.queue), gone)
+            s.queue.clear()
         self._tasks = []
 
     async def _run(self, shard: _Shard) -> None:
@@ -133,9 +156,7 @@ class Batcher:
             try:
                 outcomes = await self._write_with_retry([e.item for e in batch])
             except Unavailable as exc:
-                for e in batch:
-                    if not e.future.done():
-                        e.future.set_exception(exc)
+                _fail(batch, exc)
             else:
                 for e, o in zip(batch, outcomes, strict=True):
                     if not e.future.done():

@@ -19,13 +19,13 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from kmemfleet import log
+from kmemfleet import limits, log
 from kmemfleet.server.auth import Authenticator, Principal
 from kmemfleet.server.batcher import Batcher, Unavailable
 from kmemfleet.server.metrics import Metrics
 from kmemfleet.server.storage.writer import Outcome, Result, prepare
-from kmemfleet.server.validate import ValidationError, validate
-from kmemfleet.v1 import ingest_pb2
+from kmemfleet.server.validate import SERVER_FILE, ValidationError, validate
+from kmemfleet.v1 import device_pb2, ingest_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 logger = log.get("ingest")
@@ -34,6 +34,54 @@ SERVICE = "kmemfleet.v1.Ingest"
 MAX_IN_FLIGHT = 64
 INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 DENIED = grpc.StatusCode.PERMISSION_DENIED.value[0]
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def peek_identity(raw: bytes) -> dict[str, Any]:
+    """device_id, boot_id and seq of a serialized Snapshot, without parsing the rest.
+
+    For the acks of snapshots refused before parsing (too large) or that do not
+    parse (malformed): the agent must know which one was refused. Walks the
+    top-level fields only, skipping each by its length; {} when even that fails."""
+    device: device_pb2.DeviceIdentity | None = None
+    seq = 0
+    i = 0
+    try:
+        while i < len(raw):
+            tag, i = _varint(raw, i)
+            field, wire = tag >> 3, tag & 7
+            if wire == 0:
+                value, i = _varint(raw, i)
+                if field == 2:
+                    seq = value
+            elif wire == 2:
+                size, i = _varint(raw, i)
+                if field == 1 and size <= 64 * 1024:
+                    device = device_pb2.DeviceIdentity.FromString(raw[i : i + size])
+                i += size
+            elif wire in (1, 5):
+                i += 8 if wire == 1 else 4
+            else:
+                break
+    except (ValueError, DecodeError):
+        pass
+    out: dict[str, Any] = {"seq": seq} if seq < 1 << 64 else {}
+    if device is not None:
+        out["device_id"] = device.device_id[:128]
+        out["boot_id"] = device.boot_id[:128]
+    return out
 
 
 class IngestService:
@@ -81,13 +129,16 @@ class IngestService:
                 INVALID,
                 "too_large",
                 f"snapshot: {len(raw)} bytes exceeds the limit of {self.max_snapshot_bytes}",
-                {},
+                peek_identity(raw),
             )
         try:
             snap = pb.Snapshot.FromString(raw)
-        except DecodeError as exc:
+        except DecodeError:
             return self._reject(
-                INVALID, "malformed", f"snapshot: not a valid kmemfleet.v1.Snapshot ({exc})", {}
+                INVALID,
+                "malformed",
+                "snapshot: not a valid kmemfleet.v1.Snapshot",
+                peek_identity(raw),
             )
         d = snap.device
         base: dict[str, Any] = {
@@ -112,7 +163,11 @@ class IngestService:
                 known_stacks=self.batcher.writer.known_stacks,
                 stack_counts=False,  # checked by prepare(), column-wise
             )
-            item = prepare(snap)
+            try:
+                item = prepare(snap)
+            except ValidationError:  # a negative sample count: that row goes, not the snapshot
+                limits.sanitize(snap, SERVER_FILE, self.batcher.writer.known_stacks)
+                item = prepare(snap)
         except ValidationError as exc:
             return self._reject(INVALID, "invalid_field", str(exc), base)
         fut = await self.batcher.submit(item, shard_key)

@@ -36,6 +36,12 @@ class Metrics:
         self.pending_rows = Gauge(
             "kmemfleet_pending_rows", "Rows waiting for a transaction", registry=r
         )
+        self.analysis_quarantined = Counter(
+            "kmemfleet_analysis_quarantined",
+            "Snapshots (fold) or boots (judge) analysis set aside as poison, by stage",
+            ["stage"],
+            registry=r,
+        )
         self.streams = Gauge("kmemfleet_open_streams", "Open ingest streams", registry=r)
         self.pool_size = Gauge("kmemfleet_db_pool_size", "Connections in the pool", registry=r)
         self.pool_idle = Gauge("kmemfleet_db_pool_idle", "Idle connections in the pool", registry=r)

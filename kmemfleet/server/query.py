@@ -6,13 +6,19 @@ Diff delegate to kmemfleet.server.analysis.api.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 import grpc
 
+from kmemfleet import log
+from kmemfleet.limits import MAX_ID_LEN, text_problem
 from kmemfleet.server.auth import Authenticator
+from kmemfleet.server.batcher import RETRYABLE
 from kmemfleet.server.storage.state import (
     latest_snapshot,
     newest_boot,
@@ -27,6 +33,47 @@ from kmemfleet.v1 import snapshot_pb2 as pb
 
 DEFAULT_DEVICE_LIMIT = 1000
 MAX_DEVICE_LIMIT = 100_000
+logger = log.get("query")
+R = TypeVar("R")
+Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
+
+
+def _status(fn: Handler[R]) -> Handler[R]:
+    """Every failure as a proper gRPC code, never an internal class name (issue 18):
+    the database away is UNAVAILABLE, a value it cannot take INVALID_ARGUMENT,
+    anything else INTERNAL with the details in the server log only."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await fn(self, request, context)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except RETRYABLE:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry later"
+            )
+        except asyncpg.DataError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "request: a value the database cannot take"
+            )
+        except Exception as exc:
+            logger.error(
+                "query_failed", method=fn.__name__, error=type(exc).__name__, detail=str(exc)[:500]
+            )
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error (see the server log)")
+        raise AssertionError("unreachable")  # abort() raises
+
+    return wrapper
+
+
+async def _check_text(
+    context: grpc.aio.ServicerContext, field: str, value: str, limit: int = MAX_ID_LEN
+) -> None:
+    """Refuse a request field out of limits, without echoing it."""
+    problem = text_problem(value, limit)
+    if problem:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
 
 
 def _json(value: Any) -> Any:
@@ -59,10 +106,14 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
         self.pool = pool
         self.auth = auth
 
+    @_status
     async def ListDevices(
         self, request: query_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListDevicesResponse:
         await self.auth.require(context, "reader")
+        await _check_text(context, "firmware_version", request.firmware_version)
+        for k, v in request.labels.items():
+            await _check_text(context, "labels", k + v, 2 * MAX_ID_LEN)
         limit = min(request.limit or DEFAULT_DEVICE_LIMIT, MAX_DEVICE_LIMIT)
         rows = await self.pool.fetch(
             """SELECT * FROM devices
@@ -88,11 +139,13 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
     ) -> asyncpg.Record:
         if not device_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device_id: is required")
+        await _check_text(context, "device_id", device_id)
         row = await conn.fetchrow("SELECT * FROM devices WHERE device_id = $1", device_id)
         if row is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"device {device_id!r} is unknown")
         return row
 
+    @_status
     async def DeviceSlabs(
         self, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.DeviceSlabsResponse:
@@ -136,6 +189,7 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
                 resp.meminfo[k] = v
             return resp
 
+    @_status
     async def DeviceStacks(
         self, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.DeviceStacksResponse:
@@ -175,6 +229,7 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
                 resp.stack_source.CopyFrom(pb.StackSourceInfo(**_json(source)))
             return resp
 
+    @_status
     async def StackSeries(
         self, request: query_pb2.StackSeriesRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.StackSeriesResponse:
@@ -202,6 +257,7 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
                 ],
             )
 
+    @_status
     async def Leaks(
         self, request: query_pb2.LeaksRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.LeaksResponse:
@@ -210,12 +266,14 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
         await self.auth.require(context, "reader")
         if not request.firmware_version:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "firmware_version: is required")
+        await _check_text(context, "firmware_version", request.firmware_version)
         try:
             return await api.leaks(self.pool, request)
         except NotImplementedError as exc:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
             raise
 
+    @_status
     async def Diff(
         self, request: query_pb2.DiffRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.DiffResponse:
@@ -226,6 +284,8 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "base_firmware and target_firmware: are required"
             )
+        await _check_text(context, "base_firmware", request.base_firmware)
+        await _check_text(context, "target_firmware", request.target_firmware)
         try:
             return await api.diff(self.pool, request)
         except NotImplementedError as exc:

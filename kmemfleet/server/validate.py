@@ -1,9 +1,9 @@
 """Validate every field of an incoming snapshot before anything is stored.
 
-Errors name the field (e.g. "slab_caches[3].active_objs: must be >= 0") so a
-device engineer can find the bad value. Strings are only ever passed to
-PostgreSQL as bind parameters or COPY values, so the checks here are about
-size and sanity, not escaping.
+Errors name the field (e.g. "seq: must be > 0") so a device engineer can find
+the bad value; a bad *row* is not an error but a ParseIssue (kmemfleet.limits).
+Strings are only ever passed to PostgreSQL as bind parameters or COPY values, so
+the checks here are about size and sanity, not escaping.
 """
 
 from __future__ import annotations
@@ -11,36 +11,25 @@ from __future__ import annotations
 import time
 from collections.abc import Container
 
+from kmemfleet import limits
+from kmemfleet.limits import (
+    MAX_ID_LEN,
+    MAX_LABELS,
+    MAX_SLAB_CACHES,
+    MAX_STACK_SAMPLES,
+    MAX_TEXT_LEN,
+    STACK_COUNT_FIELDS,
+)
 from kmemfleet.v1 import snapshot_pb2 as pb
 
-MAX_ID_LEN = 128
-MAX_TEXT_LEN = 256
-MAX_LABELS = 32
-MAX_SLAB_CACHES = 10_000
-MAX_STACK_SAMPLES = 200_000
-MAX_STACK_DEFINITIONS = 200_000
-MAX_FRAMES = 64
-MAX_FRAME_TEXT = 256
-MAX_MEMINFO_KEYS = 512
-MAX_BUDDY_ZONES = 256
-MAX_PARSE_ISSUES = 1_000
+__all__ = ["MAX_ID_LEN", "ValidationError", "check_stack_counts", "validate"]
+
 # Capture times before this are clock errors (devices without RTC boot in 1970).
 EARLIEST_NS = 946_684_800 * 10**9  # 2000-01-01
 FUTURE_SLACK_NS = 24 * 3600 * 10**9
-SLAB_COUNT_FIELDS = (
-    "active_objs",
-    "num_objs",
-    "objsize",
-    "objperslab",
-    "pagesperslab",
-    "limit",
-    "batchcount",
-    "sharedfactor",
-    "active_slabs",
-    "num_slabs",
-    "sharedavail",
-)
-STACK_COUNT_FIELDS = ("bytes", "objects", "allocs", "frees", "bytes_upper")
+
+
+SERVER_FILE = "(server validation)"  # ParseIssue.file of rows the server dropped
 
 
 class ValidationError(ValueError):
@@ -75,13 +64,15 @@ def validate(
     known_stacks: Container[int] = (),
     stack_counts: bool = True,
 ) -> None:
-    """Raise ValidationError for the first invalid field.
+    """Raise ValidationError for the first invalid snapshot-level field.
 
+    Rows out of limits (kmemfleet.limits) are dropped from `snap` and reported in
+    its parse_issues instead: one bad row must not lose the device's snapshot.
     `oldest_ns` is the retention horizon: older data would be dropped at once.
     Definitions of `known_stacks` (signed ids already interned) are not checked:
     the server ignores their content. `stack_counts=False` leaves the per-sample
     counts to writer.prepare(), which checks them column-wise while building rows
-    (the ingest path always calls both).
+    (the ingest path always calls both, and sanitizes the samples when prepare() fails).
     """
     now_ns = time.time_ns() if now_ns is None else now_ns
     d = snap.device
@@ -109,101 +100,14 @@ def validate(
         raise ValidationError("uptime_seconds", "must be between 0 and 100 years")
     if snap.spool_dropped >= 1 << 63:
         raise ValidationError("spool_dropped", "must be < 2^63")
-    _validate_slabs(snap)
-    _most("meminfo", len(snap.meminfo), MAX_MEMINFO_KEYS)
-    for key, value in snap.meminfo.items():
-        _text("meminfo key", key, MAX_ID_LEN, required=True)
-        _count(f"meminfo[{key}]", value)
-    _most("buddyinfo", len(snap.buddyinfo), MAX_BUDDY_ZONES)
-    for i, z in enumerate(snap.buddyinfo):
-        _text(f"buddyinfo[{i}].zone", z.zone, MAX_ID_LEN)
-        _count(f"buddyinfo[{i}].node", z.node)
-        _most(f"buddyinfo[{i}].free_blocks", len(z.free_blocks), 64)
-        for j, n in enumerate(z.free_blocks):
-            _count(f"buddyinfo[{i}].free_blocks[{j}]", n)
-    _validate_stacks(snap, known_stacks, stack_counts)
-    _most("parse_issues", len(snap.parse_issues), MAX_PARSE_ISSUES)
-    for i, issue in enumerate(snap.parse_issues):
-        _text(f"parse_issues[{i}].file", issue.file)
-        _text(f"parse_issues[{i}].reason", issue.reason, 1024)
-
-
-def _validate_slabs(snap: pb.Snapshot) -> None:
-    _most("slab_caches", len(snap.slab_caches), MAX_SLAB_CACHES)
-    for i, c in enumerate(snap.slab_caches):
-        # Fast path: one comparison chain per row; name the field only when it fails.
-        name = c.name
-        if (
-            not name.strip()
-            or len(name) > MAX_ID_LEN
-            or "\x00" in name
-            or min(
-                c.active_objs,
-                c.num_objs,
-                c.objsize,
-                c.objperslab,
-                c.pagesperslab,
-                c.limit,
-                c.batchcount,
-                c.sharedfactor,
-                c.active_slabs,
-                c.num_slabs,
-                c.sharedavail,
-            )
-            < 0
-        ):
-            _text(f"slab_caches[{i}].name", name, MAX_ID_LEN, required=True)
-            for f in SLAB_COUNT_FIELDS:
-                _count(f"slab_caches[{i}].{f}", getattr(c, f))
-    _most("removed_slab_caches", len(snap.removed_slab_caches), MAX_SLAB_CACHES)
-    for i, k in enumerate(snap.removed_slab_caches):
-        _text(f"removed_slab_caches[{i}].name", k.name, MAX_ID_LEN, required=True)
     if snap.removed_slab_caches and not snap.base_seq:
         raise ValidationError("removed_slab_caches", "only a delta (base_seq > 0) removes keys")
-
-
-def _validate_frame(i: int, j: int, fr: pb.Frame) -> None:
-    _text(f"stack_definitions[{i}].frames[{j}].function", fr.function, MAX_FRAME_TEXT)
-    _text(f"stack_definitions[{i}].frames[{j}].module", fr.module, MAX_ID_LEN)
-    _text(f"stack_definitions[{i}].frames[{j}].file", fr.file, MAX_FRAME_TEXT)
-    if not fr.function and not fr.address:
-        raise ValidationError(
-            f"stack_definitions[{i}].frames[{j}]", "needs a function or an address"
-        )
-
-
-def _validate_stacks(
-    snap: pb.Snapshot, known_stacks: Container[int], stack_counts: bool = True
-) -> None:
-    _most("stack_definitions", len(snap.stack_definitions), MAX_STACK_DEFINITIONS)
-    top, wrap = 1 << 63, 1 << 64
-    for i, sd in enumerate(snap.stack_definitions):
-        sid = sd.stack_id
-        if (sid - wrap if sid >= top else sid) in known_stacks:
-            continue
-        frames = sd.frames
-        if not frames:
-            raise ValidationError(f"stack_definitions[{i}].frames", "must not be empty")
-        _most(f"stack_definitions[{i}].frames", len(frames), MAX_FRAMES)
-        _text(f"stack_definitions[{i}].module", sd.module, MAX_ID_LEN)
-        for j, fr in enumerate(frames):
-            fn, mod, file = fr.function, fr.module, fr.file
-            if (
-                len(fn) > MAX_FRAME_TEXT
-                or len(mod) > MAX_ID_LEN
-                or len(file) > MAX_FRAME_TEXT
-                or "\x00" in fn
-                or "\x00" in mod
-                or "\x00" in file
-                or not (fn or fr.address)
-            ):
-                _validate_frame(i, j, fr)
-    _most("stack_samples", len(snap.stack_samples), MAX_STACK_SAMPLES)
-    _most("removed_stacks", len(snap.removed_stacks), MAX_STACK_SAMPLES)
     if snap.removed_stacks and not snap.base_seq:
         raise ValidationError("removed_stacks", "only a delta (base_seq > 0) removes keys")
-    if stack_counts:
-        check_stack_counts(snap)
+    _most("removed_slab_caches", len(snap.removed_slab_caches), MAX_SLAB_CACHES)
+    _most("removed_stacks", len(snap.removed_stacks), MAX_STACK_SAMPLES)
+    # Rows: one out of limits is dropped and reported, the snapshot kept (kmemfleet.limits).
+    limits.sanitize(snap, SERVER_FILE, known_stacks, samples=stack_counts)
 
 
 def check_stack_counts(snap: pb.Snapshot) -> None:

@@ -180,17 +180,29 @@ class LeaksRequest(_message.Message):
     include_saturating: bool
     def __init__(self, firmware_version: _Optional[str] = ..., top: _Optional[int] = ..., include_saturating: _Optional[bool] = ...) -> None: ...
 
+class Freshness(_message.Message):
+    __slots__ = ("analysed_through_ns", "pending_snapshots", "answered_at_ns")
+    ANALYSED_THROUGH_NS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_NS_FIELD_NUMBER: _ClassVar[int]
+    analysed_through_ns: int
+    pending_snapshots: int
+    answered_at_ns: int
+    def __init__(self, analysed_through_ns: _Optional[int] = ..., pending_snapshots: _Optional[int] = ..., answered_at_ns: _Optional[int] = ...) -> None: ...
+
 class LeaksResponse(_message.Message):
-    __slots__ = ("firmware_version", "devices", "entries", "saturating")
+    __slots__ = ("firmware_version", "devices", "entries", "saturating", "freshness")
     FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     SATURATING_FIELD_NUMBER: _ClassVar[int]
+    FRESHNESS_FIELD_NUMBER: _ClassVar[int]
     firmware_version: str
     devices: int
     entries: _containers.RepeatedCompositeFieldContainer[LeakEntry]
     saturating: _containers.RepeatedCompositeFieldContainer[LeakEntry]
-    def __init__(self, firmware_version: _Optional[str] = ..., devices: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., saturating: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ...) -> None: ...
+    freshness: Freshness
+    def __init__(self, firmware_version: _Optional[str] = ..., devices: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., saturating: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
 
 class DiffRequest(_message.Message):
     __slots__ = ("base_firmware", "target_firmware", "top")
@@ -225,11 +237,13 @@ class DiffEntry(_message.Message):
     def __init__(self, change: _Optional[_Union[DiffEntry.Change, str]] = ..., signature: _Optional[str] = ..., base: _Optional[_Union[LeakEntry, _Mapping]] = ..., target: _Optional[_Union[LeakEntry, _Mapping]] = ...) -> None: ...
 
 class DiffResponse(_message.Message):
-    __slots__ = ("base_firmware", "target_firmware", "entries")
+    __slots__ = ("base_firmware", "target_firmware", "entries", "freshness")
     BASE_FIRMWARE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIRMWARE_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    FRESHNESS_FIELD_NUMBER: _ClassVar[int]
     base_firmware: str
     target_firmware: str
     entries: _containers.RepeatedCompositeFieldContainer[DiffEntry]
-    def __init__(self, base_firmware: _Optional[str] = ..., target_firmware: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[DiffEntry, _Mapping]]] = ...) -> None: ...
+    freshness: Freshness
+    def __init__(self, base_firmware: _Optional[str] = ..., target_firmware: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[DiffEntry, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...

@@ -82,13 +82,15 @@ def test_unreadable_slabinfo_is_a_plain_error(tmp_path: Path) -> None:
     assert "/proc/slabinfo" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_permission_message_explains_mode_0400() -> None:
+def test_permission_message_explains_mode_0400(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
     from kmemfleet.agent.collectors.base import read_text
     from kmemfleet.errors import SourceError
 
-    class Denied(type(Path())):  # type: ignore[misc]
-        def read_text(self, *a: object, **k: object) -> str:
-            raise PermissionError(13, "Permission denied")
+    def denied(*a: object, **k: object) -> int:
+        raise PermissionError(13, "Permission denied")
 
+    monkeypatch.setattr(os, "open", denied)  # root reads anything: deny as a device would
     with pytest.raises(SourceError, match="mode 0400"):
-        read_text(Denied("/proc/slabinfo"), "/proc/slabinfo")
+        read_text(Path("/proc/slabinfo"), "/proc/slabinfo")

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from kmemfleet.v1 import device_pb2, ingest_pb2_grpc
+from kmemfleet.v1 import device_pb2, ingest_pb2, ingest_pb2_grpc
 from kmemfleet.v1 import snapshot_pb2 as pb
 from tests.conftest import RunningServer, run_cli
 from tests.fakeroot import SLABINFO, make_root
@@ -60,6 +60,13 @@ def _snapshot(device_id: str = "dev-bad", count: int = 5) -> pb.Snapshot:
     return snap
 
 
+def test_out_of_limit_row_is_stored_as_a_parse_issue(grpc_server: RunningServer) -> None:
+    with grpc.insecure_channel(grpc_server.address) as ch:
+        ack = ingest_pb2_grpc.IngestStub(ch).Push(_snapshot(count=-3), timeout=10)
+    assert ack.result == ingest_pb2.Ack.STORED
+    assert _stored_snapshots(grpc_server.address) == 1
+
+
 def _stored_snapshots(address: str) -> int:
     out = run_cli("devices", "--insecure", "--server", address, "--json")
     assert out.returncode == 0, out.stderr
@@ -70,7 +77,7 @@ def _stored_snapshots(address: str) -> int:
     ("snap", "field"),
     [
         (_snapshot(device_id=""), "device.device_id"),
-        (_snapshot(count=-3), "slab_caches[0].active_objs"),
+        (_snapshot(device_id="a\x00b"), "device.device_id"),
     ],
 )
 def test_invalid_snapshot_is_rejected_and_nothing_is_stored(

@@ -100,15 +100,10 @@ def _bad(field: str) -> tuple[pb.Snapshot, str]:
     [
         "seq",
         "captured_at_ns",
-        "slab_caches[1].num_objs",
-        "stack_samples[0].bytes",
-        "stack_definitions[0].frames",
-        "stack_definitions[1].frames[0].function",
         "device.labels",
         "device.boot_id",
         "base_seq",
         "stack_samples.stack_id",
-        "meminfo[MemFree]",
     ],
 )
 def test_invalid_field_is_rejected_by_name_and_good_snapshots_still_land(
@@ -123,6 +118,33 @@ def test_invalid_field_is_rejected_by_name_and_good_snapshots_still_land(
         db(grpc_server.dsn, "SELECT count(*) FROM snapshots WHERE device_id = 'dev-bad'")[0][0] == 0
     )
     assert _count(grpc_server.dsn, "snapshots") == 2
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "slab_caches[1].num_objs",
+        "stack_samples[0].bytes",
+        "stack_definitions[0].frames",
+        "stack_definitions[1].frames[0].function",
+        "meminfo[MemFree]",
+    ],
+)
+def test_out_of_limit_row_is_dropped_as_a_parse_issue_and_the_snapshot_stored(
+    grpc_server: RunningServer, field: str
+) -> None:
+    bad, name = _bad(field)
+    acks = stream(grpc_server.address, [snapshot("dev-ok", seq=1), bad, snapshot("dev-ok", seq=2)])
+    assert [a.result for a in acks] == [Ack.STORED] * 3
+    issues = db(
+        grpc_server.dsn,
+        "SELECT i->>'reason' FROM snapshots, jsonb_array_elements(parse_issues) i "
+        "WHERE device_id = 'dev-bad'",
+    )
+    reasons = [r[0] for r in issues]
+    head = name.split("[")[0].split(".")[0]
+    assert len(reasons) == 1 and reasons[0].startswith(head), reasons
+    assert "row dropped" in reasons[0]
 
 
 INJECTIONS = [

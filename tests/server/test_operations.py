@@ -37,7 +37,7 @@ def test_metrics_count_snapshots_samples_and_rejections(database_dsn: str, tmp_p
     )
     try:
         bad = snapshot("dev-m", seq=2)
-        bad.slab_caches[0].num_objs = -1
+        bad.captured_at_ns = 5  # a bad row is a parse issue; a bad capture time rejects
         acks = stream(server.address, [snapshot("dev-m", seq=1, caches=3, stacks=2), bad])
         assert [a.result for a in acks] == [Ack.STORED, Ack.REJECTED]
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()

@@ -5,6 +5,7 @@ Rows `Node %d, zone %8s` followed by one `%6lu` per order (MAX_ORDER of them).
 
 from __future__ import annotations
 
+from kmemfleet import limits
 from kmemfleet.agent.collectors.base import KernelFS, Parsed, read_text
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import snapshot_pb2 as pb
@@ -32,9 +33,14 @@ def parse(text: str, path: str = PATH) -> Parsed[pb.BuddyZone]:
         ):
             result.skip(path, lineno, "node or free block count is not a number")
             continue
-        result.items.append(
-            pb.BuddyZone(node=int(node), zone=tokens[3], free_blocks=[int(c) for c in counts])
-        )
+        zone = pb.BuddyZone(node=int(node), zone=tokens[3], free_blocks=[int(c) for c in counts])
+        problem = limits.buddy_problem(zone)
+        if problem is None and len(result.items) >= limits.MAX_BUDDY_ZONES:
+            problem = f"more than {limits.MAX_BUDDY_ZONES} zones"
+        if problem is not None:
+            result.skip(path, lineno, problem)
+            continue
+        result.items.append(zone)
     if not result.items and result.skipped:
         raise SourceError(path, "no 'Node N, zone NAME' rows: not a buddyinfo file", line=1)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kmemfleet import limits
 from kmemfleet.agent.collectors.base import KernelFS, Parsed, parse_int, read_text
 from kmemfleet.errors import SourceError
 
@@ -36,13 +37,17 @@ def parse(text: str, path: str = PATH) -> Parsed[tuple[str, int]]:
             continue
         if len(fields) == 2:
             if fields[1] != "kB":
-                result.skip(path, lineno, f"unknown unit {fields[1]!r}")
+                result.skip(path, lineno, "unknown unit (not kB)")
                 continue
             value *= 1024
-        if value < 0:
-            result.skip(path, lineno, f"negative value {value}")
+        key = key.strip()
+        problem = limits.meminfo_problem(key, value)  # e.g. kB * 1024 beyond 2^63
+        if problem is None and len(result.items) >= limits.MAX_MEMINFO_KEYS:
+            problem = f"more than {limits.MAX_MEMINFO_KEYS} keys"
+        if problem is not None:
+            result.skip(path, lineno, problem)
             continue
-        result.items.append((key.strip(), value))
+        result.items.append((key, value))
     if not result.items:
         raise SourceError(path, "no 'Key: value' lines: not a meminfo file")
     return result

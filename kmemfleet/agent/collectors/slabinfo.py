@@ -3,13 +3,16 @@
 Layout (mm/slab_common.c): a version line, a '#' header line, then one row per
 cache: `name active num objsize objperslab pagesperslab : tunables l b s :
 slabdata as ns sa [: globalstat 9 values : cpustat 4 values]`. Long names push
-the columns right, so rows are split on whitespace and ':' sections, never on
-fixed columns. Duplicate names are kept (occurrence 0, 1, ...); a malformed row
-is skipped and reported, the rest of the file kept.
+the columns right, so rows are split into sections on the kernel's " : "
+separators and the head on whitespace from the right, never on fixed columns:
+a name may itself hold colons (iwlwifi names a cache `iwl_cmd_pool:0000:04:00.0`).
+Duplicate names are kept (occurrence 0, 1, ...); a malformed row is skipped and
+reported, the rest of the file kept.
 """
 
 from __future__ import annotations
 
+from kmemfleet import limits
 from kmemfleet.agent.collectors.base import KernelFS, Parsed, parse_int, read_text
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import snapshot_pb2 as pb
@@ -58,6 +61,12 @@ def parse(text: str, path: str = PATH) -> Parsed[pb.SlabCache]:
         except ValueError as exc:
             result.skip(path, lineno, str(exc))
             continue
+        problem = limits.slab_problem(row)  # name size, and bytes must fit 2^63
+        if problem is None and len(result.items) >= limits.MAX_SLAB_CACHES:
+            problem = f"more than {limits.MAX_SLAB_CACHES} caches"
+        if problem is not None:
+            result.skip(path, lineno, problem)
+            continue
         row.occurrence = seen.get(row.name, 0)
         seen[row.name] = row.occurrence + 1
         result.items.append(row)
@@ -65,13 +74,14 @@ def parse(text: str, path: str = PATH) -> Parsed[pb.SlabCache]:
 
 
 def _parse_row(line: str, version: str) -> pb.SlabCache:
-    sections = [s.split() for s in line.split(":")]
-    head = sections[0]
+    parts = line.split(" : ")
+    sections = [s.split() for s in parts[1:]]
+    head = parts[0].rsplit(None, 6 if version == "1.1" else 5)
     if version == "1.1":
-        return _parse_row_v1(head, sections[1:])
+        return _parse_row_v1(head, sections)
     if len(head) != 6:
         raise ValueError(
-            f"expected name and 5 numbers before the first ':', got {len(head)} fields"
+            f"expected name and 5 numbers before the first ' : ', got {len(head)} fields"
         )
     name = head[0]
     nums = [_count(t) for t in head[1:]]
@@ -84,7 +94,7 @@ def _parse_row(line: str, version: str) -> pb.SlabCache:
         pagesperslab=nums[4],
     )
     seen_sections = set()
-    for sec in sections[1:]:
+    for sec in sections:
         if not sec:
             raise ValueError("empty ':' section")
         label, values = sec[0], [_count(t) for t in sec[1:]]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, overload
 
+from kmemfleet import limits
 from kmemfleet.agent.collectors.base import MAX_ISSUES_PER_FILE
 from kmemfleet.v1 import snapshot_pb2 as pb
 
@@ -87,7 +88,9 @@ class StackReport:
         return info
 
     def definition(self, row: StackRow) -> pb.StackDefinition:
-        frames = [self.frame_parser(f) for f in row.frames]
+        """The row's definition within kmemfleet.limits: the innermost MAX_FRAMES
+        frames (the allocation site and its callers), texts cut to their limits."""
+        frames = [limits.clamp_frame(self.frame_parser(f)) for f in row.frames[: limits.MAX_FRAMES]]
         module = next((f.module for f in frames if f.module), "")
         return pb.StackDefinition(
             stack_id=row.stack_id, frames=frames, module=module, source=self.source

@@ -1,36 +1,166 @@
 """Entry points the Query service calls for the rankings.
 
-Contract: `leaks` and `diff` first make the analysis tables cover everything
-acknowledged before the call (catch up on analysis_queue), then answer from the
-per-firmware summaries (analysis_summary): a few hundred rows per firmware, never
-the samples.
+Contract: `leaks` and `diff` answer from the per-firmware summaries
+(analysis_summary): a few hundred rows per firmware, never the samples. Catch-up
+on analysis_queue runs in the background (Worker, started by the server). A
+query finds at most FRESH_WAIT_MAX_PENDING snapshots queued: it folds them
+itself (its fold bounded by `fresh_wait_s`), so the answer covers everything
+acknowledged before it; more: it answers at once from the last consistent
+summaries. Either way a Freshness watermark says how current the answer is
+(issue 18: latency no longer follows the ingest backlog). Without a running
+worker (tools, tests calling these directly) a query always catches up itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import asyncpg
 
+from kmemfleet import log
 from kmemfleet.server.analysis import ranking
-from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK, Analyzer, CatchUp
+from kmemfleet.server.analysis.incremental import (
+    BATCH_SNAPSHOTS,
+    SUBJECT_SLAB,
+    SUBJECT_STACK,
+    Analyzer,
+    CatchUp,
+)
 from kmemfleet.v1 import query_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 DEFAULT_TOP = 20
+FRESH_WAIT_S = 3.0  # a query waits at most this long for what was acked before it
+# ...and only when the backlog is small enough to be folded within that wait; a
+# larger one (an import, a fleet reconnecting) is answered from the summaries at once.
+FRESH_WAIT_MAX_PENDING = 2 * BATCH_SNAPSHOTS
+_DATABASE_AWAY = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
+IDLE_POLL_S = 1.0  # the worker looks at the queue this often when nobody kicks it
+PASS_BUDGET_S = 2.0  # one pass folds this long, then refreshes the summaries
+logger = log.get("analysis")
 _analyzer = Analyzer()
 Change = query_pb2.DiffEntry
 
 
-def configure(min_span_s: float, min_points: int, bucket_s: int) -> None:
+class Worker:
+    """Folds the analysis queue in the background and keeps the watermark.
+
+    `through_ns`: everything acknowledged before it is in the summaries (the
+    older of a pass's start and the oldest snapshot still queued after it)."""
+
+    def __init__(self, pool: asyncpg.Pool, fresh_wait_s: float = FRESH_WAIT_S) -> None:
+        self.pool = pool
+        self.fresh_wait_s = fresh_wait_s
+        self.through_ns = 0
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="analysis-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._kick.clear()
+            started = time.time_ns()
+            try:
+                stats = await _analyzer.catch_up(self.pool, budget_seconds=PASS_BUDGET_S)
+                # In the summaries now: everything enqueued before the oldest queue row.
+                oldest = await self.pool.fetchval(
+                    "SELECT (extract(epoch FROM min(enqueued_at)) * 1e9)::bigint "
+                    "FROM analysis_queue"
+                )
+            except Exception as exc:  # keep serving from the last summaries; retry later
+                logger.warning("analysis_catch_up_failed", error=type(exc).__name__)
+                stats = None
+            if stats is not None:
+                through = started if oldest is None else min(started, int(oldest))
+                self.through_ns = max(self.through_ns, through)
+            if stats is None or stats.complete:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), IDLE_POLL_S)
+
+
+_worker: Worker | None = None
+
+
+def start_worker(pool: asyncpg.Pool, fresh_wait_s: float = FRESH_WAIT_S) -> Worker:
+    """Run catch-up in the background for this server's queries (server start-up)."""
+    global _worker
+    _worker = Worker(pool, fresh_wait_s)
+    _worker.start()
+    return _worker
+
+
+async def stop_worker() -> None:
+    global _worker
+    if _worker is not None:
+        await _worker.stop()
+        _worker = None
+
+
+async def _fresh(pool: asyncpg.Pool) -> query_pb2.Freshness:
+    """Bring the answer as current as a small backlog allows; say how current it is.
+
+    A backlog of at most FRESH_WAIT_MAX_PENDING snapshots is folded right here
+    (after the worker's pass, which holds the lock), its fold bounded by the
+    fresh wait: the answer then covers everything acknowledged before the call.
+    A larger one is answered at once from the summaries the worker keeps."""
+    t0 = time.time_ns()
+    through = _worker.through_ns if _worker is not None else 0
+    if _worker is None or await _pending(pool) <= FRESH_WAIT_MAX_PENDING:
+        budget = _worker.fresh_wait_s if _worker is not None else 120.0
+        try:
+            if (await _analyzer.catch_up(pool, budget_seconds=budget)).complete:
+                through = max(through, t0)
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, _DATABASE_AWAY):
+                raise  # the query fails UNAVAILABLE
+            # Analysis itself is broken: answer from the summaries, say how stale.
+            logger.warning("analysis_catch_up_failed", error=type(exc).__name__)
+    return query_pb2.Freshness(
+        analysed_through_ns=through, pending_snapshots=await _pending(pool), answered_at_ns=t0
+    )
+
+
+async def _pending(pool: asyncpg.Pool) -> int:
+    n = await pool.fetchval("SELECT count(*) FROM (SELECT 1 FROM analysis_queue LIMIT 1000000) q")
+    return int(n)
+
+
+def configure(
+    min_span_s: float,
+    min_points: int,
+    bucket_s: int,
+    on_quarantine: Callable[[str], None] | None = None,
+) -> None:
     """Set the least observation judged and the bucket width (server start-up).
 
     Series judged before keep their verdict until their boot sends more data.
+    `on_quarantine` is told the stage of each piece of work set aside as poison.
     """
     global _analyzer
     _analyzer = Analyzer(
-        min_span_hours=min_span_s / 3600.0, min_points=min_points, bucket_seconds=bucket_s
+        min_span_hours=min_span_s / 3600.0,
+        min_points=min_points,
+        bucket_seconds=bucket_s,
+        on_quarantine=on_quarantine,
     )
 
 
@@ -118,7 +248,7 @@ async def _entries(
 
 
 async def leaks(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> query_pb2.LeaksResponse:
-    await catch_up(pool)
+    freshness = await _fresh(pool)
     top = request.top or DEFAULT_TOP
     async with pool.acquire() as conn:
         devices = await conn.fetchval(
@@ -148,6 +278,7 @@ async def leaks(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> query_pb
         saturating=[
             entries[(r["firmware_version"], r["subject"], r["signature"])] for r in saturating
         ],
+        freshness=freshness,
     )
 
 
@@ -170,7 +301,7 @@ def classify(base: query_pb2.LeakEntry | None, target: query_pb2.LeakEntry | Non
 
 
 async def diff(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.DiffResponse:
-    await catch_up(pool)
+    freshness = await _fresh(pool)
     top = request.top or DEFAULT_TOP
     versions = [request.base_firmware, request.target_firmware]
     async with pool.acquire() as conn:
@@ -202,7 +333,9 @@ async def diff(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.
         rank = base if change == Change.FIXED else target
         found[change].append((rank.score if rank is not None else 0.0, d))
     resp = query_pb2.DiffResponse(
-        base_firmware=request.base_firmware, target_firmware=request.target_firmware
+        base_firmware=request.base_firmware,
+        target_firmware=request.target_firmware,
+        freshness=freshness,
     )
     # Top N per class: many regressions must not hide the fixes.
     for change in (Change.REGRESSION, Change.FIXED, Change.UNCHANGED):

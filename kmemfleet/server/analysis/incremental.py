@@ -12,12 +12,19 @@ with the touched boots' bucket counts, never with the raw sample history.
 
 An advisory lock makes concurrent callers wait for the one doing the work
 instead of repeating it; once it is released the queue they saw is folded.
+
+Poison (issue 18): a batch whose fold fails on its data (a PostgreSQL data or
+integrity error) is folded again one snapshot at a time, each in a savepoint;
+the snapshot at fault is set aside in analysis_quarantine, logged
+(analysis_quarantined) and counted, and the rest of the batch folds. Re-judging
+does the same per boot. Nothing is retried forever in front of everyone else.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -31,6 +38,12 @@ BATCH_SNAPSHOTS = 500
 REJUDGE_BOOTS = 50  # boots re-judged per transaction
 SUBJECT_STACK = 1
 SUBJECT_SLAB = 2
+# Errors that say "this data cannot be analysed", not "the database is away".
+POISON_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
+JUDGE_ERRORS: tuple[type[BaseException], ...] = (*POISON_ERRORS, ArithmeticError, ValueError)
 
 _FOLD_STACKS = """
 WITH q AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[])
@@ -170,6 +183,7 @@ class CatchUp:
     summaries: int = 0
     seconds: float = 0.0
     complete: bool = True  # False: stopped at the time budget with queue rows left
+    quarantined: int = 0
 
 
 class Analyzer:
@@ -180,8 +194,10 @@ class Analyzer:
         min_span_hours: float = trend.MIN_SPAN_HOURS,
         min_points: int = trend.MIN_POINTS,
         bucket_seconds: int = buckets.BUCKET_SECONDS,
+        on_quarantine: Callable[[str], None] | None = None,
     ) -> None:
         self._signatures: dict[str, str] = {}
+        self.on_quarantine = on_quarantine  # called with the stage ("fold", "judge")
         self.min_span_hours = min_span_hours
         self.min_points = min_points
         self.bucket_seconds = bucket_seconds
@@ -233,6 +249,52 @@ class Analyzer:
         )
         if not rows:
             return 0
+        try:
+            async with conn.transaction():  # a savepoint: a poison row keeps the take
+                await self._fold_rows(conn, rows, stats)
+        except POISON_ERRORS:
+            for r in rows:  # find the snapshot at fault; fold the others
+                try:
+                    async with conn.transaction():
+                        await self._fold_rows(conn, [r], stats)
+                except POISON_ERRORS as exc:
+                    await self._quarantine(conn, stats, "fold", r, exc)
+        return len(rows)
+
+    async def _quarantine(
+        self, conn: asyncpg.Connection, stats: CatchUp, stage: str, r: object, exc: BaseException
+    ) -> None:
+        """Set a snapshot (fold) or a boot (judge) aside: recorded, logged, counted."""
+        key = dict(r)  # type: ignore[call-overload]
+        error = type(exc).__name__
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate:
+            error += f" (SQLSTATE {sqlstate})"
+        await conn.execute(
+            """INSERT INTO analysis_quarantine (device_id, boot_id, seq, captured_at, stage, error)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            key["device_id"],
+            key["boot_id"],
+            key.get("seq"),
+            key.get("captured_at"),
+            stage,
+            error,
+        )
+        stats.quarantined += 1
+        logger.error(
+            "analysis_quarantined",
+            stage=stage,
+            device_id=key["device_id"],
+            boot_id=key["boot_id"],
+            seq=key.get("seq"),
+            error=error,
+        )
+        if self.on_quarantine is not None:
+            self.on_quarantine(stage)
+
+    async def _fold_rows(
+        self, conn: asyncpg.Connection, rows: list[asyncpg.Record], stats: CatchUp
+    ) -> None:
         args = (
             [r["device_id"] for r in rows],
             [r["boot_id"] for r in rows],
@@ -280,7 +342,6 @@ class Analyzer:
         )
         stats.snapshots += len(rows)
         stats.samples += folded
-        return len(rows)
 
     async def _zero_omitted(self, conn: asyncpg.Connection, args: tuple[list[object], ...]) -> None:
         """Keys held before a keyframe and absent from it go to 0 at the keyframe."""
@@ -315,9 +376,19 @@ class Analyzer:
             REJUDGE_BOOTS,
         )
         if rows:
-            stats.series += await self._rejudge(
-                conn, sorted((r["device_id"], r["boot_id"]) for r in rows)
-            )
+            boots = sorted((r["device_id"], r["boot_id"]) for r in rows)
+            try:
+                async with conn.transaction():  # a savepoint, as in _fold_batch
+                    stats.series += await self._rejudge(conn, boots)
+            except JUDGE_ERRORS:
+                for dev, boot in boots:
+                    try:
+                        async with conn.transaction():
+                            stats.series += await self._rejudge(conn, [(dev, boot)])
+                    except JUDGE_ERRORS as exc:
+                        await self._quarantine(
+                            conn, stats, "judge", {"device_id": dev, "boot_id": boot}, exc
+                        )
         return len(rows)
 
     async def _rejudge(self, conn: asyncpg.Connection, boots: list[tuple[str, str]]) -> int:

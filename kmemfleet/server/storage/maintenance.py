@@ -113,6 +113,9 @@ async def run_once(
             report.dropped += await drop_before(conn, table, rollup_cutoff)
         raw_cutoff_at = dt.datetime.combine(raw_cutoff, dt.time(), tzinfo=dt.timezone.utc)
         await conn.execute("DELETE FROM analysis_queue WHERE captured_at < $1", raw_cutoff_at)
+        await conn.execute(  # set aside by analysis: kept as long as the raw data
+            "DELETE FROM analysis_quarantine WHERE quarantined_at < $1", raw_cutoff_at
+        )
         if raw_dropped:
             # The analysis of the dropped raw data goes too (re-judged on what remains);
             # only when a day was dropped: it scans the analysis bucket tables.

@@ -259,6 +259,7 @@ class SnapshotWriter:
                 outcomes[i] = Outcome(Result.DUPLICATE)  # the same snapshot twice in one batch
             else:
                 candidates[p.key] = i
+        await self._check_sequence(conn, items, candidates, outcomes)
         new_keys = await self._insert_snapshots(conn, [items[i] for i in candidates.values()])
         stored = [items[i] for k, i in candidates.items() if k in new_keys]
         for k, i in candidates.items():
@@ -281,6 +282,73 @@ class SnapshotWriter:
                     "stack_samples", records=stack_rows, columns=STACK_COLUMNS
                 )
         return [o or Outcome(Result.REJECTED, "internal: no outcome") for o in outcomes]
+
+    async def _check_sequence(
+        self,
+        conn: asyncpg.Connection,
+        items: Sequence[Prepared],
+        candidates: dict[SnapKey, int],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """Dedupe on (device, boot, seq) and check the chain, against boots.last_seq.
+
+        A seq at or below the boot's newest is a DUPLICATE when that seq is stored
+        (a retry, whatever its capture time) and REJECTED otherwise (seq went
+        backwards); a delta whose base was never stored is REJECTED (the agent
+        answers with a keyframe). Only those rare cases cost a lookup."""
+        if not candidates:
+            return
+        boots = sorted({(k[0], k[1]) for k in candidates})
+        last: dict[tuple[str, str], int] = {
+            (r[0], r[1]): r[2]
+            for r in await conn.fetch(
+                """SELECT b.device_id, b.boot_id, b.last_seq FROM boots b
+                     JOIN unnest($1::text[], $2::text[]) AS u(d, bt)
+                       ON b.device_id = u.d AND b.boot_id = u.bt""",
+                [b[0] for b in boots],
+                [b[1] for b in boots],
+            )
+        }
+        accepted: dict[tuple[str, str], set[int]] = {}
+
+        async def stored(dev: str, boot: str, seq: int) -> bool:
+            return bool(
+                await conn.fetchval(
+                    """SELECT EXISTS (SELECT 1 FROM snapshots
+                        WHERE device_id = $1 AND boot_id = $2 AND seq = $3)""",
+                    dev,
+                    boot,
+                    seq,
+                )
+            )
+
+        for key, i in list(candidates.items()):  # arrival order: a stream's order
+            dev, boot, seq, _ = key
+            here = accepted.setdefault((dev, boot), set())
+            top = last.get((dev, boot), 0)
+            base = items[i].snap.base_seq
+            outcome: Outcome | None = None
+            if seq <= top:
+                if seq in here or await stored(dev, boot, seq):
+                    outcome = Outcome(Result.DUPLICATE)
+                else:
+                    outcome = Outcome(
+                        Result.REJECTED,
+                        f"seq: {seq} is below {top}, this boot's newest stored seq "
+                        "(seq must increase within a boot)",
+                    )
+            elif base and base != top and base not in here and not await stored(dev, boot, base):
+                outcome = Outcome(
+                    Result.REJECTED,
+                    f"base_seq: snapshot {base} of this boot was never stored; "
+                    "send a keyframe (base_seq 0)",
+                )
+            if outcome is None:
+                here.add(seq)
+                last[(dev, boot)] = seq
+            else:
+                outcomes[i] = outcome
+                del candidates[key]
 
     async def _intern_stacks(
         self, conn: asyncpg.Connection, items: Sequence[Prepared], pending: _Pending
@@ -468,11 +536,12 @@ class SnapshotWriter:
 
         await conn.execute(
             """INSERT INTO boots AS b (device_id, boot_id, firmware_version, kernel_release,
-                   first_seen, last_seen, mem_total, low_free)
+                   first_seen, last_seen, mem_total, low_free, last_seq)
                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                                     $5::timestamptz[], $6::timestamptz[], $7::bigint[],
-                                    $8::bigint[])
+                                    $8::bigint[], $9::bigint[])
                ON CONFLICT (device_id, boot_id) DO UPDATE SET
+                   last_seq = greatest(b.last_seq, excluded.last_seq),
                    first_seen = least(b.first_seen, excluded.first_seen),
                    last_seen = greatest(b.last_seen, excluded.last_seen),
                    mem_total = coalesce(excluded.mem_total, b.mem_total),
@@ -485,4 +554,5 @@ class SnapshotWriter:
             [p.ts for p in bnew],
             [mem(p, "MemTotal") for p in bnew],
             [mem(p, "LowFree") for p in bnew],
+            [max(q.snap.seq for q in boots[k]) for k in bkeys],
         )
