@@ -183,7 +183,6 @@ class Decision:
 
 CONVERGING = frozenset({"saturating", "plateau"})
 RISING = frozenset({"leak", "saturating", "plateau"})  # rose over the series
-STILL_RISING = frozenset({"leak", "saturating"})  # ... and still rising at its end
 MOVING = frozenset({"sawtooth", "decreasing"})  # active, but no net rise
 
 
@@ -232,8 +231,8 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     a cache converges to a level, so its rate decays with uptime. A fill seen
     from near boot that settles within its window is evidence of a cache, and
     the uptime by which such fills settle (never beyond what was watched) is
-    the cohort's fill horizon. Growth at maturity is a series still rising at
-    its end (leak or saturating) that began at or after the horizon, grows at
+    the cohort's fill horizon. Growth at maturity is a series that rose (leak,
+    saturating or plateau) that began at or after the horizon, grows at
     MATURE_RATE_RATIO of the fills' median rate, and whose rate
     accounts for what it holds (rate x uptime >= ACCUMULATION_RATIO x its value
     above the fills' boot-time value: what a leak since boot looks like; a
@@ -245,8 +244,9 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     0. leak verdicts only on short boots while long boots show no rise at
        all (_short_only): nothing leaks;
     1. no fill seen: the per-series verdicts stand;
-    2. growth at maturity on MIN_FILL_DEVICES devices: a leak, and every series
-       still rising counts (a load cycle's slow phase bends a leak's curve);
+    2. growth at maturity on MIN_FILL_DEVICES devices (one could be a cache
+       refilled after a flush): a leak, and every series that rose counts (a
+       load cycle's slow phase bends a leak's curve, or flattens its end);
     3. unexplained leak series on at least as many devices as fills: the
        per-series verdicts stand;
     4. fills on MIN_FILL_DEVICES devices: a cache, reported as saturating with
@@ -268,7 +268,7 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     at_boot = percentile([r.first for r in fills if r.uptime_start < 1.0], 0.5)
     level = percentile([r.level for r in fills], 0.5)
     fill_devices = {r.device_id for r in fills}
-    rising = [r.kind in STILL_RISING and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR for r in rows]
+    rising = [r.kind in RISING and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR for r in rows]
     mature = {
         r.device_id
         for r, up in zip(rows, rising, strict=True)
