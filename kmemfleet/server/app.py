@@ -229,8 +229,11 @@ class Aggregator:
     async def _database_answers(self) -> bool:
         assert self.pool is not None
         try:
+            # asyncpg's own timeouts, not asyncio.wait_for: cancelling a query from
+            # outside leaves its pooled connection mid-operation for the next user.
             timeout = max(1.0, self.cfg.db_check_interval_s * 2)
-            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout)
+            async with self.pool.acquire(timeout=timeout) as conn:
+                await conn.fetchval("SELECT 1", timeout=timeout)
             return True
         except Exception:  # any failure to answer SELECT 1 is "down"
             return False
