@@ -83,7 +83,9 @@ def _query(
         # Analysis runs in the background: wait until it covers the whole fleet.
         leaks = leaks_cli.until_fresh(
             lambda: stub.Leaks(
-                query_pb2.LeaksRequest(firmware_version=target, top=10), timeout=600
+                # Caches that fill towards a level are shown apart, with their level.
+                query_pb2.LeaksRequest(firmware_version=target, top=10, include_saturating=True),
+                timeout=600,
             ),
             600,
         )

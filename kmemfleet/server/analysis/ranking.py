@@ -224,6 +224,10 @@ def _short_only(rows: Sequence[SeriesRow]) -> str | None:
     )
 
 
+def _devices(n: int) -> str:
+    return f"{n} device" if n == 1 else f"{n} devices"
+
+
 def decide(rows: Sequence[SeriesRow]) -> Decision:
     """Judge a signature on all of its series of one firmware, in uptime.
 
@@ -287,13 +291,17 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
         if r.leaking
         and (r.uptime_start + r.span_hours > horizon or r.span_hours >= 0.5 * fill_span)
     }
-    where = f"fills from boot on {len(fill_devices)} devices settle by uptime {horizon:.1f} h"
+    where = f"fills from boot on {_devices(len(fill_devices))} settle by uptime {horizon:.1f} h"
     if len(mature) >= MIN_FILL_DEVICES:
-        evidence = f"still growing beyond uptime {horizon:.1f} h on {len(mature)} devices; {where}"
+        evidence = (
+            f"still growing beyond uptime {horizon:.1f} h on {_devices(len(mature))}; {where}"
+        )
         leaking = [a or b for a, b in zip(per_series, rising, strict=True)]
         return Decision("leak", leaking, level, evidence)
     if len(unexplained) >= len(fill_devices) or len(fill_devices) < MIN_FILL_DEVICES:
-        verdict = "leak" if any(per_series) else "saturating"
+        # A fill on one device alone says little: not reported as saturating.
+        cache = len(fill_devices) >= MIN_FILL_DEVICES
+        verdict = "leak" if any(per_series) else "saturating" if cache else "none"
         return Decision(verdict, per_series, level, f"per-boot trends; {where}")
     evidence = f"{where}; none still growing beyond it"
     return Decision("saturating", [False] * len(rows), level, evidence)
