@@ -44,6 +44,26 @@ class Judged:
     window: tuple[float, float]  # first and last sample, seconds
     uptime_start: float  # hours since boot at the first sample
 
+    def row(self, device_id: str, key: str, memory: int | None) -> ranking.SeriesRow:
+        """The series as the server's summary step sees it."""
+        v = self.verdict
+        return ranking.SeriesRow(
+            device_id,
+            key,
+            v.leaking,
+            v.slope,
+            v.growth,
+            v.confidence,
+            v.span_hours,
+            memory,
+            kind=v.kind,
+            uptime_start=self.uptime_start,
+            first=v.first,
+            last=v.last,
+            level=v.level,
+            settle_hours=v.settle_hours,
+        )
+
 
 def judge_fleet(fl: simfleet.Fleet) -> dict[Key, Judged]:
     """Every (device, boot, subject, key) judged as the server judges it."""
@@ -107,26 +127,8 @@ def evaluate(spec: families.FamilySpec) -> dict[str, Any]:
     naive: dict[Cohort, bool] = collections.defaultdict(bool)
     for s in truth["series"]:
         j = judged[(s["device_id"], s["boot_id"], s["subject"], s["key"])]
-        v = j.verdict
         c = (fw[s["device_id"]], s["subject"], s["signature"])
-        rows[c].append(
-            ranking.SeriesRow(
-                s["device_id"],
-                s["key"],
-                v.leaking,
-                v.slope,
-                v.growth,
-                v.confidence,
-                v.span_hours,
-                mem[s["device_id"]],
-                kind=v.kind,
-                uptime_start=j.uptime_start,
-                first=v.first,
-                last=v.last,
-                level=v.level,
-                settle_hours=v.settle_hours,
-            )
-        )
+        rows[c].append(j.row(s["device_id"], s["key"], mem[s["device_id"]]))
         labels[c].append(s)
         naive[c] |= j.naive
     per_fw: dict[str, Score] = collections.defaultdict(Score)

@@ -228,24 +228,8 @@ def test_saturating_caches_are_reported_apart_and_leaks_still_listed(
     fw = {d["device_id"]: d["firmware_version"] for d in gt["devices"]}
     for s in gt["series"]:
         j = judged[(s["device_id"], s["boot_id"], s["subject"], s["key"])]
-        v = j.verdict
         rows.setdefault((fw[s["device_id"]], s["signature"]), []).append(
-            ranking.SeriesRow(
-                s["device_id"],
-                s["key"],
-                v.leaking,
-                v.slope,
-                v.growth,
-                v.confidence,
-                v.span_hours,
-                None,
-                kind=v.kind,
-                uptime_start=j.uptime_start,
-                first=v.first,
-                last=v.last,
-                level=v.level,
-                settle_hours=v.settle_hours,
-            )
+            j.row(s["device_id"], s["key"], None)
         )
     for version in listed:
         expected = {
