@@ -22,6 +22,10 @@ from operator import attrgetter
 
 from kmemfleet.v1 import snapshot_pb2 as pb
 
+# Seqs at or above this belong to `kmemfleet import` (IMPORT_SEQ_BASE + capture
+# time in ms): a bundle of a boot whose agent also streams never takes a seq the
+# agent will use, nor moves the boot's newest live seq (the server's fast path).
+IMPORT_SEQ_BASE = 1 << 62
 MAX_ID_LEN = 128  # device, boot, firmware ids, cache names, meminfo keys, modules
 MAX_TEXT_LEN = 256
 MAX_LABELS = 32

@@ -152,6 +152,15 @@ class Spool:
                 return time.time_ns() // 1_000_000
             return self._last_seq + 1
 
+    def advance_seq(self, at_least: int) -> None:
+        """The next seq handed out is at least `at_least`: the server said the
+        seqs below it are taken for this boot (this spool's state was lost or
+        older than what the server holds)."""
+        with self._lock:
+            if at_least - 1 > self._last_seq:
+                self._last_seq = at_least - 1
+                self._save_state()
+
     @property
     def unreported_drops(self) -> int:
         with self._lock:

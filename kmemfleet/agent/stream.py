@@ -31,6 +31,7 @@ from kmemfleet.v1 import snapshot_pb2 as pb
 
 # Credentials problems do not heal by retrying quickly.
 FATAL_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+SEQ_TAKEN = grpc.StatusCode.ALREADY_EXISTS.value[0]  # the ack code when a seq is taken
 STREAM_METHOD = "/kmemfleet.v1.Ingest/Stream"
 
 
@@ -217,11 +218,14 @@ class Uploader:
 
     def _handle_ack(self, ack: ingest_pb2.Ack, inflight: deque[int]) -> None:
         with self._cond:
-            # Acks come in request order: one the server could not attribute (a
-            # snapshot too mangled to read its seq) is the oldest in flight.
-            seq = ack.seq if ack.seq in inflight or not inflight else inflight[0]
-            if seq in inflight:
-                inflight.remove(seq)
+            # Acks come in request order: one without a seq (the server could not
+            # read the snapshot's) is for the oldest in flight. An ack naming a
+            # seq not in flight removes nothing: its snapshot may still be unsent.
+            seq = ack.seq or (inflight[0] if inflight else 0)
+            if seq not in inflight:
+                self._log.warning("ack_unmatched", seq=ack.seq, result=ack.result)
+                return
+            inflight.remove(seq)
             self.spool.remove(seq)
             self.counters.last_error_code = None
             if ack.result == ingest_pb2.Ack.STORED:
@@ -231,6 +235,10 @@ class Uploader:
             else:
                 self.counters.rejected += 1
                 self._log.error("snapshot_rejected", seq=seq, code=ack.code, reason=ack.message)
+                if ack.code == SEQ_TAKEN and ack.next_seq:
+                    # Our seqs collide with ones this boot already stored (state
+                    # lost and a clock behind): number the next ones above them.
+                    self.spool.advance_seq(ack.next_seq)
                 if self.on_rejected is not None:
                     self.on_rejected(ack)
             self._cond.notify_all()

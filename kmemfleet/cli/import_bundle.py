@@ -2,8 +2,10 @@
 
 The captures become a chain of snapshots (keyframe first, then deltas) through
 the same parse and delta code as the agent, sent in order on one Ingest
-stream. seq is the capture time in milliseconds, so importing the same bundle
-twice stores nothing new: the server answers DUPLICATE.
+stream. seq is IMPORT_SEQ_BASE plus the capture time in milliseconds, so
+importing the same bundle twice stores nothing new (the server answers
+DUPLICATE), and a bundle of a boot whose agent also streams never takes a seq
+that agent uses.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kmemfleet.errors import CliError, SourceError
+from kmemfleet.limits import IMPORT_SEQ_BASE
 from kmemfleet.transport import add_client_arguments, config_from_args
 
 
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         defined: set[int] = set()
         try:
             for cap in iter_captures(args.bundle):
-                seq = cap.captured_at_ns // 1_000_000
+                seq = IMPORT_SEQ_BASE + cap.captured_at_ns // 1_000_000
                 snap = pb.Snapshot.FromString(encoder.encode(cap, seq).data)
                 strip_known_definitions(snap, defined)
                 yield snap

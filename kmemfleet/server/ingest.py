@@ -23,7 +23,7 @@ from kmemfleet import limits, log
 from kmemfleet.server.auth import Authenticator, Principal
 from kmemfleet.server.batcher import Batcher, Unavailable
 from kmemfleet.server.metrics import Metrics
-from kmemfleet.server.storage.writer import Outcome, Result, prepare
+from kmemfleet.server.storage.writer import Outcome, Refusal, Result, prepare
 from kmemfleet.server.validate import SERVER_FILE, ValidationError, validate
 from kmemfleet.v1 import device_pb2, ingest_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
@@ -34,6 +34,13 @@ SERVICE = "kmemfleet.v1.Ingest"
 MAX_IN_FLIGHT = 64
 INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 DENIED = grpc.StatusCode.PERMISSION_DENIED.value[0]
+# The store's refusals, as the ack's code: the agent acts on the code.
+REFUSAL_CODES = {
+    Refusal.INVALID: INVALID,
+    Refusal.UNKNOWN_STACK: INVALID,
+    Refusal.SEQ_TAKEN: grpc.StatusCode.ALREADY_EXISTS.value[0],
+    Refusal.BASE_MISSING: grpc.StatusCode.FAILED_PRECONDITION.value[0],
+}
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -113,11 +120,13 @@ class IngestService:
             },
         )
 
-    def _reject(self, code: int, reason: str, message: str, base: dict[str, Any]) -> Any:
+    def _reject(
+        self, code: int, reason: str, message: str, base: dict[str, Any], next_seq: int = 0
+    ) -> Any:
         self.metrics.rejected.labels(reason).inc()
         self.metrics.snapshots.labels("rejected").inc()
         logger.warning("snapshot_rejected", reason=reason, detail=message, **base)
-        return Ack(result=Ack.REJECTED, code=code, message=message, **base)
+        return Ack(result=Ack.REJECTED, code=code, message=message, next_seq=next_seq, **base)
 
     async def _accept(
         self, raw: bytes, principal: Principal, shard_key: int
@@ -176,7 +185,10 @@ class IngestService:
             outcome: Outcome = await fut
             self.metrics.ack_latency.observe(time.monotonic() - t0)
             if outcome.result is Result.REJECTED:
-                return self._reject(INVALID, "refused_by_store", outcome.message, base)
+                refusal = outcome.refusal or Refusal.INVALID
+                return self._reject(
+                    REFUSAL_CODES[refusal], refusal.value, outcome.message, base, outcome.next_seq
+                )
             self.metrics.snapshots.labels(outcome.result.value).inc()
             if outcome.result is Result.STORED:
                 self.metrics.samples.inc(item.rows - 1)

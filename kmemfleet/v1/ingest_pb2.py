@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kmemfleet.v1 import snapshot_pb2 as kmemfleet_dot_v1_dot_snapshot__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kmemfleet/v1/ingest.proto\x12\x0ckmemfleet.v1\x1a\x1bkmemfleet/v1/snapshot.proto\"\xca\x01\n\x03\x41\x63k\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12(\n\x06result\x18\x04 \x01(\x0e\x32\x18.kmemfleet.v1.Ack.Result\x12\x0c\n\x04\x63ode\x18\x05 \x01(\x05\x12\x0f\n\x07message\x18\x06 \x01(\t\"I\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x32t\n\x06Ingest\x12\x37\n\x06Stream\x12\x16.kmemfleet.v1.Snapshot\x1a\x11.kmemfleet.v1.Ack(\x01\x30\x01\x12\x31\n\x04Push\x12\x16.kmemfleet.v1.Snapshot\x1a\x11.kmemfleet.v1.Ackb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19kmemfleet/v1/ingest.proto\x12\x0ckmemfleet.v1\x1a\x1bkmemfleet/v1/snapshot.proto\"\xdc\x01\n\x03\x41\x63k\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62oot_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12(\n\x06result\x18\x04 \x01(\x0e\x32\x18.kmemfleet.v1.Ack.Result\x12\x0c\n\x04\x63ode\x18\x05 \x01(\x05\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x10\n\x08next_seq\x18\x07 \x01(\x04\"I\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\n\n\x06STORED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x32t\n\x06Ingest\x12\x37\n\x06Stream\x12\x16.kmemfleet.v1.Snapshot\x1a\x11.kmemfleet.v1.Ack(\x01\x30\x01\x12\x31\n\x04Push\x12\x16.kmemfleet.v1.Snapshot\x1a\x11.kmemfleet.v1.Ackb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kmemfleet.v1.ingest_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ACK']._serialized_start=73
-  _globals['_ACK']._serialized_end=275
-  _globals['_ACK_RESULT']._serialized_start=202
-  _globals['_ACK_RESULT']._serialized_end=275
-  _globals['_INGEST']._serialized_start=277
-  _globals['_INGEST']._serialized_end=393
+  _globals['_ACK']._serialized_end=293
+  _globals['_ACK_RESULT']._serialized_start=220
+  _globals['_ACK_RESULT']._serialized_end=293
+  _globals['_INGEST']._serialized_start=295
+  _globals['_INGEST']._serialized_end=411
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Ack(_message.Message):
-    __slots__ = ("device_id", "boot_id", "seq", "result", "code", "message")
+    __slots__ = ("device_id", "boot_id", "seq", "result", "code", "message", "next_seq")
     class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         RESULT_UNSPECIFIED: _ClassVar[Ack.Result]
@@ -24,10 +24,12 @@ class Ack(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     boot_id: str
     seq: int
     result: Ack.Result
     code: int
     message: str
-    def __init__(self, device_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., result: _Optional[_Union[Ack.Result, str]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    next_seq: int
+    def __init__(self, device_id: _Optional[str] = ..., boot_id: _Optional[str] = ..., seq: _Optional[int] = ..., result: _Optional[_Union[Ack.Result, str]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., next_seq: _Optional[int] = ...) -> None: ...

@@ -95,6 +95,38 @@ def test_importing_twice_stores_once(grpc_server: RunningServer, tmp_path: Path)
     assert stored_snapshots(grpc_server.address, dev.device_id) == 3
 
 
+def test_import_of_a_live_boot_leaves_its_agent_streaming(
+    grpc_server: RunningServer, tmp_path: Path
+) -> None:
+    """Issue 18 review (b): a bundle of the boot an agent streams from is
+    imported; the agent's next snapshots are stored, not refused as old seqs."""
+    dev, bundle = _bundle(tmp_path)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    # An agent installed long ago: its seqs are far below a capture time in ms.
+    (spool / "state.json").write_text('{"last_seq": 5000, "dropped": 0}')
+    agent = [
+        "agent",
+        "--once",
+        "--once-timeout",
+        "60",
+        "--insecure",
+        "--server",
+        grpc_server.address,
+        "--proc-root",
+        str(dev.root),
+        "--spool-dir",
+        str(spool),
+    ]
+    before = run_cli(*agent)
+    assert "stored 1, duplicate 0, rejected 0" in before.stdout, before.stderr
+    imported = run_cli("import", str(bundle), "--insecure", "--server", grpc_server.address)
+    assert "stored 3, duplicate 0, rejected 0" in imported.stdout, imported.stderr
+    after = run_cli(*agent)
+    assert "stored 1, duplicate 0, rejected 0" in after.stdout, after.stderr
+    assert stored_snapshots(grpc_server.address, dev.device_id) == 5
+
+
 def test_record_then_import(grpc_server: RunningServer, tmp_path: Path) -> None:
     dev = SyntheticDevice(tmp_path / "root", caches=10, stacks=10)
     bundle = tmp_path / "b"

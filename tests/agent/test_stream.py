@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 
 from kmemfleet.agent.collectors.base import KernelFS
@@ -12,6 +13,8 @@ from kmemfleet.agent.runner import Agent
 from kmemfleet.agent.spool import Spool
 from kmemfleet.agent.stream import Backoff, Uploader
 from kmemfleet.transport import ClientConfig
+from kmemfleet.v1 import ingest_pb2
+from kmemfleet.v1 import snapshot_pb2 as pb
 from tests.agent.ingest_double import IngestDouble, Recorder
 from tests.agent.synth import SyntheticDevice
 
@@ -211,3 +214,23 @@ def test_a_long_backlog_is_replayed_in_order(tmp_path: Path) -> None:
     finally:
         up.stop()
         server.stop()
+
+
+def test_an_ack_for_a_seq_not_in_flight_removes_nothing(tmp_path: Path) -> None:
+    """Issue 18 review: an ack naming a snapshot not in flight (a stray or late
+    ack) must not cost the oldest in-flight snapshot its spool entry."""
+    spool = Spool(tmp_path / "spool")
+    for seq in (5, 6):
+        spool.append(seq, pb.Snapshot(seq=seq).SerializeToString(), keyframe=seq == 5)
+    up = Uploader(spool, ClientConfig(server="127.0.0.1:1", insecure=True), FAST)
+    inflight = deque([5, 6])
+    up._handle_ack(ingest_pb2.Ack(seq=99, result=ingest_pb2.Ack.STORED), inflight)
+    assert list(inflight) == [5, 6] and spool.pending() == [5, 6]
+    # Without a seq (the server could not read it): the oldest in flight.
+    up._handle_ack(ingest_pb2.Ack(result=ingest_pb2.Ack.REJECTED, code=3), inflight)
+    assert list(inflight) == [6] and spool.pending() == [6]
+    # A taken seq moves the numbering above what the server holds.
+    up._handle_ack(
+        ingest_pb2.Ack(seq=6, result=ingest_pb2.Ack.REJECTED, code=6, next_seq=1003), inflight
+    )
+    assert spool.pending() == [] and spool.next_seq() == 1003

@@ -13,6 +13,8 @@ from tests.fakeroot import make_root
 from tests.server.conftest import Ack, db, snapshot, stream, stream_raw
 
 INVALID = 3  # grpc.StatusCode.INVALID_ARGUMENT
+ALREADY_EXISTS = 6
+FAILED_PRECONDITION = 9
 
 
 def test_refused_before_parsing_the_ack_still_names_device_and_seq(
@@ -62,33 +64,99 @@ def test_oversize_snapshot_in_the_spool_is_dropped_not_resent_forever(
     assert not list(spool.glob("*.k")) and not list(spool.glob("*.d"))
 
 
-def test_same_seq_with_another_capture_time_is_a_duplicate(grpc_server: RunningServer) -> None:
+def test_same_seq_with_another_capture_time_is_refused_as_taken(
+    grpc_server: RunningServer,
+) -> None:
     first = snapshot("dev-dup", seq=5)
-    retries = []
+    retry = snapshot("dev-dup", seq=5, captured_at_ns=first.captured_at_ns)
+    others = []
     for us in (1, 2):
         s = snapshot("dev-dup", seq=5)
         s.captured_at_ns = first.captured_at_ns + us * 1000
-        retries.append(s)
-    acks = stream(grpc_server.address, [first, *retries])
-    assert [a.result for a in acks] == [Ack.STORED, Ack.DUPLICATE, Ack.DUPLICATE]
+        others.append(s)
+    acks = stream(grpc_server.address, [first, retry, *others])
+    assert [a.result for a in acks] == [Ack.STORED, Ack.DUPLICATE, Ack.REJECTED, Ack.REJECTED]
+    assert acks[2].code == ALREADY_EXISTS and acks[2].next_seq == 6
+    assert acks[2].message.startswith("seq: 5 of this boot is taken by a snapshot captured at")
     # Across batches and streams too.
     later = snapshot("dev-dup", seq=5)
     later.captured_at_ns = first.captured_at_ns + 5000
-    assert [a.result for a in stream(grpc_server.address, [later])] == [Ack.DUPLICATE]
+    assert [a.result for a in stream(grpc_server.address, [later])] == [Ack.REJECTED]
+    assert [a.result for a in stream(grpc_server.address, [retry])] == [Ack.DUPLICATE]
     rows = db(grpc_server.dsn, "SELECT count(*) FROM snapshots WHERE device_id = 'dev-dup'")
     assert rows[0][0] == 1
 
 
-def test_delta_without_its_base_and_seq_going_back_are_refused(
+def test_delta_without_its_base_is_refused_and_a_late_seq_is_stored(
     grpc_server: RunningServer,
 ) -> None:
     orphan = snapshot("dev-chain", seq=10, base_seq=9, stacks=0)  # base 9 was never sent
     key = snapshot("dev-chain", seq=11)
     delta = snapshot("dev-chain", seq=12, base_seq=11)
-    back = snapshot("dev-chain", seq=3)
-    acks = stream(grpc_server.address, [orphan, key, delta, back])
-    assert [a.result for a in acks] == [Ack.REJECTED, Ack.STORED, Ack.STORED, Ack.REJECTED]
+    late = snapshot("dev-chain", seq=3)  # below 12 but never stored: a late arrival
+    late_orphan = snapshot("dev-chain", seq=4, base_seq=2, stacks=0)
+    late_delta = snapshot("dev-chain", seq=5, base_seq=3, stacks=0)
+    acks = stream(grpc_server.address, [orphan, key, delta, late, late_orphan])
+    assert [a.result for a in acks] == [
+        Ack.REJECTED,
+        Ack.STORED,
+        Ack.STORED,
+        Ack.STORED,
+        Ack.REJECTED,
+    ]
     assert acks[0].message.startswith("base_seq: snapshot 9") and acks[0].seq == 10
-    assert acks[3].message.startswith("seq: 3 is below 12")
+    assert acks[0].code == FAILED_PRECONDITION and acks[4].code == FAILED_PRECONDITION
+    # A later stream's delta on the late arrival: its base is stored now.
+    assert [a.result for a in stream(grpc_server.address, [late_delta])] == [Ack.STORED]
     seqs = db(grpc_server.dsn, "SELECT seq FROM snapshots WHERE device_id = 'dev-chain' ORDER BY 1")
-    assert [r[0] for r in seqs] == [11, 12]
+    assert [r[0] for r in seqs] == [3, 5, 11, 12]
+    (top,) = db(grpc_server.dsn, "SELECT last_seq FROM boots WHERE device_id = 'dev-chain'")
+    assert top[0] == 12
+
+
+def test_batch_resent_after_a_later_one_committed_is_stored(grpc_server: RunningServer) -> None:
+    """Issue 18 review (a): a batch that failed in an outage comes back after a
+    later snapshot of the same boot committed; nothing of it may be lost."""
+    first = snapshot("dev-resend", seq=20)
+    committed = snapshot("dev-resend", seq=24)
+    failed = [
+        snapshot("dev-resend", seq=21, base_seq=20),
+        snapshot("dev-resend", seq=22, base_seq=21),
+        snapshot("dev-resend", seq=23, base_seq=22),
+    ]
+    assert [a.result for a in stream(grpc_server.address, [first, committed])] == [Ack.STORED] * 2
+    acks = stream(grpc_server.address, [*failed, committed])
+    assert [a.result for a in acks] == [Ack.STORED] * 3 + [Ack.DUPLICATE]
+    seqs = db(
+        grpc_server.dsn, "SELECT seq FROM snapshots WHERE device_id = 'dev-resend' ORDER BY 1"
+    )
+    assert [r[0] for r in seqs] == [20, 21, 22, 23, 24]
+
+
+def test_agent_whose_seqs_are_taken_numbers_above_them(
+    grpc_server: RunningServer, tmp_path: Path
+) -> None:
+    """Issue 18 review (c): an agent that lost its spool (state) and whose clock
+    is behind reuses seqs the server holds for this boot. The server refuses the
+    first with ALREADY_EXISTS (never a silent DUPLICATE), the agent numbers the
+    next ones above what the server holds, and they are stored."""
+    boot = "3c7d6f1e-0000-4000-8000-00000000c0de"
+    root = make_root(tmp_path, device_id="dev-reuse", boot_id=boot)
+    earlier = [snapshot("dev-reuse", seq=s, boot_id=boot) for s in (1000, 1001, 1002)]
+    assert [a.result for a in stream(grpc_server.address, earlier)] == [Ack.STORED] * 3
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "state.json").write_text('{"last_seq": 999, "dropped": 0}')
+    args = ["--insecure", "--server", grpc_server.address, "--proc-root", str(root)]
+    runs = [
+        run_cli("agent", "--once", "--once-timeout", "60", *args, "--spool-dir", str(spool))
+        for _ in range(2)
+    ]
+    assert runs[0].returncode == 1 and "stored 0, duplicate 0, rejected 1" in runs[0].stdout
+    assert runs[1].returncode == 0 and "stored 1, duplicate 0, rejected 0" in runs[1].stdout
+    log = tmp_path / "agent.log"
+    log.write_text(runs[0].stderr)
+    (refused,) = events(log, "snapshot_rejected")
+    assert refused["seq"] == 1000 and refused["code"] == ALREADY_EXISTS
+    seqs = db(grpc_server.dsn, "SELECT seq FROM snapshots WHERE device_id = 'dev-reuse' ORDER BY 1")
+    assert [r[0] for r in seqs] == [1000, 1001, 1002, 1003]

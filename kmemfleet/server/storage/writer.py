@@ -21,6 +21,7 @@ from operator import attrgetter
 
 import asyncpg
 
+from kmemfleet.limits import IMPORT_SEQ_BASE
 from kmemfleet.server.storage.partitions import PartitionManager
 from kmemfleet.server.validate import check_stack_counts
 from kmemfleet.signature import signature, to_signed64
@@ -73,6 +74,16 @@ class Result(enum.Enum):
 class Outcome:
     result: Result
     message: str = ""
+    # Why a snapshot was refused, for the ack's code: ingest maps it to a gRPC code.
+    refusal: Refusal | None = None
+    next_seq: int = 0  # with SEQ_TAKEN: the lowest seq above this boot's newest
+
+
+class Refusal(enum.Enum):
+    INVALID = "refused_by_store"  # the database refused it
+    UNKNOWN_STACK = "unknown_stack"  # a sample of a stack never defined on the stream
+    SEQ_TAKEN = "seq_taken"  # another snapshot of this boot holds the seq
+    BASE_MISSING = "base_missing"  # a delta whose base was never stored: send a keyframe
 
 
 @dataclass
@@ -254,6 +265,7 @@ class SnapshotWriter:
                     Result.REJECTED,
                     f"stack_samples.stack_id: {sid:016x} was never defined "
                     "in stack_definitions on this stream",
+                    Refusal.UNKNOWN_STACK,
                 )
             elif p.key in candidates:
                 outcomes[i] = Outcome(Result.DUPLICATE)  # the same snapshot twice in one batch
@@ -290,12 +302,16 @@ class SnapshotWriter:
         candidates: dict[SnapKey, int],
         outcomes: list[Outcome | None],
     ) -> None:
-        """Dedupe on (device, boot, seq) and check the chain, against boots.last_seq.
+        """Dedupe on (device, boot, seq) and check the delta chain.
 
-        A seq at or below the boot's newest is a DUPLICATE when that seq is stored
-        (a retry, whatever its capture time) and REJECTED otherwise (seq went
-        backwards); a delta whose base was never stored is REJECTED (the agent
-        answers with a keyframe). Only those rare cases cost a lookup."""
+        boots.last_seq (the newest live seq) is the fast path: a seq above it
+        cannot be stored yet. At or below it, the stored snapshot with that seq
+        decides: the same capture time is a retry (DUPLICATE), another one means
+        the seq is taken (SEQ_TAKEN, with the next free seq), none means a late
+        arrival, stored (a batch resent after an outage while a later one
+        committed, an agent that lost its state). A delta whose base was never
+        stored is BASE_MISSING (the agent answers with a keyframe). Only the
+        rare cases cost a lookup."""
         if not candidates:
             return
         boots = sorted({(k[0], k[1]) for k in candidates})
@@ -309,43 +325,57 @@ class SnapshotWriter:
                 [b[1] for b in boots],
             )
         }
-        accepted: dict[tuple[str, str], set[int]] = {}
+        # Capture times of the seqs this batch stores, per boot.
+        accepted: dict[tuple[str, str], dict[int, dt.datetime]] = {}
 
-        async def stored(dev: str, boot: str, seq: int) -> bool:
-            return bool(
-                await conn.fetchval(
-                    """SELECT EXISTS (SELECT 1 FROM snapshots
-                        WHERE device_id = $1 AND boot_id = $2 AND seq = $3)""",
-                    dev,
-                    boot,
-                    seq,
-                )
+        async def captured(dev: str, boot: str, seq: int) -> dt.datetime | None:
+            here = accepted.get((dev, boot), {})
+            if seq in here:
+                return here[seq]
+            ts: dt.datetime | None = await conn.fetchval(
+                """SELECT captured_at FROM snapshots
+                    WHERE device_id = $1 AND boot_id = $2 AND seq = $3 LIMIT 1""",
+                dev,
+                boot,
+                seq,
             )
+            return ts
 
         for key, i in list(candidates.items()):  # arrival order: a stream's order
-            dev, boot, seq, _ = key
-            here = accepted.setdefault((dev, boot), set())
+            dev, boot, seq, ts = key
             top = last.get((dev, boot), 0)
+            here = accepted.setdefault((dev, boot), {})
             base = items[i].snap.base_seq
             outcome: Outcome | None = None
-            if seq <= top:
-                if seq in here or await stored(dev, boot, seq):
+            if seq <= top or seq in here:
+                taken = await captured(dev, boot, seq)
+                if taken == ts:
                     outcome = Outcome(Result.DUPLICATE)
-                else:
+                elif taken is not None:
                     outcome = Outcome(
                         Result.REJECTED,
-                        f"seq: {seq} is below {top}, this boot's newest stored seq "
-                        "(seq must increase within a boot)",
+                        f"seq: {seq} of this boot is taken by a snapshot captured at "
+                        f"{taken.isoformat()}; number new snapshots above {top}",
+                        Refusal.SEQ_TAKEN,
+                        next_seq=max(top, seq) + 1,
                     )
-            elif base and base != top and base not in here and not await stored(dev, boot, base):
+            if (
+                outcome is None
+                and base
+                and base != top
+                and base not in here
+                and await captured(dev, boot, base) is None
+            ):
                 outcome = Outcome(
                     Result.REJECTED,
                     f"base_seq: snapshot {base} of this boot was never stored; "
                     "send a keyframe (base_seq 0)",
+                    Refusal.BASE_MISSING,
                 )
             if outcome is None:
-                here.add(seq)
-                last[(dev, boot)] = seq
+                here[seq] = ts
+                if seq < IMPORT_SEQ_BASE:
+                    last[(dev, boot)] = max(top, seq)
             else:
                 outcomes[i] = outcome
                 del candidates[key]
@@ -554,5 +584,9 @@ class SnapshotWriter:
             [p.ts for p in bnew],
             [mem(p, "MemTotal") for p in bnew],
             [mem(p, "LowFree") for p in bnew],
-            [max(q.snap.seq for q in boots[k]) for k in bkeys],
+            # An import's seqs (IMPORT_SEQ_BASE and up) never move the live newest.
+            [
+                max((q.snap.seq for q in boots[k] if q.snap.seq < IMPORT_SEQ_BASE), default=0)
+                for k in bkeys
+            ],
         )
