@@ -148,3 +148,45 @@ def test_every_kind_of_out_of_limit_row_keeps_the_snapshot(grpc_server: RunningS
     assert all(r["n"] >= 1 for r in stored)
     kept = _sql(grpc_server.dsn, "SELECT count(*) AS n FROM slab_samples WHERE seq = 20")
     assert kept[0]["n"] == 10_000
+
+
+def test_a_summary_that_fails_keeps_the_others_and_is_not_retried(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    """A summary the database refuses (here: a trigger raising the error an
+    overflowing value raises) is set aside alone: the other summaries of the
+    same refresh are stored, the failure is logged and counted once, and its
+    dirty mark does not bring it back on every later pass."""
+    metrics = f"127.0.0.1:{free_port()}"
+    server = start_server(database_dsn, tmp_path, "--insecure", "--metrics-listen", metrics)
+    try:
+        _sql(
+            database_dsn,
+            """CREATE FUNCTION poison_summary() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF NEW.signature <> 'drv_leak_buf [drv] <- caller' THEN
+                   RAISE EXCEPTION 'value out of range' USING ERRCODE = '22003';
+                 END IF;
+                 RETURN NEW;
+               END $$""",
+        )
+        _sql(
+            database_dsn,
+            "CREATE TRIGGER poison_summary BEFORE INSERT OR UPDATE ON analysis_summary "
+            "FOR EACH ROW EXECUTE FUNCTION poison_summary()",
+        )
+        start = (int(time.time()) // 3600 - 10) * HOUR_NS
+        with grpc.insecure_channel(server.address) as ch:
+            _push(ingest_pb2_grpc.IngestStub(ch), _snapshots("healthy", start))
+            first = _leaks(ch, "7.0.1")
+            poisoned = server.log().count('"stage": "summary"')
+            second = _leaks(ch, "7.0.1")
+        for resp in (first, second):
+            assert [e.signature for e in resp.entries] == [LEAK_SIG]
+        assert _sql(database_dsn, "SELECT count(*) AS n FROM analysis_dirty")[0]["n"] == 0
+        # drv_cache_fill and drv_temp were refused, once each.
+        assert poisoned == 2 and server.log().count('"stage": "summary"') == poisoned
+        scrape = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10).read().decode()
+        assert f'kmemfleet_analysis_quarantined_total{{stage="summary"}} {poisoned}.0' in scrape
+    finally:
+        server.stop()

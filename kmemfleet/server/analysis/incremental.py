@@ -221,7 +221,7 @@ class Analyzer:
                         if not await self._rejudge_touched(conn, stats):
                             break
                 async with conn.transaction():
-                    stats.summaries = await refresh_summaries(conn)
+                    stats.summaries = await refresh_summaries(conn, self.on_quarantine)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
         stats.seconds = time.monotonic() - t0
@@ -494,13 +494,40 @@ class Analyzer:
             self._signatures[r["k"]] = r["signature"]
 
 
-async def refresh_summaries(conn: asyncpg.Connection) -> int:
-    """Recompute the summaries marked dirty; returns how many."""
+_UPSERT_SUMMARIES = """INSERT INTO analysis_summary AS a (firmware_version, subject, signature,
+       representative, devices_observed, devices_leaking, share_leaking,
+       median_slope, p90_slope, total_leaked, projected_hours, confidence, score,
+       verdict, level, evidence)
+   SELECT * FROM unnest($1::text[], $2::smallint[],
+       $3::text[], $4::text[], $5::int[], $6::int[], $7::float8[], $8::float8[],
+       $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[],
+       $14::text[], $15::float8[], $16::text[])
+   ON CONFLICT (firmware_version, subject, signature) DO UPDATE SET
+       representative = excluded.representative,
+       devices_observed = excluded.devices_observed,
+       devices_leaking = excluded.devices_leaking,
+       share_leaking = excluded.share_leaking, median_slope = excluded.median_slope,
+       p90_slope = excluded.p90_slope, total_leaked = excluded.total_leaked,
+       projected_hours = excluded.projected_hours,
+       confidence = excluded.confidence, score = excluded.score,
+       verdict = excluded.verdict, level = excluded.level,
+       evidence = excluded.evidence"""
+
+
+async def refresh_summaries(
+    conn: asyncpg.Connection, on_poison: Callable[[str], None] | None = None
+) -> int:
+    """Recompute the summaries marked dirty; returns how many.
+
+    A summary that fails on its data (in ranking or in the upsert) keeps its
+    previous version and is logged and counted (`on_poison("summary")`); its
+    dirty mark is consumed all the same, so it is not retried before new data
+    arrives, and it never holds back the other summaries."""
     dirty = await conn.fetch("DELETE FROM analysis_dirty RETURNING *")
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
     for r in dirty:
         groups[(r["firmware_version"], r["subject"])].append(r["signature"])
-    cols: list[list[object]] = [[] for _ in range(16)]
+    rows: list[tuple[tuple[str, int, str], tuple[object, ...]]] = []  # key, upsert values
     for (fw, subject), sigs in groups.items():
         per_sig: dict[str, list[ranking.SeriesRow]] = defaultdict(list)
         for r in await conn.fetch(
@@ -543,51 +570,73 @@ async def refresh_summaries(conn: asyncpg.Connection) -> int:
                 subject,
                 empty,
             )
-        for sig, rows in per_sig.items():
-            sm = ranking.summarize(rows)
-            for col, val in zip(
-                cols,
+        for sig, series in per_sig.items():
+            try:
+                sm = ranking.summarize(series)
+            except JUDGE_ERRORS as exc:
+                _summary_poisoned(fw, subject, sig, exc, on_poison)
+                continue
+            rows.append(
                 (
-                    fw,
-                    subject,
-                    sig,
-                    sm.representative,
-                    sm.devices_observed,
-                    sm.devices_leaking,
-                    sm.share_leaking,
-                    sm.median_slope,
-                    sm.p90_slope,
-                    sm.total_leaked,
-                    sm.projected_hours,
-                    sm.confidence,
-                    sm.score,
-                    sm.verdict,
-                    sm.level,
-                    sm.evidence,
-                ),
-                strict=True,
-            ):
-                col.append(val)
-    if cols[0]:
-        await conn.execute(
-            """INSERT INTO analysis_summary AS a (firmware_version, subject, signature,
-                   representative, devices_observed, devices_leaking, share_leaking,
-                   median_slope, p90_slope, total_leaked, projected_hours, confidence, score,
-                   verdict, level, evidence)
-               SELECT * FROM unnest($1::text[], $2::smallint[],
-                   $3::text[], $4::text[], $5::int[], $6::int[], $7::float8[], $8::float8[],
-                   $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[],
-                   $14::text[], $15::float8[], $16::text[])
-               ON CONFLICT (firmware_version, subject, signature) DO UPDATE SET
-                   representative = excluded.representative,
-                   devices_observed = excluded.devices_observed,
-                   devices_leaking = excluded.devices_leaking,
-                   share_leaking = excluded.share_leaking, median_slope = excluded.median_slope,
-                   p90_slope = excluded.p90_slope, total_leaked = excluded.total_leaked,
-                   projected_hours = excluded.projected_hours,
-                   confidence = excluded.confidence, score = excluded.score,
-                   verdict = excluded.verdict, level = excluded.level,
-                   evidence = excluded.evidence""",
-            *cols,
-        )
-    return len(cols[0])
+                    (fw, subject, sig),
+                    (
+                        fw,
+                        subject,
+                        sig,
+                        sm.representative,
+                        sm.devices_observed,
+                        sm.devices_leaking,
+                        sm.share_leaking,
+                        sm.median_slope,
+                        sm.p90_slope,
+                        sm.total_leaked,
+                        sm.projected_hours,
+                        sm.confidence,
+                        sm.score,
+                        sm.verdict,
+                        sm.level,
+                        sm.evidence,
+                    ),
+                )
+            )
+    if not rows:
+        return 0
+    try:
+        async with conn.transaction():  # a savepoint: one bad row must not sink the rest
+            await conn.execute(
+                _UPSERT_SUMMARIES, *map(list, zip(*(v for _, v in rows), strict=True))
+            )
+        return len(rows)
+    except POISON_ERRORS:
+        stored = 0
+        for key, values in rows:  # find the summary at fault; store the others
+            try:
+                async with conn.transaction():
+                    await conn.execute(_UPSERT_SUMMARIES, *([v] for v in values))
+                stored += 1
+            except POISON_ERRORS as exc:
+                _summary_poisoned(*key, exc, on_poison)
+        return stored
+
+
+def _summary_poisoned(
+    fw: str,
+    subject: int,
+    signature: str,
+    exc: BaseException,
+    on_poison: Callable[[str], None] | None,
+) -> None:
+    error = type(exc).__name__
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        error += f" (SQLSTATE {sqlstate})"
+    logger.error(
+        "analysis_quarantined",
+        stage="summary",
+        firmware_version=fw,
+        subject=subject,
+        signature=signature,
+        error=error,
+    )
+    if on_poison is not None:
+        on_poison("summary")
