@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "slabs": ("slabs", "a device's latest stored slab caches"),
     "leaks": ("leaks", "ranked leaking stacks for one firmware version"),
     "diff": ("diff", "stacks that leak on one firmware version and not another"),
+    "gate": ("gate", "release gate: exit 0 pass, 1 new leaks, 3 not enough evidence yet"),
     "simulate": ("simulate", "drive a labelled simulated fleet into a server or bundles"),
     "enroll": ("enroll", "enrol a device and print its new token"),
     "revoke": ("revoke", "revoke a device's tokens"),

@@ -236,14 +236,26 @@ class DiffEntry(_message.Message):
     target: LeakEntry
     def __init__(self, change: _Optional[_Union[DiffEntry.Change, str]] = ..., signature: _Optional[str] = ..., base: _Optional[_Union[LeakEntry, _Mapping]] = ..., target: _Optional[_Union[LeakEntry, _Mapping]] = ...) -> None: ...
 
+class Cohort(_message.Message):
+    __slots__ = ("devices", "median_hours")
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_HOURS_FIELD_NUMBER: _ClassVar[int]
+    devices: int
+    median_hours: float
+    def __init__(self, devices: _Optional[int] = ..., median_hours: _Optional[float] = ...) -> None: ...
+
 class DiffResponse(_message.Message):
-    __slots__ = ("base_firmware", "target_firmware", "entries", "freshness")
+    __slots__ = ("base_firmware", "target_firmware", "entries", "freshness", "base_cohort", "target_cohort")
     BASE_FIRMWARE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIRMWARE_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     FRESHNESS_FIELD_NUMBER: _ClassVar[int]
+    BASE_COHORT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_COHORT_FIELD_NUMBER: _ClassVar[int]
     base_firmware: str
     target_firmware: str
     entries: _containers.RepeatedCompositeFieldContainer[DiffEntry]
     freshness: Freshness
-    def __init__(self, base_firmware: _Optional[str] = ..., target_firmware: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[DiffEntry, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
+    base_cohort: Cohort
+    target_cohort: Cohort
+    def __init__(self, base_firmware: _Optional[str] = ..., target_firmware: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[DiffEntry, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ..., base_cohort: _Optional[_Union[Cohort, _Mapping]] = ..., target_cohort: _Optional[_Union[Cohort, _Mapping]] = ...) -> None: ...

@@ -27,28 +27,34 @@ def _def(sid: int, fn: str) -> pb.StackDefinition:
     )
 
 
-def _values(h: float) -> dict[int, int]:
+def _values(h: float, leak: bool = True) -> dict[int, int]:
     return {
-        LEAK: int(4096 + 8192 * h),  # 8 KiB/h
+        LEAK: int(4096 + 8192 * h) if leak else 4096,  # 8 KiB/h
         PLATEAU: int(4096 + 500_000 * (1 - math.exp(-3 * h))) if h < 2 else 504_096,
         GONE: 9000 if h < 3 else 0,
     }
 
 
-def _snapshots(device: str, start_ns: int, hours: float = 8) -> list[pb.Snapshot]:
-    """Keyframe, then deltas naming only changed stacks (PLATEAU falls silent once full)."""
+def _snapshots(
+    device: str, start_ns: int, hours: float = 8, firmware: str = "7.0.1", leak: bool = True
+) -> list[pb.Snapshot]:
+    """Keyframe, then deltas naming only changed stacks (PLATEAU falls silent once full).
+
+    One boot per (device, firmware); without `leak` the leaking stack stays flat."""
     out: list[pb.Snapshot] = []
     prev: dict[int, int] = {}
     for k in range(int(hours * 12) + 1):
         h = k / 12
-        vals = _values(h)
+        vals = _values(h, leak)
         snap = pb.Snapshot(
             seq=k + 1,
             captured_at_ns=start_ns + int(h * HOUR_NS),
             uptime_seconds=h * 3600 + 60,
             base_seq=k if k else 0,
             device=device_pb2.DeviceIdentity(
-                device_id=device, firmware_version="7.0.1", boot_id=f"boot-{device}"
+                device_id=device,
+                firmware_version=firmware,
+                boot_id=f"boot-{device}" if firmware == "7.0.1" else f"boot-{device}-{firmware}",
             ),
         )
         snap.meminfo["MemTotal"] = 256 << 20

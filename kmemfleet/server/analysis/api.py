@@ -300,8 +300,28 @@ def classify(base: query_pb2.LeakEntry | None, target: query_pb2.LeakEntry | Non
     return None
 
 
+async def cohort(conn: asyncpg.Connection, firmware: str) -> query_pb2.Cohort:
+    """Devices seen on `firmware` and the median of their longest boot on it."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS devices,
+                  coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY hours), 0) AS median
+             FROM (SELECT device_id,
+                          max(extract(epoch FROM last_seen - first_seen)) / 3600 AS hours
+                     FROM boots WHERE firmware_version = $1 GROUP BY device_id) d""",
+        firmware,
+    )
+    return query_pb2.Cohort(devices=row["devices"], median_hours=float(row["median"]))
+
+
 async def diff(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.DiffResponse:
     freshness = await _fresh(pool)
+    resp = await diff_now(pool, request)
+    resp.freshness.CopyFrom(freshness)
+    return resp
+
+
+async def diff_now(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.DiffResponse:
+    """The diff from the summaries as they are (no catch-up, no freshness)."""
     top = request.top or DEFAULT_TOP
     versions = [request.base_firmware, request.target_firmware]
     async with pool.acquire() as conn:
@@ -313,6 +333,8 @@ async def diff(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.
             versions,
         )
         entries = await _entries(conn, rows)
+        base_cohort = await cohort(conn, request.base_firmware)
+        target_cohort = await cohort(conn, request.target_firmware)
     keys = sorted({(s, sig) for _, s, sig in entries})
     found: dict[int, list[tuple[float, query_pb2.DiffEntry]]] = {
         int(Change.REGRESSION): [],
@@ -335,7 +357,8 @@ async def diff(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.
     resp = query_pb2.DiffResponse(
         base_firmware=request.base_firmware,
         target_firmware=request.target_firmware,
-        freshness=freshness,
+        base_cohort=base_cohort,
+        target_cohort=target_cohort,
     )
     # Top N per class: many regressions must not hide the fixes.
     for change in (Change.REGRESSION, Change.FIXED, Change.UNCHANGED):
