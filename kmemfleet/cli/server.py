@@ -52,6 +52,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="serve Prometheus metrics over HTTP here (off by default; e.g. 127.0.0.1:9464)",
     )
+    fleet = parser.add_argument_group("fleet gauges on --metrics-listen (see docs/alerts.md)")
+    fleet.add_argument(
+        "--fleet-metrics-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="rebuild the fleet gauges this often (default 30)",
+    )
+    fleet.add_argument(
+        "--fleet-metrics-top",
+        type=int,
+        default=10,
+        metavar="N",
+        help="leaking signatures and regressions exported per firmware (default 10)",
+    )
+    fleet.add_argument(
+        "--fleet-metrics-firmware",
+        type=int,
+        default=20,
+        metavar="N",
+        help="firmware versions exported: those the most devices run (default 20)",
+    )
+    fleet.add_argument(
+        "--silent-after",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="a device that sent nothing for this long counts as silent (default 3600)",
+    )
     tune = parser.add_argument_group("tuning")
     tune.add_argument("--pool-size", type=int, default=10, help="database connections")
     tune.add_argument(
@@ -131,6 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kmemfleet.server.app import ServerConfig, serve
+    from kmemfleet.server.fleet_metrics import FleetMetricsConfig
     from kmemfleet.server.storage.maintenance import RetentionPolicy
 
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -146,6 +176,16 @@ def run(args: argparse.Namespace) -> int:
             "analysis: need --analysis-min-span >= 0, --analysis-min-points >= 3, "
             "--analysis-bucket >= 1"
         )
+    if not (
+        args.fleet_metrics_interval > 0
+        and args.silent_after > 0
+        and 1 <= args.fleet_metrics_top <= 1000
+        and 1 <= args.fleet_metrics_firmware <= 1000
+    ):
+        raise CliError(
+            "fleet gauges: need --fleet-metrics-interval > 0, --silent-after > 0, "
+            "--fleet-metrics-top and --fleet-metrics-firmware between 1 and 1000"
+        )
     for p in (args.tls_cert, args.tls_key, args.tls_client_ca):
         if p is not None and not p.is_file():
             raise CliError(f"{p}: no such file")
@@ -158,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         metrics_listen=args.metrics_listen,
+        fleet_metrics=FleetMetricsConfig(
+            interval_s=args.fleet_metrics_interval,
+            top=args.fleet_metrics_top,
+            max_firmware=args.fleet_metrics_firmware,
+            silent_after_s=args.silent_after,
+        ),
         pool_size=args.pool_size,
         shards=args.writers,
         max_batch_rows=args.max_batch_rows,

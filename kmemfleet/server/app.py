@@ -19,6 +19,7 @@ from kmemfleet import log
 from kmemfleet.server.analysis import api as analysis_api
 from kmemfleet.server.auth import Authenticator
 from kmemfleet.server.batcher import Batcher
+from kmemfleet.server.fleet_metrics import FleetMetrics, FleetMetricsConfig
 from kmemfleet.server.ingest import IngestService
 from kmemfleet.server.metrics import Metrics
 from kmemfleet.server.query import QueryService
@@ -44,6 +45,7 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     metrics_listen: str | None = None
+    fleet_metrics: FleetMetricsConfig = field(default_factory=FleetMetricsConfig)
     pool_size: int = 10
     shards: int = 2
     max_batch_rows: int = 20_000
@@ -179,14 +181,17 @@ class Aggregator:
         self.address = f"{host}:{port}"
         await server.start()
         self.grpc = server
-        if cfg.metrics_listen:
-            self._metrics_http = self.metrics.serve(cfg.metrics_listen)
-            logger.info("metrics_listening", address=cfg.metrics_listen)
         self._background = [
             asyncio.create_task(self._maintain()),
             asyncio.create_task(self._watch_pool()),
             asyncio.create_task(self._watch_database()),
         ]
+        if cfg.metrics_listen:
+            fleet = FleetMetrics(self.pool, cfg.fleet_metrics)
+            self.metrics.registry.register(fleet)
+            self._background.append(asyncio.create_task(fleet.run()))
+            self._metrics_http = self.metrics.serve(cfg.metrics_listen)
+            logger.info("metrics_listening", address=cfg.metrics_listen)
         for name in (*SERVICE_NAMES, ""):
             await _set_status(self.health, name, health_pb2.HealthCheckResponse.SERVING)
         logger.info(

@@ -249,6 +249,13 @@ async def _entries(
 
 async def leaks(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> query_pb2.LeaksResponse:
     freshness = await _fresh(pool)
+    resp = await leaks_now(pool, request)
+    resp.freshness.CopyFrom(freshness)
+    return resp
+
+
+async def leaks_now(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> query_pb2.LeaksResponse:
+    """The ranking from the summaries as they are (no catch-up, no freshness)."""
     top = request.top or DEFAULT_TOP
     async with pool.acquire() as conn:
         devices = await conn.fetchval(
@@ -278,7 +285,6 @@ async def leaks(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> query_pb
         saturating=[
             entries[(r["firmware_version"], r["subject"], r["signature"])] for r in saturating
         ],
-        freshness=freshness,
     )
 
 
