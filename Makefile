@@ -79,6 +79,7 @@ bench: $(BIN)/.installed
 # Query latency at 10,000 devices x 500 stacks: slow to populate, so on its own.
 bench-query: $(BIN)/.installed
 	$(BIN)/python bench/query.py
+	$(BIN)/python bench/release.py
 
 # kmalloc+kfree cost of mlt.ko under QEMU (needs .ci/install-kmod.sh).
 bench-kmod:
