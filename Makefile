@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard proto/kmemfleet/v1/*.proto)
 
-.PHONY: all demo test lint format proto kmod kmod-test bench bundle bundle-all image-amd64 bench-query bench-kmod clean distclean help
+.PHONY: all demo test lint format proto grafana kmod kmod-test bench bundle bundle-all image-amd64 bench-query bench-kmod clean distclean help
 
 all: help
 
@@ -37,16 +37,20 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check kmemfleet tests bench
-	$(BIN)/ruff format --check kmemfleet tests bench
+	$(BIN)/ruff check kmemfleet tests bench deploy/grafana
+	$(BIN)/ruff format --check kmemfleet tests bench deploy/grafana
 	$(BIN)/mypy kmemfleet
 
 format: $(BIN)/.installed
-	$(BIN)/ruff check --fix kmemfleet tests bench
-	$(BIN)/ruff format kmemfleet tests bench
+	$(BIN)/ruff check --fix kmemfleet tests bench deploy/grafana
+	$(BIN)/ruff format kmemfleet tests bench deploy/grafana
 
 # Generated code lives in kmemfleet/v1 and is committed; a test regenerates it
 # into a scratch folder and fails when the committed copy is stale.
+# The Grafana dashboard, from its builder (a test fails when it is stale).
+grafana: $(BIN)/.installed
+	$(BIN)/python deploy/grafana/build_dashboard.py
+
 proto: $(BIN)/.installed
 	$(BIN)/python -m kmemfleet.protogen kmemfleet/v1
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,8 @@ import pytest
 from kmemfleet.v1 import ingest_pb2_grpc
 from tests.analysis.test_incremental import HOUR_NS, _push, _snapshots
 from tests.conftest import REPO, free_port, need, start_server
+from tests.release.test_dashboard import DASHBOARD, builder, prometheus_exprs
+from tests.server.conftest import db
 
 RULES = REPO / "deploy" / "prometheus" / "kmemfleet.rules.yml"
 RULE_TESTS = REPO / "deploy" / "prometheus" / "kmemfleet.rules.test.yml"
@@ -109,6 +112,24 @@ def _alerts(received: list[dict[str, Any]], name: str, status: str) -> list[dict
         for a in n["alerts"]
         if a["labels"]["alertname"] == name and a["status"] == status
     ]
+
+
+def _dashboard_queries_answer(prometheus: str, dsn: str) -> None:
+    """Every query of deploy/grafana/kmemfleet.json, as Grafana would send it with
+    the firmware variable at "All", against the live Prometheus and PostgreSQL."""
+    dash = builder()
+    doc = json.loads(DASHBOARD.read_text())
+    answers = {}
+    for expr in prometheus_exprs(doc):
+        query = expr.replace("$firmware", ".*")
+        url = f"http://{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        body = json.loads(urllib.request.urlopen(url, timeout=10).read())
+        assert body["status"] == "success", (expr, body)
+        answers[expr] = body["data"]["result"]
+    rates = next(v for k, v in answers.items() if k.startswith("kmemfleet_leak_rate"))
+    assert [r["metric"]["signature"] for r in rates] == [LEAK_SIG]
+    rows = db(dsn, dash.TOP_LEAKS_SQL.replace("${firmware:sqlstring}", "'7.0.0','7.0.1'"))
+    assert [(r["firmware"], r["signature"]) for r in rows] == [("7.0.1", LEAK_SIG)]
 
 
 def test_leak_alert_fires_with_the_stack_and_resolves_on_the_fixed_firmware(
@@ -226,6 +247,7 @@ def test_leak_alert_fires_with_the_stack_and_resolves_on_the_fixed_firmware(
                 lambda: _alerts(received, "KmemfleetLeakRegression", "firing"),
             )
             assert regression[0]["labels"]["base_firmware"] == "7.0.0"
+            _dashboard_queries_answer(f"127.0.0.1:{prom_port}", database_dsn)
 
             move_fleet("7.0.2", 10, leak=False)  # the fix: nobody runs 7.0.1 any more
             resolved = _until(
