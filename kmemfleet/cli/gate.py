@@ -10,8 +10,11 @@ answers with the exit code, for a CI/CD pipeline or a rollout controller:
     2  no answer: bad arguments, server unreachable, not authorized
 
 A regression fails the gate even on a cohort below the minimums: a leak the
-detector confirmed on several devices does not become safe by waiting. Only a
-clean diff needs the minimums to pass.
+detector reported (on as few as one device in a small cohort, by the rules of
+`leaks`) does not become safe by waiting. Only a clean diff needs the minimums,
+and an analysis that covers everything the server acknowledged, to pass. A base
+firmware no device has reported is an error (2), not a comparison against
+nothing; a candidate no device has reported yet is "not enough evidence" (3).
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ from kmemfleet.transport import (
 from kmemfleet.v1 import query_pb2
 
 PASS, FAIL, ERROR, NOT_ENOUGH_EVIDENCE = 0, 1, 2, 3
-VERDICTS = {PASS: "pass", FAIL: "fail", NOT_ENOUGH_EVIDENCE: "not_enough_evidence"}
+VERDICTS = {
+    PASS: "pass",
+    FAIL: "fail",
+    ERROR: "no_answer",
+    NOT_ENOUGH_EVIDENCE: "not_enough_evidence",
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,10 @@ class Verdict:
 
 def judge(resp: query_pb2.DiffResponse, limits: Limits) -> Verdict:
     """The gate's rule on a Diff answer (pure: tested without a server)."""
+    if resp.base_cohort.devices == 0:
+        # A typo or a firmware the server never saw: every leak of the candidate
+        # would look new. No verdict rather than a wrong one.
+        return Verdict(ERROR, unmet=[f"no device has reported base firmware {resp.base_firmware}"])
     verdict = Verdict(PASS)
     for d in resp.entries:
         if d.change != query_pb2.DiffEntry.REGRESSION:
@@ -71,8 +83,11 @@ def judge(resp: query_pb2.DiffResponse, limits: Limits) -> Verdict:
             f"median observed boot {c.median_hours:.1f} h on {resp.target_firmware}, "
             f"at least {limits.min_hours:g} h needed"
         )
-    if resp.base_cohort.devices == 0:
-        verdict.unmet.append(f"no device has reported base firmware {resp.base_firmware}")
+    f = resp.freshness
+    if f.pending_snapshots and f.analysed_through_ns < f.answered_at_ns:
+        verdict.unmet.append(
+            f"analysis is behind: {f.pending_snapshots} stored snapshots not analysed yet"
+        )
     if len(verdict.regressions) > limits.max_new_leaks:
         verdict.code = FAIL
     elif verdict.unmet:
@@ -149,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server), ERROR) from None
     verdict = judge(resp, limits)
+    if verdict.code == ERROR:
+        raise CliError("; ".join(verdict.unmet), ERROR)
     if args.json:
         print_json(to_json(resp, verdict, limits) | {"freshness": freshness_json(resp.freshness)})
     else:

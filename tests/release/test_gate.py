@@ -67,9 +67,15 @@ def test_gate_pass_fail_and_not_enough_evidence(grpc_server: RunningServer) -> N
     code, doc = _gate(grpc_server, "7.0.0", "7.0.1", "--min-hours", "6", "--max-new-leaks", "1")
     assert code == PASS and len(doc["new_leaks"]) == 1
 
-    # A firmware nobody runs: no evidence at all, never a pass.
+    # A candidate nobody runs yet: no evidence at all, never a pass.
     code, doc = _gate(grpc_server, "7.0.0", "9.9.9")
     assert code == NOT_ENOUGH_EVIDENCE and "0 devices on 9.9.9" in doc["unmet"][0]
+    # A base nobody ran (a typo): every candidate leak would look new; no answer.
+    typo = run_cli(
+        "gate", "--insecure", "--server", grpc_server.address, "--base", "7.0.O",
+        "--candidate", "7.0.1", "--min-hours", "6",
+    )  # fmt: skip
+    assert typo.returncode == 2 and "no device has reported base firmware 7.0.O" in typo.stderr
 
     text = run_cli(
         "gate", "--insecure", "--server", grpc_server.address,
@@ -117,7 +123,17 @@ def test_judge_counts_only_regressions_and_names_every_unmet_minimum() -> None:
     resp.entries.append(entry(query_pb2.DiffEntry.REGRESSION, 2))
     assert judge(resp, Limits()).code == FAIL
     assert judge(resp, Limits(max_rate_kib_h=4)).code == PASS
+    # Analysis behind what the server acknowledged: a clean diff cannot pass yet.
+    resp.freshness.pending_snapshots = 40
+    resp.freshness.answered_at_ns, resp.freshness.analysed_through_ns = 2_000, 1_000
+    verdict = judge(resp, Limits(max_new_leaks=1))
+    assert verdict.code == NOT_ENOUGH_EVIDENCE and "40 stored snapshots" in verdict.unmet[0]
+    assert judge(resp, Limits()).code == FAIL  # a leak seen is a leak
+    resp.freshness.pending_snapshots = 0
     resp.target_cohort.devices = 1
     # Fewer canaries than wanted: a confirmed leak still fails, a clean diff waits.
     assert judge(resp, Limits()).code == FAIL
     assert judge(resp, Limits(max_new_leaks=1)).code == NOT_ENOUGH_EVIDENCE
+    # No device on the base: no verdict at all, whatever the candidate shows.
+    resp.base_cohort.devices = 0
+    assert judge(resp, Limits()).code == 2

@@ -307,9 +307,11 @@ def classify(base: query_pb2.LeakEntry | None, target: query_pb2.LeakEntry | Non
 
 
 async def cohort(conn: asyncpg.Connection, firmware: str) -> query_pb2.Cohort:
-    """Devices seen on `firmware` and the median of their longest boot on it."""
+    """The evidence on `firmware`: devices analysis has folded (as of its last
+    pass, like the summaries), and the median of their longest boot on it."""
     row = await conn.fetchrow(
-        """SELECT count(*) AS devices,
+        """SELECT coalesce((SELECT devices FROM analysis_cohorts
+                             WHERE firmware_version = $1), 0) AS devices,
                   coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY hours), 0) AS median
              FROM (SELECT device_id,
                           max(extract(epoch FROM last_seen - first_seen)) / 3600 AS hours
