@@ -41,7 +41,7 @@ def test_rules_pass_promtool_check_and_unit_tests() -> None:
     promtool = _tool("promtool")
     check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 6 rules found" in check.stdout
+    assert "SUCCESS: 7 rules found" in check.stdout
     unit = subprocess.run(
         [promtool, "test", "rules", RULE_TESTS.name],
         capture_output=True,

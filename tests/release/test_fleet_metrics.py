@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -17,13 +18,26 @@ from tests.conftest import free_port, start_server
 LEAK_SIG = "drv_leak_buf [drv] <- caller"
 
 
-def _samples(address: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def _samples(address: str) -> Samples:
     text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    out: Samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             out.setdefault(s.name, []).append((s.labels, s.value))
     return out
+
+
+def _until(address: str, cond: Callable[[Samples], bool]) -> Samples:
+    deadline = time.monotonic() + 60
+    while True:
+        s = _samples(address)
+        if cond(s):
+            return s
+        assert time.monotonic() < deadline, f"gauges never reached the state: {s}"
+        time.sleep(0.5)
 
 
 def test_gauges_follow_the_ranking_and_stay_within_their_bounds(
@@ -41,35 +55,46 @@ def test_gauges_follow_the_ranking_and_stay_within_their_bounds(
             ingest = ingest_pb2_grpc.IngestStub(ch)
             for i in range(3):  # 3 devices leak on 7.0.1, their data ends 2 h ago
                 _push(ingest, _snapshots(f"a{i}", hour - 10 * HOUR_NS, firmware="7.0.1"))
-            for i in range(2):  # 2 on 6.0 without the leak, silent for 2 h too
+            for i in range(3):  # 3 on 6.0 without the leak, silent for 2 h too
                 _push(ingest, _snapshots(f"b{i}", hour - 10 * HOUR_NS, firmware="6.0", leak=False))
             _push(ingest, _snapshots("c0", hour - 10 * HOUR_NS, firmware="5.0"))  # 1 device
 
-        def ready() -> dict[str, list[tuple[dict[str, str], float]]] | None:
-            s = _samples(metrics)
-            return s if s.get("kmemfleet_leak_devices") else None
+            s = _until(metrics, lambda s: bool(s.get("kmemfleet_leak_devices")))
+            devices = {lb["firmware"]: v for lb, v in s["kmemfleet_fleet_devices"]}
+            assert devices == {"7.0.1": 3, "6.0": 3}  # 5.0 is the third firmware: left out
+            silent = {lb["firmware"]: v for lb, v in s["kmemfleet_fleet_devices_silent"]}
+            assert silent == {"7.0.1": 3, "6.0": 3}
+            assert s["kmemfleet_leak_devices"] == [
+                ({"firmware": "7.0.1", "subject": "stack", "signature": LEAK_SIG}, 3.0)
+            ]
+            ((_, rate),) = s["kmemfleet_leak_rate_bytes_per_hour"]
+            assert 8000 < rate < 8400  # 8 KiB/h
+            subjects = {lb["firmware"]: v for lb, v in s["kmemfleet_fleet_leaking_subjects"]}
+            assert subjects == {"7.0.1": 1, "6.0": 0}
+            # No device history: against 6.0, the version before it with 3 devices.
+            assert [lb for lb, _ in s["kmemfleet_regression_devices"]] == [
+                {"firmware": "7.0.1", "base_firmware": "6.0", "subject": "stack",
+                 "signature": LEAK_SIG}
+            ]  # fmt: skip
+            assert s["kmemfleet_analysis_backlog_snapshots"][0][1] == 0
+            (refreshed,) = s["kmemfleet_fleet_metrics_refreshed_timestamp_seconds"]
+            assert time.time() - refreshed[1] < 60
 
-        deadline = time.monotonic() + 60
-        while (s := ready()) is None:
-            assert time.monotonic() < deadline, "no leak gauge within 60 s"
-            time.sleep(0.5)
-        devices = {lb["firmware"]: v for lb, v in s["kmemfleet_fleet_devices"]}
-        assert devices == {"7.0.1": 3, "6.0": 2}  # 5.0 is the third firmware: left out
-        silent = {lb["firmware"]: v for lb, v in s["kmemfleet_fleet_devices_silent"]}
-        assert silent == {"7.0.1": 3, "6.0": 2}
-        assert s["kmemfleet_leak_devices"] == [
-            ({"firmware": "7.0.1", "subject": "stack", "signature": LEAK_SIG}, 3.0)
-        ]
-        ((_, rate),) = s["kmemfleet_leak_rate_bytes_per_hour"]
-        assert 8000 < rate < 8400  # 8 KiB/h
-        subjects = {lb["firmware"]: v for lb, v in s["kmemfleet_fleet_leaking_subjects"]}
-        assert subjects == {"7.0.1": 1, "6.0": 0}
-        # 7.0.1 against 6.0, the version before it among those seen.
-        assert [lb for lb, _ in s["kmemfleet_regression_devices"]] == [
-            {"firmware": "7.0.1", "base_firmware": "6.0", "subject": "stack", "signature": LEAK_SIG}
-        ]
-        assert s["kmemfleet_analysis_backlog_snapshots"][0][1] == 0
-        assert time.time() - s["kmemfleet_fleet_metrics_refreshed_timestamp_seconds"][0][1] < 60
+            # a0 moves on to 7.0.2 (no leak): 7.0.1 leaks on the 2 devices still
+            # running it, and 7.0.2 is compared with what its device ran before.
+            _push(ingest, _snapshots("a0", hour - 1 * HOUR_NS, hours=0.5, firmware="7.0.2",
+                                     leak=False))  # fmt: skip
+
+            def moved(s: Samples) -> bool:
+                return {lb["firmware"]: v for lb, v in s["kmemfleet_leak_devices"]} == {
+                    "7.0.1": 2.0
+                } and len(s["kmemfleet_fleet_devices"]) == 2
+
+            s = _until(metrics, moved)
+            devices = {lb["firmware"]: v for lb, v in s["kmemfleet_fleet_devices"]}
+            assert devices == {"6.0": 3, "7.0.1": 2}  # max 2 firmware: 7.0.2 (1) left out
+            leaking = {lb["firmware"]: v for lb, v in s["kmemfleet_fleet_leaking_devices"]}
+            assert leaking == {"7.0.1": 2, "6.0": 0}
     finally:
         server.stop()
 
