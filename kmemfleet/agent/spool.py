@@ -152,14 +152,39 @@ class Spool:
                 return time.time_ns() // 1_000_000
             return self._last_seq + 1
 
-    def advance_seq(self, at_least: int) -> None:
-        """The next seq handed out is at least `at_least`: the server said the
-        seqs below it are taken for this boot (this spool's state was lost or
-        older than what the server holds)."""
+    def renumber(self, at_least: int) -> dict[int, int]:
+        """Give every pending snapshot a new seq from `at_least` on, in order.
+
+        The server said this boot's seqs below `at_least` are taken by snapshots
+        of an earlier life of this spool (its state lost, a clock behind). Sent
+        again under new numbers nothing is lost: a delta's base moves with it,
+        and what the server already stored comes back DUPLICATE (the server
+        dedupes on the capture time too). Returns old seq -> new seq."""
+        moved: dict[int, int] = {}
         with self._lock:
-            if at_least - 1 > self._last_seq:
-                self._last_seq = at_least - 1
-                self._save_state()
+            nxt = max(at_least, self._last_seq + 1)
+            for old in list(self._order):  # ascending: a base moves before its deltas
+                e = self._entries[old]
+                try:
+                    snap = pb.Snapshot.FromString((self.dir / e.name).read_bytes())
+                    snap.seq = nxt
+                    snap.base_seq = moved.get(snap.base_seq, snap.base_seq)
+                    data = snap.SerializeToString()
+                    new = Entry(nxt, e.keyframe, len(data))
+                    _write_atomic(self.dir / new.name, data)
+                except (OSError, DecodeError) as exc:
+                    # Left as it is: refused again, renumbered again (or dropped
+                    # by read() when unreadable).
+                    self._log.warning("spool_renumber_failed", seq=old, error=str(exc))
+                    continue
+                self._pop(old)
+                (self.dir / e.name).unlink(missing_ok=True)
+                self._add(new)
+                moved[old] = nxt
+                nxt += 1
+            self._last_seq = max(self._last_seq, nxt - 1)
+            self._save_state()
+        return moved
 
     @property
     def unreported_drops(self) -> int:

@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 from kmemfleet import log
 from kmemfleet.agent import memory
 from kmemfleet.agent.spool import Spool
+from kmemfleet.limits import IMPORT_SEQ_BASE
 from kmemfleet.transport import ClientConfig, call_metadata, describe_rpc_error, sync_channel
 from kmemfleet.v1 import ingest_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
@@ -67,6 +68,7 @@ class Counters:
     stored: int = 0
     duplicate: int = 0
     rejected: int = 0
+    renumbered: int = 0  # snapshots given new seqs because the server held theirs
     streams: int = 0
     last_error: str = ""
     last_error_code: grpc.StatusCode | None = None
@@ -139,6 +141,7 @@ class Uploader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._call: grpc.Future | None = None
+        self._restart = False  # set by an ack that renumbered the spool: end this stream
         self._log = log.get("uploader")
 
     # -- control --------------------------------------------------------------
@@ -203,10 +206,15 @@ class Uploader:
                 requests = self._requests(inflight, ended)
                 call = stream(requests, metadata=call_metadata(self.cfg))
                 self._call = call
+                self._restart = False
                 for ack in call:
                     acked += 1
                     self._handle_ack(ack, inflight)
-            self.counters.last_error = "server ended the stream"
+                    if self._restart:
+                        break
+            self.counters.last_error = (
+                "renumbered the spool: seqs taken" if self._restart else "server ended the stream"
+            )
         except grpc.RpcError as err:
             self.counters.last_error = describe_rpc_error(err, self.cfg.server)
             self.counters.last_error_code = err.code() if hasattr(err, "code") else None
@@ -225,8 +233,14 @@ class Uploader:
             if seq not in inflight:
                 self._log.warning("ack_unmatched", seq=ack.seq, result=ack.result)
                 return
+            if ack.result == ingest_pb2.Ack.REJECTED and ack.code == SEQ_TAKEN:
+                self._renumber(seq, ack)
+                return
             inflight.remove(seq)
-            self.spool.remove(seq)
+            try:
+                self.spool.remove(seq)
+            except OSError as exc:  # sent again later and answered DUPLICATE
+                self._log.error("spool_remove_failed", seq=seq, error=str(exc))
             self.counters.last_error_code = None
             if ack.result == ingest_pb2.Ack.STORED:
                 self.counters.stored += 1
@@ -235,10 +249,6 @@ class Uploader:
             else:
                 self.counters.rejected += 1
                 self._log.error("snapshot_rejected", seq=seq, code=ack.code, reason=ack.message)
-                if ack.code == SEQ_TAKEN and ack.next_seq:
-                    # Our seqs collide with ones this boot already stored (state
-                    # lost and a clock behind): number the next ones above them.
-                    self.spool.advance_seq(ack.next_seq)
                 if self.on_rejected is not None:
                     self.on_rejected(ack)
             self._cond.notify_all()
@@ -247,6 +257,22 @@ class Uploader:
             memory.release()  # a sent keyframe leaves megabytes of freed buffers behind
         if self.on_ack is not None:
             self.on_ack(ack)
+
+    def _renumber(self, seq: int, ack: ingest_pb2.Ack) -> None:
+        """Our seqs collide with ones this boot already stored (the spool's state
+        lost, a clock behind): number everything pending above them and resend
+        it on a new stream. Nothing is dropped."""
+        at_least = max(ack.next_seq, seq + 1)
+        if at_least >= IMPORT_SEQ_BASE:  # not ours to take: a server gone wrong
+            self._log.error("seq_taken_ignored", seq=seq, next_seq=ack.next_seq)
+            return
+        moved = self.spool.renumber(at_least)
+        self.counters.renumbered += len(moved)
+        self._log.warning("seq_taken_renumbered", seq=seq, next_seq=at_least, snapshots=len(moved))
+        self._restart = True  # this stream's remaining acks name the old numbers
+        call = self._call
+        if call is not None:
+            call.cancel()
 
     def _requests(self, inflight: deque[int], ended: threading.Event) -> Iterator[bytes]:
         defined = DefinedIds()

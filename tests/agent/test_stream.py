@@ -229,8 +229,14 @@ def test_an_ack_for_a_seq_not_in_flight_removes_nothing(tmp_path: Path) -> None:
     # Without a seq (the server could not read it): the oldest in flight.
     up._handle_ack(ingest_pb2.Ack(result=ingest_pb2.Ack.REJECTED, code=3), inflight)
     assert list(inflight) == [6] and spool.pending() == [6]
-    # A taken seq moves the numbering above what the server holds.
+    # A taken seq: everything pending is numbered above what the server holds,
+    # to be sent again (nothing removed), a delta keeping its base.
+    spool.append(7, pb.Snapshot(seq=7, base_seq=6).SerializeToString(), keyframe=False)
+    inflight.append(7)
     up._handle_ack(
         ingest_pb2.Ack(seq=6, result=ingest_pb2.Ack.REJECTED, code=6, next_seq=1003), inflight
     )
-    assert spool.pending() == [] and spool.next_seq() == 1003
+    assert spool.pending() == [1003, 1004] and spool.next_seq() == 1005
+    moved = pb.Snapshot.FromString(spool.read(1004) or b"")
+    assert (moved.seq, moved.base_seq) == (1004, 1003)
+    assert up.counters.renumbered == 2 and up.counters.rejected == 1

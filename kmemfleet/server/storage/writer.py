@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import json
 from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -62,6 +64,16 @@ STACK_COLUMNS = (
 )
 Row = tuple[object, ...]
 SnapKey = tuple[str, str, int, dt.datetime]
+
+
+MAX_REFUSED_TAKEN = 4096
+_SEQ_LOCK_CLASS = 0x6B6D  # advisory lock class of the per-boot seq locks ("km")
+
+
+def _boot_lock(device_id: str, boot_id: str) -> int:
+    """A stable 32-bit key per boot (a collision only serialises two boots)."""
+    digest = hashlib.blake2b(f"{device_id}\0{boot_id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class Result(enum.Enum):
@@ -220,6 +232,9 @@ class SnapshotWriter:
         # those already interned are neither validated again nor re-encoded (their
         # content would be discarded by ON CONFLICT DO NOTHING anyway).
         self.known_stacks: set[int] = set()
+        # (device, boot, seq) refused as taken lately: a delta on one of them must
+        # not be applied onto the other snapshot that holds the seq.
+        self.refused_taken: OrderedDict[tuple[str, str, int], None] = OrderedDict()
         # Committed firmware_versions.first_seen is at most this: a batch whose
         # snapshots are all later has nothing to upsert. Skipping matters beyond the
         # round trip: ON CONFLICT DO UPDATE locks the row even when its WHERE is
@@ -309,12 +324,20 @@ class SnapshotWriter:
         decides: the same capture time is a retry (DUPLICATE), another one means
         the seq is taken (SEQ_TAKEN, with the next free seq), none means a late
         arrival, stored (a batch resent after an outage while a later one
-        committed, an agent that lost its state). A delta whose base was never
-        stored is BASE_MISSING (the agent answers with a keyframe). Only the
-        rare cases cost a lookup."""
+        committed, an agent that lost its state). A delta is BASE_MISSING (the
+        agent answers with a keyframe) when its base was never stored, was
+        refused as taken (the stored one is another snapshot), or is not older
+        than the delta. The batch's boots are locked for the transaction, so two
+        streams of one device cannot both take a seq; the rare lookups go in one
+        query."""
         if not candidates:
             return
         boots = sorted({(k[0], k[1]) for k in candidates})
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1::int, k) FROM unnest($2::int[]) k ORDER BY k",
+            _SEQ_LOCK_CLASS,
+            sorted({_boot_lock(*b) for b in boots}),
+        )
         last: dict[tuple[str, str], int] = {
             (r[0], r[1]): r[2]
             for r in await conn.fetch(
@@ -325,55 +348,59 @@ class SnapshotWriter:
                 [b[1] for b in boots],
             )
         }
-        # Capture times of the seqs this batch stores, per boot.
-        accepted: dict[tuple[str, str], dict[int, dt.datetime]] = {}
-
-        async def captured(dev: str, boot: str, seq: int) -> dt.datetime | None:
-            here = accepted.get((dev, boot), {})
-            if seq in here:
-                return here[seq]
-            ts: dt.datetime | None = await conn.fetchval(
-                """SELECT captured_at FROM snapshots
-                    WHERE device_id = $1 AND boot_id = $2 AND seq = $3 LIMIT 1""",
-                dev,
-                boot,
-                seq,
-            )
-            return ts
-
+        wanted = set()
+        for dev, boot, seq, _ in candidates:
+            top = last.get((dev, boot), 0)
+            if seq <= top:
+                wanted.add((dev, boot, seq))
+        for key, i in candidates.items():
+            base = items[i].snap.base_seq
+            if base and base != last.get((key[0], key[1]), 0):
+                wanted.add((key[0], key[1], base))
+        stored: dict[tuple[str, str, int], dt.datetime] = {}
+        if wanted:
+            ask = sorted(wanted)
+            for r in await conn.fetch(
+                """SELECT s.device_id, s.boot_id, s.seq, min(s.captured_at) FROM snapshots s
+                     JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS u(d, bt, q)
+                       ON s.device_id = u.d AND s.boot_id = u.bt AND s.seq = u.q
+                    GROUP BY 1, 2, 3""",
+                [k[0] for k in ask],
+                [k[1] for k in ask],
+                [k[2] for k in ask],
+            ):
+                stored[(r[0], r[1], r[2])] = r[3]
+        refused = self.refused_taken
         for key, i in list(candidates.items()):  # arrival order: a stream's order
             dev, boot, seq, ts = key
             top = last.get((dev, boot), 0)
-            here = accepted.setdefault((dev, boot), {})
             base = items[i].snap.base_seq
             outcome: Outcome | None = None
-            if seq <= top or seq in here:
-                taken = await captured(dev, boot, seq)
-                if taken == ts:
-                    outcome = Outcome(Result.DUPLICATE)
-                elif taken is not None:
-                    outcome = Outcome(
-                        Result.REJECTED,
-                        f"seq: {seq} of this boot is taken by a snapshot captured at "
-                        f"{taken.isoformat()}; number new snapshots above {top}",
-                        Refusal.SEQ_TAKEN,
-                        next_seq=max(top, seq) + 1,
-                    )
-            if (
-                outcome is None
-                and base
-                and base != top
-                and base not in here
-                and await captured(dev, boot, base) is None
-            ):
+            taken = stored.get((dev, boot, seq))
+            if taken == ts:
+                outcome = Outcome(Result.DUPLICATE)
+            elif taken is not None:
                 outcome = Outcome(
                     Result.REJECTED,
-                    f"base_seq: snapshot {base} of this boot was never stored; "
-                    "send a keyframe (base_seq 0)",
-                    Refusal.BASE_MISSING,
+                    f"seq: {seq} of this boot is taken by a snapshot captured at "
+                    f"{taken.isoformat()}; number new snapshots above {top}",
+                    Refusal.SEQ_TAKEN,
+                    next_seq=max(top, seq) + 1,
                 )
+                refused[(dev, boot, seq)] = None
+                if len(refused) > MAX_REFUSED_TAKEN:
+                    refused.popitem(last=False)
+            elif base and base != top:
+                base_ts = stored.get((dev, boot, base))
+                if (dev, boot, base) in refused or base_ts is None or base_ts >= ts:
+                    outcome = Outcome(
+                        Result.REJECTED,
+                        f"base_seq: snapshot {base} of this boot was never stored; "
+                        "send a keyframe (base_seq 0)",
+                        Refusal.BASE_MISSING,
+                    )
             if outcome is None:
-                here[seq] = ts
+                stored[(dev, boot, seq)] = ts
                 if seq < IMPORT_SEQ_BASE:
                     last[(dev, boot)] = max(top, seq)
             else:
