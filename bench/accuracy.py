@@ -250,7 +250,9 @@ def run(split: str, seeds: list[int], verbose: bool) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--split", choices=("heldout", "heldout_b", "tuning", "all"), default="heldout_b"
+        "--split",
+        choices=("heldout", "heldout_b", "heldout_c", "tuning", "all"),
+        default="heldout_c",
     )
     ap.add_argument("--seeds", type=int, nargs="+")
     ap.add_argument("--verbose", action="store_true", help="name every FP and FN signature")
@@ -264,7 +266,9 @@ def main() -> int:
         "false positive, planted regression 1st in diff; naive threshold baseline beside"
     )
     ok = True
-    splits = ("tuning", "heldout", "heldout_b") if args.split == "all" else (args.split,)
+    splits = (
+        ("tuning", "heldout", "heldout_b", "heldout_c") if args.split == "all" else (args.split,)
+    )
     for split in splits:
         default = list(range(10)) if split == "tuning" else [100, 101, 102, 103, 104]
         ok &= run(split, args.seeds or default, args.verbose)
