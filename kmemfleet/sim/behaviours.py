@@ -22,6 +22,8 @@ LEAK_KINDS = frozenset(
         "daily_leak",
         "business_hours_leak",
         "accelerating_leak",
+        "leak_on_cycle",
+        "fill_then_leak",
     }
 )
 # Caches that converge to a level: never leaks, whatever part of the fill is seen.
@@ -35,6 +37,7 @@ SATURATING_KINDS = frozenset(
         "capped_staircase",
         "overshoot",
         "plateau",
+        "linear_cap",
     }
 )
 
