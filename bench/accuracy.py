@@ -17,7 +17,7 @@ on seeds 100-104 (the default). The server's own functions judge: captures are
 folded into the same buckets, judged by trend.judge and rolled up by
 ranking.summarize (no database; tests/analysis checks the server path agrees).
 
-    .venv/bin/python bench/accuracy.py [--split heldout|tuning|both] [--seeds 100 ...]
+    .venv/bin/python bench/accuracy.py [--split heldout_c|heldout_b|heldout|tuning|all] [--seeds 100 ...]
 """
 
 from __future__ import annotations
@@ -258,8 +258,9 @@ def main() -> int:
     ap.add_argument("--verbose", action="store_true", help="name every FP and FN signature")
     args = ap.parse_args()
     print(
-        "accuracy: per firmware, 24 devices x (60 stack signatures + 20 slab caches), "
-        "24 h at 10-min captures, staggered boots, reboots, flaky uplinks"
+        "accuracy: per firmware, cohorts of 16-24 devices x (60 stack signatures + 20 slab "
+        "caches), 24-72 h at 10-15 min captures, staggered boots, reboots, flaky uplinks "
+        "(per split: kmemfleet/sim/families.py SPLIT_SPECS)"
     )
     print(
         "targets: precision/recall >= 0.95 per firmware, no saturating/sawtooth/reboot "
