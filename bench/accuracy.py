@@ -17,7 +17,7 @@ on seeds 100-104 (the default). The server's own functions judge: captures are
 folded into the same buckets, judged by trend.judge and rolled up by
 ranking.summarize (no database; tests/analysis checks the server path agrees).
 
-    .venv/bin/python bench/accuracy.py [--split heldout_c|heldout_b|heldout|tuning|all] [--seeds 100 ...]
+    .venv/bin/python bench/accuracy.py [--split heldout_c|...|all] [--seeds 100 ...]
 """
 
 from __future__ import annotations
