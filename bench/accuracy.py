@@ -17,7 +17,7 @@ on seeds 100-104 (the default). The server's own functions judge: captures are
 folded into the same buckets, judged by trend.judge and rolled up by
 ranking.summarize (no database; tests/analysis checks the server path agrees).
 
-    .venv/bin/python bench/accuracy.py [--split heldout|tuning|both] [--seeds 100 ...]
+    .venv/bin/python bench/accuracy.py [--split heldout_c|...|all] [--seeds 100 ...]
 """
 
 from __future__ import annotations
@@ -250,21 +250,26 @@ def run(split: str, seeds: list[int], verbose: bool) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--split", choices=("heldout", "heldout_b", "tuning", "all"), default="heldout_b"
+        "--split",
+        choices=("heldout", "heldout_b", "heldout_c", "tuning", "all"),
+        default="heldout_c",
     )
     ap.add_argument("--seeds", type=int, nargs="+")
     ap.add_argument("--verbose", action="store_true", help="name every FP and FN signature")
     args = ap.parse_args()
     print(
-        "accuracy: per firmware, 24 devices x (60 stack signatures + 20 slab caches), "
-        "24 h at 10-min captures, staggered boots, reboots, flaky uplinks"
+        "accuracy: per firmware, cohorts of 16-24 devices x (60 stack signatures + 20 slab "
+        "caches), 24-72 h at 10-15 min captures, staggered boots, reboots, flaky uplinks "
+        "(per split: kmemfleet/sim/families.py SPLIT_SPECS)"
     )
     print(
         "targets: precision/recall >= 0.95 per firmware, no saturating/sawtooth/reboot "
         "false positive, planted regression 1st in diff; naive threshold baseline beside"
     )
     ok = True
-    splits = ("tuning", "heldout", "heldout_b") if args.split == "all" else (args.split,)
+    splits = (
+        ("tuning", "heldout", "heldout_b", "heldout_c") if args.split == "all" else (args.split,)
+    )
     for split in splits:
         default = list(range(10)) if split == "tuning" else [100, 101, 102, 103, 104]
         ok &= run(split, args.seeds or default, args.verbose)

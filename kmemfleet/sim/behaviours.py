@@ -22,6 +22,8 @@ LEAK_KINDS = frozenset(
         "daily_leak",
         "business_hours_leak",
         "accelerating_leak",
+        "leak_on_cycle",
+        "fill_then_leak",
     }
 )
 # Caches that converge to a level: never leaks, whatever part of the fill is seen.
@@ -35,13 +37,14 @@ SATURATING_KINDS = frozenset(
         "capped_staircase",
         "overshoot",
         "plateau",
+        "linear_cap",
     }
 )
 
 
 @dataclass(frozen=True)
 class Behaviour:
-    kind: str  # flat|noise|plateau|sawtooth|burst|leak|slow_leak|event_leak|leak_release
+    kind: str  # flat|noise|plateau|sawtooth|burst|leak|slow_leak|event_leak|leak_release|...
     base: float  # bytes held right after boot
     rate: float = 0.0  # leak rate, bytes/hour (leak kinds)
     onset_hours: float = 0.0  # event_leak: the leak starts this long after boot
@@ -166,6 +169,22 @@ def _shape(b: Behaviour, t: float, wall_offset: float) -> float:
         # Fills fast, then trims back to a lower working level.
         fill = 1.0 - math.exp(-t / b.tau_hours)
         return b.amplitude * fill * (1.0 - 0.4 * (1.0 - math.exp(-t / b.tau2_hours)))
+    if k == "leak_on_cycle":
+        # A steady leak under a daily load that takes and gives back `amplitude`.
+        w = 2.0 * math.pi / 24.0
+        cycle = 0.5 * (1.0 + math.cos(w * (t + wall_offset - b.phase_hours)))
+        return b.rate * t + b.amplitude * cycle
+    if k == "fill_then_leak":
+        # A cache fills (tau_hours) and a leak grows under it from boot.
+        return b.amplitude * (1.0 - math.exp(-t / b.tau_hours)) + b.rate * t
+    if k == "linear_cap":
+        # Grows at a steady rate until a fixed-size table is full, then flat.
+        return min(b.rate * t, b.amplitude)
+    if k == "ramp_release":
+        # Every period_hours, from onset_hours into it, grows at `rate` for
+        # tau_hours, then gives it all back (download buffers, a nightly job).
+        x = (t - b.onset_hours) % b.period_hours
+        return b.rate * x if x < b.tau_hours else 0.0
     if k == "burst" and any(s <= t < s + n for s, n in b.bursts):
         return b.amplitude
     return 0.0

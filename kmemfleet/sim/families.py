@@ -347,7 +347,103 @@ HELD_OUT_B: tuple[Family, ...] = (
     Family("benign_flat_noise_burst", False, _classic_benign),
 )
 
-SPLITS = {"tuning": TUNING, "heldout": HELD_OUT, "heldout_b": HELD_OUT_B}
+
+def _leak_varied(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    """One leak whose rate differs 25x across devices (busy and idle ones)."""
+    base = _base(dev)
+    rate = KIB * _loguniform(sig, 2, 64) * _loguniform(dev, 0.2, 5.0)
+    return Behaviour("leak", base, rate=rate, noise=_noise(base, rate))
+
+
+def _leak_on_cycle(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    base, rate = _base(dev), _rate(sig, dev, 2, 32)
+    return Behaviour(
+        "leak_on_cycle",
+        base,
+        rate=rate,
+        amplitude=rate * sig.uniform(4, 24),  # a day's load swing: 4 to 24 h of leak
+        phase_hours=sig.uniform(10, 20),
+        noise=_noise(base, rate),
+    )
+
+
+def _sparse(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    """Objects lost in rare, large batches: 6 to 16 h apart."""
+    b = _staircase(sig, dev, w)
+    gap = sig.uniform(6.0, 16.0)
+    t, steps = 0.0, []
+    while t < 24.0 * 60:
+        t += dev.expovariate(1.0 / gap)
+        steps.append(t)
+    return dataclasses.replace(b, steps=tuple(steps))
+
+
+def _fill_then_leak(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    base, rate = _base(dev), _rate(sig, dev, 2, 32)
+    return Behaviour(
+        "fill_then_leak",
+        base,
+        rate=rate,
+        amplitude=_fill_level(dev, base),
+        tau_hours=sig.uniform(1.0, 4.0),
+        noise=base * 0.005,
+    )
+
+
+def _linear_cap(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    """A fixed-size table filled at a steady rate: full after 0.2 to 1.5 windows."""
+    base = _base(dev)
+    cap = _fill_level(dev, base)
+    return Behaviour(
+        "linear_cap",
+        base,
+        rate=cap / (w * sig.uniform(0.2, 1.5)),
+        amplitude=cap,
+        noise=base * 0.005,
+    )
+
+
+def _ramp_release(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    base = _base(dev)
+    period = sig.uniform(12.0, 48.0)
+    ramp = period * sig.uniform(0.2, 0.6)
+    return Behaviour(
+        "ramp_release",
+        base,
+        rate=_fill_level(dev, base) / ramp,
+        onset_hours=dev.uniform(0.0, period),
+        period_hours=period,
+        tau_hours=ramp,
+        noise=base * 0.005,
+    )
+
+
+# A third held-out set, written before any change it could inform and measured
+# untouched first (A and B became development data once their failures were
+# read): new shapes (leaks under a daily load, on top of a fill, in rare large
+# batches, at rates 25x apart; tables filled linearly up to a cap, buffers
+# ramped and given back), a 72 h window at 15-minute captures, small cohorts
+# of 16, a quarter of the devices flaky, 4 KiB sampled mode.
+HELD_OUT_C: tuple[Family, ...] = (
+    Family("leak_linear", True, _leak(1.5, 256)),
+    Family("leak_varied_rate", True, _leak_varied),
+    Family("leak_on_daily_cycle", True, _leak_on_cycle),
+    Family("leak_sparse_batches", True, _sparse),
+    Family("leak_under_fill", True, _fill_then_leak),
+    Family("sat_linear_cap", False, _linear_cap),
+    Family("ramp_release", False, _ramp_release),
+    Family("sat_exp_slow", False, _sat_exp(0.25, 0.5)),
+    Family("cache_daily_cycle", False, _daily_cache),
+    Family("sawtooth", False, _sawtooth),
+    Family("benign_flat_noise_burst", False, _classic_benign),
+)
+
+SPLITS = {
+    "tuning": TUNING,
+    "heldout": HELD_OUT,
+    "heldout_b": HELD_OUT_B,
+    "heldout_c": HELD_OUT_C,
+}
 # How a leak family spreads over a cohort: most devices, a part, or exactly 3.
 _SHARES = (("most", 0.4), ("part", 0.4), ("rare", 0.2))
 RARE_DEVICES = 3
@@ -383,6 +479,17 @@ SPLIT_SPECS: dict[str, dict[str, object]] = {
         "max_prior_uptime_hours": 60 * 24.0,
         "reboot_probability": 0.3,
         "sample_bytes": 1024,
+    },
+    "heldout_c": {
+        "hours": 72.0,
+        "interval_seconds": 900.0,
+        "devices_per_firmware": 16,
+        "firmware_versions": ("6.0.0", "6.1.0", "6.2.0"),
+        "fresh_boot_share": 0.5,
+        "max_prior_uptime_hours": 20 * 24.0,
+        "reboot_probability": 0.35,
+        "flaky_share": 0.25,
+        "sample_bytes": 4096,
     },
 }
 
