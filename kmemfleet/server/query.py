@@ -27,9 +27,9 @@ from kmemfleet.server.storage.state import (
     stack_state,
     to_ns,
 )
-from kmemfleet.signature import to_signed64, to_unsigned64
 from kmemfleet.v1 import device_pb2, query_pb2, query_pb2_grpc
 from kmemfleet.v1 import snapshot_pb2 as pb
+from kmemfleet.wire import SLAB, STACK, loads, stack_definition, to_signed64
 
 DEFAULT_DEVICE_LIMIT = 1000
 MAX_DEVICE_LIMIT = 100_000
@@ -76,10 +76,6 @@ async def _check_text(
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _identity(row: asyncpg.Record) -> device_pb2.DeviceIdentity:
     return device_pb2.DeviceIdentity(
         device_id=row["device_id"],
@@ -88,16 +84,7 @@ def _identity(row: asyncpg.Record) -> device_pb2.DeviceIdentity:
         arch=row["arch"],
         hardware_model=row["hardware_model"],
         boot_id=row["last_boot_id"],
-        labels=_json(row["labels"]),
-    )
-
-
-def _stack_definition(row: asyncpg.Record) -> pb.StackDefinition:
-    return pb.StackDefinition(
-        stack_id=to_unsigned64(row["stack_id"]),
-        module=row["module"],
-        source=row["source"],
-        frames=[pb.Frame(**f) for f in _json(row["frames"])],
+        labels=loads(row["labels"]),
     )
 
 
@@ -159,24 +146,7 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             resp.device.boot_id = ref.boot_id
             resp.captured_at_ns = ref.captured_at_ns
             resp.seq = ref.seq
-            for r in await slab_state(conn, ref):
-                resp.slab_caches.append(
-                    pb.SlabCache(
-                        name=r["name"],
-                        occurrence=r["occurrence"],
-                        active_objs=r["active_objs"],
-                        num_objs=r["num_objs"],
-                        objsize=r["objsize"],
-                        objperslab=r["objperslab"],
-                        pagesperslab=r["pagesperslab"],
-                        limit=r["lim"],
-                        batchcount=r["batchcount"],
-                        sharedfactor=r["sharedfactor"],
-                        active_slabs=r["active_slabs"],
-                        num_slabs=r["num_slabs"],
-                        sharedavail=r["sharedavail"],
-                    )
-                )
+            resp.slab_caches.extend(SLAB.from_row(r) for r in await slab_state(conn, ref))
             meminfo = await conn.fetchval(
                 "SELECT meminfo FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
                 "AND seq = $3 AND captured_at = $4",
@@ -185,7 +155,7 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
                 ref.seq,
                 ref.captured_at,
             )
-            for k, v in _json(meminfo).items():
+            for k, v in loads(meminfo).items():
                 resp.meminfo[k] = v
             return resp
 
@@ -203,20 +173,10 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             resp.device.boot_id = ref.boot_id
             resp.captured_at_ns = ref.captured_at_ns
             resp.seq = ref.seq
-            for r in await stack_state(conn, ref):
-                resp.stacks.append(
-                    query_pb2.StackState(
-                        stack=_stack_definition(r),
-                        sample=pb.StackSample(
-                            stack_id=to_unsigned64(r["stack_id"]),
-                            bytes=r["bytes"],
-                            objects=r["objects"],
-                            allocs=r["allocs"],
-                            frees=r["frees"],
-                            bytes_upper=r["bytes_upper"],
-                        ),
-                    )
-                )
+            resp.stacks.extend(
+                query_pb2.StackState(stack=stack_definition(r), sample=STACK.from_row(r))
+                for r in await stack_state(conn, ref)
+            )
             source = await conn.fetchval(
                 "SELECT stack_source FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
                 "AND captured_at <= $3 AND stack_source IS NOT NULL "
@@ -226,7 +186,7 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
                 ref.captured_at,
             )
             if source is not None:
-                resp.stack_source.CopyFrom(pb.StackSourceInfo(**_json(source)))
+                resp.stack_source.CopyFrom(pb.StackSourceInfo(**loads(source)))
             return resp
 
     @_status
@@ -245,7 +205,7 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
                 )
             points = await stack_series(conn, request.device_id, boot, sid)
             return query_pb2.StackSeriesResponse(
-                stack=_stack_definition(row),
+                stack=stack_definition(row),
                 boot_id=boot,
                 points=[
                     query_pb2.SeriesPoint(
