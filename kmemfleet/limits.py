@@ -270,9 +270,7 @@ def _sanitize_stacks(
         del samples[MAX_STACK_SAMPLES:]
     if not samples:
         return
-    negative = check_samples and (
-        min(min(c) for c in map(STACK.count_values, samples)) < 0
-    )
+    negative = check_samples and (min(min(c) for c in map(STACK.count_values, samples)) < 0)
     if not gone and not negative:
         return
     drop = []

@@ -44,15 +44,16 @@ def signed64_column(values: Sequence[int]) -> list[int]:
 class FieldTable:
     """A repeated message stored one row per element (slab_samples, stack_samples).
 
-    Key fields are those that are not int64 counts (name, occurrence; stack_id);
-    columns are ROW_KEY, the key fields, `removed` (a tombstone: the key left the
-    snapshot), then the counts, in descriptor order. fixed64 keys are stored signed.
+    Scalar fields only (SlabCache.statistics is not stored). Key fields are those
+    that are not int64 counts (name, occurrence; stack_id); columns are ROW_KEY, the
+    key fields, `removed` (a tombstone: the key left the snapshot), then the counts,
+    in descriptor order. fixed64 keys are stored signed.
     `renamed` maps a field to its column where SQL takes the name (limit -> lim).
     """
 
     def __init__(self, message: type[Message], renamed: Mapping[str, str] | None = None) -> None:
         self.message = message
-        fields = message.DESCRIPTOR.fields
+        fields = [f for f in message.DESCRIPTOR.fields if f.message_type is None]
         self.key = tuple(f.name for f in fields if f.type != FieldDescriptor.TYPE_INT64)
         self.counts = tuple(f.name for f in fields if f.type == FieldDescriptor.TYPE_INT64)
         self._fixed64 = {f.name for f in fields if f.type == FieldDescriptor.TYPE_FIXED64}
@@ -82,7 +83,13 @@ class FieldTable:
             return []
         n, k = len(columns[0]), len(self.key)
         return list(
-            zip(*(repeat(v, n) for v in head), *columns[:k], repeat(False, n), *columns[k:])
+            zip(
+                *(repeat(v, n) for v in head),
+                *columns[:k],
+                repeat(False, n),
+                *columns[k:],
+                strict=True,
+            )
         )
 
     def tombstone(self, head: Row, *key: object) -> Row:
