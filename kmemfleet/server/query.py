@@ -1,7 +1,7 @@
 """The Query service: devices, a device's latest state, a stack's series, the rankings.
 
 Every call needs a reader token (unless the server runs --insecure). Leaks and
-Diff delegate to kmemfleet.server.analysis.api.
+Diff delegate to the aggregator's analysis.rankings.Rankings.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import grpc
 
 from kmemfleet import log
 from kmemfleet.limits import MAX_ID_LEN, text_problem
+from kmemfleet.server.analysis.rankings import Rankings
 from kmemfleet.server.auth import Authenticator
 from kmemfleet.server.batcher import RETRYABLE
 from kmemfleet.server.storage.state import (
@@ -89,9 +90,10 @@ def _identity(row: asyncpg.Record) -> device_pb2.DeviceIdentity:
 
 
 class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
-    def __init__(self, pool: asyncpg.Pool, auth: Authenticator) -> None:
+    def __init__(self, pool: asyncpg.Pool, auth: Authenticator, rankings: Rankings) -> None:
         self.pool = pool
         self.auth = auth
+        self.rankings = rankings
 
     @_status
     async def ListDevices(
@@ -221,14 +223,12 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
     async def Leaks(
         self, request: query_pb2.LeaksRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.LeaksResponse:
-        from kmemfleet.server.analysis import api
-
         await self.auth.require(context, "reader")
         if not request.firmware_version:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "firmware_version: is required")
         await _check_text(context, "firmware_version", request.firmware_version)
         try:
-            return await api.leaks(self.pool, request)
+            return await self.rankings.leaks(request)
         except NotImplementedError as exc:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
             raise
@@ -237,8 +237,6 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
     async def Diff(
         self, request: query_pb2.DiffRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.DiffResponse:
-        from kmemfleet.server.analysis import api
-
         await self.auth.require(context, "reader")
         if not request.base_firmware or not request.target_firmware:
             await context.abort(
@@ -247,7 +245,7 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
         await _check_text(context, "base_firmware", request.base_firmware)
         await _check_text(context, "target_firmware", request.target_firmware)
         try:
-            return await api.diff(self.pool, request)
+            return await self.rankings.diff(request)
         except NotImplementedError as exc:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
             raise

@@ -1,23 +1,20 @@
-"""Entry points the Query service calls for the rankings.
+"""The Leaks and Diff answers: leaking stacks per firmware, and what changed between two.
 
-Contract: `leaks` and `diff` answer from the per-firmware summaries
-(analysis_summary): a few hundred rows per firmware, never the samples. Catch-up
-on analysis_queue runs in the background (Worker, started by the server). A
-query finds at most FRESH_WAIT_MAX_PENDING snapshots queued: it folds them
-itself (its fold bounded by `fresh_wait_s`), so the answer covers everything
-acknowledged before it; more: it answers at once from the last consistent
-summaries. Either way a Freshness watermark says how current the answer is
-(issue 18: latency no longer follows the ingest backlog). Without a running
-worker (tools, tests calling these directly) a query always catches up itself.
+Contract: `Rankings.leaks` and `Rankings.diff` answer from the per-firmware
+summaries (analysis_summary): a few hundred rows per firmware, never the samples.
+Catch-up on analysis_queue runs in the background (worker.Worker, built and
+started by the aggregator). A query finds at most FRESH_WAIT_MAX_PENDING
+snapshots queued: it folds them itself (its fold bounded by the worker's fresh
+wait), so the answer covers everything acknowledged before it; more: it answers
+at once from the last consistent summaries. Either way a Freshness watermark
+says how current the answer is (issue 18: latency no longer follows the ingest
+backlog). Without a worker (tools, tests) a query always catches up itself.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import asyncpg
 
@@ -28,165 +25,22 @@ from kmemfleet.server.analysis.incremental import (
     SUBJECT_SLAB,
     SUBJECT_STACK,
     Analyzer,
-    CatchUp,
 )
+from kmemfleet.server.analysis.worker import Worker
 from kmemfleet.v1 import query_pb2
-from kmemfleet.v1 import snapshot_pb2 as pb
+from kmemfleet.wire import stack_definition
 
 DEFAULT_TOP = 20
-FRESH_WAIT_S = 3.0  # a query waits at most this long for what was acked before it
-# ...and only when the backlog is small enough to be folded within that wait; a
-# larger one (an import, a fleet reconnecting) is answered from the summaries at once.
+# A query folds a backlog this small within its fresh wait; a larger one (an
+# import, a fleet reconnecting) is answered from the summaries at once.
 FRESH_WAIT_MAX_PENDING = 2 * BATCH_SNAPSHOTS
 _DATABASE_AWAY = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
 )
-IDLE_POLL_S = 1.0  # the worker looks at the queue this often when nobody kicks it
-PASS_BUDGET_S = 2.0  # one pass folds this long, then refreshes the summaries
 logger = log.get("analysis")
-_analyzer = Analyzer()
 Change = query_pb2.DiffEntry
-
-
-class Worker:
-    """Folds the analysis queue in the background and keeps the watermark.
-
-    `through_ns`: everything acknowledged before it is in the summaries (the
-    older of a pass's start and the oldest snapshot still queued after it)."""
-
-    def __init__(self, pool: asyncpg.Pool, fresh_wait_s: float = FRESH_WAIT_S) -> None:
-        self.pool = pool
-        self.fresh_wait_s = fresh_wait_s
-        self.through_ns = 0
-        self._kick = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="analysis-worker")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    def kick(self) -> None:
-        self._kick.set()
-
-    async def _run(self) -> None:
-        while True:
-            self._kick.clear()
-            started = time.time_ns()
-            try:
-                stats = await _analyzer.catch_up(self.pool, budget_seconds=PASS_BUDGET_S)
-                # In the summaries now: everything enqueued before the oldest queue row.
-                oldest = await self.pool.fetchval(
-                    "SELECT (extract(epoch FROM min(enqueued_at)) * 1e9)::bigint "
-                    "FROM analysis_queue"
-                )
-            except Exception as exc:  # keep serving from the last summaries; retry later
-                logger.warning("analysis_catch_up_failed", error=type(exc).__name__)
-                stats = None
-            if stats is not None:
-                through = started if oldest is None else min(started, int(oldest))
-                self.through_ns = max(self.through_ns, through)
-            if stats is None or stats.complete:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), IDLE_POLL_S)
-
-
-_worker: Worker | None = None
-
-
-def start_worker(pool: asyncpg.Pool, fresh_wait_s: float = FRESH_WAIT_S) -> Worker:
-    """Run catch-up in the background for this server's queries (server start-up)."""
-    global _worker
-    _worker = Worker(pool, fresh_wait_s)
-    _worker.start()
-    return _worker
-
-
-async def stop_worker() -> None:
-    global _worker
-    if _worker is not None:
-        await _worker.stop()
-        _worker = None
-
-
-async def _fresh(pool: asyncpg.Pool) -> query_pb2.Freshness:
-    """Bring the answer as current as a small backlog allows; say how current it is.
-
-    A backlog of at most FRESH_WAIT_MAX_PENDING snapshots is folded right here
-    (after the worker's pass, which holds the lock), its fold bounded by the
-    fresh wait: the answer then covers everything acknowledged before the call.
-    A larger one is answered at once from the summaries the worker keeps."""
-    t0 = time.time_ns()
-    through = _worker.through_ns if _worker is not None else 0
-    if _worker is None or await _pending(pool) <= FRESH_WAIT_MAX_PENDING:
-        budget = _worker.fresh_wait_s if _worker is not None else 120.0
-        try:
-            if (await _analyzer.catch_up(pool, budget_seconds=budget)).complete:
-                through = max(through, t0)
-        except asyncpg.PostgresError as exc:
-            if isinstance(exc, _DATABASE_AWAY):
-                raise  # the query fails UNAVAILABLE
-            # Analysis itself is broken: answer from the summaries, say how stale.
-            logger.warning("analysis_catch_up_failed", error=type(exc).__name__)
-    return query_pb2.Freshness(
-        analysed_through_ns=through, pending_snapshots=await _pending(pool), answered_at_ns=t0
-    )
-
-
-async def _pending(pool: asyncpg.Pool) -> int:
-    n = await pool.fetchval("SELECT count(*) FROM (SELECT 1 FROM analysis_queue LIMIT 1000000) q")
-    return int(n)
-
-
-def configure(
-    min_span_s: float,
-    min_points: int,
-    bucket_s: int,
-    on_quarantine: Callable[[str], None] | None = None,
-) -> None:
-    """Set the least observation judged and the bucket width (server start-up).
-
-    Series judged before keep their verdict until their boot sends more data.
-    `on_quarantine` is told the stage of each piece of work set aside as poison.
-    """
-    global _analyzer
-    _analyzer = Analyzer(
-        min_span_hours=min_span_s / 3600.0,
-        min_points=min_points,
-        bucket_seconds=bucket_s,
-        on_quarantine=on_quarantine,
-    )
-
-
-async def catch_up(pool: asyncpg.Pool) -> CatchUp:
-    return await _analyzer.catch_up(pool)
-
-
-def _stack(row: asyncpg.Record) -> pb.StackDefinition:
-    frames = json.loads(row["frames"]) if isinstance(row["frames"], str) else row["frames"]
-    return pb.StackDefinition(
-        stack_id=row["stack_id"] & (2**64 - 1),
-        module=row["module"],
-        source=row["source"],
-        frames=[
-            pb.Frame(
-                function=f.get("function", ""),
-                offset=f.get("offset", 0),
-                length=f.get("length", 0),
-                module=f.get("module", ""),
-                address=f.get("address", 0),
-                file=f.get("file", ""),
-                line=f.get("line", 0),
-            )
-            for f in frames
-        ],
-    )
 
 
 async def _entries(
@@ -242,44 +96,9 @@ async def _entries(
             e.subject = query_pb2.LEAK_SUBJECT_STACK
             srow = stacks.get(int(r["representative"]))
             if srow is not None:
-                e.stack.CopyFrom(_stack(srow))
+                e.stack.CopyFrom(stack_definition(srow))
         out[(r["firmware_version"], r["subject"], r["signature"])] = e
     return out
-
-
-async def leaks(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> query_pb2.LeaksResponse:
-    freshness = await _fresh(pool)
-    top = request.top or DEFAULT_TOP
-    async with pool.acquire() as conn:
-        devices = await conn.fetchval(
-            "SELECT devices FROM analysis_cohorts WHERE firmware_version = $1",
-            request.firmware_version,
-        )
-        rows = await conn.fetch(
-            """SELECT * FROM analysis_summary WHERE firmware_version = $1 AND devices_leaking > 0
-                ORDER BY score DESC, devices_leaking DESC, signature LIMIT $2""",
-            request.firmware_version,
-            top,
-        )
-        saturating = []
-        if request.include_saturating:
-            saturating = await conn.fetch(
-                """SELECT * FROM analysis_summary
-                    WHERE firmware_version = $1 AND verdict = 'saturating'
-                    ORDER BY level DESC, signature LIMIT $2""",
-                request.firmware_version,
-                top,
-            )
-        entries = await _entries(conn, [*rows, *saturating])
-    return query_pb2.LeaksResponse(
-        firmware_version=request.firmware_version,
-        devices=devices or 0,
-        entries=[entries[(r["firmware_version"], r["subject"], r["signature"])] for r in rows],
-        saturating=[
-            entries[(r["firmware_version"], r["subject"], r["signature"])] for r in saturating
-        ],
-        freshness=freshness,
-    )
 
 
 def classify(base: query_pb2.LeakEntry | None, target: query_pb2.LeakEntry | None) -> int | None:
@@ -300,45 +119,118 @@ def classify(base: query_pb2.LeakEntry | None, target: query_pb2.LeakEntry | Non
     return None
 
 
-async def diff(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_pb2.DiffResponse:
-    freshness = await _fresh(pool)
-    top = request.top or DEFAULT_TOP
-    versions = [request.base_firmware, request.target_firmware]
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            """SELECT * FROM analysis_summary
-                WHERE firmware_version = ANY($1::text[]) AND (subject, signature) IN (
-                      SELECT subject, signature FROM analysis_summary
-                       WHERE firmware_version = ANY($1::text[]) AND devices_leaking > 0)""",
-            versions,
+class Rankings:
+    """Leaks and Diff for the Query service, over the aggregator's Analyzer and Worker."""
+
+    def __init__(self, pool: asyncpg.Pool, analyzer: Analyzer, worker: Worker | None) -> None:
+        self.pool = pool
+        self.analyzer = analyzer
+        self.worker = worker
+
+    async def _fresh(self) -> query_pb2.Freshness:
+        """Bring the answer as current as a small backlog allows; say how current it is.
+
+        A backlog of at most FRESH_WAIT_MAX_PENDING snapshots is folded right here
+        (after the worker's pass, which holds the lock), its fold bounded by the
+        fresh wait: the answer then covers everything acknowledged before the call.
+        A larger one is answered at once from the summaries the worker keeps."""
+        t0 = time.time_ns()
+        worker = self.worker
+        through = worker.through_ns if worker is not None else 0
+        if worker is None or await self._pending() <= FRESH_WAIT_MAX_PENDING:
+            budget = worker.fresh_wait_s if worker is not None else 120.0
+            try:
+                if (await self.analyzer.catch_up(self.pool, budget_seconds=budget)).complete:
+                    through = max(through, t0)
+            except asyncpg.PostgresError as exc:
+                if isinstance(exc, _DATABASE_AWAY):
+                    raise  # the query fails UNAVAILABLE
+                # Analysis itself is broken: answer from the summaries, say how stale.
+                logger.warning("analysis_catch_up_failed", error=type(exc).__name__)
+        return query_pb2.Freshness(
+            analysed_through_ns=through, pending_snapshots=await self._pending(), answered_at_ns=t0
         )
-        entries = await _entries(conn, rows)
-    keys = sorted({(s, sig) for _, s, sig in entries})
-    found: dict[int, list[tuple[float, query_pb2.DiffEntry]]] = {
-        int(Change.REGRESSION): [],
-        int(Change.FIXED): [],
-        int(Change.UNCHANGED): [],
-    }
-    for subject, sig in keys:
-        base = entries.get((request.base_firmware, subject, sig))
-        target = entries.get((request.target_firmware, subject, sig))
-        change = classify(base, target)
-        if change is None:
-            continue
-        d = query_pb2.DiffEntry(change=change, signature=sig)  # type: ignore[arg-type]
-        if base is not None:
-            d.base.CopyFrom(base)
-        if target is not None:
-            d.target.CopyFrom(target)
-        rank = base if change == Change.FIXED else target
-        found[change].append((rank.score if rank is not None else 0.0, d))
-    resp = query_pb2.DiffResponse(
-        base_firmware=request.base_firmware,
-        target_firmware=request.target_firmware,
-        freshness=freshness,
-    )
-    # Top N per class: many regressions must not hide the fixes.
-    for change in (Change.REGRESSION, Change.FIXED, Change.UNCHANGED):
-        ordered = sorted(found[int(change)], key=lambda x: (-x[0], x[1].signature))
-        resp.entries.extend(d for _, d in ordered[:top])
-    return resp
+
+    async def _pending(self) -> int:
+        n = await self.pool.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM analysis_queue LIMIT 1000000) q"
+        )
+        return int(n)
+
+    async def leaks(self, request: query_pb2.LeaksRequest) -> query_pb2.LeaksResponse:
+        freshness = await self._fresh()
+        top = request.top or DEFAULT_TOP
+        async with self.pool.acquire() as conn:
+            devices = await conn.fetchval(
+                "SELECT devices FROM analysis_cohorts WHERE firmware_version = $1",
+                request.firmware_version,
+            )
+            rows = await conn.fetch(
+                """SELECT * FROM analysis_summary
+                    WHERE firmware_version = $1 AND devices_leaking > 0
+                    ORDER BY score DESC, devices_leaking DESC, signature LIMIT $2""",
+                request.firmware_version,
+                top,
+            )
+            saturating = []
+            if request.include_saturating:
+                saturating = await conn.fetch(
+                    """SELECT * FROM analysis_summary
+                        WHERE firmware_version = $1 AND verdict = 'saturating'
+                        ORDER BY level DESC, signature LIMIT $2""",
+                    request.firmware_version,
+                    top,
+                )
+            entries = await _entries(conn, [*rows, *saturating])
+        return query_pb2.LeaksResponse(
+            firmware_version=request.firmware_version,
+            devices=devices or 0,
+            entries=[entries[(r["firmware_version"], r["subject"], r["signature"])] for r in rows],
+            saturating=[
+                entries[(r["firmware_version"], r["subject"], r["signature"])] for r in saturating
+            ],
+            freshness=freshness,
+        )
+
+    async def diff(self, request: query_pb2.DiffRequest) -> query_pb2.DiffResponse:
+        freshness = await self._fresh()
+        top = request.top or DEFAULT_TOP
+        versions = [request.base_firmware, request.target_firmware]
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT * FROM analysis_summary
+                    WHERE firmware_version = ANY($1::text[]) AND (subject, signature) IN (
+                          SELECT subject, signature FROM analysis_summary
+                           WHERE firmware_version = ANY($1::text[]) AND devices_leaking > 0)""",
+                versions,
+            )
+            entries = await _entries(conn, rows)
+        keys = sorted({(s, sig) for _, s, sig in entries})
+        found: dict[int, list[tuple[float, query_pb2.DiffEntry]]] = {
+            int(Change.REGRESSION): [],
+            int(Change.FIXED): [],
+            int(Change.UNCHANGED): [],
+        }
+        for subject, sig in keys:
+            base = entries.get((request.base_firmware, subject, sig))
+            target = entries.get((request.target_firmware, subject, sig))
+            change = classify(base, target)
+            if change is None:
+                continue
+            d = query_pb2.DiffEntry(change=change, signature=sig)  # type: ignore[arg-type]
+            if base is not None:
+                d.base.CopyFrom(base)
+            if target is not None:
+                d.target.CopyFrom(target)
+            rank = base if change == Change.FIXED else target
+            found[change].append((rank.score if rank is not None else 0.0, d))
+        resp = query_pb2.DiffResponse(
+            base_firmware=request.base_firmware,
+            target_firmware=request.target_firmware,
+            freshness=freshness,
+        )
+        # Top N per class: many regressions must not hide the fixes.
+        for change in (Change.REGRESSION, Change.FIXED, Change.UNCHANGED):
+            ordered = sorted(found[int(change)], key=lambda x: (-x[0], x[1].signature))
+            resp.entries.extend(d for _, d in ordered[:top])
+        return resp

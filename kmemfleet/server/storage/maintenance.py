@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from kmemfleet import log
-from kmemfleet.server.analysis import retention as analysis_retention
 from kmemfleet.server.storage.partitions import (
     RAW_TABLES,
     ROLLUP_TABLES,
@@ -40,6 +39,9 @@ class MaintenanceReport:
     dropped: list[str] = field(default_factory=list)
     rolled_up_rows: int = 0
     skipped: bool = False
+    # Set when raw partitions went: their analysis is to be forgotten too (the
+    # caller does it: storage does not import analysis).
+    raw_dropped_before: dt.datetime | None = None
 
 
 STACK_ROLLUP = """
@@ -117,9 +119,8 @@ async def run_once(
             "DELETE FROM analysis_quarantine WHERE quarantined_at < $1", raw_cutoff_at
         )
         if raw_dropped:
-            # The analysis of the dropped raw data goes too (re-judged on what remains);
-            # only when a day was dropped: it scans the analysis bucket tables.
-            await analysis_retention.forget_before(conn, raw_cutoff_at)
+            # Only when a day went: forgetting its analysis scans the bucket tables.
+            report.raw_dropped_before = raw_cutoff_at
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     logger.info(

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from kmemfleet.server.storage.partitions import PartitionManager
 from kmemfleet import wire
+from kmemfleet.server.storage.partitions import PartitionManager
 from kmemfleet.server.validate import check_stack_counts
 from kmemfleet.signature import signature
 from kmemfleet.v1 import snapshot_pb2 as pb
@@ -125,6 +125,9 @@ class SnapshotWriter:
         self.firmware_first_seen: dict[str, dt.datetime] = {}
         # Committed slab_cache_names (same reason: concurrent inserts of one name wait).
         self.known_names: set[str] = set()
+
+    def forget_partitions(self) -> None:
+        self.partitions.forget()
 
     async def write_batch(
         self, conn: asyncpg.Connection, items: Sequence[Prepared]
