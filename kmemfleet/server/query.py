@@ -21,6 +21,7 @@ from kmemfleet.server.analysis.rankings import Rankings
 from kmemfleet.server.auth import Authenticator
 from kmemfleet.server.batcher import RETRYABLE
 from kmemfleet.server.storage.state import (
+    SnapshotRef,
     latest_snapshot,
     newest_boot,
     slab_state,
@@ -134,20 +135,33 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.NOT_FOUND, f"device {device_id!r} is unknown")
         return row
 
+    async def _latest(
+        self,
+        conn: asyncpg.Connection,
+        request: query_pb2.DeviceRequest,
+        context: grpc.aio.ServicerContext,
+        resp: query_pb2.DeviceSlabsResponse | query_pb2.DeviceStacksResponse,
+    ) -> SnapshotRef | None:
+        """The device's newest snapshot (of request.boot_id, else its last boot), its
+        identity filled into `resp`; None when it has none."""
+        resp.device.CopyFrom(_identity(await self._device(conn, request.device_id, context)))
+        ref = await latest_snapshot(conn, request.device_id, request.boot_id)
+        if ref is not None:
+            resp.device.boot_id = ref.boot_id
+            resp.captured_at_ns = ref.captured_at_ns
+            resp.seq = ref.seq
+        return ref
+
     @_status
     async def DeviceSlabs(
         self, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.DeviceSlabsResponse:
         await self.auth.require(context, "reader")
+        resp = query_pb2.DeviceSlabsResponse()
         async with self.pool.acquire() as conn:
-            dev = await self._device(conn, request.device_id, context)
-            ref = await latest_snapshot(conn, request.device_id, request.boot_id)
-            resp = query_pb2.DeviceSlabsResponse(device=_identity(dev))
+            ref = await self._latest(conn, request, context, resp)
             if ref is None:
                 return resp
-            resp.device.boot_id = ref.boot_id
-            resp.captured_at_ns = ref.captured_at_ns
-            resp.seq = ref.seq
             resp.slab_caches.extend(SLAB.from_row(r) for r in await slab_state(conn, ref))
             meminfo = await conn.fetchval(
                 "SELECT meminfo FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
@@ -166,15 +180,11 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
         self, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.DeviceStacksResponse:
         await self.auth.require(context, "reader")
+        resp = query_pb2.DeviceStacksResponse()
         async with self.pool.acquire() as conn:
-            dev = await self._device(conn, request.device_id, context)
-            ref = await latest_snapshot(conn, request.device_id, request.boot_id)
-            resp = query_pb2.DeviceStacksResponse(device=_identity(dev))
+            ref = await self._latest(conn, request, context, resp)
             if ref is None:
                 return resp
-            resp.device.boot_id = ref.boot_id
-            resp.captured_at_ns = ref.captured_at_ns
-            resp.seq = ref.seq
             resp.stacks.extend(
                 query_pb2.StackState(stack=stack_definition(r), sample=STACK.from_row(r))
                 for r in await stack_state(conn, ref)
