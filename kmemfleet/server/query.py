@@ -23,9 +23,11 @@ from kmemfleet.server.batcher import RETRYABLE
 from kmemfleet.server.storage.state import (
     SnapshotRef,
     latest_snapshot,
+    meminfo_state,
     newest_boot,
     slab_state,
     stack_series,
+    stack_source,
     stack_state,
     to_ns,
 )
@@ -37,6 +39,7 @@ DEFAULT_DEVICE_LIMIT = 1000
 MAX_DEVICE_LIMIT = 100_000
 logger = log.get("query")
 R = TypeVar("R")
+S = TypeVar("S", query_pb2.DeviceSlabsResponse, query_pb2.DeviceStacksResponse)
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
 
 
@@ -90,6 +93,37 @@ def _identity(row: asyncpg.Record) -> device_pb2.DeviceIdentity:
     )
 
 
+async def _slabs_and_meminfo(
+    conn: asyncpg.Connection, ref: SnapshotRef, resp: query_pb2.DeviceSlabsResponse
+) -> None:
+    resp.slab_caches.extend(SLAB.from_row(r) for r in await slab_state(conn, ref))
+    resp.meminfo.update(await meminfo_state(conn, ref))
+
+
+async def _stacks_and_source(
+    conn: asyncpg.Connection, ref: SnapshotRef, resp: query_pb2.DeviceStacksResponse
+) -> None:
+    resp.stacks.extend(
+        query_pb2.StackState(stack=stack_definition(r), sample=STACK.from_row(r))
+        for r in await stack_state(conn, ref)
+    )
+    source = await stack_source(conn, ref)
+    if source is not None:
+        resp.stack_source.CopyFrom(pb.StackSourceInfo(**source))
+
+
+def _device_state_rpc(
+    response: type[S], fill: Callable[[asyncpg.Connection, SnapshotRef, S], Awaitable[None]]
+) -> Handler[S]:
+    @_status
+    async def rpc(
+        self: QueryService, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
+    ) -> S:
+        return await self._device_state(request, context, response(), fill)
+
+    return rpc
+
+
 class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
     def __init__(self, pool: asyncpg.Pool, auth: Authenticator, rankings: Rankings) -> None:
         self.pool = pool
@@ -135,71 +169,30 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.NOT_FOUND, f"device {device_id!r} is unknown")
         return row
 
-    async def _latest(
+    async def _device_state(
         self,
-        conn: asyncpg.Connection,
         request: query_pb2.DeviceRequest,
         context: grpc.aio.ServicerContext,
-        resp: query_pb2.DeviceSlabsResponse | query_pb2.DeviceStacksResponse,
-    ) -> SnapshotRef | None:
-        """The device's newest snapshot (of request.boot_id, else its last boot), its
-        identity filled into `resp`; None when it has none."""
-        resp.device.CopyFrom(_identity(await self._device(conn, request.device_id, context)))
-        ref = await latest_snapshot(conn, request.device_id, request.boot_id)
-        if ref is not None:
-            resp.device.boot_id = ref.boot_id
-            resp.captured_at_ns = ref.captured_at_ns
-            resp.seq = ref.seq
-        return ref
-
-    @_status
-    async def DeviceSlabs(
-        self, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
-    ) -> query_pb2.DeviceSlabsResponse:
+        resp: S,
+        fill: Callable[[asyncpg.Connection, SnapshotRef, S], Awaitable[None]],
+    ) -> S:
+        """The device and its newest snapshot (of request.boot_id, else its last boot)
+        into `resp`, then `fill` adds that snapshot's state; a device without
+        snapshots gets its identity alone."""
         await self.auth.require(context, "reader")
-        resp = query_pb2.DeviceSlabsResponse()
         async with self.pool.acquire() as conn:
-            ref = await self._latest(conn, request, context, resp)
-            if ref is None:
-                return resp
-            resp.slab_caches.extend(SLAB.from_row(r) for r in await slab_state(conn, ref))
-            meminfo = await conn.fetchval(
-                "SELECT meminfo FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
-                "AND seq = $3 AND captured_at = $4",
-                ref.device_id,
-                ref.boot_id,
-                ref.seq,
-                ref.captured_at,
-            )
-            for k, v in loads(meminfo).items():
-                resp.meminfo[k] = v
-            return resp
+            resp.device.CopyFrom(_identity(await self._device(conn, request.device_id, context)))
+            ref = await latest_snapshot(conn, request.device_id, request.boot_id)
+            if ref is not None:
+                resp.device.boot_id = ref.boot_id
+                resp.captured_at_ns = ref.captured_at_ns
+                resp.seq = ref.seq
+                await fill(conn, ref, resp)
+        return resp
 
-    @_status
-    async def DeviceStacks(
-        self, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
-    ) -> query_pb2.DeviceStacksResponse:
-        await self.auth.require(context, "reader")
-        resp = query_pb2.DeviceStacksResponse()
-        async with self.pool.acquire() as conn:
-            ref = await self._latest(conn, request, context, resp)
-            if ref is None:
-                return resp
-            resp.stacks.extend(
-                query_pb2.StackState(stack=stack_definition(r), sample=STACK.from_row(r))
-                for r in await stack_state(conn, ref)
-            )
-            source = await conn.fetchval(
-                "SELECT stack_source FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
-                "AND captured_at <= $3 AND stack_source IS NOT NULL "
-                "ORDER BY captured_at DESC LIMIT 1",
-                ref.device_id,
-                ref.boot_id,
-                ref.captured_at,
-            )
-            if source is not None:
-                resp.stack_source.CopyFrom(pb.StackSourceInfo(**loads(source)))
-            return resp
+    # The two differ only in the state they add to the device's newest snapshot.
+    DeviceSlabs = _device_state_rpc(query_pb2.DeviceSlabsResponse, _slabs_and_meminfo)
+    DeviceStacks = _device_state_rpc(query_pb2.DeviceStacksResponse, _stacks_and_source)
 
     @_status
     async def StackSeries(
@@ -237,11 +230,7 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
         if not request.firmware_version:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "firmware_version: is required")
         await _check_text(context, "firmware_version", request.firmware_version)
-        try:
-            return await self.rankings.leaks(request)
-        except NotImplementedError as exc:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
-            raise
+        return await self.rankings.leaks(request)
 
     @_status
     async def Diff(
@@ -254,8 +243,4 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             )
         await _check_text(context, "base_firmware", request.base_firmware)
         await _check_text(context, "target_firmware", request.target_firmware)
-        try:
-            return await self.rankings.diff(request)
-        except NotImplementedError as exc:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
-            raise
+        return await self.rankings.diff(request)

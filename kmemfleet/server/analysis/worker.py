@@ -7,8 +7,8 @@ server; the Leaks and Diff answers (rankings.py) read its watermark.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -16,42 +16,35 @@ from kmemfleet import log
 from kmemfleet.server.analysis.incremental import Analyzer
 
 FRESH_WAIT_S = 3.0  # a query waits at most this long for what was acked before it
-IDLE_POLL_S = 1.0  # the worker looks at the queue this often when nobody kicks it
+IDLE_POLL_S = 1.0  # an idle worker looks at the queue this often
 PASS_BUDGET_S = 2.0  # one pass folds this long, then refreshes the summaries
 logger = log.get("analysis")
 
 
+@dataclass(eq=False)
 class Worker:
     """Folds the analysis queue in the background and keeps the watermark.
 
     `through_ns`: everything acknowledged before it is in the summaries (the
     older of a pass's start and the oldest snapshot still queued after it)."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, analyzer: Analyzer, fresh_wait_s: float = FRESH_WAIT_S
-    ) -> None:
-        self.pool = pool
-        self.analyzer = analyzer
-        self.fresh_wait_s = fresh_wait_s
-        self.through_ns = 0
-        self._kick = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+    pool: asyncpg.Pool
+    analyzer: Analyzer
+    fresh_wait_s: float = FRESH_WAIT_S
+    through_ns: int = 0
+    task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="analysis-worker")
+        self.task = asyncio.create_task(self._run(), name="analysis-worker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    def kick(self) -> None:
-        self._kick.set()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
 
     async def _run(self) -> None:
         while True:
-            self._kick.clear()
             started = time.time_ns()
             try:
                 stats = await self.analyzer.catch_up(self.pool, budget_seconds=PASS_BUDGET_S)
@@ -67,5 +60,4 @@ class Worker:
                 through = started if oldest is None else min(started, int(oldest))
                 self.through_ns = max(self.through_ns, through)
             if stats is None or stats.complete:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), IDLE_POLL_S)
+                await asyncio.sleep(IDLE_POLL_S)
