@@ -103,9 +103,9 @@ def main() -> int:
         dsn = str(pg.get_uri())
     address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     cli = [sys.executable, "-m", "kmemfleet.cli.main"]
+    argv = [*cli, "server", "--listen", address, "--dsn", dsn, "--insecure"]
     server = subprocess.Popen(
-        [*cli, "server", "--listen", address, "--dsn", dsn, "--insecure"]
-        + ["--metrics-listen", metrics, "--fleet-metrics-interval", "5"],
+        [*argv, "--metrics-listen", metrics, "--fleet-metrics-interval", "5"],
         stdout=(tmp / "server.log").open("wb"),
         stderr=subprocess.STDOUT,
         cwd=REPO,
