@@ -13,7 +13,9 @@ from pathlib import Path
 
 import grpc
 
-DEFAULT_SERVER = "127.0.0.1:50051"
+from kmemfleet.agent.config import DEFAULTS
+
+DEFAULT_SERVER = DEFAULTS.server  # every client's default, the agent's included
 # Snapshots of devices with many stacks can be large; the server enforces its own limit.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
