@@ -12,10 +12,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kmemfleet.agent.lean import without_unused_modules
+from kmemfleet.agent.without_ssl import ssl_hidden
 from kmemfleet.errors import CliError, SourceError
 
-with without_unused_modules():  # before anything imports grpc or structlog (asyncio)
+with ssl_hidden():  # before anything imports grpc or structlog (asyncio)
     from kmemfleet import log
     from kmemfleet.transport import add_client_arguments
 
