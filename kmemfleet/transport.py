@@ -13,9 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from kmemfleet.agent.config import DEFAULTS
-
-DEFAULT_SERVER = DEFAULTS.server  # every client's default, the agent's included
+DEFAULT_SERVER = "127.0.0.1:50051"
 # Snapshots of devices with many stacks can be large; the server enforces its own limit.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 

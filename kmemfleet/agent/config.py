@@ -4,21 +4,25 @@ Precedence: a flag given on the command line, then the environment (for the
 token and server), then the config file, then the default. TOML keys are the
 long flag names, with '-' or '_' (`spool-dir` or `spool_dir`).
 
-AgentSettings is the one place the agent's defaults are written: the spool, the
-keyframe policy, the reconnect backoff and the client's server address take
-theirs from it, and the flags' help texts show them.
+AgentSettings is the agent's settings, typed, each default written once: the
+connection's are ClientConfig's and the identity's IdentityConfig's (it is
+both), the rest are its own, and the spool, the keyframe policy and the
+reconnect backoff take theirs from it; the flags' help texts show them.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
+from kmemfleet.agent.identity import IdentityConfig
 from kmemfleet.errors import CliError
+from kmemfleet.transport import ClientConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,29 +31,14 @@ else:  # pragma: no cover - python 3.10 devices
 
 
 @dataclass(frozen=True)
-class AgentSettings:
-    """Every agent setting, typed, with its default."""
+class AgentSettings(IdentityConfig, ClientConfig):
+    """Every agent setting: the connection, how to find the identity, and these."""
 
-    server: str = "127.0.0.1:50051"
-    token: str | None = None
-    insecure: bool = False
-    tls_ca: Path | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_server_name: str | None = None
     interval: float = 300.0  # seconds between snapshots
     once: bool = False
     once_timeout: float = 60.0
     proc_root: Path = Path("/")
     debugfs: Path | None = None
-    device_id: str | None = None
-    device_id_file: str | None = None
-    firmware_version: str | None = None
-    firmware_file: str | None = None
-    firmware_os_release_key: str = "VERSION_ID"
-    firmware_command: str | None = None
-    hardware_model: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
     spool_dir: Path = Path("/var/lib/kmemfleet/spool")
     spool_max_bytes: int = 64 * 1024 * 1024
     spool_max_count: int = 10_000
@@ -86,6 +75,17 @@ def load_file(path: Path) -> dict[str, Any]:
             raise CliError(f"config file {path}: unknown key {key!r}")
         values[name] = value
     return values
+
+
+def add_label_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a free-form label (repeatable)",
+    )
 
 
 def parse_labels(value: Any) -> dict[str, str]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kmemfleet.agent.collectors.base import KernelFS, read_text
-from kmemfleet.agent.config import DEFAULTS
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import device_pb2
 
@@ -26,7 +25,7 @@ class IdentityConfig:
     device_id_file: str | None = None  # relative to the root unless absolute
     firmware_version: str | None = None
     firmware_file: str | None = None
-    firmware_os_release_key: str = DEFAULTS.firmware_os_release_key
+    firmware_os_release_key: str = "VERSION_ID"
     firmware_command: str | None = None
     hardware_model: str | None = None
     arch: str | None = None
