@@ -93,8 +93,5 @@ def run(args: argparse.Namespace) -> int:
         previous = {r.stack_id: r.bytes for r in report.rows}
         return lines
 
-    try:
-        refresh(render, args.interval, 1 if args.once else args.count)
-    except KeyboardInterrupt:
-        return 0
+    refresh(render, args.interval, 1 if args.once else args.count)
     return 0

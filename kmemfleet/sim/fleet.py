@@ -193,6 +193,11 @@ def _schedule(rng: random.Random, spec: FleetSpec) -> list[Boot]:
     cuts = [0.0]
     if rng.random() < spec.reboot_probability:
         cuts.append(rng.uniform(spec.hours * 0.2, spec.hours * 0.8))
+    return split_boots(rng, cuts, times)
+
+
+def split_boots(rng: random.Random, cuts: list[float], times: list[float]) -> list[Boot]:
+    """One boot from each cut to the next, holding the capture times in it (empty ones go)."""
     boots = []
     for k, start in enumerate(cuts):
         end = cuts[k + 1] if k + 1 < len(cuts) else float("inf")
