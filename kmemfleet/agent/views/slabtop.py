@@ -55,7 +55,9 @@ def use_pct(c: pb.SlabCache) -> int:
 
 
 @dataclass(frozen=True)
-class Summary:
+class SlabSummary:
+    """slabtop's header: totals over every cache (the server's ranking has its own Summary)."""
+
     active_objs: int
     total_objs: int
     active_slabs: int
@@ -73,10 +75,10 @@ def _pct(a: int, b: int) -> float:
     return 100.0 * a / b if b else 0.0
 
 
-def summarize(caches: Sequence[pb.SlabCache]) -> Summary:
+def summarize(caches: Sequence[pb.SlabCache]) -> SlabSummary:
     total_objs = sum(c.num_objs for c in caches)
     total_size = sum(map(total_bytes, caches))
-    return Summary(
+    return SlabSummary(
         active_objs=sum(c.active_objs for c in caches),
         total_objs=total_objs,
         active_slabs=sum(c.active_slabs for c in caches),
@@ -91,7 +93,7 @@ def summarize(caches: Sequence[pb.SlabCache]) -> Summary:
     )
 
 
-def summary_lines(s: Summary) -> list[str]:
+def summary_lines(s: SlabSummary) -> list[str]:
     return [
         f" Active / Total Objects (% used)    : {s.active_objs} / {s.total_objs} "
         f"({_pct(s.active_objs, s.total_objs):.1f}%)",
