@@ -32,6 +32,10 @@
 
 #include <linux/version.h>
 #include <linux/kernel.h>
+#include <linux/moduleparam.h>
+#include <linux/namei.h>
+#include <linux/dcache.h>
+#include <linux/path.h>
 #include <linux/slab.h>
 #include <linux/kprobes.h>
 #include <linux/tracepoint.h>
@@ -203,6 +207,15 @@ static struct kprobe mlt_kp = {
 
 bool mlt_bulk_probe_ok;
 
+/*
+ * Debug, for tests: put the kprobe on a function kprobes refuse (the
+ * handler above, NOKPROBE_SYMBOL), so that registration fails as it does
+ * with CONFIG_KPROBES=n or lockdown, and the module runs without it.
+ */
+static bool mlt_bulk_probe_refused;
+module_param_named(debug_bulk_probe_refused, mlt_bulk_probe_refused, bool, 0444);
+MODULE_PARM_DESC(debug_bulk_probe_refused, "Debug: register the kmem_cache_free_bulk kprobe where kprobes refuse it, to test running without it");
+
 static void mlt_unregister_all(void)
 {
 	int i;
@@ -227,6 +240,8 @@ int mlt_probes_register(void)
 	mlt_check_types();
 	for (i = 0; i < ARRAY_SIZE(mlt_tps); i++) {
 		if (i == MLT_NR_FREE_TPS) {
+			if (mlt_bulk_probe_refused)
+				mlt_kp.symbol_name = "mlt_kp_free_bulk";
 			err = register_kprobe(&mlt_kp);
 			if (err)
 				pr_warn("no kprobe on kmem_cache_free_bulk (%d): kfree_rcu objects will look leaked\n",

@@ -15,7 +15,8 @@ import sys
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 HEADER_KEYS = ["mode", "sample_bytes", "depth", "tracked_objects", "tracked_bytes",
-               "stacks", "dropped", "untracked_frees", "missed_frees", "uptime_ns"]
+               "stacks", "dropped", "untracked_frees", "missed_frees", "uptime_ns",
+               "bulk_free_probe"]
 STACK_RE = re.compile(r"^stack ([0-9a-f]{16}) bytes (\d+) objects (\d+) allocs (\d+) frees (\d+)$")
 B64_RE = re.compile(r"^[A-Za-z0-9+/=]+$")
 SAMPLED_TOLERANCE = 0.30     # relative, about 4 standard deviations here
@@ -77,7 +78,7 @@ class Report:
         if not text.endswith("\n"):
             self.errors.append("does not end with a newline")
         lines = lines[:-1]
-        if len(lines) < 2 or lines[0] != "mlt - version: 1.0":
+        if len(lines) < 2 or lines[0] != "mlt - version: 1.1":
             self.errors.append("bad version line %r" % (lines[:1],))
             return
         toks = lines[1].split(" ")
@@ -502,6 +503,21 @@ def main():
     c.check("repeated_ooms_print_one_bounded_report", oom_bounded)
     c.check("unload_at_end", lambda: (notes["rc_rmmod_end"] == "0" and notes["rc_rmmod_leaky"] == "0",
                                       "rmmod failed: %s" % notes))
+
+    def no_bulk_probe():
+        full = c.report("full").header["bulk_free_probe"]
+        r = c.report("no_bulk")
+        st = parse_stats(sections["no_bulk_stats"])
+        log = sections["no_bulk_log"].decode("ascii", "replace")
+        left = sum(s["objects"] for s in r.by_func("leaky_rcu_alloc"))
+        print("INFO without the bulk-free kprobe: %d of 50 kfree_rcu objects still listed 2 s later; log %r"
+              % (left, log.strip()[:200]))
+        ok = (notes["rc_insmod_no_bulk"] == "0" and notes["rc_rmmod_no_bulk"] == "0" and full == 1
+              and r.header["bulk_free_probe"] == 0 and st["bulk_free_probe"] == 0
+              and st["bulk_freed_objects"] == 0 and "kfree_rcu objects will look leaked" in log)
+        return ok, "insmod rc %s, header flag normally %d, without the probe %d, stats %d, log %r" % (
+            notes["rc_insmod_no_bulk"], full, r.header["bulk_free_probe"], st["bulk_free_probe"], log[:200])
+    c.check("refused_bulk_free_kprobe_reported_in_header", no_bulk_probe)
 
     def clean():
         text = sections["dmesg"].decode("ascii", "replace")

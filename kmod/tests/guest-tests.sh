@@ -251,8 +251,20 @@ dmesg | grep 'mlt: OOM' > /tmp/oom.txt
 emit oom /tmp/oom.txt
 emit oom_stats $D/stats
 
-# Unload with live entries, then the test module.
+# Unload with live entries.
 lk leak 100 128
 try rmmod_end rmmod mlt
+
+# Without the kmem_cache_free_bulk kprobe (refused on purpose, as with
+# CONFIG_KPROBES=n or lockdown): the report header says so.
+try insmod_no_bulk insmod /modules/mlt.ko mode=full debug_bulk_probe_refused=1
+lk freeall
+lk rcu 50
+sleep 2
+emit no_bulk $D/stacks
+emit no_bulk_stats $D/stats
+dmesg | grep 'mlt: no kprobe' > /tmp/no_bulk.txt
+emit no_bulk_log /tmp/no_bulk.txt
+try rmmod_no_bulk rmmod mlt
 try rmmod_leaky rmmod leaky
 exit 0
