@@ -171,6 +171,7 @@ struct mlt_table {
 	u32 max_stacks;
 	u32 stack_bits;
 	char slab[MLT_SLAB_NAME_LEN];	/* cache name filter, "" = all */
+	char slab_key[MLT_SLAB_NAME_LEN];	/* what it compares (sysfs name) */
 
 	struct mlt_stripe stripes[MLT_STRIPES];
 	struct mlt_obj *objs;
@@ -248,6 +249,7 @@ static inline unsigned long *mlt_stack_frames(const struct mlt_table *t,
 int mlt_probes_register(void);
 void mlt_probes_unregister(void);
 bool mlt_slab_filter_supported(void);
+int mlt_slab_key(const char *name, char *key, size_t size);
 
 static __always_inline void mlt_count(enum mlt_counter c, u64 n)
 {

@@ -144,6 +144,7 @@ static unsigned int cfg_max_objects;	/* 0: derived from the cap */
 static unsigned int cfg_max_stacks;	/* 0: derived from the cap */
 static unsigned int cfg_max_memory_kb;	/* 0: 1/MLT_DEFAULT_RAM_DIV of RAM */
 static char cfg_slab[MLT_SLAB_NAME_LEN];
+static char cfg_slab_key[MLT_SLAB_NAME_LEN];	/* mlt_slab_key() of cfg_slab */
 
 /*
  * Rebuild the tables after a parameter change, under mlt_ctl_lock. On
@@ -254,23 +255,39 @@ static const struct mlt_uint_param mlt_p_max_memory_kb = {
 module_param_cb(max_memory_kb, &mlt_uint_ops, (void *)&mlt_p_max_memory_kb, 0644);
 MODULE_PARM_DESC(max_memory_kb, "Hard cap on tracking memory in KiB, 0 = 1/256 of RAM; change resets");
 
+/*
+ * The cache is found by its name in /sys/kernel/slab when the filter is
+ * set: a name SLUB merged into another cache gets that cache (and so every
+ * cache merged with it). No such cache: -ENOENT.
+ */
 static int mlt_slab_set(const char *val, const struct kernel_param *kp)
 {
 	size_t len = strcspn(val, "\n");
-	char old[MLT_SLAB_NAME_LEN];
+	char old[MLT_SLAB_NAME_LEN], old_key[MLT_SLAB_NAME_LEN];
+	char name[MLT_SLAB_NAME_LEN], key[MLT_SLAB_NAME_LEN] = "";
 	int err;
 
 	if (len >= sizeof(cfg_slab))
 		return -ENAMETOOLONG;
 	if (len && !mlt_slab_filter_supported())
 		return -EOPNOTSUPP;
+	memcpy(name, val, len);
+	name[len] = '\0';
+	if (len) {
+		err = mlt_slab_key(name, key, sizeof(key));
+		if (err)
+			return err;
+	}
 	mutex_lock(&mlt_ctl_lock);
 	memcpy(old, cfg_slab, sizeof(old));
-	memcpy(cfg_slab, val, len);
-	cfg_slab[len] = '\0';
+	memcpy(old_key, cfg_slab_key, sizeof(old_key));
+	memcpy(cfg_slab, name, sizeof(cfg_slab));
+	memcpy(cfg_slab_key, key, sizeof(cfg_slab_key));
 	err = mlt_apply_locked();
-	if (err)
+	if (err) {
 		memcpy(cfg_slab, old, sizeof(old));
+		memcpy(cfg_slab_key, old_key, sizeof(old_key));
+	}
 	mutex_unlock(&mlt_ctl_lock);
 	return err;
 }
@@ -780,7 +797,7 @@ noinline void mlt_alloc_slow(const void *ptr, size_t size,
 	if (unlikely(ZERO_OR_NULL_PTR(ptr)) || size < READ_ONCE(mlt_gate))
 		return;
 	if (unlikely(t->flags & MLT_F_SLAB) &&
-	    (!cache_name || strcmp(cache_name, t->slab)))
+	    (!cache_name || strcmp(cache_name, t->slab_key)))
 		return;
 	mlt_track(t, (unsigned long)ptr, size, call_site);
 }
@@ -940,6 +957,7 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	t->sample_bytes = cfg_sample_bytes;
 	t->depth = cfg_depth;
 	strscpy(t->slab, cfg_slab, sizeof(t->slab));
+	strscpy(t->slab_key, cfg_slab_key, sizeof(t->slab_key));
 	t->max_objects = objects;
 	t->per_stripe = objects / MLT_STRIPES;
 	t->obj_bits = ilog2(roundup_pow_of_two(objects));

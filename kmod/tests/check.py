@@ -380,6 +380,30 @@ def main():
             return ok and not others, why + "; other stacks: %s" % others[:3]
         c.check("slab_name_filter", slab)
 
+        def slab_merged():
+            st = parse_stats(sections["slab_stats"])
+            if st["slab_filter_supported"] != 1:
+                return notes["rc_slab_merged_set"] != "0", "unsupported filter was accepted"
+            ms = parse_stats(sections["slab_merged_stats"])
+            r = c.report("slab_merged")
+            s = c.one("slab_merged", "leaky_leak_merged")
+            target = notes["merge_link_b"].rsplit("/", 1)[-1]
+            print("INFO slab links: leaky_merge_a -> %r, leaky_merge_b -> %r; filter cache %r" % (
+                notes["merge_link_a"], notes["merge_link_b"], ms["slab_filter_cache"]))
+            # leaky_merge_b is an alias (a link) of a cache with another name,
+            # the same as leaky_merge_a's.
+            merged = (bool(target) and ms["slab_filter_cache"] == target != "leaky_merge_b"
+                      and notes["merge_link_a"].rsplit("/", 1)[-1] == target)
+            ok = (notes["rc_slab_merged_set"] == "0" and merged
+                  and (s["objects"], s["allocs"]) == (9, 9) and s["bytes"] % 9 == 0 and s["bytes"] >= 9 * 200
+                  and not r.by_func("leaky_leak_cache") and not r.by_func("leaky_leak_kmalloc")
+                  and notes["rc_slab_unknown"] != "0" and notes["slab_after_unknown"] == "leaky_merge_b")
+            return ok, "set rc %s, merged %s, leaky_leak_merged %s, unknown name rc %s, filter after %r, stacks %s" % (
+                notes["rc_slab_merged_set"], merged, {k: s[k] for k in ("objects", "bytes", "allocs")},
+                notes["rc_slab_unknown"], notes["slab_after_unknown"],
+                [x["frames"][0] for x in r.stacks][:5])
+        c.check("slab_filter_on_merged_cache", slab_merged)
+
         def cap_objects():
             st = parse_stats(sections["cap_objects_stats"])
             h = c.report("cap_objects").header

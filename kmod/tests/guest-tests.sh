@@ -122,6 +122,22 @@ if [ "$LEVEL" = full ]; then
 	echo > $P/slab
 	lk freeall
 
+	# A cache that SLUB merged into another (leaky_merge_b, mergeable like
+	# leaky_merge_a): the filter finds the merged cache. An unknown name is
+	# refused and leaves the filter as it was.
+	note merge_link_a "$(readlink /sys/kernel/slab/leaky_merge_a)"
+	note merge_link_b "$(readlink /sys/kernel/slab/leaky_merge_b)"
+	try slab_merged_set sh -c "echo leaky_merge_b > $P/slab"
+	lk merged 9
+	lk cache 2
+	lk leak 3 200
+	emit slab_merged $D/stacks
+	emit slab_merged_stats $D/stats
+	try slab_unknown sh -c "echo leaky_no_such_cache > $P/slab"
+	note slab_after_unknown "$(cat $P/slab)"
+	echo > $P/slab
+	lk freeall
+
 	# The cap: a pool of 256 objects must hold, and say it dropped.
 	echo 256 > $P/max_objects
 	# Below the pool size nothing is dropped, however the pointers hash.
