@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Check the serial log of a guest-tests.sh run and print the verdicts.
 
-Usage: check.py CONSOLE_LOG [--level full|smoke]
+Usage: check.py CONSOLE_LOG [--level full|smoke] [--scenario main|nodebugfs]
 
 Prints one "PASS name" or "FAIL name: why" line per check, then a closing
 line "N passed, N failed". Exit status 0 only if nothing failed.
@@ -209,13 +209,51 @@ def within(got, want, tol):
     return abs(got - want) <= tol * want
 
 
+def check_nodebugfs(raw, c, notes, sections):
+    """A boot with debugfs=off (guest-nodebugfs.sh): mlt loads without its
+    report files, says so, and keeps counting (the OOM report shows it)."""
+    c.check("nodebugfs_guest_finished", lambda: ("@@GUEST-DONE 0" in raw, "no @@GUEST-DONE 0 in the log"))
+    c.check("nodebugfs_booted_with_debugfs_off",
+            lambda: ("debugfs=off" in notes["cmdline"].split(), "cmdline %r" % notes["cmdline"]))
+    c.check("nodebugfs_module_loads",
+            lambda: (notes["rc_insmod_leaky"] == "0" and notes["rc_insmod_mlt"] == "0"
+                     and notes["mlt_debugfs"] == "absent", "notes %s" % notes))
+
+    def warned():
+        text = sections["mlt_log"].decode("ascii", "replace")
+        return "mlt: no debugfs" in text and "mlt: tracking every allocation" in text, "mlt log %r" % text[:400]
+    c.check("nodebugfs_load_warns_and_tracks", warned)
+
+    def counted():
+        lines = sections["mlt_log"].decode("ascii", "replace").splitlines()
+        heads = [i for i, ln in enumerate(lines) if re.search(r"mlt: OOM: #\d+ bytes 50000 objects 50$", ln)]
+        ok = any(i + 1 < len(lines) and "mlt: OOM:   leaky_leak_kmalloc+" in lines[i + 1] for i in heads)
+        return ok and notes["rc_leak"] == "0", "no OOM report row 'bytes 50000 objects 50' at leaky_leak_kmalloc: %r" % [
+            ln for ln in lines if "OOM: #" in ln][:10]
+    c.check("nodebugfs_counts_exact_in_oom_report", counted)
+    c.check("nodebugfs_unload", lambda: (notes["rc_rmmod_mlt"] == "0" and notes["rc_rmmod_leaky"] == "0",
+                                         "rmmod failed: %s" % notes))
+
+    def clean():
+        text = sections["dmesg"].decode("ascii", "replace")
+        lines = without_oom_reports(text.splitlines()) + without_oom_reports(raw.splitlines())
+        bad = [ln for ln in lines if any(t in ln for t in KERNEL_TROUBLE)]
+        return not bad, "kernel trouble: %s" % bad[:5]
+    c.check("nodebugfs_no_warn_bug_oops", clean)
+    print("%d passed, %d failed" % (c.passed, c.failed))
+    return 1 if c.failed else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("log")
     ap.add_argument("--level", default="full", choices=["full", "smoke"])
+    ap.add_argument("--scenario", default="main", choices=["main", "nodebugfs"])
     args = ap.parse_args()
     raw, sections, notes = read_log(args.log)
     c = Checker(sections, notes)
+    if args.scenario == "nodebugfs":
+        return check_nodebugfs(raw, c, notes, sections)
 
     c.check("guest_finished", lambda: ("@@GUEST-DONE 0" in raw, "no @@GUEST-DONE 0 in the log"))
     c.check("modules_load", lambda: (notes["rc_insmod_leaky"] == "0" and notes["rc_insmod_mlt"] == "0",
