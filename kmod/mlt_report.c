@@ -506,7 +506,10 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 		seq_printf(m, "sample_bytes %u\ndepth %u\n", t->sample_bytes, t->depth);
 		seq_printf(m, "slab_filter %s\n", t->slab[0] ? t->slab : "-");
 		seq_printf(m, "slab_filter_cache %s\n", t->slab[0] ? t->slab_key : "-");
-		seq_printf(m, "pool_bytes %zu\n", t->bytes);
+		seq_printf(m, "pool_bytes %zu\npool_bytes_allocated %zu\n", t->bytes,
+			   t->bytes_alloc);
+		seq_printf(m, "obj_chunks %u\nmax_obj_chunks %u\n", t->nr_chunks,
+			   t->max_chunks);
 		seq_printf(m, "max_objects %u\nobjects_used %llu\n", t->max_objects, used);
 		for (s = 0, live = 0; s < READ_ONCE(t->nr_stacks); s++)
 			live += atomic_read(&t->stacks[s].refs) > 0;

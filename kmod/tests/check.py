@@ -539,6 +539,25 @@ def main():
         return (abs(k["objects"] - 20) <= 1 and within(k["bytes"], 20 * 65536, 0.01),
                 "got %s" % {x: k[x] for x in ("bytes", "objects")})
     c.check("sampled_large_allocs_near_exact", big)
+
+    def grows():
+        st0 = parse_stats(sections["grow_start_stats"])
+        st = parse_stats(sections["grow_stats"])
+        h = c.report("grow").header
+        ok, why = c.counts("grow", "leaky_leak_kmalloc", 20000, 64, 20000, 0)
+        print("INFO sampled pool at 4 MiB cap: %d of %d bytes allocated at first (%d of %d chunks), "
+              "%d after 20000 objects (%d chunks)" % (
+                  st0["pool_bytes_allocated"], st0["pool_bytes"], st0["obj_chunks"], st0["max_obj_chunks"],
+                  st["pool_bytes_allocated"], st["obj_chunks"]))
+        ok = (ok and st0["obj_chunks"] == 1 and st0["max_obj_chunks"] >= 3
+              and st0["pool_bytes_allocated"] < st0["pool_bytes"] <= st0["cap_bytes"]
+              and 2 <= st["obj_chunks"] <= st["max_obj_chunks"]
+              and st0["pool_bytes_allocated"] < st["pool_bytes_allocated"] <= st["pool_bytes"] <= st["cap_bytes"]
+              and h["mode"] == "sampled" and h["dropped"] == 0)
+        return ok, why + "; chunks %d -> %d of %d, allocated %d -> %d of %d, dropped %d" % (
+            st0["obj_chunks"], st["obj_chunks"], st["max_obj_chunks"], st0["pool_bytes_allocated"],
+            st["pool_bytes_allocated"], st["pool_bytes"], h["dropped"])
+    c.check("sampled_pool_allocated_as_it_fills", grows)
     def steady():
         n = int(notes["steady_leaked"])
         ok, why = c.counts("steady", "leaky_steady_leak", n, 512, n, 0)

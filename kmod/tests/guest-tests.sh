@@ -228,6 +228,26 @@ lk leak 20 65536
 emit sampled_big $D/stacks
 lk freeall
 
+# Sampled mode allocates the object pool a chunk (16384 entries) at a
+# time: one at first, another from a work item once half are in use.
+# sample_bytes 1 samples every allocation (weight 1): 20000 leaks, in two
+# batches that fit what is allocated, the second after the pool grew.
+echo 1 > $P/sample_bytes
+echo 4096 > $P/max_memory_kb
+emit grow_start_stats $D/stats
+lk leak 10000 64
+i=0
+while [ $i -lt 60 ] && grep -q '^obj_chunks 1$' $D/stats; do
+	sleep 0.5
+	i=$((i + 1))
+done
+lk leak 10000 64
+emit grow $D/stacks
+emit grow_stats $D/stats
+lk freeall
+echo 0 > $P/max_memory_kb
+echo 4096 > $P/sample_bytes
+
 # Steady leak and churn from leaky's kthread (the end-to-end test knobs).
 echo full > $P/mode
 L=/sys/module/leaky/parameters
