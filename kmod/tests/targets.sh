@@ -36,7 +36,7 @@ resolve() {
 	arm64)
 		KERNEL=$KMOD_CACHE/arm64/vmlinuz
 		KDIR=$KMOD_CACHE/arm64/headers
-		ARCH=arm64 QARCH=arm64 LEVEL=full TIMEOUT=360 CROSS=aarch64-linux-gnu-
+		ARCH=arm64 QARCH=arm64 LEVEL=full TIMEOUT=420 CROSS=aarch64-linux-gnu-
 		;;
 	x86_64-5.10)
 		# Debian 11's kernel, extracted by .ci/install-kmod.sh. Its
