@@ -135,7 +135,7 @@ def evaluate(spec: families.FamilySpec) -> dict[str, Any]:
     per_fw_naive: dict[str, Score] = collections.defaultdict(Score)
     confusion: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     fp_kinds: collections.Counter[str] = collections.Counter()
-    summaries: dict[Cohort, ranking.Summary] = {}
+    summaries: dict[Cohort, ranking.CohortSummary] = {}
     for c, rs in rows.items():
         decided = ranking.decide(rs)
         summaries[c] = ranking.summarize(rs)
@@ -185,7 +185,7 @@ def evaluate(spec: families.FamilySpec) -> dict[str, Any]:
     }
 
 
-def rank_of_regression(fl: simfleet.Fleet, summaries: dict[Cohort, ranking.Summary]) -> int:
+def rank_of_regression(fl: simfleet.Fleet, summaries: dict[Cohort, ranking.CohortSummary]) -> int:
     """1-based position of the planted regression among diff's regressions (0 = missing)."""
 
     def leaks(version: str, subject: str, sig: str) -> bool:

@@ -5,7 +5,8 @@ beside a plain asyncpg binary COPY of the same rows into the same schema, in the
                                      [--stacks 2000] [--repeat 3] [--dsn DSN]
 
 Each agent sends a keyframe and then deltas (--change of the keys change per
-delta) on one stream, reading acks as they come. Samples = slab + stack rows
+delta), made by the agent's own delta encoder, on one stream, reading acks as
+they come. Samples = slab + stack rows
 stored. Without --dsn an embedded PostgreSQL is started in a temporary folder.
 Each repetition uses two fresh databases (server, baseline). Prints every
 repetition, the medians, and ratio = server samples/s / COPY samples/s.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import math
 import random
 import shutil
 import statistics
@@ -32,6 +35,12 @@ import grpc
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from kmemfleet.agent.capture import Capture  # noqa: E402
+from kmemfleet.agent.collectors import mlt  # noqa: E402
+from kmemfleet.agent.collectors.frames import parse_symbol  # noqa: E402
+from kmemfleet.agent.collectors.stackreport import StackReport, StackRow  # noqa: E402
+from kmemfleet.agent.delta import DeltaEncoder, KeyframePolicy  # noqa: E402
+from kmemfleet.agent.stream import strip_known_definitions  # noqa: E402
 from kmemfleet.server.storage import maintenance  # noqa: E402
 from kmemfleet.server.storage.migrate import migrate  # noqa: E402
 from kmemfleet.server.storage.writer import (  # noqa: E402
@@ -48,7 +57,11 @@ STREAM = "/kmemfleet.v1.Ingest/Stream"
 def agent_snapshots(
     agent: int, n: int, caches: int, stacks: int, change: float
 ) -> list[pb.Snapshot]:
-    """A keyframe and n-1 deltas of one simulated device."""
+    """A keyframe and n-1 deltas of one simulated device, as its agent sends them.
+
+    The device's state (slab caches, mlt stacks, meminfo) changes `change` of its
+    keys per interval and goes through the agent's own delta encoder; definitions
+    the stream already carried are stripped as the agent's stream does."""
     rng = random.Random(agent)
     dev = device_pb2.DeviceIdentity(
         device_id=f"bench-{agent:05d}",
@@ -62,55 +75,52 @@ def agent_snapshots(
     # Devices on one firmware share its kernel, hence its stack ids and frames.
     fw_rng = random.Random(f"fw-{agent % 3}")
     ids = [fw_rng.getrandbits(64) for _ in range(stacks)]
+    frames = [
+        tuple(
+            f"fn_{sid % 10**6}_{d}+0x{16 * d:x}/0x100" + (" [mod]" if d == 0 else "")
+            for d in range(8)
+        )
+        for sid in ids
+    ]
+
+    def slab(i: int) -> pb.SlabCache:
+        return pb.SlabCache(
+            name=f"cache-{i}",
+            active_objs=rng.randrange(10**6),
+            num_objs=10**6,
+            objsize=64 << (i % 6),
+            objperslab=32,
+            pagesperslab=1,
+            active_slabs=1000,
+            num_slabs=1200,
+        )
+
+    def stack(j: int, seq: int) -> StackRow:
+        return StackRow(ids[j], rng.randrange(1 << 30), rng.randrange(10**5), seq, 0, 0, frames[j])
+
+    slabs = [slab(i) for i in range(caches)]
+    rows = [stack(j, 1) for j in range(stacks)]
+    encoder = DeltaEncoder(KeyframePolicy(sys.maxsize, math.inf))
+    defined: set[int] = set()
     out = []
     for seq in range(1, n + 1):
-        s = pb.Snapshot(
-            device=dev,
-            seq=seq,
-            captured_at_ns=t0 + seq * 10**9,
-            uptime_seconds=1000.0 + seq,
-            base_seq=0 if seq == 1 else seq - 1,
-        )
-        s.meminfo["MemTotal"] = 1 << 30
-        s.meminfo["MemFree"] = rng.randrange(1 << 28)
-        k_caches = caches if seq == 1 else int(caches * change)
-        for i in rng.sample(range(caches), k_caches):
-            s.slab_caches.add(
-                name=f"cache-{i}",
-                active_objs=rng.randrange(10**6),
-                num_objs=10**6,
-                objsize=64 << (i % 6),
-                objperslab=32,
-                pagesperslab=1,
-                active_slabs=1000,
-                num_slabs=1200,
-            )
-        k_stacks = stacks if seq == 1 else int(stacks * change)
-        for j in rng.sample(range(stacks), k_stacks):
-            if seq == 1:
-                s.stack_definitions.add(
-                    stack_id=ids[j],
-                    module="mod",
-                    source=pb.STACK_SOURCE_MLT,
-                    frames=[
-                        pb.Frame(
-                            function=f"fn_{ids[j] % 10**6}_{d}",
-                            offset=16 * d,
-                            length=256,
-                            module="mod" if d == 0 else "",
-                        )
-                        for d in range(8)
-                    ],
-                )
-            s.stack_samples.add(
-                stack_id=ids[j],
-                bytes=rng.randrange(1 << 30),
-                objects=rng.randrange(10**5),
-                allocs=seq,
-                frees=0,
-            )
-        out.append(s)
+        if seq > 1:
+            for i in rng.sample(range(caches), int(caches * change)):
+                slabs[i] = slab(i)
+            for j in rng.sample(range(stacks), int(stacks * change)):
+                rows[j] = stack(j, seq)
+        report = StackReport(pb.STACK_SOURCE_MLT, mlt.PATH, "1.0", _parse_frame)
+        report.rows.extend(rows)
+        cap = Capture(dev, t0 + seq * 10**9, 1000.0 + seq, list(slabs), stacks=report)
+        cap.meminfo = {"MemTotal": 1 << 30, "MemFree": rng.randrange(1 << 28)}
+        snap = pb.Snapshot.FromString(encoder.encode(cap, seq).data)
+        strip_known_definitions(snap, defined)
+        out.append(snap)
     return out
+
+
+# The agent's frame parser, memoised: the bench re-defines the same frames often.
+_parse_frame = functools.lru_cache(maxsize=None)(parse_symbol)
 
 
 def with_database(dsn: str, name: str) -> str:

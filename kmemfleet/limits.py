@@ -18,9 +18,9 @@ may be anything the device's files held.
 from __future__ import annotations
 
 from collections.abc import Callable, Container
-from operator import attrgetter
 
 from kmemfleet.v1 import snapshot_pb2 as pb
+from kmemfleet.wire import SLAB, STACK, to_signed64
 
 # Seqs at or above this belong to `kmemfleet import` (IMPORT_SEQ_BASE + capture
 # time in ms): a bundle of a boot whose agent also streams never takes a seq the
@@ -40,21 +40,6 @@ MAX_BUDDY_ORDERS = 64
 MAX_PARSE_ISSUES = 1_000
 MAX_ISSUE_REASON = 200
 MAX_COUNT = (1 << 63) - 1  # PostgreSQL bigint
-SLAB_COUNT_FIELDS = (
-    "active_objs",
-    "num_objs",
-    "objsize",
-    "objperslab",
-    "pagesperslab",
-    "limit",
-    "batchcount",
-    "sharedfactor",
-    "active_slabs",
-    "num_slabs",
-    "sharedavail",
-)
-STACK_COUNT_FIELDS = ("bytes", "objects", "allocs", "frees", "bytes_upper")
-_slab_counts = attrgetter(*SLAB_COUNT_FIELDS)
 
 
 def text_problem(value: str, limit: int = MAX_TEXT_LEN, required: bool = False) -> str | None:
@@ -80,13 +65,13 @@ def slab_problem(c: pb.SlabCache) -> str | None:
     """Why a slab cache row is out of limits ("field: reason"), or None."""
     name = c.name
     if name.strip() and len(name) <= MAX_ID_LEN and "\x00" not in name:
-        lo = min(_slab_counts(c))
+        lo = min(SLAB.count_values(c))
         if lo >= 0 and max(c.active_objs, c.num_objs) * c.objsize <= MAX_COUNT:
             return None  # the fast path: one comparison chain per row
     problem = text_problem(name, MAX_ID_LEN, required=True)
     if problem:
         return f"name: {problem}"
-    for f in SLAB_COUNT_FIELDS:
+    for f in SLAB.counts:
         problem = count_problem(getattr(c, f))
         if problem:
             return f"{f}: {problem}"
@@ -146,7 +131,7 @@ def definition_problem(sd: pb.StackDefinition) -> str | None:
 
 
 def sample_problem(s: pb.StackSample) -> str | None:
-    for f in STACK_COUNT_FIELDS:
+    for f in STACK.counts:
         if getattr(s, f) < 0:
             return f"{f}: must be >= 0"
     return None
@@ -250,13 +235,11 @@ def sanitize(
 def _sanitize_stacks(
     snap: pb.Snapshot, known_ids: Container[int], rep: Callable[[str], None], check_samples: bool
 ) -> None:
-    top, wrap = 1 << 63, 1 << 64
     defs = snap.stack_definitions
     gone: set[int] = set()
     bad: list[tuple[int, str]] = []
     for i, sd in enumerate(defs):
-        sid = sd.stack_id
-        if (sid - wrap if sid >= top else sid) in known_ids:
+        if to_signed64(sd.stack_id) in known_ids:
             continue
         frames = sd.frames
         if (
@@ -291,9 +274,7 @@ def _sanitize_stacks(
         del samples[MAX_STACK_SAMPLES:]
     if not samples:
         return
-    negative = check_samples and (
-        min(min(s.bytes, s.objects, s.allocs, s.frees, s.bytes_upper) for s in samples) < 0
-    )
+    negative = check_samples and (min(min(c) for c in map(STACK.count_values, samples)) < 0)
     if not gone and not negative:
         return
     drop = []

@@ -20,12 +20,3 @@ def frame_label(frame: pb.Frame) -> str:
 def signature(frames: Iterable[pb.Frame]) -> str:
     """'f1 [mod] <- f2 <- f3', innermost frame first."""
     return " <- ".join(frame_label(f) for f in frames)
-
-
-def to_signed64(value: int) -> int:
-    """fixed64 wire ids as PostgreSQL bigint (two's complement)."""
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def to_unsigned64(value: int) -> int:
-    return value + (1 << 64) if value < 0 else value

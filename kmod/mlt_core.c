@@ -45,6 +45,12 @@
  *    odd, relink. A record's counters are added to only while it is pinned.
  *    Readers (reports, OOM) stop reuse while they run (t->readers), so the
  *    records they aggregate keep their stacks.
+ *  - The object pool is allocated in chunks (mlt.h). In sampled mode a
+ *    probe that finds half of the allocated entries in use kicks an
+ *    irq_work, which queues mlt_grow_work; the work item allocates the
+ *    next chunk under mlt_ctl_lock and hands its entries to the stripes'
+ *    free lists under their locks, after publishing the chunk pointer.
+ *    Module exit stops the probes, then syncs the irq_work and the work.
  *  - Per-CPU state (sampling countdown, PRNG, unwind buffers, counters)
  *    is touched only by its own CPU with preemption disabled, except by a
  *    reset, which rewrites it while no table is published. A recursion
@@ -71,6 +77,8 @@
 #include <linux/timekeeping.h>
 #include <linux/preempt.h>
 #include <linux/kprobes.h>
+#include <linux/workqueue.h>
+#include <linux/irq_work.h>
 #include "mlt.h"
 
 struct mlt_table __rcu *mlt_table;
@@ -83,6 +91,20 @@ u32 *mlt_obj_buckets;
 unsigned int mlt_obj_bits;
 unsigned long mlt_cap_bytes;
 static bool mlt_ready;
+static void mlt_grow(struct work_struct *work);
+static DECLARE_WORK(mlt_grow_work, mlt_grow);
+
+/*
+ * Probes may run with any lock held (a run-queue lock, a workqueue pool
+ * lock): they ask for the pool to grow through an irq_work, which queues
+ * the work item from a context that holds none of them.
+ */
+static void mlt_grow_kick_fn(struct irq_work *work)
+{
+	queue_work(system_unbound_wq, &mlt_grow_work);
+}
+
+static DEFINE_IRQ_WORK(mlt_grow_kick, mlt_grow_kick_fn);
 
 /* ---- parameters ------------------------------------------------------ */
 
@@ -144,6 +166,7 @@ static unsigned int cfg_max_objects;	/* 0: derived from the cap */
 static unsigned int cfg_max_stacks;	/* 0: derived from the cap */
 static unsigned int cfg_max_memory_kb;	/* 0: 1/MLT_DEFAULT_RAM_DIV of RAM */
 static char cfg_slab[MLT_SLAB_NAME_LEN];
+static char cfg_slab_key[MLT_SLAB_NAME_LEN];	/* mlt_slab_key() of cfg_slab */
 
 /*
  * Rebuild the tables after a parameter change, under mlt_ctl_lock. On
@@ -254,23 +277,39 @@ static const struct mlt_uint_param mlt_p_max_memory_kb = {
 module_param_cb(max_memory_kb, &mlt_uint_ops, (void *)&mlt_p_max_memory_kb, 0644);
 MODULE_PARM_DESC(max_memory_kb, "Hard cap on tracking memory in KiB, 0 = 1/256 of RAM; change resets");
 
+/*
+ * The cache is found by its name in /sys/kernel/slab when the filter is
+ * set: a name SLUB merged into another cache gets that cache (and so every
+ * cache merged with it). No such cache: -ENOENT.
+ */
 static int mlt_slab_set(const char *val, const struct kernel_param *kp)
 {
 	size_t len = strcspn(val, "\n");
-	char old[MLT_SLAB_NAME_LEN];
+	char old[MLT_SLAB_NAME_LEN], old_key[MLT_SLAB_NAME_LEN];
+	char name[MLT_SLAB_NAME_LEN], key[MLT_SLAB_NAME_LEN] = "";
 	int err;
 
 	if (len >= sizeof(cfg_slab))
 		return -ENAMETOOLONG;
 	if (len && !mlt_slab_filter_supported())
 		return -EOPNOTSUPP;
+	memcpy(name, val, len);
+	name[len] = '\0';
+	if (len) {
+		err = mlt_slab_key(name, key, sizeof(key));
+		if (err)
+			return err;
+	}
 	mutex_lock(&mlt_ctl_lock);
 	memcpy(old, cfg_slab, sizeof(old));
-	memcpy(cfg_slab, val, len);
-	cfg_slab[len] = '\0';
+	memcpy(old_key, cfg_slab_key, sizeof(old_key));
+	memcpy(cfg_slab, name, sizeof(cfg_slab));
+	memcpy(cfg_slab_key, key, sizeof(cfg_slab_key));
 	err = mlt_apply_locked();
-	if (err)
+	if (err) {
 		memcpy(cfg_slab, old, sizeof(old));
+		memcpy(cfg_slab_key, old_key, sizeof(old_key));
+	}
 	mutex_unlock(&mlt_ctl_lock);
 	return err;
 }
@@ -591,8 +630,8 @@ static void mlt_stripe_steal(struct mlt_table *t, struct mlt_stripe *s)
 			continue;
 		for (n = 0; n < MLT_STEAL_BATCH && o->free != MLT_NIL; n++) {
 			i = o->free;
-			WRITE_ONCE(o->free, t->objs[i].next);
-			t->objs[i].next = s->free;
+			WRITE_ONCE(o->free, mlt_obj(t, i)->next);
+			mlt_obj(t, i)->next = s->free;
 			WRITE_ONCE(s->free, i);
 		}
 		raw_spin_unlock(&o->lock);
@@ -627,7 +666,7 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 
 	raw_spin_lock_irqsave(&s->lock, flags);
 	for (i = t->buckets[b]; i != MLT_NIL; i = o->next) {
-		o = &t->objs[i];
+		o = mlt_obj(t, i);
 		if (o->ptr == ptr)
 			break;
 	}
@@ -645,7 +684,7 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 			mlt_count(MLT_C_DROP_POOL, 1);
 			return;
 		}
-		o = &t->objs[i];
+		o = mlt_obj(t, i);
 		WRITE_ONCE(s->free, o->next);
 		s->used++;
 		o->ptr = ptr;
@@ -662,6 +701,9 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 		mlt_count(MLT_C_MISSED_FREES, 1);
 		atomic64_add(mlt_weight(t, old_size), &t->stacks[old_stack].frees_w);
 		mlt_stack_put(t, old_stack);
+	} else if ((t->flags & MLT_F_LAZY) &&
+		   atomic_inc_return(&t->obj_used) >= READ_ONCE(t->grow_at)) {
+		irq_work_queue(&mlt_grow_kick);
 	}
 	mlt_count(MLT_C_TRACKED, 1);
 }
@@ -683,8 +725,8 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 	s = &t->stripes[b & (MLT_STRIPES - 1)];
 	link = &t->buckets[b];
 	raw_spin_lock_irqsave(&s->lock, flags);
-	for (i = *link; i != MLT_NIL; link = &t->objs[i].next, i = *link) {
-		struct mlt_obj *o = &t->objs[i];
+	for (i = *link; i != MLT_NIL; link = &mlt_obj(t, i)->next, i = *link) {
+		struct mlt_obj *o = mlt_obj(t, i);
 
 		if (o->ptr != ptr)
 			continue;
@@ -702,6 +744,8 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 	if (sidx == MLT_NIL) {
 		mlt_count(MLT_C_UNTRACKED_FREES, 1);
 	} else {
+		if (t->flags & MLT_F_LAZY)
+			atomic_dec(&t->obj_used);
 		atomic64_add(mlt_weight(t, size), &t->stacks[sidx].frees_w);
 		mlt_stack_put(t, sidx);
 	}
@@ -780,7 +824,7 @@ noinline void mlt_alloc_slow(const void *ptr, size_t size,
 	if (unlikely(ZERO_OR_NULL_PTR(ptr)) || size < READ_ONCE(mlt_gate))
 		return;
 	if (unlikely(t->flags & MLT_F_SLAB) &&
-	    (!cache_name || strcmp(cache_name, t->slab)))
+	    (!cache_name || strcmp(cache_name, t->slab_key)))
 		return;
 	mlt_track(t, (unsigned long)ptr, size, call_site);
 }
@@ -813,8 +857,8 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
 			t0 = local_clock();
 			raw_spin_lock(&t->stripes[s].lock);
 			for (n = 0; n < chunk && b < nb; n++, b += MLT_STRIPES) {
-				for (i = t->buckets[b]; i != MLT_NIL; i = t->objs[i].next) {
-					const struct mlt_obj *o = &t->objs[i];
+				for (i = t->buckets[b]; i != MLT_NIL; i = mlt_obj(t, i)->next) {
+					const struct mlt_obj *o = mlt_obj(t, i);
 					u64 w = mlt_weight(t, o->size);
 
 					t->agg[o->stack].objects_w += w;
@@ -840,9 +884,13 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
 
 static void mlt_table_free(struct mlt_table *t)
 {
+	u32 c;
+
 	if (!t)
 		return;
-	vfree(t->objs);
+	for (c = 0; t->chunks && c < t->max_chunks; c++)
+		vfree(t->chunks[c]);
+	vfree(t->chunks);
 	vfree(t->buckets);
 	vfree(t->stacks);
 	vfree(t->stack_buckets);
@@ -872,10 +920,69 @@ static size_t mlt_stack_mem(u32 stacks, u32 depth)
 	       PAGE_ALIGN(mlt_trace_mem(mlt_nr_traces(stacks)));
 }
 
+/* Entries in chunk c of a pool of objects entries. */
+static u32 mlt_chunk_len(u32 objects, u32 c)
+{
+	return min_t(u32, objects - (c << MLT_CHUNK_SHIFT), MLT_CHUNK);
+}
+
+static size_t mlt_chunk_mem(u32 objects, u32 c)
+{
+	return PAGE_ALIGN((size_t)mlt_chunk_len(objects, c) * sizeof(struct mlt_obj));
+}
+
 static size_t mlt_obj_mem(u32 objects)
 {
-	return PAGE_ALIGN((size_t)objects * sizeof(struct mlt_obj)) +
+	u32 chunks = DIV_ROUND_UP(objects, MLT_CHUNK);
+
+	return (size_t)(chunks - 1) * mlt_chunk_mem(objects, 0) +
+	       mlt_chunk_mem(objects, chunks - 1) +
+	       PAGE_ALIGN((size_t)chunks * sizeof(struct mlt_obj *)) +
 	       PAGE_ALIGN((size_t)roundup_pow_of_two(objects) * sizeof(u32));
+}
+
+/* MLT_F_LAZY: grow once half of the allocated entries are in use. */
+static u32 mlt_grow_mark(const struct mlt_table *t)
+{
+	if (t->nr_chunks >= t->max_chunks)
+		return U32_MAX;
+	return (t->nr_chunks << MLT_CHUNK_SHIFT) / 2;
+}
+
+/*
+ * Publish chunk c (t->nr_chunks) and hand its entries to the stripes'
+ * free lists, round robin. Process context; mlt_ctl_lock held, or the
+ * table not yet published.
+ */
+static void mlt_pool_add(struct mlt_table *t, u32 c, struct mlt_obj *mem)
+{
+	u32 first = c << MLT_CHUNK_SHIFT, n = mlt_chunk_len(t->max_objects, c);
+	u32 head[MLT_STRIPES], tail[MLT_STRIPES], i, s;
+	unsigned long flags;
+
+	for (s = 0; s < MLT_STRIPES; s++)
+		head[s] = MLT_NIL;
+	for (i = n; i-- > 0;) {
+		s = i % MLT_STRIPES;
+		mem[i].ptr = 0;
+		mem[i].next = head[s];
+		if (head[s] == MLT_NIL)
+			tail[s] = first + i;
+		head[s] = first + i;
+	}
+	WRITE_ONCE(t->chunks[c], mem);
+	for (s = 0; s < MLT_STRIPES; s++) {
+		if (head[s] == MLT_NIL)
+			continue;
+		/* The lock orders the chunk before its entries for everyone. */
+		raw_spin_lock_irqsave(&t->stripes[s].lock, flags);
+		mlt_obj(t, tail[s])->next = t->stripes[s].free;
+		WRITE_ONCE(t->stripes[s].free, head[s]);
+		raw_spin_unlock_irqrestore(&t->stripes[s].lock, flags);
+	}
+	t->nr_chunks = c + 1;
+	t->bytes_alloc += mlt_chunk_mem(t->max_objects, c);
+	WRITE_ONCE(t->grow_at, mlt_grow_mark(t));
 }
 
 /*
@@ -892,6 +999,28 @@ static void *mlt_vzalloc(size_t size)
 	return __vmalloc(size, GFP_KERNEL | __GFP_NOWARN | __GFP_ZERO);
 }
 
+/*
+ * MLT_F_LAZY: add chunks while half of the allocated entries are in use.
+ * Queued by mlt_obj_insert() (any context); a chunk that cannot be
+ * allocated now is tried again at the next insertion.
+ */
+static void mlt_grow(struct work_struct *work)
+{
+	struct mlt_table *t;
+	struct mlt_obj *mem;
+
+	mutex_lock(&mlt_ctl_lock);
+	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
+	while (t && (t->flags & MLT_F_LAZY) && t->nr_chunks < t->max_chunks &&
+	       atomic_read(&t->obj_used) >= t->grow_at) {
+		mem = mlt_vmalloc(mlt_chunk_mem(t->max_objects, t->nr_chunks));
+		if (!mem)
+			break;
+		mlt_pool_add(t, t->nr_chunks, mem);
+	}
+	mutex_unlock(&mlt_ctl_lock);
+}
+
 /* Size a table for the current parameters within the cap (*cap). */
 static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 {
@@ -902,7 +1031,8 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	size_t avail, smem, per_obj = sizeof(struct mlt_obj) + 2 * sizeof(u32);
 	size_t trace_bytes;
 	struct mlt_table *t;
-	u32 stacks, objects, i, s;
+	struct mlt_obj *mem;
+	u32 stacks, objects, nr_chunks, c, s;
 
 	if (cfg_max_memory_kb)
 		*cap = (unsigned long)cfg_max_memory_kb * 1024;
@@ -940,15 +1070,21 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	t->sample_bytes = cfg_sample_bytes;
 	t->depth = cfg_depth;
 	strscpy(t->slab, cfg_slab, sizeof(t->slab));
+	strscpy(t->slab_key, cfg_slab_key, sizeof(t->slab_key));
 	t->max_objects = objects;
-	t->per_stripe = objects / MLT_STRIPES;
+	t->max_chunks = DIV_ROUND_UP(objects, MLT_CHUNK);
+	nr_chunks = t->max_chunks;
+	if (cfg_mode == MLT_MODE_SAMPLED && nr_chunks > MLT_LAZY_CHUNKS) {
+		nr_chunks = MLT_LAZY_CHUNKS;
+		t->flags |= MLT_F_LAZY;
+	}
 	t->obj_bits = ilog2(roundup_pow_of_two(objects));
 	t->max_stacks = stacks;
 	t->stack_bits = ilog2(roundup_pow_of_two(stacks));
 	t->trace_bits = ilog2(mlt_nr_traces(stacks) / MLT_TRACE_WAYS);
 	trace_bytes = mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits);
 
-	t->objs = mlt_vmalloc(array_size(objects, sizeof(*t->objs)));
+	t->chunks = mlt_vzalloc(array_size(t->max_chunks, sizeof(*t->chunks)));
 	t->buckets = mlt_vmalloc(array_size(1U << t->obj_bits, sizeof(u32)));
 	t->stacks = mlt_vzalloc(array_size(stacks, sizeof(*t->stacks)));
 	t->stack_buckets = mlt_vmalloc(array_size(1U << t->stack_bits, sizeof(u32)));
@@ -956,7 +1092,7 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	t->agg = mlt_vmalloc(array_size(stacks, sizeof(*t->agg)));
 	t->traces = trace_bytes ? mlt_vzalloc(trace_bytes) : NULL;
 	t->frozen_text = mlt_vmalloc(MLT_FROZEN_TEXT);
-	if (!t->objs || !t->buckets || !t->stacks || !t->stack_buckets ||
+	if (!t->chunks || !t->buckets || !t->stacks || !t->stack_buckets ||
 	    !t->frames || !t->agg || (trace_bytes && !t->traces) ||
 	    !t->frozen_text) {
 		mlt_table_free(t);
@@ -967,18 +1103,22 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	memset(t->stack_buckets, 0xff, sizeof(u32) << t->stack_bits);
 	raw_spin_lock_init(&t->stack_lock);
 
-	/* Stripe s owns objects [s * per_stripe, (s + 1) * per_stripe). */
 	for (s = 0; s < MLT_STRIPES; s++) {
-		u32 first = s * t->per_stripe;
-
 		raw_spin_lock_init(&t->stripes[s].lock);
-		t->stripes[s].free = first;
-		for (i = first; i < first + t->per_stripe; i++) {
-			t->objs[i].ptr = 0;
-			t->objs[i].next = i + 1 < first + t->per_stripe ? i + 1 : MLT_NIL;
-		}
+		t->stripes[s].free = MLT_NIL;
 	}
 	t->bytes = fixed + smem + mlt_obj_mem(objects);
+	t->bytes_alloc = t->bytes;
+	for (c = 0; c < t->max_chunks; c++)
+		t->bytes_alloc -= mlt_chunk_mem(objects, c);
+	for (c = 0; c < nr_chunks; c++) {
+		mem = mlt_vmalloc(mlt_chunk_mem(objects, c));
+		if (!mem) {
+			mlt_table_free(t);
+			return ERR_PTR(-ENOMEM);
+		}
+		mlt_pool_add(t, c, mem);
+	}
 	return t;
 }
 
@@ -1070,6 +1210,8 @@ static int __init mlt_init(void)
 
 out_probes:
 	mlt_probes_unregister();
+	irq_work_sync(&mlt_grow_kick);
+	cancel_work_sync(&mlt_grow_work);
 out_unwind:
 	mlt_unwind_exit();
 out_table:
@@ -1085,6 +1227,8 @@ static void __exit mlt_exit(void)
 {
 	mlt_report_exit();
 	mlt_probes_unregister();	/* waits for every probe in flight */
+	irq_work_sync(&mlt_grow_kick);	/* nothing queues either now */
+	cancel_work_sync(&mlt_grow_work);
 	mlt_unwind_exit();
 	mutex_lock(&mlt_ctl_lock);
 	mlt_ready = false;

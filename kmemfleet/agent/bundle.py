@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kmemfleet.agent.capture import Capture, parse_texts
+from kmemfleet.agent.capture import Capture, collect
 from kmemfleet.agent.collectors.base import KernelFS, read_text
-from kmemfleet.agent.collectors.stacks import SOURCES
+from kmemfleet.agent.sources import SOURCES
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import device_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
@@ -38,14 +38,8 @@ MAX_DEVICE_JSON_BYTES = 64 * 1024
 
 def source_files(fs: KernelFS) -> dict[str, Path]:
     """Bundle file name -> kernel file, for every source this bundle format carries."""
-    files = {
-        "slabinfo": fs.proc("slabinfo"),
-        "meminfo": fs.proc("meminfo"),
-        "buddyinfo": fs.proc("buddyinfo"),
-        "boot_id": fs.proc("sys/kernel/random/boot_id"),
-        "uptime": fs.proc("uptime"),
-    }
-    files.update({spec.name: spec.locate(fs) for spec in SOURCES})
+    files = {src.name: fs.path(src.path) for src in SOURCES}
+    files.update(boot_id=fs.proc("sys/kernel/random/boot_id"), uptime=fs.proc("uptime"))
     return files
 
 
@@ -132,7 +126,7 @@ def captures(bundle: Path) -> list[BundleCapture]:
 
 def bundle_files() -> tuple[str, ...]:
     """The file names a capture folder may hold; nothing else in it is read."""
-    return ("slabinfo", "meminfo", "buddyinfo", "boot_id", "uptime", *(s.name for s in SOURCES))
+    return (*(s.name for s in SOURCES), "boot_id", "uptime")
 
 
 def load_capture(c: BundleCapture, device: device_pb2.DeviceIdentity) -> Capture:
@@ -159,13 +153,8 @@ def load_capture(c: BundleCapture, device: device_pb2.DeviceIdentity) -> Capture
     ident = device_pb2.DeviceIdentity()
     ident.CopyFrom(device)
     ident.boot_id = boot_id
-    known = {"slabinfo", "meminfo", "buddyinfo", *(s.name for s in SOURCES)}
-    cap = parse_texts(
-        {k: v for k, v in texts.items() if k in known},
-        ident,
-        c.unix_seconds * 1_000_000_000,
-        uptime,
-    )
+    cap = Capture(ident, c.unix_seconds * 1_000_000_000, uptime)
+    collect(cap, lambda src: texts.get(src.name))  # the live agent's parse path
     cap.issues.extend(refused)
     return cap
 

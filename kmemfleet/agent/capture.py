@@ -1,23 +1,30 @@
-"""Read the kernel's text files and parse them into one Capture (full state).
+"""Read the registered kernel sources and parse them into one Capture (full state).
 
-The same parse path serves the live agent (files under a KernelFS) and bundle
-import (files of a capture folder), so both produce identical snapshots.
-Deltas and stack interning are applied afterwards by kmemfleet.agent.delta.
+One read path serves the live agent (files under a KernelFS) and bundle import
+(files of a capture folder): only where a source's text comes from differs, so
+both produce identical snapshots. Each source is read and parsed on its own: a
+source that fails is a ParseIssue and costs nothing but itself (only slabinfo,
+without which a device reports nothing, stops the capture). Deltas and stack
+interning are applied afterwards by kmemfleet.agent.delta.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from kmemfleet.agent.collectors import buddyinfo, meminfo, slabinfo, stacks
+from kmemfleet import limits
 from kmemfleet.agent.collectors.base import KernelFS, read_text
 from kmemfleet.agent.collectors.stackreport import StackReport
 from kmemfleet.agent.identity import IdentityConfig, read_identity, uptime_seconds
+from kmemfleet.agent.sources import SOURCES, Source
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import device_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
+
+# A source's text, or None when this device (or capture folder) does not have it.
+Reader = Callable[[Source], "str | None"]
 
 
 @dataclass
@@ -27,73 +34,51 @@ class Capture:
     device: device_pb2.DeviceIdentity
     captured_at_ns: int
     uptime_seconds: float
-    slabs: list[pb.SlabCache] | None  # None: no slabinfo in this capture
+    slabs: list[pb.SlabCache] | None = None  # None: no slabinfo in this capture
     meminfo: dict[str, int] = field(default_factory=dict)
     buddy: list[pb.BuddyZone] = field(default_factory=list)
     stacks: StackReport | None = None
     issues: list[pb.ParseIssue] = field(default_factory=list)
-    raw_bytes: int = 0  # text read, for the wire-size comparison
+    source_ms: dict[str, float] = field(default_factory=dict)  # read + parse time per source
 
 
-def parse_texts(
-    texts: Mapping[str, str], device: device_pb2.DeviceIdentity, captured_at_ns: int, uptime: float
-) -> Capture:
-    """Parse the texts of one capture, keyed by bundle file name (slabinfo, meminfo, ...)."""
-    cap = Capture(
-        device=device,
-        captured_at_ns=captured_at_ns,
-        uptime_seconds=uptime,
-        slabs=None,
-        raw_bytes=sum(len(t) for t in texts.values()),
-    )
-    if "slabinfo" in texts:
-        slabs = slabinfo.parse(texts["slabinfo"])
-        cap.slabs = slabs.items
-        cap.issues.extend(slabs.issues)
-    try:  # optional sources: a broken one is reported, the snapshot still goes out
-        if "meminfo" in texts:
-            mem = meminfo.parse(texts["meminfo"])
-            cap.meminfo = dict(mem.items)
-            cap.issues.extend(mem.issues)
-        if "buddyinfo" in texts:
-            buddy = buddyinfo.parse(texts["buddyinfo"])
-            cap.buddy = buddy.items
-            cap.issues.extend(buddy.issues)
-    except SourceError as exc:
-        cap.issues.append(pb.ParseIssue(file=exc.path, line=exc.line or 0, reason=exc.reason[:200]))
-    for spec in stacks.SOURCES:  # priority order
-        if spec.name in texts:
-            try:
-                cap.stacks = spec.parse(texts[spec.name], spec.shown)
-            except SourceError as exc:
-                cap.issues.append(
-                    pb.ParseIssue(file=spec.shown, line=exc.line or 0, reason=exc.reason[:200])
-                )
+def collect(cap: Capture, read: Reader, sources: Sequence[Source] = SOURCES) -> None:
+    """Read and parse each source into `cap`, each in isolation, timing each."""
+    for src in sources:
+        if src.stacks and cap.stacks is not None:
+            continue  # a better stack source already answered
+        t0 = time.perf_counter()
+        try:
+            text = read(src)
+            if text is None:
                 continue
-            cap.issues.extend(cap.stacks.issues)
-            break
-    return cap
+            src.store(cap, text, src.path)
+        except SourceError as exc:
+            if src.required:
+                raise
+            cap.issues.append(limits.issue(src.path, exc.reason, exc.line or 0))
+        except Exception as exc:  # a parser's bug costs its own source, not the snapshot
+            if src.required:
+                raise
+            cap.issues.append(limits.issue(src.path, f"parser failed: {type(exc).__name__}"))
+        cap.source_ms[src.name] = round((time.perf_counter() - t0) * 1e3, 3)
+
+
+def live_reader(fs: KernelFS) -> Reader:
+    """Sources of a live device; an optional one absent on this kernel is not an error."""
+
+    def read(src: Source) -> str | None:
+        path = fs.path(src.path)
+        if not src.required and not path.exists():
+            return None
+        return read_text(path, src.path)
+
+    return read
 
 
 def read_capture(fs: KernelFS, identity: IdentityConfig) -> Capture:
     """Read every source of a live device. Raises SourceError if slabinfo is unusable."""
-    now = time.time_ns()
-    texts = {"slabinfo": read_text(fs.proc("slabinfo"), slabinfo.PATH)}
-    optional = [(meminfo.PATH, "meminfo"), (buddyinfo.PATH, "buddyinfo")]
-    problems: list[pb.ParseIssue] = []
-    for shown, name in optional:
-        if not fs.proc(name).exists():
-            continue  # optional and absent on this kernel: not an error
-        try:
-            texts[name] = read_text(fs.proc(name), shown)
-        except SourceError as exc:
-            problems.append(pb.ParseIssue(file=shown, reason=exc.reason[:200]))
-    found = stacks.collect(fs)
-    cap = parse_texts(texts, read_identity(identity, fs), now, uptime_seconds(fs))
-    cap.stacks = found.report
-    if found.report is not None:
-        cap.issues.extend(found.report.issues)
-        cap.raw_bytes += found.raw_bytes
-    cap.issues.extend(found.problems)
-    cap.issues.extend(problems)
+    cap = Capture(device_pb2.DeviceIdentity(), time.time_ns(), 0.0)
+    collect(cap, live_reader(fs))  # first: a device without slabinfo is told so first
+    cap.device, cap.uptime_seconds = read_identity(identity, fs), uptime_seconds(fs)
     return cap

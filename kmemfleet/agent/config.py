@@ -3,54 +3,58 @@
 Precedence: a flag given on the command line, then the environment (for the
 token and server), then the config file, then the default. TOML keys are the
 long flag names, with '-' or '_' (`spool-dir` or `spool_dir`).
+
+AgentSettings is the agent's settings, typed, each default written once: the
+connection's are ClientConfig's and the identity's IdentityConfig's (it is
+both), the rest are its own, and the spool, the keyframe policy and the
+reconnect backoff take theirs from it; the flags' help texts show them.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
+from kmemfleet.agent.identity import IdentityConfig
 from kmemfleet.errors import CliError
+from kmemfleet.transport import ClientConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - python 3.10 devices
     import tomli as tomllib
 
-# key -> (type, default). Paths are converted; labels is a table or KEY=VALUE list.
-SETTINGS: dict[str, tuple[type, Any]] = {
-    "server": (str, "127.0.0.1:50051"),
-    "token": (str, None),
-    "insecure": (bool, False),
-    "tls_ca": (Path, None),
-    "tls_cert": (Path, None),
-    "tls_key": (Path, None),
-    "tls_server_name": (str, None),
-    "interval": (float, 300.0),
-    "once": (bool, False),
-    "once_timeout": (float, 60.0),
-    "proc_root": (Path, Path("/")),
-    "debugfs": (Path, None),
-    "device_id": (str, None),
-    "device_id_file": (str, None),
-    "firmware_version": (str, None),
-    "firmware_file": (str, None),
-    "firmware_os_release_key": (str, "VERSION_ID"),
-    "firmware_command": (str, None),
-    "hardware_model": (str, None),
-    "labels": (dict, {}),
-    "spool_dir": (Path, Path("/var/lib/kmemfleet/spool")),
-    "spool_max_bytes": (int, 64 * 1024 * 1024),
-    "spool_max_count": (int, 10_000),
-    "keyframe_every": (int, 12),
-    "keyframe_seconds": (float, 3600.0),
-    "backoff_initial": (float, 1.0),
-    "backoff_max": (float, 300.0),
-}
+
+@dataclass(frozen=True)
+class AgentSettings(IdentityConfig, ClientConfig):
+    """Every agent setting: the connection, how to find the identity, and these."""
+
+    interval: float = 300.0  # seconds between snapshots
+    once: bool = False
+    once_timeout: float = 60.0
+    proc_root: Path = Path("/")
+    debugfs: Path | None = None
+    spool_dir: Path = Path("/var/lib/kmemfleet/spool")
+    spool_max_bytes: int = 64 * 1024 * 1024
+    spool_max_count: int = 10_000
+    keyframe_every: int = 12  # snapshots between keyframes
+    keyframe_seconds: float = 3600.0  # and at least this often
+    backoff_initial: float = 1.0  # first reconnect delay, seconds
+    backoff_max: float = 300.0  # longest reconnect delay
+
+
+DEFAULTS = AgentSettings()
 ENVIRONMENT = {"server": "KMEMFLEET_SERVER", "token": "KMEMFLEET_TOKEN"}
+# Each setting's type without its "| None", for converting file and flag values.
+_KINDS: dict[str, Any] = {
+    name: next(a for a in (*get_args(hint), hint) if a is not type(None))
+    for name, hint in get_type_hints(AgentSettings).items()
+}
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -67,10 +71,21 @@ def load_file(path: Path) -> dict[str, Any]:
         name = key.replace("-", "_")
         if name == "label":
             name = "labels"
-        if name not in SETTINGS:
+        if name not in _KINDS:
             raise CliError(f"config file {path}: unknown key {key!r}")
         values[name] = value
     return values
+
+
+def add_label_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a free-form label (repeatable)",
+    )
 
 
 def parse_labels(value: Any) -> dict[str, str]:
@@ -86,11 +101,9 @@ def parse_labels(value: Any) -> dict[str, str]:
 
 
 def _convert(name: str, value: Any) -> Any:
-    kind, _ = SETTINGS[name]
-    if value is None:
-        return None
     if name == "labels":
         return parse_labels(value)
+    kind = _KINDS[name]
     try:
         if kind is bool:
             if not isinstance(value, bool):
@@ -101,10 +114,10 @@ def _convert(name: str, value: Any) -> Any:
         raise CliError(f"setting {name}: {exc}") from None
 
 
-def merge(flags: Mapping[str, Any], file_values: Mapping[str, Any]) -> dict[str, Any]:
+def merge(flags: Mapping[str, Any], file_values: Mapping[str, Any]) -> AgentSettings:
     """Resolve every setting: flag (not None), environment, file, default."""
     out: dict[str, Any] = {}
-    for name, (_, default) in SETTINGS.items():
+    for name in (f.name for f in fields(AgentSettings)):
         value = flags.get(name)
         if value is None or value is False or value == []:
             env = ENVIRONMENT.get(name)
@@ -113,6 +126,7 @@ def merge(flags: Mapping[str, Any], file_values: Mapping[str, Any]) -> dict[str,
             elif name in file_values:
                 value = file_values[name]
             elif value is None or value == []:
-                value = default
-        out[name] = _convert(name, value)
-    return out
+                continue  # the default
+        if value is not None:
+            out[name] = _convert(name, value)
+    return AgentSettings(**out)

@@ -23,6 +23,7 @@ from kmemfleet.agent.collectors.stackreport import (
     StackRow,
     row_from_raw,
 )
+from kmemfleet.agent.config import DEFAULTS
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 # Tags of the length-delimited repeated fields appended as raw bytes.
@@ -59,8 +60,8 @@ class Encoded:
 
 @dataclass(frozen=True)
 class KeyframePolicy:
-    every: int = 12  # snapshots between keyframes
-    seconds: float = 3600.0  # and at least this often
+    every: int = DEFAULTS.keyframe_every  # snapshots between keyframes
+    seconds: float = DEFAULTS.keyframe_seconds  # and at least this often
 
 
 class DeltaEncoder:

@@ -76,6 +76,7 @@ class Agent:
             bytes=len(enc.data),
             issues=len(cap.issues),
             spooled=len(self.spool),
+            source_ms=cap.source_ms,  # per-source read + parse time
         )
         if self.uploader is not None:
             self.uploader.notify()

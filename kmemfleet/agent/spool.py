@@ -31,11 +31,9 @@ from google.protobuf.message import DecodeError
 
 from kmemfleet import log
 from kmemfleet.agent.compose import compose
+from kmemfleet.agent.config import DEFAULTS
 from kmemfleet.v1 import snapshot_pb2 as pb
 
-DEFAULT_DIR = Path("/var/lib/kmemfleet/spool")
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_COUNT = 10_000
 STATE = "state.json"
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -80,9 +78,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class Spool:
     def __init__(
         self,
-        directory: Path = DEFAULT_DIR,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        max_count: int = DEFAULT_MAX_COUNT,
+        directory: Path = DEFAULTS.spool_dir,
+        max_bytes: int = DEFAULTS.spool_max_bytes,
+        max_count: int = DEFAULTS.spool_max_count,
     ) -> None:
         self.dir = directory
         self.max_bytes = max_bytes

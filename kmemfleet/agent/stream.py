@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 
 from kmemfleet import log
 from kmemfleet.agent import memory
+from kmemfleet.agent.config import DEFAULTS
 from kmemfleet.agent.spool import Spool
 from kmemfleet.limits import IMPORT_SEQ_BASE
 from kmemfleet.transport import ClientConfig, call_metadata, describe_rpc_error, sync_channel
@@ -50,8 +51,8 @@ MAX_SEND_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Backoff:
-    initial: float = 1.0
-    maximum: float = 300.0
+    initial: float = DEFAULTS.backoff_initial
+    maximum: float = DEFAULTS.backoff_max
     factor: float = 2.0
 
     def delay(self, attempt: int) -> float:

@@ -10,74 +10,56 @@ import argparse
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kmemfleet.agent.lean import without_unused_modules
+from kmemfleet.agent.without_ssl import ssl_hidden
 from kmemfleet.errors import CliError, SourceError
 
-with without_unused_modules():  # before anything imports grpc or structlog (asyncio)
+with ssl_hidden():  # before anything imports grpc or structlog (asyncio)
     from kmemfleet import log
     from kmemfleet.transport import add_client_arguments
 
+if TYPE_CHECKING:
+    from kmemfleet.agent.config import AgentSettings
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from kmemfleet.agent.config import DEFAULTS as D
+    from kmemfleet.agent.config import add_label_argument
+
     parser.add_argument("--config", type=Path, help="TOML file with the same keys as the flags")
     add_client_arguments(parser)
     # None = not given on the command line, so the config file can supply it.
     parser.set_defaults(server=None, token=None)
-    parser.add_argument("--interval", type=float, help="seconds between snapshots (default 300)")
     parser.add_argument(
         "--once", action="store_true", help="take one snapshot, deliver the spool, exit"
     )
-    parser.add_argument(
-        "--once-timeout",
-        type=float,
-        help="with --once: give up delivering after this many seconds (60)",
-    )
-    parser.add_argument(
-        "--proc-root", type=Path, help="root of the tree holding proc/, sys/, etc/ (default /)"
-    )
-    parser.add_argument(
-        "--debugfs", type=Path, help="debugfs mount (default ROOT/sys/kernel/debug)"
-    )
-    parser.add_argument("--device-id", help="device id (default: /etc/machine-id)")
-    parser.add_argument("--device-id-file", help="file holding the device id")
-    parser.add_argument(
-        "--firmware-version", help="firmware version (default: os-release VERSION_ID)"
-    )
-    parser.add_argument("--firmware-file", help="file whose first line is the firmware version")
-    parser.add_argument(
-        "--firmware-os-release-key",
-        help="os-release key holding the firmware version (default VERSION_ID)",
-    )
-    parser.add_argument("--firmware-command", help="command printing the firmware version")
-    parser.add_argument("--hardware-model", help="hardware model (default: device tree / DMI)")
-    parser.add_argument(
-        "--label",
-        dest="labels",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a free-form label (repeatable)",
-    )
-    parser.add_argument(
-        "--spool-dir",
-        type=Path,
-        help="where unacknowledged snapshots wait (default /var/lib/kmemfleet/spool)",
-    )
-    parser.add_argument("--spool-max-bytes", type=int, help="spool bound in bytes (64 MiB)")
-    parser.add_argument("--spool-max-count", type=int, help="spool bound in snapshots (10000)")
-    parser.add_argument(
-        "--keyframe-every", type=int, help="a full snapshot every N snapshots (default 12)"
-    )
-    parser.add_argument(
-        "--keyframe-seconds", type=float, help="and at least every S seconds (default 3600)"
-    )
-    parser.add_argument("--backoff-initial", type=float, help="first reconnect delay (1 s)")
-    parser.add_argument("--backoff-max", type=float, help="longest reconnect delay (300 s)")
+    add_label_argument(parser)
+    options: list[tuple[str, type, str]] = [
+        ("--interval", float, f"seconds between snapshots (default {D.interval:g})"),
+        ("--once-timeout", float, f"with --once: seconds to try delivering ({D.once_timeout:g})"),
+        ("--proc-root", Path, "root of the tree holding proc/, sys/, etc/ (default /)"),
+        ("--debugfs", Path, "debugfs mount (default ROOT/sys/kernel/debug)"),
+        ("--device-id", str, "device id (default: /etc/machine-id)"),
+        ("--device-id-file", str, "file holding the device id"),
+        ("--firmware-version", str, "firmware version (default: os-release VERSION_ID)"),
+        ("--firmware-file", str, "file whose first line is the firmware version"),
+        ("--firmware-os-release-key", str, f"os-release key of it ({D.firmware_os_release_key})"),
+        ("--firmware-command", str, "command printing the firmware version"),
+        ("--hardware-model", str, "hardware model (default: device tree / DMI)"),
+        ("--spool-dir", Path, f"where unacknowledged snapshots wait (default {D.spool_dir})"),
+        ("--spool-max-bytes", int, f"spool bound in bytes ({D.spool_max_bytes >> 20} MiB)"),
+        ("--spool-max-count", int, f"spool bound in snapshots ({D.spool_max_count})"),
+        ("--keyframe-every", int, f"a full snapshot every N snapshots ({D.keyframe_every})"),
+        ("--keyframe-seconds", float, f"and at least every S seconds ({D.keyframe_seconds:g})"),
+        ("--backoff-initial", float, f"first reconnect delay ({D.backoff_initial:g} s)"),
+        ("--backoff-max", float, f"longest reconnect delay ({D.backoff_max:g} s)"),
+    ]
+    for flag, kind, text in options:
+        parser.add_argument(flag, type=kind, help=text)
 
 
-def resolve(args: argparse.Namespace) -> dict[str, Any]:
+def resolve(args: argparse.Namespace) -> AgentSettings:
     from kmemfleet.agent.config import load_file, merge
 
     file_values = load_file(args.config) if args.config else {}
@@ -87,57 +69,36 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from kmemfleet.agent.collectors.base import KernelFS
     from kmemfleet.agent.delta import DeltaEncoder, KeyframePolicy
-    from kmemfleet.agent.identity import IdentityConfig
     from kmemfleet.agent.runner import Agent
     from kmemfleet.agent.spool import Spool
     from kmemfleet.agent.stream import Backoff, Uploader
-    from kmemfleet.transport import ClientConfig
 
-    s = resolve(args)
+    s = resolve(args)  # a ClientConfig and an IdentityConfig, with the agent's settings
     logger = log.get("agent")
-    cfg = ClientConfig(
-        server=s["server"],
-        token=s["token"],
-        insecure=s["insecure"],
-        tls_ca=s["tls_ca"],
-        tls_cert=s["tls_cert"],
-        tls_key=s["tls_key"],
-        tls_server_name=s["tls_server_name"],
-    )
-    ident = IdentityConfig(
-        device_id=s["device_id"],
-        device_id_file=s["device_id_file"],
-        firmware_version=s["firmware_version"],
-        firmware_file=s["firmware_file"],
-        firmware_os_release_key=s["firmware_os_release_key"],
-        firmware_command=s["firmware_command"],
-        hardware_model=s["hardware_model"],
-        labels=s["labels"],
-    )
-    fs = KernelFS(root=s["proc_root"], debugfs=s["debugfs"])
+    fs = KernelFS(root=s.proc_root, debugfs=s.debugfs)
     try:
-        spool = Spool(s["spool_dir"], s["spool_max_bytes"], s["spool_max_count"])
+        spool = Spool(s.spool_dir, s.spool_max_bytes, s.spool_max_count)
     except OSError as exc:
         raise CliError(
-            f"cannot use spool directory {s['spool_dir']}: {exc.strerror} (set --spool-dir)"
+            f"cannot use spool directory {s.spool_dir}: {exc.strerror} (set --spool-dir)"
         ) from None
-    encoder = DeltaEncoder(KeyframePolicy(s["keyframe_every"], s["keyframe_seconds"]))
-    uploader = Uploader(spool, cfg, Backoff(s["backoff_initial"], s["backoff_max"]))
-    agent = Agent(fs, ident, spool, encoder, uploader)
+    encoder = DeltaEncoder(KeyframePolicy(s.keyframe_every, s.keyframe_seconds))
+    uploader = Uploader(spool, s, Backoff(s.backoff_initial, s.backoff_max))
+    agent = Agent(fs, s, spool, encoder, uploader)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logger.info(
         "agent_started",
-        server=cfg.server,
+        server=s.server,
         spool=str(spool.dir),
         pending=len(spool),
-        interval_s=s["interval"],
+        interval_s=s.interval,
     )
     uploader.start()
     try:
-        if s["once"]:
-            return _once(agent, uploader, s["once_timeout"])
-        agent.run(s["interval"], stop)
+        if s.once:
+            return _once(agent, uploader, s.once_timeout)
+        agent.run(s.interval, stop)
         return 0
     except SourceError as exc:
         raise CliError(str(exc)) from None

@@ -15,6 +15,8 @@ from kmemfleet.errors import CliError, SourceError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from kmemfleet.agent.config import add_label_argument
+
     parser.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     parser.add_argument(
         "--interval",
@@ -33,14 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-id", help="device id (default: /etc/machine-id)")
     parser.add_argument("--firmware-version", help="firmware version (default: os-release)")
     parser.add_argument("--hardware-model", help="hardware model")
-    parser.add_argument(
-        "--label",
-        dest="labels",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a free-form label (repeatable)",
-    )
+    add_label_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

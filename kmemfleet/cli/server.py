@@ -145,7 +145,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     ret = parser.add_argument_group("retention")
     ret.add_argument("--raw-retention-days", type=int, default=14)
-    ret.add_argument("--rollup-retention-days", type=int, default=180)
+    # No rollups since migration 0005: accepted and ignored so existing units still start.
+    ret.add_argument("--rollup-retention-days", type=int, help=argparse.SUPPRESS)
     ret.add_argument("--partitions-ahead-days", type=int, default=3)
     ret.add_argument("--maintenance-interval", type=float, default=300.0, metavar="SECONDS")
     parser.add_argument(
@@ -169,8 +170,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--insecure means plaintext; drop it to use --tls-cert")
     if args.tls_client_ca and not args.tls_cert:
         raise CliError("--tls-client-ca needs --tls-cert/--tls-key")
-    if args.raw_retention_days < 1 or args.rollup_retention_days < args.raw_retention_days:
-        raise CliError("retention: need 1 <= --raw-retention-days <= --rollup-retention-days")
+    if args.raw_retention_days < 1:
+        raise CliError("retention: need --raw-retention-days >= 1")
     if args.analysis_min_span < 0 or args.analysis_min_points < 3 or args.analysis_bucket < 1:
         raise CliError(
             "analysis: need --analysis-min-span >= 0, --analysis-min-points >= 3, "
@@ -212,7 +213,6 @@ def run(args: argparse.Namespace) -> int:
         db_retry_s=args.db_retry,
         retention=RetentionPolicy(
             raw_days=args.raw_retention_days,
-            rollup_days=args.rollup_retention_days,
             days_ahead=args.partitions_ahead_days,
         ),
         maintenance_interval_s=args.maintenance_interval,

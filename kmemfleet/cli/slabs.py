@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import grpc
 
+from kmemfleet.agent.views.slabtop import total_bytes
 from kmemfleet.cli.output import human_bytes, print_json, table
 from kmemfleet.errors import CliError
 from kmemfleet.transport import (
@@ -81,19 +82,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def slab_bytes(caches: Iterable[pb.SlabCache]) -> int:
-    return sum(c.num_objs * c.objsize for c in caches)
+    """Bytes of every object the caches hold (slabtop.total_bytes)."""
+    return sum(map(total_bytes, caches))
 
 
 def by_size(caches: Iterable[pb.SlabCache]) -> list[pb.SlabCache]:
-    """Largest caches first (objects allocated times object size)."""
-    return sorted(caches, key=lambda c: c.num_objs * c.objsize, reverse=True)
+    """Largest caches first, by slabtop.total_bytes."""
+    return sorted(caches, key=total_bytes, reverse=True)
 
 
 def render(caches: Iterable[pb.SlabCache]) -> str:
     """The slab table `kmemfleet slabs` and the demo print."""
     rows = [
-        (c.num_objs, c.active_objs, c.objsize, human_bytes(c.num_objs * c.objsize), c.name)
-        for c in caches
+        (c.num_objs, c.active_objs, c.objsize, human_bytes(total_bytes(c)), c.name) for c in caches
     ]
     return table(
         ("OBJS", "ACTIVE", "OBJ SIZE", "TOTAL", "NAME"), rows, right=(True, True, True, True, False)

@@ -45,23 +45,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read(args: argparse.Namespace) -> Any:
+    from kmemfleet.agent.capture import Capture, collect, live_reader
     from kmemfleet.agent.collectors import stacks
     from kmemfleet.agent.collectors.base import KernelFS, read_text
+    from kmemfleet.agent.sources import STACK_SOURCES
+    from kmemfleet.v1.device_pb2 import DeviceIdentity
 
+    found = Capture(DeviceIdentity(), 0, 0.0)
     try:
         if args.file is not None:
             return stacks.parse_any(read_text(args.file, str(args.file)), str(args.file))
-        found = stacks.collect(KernelFS(root=args.proc_root, debugfs=args.debugfs))
+        fs = KernelFS(root=args.proc_root, debugfs=args.debugfs)
+        collect(found, live_reader(fs), STACK_SOURCES)
     except SourceError as exc:
         raise CliError(str(exc)) from None
-    if found.report is None:
-        why = "; ".join(f"{p.file}: {p.reason}" for p in found.problems)
+    if found.stacks is None:
+        why = "; ".join(f"{p.file}: {p.reason}" for p in found.issues)
         raise CliError(
             "no stack source on this device (load mlt.ko, boot with "
             "CONFIG_MEM_ALLOC_PROFILING for /proc/allocinfo, or pass --file)"
             + (f"; {why}" if why else "")
         )
-    return found.report
+    return found.stacks
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,8 +93,5 @@ def run(args: argparse.Namespace) -> int:
         previous = {r.stack_id: r.bytes for r in report.rows}
         return lines
 
-    try:
-        refresh(render, args.interval, 1 if args.once else args.count)
-    except KeyboardInterrupt:
-        return 0
+    refresh(render, args.interval, 1 if args.once else args.count)
     return 0

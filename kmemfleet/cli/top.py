@@ -113,8 +113,5 @@ def run(args: argparse.Namespace) -> int:
             )
         return lines
 
-    try:
-        refresh(render, args.interval, 1 if args.once else args.count)
-    except KeyboardInterrupt:
-        return 0
+    refresh(render, args.interval, 1 if args.once else args.count)
     return 0

@@ -16,7 +16,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kmemfleet import log
-from kmemfleet.server.analysis import api as analysis_api
+from kmemfleet.server.analysis import retention as analysis_retention
+from kmemfleet.server.analysis.incremental import Analyzer
+from kmemfleet.server.analysis.rankings import Rankings
+from kmemfleet.server.analysis.worker import FRESH_WAIT_S, Worker
 from kmemfleet.server.auth import Authenticator
 from kmemfleet.server.batcher import Batcher
 from kmemfleet.server.fleet_metrics import FleetMetrics, FleetMetricsConfig
@@ -64,7 +67,7 @@ class ServerConfig:
     analysis_min_points: int = 8
     analysis_bucket_s: int = 900
     # A leaks/diff query waits at most this long for what was acked before it.
-    analysis_fresh_wait_s: float = analysis_api.FRESH_WAIT_S
+    analysis_fresh_wait_s: float = FRESH_WAIT_S
 
 
 async def open_pool(dsn: str, size: int) -> asyncpg.Pool:
@@ -73,6 +76,17 @@ async def open_pool(dsn: str, size: int) -> asyncpg.Pool:
         version = await migrate(conn)
     logger.info("database_ready", schema_version=version)
     return pool
+
+
+async def maintain(
+    conn: asyncpg.Connection, policy: maintenance.RetentionPolicy
+) -> maintenance.MaintenanceReport:
+    """One maintenance run: storage's partitions and retention, then the analysis of
+    the raw days it dropped (here, so that storage never imports analysis)."""
+    report = await maintenance.run_once(conn, policy)
+    if report.raw_dropped_before is not None:
+        await analysis_retention.forget_before(conn, report.raw_dropped_before)
+    return report
 
 
 def _server_credentials(cfg: ServerConfig) -> grpc.ServerCredentials | None:
@@ -99,6 +113,7 @@ class Aggregator:
         self.pool: asyncpg.Pool | None = None
         self.grpc: grpc.aio.Server | None = None
         self.batcher: Batcher | None = None
+        self.worker: Worker | None = None
         self.metrics = Metrics()
         self.address = ""
         self.health = health.aio.HealthServicer()
@@ -116,15 +131,16 @@ class Aggregator:
             dsn = await asyncio.to_thread(self.embedded.start)
         self.pool = await open_pool(dsn, cfg.pool_size)
         quarantined = self.metrics.analysis_quarantined
-        analysis_api.configure(
-            cfg.analysis_min_span_s,
-            cfg.analysis_min_points,
-            cfg.analysis_bucket_s,
+        analyzer = Analyzer(
+            min_span_hours=cfg.analysis_min_span_s / 3600.0,
+            min_points=cfg.analysis_min_points,
+            bucket_seconds=cfg.analysis_bucket_s,
             on_quarantine=lambda stage: quarantined.labels(stage).inc(),
         )
         async with self.pool.acquire() as conn:
-            await maintenance.run_once(conn, cfg.retention)
-        analysis_api.start_worker(self.pool, cfg.analysis_fresh_wait_s)
+            await maintain(conn, cfg.retention)
+        self.worker = Worker(self.pool, analyzer, cfg.analysis_fresh_wait_s)
+        self.worker.start()
         auth = Authenticator(self.pool, insecure=cfg.insecure, cache_ttl_s=cfg.auth_cache_s)
         self.batcher = Batcher(
             self.pool,
@@ -152,7 +168,9 @@ class Aggregator:
             retention_s=cfg.retention.raw_days * 86_400,
         )
         server.add_generic_rpc_handlers((ingest.handler(),))
-        query_pb2_grpc.add_QueryServicer_to_server(QueryService(self.pool, auth), server)
+        query_pb2_grpc.add_QueryServicer_to_server(
+            QueryService(self.pool, auth, Rankings(self.pool, analyzer, self.worker)), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -209,9 +227,9 @@ class Aggregator:
             assert self.pool is not None
             try:
                 async with self.pool.acquire() as conn:
-                    await maintenance.run_once(conn, self.cfg.retention)
+                    await maintain(conn, self.cfg.retention)
                 if self.batcher is not None:
-                    self.batcher.writer.partitions.forget()
+                    self.batcher.forget_partitions()
             except Exception as exc:  # keep serving; the next run retries
                 logger.warning("maintenance_failed", error=str(exc))
             # Catch-up runs in the analysis worker (started with the server).
@@ -288,7 +306,9 @@ class Aggregator:
             self.grpc = None
         for t in self._background:
             t.cancel()
-        await analysis_api.stop_worker()
+        if self.worker is not None:
+            await self.worker.stop()
+            self.worker = None
         if self.batcher is not None:
             await self.batcher.close(timeout=grace * 0.2)
             self.batcher = None

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Container
 from dataclasses import dataclass
 
 import asyncpg
@@ -85,13 +86,22 @@ class Batcher:
     ) -> None:
         self.pool = pool
         self.metrics = metrics
-        self.writer = SnapshotWriter()
+        self._writer = SnapshotWriter()
         self.max_batch_rows = max_batch_rows
         self.shard_limit = max(1, max_pending_rows // shards)
         self.retry_s = retry_s
         self._shards = [_Shard() for _ in range(shards)]
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+
+    @property
+    def known_stacks(self) -> Container[int]:
+        """Signed stack ids already stored: validation skips their definitions."""
+        return self._writer.known_stacks
+
+    def forget_partitions(self) -> None:
+        """After retention dropped partitions: the next write checks the catalog again."""
+        self._writer.forget_partitions()
 
     def start(self) -> None:
         self._tasks = [
@@ -174,10 +184,10 @@ class Batcher:
         while True:
             try:
                 async with self.pool.acquire() as conn:
-                    return await self.writer.write_batch(conn, items)
+                    return await self._writer.write_batch(conn, items)
             except RETRYABLE as exc:
                 self.metrics.db_errors.labels("unavailable").inc()
-                self.writer.partitions.forget()
+                self.forget_partitions()
                 if time.monotonic() + delay > deadline:
                     logger.error(
                         "database_unavailable_giving_up", error=str(exc), snapshots=len(items)
@@ -193,7 +203,7 @@ class Batcher:
                 delay = min(delay * 2, 2.0)
             except asyncpg.exceptions.CheckViolationError:
                 # "no partition for row": retention dropped one we thought existed.
-                self.writer.partitions.forget()
+                self.forget_partitions()
                 if time.monotonic() > deadline:
                     raise Unavailable("partition missing") from None
             except (asyncpg.PostgresError, ValueError, TypeError) as exc:

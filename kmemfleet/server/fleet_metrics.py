@@ -26,7 +26,7 @@ import asyncpg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from kmemfleet import log
-from kmemfleet.server.analysis import api, ranking
+from kmemfleet.server.analysis import ranking, rankings
 from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK
 from kmemfleet.v1 import query_pb2
 
@@ -238,7 +238,7 @@ class FleetMetrics:
             silent.add_metric([fw], r["silent"])
             subjects.add_metric([fw], subject_counts.get(fw, 0))
             leaking.add_metric([fw], leaking_devices.get(fw, 0))
-            top = await api.leaks_now(
+            top = await rankings.leaks_now(
                 self.pool, query_pb2.LeaksRequest(firmware_version=fw, top=cfg.top)
             )
             for e in top.entries:
@@ -250,7 +250,7 @@ class FleetMetrics:
             base = replaced.get(fw) or previous_firmware(fw, known)
             if base is None:
                 continue
-            diff = await api.diff_now(
+            diff = await rankings.diff_now(
                 self.pool,
                 query_pb2.DiffRequest(base_firmware=base, target_firmware=fw, top=cfg.top),
             )

@@ -122,19 +122,29 @@ class IngestService:
 
     def _reject(
         self, code: int, reason: str, message: str, base: dict[str, Any], next_seq: int = 0
-    ) -> Any:
+    ) -> ingest_pb2.Ack:
         self.metrics.rejected.labels(reason).inc()
         self.metrics.snapshots.labels("rejected").inc()
         logger.warning("snapshot_rejected", reason=reason, detail=message, **base)
         return Ack(result=Ack.REJECTED, code=code, message=message, next_seq=next_seq, **base)
 
+    def _refuse(
+        self, code: int, reason: str, message: str, base: dict[str, Any]
+    ) -> asyncio.Future[ingest_pb2.Ack]:
+        """A rejection before storage: its ack is ready at once (in a done future,
+        so that every accepted snapshot's ack is awaited the same way)."""
+        ready: asyncio.Future[ingest_pb2.Ack] = asyncio.get_running_loop().create_future()
+        ready.set_result(self._reject(code, reason, message, base))
+        return ready
+
     async def _accept(
         self, raw: bytes, principal: Principal, shard_key: int
-    ) -> Awaitable[Any] | Any:
-        """Returns an Ack at once for a rejection, else an awaitable of the Ack."""
+    ) -> Awaitable[ingest_pb2.Ack]:
+        """The snapshot's Ack, to await: done at once for a rejection, else after commit.
+        Waits itself only while the batcher's shard is full (back-pressure)."""
         t0 = time.monotonic()
         if len(raw) > self.max_snapshot_bytes:
-            return self._reject(
+            return self._refuse(
                 INVALID,
                 "too_large",
                 f"snapshot: {len(raw)} bytes exceeds the limit of {self.max_snapshot_bytes}",
@@ -143,7 +153,7 @@ class IngestService:
         try:
             snap = pb.Snapshot.FromString(raw)
         except DecodeError:
-            return self._reject(
+            return self._refuse(
                 INVALID,
                 "malformed",
                 "snapshot: not a valid kmemfleet.v1.Snapshot",
@@ -156,7 +166,7 @@ class IngestService:
             "seq": snap.seq,
         }
         if not principal.may_write(d.device_id):
-            return self._reject(
+            return self._refuse(
                 DENIED,
                 "wrong_device",
                 f"device.device_id: this credential belongs to "
@@ -169,19 +179,19 @@ class IngestService:
                 snap,
                 now,
                 oldest_ns=now - self.retention_ns,
-                known_stacks=self.batcher.writer.known_stacks,
+                known_stacks=self.batcher.known_stacks,
                 stack_counts=False,  # checked by prepare(), column-wise
             )
             try:
                 item = prepare(snap)
             except ValidationError:  # a negative sample count: that row goes, not the snapshot
-                limits.sanitize(snap, SERVER_FILE, self.batcher.writer.known_stacks)
+                limits.sanitize(snap, SERVER_FILE, self.batcher.known_stacks)
                 item = prepare(snap)
         except ValidationError as exc:
-            return self._reject(INVALID, "invalid_field", str(exc), base)
+            return self._refuse(INVALID, "invalid_field", str(exc), base)
         fut = await self.batcher.submit(item, shard_key)
 
-        async def ack() -> Any:
+        async def ack() -> ingest_pb2.Ack:
             outcome: Outcome = await fut
             self.metrics.ack_latency.observe(time.monotonic() - t0)
             if outcome.result is Result.REJECTED:
@@ -229,9 +239,6 @@ class IngestService:
                     break
                 if isinstance(entry, Exception):
                     raise entry
-                if isinstance(entry, Ack):
-                    yield entry
-                    continue
                 try:
                     yield await entry
                 except Unavailable as exc:
@@ -254,12 +261,10 @@ class IngestService:
     async def push(self, raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         principal = await self.auth.require(context, "device")
         entry = await self._accept(raw, principal, next(self._stream_ids))
-        ack: Any = entry
-        if not isinstance(entry, Ack):
-            try:
-                ack = await entry
-            except Unavailable as exc:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        try:
+            ack = await entry
+        except Unavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         if ack.result == Ack.REJECTED:
             code = next(c for c in grpc.StatusCode if c.value[0] == ack.code)
             await context.abort(code, ack.message)

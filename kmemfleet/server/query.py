@@ -1,7 +1,7 @@
 """The Query service: devices, a device's latest state, a stack's series, the rankings.
 
 Every call needs a reader token (unless the server runs --insecure). Leaks and
-Diff delegate to kmemfleet.server.analysis.api.
+Diff delegate to the aggregator's analysis.rankings.Rankings.
 """
 
 from __future__ import annotations
@@ -17,24 +17,29 @@ import grpc
 
 from kmemfleet import log
 from kmemfleet.limits import MAX_ID_LEN, text_problem
+from kmemfleet.server.analysis.rankings import Rankings
 from kmemfleet.server.auth import Authenticator
 from kmemfleet.server.batcher import RETRYABLE
 from kmemfleet.server.storage.state import (
+    SnapshotRef,
     latest_snapshot,
+    meminfo_state,
     newest_boot,
     slab_state,
     stack_series,
+    stack_source,
     stack_state,
     to_ns,
 )
-from kmemfleet.signature import to_signed64, to_unsigned64
 from kmemfleet.v1 import device_pb2, query_pb2, query_pb2_grpc
 from kmemfleet.v1 import snapshot_pb2 as pb
+from kmemfleet.wire import SLAB, STACK, loads, stack_definition, to_signed64
 
 DEFAULT_DEVICE_LIMIT = 1000
 MAX_DEVICE_LIMIT = 100_000
 logger = log.get("query")
 R = TypeVar("R")
+S = TypeVar("S", query_pb2.DeviceSlabsResponse, query_pb2.DeviceStacksResponse)
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
 
 
@@ -76,10 +81,6 @@ async def _check_text(
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _identity(row: asyncpg.Record) -> device_pb2.DeviceIdentity:
     return device_pb2.DeviceIdentity(
         device_id=row["device_id"],
@@ -88,23 +89,46 @@ def _identity(row: asyncpg.Record) -> device_pb2.DeviceIdentity:
         arch=row["arch"],
         hardware_model=row["hardware_model"],
         boot_id=row["last_boot_id"],
-        labels=_json(row["labels"]),
+        labels=loads(row["labels"]),
     )
 
 
-def _stack_definition(row: asyncpg.Record) -> pb.StackDefinition:
-    return pb.StackDefinition(
-        stack_id=to_unsigned64(row["stack_id"]),
-        module=row["module"],
-        source=row["source"],
-        frames=[pb.Frame(**f) for f in _json(row["frames"])],
+async def _slabs_and_meminfo(
+    conn: asyncpg.Connection, ref: SnapshotRef, resp: query_pb2.DeviceSlabsResponse
+) -> None:
+    resp.slab_caches.extend(SLAB.from_row(r) for r in await slab_state(conn, ref))
+    resp.meminfo.update(await meminfo_state(conn, ref))
+
+
+async def _stacks_and_source(
+    conn: asyncpg.Connection, ref: SnapshotRef, resp: query_pb2.DeviceStacksResponse
+) -> None:
+    resp.stacks.extend(
+        query_pb2.StackState(stack=stack_definition(r), sample=STACK.from_row(r))
+        for r in await stack_state(conn, ref)
     )
+    source = await stack_source(conn, ref)
+    if source is not None:
+        resp.stack_source.CopyFrom(pb.StackSourceInfo(**source))
+
+
+def _device_state_rpc(
+    response: type[S], fill: Callable[[asyncpg.Connection, SnapshotRef, S], Awaitable[None]]
+) -> Handler[S]:
+    @_status
+    async def rpc(
+        self: QueryService, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
+    ) -> S:
+        return await self._device_state(request, context, response(), fill)
+
+    return rpc
 
 
 class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
-    def __init__(self, pool: asyncpg.Pool, auth: Authenticator) -> None:
+    def __init__(self, pool: asyncpg.Pool, auth: Authenticator, rankings: Rankings) -> None:
         self.pool = pool
         self.auth = auth
+        self.rankings = rankings
 
     @_status
     async def ListDevices(
@@ -145,89 +169,30 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.NOT_FOUND, f"device {device_id!r} is unknown")
         return row
 
-    @_status
-    async def DeviceSlabs(
-        self, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
-    ) -> query_pb2.DeviceSlabsResponse:
+    async def _device_state(
+        self,
+        request: query_pb2.DeviceRequest,
+        context: grpc.aio.ServicerContext,
+        resp: S,
+        fill: Callable[[asyncpg.Connection, SnapshotRef, S], Awaitable[None]],
+    ) -> S:
+        """The device and its newest snapshot (of request.boot_id, else its last boot)
+        into `resp`, then `fill` adds that snapshot's state; a device without
+        snapshots gets its identity alone."""
         await self.auth.require(context, "reader")
         async with self.pool.acquire() as conn:
-            dev = await self._device(conn, request.device_id, context)
+            resp.device.CopyFrom(_identity(await self._device(conn, request.device_id, context)))
             ref = await latest_snapshot(conn, request.device_id, request.boot_id)
-            resp = query_pb2.DeviceSlabsResponse(device=_identity(dev))
-            if ref is None:
-                return resp
-            resp.device.boot_id = ref.boot_id
-            resp.captured_at_ns = ref.captured_at_ns
-            resp.seq = ref.seq
-            for r in await slab_state(conn, ref):
-                resp.slab_caches.append(
-                    pb.SlabCache(
-                        name=r["name"],
-                        occurrence=r["occurrence"],
-                        active_objs=r["active_objs"],
-                        num_objs=r["num_objs"],
-                        objsize=r["objsize"],
-                        objperslab=r["objperslab"],
-                        pagesperslab=r["pagesperslab"],
-                        limit=r["lim"],
-                        batchcount=r["batchcount"],
-                        sharedfactor=r["sharedfactor"],
-                        active_slabs=r["active_slabs"],
-                        num_slabs=r["num_slabs"],
-                        sharedavail=r["sharedavail"],
-                    )
-                )
-            meminfo = await conn.fetchval(
-                "SELECT meminfo FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
-                "AND seq = $3 AND captured_at = $4",
-                ref.device_id,
-                ref.boot_id,
-                ref.seq,
-                ref.captured_at,
-            )
-            for k, v in _json(meminfo).items():
-                resp.meminfo[k] = v
-            return resp
+            if ref is not None:
+                resp.device.boot_id = ref.boot_id
+                resp.captured_at_ns = ref.captured_at_ns
+                resp.seq = ref.seq
+                await fill(conn, ref, resp)
+        return resp
 
-    @_status
-    async def DeviceStacks(
-        self, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
-    ) -> query_pb2.DeviceStacksResponse:
-        await self.auth.require(context, "reader")
-        async with self.pool.acquire() as conn:
-            dev = await self._device(conn, request.device_id, context)
-            ref = await latest_snapshot(conn, request.device_id, request.boot_id)
-            resp = query_pb2.DeviceStacksResponse(device=_identity(dev))
-            if ref is None:
-                return resp
-            resp.device.boot_id = ref.boot_id
-            resp.captured_at_ns = ref.captured_at_ns
-            resp.seq = ref.seq
-            for r in await stack_state(conn, ref):
-                resp.stacks.append(
-                    query_pb2.StackState(
-                        stack=_stack_definition(r),
-                        sample=pb.StackSample(
-                            stack_id=to_unsigned64(r["stack_id"]),
-                            bytes=r["bytes"],
-                            objects=r["objects"],
-                            allocs=r["allocs"],
-                            frees=r["frees"],
-                            bytes_upper=r["bytes_upper"],
-                        ),
-                    )
-                )
-            source = await conn.fetchval(
-                "SELECT stack_source FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
-                "AND captured_at <= $3 AND stack_source IS NOT NULL "
-                "ORDER BY captured_at DESC LIMIT 1",
-                ref.device_id,
-                ref.boot_id,
-                ref.captured_at,
-            )
-            if source is not None:
-                resp.stack_source.CopyFrom(pb.StackSourceInfo(**_json(source)))
-            return resp
+    # The two differ only in the state they add to the device's newest snapshot.
+    DeviceSlabs = _device_state_rpc(query_pb2.DeviceSlabsResponse, _slabs_and_meminfo)
+    DeviceStacks = _device_state_rpc(query_pb2.DeviceStacksResponse, _stacks_and_source)
 
     @_status
     async def StackSeries(
@@ -245,7 +210,7 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
                 )
             points = await stack_series(conn, request.device_id, boot, sid)
             return query_pb2.StackSeriesResponse(
-                stack=_stack_definition(row),
+                stack=stack_definition(row),
                 boot_id=boot,
                 points=[
                     query_pb2.SeriesPoint(
@@ -261,24 +226,16 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
     async def Leaks(
         self, request: query_pb2.LeaksRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.LeaksResponse:
-        from kmemfleet.server.analysis import api
-
         await self.auth.require(context, "reader")
         if not request.firmware_version:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "firmware_version: is required")
         await _check_text(context, "firmware_version", request.firmware_version)
-        try:
-            return await api.leaks(self.pool, request)
-        except NotImplementedError as exc:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
-            raise
+        return await self.rankings.leaks(request)
 
     @_status
     async def Diff(
         self, request: query_pb2.DiffRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.DiffResponse:
-        from kmemfleet.server.analysis import api
-
         await self.auth.require(context, "reader")
         if not request.base_firmware or not request.target_firmware:
             await context.abort(
@@ -286,8 +243,4 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             )
         await _check_text(context, "base_firmware", request.base_firmware)
         await _check_text(context, "target_firmware", request.target_firmware)
-        try:
-            return await api.diff(self.pool, request)
-        except NotImplementedError as exc:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
-            raise
+        return await self.rankings.diff(request)

@@ -18,9 +18,9 @@ from kmemfleet.limits import (
     MAX_SLAB_CACHES,
     MAX_STACK_SAMPLES,
     MAX_TEXT_LEN,
-    STACK_COUNT_FIELDS,
 )
 from kmemfleet.v1 import snapshot_pb2 as pb
+from kmemfleet.wire import STACK
 
 __all__ = ["MAX_ID_LEN", "ValidationError", "check_stack_counts", "validate"]
 
@@ -115,8 +115,8 @@ def check_stack_counts(snap: pb.Snapshot) -> None:
     samples = snap.stack_samples
     if not samples:
         return
-    if min(min(s.bytes, s.objects, s.allocs, s.frees, s.bytes_upper) for s in samples) >= 0:
+    if min(min(c) for c in map(STACK.count_values, samples)) >= 0:
         return
     for i, s in enumerate(samples):
-        for f in STACK_COUNT_FIELDS:
+        for f in STACK.counts:
             _count(f"stack_samples[{i}].{f}", getattr(s, f))

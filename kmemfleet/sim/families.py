@@ -22,7 +22,6 @@ import dataclasses
 import math
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ from kmemfleet.sim.fleet import (
     FleetSpec,
     SimDevice,
     _catalog,
+    split_boots,
 )
 
 # draw(signature rng, device rng, window hours) -> the device's behaviour. The
@@ -518,17 +518,7 @@ def _schedule(rng: random.Random, spec: FamilySpec, flaky: bool) -> list[Boot]:
     cuts = [first]
     if rng.random() < spec.reboot_probability:
         cuts.append(rng.uniform(0.1 * spec.hours, 0.95 * spec.hours))
-    boots = []
-    for k, start in enumerate(cuts):
-        end = cuts[k + 1] if k + 1 < len(cuts) else math.inf
-        boot = Boot(
-            str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            start,
-            [t for t in times if start <= t < end],
-        )
-        if boot.times:
-            boots.append(boot)
-    return boots
+    return split_boots(rng, cuts, times)
 
 
 def generate(spec: FamilySpec) -> Fleet:

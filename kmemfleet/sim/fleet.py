@@ -193,6 +193,11 @@ def _schedule(rng: random.Random, spec: FleetSpec) -> list[Boot]:
     cuts = [0.0]
     if rng.random() < spec.reboot_probability:
         cuts.append(rng.uniform(spec.hours * 0.2, spec.hours * 0.8))
+    return split_boots(rng, cuts, times)
+
+
+def split_boots(rng: random.Random, cuts: list[float], times: list[float]) -> list[Boot]:
+    """One boot from each cut to the next, holding the capture times in it (empty ones go)."""
     boots = []
     for k, start in enumerate(cuts):
         end = cuts[k + 1] if k + 1 < len(cuts) else float("inf")
@@ -267,7 +272,9 @@ def generate(spec: FleetSpec) -> Fleet:
 
 
 @dataclass(frozen=True)
-class Capture:
+class SimCapture:
+    """A simulated device's values at one instant (what its kernel files would say)."""
+
     boot_id: str
     captured_at_ns: int
     uptime_seconds: float
@@ -275,7 +282,7 @@ class Capture:
     slabs: dict[str, tuple[int, int]]  # cache -> (active_objs, objsize)
 
 
-def captures(fleet: Fleet, device: SimDevice) -> Iterator[Capture]:
+def captures(fleet: Fleet, device: SimDevice) -> Iterator[SimCapture]:
     """The device's captures in time order (values drawn from its own seed)."""
     rng = random.Random(device.seed)
     defs = fleet.catalog[device.firmware]
@@ -291,7 +298,7 @@ def captures(fleet: Fleet, device: SimDevice) -> Iterator[Capture]:
             for name, (objsize, b) in device.slabs.items():
                 objs = value(b, since, rng, wall) // objsize
                 slabs[name] = (objs, objsize)
-            yield Capture(
+            yield SimCapture(
                 boot.boot_id, start_ns + int(t * HOUR_NS), since * 3600 + 30.0, stacks, slabs
             )
 

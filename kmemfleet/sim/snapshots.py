@@ -1,18 +1,30 @@
-"""A simulated device's captures as wire Snapshots, the way the agent sends them.
+"""A simulated device's captures as wire Snapshots, made by the agent's own encoder.
 
-Per stream: stack definitions once, before the first sample naming them; per
-boot a keyframe (base_seq 0, full state) and then deltas against the previous
-snapshot (changed keys only; a stack whose bytes fell to 0 is a tombstone);
-seq strictly increasing across the device's boots. With keyframe_every = N > 0
-a keyframe also follows every N snapshots, as `kmemfleet import` and the agent
-send them (a stack at 0 bytes is then simply absent from the keyframe).
+Each simulated capture becomes what the agent would have parsed on the device
+(slab caches, meminfo, an mlt report whose frames are printed as the module
+prints them) and goes through kmemfleet.agent.delta.DeltaEncoder; definitions
+the device's stream already carried are stripped as the agent's stream does.
+So the demo, the analysis tests and the server get the bytes a device sends:
+per boot a keyframe (full state), then deltas (changed keys only; a stack whose
+bytes fell to 0 is absent, so the delta lists it as removed), seq strictly
+increasing across the device's boots. With keyframe_every = N > 0 a keyframe
+also follows every N snapshots, as `kmemfleet import` and the agent send them.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import sys
 from collections.abc import Iterator
 
-from kmemfleet.sim.fleet import Capture, Fleet, SimDevice, captures
+from kmemfleet.agent.capture import Capture
+from kmemfleet.agent.collectors import mlt
+from kmemfleet.agent.collectors.frames import parse_symbol
+from kmemfleet.agent.collectors.stackreport import StackReport, StackRow
+from kmemfleet.agent.delta import DeltaEncoder, KeyframePolicy
+from kmemfleet.agent.stream import strip_known_definitions
+from kmemfleet.sim.fleet import Fleet, SimCapture, SimDevice, captures
 from kmemfleet.v1 import device_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 
@@ -32,74 +44,57 @@ def _slab(name: str, objs: int, size: int) -> pb.SlabCache:
     )
 
 
-def _stack_def(fleet: Fleet, device: SimDevice, stack_id: int) -> pb.StackDefinition:
-    sd = fleet.stack_by_id(device.firmware, stack_id)
-    return pb.StackDefinition(
-        stack_id=sd.stack_id,
-        module=sd.module,
-        source=pb.STACK_SOURCE_MLT,
-        frames=[
-            pb.Frame(function=fn, offset=off, length=ln, module=mod)
-            for fn, off, ln, mod in sd.frames
-        ],
-    )
+class _Device:
+    """What the agent on one simulated device would have parsed from its kernel files."""
+
+    def __init__(self, fleet: Fleet, device: SimDevice) -> None:
+        self.fleet, self.device = fleet, device
+        self.frames: dict[int, tuple[str, ...]] = {}  # stack id -> frames as printed
+        # The agent's frame parser, memoised: a simulated fleet re-defines the same few
+        # hundred frames on every delta, and the messages are copied into each definition.
+        self.parse_frame = functools.lru_cache(maxsize=None)(parse_symbol)
+
+    def capture(self, sc: SimCapture) -> Capture:
+        dev = self.device
+        ident = device_pb2.DeviceIdentity(
+            device_id=dev.device_id,
+            firmware_version=dev.firmware,
+            kernel_release="5.15.0-sim",
+            arch=dev.arch,
+            hardware_model="sim-board",
+            boot_id=sc.boot_id,
+            labels={"site": f"site-{dev.seed % 7}"},
+        )
+        meminfo = {"MemTotal": dev.mem_total, "MemFree": dev.mem_total // 3}
+        if dev.low_free is not None:
+            meminfo["LowFree"] = dev.low_free
+        report = StackReport(
+            source=pb.STACK_SOURCE_MLT, path=mlt.PATH, version="1.0", frame_parser=self.parse_frame
+        )
+        report.rows.extend(
+            StackRow(sid, nbytes, max(1, nbytes // 128), 0, 0, 0, self._frames(sid))
+            for sid, nbytes in sc.stacks.items()
+            if nbytes > 0  # the module lists no stack with nothing outstanding
+        )
+        slabs = [_slab(name, objs, size) for name, (objs, size) in sc.slabs.items()]
+        return Capture(ident, sc.captured_at_ns, sc.uptime_seconds, slabs, meminfo, stacks=report)
+
+    def _frames(self, stack_id: int) -> tuple[str, ...]:
+        frames = self.frames.get(stack_id)
+        if frames is None:
+            sd = self.fleet.stack_by_id(self.device.firmware, stack_id)
+            frames = self.frames[stack_id] = tuple(sd.frame_texts())
+        return frames
 
 
 def device_snapshots(
     fleet: Fleet, device: SimDevice, keyframe_every: int = 0
 ) -> Iterator[pb.Snapshot]:
-    """The device's snapshots in the order an agent would stream them."""
+    """The device's snapshots in the order its agent would stream them (one stream)."""
+    sim = _Device(fleet, device)
+    encoder = DeltaEncoder(KeyframePolicy(keyframe_every or sys.maxsize, math.inf))
     defined: set[int] = set()
-    seq = 0
-    since_keyframe = 0
-    prev: Capture | None = None
-    for cap in captures(fleet, device):
-        seq += 1
-        ident = device_pb2.DeviceIdentity(
-            device_id=device.device_id,
-            firmware_version=device.firmware,
-            kernel_release="5.15.0-sim",
-            arch=device.arch,
-            hardware_model="sim-board",
-            boot_id=cap.boot_id,
-            labels={"site": f"site-{device.seed % 7}"},
-        )
-        snap = pb.Snapshot(
-            device=ident,
-            seq=seq,
-            captured_at_ns=cap.captured_at_ns,
-            uptime_seconds=cap.uptime_seconds,
-        )
-        snap.meminfo["MemTotal"] = device.mem_total
-        snap.meminfo["MemFree"] = device.mem_total // 3
-        if device.low_free is not None:
-            snap.meminfo["LowFree"] = device.low_free
-        keyframe = (
-            prev is None
-            or prev.boot_id != cap.boot_id
-            or (keyframe_every > 0 and since_keyframe >= keyframe_every)
-        )
-        since_keyframe = 1 if keyframe else since_keyframe + 1
-        if not keyframe and prev is not None:
-            snap.base_seq = seq - 1
-            stacks = {k: v for k, v in cap.stacks.items() if v != prev.stacks.get(k, 0)}
-            slabs = {k: v for k, v in cap.slabs.items() if v != prev.slabs.get(k)}
-        else:
-            stacks, slabs = cap.stacks, cap.slabs
-        for sid, nbytes in stacks.items():
-            if nbytes <= 0:
-                if not keyframe:
-                    snap.removed_stacks.append(sid)
-                continue
-            if sid not in defined:
-                snap.stack_definitions.append(_stack_def(fleet, device, sid))
-                defined.add(sid)
-            snap.stack_samples.append(
-                pb.StackSample(stack_id=sid, bytes=nbytes, objects=max(1, nbytes // 128))
-            )
-        for name, (objs, size) in slabs.items():
-            snap.slab_caches.append(_slab(name, objs, size))
-        snap.stack_source.source = pb.STACK_SOURCE_MLT
-        snap.stack_source.version = "1.0"
-        prev = cap
+    for seq, sc in enumerate(captures(fleet, device), start=1):
+        snap = pb.Snapshot.FromString(encoder.encode(sim.capture(sc), seq).data)
+        strip_known_definitions(snap, defined)
         yield snap

@@ -23,18 +23,18 @@ def test_file_keys_apply_and_flags_win(tmp_path: Path, monkeypatch: pytest.Monke
     values = merge(
         {"server": "flag:2", "interval": None, "labels": [], "insecure": False}, load_file(cfg)
     )
-    assert values["server"] == "flag:2"
-    assert values["interval"] == 30.0 and values["spool_dir"] == Path("/x")
-    assert values["insecure"] is True and values["labels"] == {"site": "lab"}
-    assert values["keyframe_every"] == 4 and values["backoff_max"] == 300.0  # default
+    assert values.server == "flag:2"
+    assert values.interval == 30.0 and values.spool_dir == Path("/x")
+    assert values.insecure is True and values.labels == {"site": "lab"}
+    assert values.keyframe_every == 4 and values.backoff_max == 300.0  # default
 
 
 def test_environment_token_beats_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KMEMFLEET_TOKEN", "from-env")
     cfg = tmp_path / "agent.toml"
     cfg.write_text('token = "from-file"\n')
-    assert merge({"token": None}, load_file(cfg))["token"] == "from-env"
-    assert merge({"token": "flag"}, load_file(cfg))["token"] == "flag"
+    assert merge({"token": None}, load_file(cfg)).token == "from-env"
+    assert merge({"token": "flag"}, load_file(cfg)).token == "flag"
 
 
 def test_unknown_key_and_bad_toml_are_plain_errors(tmp_path: Path) -> None:

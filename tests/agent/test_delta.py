@@ -146,3 +146,22 @@ def test_folding_any_prefix_of_a_chain_rebuilds_the_same_state(tmp_path: Path) -
         for snap in [folded, *chain[k + 1 :]]:
             got.apply(snap)
         assert (got.slabs, got.samples) == (want.slabs, want.samples)
+
+
+def test_raw_wire_tags_match_the_snapshot_descriptor() -> None:
+    # delta.py appends slab caches and definitions as raw bytes under tags it writes
+    # itself: each must be the descriptor's field number, length-delimited
+    # (a repeated message), and fit the one byte _field() writes.
+    from google.protobuf.descriptor import FieldDescriptor
+
+    from kmemfleet.agent import delta
+
+    fields = pb.Snapshot.DESCRIPTOR.fields_by_name
+    for tag, name in (
+        (delta._TAG_SLAB_CACHES, "slab_caches"),
+        (delta._TAG_STACK_DEFINITIONS, "stack_definitions"),
+    ):
+        field = fields[name]
+        assert field.type == FieldDescriptor.TYPE_MESSAGE
+        assert field.is_repeated
+        assert tag == (field.number << 3) | 2 and tag < 0x80, name

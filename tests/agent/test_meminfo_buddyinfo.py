@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
+from kmemfleet.agent.capture import Capture, collect, live_reader, read_capture
 from kmemfleet.agent.collectors import buddyinfo, meminfo
+from kmemfleet.agent.collectors.base import KernelFS
+from kmemfleet.agent.identity import IdentityConfig
+from kmemfleet.agent.sources import SOURCES
 from kmemfleet.errors import SourceError
+from kmemfleet.v1.device_pb2 import DeviceIdentity
 from tests.agent.helpers import fixture
+from tests.agent.synth import SyntheticDevice
 
 
 def test_real_meminfo_has_every_key_in_bytes() -> None:
@@ -39,3 +48,31 @@ def test_real_buddyinfo_zones_and_orders() -> None:
 def test_garbage_buddyinfo_is_refused() -> None:
     with pytest.raises(SourceError, match="/proc/buddyinfo:1"):
         buddyinfo.parse("hello world\n")
+
+
+def test_a_broken_meminfo_costs_only_meminfo(tmp_path: Path) -> None:
+    # Each source is read and parsed on its own: before, one try around meminfo
+    # and buddyinfo made a bad meminfo discard a good buddyinfo.
+    dev = SyntheticDevice(tmp_path, caches=3, stacks=3)
+    (tmp_path / "proc/meminfo").write_text("this is not meminfo\n")
+    cap = read_capture(KernelFS(root=tmp_path), IdentityConfig())
+    assert not cap.meminfo and "/proc/meminfo" in {i.file for i in cap.issues}
+    assert len(cap.buddy) == len(buddyinfo.parse(fixture("buddyinfo/linux-6.18-x86_64.txt")).items)
+    assert cap.slabs is not None and len(cap.slabs) == 3
+    assert cap.stacks is not None and len(cap.stacks) == dev.stacks
+    assert {"slabinfo", "meminfo", "buddyinfo", "mlt_stacks"} <= cap.source_ms.keys()
+
+
+def test_a_parser_bug_in_one_source_is_reported_not_raised(tmp_path: Path) -> None:
+    SyntheticDevice(tmp_path, caches=3, stacks=3)
+
+    def broken(cap: Capture, text: str, path: str) -> None:
+        raise IndexError("a parser bug")
+
+    sources = [replace(s, store=broken) if s.name == "buddyinfo" else s for s in SOURCES]
+    cap = Capture(DeviceIdentity(), 0, 0.0)
+    collect(cap, live_reader(KernelFS(root=tmp_path)), sources)
+    assert not cap.buddy and cap.meminfo and cap.slabs and cap.stacks is not None
+    assert [i.reason for i in cap.issues if i.file == "/proc/buddyinfo"] == [
+        "parser failed: IndexError"
+    ]

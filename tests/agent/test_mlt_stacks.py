@@ -57,6 +57,22 @@ def test_minor_version_with_new_header_keys_is_accepted() -> None:
     assert r.version == "1.3" and r.attributes["new_key"] == "7" and not r.rows
 
 
+def test_version_1_1_bulk_free_probe_flag_is_kept_without_issues() -> None:
+    # kmod/FORMAT.md 1.1: mlt.ko says when its kmem_cache_free_bulk kprobe is
+    # missing (kfree_rcu frees unseen, their objects look leaked).
+    text = (
+        "mlt - version: 1.1\n"
+        "# mode full sample_bytes 65536 depth 16 tracked_objects 1 tracked_bytes 96 stacks 1"
+        " dropped 0 untracked_frees 7 missed_frees 0 uptime_ns 5108345124 bulk_free_probe 0\n"
+        "stack 00000000000000aa bytes 96 objects 1 allocs 1 frees 0\n f+0x1/0x2\n\n"
+    )
+    r = mlt.parse(text)
+    assert r.version == "1.1" and not r.issues and r.skipped == 0
+    assert r.attributes["bulk_free_probe"] == "0" and r.untracked_frees == 7
+    assert [x.values() for x in r.rows] == [(96, 1, 1, 0, 0)]
+    assert r.source_info().attributes["bulk_free_probe"] == "0"
+
+
 def test_bad_block_is_skipped_and_the_rest_kept() -> None:
     text = (
         "mlt - version: 1.0\n# mode full stacks 3\n"

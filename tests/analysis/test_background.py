@@ -12,6 +12,7 @@ import asyncpg
 import grpc
 
 from kmemfleet.server.analysis.incremental import Analyzer
+from kmemfleet.server.app import maintain
 from kmemfleet.server.storage import maintenance
 from kmemfleet.v1 import ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from tests.analysis.test_incremental import HOUR_NS, LEAK, _push, _snapshots
@@ -87,9 +88,7 @@ def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
         try:
             async with pool.acquire() as conn:
-                report = await maintenance.run_once(
-                    conn, maintenance.RetentionPolicy(raw_days=2, rollup_days=180)
-                )
+                report = await maintain(conn, maintenance.RetentionPolicy(raw_days=2))
                 assert any("stack_samples_p" in name for name in report.dropped)
                 for table in ("analysis_buckets", "analysis_boot_buckets", "analysis_series"):
                     assert (

@@ -24,7 +24,7 @@ from kmemfleet.server.storage.migrate import available, migrate
 # (docs/deploy.md); tables added later follow the same rule automatically.
 DISTRIBUTED = {
     "devices", "boots", "snapshots", "slab_samples", "stack_samples", "analysis_queue",
-    "slab_samples_hourly", "stack_samples_hourly", "revoked_devices",
+    "revoked_devices",
 }  # fmt: skip
 REFERENCE = {"stacks", "credentials", "firmware_versions", "slab_cache_names"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -24,3 +25,12 @@ def test_ruff_finds_nothing() -> None:
 def test_mypy_strict_finds_nothing() -> None:
     out = _run(sys.executable, "-m", "mypy", "kmemfleet")
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_storage_does_not_import_analysis() -> None:
+    """A package below (storage) never imports one above (analysis): the app calls both."""
+    for path in (REPO / "kmemfleet/server/storage").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in names if m.startswith("kmemfleet.server.analysis")], path

@@ -1,4 +1,4 @@
-"""Storage in-process against a real PostgreSQL: retention, rollups, partitions, back-pressure."""
+"""Storage in-process against a real PostgreSQL: retention, partitions, columns, back-pressure."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from kmemfleet.server.storage.migrate import migrate
 from kmemfleet.server.storage.partitions import existing_partitions
 from kmemfleet.server.storage.writer import Result, SnapshotWriter, prepare
 from kmemfleet.server.validate import ValidationError
+from kmemfleet.wire import SLAB, STACK
 from tests.server.conftest import snapshot
 
 
@@ -22,9 +23,7 @@ async def _count(conn: asyncpg.Connection, table: str) -> int:
     return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
 
 
-async def test_retention_drops_old_partitions_and_rollups_outlive_raw_rows(
-    database_dsn: str,
-) -> None:
+async def test_retention_drops_old_partitions(database_dsn: str) -> None:
     conn = await asyncpg.connect(database_dsn)
     try:
         await migrate(conn)
@@ -36,18 +35,17 @@ async def test_retention_drops_old_partitions_and_rollups_outlive_raw_rows(
         ]
         outcomes = await SnapshotWriter().write_batch(conn, items)
         assert {o.result for o in outcomes} == {Result.STORED}
-        policy = maintenance.RetentionPolicy(raw_days=14, rollup_days=180, days_ahead=3)
+        policy = maintenance.RetentionPolicy(raw_days=14, days_ahead=3)
 
         report = await maintenance.run_once(conn, policy, now=now)
         ahead = now.date() + dt.timedelta(days=3)
         for table in ("snapshots", "slab_samples", "stack_samples"):
             assert ahead in await existing_partitions(conn, table)
         assert report.dropped == []
-        hourly = await conn.fetch(
-            "SELECT samples, last_bytes FROM stack_samples_hourly ORDER BY stack_id, hour"
-        )
-        assert sum(r["samples"] for r in hourly) == 6  # 3 snapshots x 2 stacks
-        assert hourly[0]["last_bytes"] in (4096 * 3, 4096 * 2)  # the hour's last value
+        assert report.raw_dropped_before is None
+        # The hourly rollups are gone (migration 0005): nothing read them.
+        for table in ("stack_samples_hourly", "slab_samples_hourly"):
+            assert await conn.fetchval("SELECT to_regclass($1)", table) is None
 
         later = now + dt.timedelta(days=20)
         report = await maintenance.run_once(conn, policy, now=later)
@@ -55,11 +53,25 @@ async def test_retention_drops_old_partitions_and_rollups_outlive_raw_rows(
         assert await _count(conn, "snapshots") == 0
         assert await _count(conn, "stack_samples") == 0
         assert await _count(conn, "analysis_queue") == 0
-        assert await _count(conn, "stack_samples_hourly") == len(hourly)
+        cutoff = later.date() - dt.timedelta(days=14)
+        assert report.raw_dropped_before == dt.datetime.combine(
+            cutoff, dt.time(), tzinfo=dt.timezone.utc
+        )
+    finally:
+        await conn.close()
 
-        report = await maintenance.run_once(conn, policy, now=now + dt.timedelta(days=200))
-        assert await _count(conn, "stack_samples_hourly") == 0
-        assert await _count(conn, "slab_samples_hourly") == 0
+
+async def test_copy_columns_derived_from_the_proto_match_the_tables(database_dsn: str) -> None:
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await migrate(conn)
+        for table, fields in (("slab_samples", SLAB), ("stack_samples", STACK)):
+            columns = await conn.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
+                "ORDER BY ordinal_position",
+                table,
+            )
+            assert tuple(r[0] for r in columns) == fields.columns
     finally:
         await conn.close()
 

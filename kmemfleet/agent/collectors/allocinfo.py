@@ -10,7 +10,6 @@ are left out, as the mlt report leaves out empty stacks.
 
 from __future__ import annotations
 
-from kmemfleet.agent.collectors.base import KernelFS, read_text
 from kmemfleet.agent.collectors.frames import parse_codetag
 from kmemfleet.agent.collectors.stackreport import INT64_MAX, StackReport, StackRow
 from kmemfleet.agent.stackid import stack_id
@@ -81,7 +80,3 @@ def _is_uint(token: str) -> bool:
 
 def _is_int(token: str) -> bool:
     return _is_uint(token[1:] if token.startswith("-") else token)
-
-
-def collect(fs: KernelFS) -> StackReport:
-    return parse(read_text(fs.proc("allocinfo"), PATH), PATH)

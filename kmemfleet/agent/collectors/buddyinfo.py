@@ -6,7 +6,7 @@ Rows `Node %d, zone %8s` followed by one `%6lu` per order (MAX_ORDER of them).
 from __future__ import annotations
 
 from kmemfleet import limits
-from kmemfleet.agent.collectors.base import KernelFS, Parsed, read_text
+from kmemfleet.agent.collectors.base import Parsed
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import snapshot_pb2 as pb
 
@@ -44,7 +44,3 @@ def parse(text: str, path: str = PATH) -> Parsed[pb.BuddyZone]:
     if not result.items and result.skipped:
         raise SourceError(path, "no 'Node N, zone NAME' rows: not a buddyinfo file", line=1)
     return result
-
-
-def collect(fs: KernelFS) -> Parsed[pb.BuddyZone]:
-    return parse(read_text(fs.proc("buddyinfo"), PATH), PATH)

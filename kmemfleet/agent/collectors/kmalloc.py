@@ -10,7 +10,6 @@ outstanding bytes = net, objects = allocs - frees.
 
 from __future__ import annotations
 
-from kmemfleet.agent.collectors.base import KernelFS, read_text
 from kmemfleet.agent.collectors.frames import parse_symbol
 from kmemfleet.agent.collectors.stackreport import INT64_MAX, StackReport, StackRow
 from kmemfleet.agent.stackid import stack_id
@@ -93,7 +92,3 @@ def parse(text: str, path: str = PATH) -> StackReport:
 def _is_int(token: str) -> bool:
     digits = token[1:] if token.startswith("-") else token
     return digits.isascii() and digits.isdigit() and len(digits) <= 19
-
-
-def collect(fs: KernelFS) -> StackReport:
-    return parse(read_text(fs.proc("kmalloc"), PATH), PATH)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kmemfleet.agent.collectors.base import KernelFS, read_text
 from kmemfleet.agent.collectors.frames import parse_symbol
 from kmemfleet.agent.collectors.stackreport import INT64_MAX, StackReport, StackRow
 from kmemfleet.agent.stackid import stack_id
@@ -151,7 +150,3 @@ def _row_values(m: re.Match[str], layout: str) -> tuple[int, int, int]:
     if max(lower, upper, count) > INT64_MAX:
         raise ValueError("a count does not fit in 63 bits")
     return lower, upper, count
-
-
-def collect(fs: KernelFS) -> StackReport:
-    return parse(read_text(fs.proc("mlt/mem_leaks"), PATH), PATH)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kmemfleet import limits
-from kmemfleet.agent.collectors.base import KernelFS, Parsed, parse_int, read_text
+from kmemfleet.agent.collectors.base import Parsed, parse_int
 from kmemfleet.errors import SourceError
 
 PATH = "/proc/meminfo"
@@ -51,7 +51,3 @@ def parse(text: str, path: str = PATH) -> Parsed[tuple[str, int]]:
     if not result.items:
         raise SourceError(path, "no 'Key: value' lines: not a meminfo file")
     return result
-
-
-def collect(fs: KernelFS) -> Parsed[tuple[str, int]]:
-    return parse(read_text(fs.proc("meminfo"), PATH), PATH)

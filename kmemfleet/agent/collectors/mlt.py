@@ -15,14 +15,12 @@ from __future__ import annotations
 import re
 from array import array
 
-from kmemfleet.agent.collectors.base import KernelFS, read_text
 from kmemfleet.agent.collectors.frames import parse_symbol
 from kmemfleet.agent.collectors.stackreport import INT64_MAX, MltBlocks, StackReport
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 PATH = "/sys/kernel/debug/mlt/stacks"
-DEBUGFS_NAME = "mlt/stacks"
 HEADER_PREFIX = "mlt - version: "
 _STACK_LINE = re.compile(
     r"stack ([0-9a-f]{16}) bytes ([0-9]{1,20}) objects ([0-9]{1,20}) "
@@ -154,7 +152,3 @@ def _bad_region(body: str, start: int, end: int, report: StackReport) -> None:
                 line,
                 f"expected 'stack <id> bytes N objects N allocs N frees N', got {first[:80]!r}",
             )
-
-
-def collect(fs: KernelFS) -> StackReport:
-    return parse(read_text(fs.debug(DEBUGFS_NAME), PATH), PATH)

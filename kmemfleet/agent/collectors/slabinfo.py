@@ -13,7 +13,7 @@ reported, the rest of the file kept.
 from __future__ import annotations
 
 from kmemfleet import limits
-from kmemfleet.agent.collectors.base import KernelFS, Parsed, parse_int, read_text
+from kmemfleet.agent.collectors.base import Parsed, parse_int
 from kmemfleet.errors import SourceError
 from kmemfleet.v1 import snapshot_pb2 as pb
 
@@ -144,7 +144,3 @@ def _count(token: str) -> int:
     if value < 0:
         raise ValueError(f"negative count {value}")
     return value
-
-
-def collect(fs: KernelFS) -> Parsed[pb.SlabCache]:
-    return parse(read_text(fs.proc("slabinfo"), PATH), PATH)

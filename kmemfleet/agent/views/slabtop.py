@@ -6,6 +6,14 @@ object size is an integer division of total size by Σ num_objs, as in C.
 Row: `"%6u %6u %3u%% %7.2fK %6u %8u %9luK %-23s"`, cache size =
 num_slabs · pagesperslab · page size, USE = 100·active/num (integer).
 Sort keys are showslab's; numeric keys sort descending, the name ascending.
+
+What "slab bytes" means, defined here once (the three differ on purpose):
+- total_bytes: num_objs·objsize, the objects a cache holds, used or free; the
+  summary's Total Size and `kmemfleet slabs`' TOTAL and slab memory.
+- active_bytes: active_objs·objsize, the objects in use; the summary's Active
+  Size, and the series the server's leak analysis judges (there computed in SQL).
+- cache_size: num_slabs·pagesperslab·page size, the pages behind the cache,
+  slab overhead included; slabtop's CACHE SIZE column (and sort key c).
 """
 
 from __future__ import annotations
@@ -30,6 +38,14 @@ HEADER = "  OBJS ACTIVE  USE OBJ SIZE  SLABS OBJ/SLAB CACHE SIZE NAME"
 HEADER_DELTA = "  OBJS ACTIVE  USE OBJ SIZE  SLABS OBJ/SLAB CACHE SIZE    DELTA NAME"
 
 
+def total_bytes(c: pb.SlabCache) -> int:
+    return c.num_objs * c.objsize
+
+
+def active_bytes(c: pb.SlabCache) -> int:
+    return c.active_objs * c.objsize
+
+
 def cache_size(c: pb.SlabCache, page_size: int) -> int:
     return c.num_slabs * c.pagesperslab * page_size
 
@@ -39,7 +55,9 @@ def use_pct(c: pb.SlabCache) -> int:
 
 
 @dataclass(frozen=True)
-class Summary:
+class SlabSummary:
+    """slabtop's header: totals over every cache (the server's ranking has its own Summary)."""
+
     active_objs: int
     total_objs: int
     active_slabs: int
@@ -57,17 +75,17 @@ def _pct(a: int, b: int) -> float:
     return 100.0 * a / b if b else 0.0
 
 
-def summarize(caches: Sequence[pb.SlabCache]) -> Summary:
+def summarize(caches: Sequence[pb.SlabCache]) -> SlabSummary:
     total_objs = sum(c.num_objs for c in caches)
-    total_size = sum(c.num_objs * c.objsize for c in caches)
-    return Summary(
+    total_size = sum(map(total_bytes, caches))
+    return SlabSummary(
         active_objs=sum(c.active_objs for c in caches),
         total_objs=total_objs,
         active_slabs=sum(c.active_slabs for c in caches),
         total_slabs=sum(c.num_slabs for c in caches),
         active_caches=sum(1 for c in caches if c.num_objs > 0),
         total_caches=len(caches),
-        active_size=sum(c.active_objs * c.objsize for c in caches),
+        active_size=sum(map(active_bytes, caches)),
         total_size=total_size,
         min_obj_size=min((c.objsize for c in caches), default=0),
         avg_obj_size=total_size // total_objs if total_objs else 0,
@@ -75,7 +93,7 @@ def summarize(caches: Sequence[pb.SlabCache]) -> Summary:
     )
 
 
-def summary_lines(s: Summary) -> list[str]:
+def summary_lines(s: SlabSummary) -> list[str]:
     return [
         f" Active / Total Objects (% used)    : {s.active_objs} / {s.total_objs} "
         f"({_pct(s.active_objs, s.total_objs):.1f}%)",

@@ -45,18 +45,12 @@ POISON_ERRORS: tuple[type[BaseException], ...] = (
 )
 JUDGE_ERRORS: tuple[type[BaseException], ...] = (*POISON_ERRORS, ArithmeticError, ValueError)
 
-_FOLD_STACKS = """
-WITH q AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[])
-           AS q(device_id, boot_id, seq, captured_at))
+# Points into buckets (the bucket width is a parameter): a later point wins last_value.
+_INTO_BUCKETS = """
 INSERT INTO analysis_buckets AS b (device_id, boot_id, subject, key, bucket, last_at,
                                    last_value, min_value, max_value)
-SELECT s.device_id, s.boot_id, 1, s.stack_id::text,
-       to_timestamp(floor(extract(epoch FROM s.captured_at)::float8 / $5::float8) * $5::float8),
-       max(s.captured_at), (array_agg(s.bytes ORDER BY s.captured_at DESC, s.seq DESC))[1],
-       min(s.bytes), max(s.bytes)
-  FROM q JOIN stack_samples s ON s.device_id = q.device_id AND s.boot_id = q.boot_id
-                             AND s.seq = q.seq AND s.captured_at = q.captured_at
- GROUP BY 1, 2, 3, 4, 5
+"""
+_MERGE_BUCKETS = """
 ON CONFLICT (device_id, boot_id, subject, key, bucket) DO UPDATE SET
     last_value = CASE WHEN excluded.last_at >= b.last_at THEN excluded.last_value
                       ELSE b.last_value END,
@@ -64,28 +58,27 @@ ON CONFLICT (device_id, boot_id, subject, key, bucket) DO UPDATE SET
     min_value = least(b.min_value, excluded.min_value),
     max_value = greatest(b.max_value, excluded.max_value)
 """
-
-_FOLD_SLABS = """
+_SLAB_KEY = "CASE WHEN s.occurrence = 0 THEN s.name ELSE s.name || '#' || s.occurrence END"
+_FOLD = (
+    """
 WITH q AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[])
-           AS q(device_id, boot_id, seq, captured_at))
-INSERT INTO analysis_buckets AS b (device_id, boot_id, subject, key, bucket, last_at,
-                                   last_value, min_value, max_value)
-SELECT s.device_id, s.boot_id, 2,
-       CASE WHEN s.occurrence = 0 THEN s.name ELSE s.name || '#' || s.occurrence END,
+           AS q(device_id, boot_id, seq, captured_at))"""
+    + _INTO_BUCKETS
+    + """SELECT s.device_id, s.boot_id, {subject}, {key},
        to_timestamp(floor(extract(epoch FROM s.captured_at)::float8 / $5::float8) * $5::float8),
-       max(s.captured_at),
-       (array_agg(s.active_objs * s.objsize ORDER BY s.captured_at DESC, s.seq DESC))[1],
-       min(s.active_objs * s.objsize), max(s.active_objs * s.objsize)
-  FROM q JOIN slab_samples s ON s.device_id = q.device_id AND s.boot_id = q.boot_id
-                            AND s.seq = q.seq AND s.captured_at = q.captured_at
- GROUP BY 1, 2, 3, 4, 5
-ON CONFLICT (device_id, boot_id, subject, key, bucket) DO UPDATE SET
-    last_value = CASE WHEN excluded.last_at >= b.last_at THEN excluded.last_value
-                      ELSE b.last_value END,
-    last_at = greatest(b.last_at, excluded.last_at),
-    min_value = least(b.min_value, excluded.min_value),
-    max_value = greatest(b.max_value, excluded.max_value)
-"""
+       max(s.captured_at), (array_agg({value} ORDER BY s.captured_at DESC, s.seq DESC))[1],
+       min({value}), max({value})
+  FROM q JOIN {table} s ON s.device_id = q.device_id AND s.boot_id = q.boot_id
+                      AND s.seq = q.seq AND s.captured_at = q.captured_at
+ GROUP BY 1, 2, 3, 4, 5"""
+    + _MERGE_BUCKETS
+)
+_FOLD_STACKS = _FOLD.format(
+    subject=SUBJECT_STACK, key="s.stack_id::text", value="s.bytes", table="stack_samples"
+)
+_FOLD_SLABS = _FOLD.format(
+    subject=SUBJECT_SLAB, key=_SLAB_KEY, value="s.active_objs * s.objsize", table="slab_samples"
+)
 
 # Keyframe omission: a keyframe (base_seq = 0) carrying samples of a subject is
 # that subject's full state, so a key the boot held (latest value before the
@@ -113,11 +106,13 @@ _PRESENT = {  # is key h.key in keyframe h: one query per subject (a slab key is
     SUBJECT_SLAB: """SELECT 1 FROM slab_samples s
             WHERE s.device_id = h.device_id AND s.boot_id = h.boot_id
               AND s.captured_at = h.captured_at AND s.seq = h.seq
-              AND CASE WHEN s.occurrence = 0 THEN s.name
-                       ELSE s.name || '#' || s.occurrence END = h.key""",
+              AND """
+    + _SLAB_KEY
+    + " = h.key",
 }
 
-_ZERO_OMITTED = """
+_ZERO_OMITTED = (
+    """
 WITH k AS (SELECT device_id, boot_id, seq, captured_at,
                   -- the bucket of the previous keyframe: an index range (0053), not a filter
                   coalesce(to_timestamp(floor(extract(epoch FROM prev)::float8 / $7::float8)
@@ -133,19 +128,14 @@ held AS (
      ORDER BY k.device_id, k.boot_id, k.seq, k.captured_at, a.key, a.last_at DESC),
 gone AS (
     SELECT h.* FROM held h WHERE h.last_value <> 0 AND NOT EXISTS ({present}))
-INSERT INTO analysis_buckets AS b (device_id, boot_id, subject, key, bucket, last_at,
-                                   last_value, min_value, max_value)
-SELECT device_id, boot_id, $6, key,
+"""
+    + _INTO_BUCKETS
+    + """SELECT device_id, boot_id, $6, key,
        to_timestamp(floor(extract(epoch FROM captured_at)::float8 / $7::float8) * $7::float8),
        max(captured_at), 0, 0, 0
-  FROM gone GROUP BY 1, 2, 3, 4, 5
-ON CONFLICT (device_id, boot_id, subject, key, bucket) DO UPDATE SET
-    last_value = CASE WHEN excluded.last_at >= b.last_at THEN excluded.last_value
-                      ELSE b.last_value END,
-    last_at = greatest(b.last_at, excluded.last_at),
-    min_value = least(b.min_value, excluded.min_value),
-    max_value = greatest(b.max_value, excluded.max_value)
-"""
+  FROM gone GROUP BY 1, 2, 3, 4, 5"""
+    + _MERGE_BUCKETS
+)
 
 _UPSERT_SERIES = """
 INSERT INTO analysis_series AS a (device_id, boot_id, subject, key, firmware_version, signature,

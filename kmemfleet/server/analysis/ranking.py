@@ -55,7 +55,9 @@ class SeriesRow:
 
 
 @dataclass(frozen=True)
-class Summary:
+class CohortSummary:
+    """One (firmware, subject, signature) judged over its cohort: an analysis_summary row."""
+
     representative: str  # key of the most confident leaking (else longest) series
     devices_observed: int
     devices_leaking: int
@@ -91,7 +93,7 @@ def score(devices_leaking: int, share: float, median_slope: float, confidence: f
     return devices_leaking * (median_slope / 1024.0) * (0.5 + 0.5 * share) * confidence
 
 
-def summarize(rows: Iterable[SeriesRow]) -> Summary:
+def summarize(rows: Iterable[SeriesRow]) -> CohortSummary:
     """Roll (device, boot, key) verdicts up to one cohort summary.
 
     A device leaks when any of its boots leaks; its rate is that of its longest
@@ -138,7 +140,7 @@ def summarize(rows: Iterable[SeriesRow]) -> Summary:
     share = leaking_n / observed if observed else 0.0
     median = percentile(slopes, 0.5)
     conf = percentile(confidences, 0.5)
-    return Summary(
+    return CohortSummary(
         best.key,
         observed,
         leaking_n,

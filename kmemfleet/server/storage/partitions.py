@@ -13,8 +13,6 @@ import re
 import asyncpg
 
 RAW_TABLES = ("snapshots", "slab_samples", "stack_samples")
-ROLLUP_TABLES = ("stack_samples_hourly", "slab_samples_hourly")
-TIME_SERIES_TABLES = RAW_TABLES  # the ingest path writes these
 _SUFFIX = re.compile(r"_p(\d{8})$")
 
 

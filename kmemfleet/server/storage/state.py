@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
+
+from kmemfleet.wire import loads
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,32 @@ async def slab_state(conn: asyncpg.Connection, ref: SnapshotRef) -> list[asyncpg
         ref.captured_at,
     )
     return rows
+
+
+async def meminfo_state(conn: asyncpg.Connection, ref: SnapshotRef) -> dict[str, int]:
+    """/proc/meminfo as of the snapshot (always sent whole)."""
+    value = await conn.fetchval(
+        "SELECT meminfo FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
+        "AND seq = $3 AND captured_at = $4",
+        ref.device_id,
+        ref.boot_id,
+        ref.seq,
+        ref.captured_at,
+    )
+    return dict(loads(value))
+
+
+async def stack_source(conn: asyncpg.Connection, ref: SnapshotRef) -> dict[str, Any] | None:
+    """The newest stack source header of the boot at or before the snapshot."""
+    value = await conn.fetchval(
+        "SELECT stack_source FROM snapshots WHERE device_id = $1 AND boot_id = $2 "
+        "AND captured_at <= $3 AND stack_source IS NOT NULL "
+        "ORDER BY captured_at DESC LIMIT 1",
+        ref.device_id,
+        ref.boot_id,
+        ref.captured_at,
+    )
+    return None if value is None else dict(loads(value))
 
 
 async def stack_state(conn: asyncpg.Connection, ref: SnapshotRef) -> list[asyncpg.Record]:

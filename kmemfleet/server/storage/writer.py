@@ -14,55 +14,22 @@ import datetime as dt
 import enum
 import hashlib
 import json
-from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import attrgetter
 
 import asyncpg
 
+from kmemfleet import wire
 from kmemfleet.limits import IMPORT_SEQ_BASE
 from kmemfleet.server.storage.partitions import PartitionManager
 from kmemfleet.server.validate import check_stack_counts
-from kmemfleet.signature import signature, to_signed64
+from kmemfleet.signature import signature
 from kmemfleet.v1 import snapshot_pb2 as pb
+from kmemfleet.wire import SLAB, STACK, Row, to_signed64, to_unsigned64
 
-SLAB_COLUMNS = (
-    "device_id",
-    "boot_id",
-    "seq",
-    "captured_at",
-    "name",
-    "occurrence",
-    "removed",
-    "active_objs",
-    "num_objs",
-    "objsize",
-    "objperslab",
-    "pagesperslab",
-    "lim",
-    "batchcount",
-    "sharedfactor",
-    "active_slabs",
-    "num_slabs",
-    "sharedavail",
-)
-STACK_COLUMNS = (
-    "device_id",
-    "boot_id",
-    "seq",
-    "captured_at",
-    "stack_id",
-    "removed",
-    "bytes",
-    "objects",
-    "allocs",
-    "frees",
-    "bytes_upper",
-)
-Row = tuple[object, ...]
+SLAB_COLUMNS = SLAB.columns
+STACK_COLUMNS = STACK.columns
 SnapKey = tuple[str, str, int, dt.datetime]
 
 
@@ -125,89 +92,30 @@ def captured_at(snap: pb.Snapshot) -> dt.datetime:
     )
 
 
-# One C-level getattr pass per repeated field; columns come from zip(*rows).
-_STACK_FIELDS = attrgetter("stack_id", "bytes", "objects", "allocs", "frees", "bytes_upper")
-
-
 def prepare(snap: pb.Snapshot) -> Prepared:
     """Rows for COPY. Also checks stack sample counts >= 0 (ValidationError naming
     the field): the columns are at hand here, so the hot loop runs once."""
     ts = captured_at(snap)
     d = snap.device
-    dev, boot, seq = d.device_id, d.boot_id, snap.seq
-    slab_rows: list[Row] = [
-        (
-            dev,
-            boot,
-            seq,
-            ts,
-            c.name,
-            c.occurrence,
-            False,
-            c.active_objs,
-            c.num_objs,
-            c.objsize,
-            c.objperslab,
-            c.pagesperslab,
-            c.limit,
-            c.batchcount,
-            c.sharedfactor,
-            c.active_slabs,
-            c.num_slabs,
-            c.sharedavail,
-        )
-        for c in snap.slab_caches
-    ]
-    slab_rows += [
-        (dev, boot, seq, ts, k.name, k.occurrence, True, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        for k in snap.removed_slab_caches
-    ]
+    head = (d.device_id, d.boot_id, snap.seq, ts)
+    caches = snap.slab_caches
+    slab_rows = SLAB.rows(head, SLAB.value_columns(caches)) if caches else []
+    slab_rows += [SLAB.tombstone(head, k.name, k.occurrence) for k in snap.removed_slab_caches]
     stack_rows: list[Row] = []
     referenced: set[int] = set()
     samples = snap.stack_samples
     if samples:
-        n = len(samples)
-        sid, *counts = zip(*map(_STACK_FIELDS, samples), strict=True)
-        if min(map(min, counts)) < 0:
+        columns = STACK.value_columns(samples)
+        if min(map(min, columns[1:])) < 0:
             check_stack_counts(snap)  # raises, naming the first bad field
-        # fixed64 ids as signed bigint (two's complement), reinterpreted in C.
-        ids = array("q", array("Q", sid).tobytes()).tolist()
-        referenced = set(ids)
-        stack_rows = list(
-            zip(repeat(dev, n), repeat(boot, n), repeat(seq, n), repeat(ts, n), ids,
-                repeat(False, n), *counts, strict=True)
-        )  # fmt: skip
-    stack_rows += [
-        (dev, boot, seq, ts, to_signed64(sid), True, 0, 0, 0, 0, 0) for sid in snap.removed_stacks
-    ]
+        referenced = set(columns[0])
+        stack_rows = STACK.rows(head, columns)
+    stack_rows += [STACK.tombstone(head, to_signed64(sid)) for sid in snap.removed_stacks]
     return Prepared(snap, ts, slab_rows, stack_rows, referenced)
 
 
-_FRAME_KEYS = ("function", "offset", "length", "module", "address", "file", "line")
-_frame_values = attrgetter(*_FRAME_KEYS)
-
-
-def _frames_json(sd: pb.StackDefinition) -> str:
-    return json.dumps([dict(zip(_FRAME_KEYS, _frame_values(f), strict=True)) for f in sd.frames])
-
-
 def _source_json(snap: pb.Snapshot) -> str | None:
-    if not snap.HasField("stack_source"):
-        return None
-    s = snap.stack_source
-    return json.dumps(
-        {
-            "source": s.source,
-            "version": s.version,
-            "estimated": s.estimated,
-            "tracked_objects": s.tracked_objects,
-            "tracked_bytes": s.tracked_bytes,
-            "dropped": s.dropped,
-            "untracked_frees": s.untracked_frees,
-            "missed_frees": s.missed_frees,
-            "attributes": dict(s.attributes),
-        }
-    )
+    return json.dumps(wire.as_dict(snap.stack_source)) if snap.HasField("stack_source") else None
 
 
 # Bound on the in-memory set of interned stack ids.
@@ -244,6 +152,9 @@ class SnapshotWriter:
         # Committed slab_cache_names (same reason: concurrent inserts of one name wait).
         self.known_names: set[str] = set()
 
+    def forget_partitions(self) -> None:
+        self.partitions.forget()
+
     async def write_batch(
         self, conn: asyncpg.Connection, items: Sequence[Prepared]
     ) -> list[Outcome]:
@@ -275,7 +186,7 @@ class SnapshotWriter:
         for i, p in enumerate(items):
             missing = p.referenced & unknown
             if missing:
-                sid = min(missing) & (2**64 - 1)
+                sid = to_unsigned64(min(missing))
                 outcomes[i] = Outcome(
                     Result.REJECTED,
                     f"stack_samples.stack_id: {sid:016x} was never defined "
@@ -440,7 +351,7 @@ class SnapshotWriter:
             new,
             [defs[i].source for i in new],
             [defs[i].module for i in new],
-            [_frames_json(defs[i]) for i in new],
+            [wire.dumps(defs[i].frames) for i in new],
             [signature(defs[i].frames) for i in new],
         )
 
@@ -474,16 +385,9 @@ class SnapshotWriter:
                 s.base_seq,
                 d.firmware_version,
                 json.dumps(dict(s.meminfo)),
-                json.dumps(
-                    [
-                        {"node": z.node, "zone": z.zone, "free_blocks": list(z.free_blocks)}
-                        for z in s.buddyinfo
-                    ]
-                ),
+                wire.dumps(s.buddyinfo),
                 _source_json(s),
-                json.dumps(
-                    [{"file": i.file, "line": i.line, "reason": i.reason} for i in s.parse_issues]
-                ),
+                wire.dumps(s.parse_issues),
                 s.spool_dropped,
                 len(p.slab_rows),
                 len(p.stack_rows),

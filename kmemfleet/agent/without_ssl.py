@@ -1,4 +1,4 @@
-"""Import the agent's dependencies without the modules its loop never uses.
+"""Import grpcio and structlog with Python's `ssl` hidden: 4 MB less agent memory.
 
 grpcio's extension imports asyncio, and asyncio imports Python's `ssl`, which
 loads OpenSSL (libssl, libcrypto) and builds its enum classes: ~4 MB of the
@@ -15,12 +15,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_UNUSED = ("ssl",)
+_HIDDEN = ("ssl",)
 
 
 @contextmanager
-def without_unused_modules() -> Iterator[None]:
-    hidden = [name for name in _UNUSED if name not in sys.modules]
+def ssl_hidden() -> Iterator[None]:
+    hidden = [name for name in _HIDDEN if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # "import ssl" raises ImportError
     try:

@@ -1,0 +1,77 @@
+"""The registry of kernel sources the agent reads (node_exporter's collector registry).
+
+Each Source is one kernel file, named once: its bundle file name, its kernel
+path (KernelFS.path maps it under a moved root or debugfs mount) and how its
+parsed rows go into a Capture. kmemfleet.agent.capture reads them in this
+order, each in isolation. The stack sources are alternatives in priority order,
+mlt (our module) > allocinfo > mem_leaks > kmalloc: the first that reads and
+parses is used, and the ones before it that failed are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kmemfleet.agent.collectors import (
+    allocinfo,
+    buddyinfo,
+    kmalloc,
+    mem_leaks,
+    meminfo,
+    mlt,
+    slabinfo,
+)
+from kmemfleet.agent.collectors.stackreport import StackReport
+
+if TYPE_CHECKING:
+    from kmemfleet.agent.capture import Capture
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # also the bundle file name
+    path: str  # the kernel path, as messages show it
+    store: Callable[[Capture, str, str], None]  # parse (text, path) into the capture
+    required: bool = False  # a device without it cannot report at all
+    stacks: bool = False  # one of the alternative per-stack sources
+
+
+def _slabinfo(cap: Capture, text: str, path: str) -> None:
+    parsed = slabinfo.parse(text, path)
+    cap.slabs = parsed.items
+    cap.issues.extend(parsed.issues)
+
+
+def _meminfo(cap: Capture, text: str, path: str) -> None:
+    parsed = meminfo.parse(text, path)
+    cap.meminfo = dict(parsed.items)
+    cap.issues.extend(parsed.issues)
+
+
+def _buddyinfo(cap: Capture, text: str, path: str) -> None:
+    parsed = buddyinfo.parse(text, path)
+    cap.buddy = parsed.items
+    cap.issues.extend(parsed.issues)
+
+
+def _stacks(parse: Callable[[str, str], StackReport]) -> Callable[[Capture, str, str], None]:
+    def store(cap: Capture, text: str, path: str) -> None:
+        report = parse(text, path)
+        cap.stacks = report
+        cap.issues.extend(report.issues)
+
+    return store
+
+
+SOURCES: tuple[Source, ...] = (
+    Source("slabinfo", slabinfo.PATH, _slabinfo, required=True),
+    Source("meminfo", meminfo.PATH, _meminfo),
+    Source("buddyinfo", buddyinfo.PATH, _buddyinfo),
+    Source("mlt_stacks", mlt.PATH, _stacks(mlt.parse), stacks=True),
+    Source("allocinfo", allocinfo.PATH, _stacks(allocinfo.parse), stacks=True),
+    Source("mem_leaks", mem_leaks.PATH, _stacks(mem_leaks.parse), stacks=True),
+    Source("kmalloc", kmalloc.PATH, _stacks(kmalloc.parse), stacks=True),
+)
+STACK_SOURCES = tuple(s for s in SOURCES if s.stacks)

@@ -1,0 +1,162 @@
+"""The wire messages as table rows and JSON: one field table per message, from the descriptors.
+
+Validation, the COPY column lists, the query mapping and the JSON columns all read
+their field lists here, and those come from the protobuf descriptors: a field added
+to proto/ reaches each of them without another edit (its table still needs a
+migration). Stack ids are fixed64 on the wire and bigint (two's complement) in
+PostgreSQL; both conversions live here too. A pure helper: protobuf only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
+from operator import attrgetter
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from kmemfleet.v1 import snapshot_pb2 as pb
+
+ROW_KEY = ("device_id", "boot_id", "seq", "captured_at")  # the snapshot a sample row is of
+Row = tuple[object, ...]
+_U64 = 1 << 64
+
+
+def to_signed64(value: int) -> int:
+    """A fixed64 wire id as PostgreSQL bigint (two's complement)."""
+    return value - _U64 if value >= 1 << 63 else value
+
+
+def to_unsigned64(value: int) -> int:
+    return value & (_U64 - 1)
+
+
+def signed64_column(values: Sequence[int]) -> list[int]:
+    """to_signed64 of a whole column, reinterpreted in C (the ingest hot path)."""
+    return array("q", array("Q", values).tobytes()).tolist()
+
+
+class FieldTable:
+    """A repeated message stored one row per element (slab_samples, stack_samples).
+
+    Scalar fields only (SlabCache.statistics is not stored). Key fields are those
+    that are not int64 counts (name, occurrence; stack_id); columns are ROW_KEY, the
+    key fields, `removed` (a tombstone: the key left the snapshot), then the counts,
+    in descriptor order. fixed64 keys are stored signed.
+    `renamed` maps a field to its column where SQL takes the name (limit -> lim).
+    """
+
+    def __init__(self, message: type[Message], renamed: Mapping[str, str] | None = None) -> None:
+        self.message = message
+        fields = [f for f in message.DESCRIPTOR.fields if f.message_type is None]
+        self.key = tuple(f.name for f in fields if f.type != FieldDescriptor.TYPE_INT64)
+        self.counts = tuple(f.name for f in fields if f.type == FieldDescriptor.TYPE_INT64)
+        self._fixed64 = {f.name for f in fields if f.type == FieldDescriptor.TYPE_FIXED64}
+        self._columns = {f: (renamed or {}).get(f, f) for f in (*self.key, *self.counts)}
+        self.columns = (
+            *ROW_KEY,
+            *(self._columns[f] for f in self.key),
+            "removed",
+            *(self._columns[f] for f in self.counts),
+        )
+        # One C-level getattr pass per element, key fields first.
+        self.values = attrgetter(*self.key, *self.counts)
+        self.count_values = attrgetter(*self.counts)
+        self._zeros = (0,) * len(self.counts)
+
+    def value_columns(self, elements: Sequence[Message]) -> list[Sequence[Any]]:
+        """One column per field (key first), fixed64 keys as signed bigint."""
+        cols: list[Sequence[Any]] = list(zip(*map(self.values, elements), strict=True))
+        for i, name in enumerate(self.key):
+            if name in self._fixed64:
+                cols[i] = signed64_column(cols[i])
+        return cols
+
+    def rows(self, head: Row, columns: Sequence[Sequence[Any]]) -> list[Row]:
+        """COPY rows (in `columns` order) of one snapshot from value_columns()."""
+        if not columns:
+            return []
+        n, k = len(columns[0]), len(self.key)
+        return list(
+            zip(
+                *(repeat(v, n) for v in head),
+                *columns[:k],
+                repeat(False, n),
+                *columns[k:],
+                strict=True,
+            )
+        )
+
+    def tombstone(self, head: Row, *key: object) -> Row:
+        return (*head, *key, True, *self._zeros)
+
+    def from_row(self, row: Mapping[str, Any]) -> Any:
+        """The message back from a stored row (a mapping of column -> value)."""
+        return self.message(
+            **{
+                f: to_unsigned64(row[c]) if f in self._fixed64 else row[c]
+                for f, c in self._columns.items()
+            }
+        )
+
+
+SLAB = FieldTable(pb.SlabCache, renamed={"limit": "lim"})  # LIMIT is an SQL keyword
+STACK = FieldTable(pb.StackSample)
+
+
+@functools.cache
+def _plan(desc: Descriptor) -> tuple[tuple[str, str], ...]:
+    """(field, kind) per field: how as_dict() turns each into JSON."""
+    plan = []
+    for f in desc.fields:
+        if f.message_type is not None and f.message_type.GetOptions().map_entry:
+            kind = "map"
+        elif f.message_type is not None:
+            kind = "messages" if f.is_repeated else "message"
+        else:
+            kind = "list" if f.is_repeated else "scalar"
+        plan.append((f.name, kind))
+    return tuple(plan)
+
+
+def as_dict(msg: Message) -> dict[str, Any]:
+    """Every field of `msg` (defaults too) under its proto name: the JSON we store.
+    `Message(**as_dict(msg))` gives `msg` back."""
+    out: dict[str, Any] = {}
+    for name, kind in _plan(msg.DESCRIPTOR):
+        v = getattr(msg, name)
+        if kind == "map":
+            v = dict(v)
+        elif kind == "list":
+            v = list(v)
+        elif kind == "message":
+            v = as_dict(v)
+        elif kind == "messages":
+            v = [as_dict(m) for m in v]
+        out[name] = v
+    return out
+
+
+def dumps(messages: Iterable[Message]) -> str:
+    """A JSON array of as_dict() of each message (frames, buddy zones, parse issues)."""
+    return json.dumps([as_dict(m) for m in messages])
+
+
+def loads(value: Any) -> Any:
+    """A stored JSON column: asyncpg hands jsonb over as text unless a codec is set."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def stack_definition(row: Mapping[str, Any]) -> pb.StackDefinition:
+    """A `stacks` row (stack_id, source, module, frames) as the wire message."""
+    return pb.StackDefinition(
+        stack_id=to_unsigned64(row["stack_id"]),
+        module=row["module"],
+        source=row["source"],
+        frames=[pb.Frame(**f) for f in loads(row["frames"])],
+    )
