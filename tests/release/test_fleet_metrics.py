@@ -59,7 +59,15 @@ def test_gauges_follow_the_ranking_and_stay_within_their_bounds(
                 _push(ingest, _snapshots(f"b{i}", hour - 10 * HOUR_NS, firmware="6.0", leak=False))
             _push(ingest, _snapshots("c0", hour - 10 * HOUR_NS, firmware="5.0"))  # 1 device
 
-            s = _until(metrics, lambda s: bool(s.get("kmemfleet_leak_devices")))
+            # Once everything sent is analysed (the gauges are rebuilt on their own
+            # interval, not on demand) and a rebuild has run after that.
+            s = _until(
+                metrics,
+                lambda s: (
+                    bool(s.get("kmemfleet_regression_devices"))
+                    and s["kmemfleet_analysis_backlog_snapshots"][0][1] == 0
+                ),
+            )
             devices = {lb["firmware"]: v for lb, v in s["kmemfleet_fleet_devices"]}
             assert devices == {"7.0.1": 3, "6.0": 3}  # 5.0 is the third firmware: left out
             silent = {lb["firmware"]: v for lb, v in s["kmemfleet_fleet_devices_silent"]}
