@@ -110,6 +110,7 @@ REAL = [
     "mlt_stacks/linux-6.12-x86_64-qemu-sampled.txt",
     "mlt_stacks/linux-6.1-aarch64-qemu-full.txt",
     "mlt_stacks/linux-6.1-aarch64-qemu-sampled.txt",
+    "mlt_stacks/linux-6.1-x86_64-qemu-full-no-bulk-probe.txt",
 ]
 
 
@@ -135,3 +136,13 @@ def test_real_full_report_counts_the_leaky_module_exactly() -> None:
     assert len(leak) == 1 and leak[0].objects == 10 and leak[0].frees == 0
     d = r.definition(leak[0])
     assert d.module == "leaky" and d.frames[0].function == "leaky_leak_kmalloc"
+
+
+def test_real_1_1_report_without_the_bulk_free_kprobe_flags_it() -> None:
+    # mlt.ko loaded with debug_bulk_probe_refused=1 under QEMU (6.1 x86_64): the
+    # 50 kfree_rcu objects stay listed, and the header says why.
+    r = mlt.parse(fixture("mlt_stacks/linux-6.1-x86_64-qemu-full-no-bulk-probe.txt"))
+    assert r.version == "1.1" and not r.issues
+    assert r.attributes["bulk_free_probe"] == "0"
+    rcu = [x for x in r.rows if x.frames[0].startswith("leaky_rcu_alloc+")]
+    assert len(rcu) == 1 and rcu[0].objects == 50
