@@ -8,26 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-DEFAULT_SERVER = "127.0.0.1:50051"
+from kmemfleet.client_config import DEFAULT_SERVER, ClientConfig
+
+__all__ = ["DEFAULT_SERVER", "MAX_MESSAGE_BYTES", "ClientConfig"]
 # Snapshots of devices with many stacks can be large; the server enforces its own limit.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    server: str = DEFAULT_SERVER
-    token: str | None = None
-    insecure: bool = False
-    tls_ca: Path | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_server_name: str | None = None
-    gzip: bool = True
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:

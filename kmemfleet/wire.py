@@ -68,6 +68,16 @@ class FieldTable:
         self.values = attrgetter(*self.key, *self.counts)
         self.count_values = attrgetter(*self.counts)
         self._zeros = (0,) * len(self.counts)
+        # The rows of a snapshot's elements as a list comprehension generated from
+        # the descriptor's field names: plain attribute reads in one tuple display,
+        # as fast as rows written out by hand (columns and back cost a quarter more).
+        if not self._fixed64:
+            names = ", ".join(f"e.{f}" for f in self.key)
+            counts = ", ".join(f"e.{f}" for f in self.counts)
+            # eval of field names from our own protobuf descriptor, never input.
+            self._element_rows = eval(
+                f"lambda d, b, s, t, es: [(d, b, s, t, {names}, False, {counts}) for e in es]"
+            )
 
     def value_columns(self, elements: Sequence[Message]) -> list[Sequence[Any]]:
         """One column per field (key first), fixed64 keys as signed bigint."""
@@ -76,6 +86,12 @@ class FieldTable:
             if name in self._fixed64:
                 cols[i] = signed64_column(cols[i])
         return cols
+
+    def element_rows(self, head: Row, elements: Sequence[Message]) -> list[Row]:
+        """COPY rows straight from the elements: for a table without fixed64 keys
+        (slab caches), one tuple per element is cheaper than columns and back."""
+        rows: list[Row] = self._element_rows(*head, elements)
+        return rows
 
     def rows(self, head: Row, columns: Sequence[Sequence[Any]]) -> list[Row]:
         """COPY rows (in `columns` order) of one snapshot from value_columns()."""
@@ -152,11 +168,18 @@ def loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+_FRAME_FIELDS = frozenset(pb.Frame.DESCRIPTOR.fields_by_name)
+
+
 def stack_definition(row: Mapping[str, Any]) -> pb.StackDefinition:
     """A `stacks` row (stack_id, source, module, frames) as the wire message."""
     return pb.StackDefinition(
         stack_id=to_unsigned64(row["stack_id"]),
         module=row["module"],
         source=row["source"],
-        frames=[pb.Frame(**f) for f in loads(row["frames"])],
+        # Keys a Frame no longer has (rows stored by another release) are skipped.
+        frames=[
+            pb.Frame(**{k: v for k, v in f.items() if k in _FRAME_FIELDS})
+            for f in loads(row["frames"])
+        ],
     )

@@ -57,9 +57,16 @@ def collect(cap: Capture, read: Reader, sources: Sequence[Source] = SOURCES) -> 
             if src.required:
                 raise
             cap.issues.append(limits.issue(src.path, exc.reason, exc.line or 0))
+        except (MemoryError, RecursionError):
+            raise  # the machine's trouble, not the source's: the runner skips the capture
         except Exception as exc:  # a parser's bug costs its own source, not the snapshot
             if src.required:
                 raise
+            # Imported here: structlog pulls in asyncio and ssl, which `record` on a
+            # small device does not otherwise load.
+            from kmemfleet import log
+
+            log.get("capture").exception("source_parser_failed", source=src.name)
             cap.issues.append(limits.issue(src.path, f"parser failed: {type(exc).__name__}"))
         cap.source_ms[src.name] = round((time.perf_counter() - t0) * 1e3, 3)
 

@@ -12,7 +12,6 @@ reconnect backoff take theirs from it; the flags' help texts show them.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Mapping
@@ -21,8 +20,9 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from kmemfleet.agent.identity import IdentityConfig
+from kmemfleet.agent.labels import parse_labels
+from kmemfleet.client_config import ClientConfig
 from kmemfleet.errors import CliError
-from kmemfleet.transport import ClientConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,6 +55,9 @@ _KINDS: dict[str, Any] = {
     name: next(a for a in (*get_args(hint), hint) if a is not type(None))
     for name, hint in get_type_hints(AgentSettings).items()
 }
+# Settings without a flag are not file keys either (TOML keys are the flags):
+# the machine type is detected, and the agent always compresses.
+_FILE_KEYS = frozenset(_KINDS) - {"arch", "gzip"}
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -71,33 +74,10 @@ def load_file(path: Path) -> dict[str, Any]:
         name = key.replace("-", "_")
         if name == "label":
             name = "labels"
-        if name not in _KINDS:
+        if name not in _FILE_KEYS:
             raise CliError(f"config file {path}: unknown key {key!r}")
         values[name] = value
     return values
-
-
-def add_label_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--label",
-        dest="labels",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a free-form label (repeatable)",
-    )
-
-
-def parse_labels(value: Any) -> dict[str, str]:
-    if isinstance(value, Mapping):
-        return {str(k): str(v) for k, v in value.items()}
-    labels: dict[str, str] = {}
-    for item in value or ():
-        key, sep, val = str(item).partition("=")
-        if not sep or not key:
-            raise CliError(f"label {item!r} is not KEY=VALUE")
-        labels[key] = val
-    return labels
 
 
 def _convert(name: str, value: Any) -> Any:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from kmemfleet.agent.config import DEFAULTS as D
-    from kmemfleet.agent.config import add_label_argument
+    from kmemfleet.agent.labels import add_label_argument
 
     parser.add_argument("--config", type=Path, help="TOML file with the same keys as the flags")
     add_client_arguments(parser)

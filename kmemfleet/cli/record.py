@@ -15,7 +15,7 @@ from kmemfleet.errors import CliError, SourceError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from kmemfleet.agent.config import add_label_argument
+    from kmemfleet.agent.labels import add_label_argument
 
     parser.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     parser.add_argument(
@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from kmemfleet.agent.bundle import record_capture, write_device_json
     from kmemfleet.agent.collectors.base import KernelFS
-    from kmemfleet.agent.config import parse_labels
     from kmemfleet.agent.identity import IdentityConfig, read_identity
+    from kmemfleet.agent.labels import parse_labels
 
     if args.interval < 1:
         raise CliError("--interval must be at least 1 second (captures are named by second)")

@@ -164,6 +164,14 @@ def run(args: argparse.Namespace) -> int:
     from kmemfleet.server.fleet_metrics import FleetMetricsConfig
     from kmemfleet.server.storage.maintenance import RetentionPolicy
 
+    if args.rollup_retention_days is not None:
+        from kmemfleet import log
+
+        log.get("server").warning(
+            "option_ignored",
+            option="--rollup-retention-days",
+            reason="hourly rollups are no longer kept (docs/deploy.md)",
+        )
     if bool(args.tls_cert) != bool(args.tls_key):
         raise CliError("--tls-cert and --tls-key go together")
     if args.insecure and args.tls_cert:

@@ -113,15 +113,17 @@ async def _stacks_and_source(
 
 
 def _device_state_rpc(
-    response: type[S], fill: Callable[[asyncpg.Connection, SnapshotRef, S], Awaitable[None]]
+    name: str,
+    response: type[S],
+    fill: Callable[[asyncpg.Connection, SnapshotRef, S], Awaitable[None]],
 ) -> Handler[S]:
-    @_status
     async def rpc(
         self: QueryService, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
     ) -> S:
         return await self._device_state(request, context, response(), fill)
 
-    return rpc
+    rpc.__name__ = rpc.__qualname__ = name  # what _status logs when it fails
+    return _status(rpc)
 
 
 class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
@@ -191,8 +193,12 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
         return resp
 
     # The two differ only in the state they add to the device's newest snapshot.
-    DeviceSlabs = _device_state_rpc(query_pb2.DeviceSlabsResponse, _slabs_and_meminfo)
-    DeviceStacks = _device_state_rpc(query_pb2.DeviceStacksResponse, _stacks_and_source)
+    DeviceSlabs = _device_state_rpc(
+        "DeviceSlabs", query_pb2.DeviceSlabsResponse, _slabs_and_meminfo
+    )
+    DeviceStacks = _device_state_rpc(
+        "DeviceStacks", query_pb2.DeviceStacksResponse, _stacks_and_source
+    )
 
     @_status
     async def StackSeries(

@@ -45,6 +45,11 @@ def test_unknown_key_and_bad_toml_are_plain_errors(tmp_path: Path) -> None:
     bad.write_text("interval = \n")
     with pytest.raises(CliError, match="config file"):
         load_file(bad)
+    # Settings without a flag are not file keys: the machine type is detected.
+    for key in ("arch", "gzip"):
+        bad.write_text(f"{key} = false\n")
+        with pytest.raises(CliError, match=f"unknown key '{key}'"):
+            load_file(bad)
 
 
 def test_agent_reads_its_config_file(tmp_path: Path) -> None:

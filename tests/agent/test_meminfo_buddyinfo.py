@@ -76,3 +76,17 @@ def test_a_parser_bug_in_one_source_is_reported_not_raised(tmp_path: Path) -> No
     assert [i.reason for i in cap.issues if i.file == "/proc/buddyinfo"] == [
         "parser failed: IndexError"
     ]
+
+
+def test_running_out_of_memory_in_a_parser_is_not_a_parse_issue(tmp_path: Path) -> None:
+    """The machine's trouble, not the source's: the capture fails (the runner
+    skips it and keeps the delta chain) rather than going out without a source."""
+    SyntheticDevice(tmp_path, caches=3, stacks=3)
+
+    def starved(cap: Capture, text: str, path: str) -> None:
+        raise MemoryError
+
+    sources = [replace(s, store=starved) if s.name == "buddyinfo" else s for s in SOURCES]
+    cap = Capture(DeviceIdentity(), 0, 0.0)
+    with pytest.raises(MemoryError):
+        collect(cap, live_reader(KernelFS(root=tmp_path)), sources)

@@ -139,3 +139,27 @@ async def test_cached_dimensions_still_lower_first_seen(database_dsn: str) -> No
         assert await _count(conn, "slab_cache_names") == 3
     finally:
         await conn.close()
+
+
+async def test_upgrade_keeps_rollup_history_and_drops_empty_rollups(database_dsn: str) -> None:
+    """Migration 0005 on a database from a release with hourly rollups: a table
+    holding history is renamed *_retired and kept, an empty one goes."""
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await migrate(conn)
+        # As a release before 0005 left them: one with a row, one empty.
+        await conn.execute("CREATE TABLE stack_samples_hourly (device_id text, bytes bigint)")
+        await conn.execute("INSERT INTO stack_samples_hourly VALUES ('dev-1', 4096)")
+        await conn.execute("CREATE TABLE slab_samples_hourly (device_id text, bytes bigint)")
+        await conn.execute("DELETE FROM schema_version WHERE version = 5")
+        await migrate(conn)
+        names = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE tablename LIKE '%samples_hourly%'"
+            )
+        }
+        assert names == {"stack_samples_hourly_retired"}
+        assert await _count(conn, "stack_samples_hourly_retired") == 1
+    finally:
+        await conn.close()

@@ -6,7 +6,7 @@ import json
 
 from kmemfleet import wire
 from kmemfleet.v1 import snapshot_pb2 as pb
-from kmemfleet.wire import SLAB, STACK
+from kmemfleet.wire import SLAB, STACK, stack_definition
 
 HEAD = ("dev-1", "boot-1", 7, "2026-01-01T00:00:00Z")
 
@@ -39,3 +39,21 @@ def test_json_columns_round_trip() -> None:
     sd = pb.StackDefinition(stack_id=2**63 + 5, module="drv", frames=frames)
     row = {"stack_id": wire.to_signed64(sd.stack_id), "module": "drv", "source": 0}
     assert wire.stack_definition({**row, "frames": wire.dumps(sd.frames)}) == sd
+
+
+def test_frames_stored_by_another_release_read_back_without_unknown_keys() -> None:
+    row = {
+        "stack_id": -1,
+        "module": "drv",
+        "source": 1,
+        "frames": '[{"function": "f", "offset": 16, "inlined_from": "g"}]',
+    }
+    sd = stack_definition(row)
+    assert sd.stack_id == 2**64 - 1 and [f.function for f in sd.frames] == ["f"]
+
+
+def test_device_state_rpcs_keep_their_names_for_the_log() -> None:
+    from kmemfleet.server.query import QueryService
+
+    assert QueryService.DeviceSlabs.__name__ == "DeviceSlabs"
+    assert QueryService.DeviceStacks.__name__ == "DeviceStacks"

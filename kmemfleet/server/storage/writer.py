@@ -99,7 +99,7 @@ def prepare(snap: pb.Snapshot) -> Prepared:
     d = snap.device
     head = (d.device_id, d.boot_id, snap.seq, ts)
     caches = snap.slab_caches
-    slab_rows = SLAB.rows(head, SLAB.value_columns(caches)) if caches else []
+    slab_rows = SLAB.element_rows(head, caches)
     slab_rows += [SLAB.tombstone(head, k.name, k.occurrence) for k in snap.removed_slab_caches]
     stack_rows: list[Row] = []
     referenced: set[int] = set()
