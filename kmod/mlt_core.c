@@ -1210,9 +1210,13 @@ static int __init mlt_init(void)
 
 out_probes:
 	mlt_probes_unregister();
+out_unwind:
+	/*
+	 * A failed mlt_probes_register() has unregistered what it registered,
+	 * but an allocation probe may have kicked growth before that.
+	 */
 	irq_work_sync(&mlt_grow_kick);
 	cancel_work_sync(&mlt_grow_work);
-out_unwind:
 	mlt_unwind_exit();
 out_table:
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
