@@ -48,8 +48,9 @@
  *  - The object pool is allocated in chunks (mlt.h). In sampled mode a
  *    probe that finds half of the allocated entries in use kicks an
  *    irq_work, which queues mlt_grow_work; the work item allocates the
- *    next chunk under mlt_ctl_lock and hands its entries to the stripes'
- *    free lists under their locks, after publishing the chunk pointer.
+ *    next chunk without locks, then, under mlt_ctl_lock and if the table
+ *    still wants that chunk, hands its entries to the stripes' free lists
+ *    under their locks, after publishing the chunk pointer.
  *    Module exit stops the probes, then syncs the irq_work and the work.
  *  - Per-CPU state (sampling countdown, PRNG, unwind buffers, counters)
  *    is touched only by its own CPU with preemption disabled, except by a
@@ -79,6 +80,7 @@
 #include <linux/kprobes.h>
 #include <linux/workqueue.h>
 #include <linux/irq_work.h>
+#include <linux/jiffies.h>
 #include "mlt.h"
 
 struct mlt_table __rcu *mlt_table;
@@ -999,26 +1001,72 @@ static void *mlt_vzalloc(size_t size)
 	return __vmalloc(size, GFP_KERNEL | __GFP_NOWARN | __GFP_ZERO);
 }
 
+/* After a chunk could not be allocated, growth waits this long. */
+#define MLT_GROW_BACKOFF	(5 * HZ)
+static unsigned long mlt_grow_retry;	/* jiffies; mlt_grow_work only */
+static bool mlt_grow_failed;		/* mlt_grow_work only */
+
+/* Does t want another chunk? mlt_ctl_lock held. */
+static bool mlt_grow_needed(const struct mlt_table *t)
+{
+	return t && (t->flags & MLT_F_LAZY) && t->nr_chunks < t->max_chunks &&
+	       atomic_read(&t->obj_used) >= t->grow_at;
+}
+
 /*
  * MLT_F_LAZY: add chunks while half of the allocated entries are in use.
- * Queued by mlt_obj_insert() (any context); a chunk that cannot be
- * allocated now is tried again at the next insertion.
+ * Queued by mlt_obj_insert() (any context). The chunk is allocated without
+ * mlt_ctl_lock (reports, parameter writes and the OOM report do not wait
+ * for reclaim) and without retrying reclaim or invoking the OOM killer
+ * (the pool grows while something may be leaking memory); after a failure
+ * the next attempt waits MLT_GROW_BACKOFF.
  */
 static void mlt_grow(struct work_struct *work)
 {
 	struct mlt_table *t;
 	struct mlt_obj *mem;
+	size_t size;
+	u32 c;
 
-	mutex_lock(&mlt_ctl_lock);
-	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
-	while (t && (t->flags & MLT_F_LAZY) && t->nr_chunks < t->max_chunks &&
-	       atomic_read(&t->obj_used) >= t->grow_at) {
-		mem = mlt_vmalloc(mlt_chunk_mem(t->max_objects, t->nr_chunks));
-		if (!mem)
+	if (mlt_grow_failed && time_before(jiffies, mlt_grow_retry))
+		return;
+	for (;;) {
+		mutex_lock(&mlt_ctl_lock);
+		t = rcu_dereference_protected(mlt_table,
+					      lockdep_is_held(&mlt_ctl_lock));
+		if (!mlt_grow_needed(t)) {
+			mutex_unlock(&mlt_ctl_lock);
 			break;
-		mlt_pool_add(t, t->nr_chunks, mem);
+		}
+		c = t->nr_chunks;
+		size = mlt_chunk_mem(t->max_objects, c);
+		mutex_unlock(&mlt_ctl_lock);
+
+		mem = __vmalloc(size, GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
+		mlt_grow_failed = !mem;
+		if (!mem) {
+			mlt_grow_retry = jiffies + MLT_GROW_BACKOFF;
+			break;
+		}
+
+		/*
+		 * The table may have been rebuilt meanwhile, even at the same
+		 * address: a chunk of the same index and size fits it anyway.
+		 */
+		mutex_lock(&mlt_ctl_lock);
+		t = rcu_dereference_protected(mlt_table,
+					      lockdep_is_held(&mlt_ctl_lock));
+		if (mlt_grow_needed(t) && t->nr_chunks == c &&
+		    mlt_chunk_mem(t->max_objects, c) == size) {
+			mlt_pool_add(t, c, mem);
+			mem = NULL;
+		}
+		mutex_unlock(&mlt_ctl_lock);
+		if (mem) {
+			vfree(mem);
+			break;
+		}
 	}
-	mutex_unlock(&mlt_ctl_lock);
 }
 
 /* Size a table for the current parameters within the cap (*cap). */
