@@ -108,6 +108,29 @@ static void mlt_grow_kick_fn(struct irq_work *work)
 
 static DEFINE_IRQ_WORK(mlt_grow_kick, mlt_grow_kick_fn);
 
+/*
+ * MLT_GROW_PENDING: a kick is queued or the work has not finished: probes
+ * do not queue the irq_work again (no self-IPI per insertion while the
+ * work waits or runs). MLT_GROW_BACKOFF: the last chunk could not be
+ * allocated; no kick before mlt_grow_retry.
+ */
+#define MLT_GROW_PENDING	0
+#define MLT_GROW_BACKOFF	1
+static unsigned long mlt_grow_state;
+static unsigned long mlt_grow_retry;	/* jiffies */
+
+/* Any context: ask for another pool chunk. */
+static void mlt_grow_request(void)
+{
+	if (test_bit(MLT_GROW_PENDING, &mlt_grow_state))
+		return;
+	if (test_bit(MLT_GROW_BACKOFF, &mlt_grow_state) &&
+	    time_before(jiffies, READ_ONCE(mlt_grow_retry)))
+		return;
+	if (!test_and_set_bit(MLT_GROW_PENDING, &mlt_grow_state))
+		irq_work_queue(&mlt_grow_kick);
+}
+
 /* ---- parameters ------------------------------------------------------ */
 
 bool mlt_enable = true;
@@ -703,9 +726,9 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 		mlt_count(MLT_C_MISSED_FREES, 1);
 		atomic64_add(mlt_weight(t, old_size), &t->stacks[old_stack].frees_w);
 		mlt_stack_put(t, old_stack);
-	} else if ((t->flags & MLT_F_LAZY) &&
+	} else if ((READ_ONCE(t->flags) & MLT_F_LAZY) &&
 		   atomic_inc_return(&t->obj_used) >= READ_ONCE(t->grow_at)) {
-		irq_work_queue(&mlt_grow_kick);
+		mlt_grow_request();
 	}
 	mlt_count(MLT_C_TRACKED, 1);
 }
@@ -746,7 +769,7 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 	if (sidx == MLT_NIL) {
 		mlt_count(MLT_C_UNTRACKED_FREES, 1);
 	} else {
-		if (t->flags & MLT_F_LAZY)
+		if (READ_ONCE(t->flags) & MLT_F_LAZY)
 			atomic_dec(&t->obj_used);
 		atomic64_add(mlt_weight(t, size), &t->stacks[sidx].frees_w);
 		mlt_stack_put(t, sidx);
@@ -985,6 +1008,9 @@ static void mlt_pool_add(struct mlt_table *t, u32 c, struct mlt_obj *mem)
 	t->nr_chunks = c + 1;
 	t->bytes_alloc += mlt_chunk_mem(t->max_objects, c);
 	WRITE_ONCE(t->grow_at, mlt_grow_mark(t));
+	/* Complete: the probes stop counting entries in use (obj_used). */
+	if (t->nr_chunks == t->max_chunks)
+		WRITE_ONCE(t->flags, t->flags & ~MLT_F_LAZY);
 }
 
 /*
@@ -1002,9 +1028,7 @@ static void *mlt_vzalloc(size_t size)
 }
 
 /* After a chunk could not be allocated, growth waits this long. */
-#define MLT_GROW_BACKOFF	(5 * HZ)
-static unsigned long mlt_grow_retry;	/* jiffies; mlt_grow_work only */
-static bool mlt_grow_failed;		/* mlt_grow_work only */
+#define MLT_GROW_BACKOFF_JIFFIES	(5 * HZ)
 
 /* Does t want another chunk? mlt_ctl_lock held. */
 static bool mlt_grow_needed(const struct mlt_table *t)
@@ -1028,8 +1052,6 @@ static void mlt_grow(struct work_struct *work)
 	size_t size;
 	u32 c;
 
-	if (mlt_grow_failed && time_before(jiffies, mlt_grow_retry))
-		return;
 	for (;;) {
 		mutex_lock(&mlt_ctl_lock);
 		t = rcu_dereference_protected(mlt_table,
@@ -1043,11 +1065,13 @@ static void mlt_grow(struct work_struct *work)
 		mutex_unlock(&mlt_ctl_lock);
 
 		mem = __vmalloc(size, GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
-		mlt_grow_failed = !mem;
 		if (!mem) {
-			mlt_grow_retry = jiffies + MLT_GROW_BACKOFF;
+			WRITE_ONCE(mlt_grow_retry,
+				   jiffies + MLT_GROW_BACKOFF_JIFFIES);
+			set_bit(MLT_GROW_BACKOFF, &mlt_grow_state);
 			break;
 		}
+		clear_bit(MLT_GROW_BACKOFF, &mlt_grow_state);
 
 		/*
 		 * The table may have been rebuilt meanwhile, even at the same
@@ -1067,6 +1091,8 @@ static void mlt_grow(struct work_struct *work)
 			break;
 		}
 	}
+	/* A probe that saw the bit still set finds the mark reached again. */
+	clear_bit_unlock(MLT_GROW_PENDING, &mlt_grow_state);
 }
 
 /* Size a table for the current parameters within the cap (*cap). */
