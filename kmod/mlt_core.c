@@ -707,6 +707,8 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 			raw_spin_unlock_irqrestore(&s->lock, flags);
 			mlt_stack_put(t, sidx);
 			mlt_count(MLT_C_DROP_POOL, 1);
+			if (READ_ONCE(t->flags) & MLT_F_LAZY)
+				mlt_grow_request();
 			return;
 		}
 		o = mlt_obj(t, i);
@@ -804,10 +806,16 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 		return;
 	}
 
-	/* Pool full: make no stack record for an object that is dropped. */
+	/*
+	 * Pool full: make no stack record for an object that is dropped. If
+	 * more chunks may be added, ask again (a kick at a time, none during
+	 * the backoff after a failure): with only leaks, no insertion would.
+	 */
 	if (!mlt_pool_has_room(t, &t->stripes[hash_long(ptr, t->obj_bits) &
 					      (MLT_STRIPES - 1)])) {
 		mlt_count(MLT_C_DROP_POOL, 1);
+		if (READ_ONCE(t->flags) & MLT_F_LAZY)
+			mlt_grow_request();
 		return;
 	}
 	pc->busy[ctx] = 1;
@@ -1039,7 +1047,8 @@ static bool mlt_grow_needed(const struct mlt_table *t)
 
 /*
  * MLT_F_LAZY: add chunks while half of the allocated entries are in use.
- * Queued by mlt_obj_insert() (any context). The chunk is allocated without
+ * Queued by mlt_grow_request() (any context): from an insertion above the
+ * mark, or an allocation dropped for want of an entry. The chunk is allocated without
  * mlt_ctl_lock (reports, parameter writes and the OOM report do not wait
  * for reclaim) and without retrying reclaim or invoking the OOM killer
  * (the pool grows while something may be leaking memory); after a failure
