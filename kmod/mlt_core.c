@@ -106,7 +106,17 @@ static void mlt_grow_kick_fn(struct irq_work *work)
 	queue_work(system_unbound_wq, &mlt_grow_work);
 }
 
+/*
+ * A hard irq_work: on PREEMPT_RT a plain one runs in the irq_work kthread,
+ * which touches it (the rcuwait wakeup) after irq_work_sync() may have
+ * returned, that is after the module may be gone.
+ * 5.10 has no IRQ_WORK_INIT_HARD (and no RT flavour tested here).
+ */
+#ifdef IRQ_WORK_INIT_HARD
+static struct irq_work mlt_grow_kick = IRQ_WORK_INIT_HARD(mlt_grow_kick_fn);
+#else
 static DEFINE_IRQ_WORK(mlt_grow_kick, mlt_grow_kick_fn);
+#endif
 
 /*
  * MLT_GROW_PENDING: a kick is queued or the work has not finished: probes
