@@ -315,7 +315,9 @@ MODULE_PARM_DESC(max_memory_kb, "Hard cap on tracking memory in KiB, 0 = 1/256 o
 /*
  * The cache is found by its name in /sys/kernel/slab when the filter is
  * set: a name SLUB merged into another cache gets that cache (and so every
- * cache merged with it). No such cache: -ENOENT.
+ * cache merged with it). No such cache: -ENOENT, except at load time (the
+ * cache may come later, /sys may not be mounted yet): then mlt_init()
+ * looks again and else filters on the name itself.
  */
 static int mlt_slab_set(const char *val, const struct kernel_param *kp)
 {
@@ -332,6 +334,8 @@ static int mlt_slab_set(const char *val, const struct kernel_param *kp)
 	name[len] = '\0';
 	if (len) {
 		err = mlt_slab_key(name, key, sizeof(key));
+		if (err == -ENOENT && !READ_ONCE(mlt_ready))
+			err = 0;
 		if (err)
 			return err;
 	}
@@ -1278,6 +1282,12 @@ static int __init mlt_init(void)
 
 	mlt_gate_update();
 	mutex_lock(&mlt_ctl_lock);
+	if (cfg_slab[0]) {
+		err = mlt_slab_key(cfg_slab, cfg_slab_key, sizeof(cfg_slab_key));
+		if (err)
+			pr_warn("slab=%s: no such cache in /sys/kernel/slab (%d): filtering on the cache name '%s'\n",
+				cfg_slab, err, cfg_slab_key);
+	}
 	err = mlt_reset_locked();
 	mutex_unlock(&mlt_ctl_lock);
 	if (err)

@@ -615,6 +615,22 @@ def main():
             left, log[:200])
     c.check("refused_bulk_free_kprobe_reported_in_header", no_bulk_probe)
 
+    def slab_at_load():
+        if parse_stats(sections["slab_stats"])["slab_filter_supported"] != 1:
+            return notes["rc_insmod_slab_early"] != "0", "slab= at load accepted where unsupported"
+        log = sections["slab_early_log"].decode("ascii", "replace")
+        st = parse_stats(sections["slab_early_stats"])
+        ok, why = c.counts("slab_early", "leaky_leak_cache", 3, 184)
+        others = [s["frames"][0] for s in c.report("slab_early").stacks
+                  if not s["frames"][0].startswith("leaky_leak_cache+")]
+        rcs = [notes[k] for k in ("rc_insmod_slab_early", "rc_insmod_leaky_late",
+                                  "rc_rmmod_leaky_late", "rc_rmmod_slab_early")]
+        ok = (ok and not others and rcs == ["0"] * 4 and st["slab_filter_cache"] == "leaky_cache"
+              and "mlt: slab=leaky_cache: no such cache" in log)
+        return ok, "%s; other stacks %s; rcs %s; filter cache %r; log %r" % (
+            why, others[:3], rcs, st["slab_filter_cache"], log[:200])
+    c.check("slab_filter_set_at_load_before_the_cache", slab_at_load)
+
     def clean():
         text = sections["dmesg"].decode("ascii", "replace")
         lines = text.splitlines() + without_oom_reports(raw.splitlines())
