@@ -46,12 +46,14 @@
  *    Readers (reports, OOM) stop reuse while they run (t->readers), so the
  *    records they aggregate keep their stacks.
  *  - The object pool is allocated in chunks (mlt.h). In sampled mode a
- *    probe that finds half of the allocated entries in use kicks an
- *    irq_work, which queues mlt_grow_work; the work item allocates the
- *    next chunk without locks, then, under mlt_ctl_lock and if the table
- *    still wants that chunk, hands its entries to the stripes' free lists
- *    under their locks, after publishing the chunk pointer.
- *    Module exit stops the probes, then syncs the irq_work and the work.
+ *    probe that finds half of the allocated entries in use, or no entry
+ *    left, kicks an irq_work (one kick at a time: MLT_GROW_PENDING), which
+ *    queues mlt_grow_work; the work item allocates the next chunk without
+ *    locks, then, under mlt_ctl_lock and if the table still wants that
+ *    chunk, hands its entries to the stripes' free lists under their
+ *    locks, after publishing the chunk pointer. Module exit, and a failed
+ *    init once probes were registered, stop the probes, then sync the
+ *    irq_work and the work.
  *  - Per-CPU state (sampling countdown, PRNG, unwind buffers, counters)
  *    is touched only by its own CPU with preemption disabled, except by a
  *    reset, which rewrites it while no table is published. A recursion
