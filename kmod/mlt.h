@@ -69,7 +69,7 @@ enum mlt_mode { MLT_MODE_FULL, MLT_MODE_SAMPLED };
 
 #define MLT_F_SAMPLED	BIT(0)	/* mode == MLT_MODE_SAMPLED */
 #define MLT_F_SLAB	BIT(1)	/* slab name filter set */
-#define MLT_F_LAZY	BIT(2)	/* object pool grows (sampled mode) */
+#define MLT_F_LAZY	BIT(2)	/* object pool still grows (sampled mode) */
 
 /* Per-CPU event counters, summed when read. */
 enum mlt_counter {
@@ -189,7 +189,7 @@ struct mlt_table {
 	u32 nr_chunks;		/* allocated; mlt_ctl_lock */
 	u32 max_chunks;
 	u32 grow_at;		/* MLT_F_LAZY: grow when obj_used reaches it */
-	atomic_t obj_used;	/* MLT_F_LAZY: entries in use */
+	atomic_t obj_used;	/* MLT_F_LAZY (cleared once all chunks are in): entries in use */
 	u32 *buckets;
 
 	raw_spinlock_t stack_lock;

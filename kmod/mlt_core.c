@@ -46,11 +46,14 @@
  *    Readers (reports, OOM) stop reuse while they run (t->readers), so the
  *    records they aggregate keep their stacks.
  *  - The object pool is allocated in chunks (mlt.h). In sampled mode a
- *    probe that finds half of the allocated entries in use kicks an
- *    irq_work, which queues mlt_grow_work; the work item allocates the
- *    next chunk under mlt_ctl_lock and hands its entries to the stripes'
- *    free lists under their locks, after publishing the chunk pointer.
- *    Module exit stops the probes, then syncs the irq_work and the work.
+ *    probe that finds half of the allocated entries in use, or no entry
+ *    left, kicks an irq_work (one kick at a time: MLT_GROW_PENDING), which
+ *    queues mlt_grow_work; the work item allocates the next chunk without
+ *    locks, then, under mlt_ctl_lock and if the table still wants that
+ *    chunk, hands its entries to the stripes' free lists under their
+ *    locks, after publishing the chunk pointer. Module exit, and a failed
+ *    init once probes were registered, stop the probes, then sync the
+ *    irq_work and the work.
  *  - Per-CPU state (sampling countdown, PRNG, unwind buffers, counters)
  *    is touched only by its own CPU with preemption disabled, except by a
  *    reset, which rewrites it while no table is published. A recursion
@@ -79,6 +82,7 @@
 #include <linux/kprobes.h>
 #include <linux/workqueue.h>
 #include <linux/irq_work.h>
+#include <linux/jiffies.h>
 #include "mlt.h"
 
 struct mlt_table __rcu *mlt_table;
@@ -104,7 +108,40 @@ static void mlt_grow_kick_fn(struct irq_work *work)
 	queue_work(system_unbound_wq, &mlt_grow_work);
 }
 
+/*
+ * A hard irq_work: on PREEMPT_RT a plain one runs in the irq_work kthread,
+ * which touches it (the rcuwait wakeup) after irq_work_sync() may have
+ * returned, that is after the module may be gone.
+ * 5.10 has no IRQ_WORK_INIT_HARD (and no RT flavour tested here).
+ */
+#ifdef IRQ_WORK_INIT_HARD
+static struct irq_work mlt_grow_kick = IRQ_WORK_INIT_HARD(mlt_grow_kick_fn);
+#else
 static DEFINE_IRQ_WORK(mlt_grow_kick, mlt_grow_kick_fn);
+#endif
+
+/*
+ * MLT_GROW_PENDING: a kick is queued or the work has not finished: probes
+ * do not queue the irq_work again (no self-IPI per insertion while the
+ * work waits or runs). MLT_GROW_BACKOFF: the last chunk could not be
+ * allocated; no kick before mlt_grow_retry.
+ */
+#define MLT_GROW_PENDING	0
+#define MLT_GROW_BACKOFF	1
+static unsigned long mlt_grow_state;
+static unsigned long mlt_grow_retry;	/* jiffies */
+
+/* Any context: ask for another pool chunk. */
+static void mlt_grow_request(void)
+{
+	if (test_bit(MLT_GROW_PENDING, &mlt_grow_state))
+		return;
+	if (test_bit(MLT_GROW_BACKOFF, &mlt_grow_state) &&
+	    time_before(jiffies, READ_ONCE(mlt_grow_retry)))
+		return;
+	if (!test_and_set_bit(MLT_GROW_PENDING, &mlt_grow_state))
+		irq_work_queue(&mlt_grow_kick);
+}
 
 /* ---- parameters ------------------------------------------------------ */
 
@@ -280,7 +317,9 @@ MODULE_PARM_DESC(max_memory_kb, "Hard cap on tracking memory in KiB, 0 = 1/256 o
 /*
  * The cache is found by its name in /sys/kernel/slab when the filter is
  * set: a name SLUB merged into another cache gets that cache (and so every
- * cache merged with it). No such cache: -ENOENT.
+ * cache merged with it). No such cache: -ENOENT, except at load time (the
+ * cache may come later, /sys may not be mounted yet): then mlt_init()
+ * looks again and else filters on the name itself.
  */
 static int mlt_slab_set(const char *val, const struct kernel_param *kp)
 {
@@ -297,6 +336,8 @@ static int mlt_slab_set(const char *val, const struct kernel_param *kp)
 	name[len] = '\0';
 	if (len) {
 		err = mlt_slab_key(name, key, sizeof(key));
+		if (err == -ENOENT && !READ_ONCE(mlt_ready))
+			err = 0;
 		if (err)
 			return err;
 	}
@@ -682,6 +723,8 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 			raw_spin_unlock_irqrestore(&s->lock, flags);
 			mlt_stack_put(t, sidx);
 			mlt_count(MLT_C_DROP_POOL, 1);
+			if (READ_ONCE(t->flags) & MLT_F_LAZY)
+				mlt_grow_request();
 			return;
 		}
 		o = mlt_obj(t, i);
@@ -701,9 +744,9 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 		mlt_count(MLT_C_MISSED_FREES, 1);
 		atomic64_add(mlt_weight(t, old_size), &t->stacks[old_stack].frees_w);
 		mlt_stack_put(t, old_stack);
-	} else if ((t->flags & MLT_F_LAZY) &&
+	} else if ((READ_ONCE(t->flags) & MLT_F_LAZY) &&
 		   atomic_inc_return(&t->obj_used) >= READ_ONCE(t->grow_at)) {
-		irq_work_queue(&mlt_grow_kick);
+		mlt_grow_request();
 	}
 	mlt_count(MLT_C_TRACKED, 1);
 }
@@ -744,7 +787,7 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 	if (sidx == MLT_NIL) {
 		mlt_count(MLT_C_UNTRACKED_FREES, 1);
 	} else {
-		if (t->flags & MLT_F_LAZY)
+		if (READ_ONCE(t->flags) & MLT_F_LAZY)
 			atomic_dec(&t->obj_used);
 		atomic64_add(mlt_weight(t, size), &t->stacks[sidx].frees_w);
 		mlt_stack_put(t, sidx);
@@ -779,10 +822,16 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 		return;
 	}
 
-	/* Pool full: make no stack record for an object that is dropped. */
+	/*
+	 * Pool full: make no stack record for an object that is dropped. If
+	 * more chunks may be added, ask again (a kick at a time, none during
+	 * the backoff after a failure): with only leaks, no insertion would.
+	 */
 	if (!mlt_pool_has_room(t, &t->stripes[hash_long(ptr, t->obj_bits) &
 					      (MLT_STRIPES - 1)])) {
 		mlt_count(MLT_C_DROP_POOL, 1);
+		if (READ_ONCE(t->flags) & MLT_F_LAZY)
+			mlt_grow_request();
 		return;
 	}
 	pc->busy[ctx] = 1;
@@ -983,6 +1032,9 @@ static void mlt_pool_add(struct mlt_table *t, u32 c, struct mlt_obj *mem)
 	t->nr_chunks = c + 1;
 	t->bytes_alloc += mlt_chunk_mem(t->max_objects, c);
 	WRITE_ONCE(t->grow_at, mlt_grow_mark(t));
+	/* Complete: the probes stop counting entries in use (obj_used). */
+	if (t->nr_chunks == t->max_chunks)
+		WRITE_ONCE(t->flags, t->flags & ~MLT_F_LAZY);
 }
 
 /*
@@ -999,26 +1051,73 @@ static void *mlt_vzalloc(size_t size)
 	return __vmalloc(size, GFP_KERNEL | __GFP_NOWARN | __GFP_ZERO);
 }
 
+/* After a chunk could not be allocated, growth waits this long. */
+#define MLT_GROW_BACKOFF_JIFFIES	(5 * HZ)
+
+/* Does t want another chunk? mlt_ctl_lock held. */
+static bool mlt_grow_needed(const struct mlt_table *t)
+{
+	return t && (t->flags & MLT_F_LAZY) && t->nr_chunks < t->max_chunks &&
+	       atomic_read(&t->obj_used) >= t->grow_at;
+}
+
 /*
  * MLT_F_LAZY: add chunks while half of the allocated entries are in use.
- * Queued by mlt_obj_insert() (any context); a chunk that cannot be
- * allocated now is tried again at the next insertion.
+ * Queued by mlt_grow_request() (any context): from an insertion above the
+ * mark, or an allocation dropped for want of an entry. The chunk is allocated without
+ * mlt_ctl_lock (reports, parameter writes and the OOM report do not wait
+ * for reclaim) and without retrying reclaim or invoking the OOM killer
+ * (the pool grows while something may be leaking memory); after a failure
+ * the next attempt waits MLT_GROW_BACKOFF.
  */
 static void mlt_grow(struct work_struct *work)
 {
 	struct mlt_table *t;
 	struct mlt_obj *mem;
+	size_t size;
+	u32 c;
 
-	mutex_lock(&mlt_ctl_lock);
-	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
-	while (t && (t->flags & MLT_F_LAZY) && t->nr_chunks < t->max_chunks &&
-	       atomic_read(&t->obj_used) >= t->grow_at) {
-		mem = mlt_vmalloc(mlt_chunk_mem(t->max_objects, t->nr_chunks));
-		if (!mem)
+	for (;;) {
+		mutex_lock(&mlt_ctl_lock);
+		t = rcu_dereference_protected(mlt_table,
+					      lockdep_is_held(&mlt_ctl_lock));
+		if (!mlt_grow_needed(t)) {
+			mutex_unlock(&mlt_ctl_lock);
 			break;
-		mlt_pool_add(t, t->nr_chunks, mem);
+		}
+		c = t->nr_chunks;
+		size = mlt_chunk_mem(t->max_objects, c);
+		mutex_unlock(&mlt_ctl_lock);
+
+		mem = __vmalloc(size, GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
+		if (!mem) {
+			WRITE_ONCE(mlt_grow_retry,
+				   jiffies + MLT_GROW_BACKOFF_JIFFIES);
+			set_bit(MLT_GROW_BACKOFF, &mlt_grow_state);
+			break;
+		}
+		clear_bit(MLT_GROW_BACKOFF, &mlt_grow_state);
+
+		/*
+		 * The table may have been rebuilt meanwhile, even at the same
+		 * address: a chunk of the same index and size fits it anyway.
+		 */
+		mutex_lock(&mlt_ctl_lock);
+		t = rcu_dereference_protected(mlt_table,
+					      lockdep_is_held(&mlt_ctl_lock));
+		if (mlt_grow_needed(t) && t->nr_chunks == c &&
+		    mlt_chunk_mem(t->max_objects, c) == size) {
+			mlt_pool_add(t, c, mem);
+			mem = NULL;
+		}
+		mutex_unlock(&mlt_ctl_lock);
+		if (mem) {
+			vfree(mem);
+			break;
+		}
 	}
-	mutex_unlock(&mlt_ctl_lock);
+	/* A probe that saw the bit still set finds the mark reached again. */
+	clear_bit_unlock(MLT_GROW_PENDING, &mlt_grow_state);
 }
 
 /* Size a table for the current parameters within the cap (*cap). */
@@ -1185,6 +1284,12 @@ static int __init mlt_init(void)
 
 	mlt_gate_update();
 	mutex_lock(&mlt_ctl_lock);
+	if (cfg_slab[0]) {
+		err = mlt_slab_key(cfg_slab, cfg_slab_key, sizeof(cfg_slab_key));
+		if (err)
+			pr_warn("slab=%s: no such cache in /sys/kernel/slab (%d): filtering on the cache name '%s'\n",
+				cfg_slab, err, cfg_slab_key);
+	}
 	err = mlt_reset_locked();
 	mutex_unlock(&mlt_ctl_lock);
 	if (err)
@@ -1210,9 +1315,13 @@ static int __init mlt_init(void)
 
 out_probes:
 	mlt_probes_unregister();
+out_unwind:
+	/*
+	 * A failed mlt_probes_register() has unregistered what it registered,
+	 * but an allocation probe may have kicked growth before that.
+	 */
 	irq_work_sync(&mlt_grow_kick);
 	cancel_work_sync(&mlt_grow_work);
-out_unwind:
 	mlt_unwind_exit();
 out_table:
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));

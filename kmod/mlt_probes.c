@@ -173,8 +173,10 @@ bool mlt_slab_filter_supported(void)
  * the sysfs directory /sys/kernel/slab/<name> is or links to. That of a
  * cache SLUB merged into another is the other's (":0000200"-like for
  * mergeable caches), which is what the allocator passes to the tracepoint
- * for both. Process context. -ENOENT: no such cache (or sysfs is not at
- * /sys in the writer's namespace).
+ * for both. A '/' in a cache name is a '!' in sysfs (kobject names).
+ * Process context; the path is looked up in the caller's mount namespace.
+ * -ENOENT: no such cache (or sysfs is not at /sys there); key is then the
+ * cache's own sysfs name, which an unmerged cache of that name would have.
  */
 int mlt_slab_key(const char *name, char *key, size_t size)
 {
@@ -183,9 +185,12 @@ int mlt_slab_key(const char *name, char *key, size_t size)
 	char *p;
 	int err;
 
-	if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+	if (!*name || !strcmp(name, ".") || !strcmp(name, ".."))
 		return -EINVAL;
-	p = kasprintf(GFP_KERNEL, "/sys/kernel/slab/%s", name);
+	if (strscpy(key, name, size) < 0)
+		return -ENAMETOOLONG;
+	strreplace(key, '/', '!');
+	p = kasprintf(GFP_KERNEL, "/sys/kernel/slab/%s", key);
 	if (!p)
 		return -ENOMEM;
 	err = kern_path(p, LOOKUP_FOLLOW, &path);

@@ -68,6 +68,7 @@
 #include <asm/stacktrace.h>
 #endif
 #include "mlt.h"
+#include "mlt_version.h"
 
 static bool mlt_verify_reported;	/* the first mismatch is logged */
 
@@ -153,7 +154,13 @@ static unsigned int mlt_cut_at_irq_regs(const unsigned long *f,
 	return nr;
 }
 
-#ifdef CONFIG_ARM64
+#if defined(CONFIG_ARM64) && MLT_ARM64_ON_TASK_STACK_SIZE
+#if MLT_ARM64_STRIP_KERNEL_PAC
+#define mlt_strip_pac(pc)	ptrauth_strip_kernel_insn_pac(pc)
+#else
+#define mlt_strip_pac(pc)	ptrauth_strip_insn_pac(pc)
+#endif
+
 /*
  * arm64: a softirq run on interrupt exit or from local_bh_enable() runs on
  * the IRQ stack, entered through call_on_irq_stack(), whose frame record
@@ -183,9 +190,11 @@ static unsigned int mlt_cut_at_stack_switch(unsigned long call_site,
 			return nr;
 		if (on_task_stack(current, next, 2 * sizeof(long)))
 			return seen ? min(n, nr) : nr;
-		if (!seen && ptrauth_strip_insn_pac(pc) == call_site)
+		if (!seen && mlt_strip_pac(pc) == call_site)
 			seen = true;
 		n += seen;
+		if (n >= nr)
+			return nr;
 		/* Records go up the stack, until it switches. */
 		if (next <= fp)
 			return nr;
@@ -194,6 +203,11 @@ static unsigned int mlt_cut_at_stack_switch(unsigned long call_site,
 	return nr;
 }
 #else
+/*
+ * Not arm64, or arm64 before 6.1 (on_task_stack() took a struct
+ * stack_info then): no cut, a softirq's stack goes on into the
+ * interrupted code.
+ */
 static unsigned int mlt_cut_at_stack_switch(unsigned long call_site,
 					    unsigned int nr)
 {

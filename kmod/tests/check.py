@@ -372,23 +372,31 @@ def main():
             lambda: (parse_stats(sections["rcu_stats"])["bulk_freed_objects"] > 0, "bulk_freed_objects is 0"))
     c.check("hardirq_alloc_exact", lambda: c.counts("irq", "leaky_hardirq_alloc", 8, 136, 8, 0, merge=True))
     c.check("softirq_alloc_exact", lambda: c.counts("irq", "leaky_softirq_alloc", 8, 152, 8, 0, merge=True))
-    def irq_bounded(func, arches, beyond=""):
+    def irq_bounded(func, arches, beyond="", cut_last=None):
         # Cut where the interrupt came in: a few stacks, none with frames of
         # the interrupted code (the waiting task or the idle loop), nor the
-        # frames named in beyond.
+        # frames named in beyond. cut_last: {arch: functions}, at least one
+        # stack must end in one of them (the cut was made, not only a
+        # ksoftirqd stack seen).
         found = c.report("irq").by_func(func)
         if notes["arch"] not in arches:
             return bool(found), "no %s stacks" % func
         bad = [f for s in found for f in s["frames"]
                if re.match(r"(leaky_irq|leaky_run_set|do_idle|cpu_startup_entry|default_idle|"
                            r"wait_for_completion|schedule%s)\b" % beyond, f)]
-        return len(found) <= 3 and not bad, "%d stacks, interrupted frames %s" % (len(found), bad[:4])
+        last = [s["frames"][-1].split("+")[0] for s in found]
+        want_last = (cut_last or {}).get(notes["arch"])
+        cut = not want_last or any(f in want_last for f in last)
+        return (len(found) <= 3 and not bad and cut,
+                "%d stacks, interrupted frames %s, last frames %s" % (len(found), bad[:4], last))
     c.check("hardirq_stacks_cut_at_interrupt", lambda: irq_bounded("leaky_hardirq_alloc", ("x86_64", "aarch64")))
     # Softirqs run on interrupt exit: cut where the walk leaves the IRQ stack
-    # (on arm64 at call_on_irq_stack, before the exception entry's frames).
+    # (on arm64 at call_on_irq_stack, before the exception entry's frames;
+    # at least one stack must end there, not at run_ksoftirqd).
     c.check("softirq_stacks_cut_at_interrupt",
             lambda: irq_bounded("leaky_softirq_alloc", ("x86_64", "aarch64"),
-                                "|call_on_irq_stack|do_interrupt_handler|el1_interrupt|el1h_64_irq"))
+                                "|call_on_irq_stack|do_interrupt_handler|el1_interrupt|el1h_64_irq",
+                                {"aarch64": ("____do_softirq", "__do_softirq")}))
     c.check("irq_allocs_freed_in_task", lambda: c.absent("irq_freed", "leaky_hardirq_alloc", "leaky_softirq_alloc"))
     # At least one complete read of the three reports while the storm ran
     # (how many fit in its 3 s depends on the host: not a timing test).
@@ -596,9 +604,32 @@ def main():
         ok = (notes["rc_insmod_no_bulk"] == "0" and notes["rc_rmmod_no_bulk"] == "0" and full == 1
               and r.header["bulk_free_probe"] == 0 and st["bulk_free_probe"] == 0
               and st["bulk_freed_objects"] == 0 and "kfree_rcu objects will look leaked" in log)
-        return ok, "insmod rc %s, header flag normally %d, without the probe %d, stats %d, log %r" % (
-            notes["rc_insmod_no_bulk"], full, r.header["bulk_free_probe"], st["bulk_free_probe"], log[:200])
+        # x86_64: kfree_rcu() frees in bulk, so without the probe all 50 stay
+        # listed, and the refusal is the blacklist's (-EINVAL). arm64 may free
+        # them one by one (README): not asserted there.
+        x86 = notes["arch"] != "x86_64" or (
+            left == 50 and "no kprobe on kmem_cache_free_bulk (-22)" in log)
+        return ok and x86, ("insmod rc %s, header flag normally %d, without the probe %d, stats %d, "
+                            "%d of 50 listed, log %r") % (
+            notes["rc_insmod_no_bulk"], full, r.header["bulk_free_probe"], st["bulk_free_probe"],
+            left, log[:200])
     c.check("refused_bulk_free_kprobe_reported_in_header", no_bulk_probe)
+
+    def slab_at_load():
+        if parse_stats(sections["slab_stats"])["slab_filter_supported"] != 1:
+            return notes["rc_insmod_slab_early"] != "0", "slab= at load accepted where unsupported"
+        log = sections["slab_early_log"].decode("ascii", "replace")
+        st = parse_stats(sections["slab_early_stats"])
+        ok, why = c.counts("slab_early", "leaky_leak_cache", 3, 184)
+        others = [s["frames"][0] for s in c.report("slab_early").stacks
+                  if not s["frames"][0].startswith("leaky_leak_cache+")]
+        rcs = [notes[k] for k in ("rc_insmod_slab_early", "rc_insmod_leaky_late",
+                                  "rc_rmmod_leaky_late", "rc_rmmod_slab_early")]
+        ok = (ok and not others and rcs == ["0"] * 4 and st["slab_filter_cache"] == "leaky_cache"
+              and "mlt: slab=leaky_cache: no such cache" in log)
+        return ok, "%s; other stacks %s; rcs %s; filter cache %r; log %r" % (
+            why, others[:3], rcs, st["slab_filter_cache"], log[:200])
+    c.check("slab_filter_set_at_load_before_the_cache", slab_at_load)
 
     def clean():
         text = sections["dmesg"].decode("ascii", "replace")

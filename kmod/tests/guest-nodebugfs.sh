@@ -26,12 +26,20 @@ echo 3600 > $P/oom_interval_s
 dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null &
 dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null
 wait
+# The report is printed by a work item, line by line: wait (bounded) for
+# the row check.py asserts and the frame line after it, not a fixed time.
+oom_row() {
+	dmesg | grep 'mlt: ' | awk '
+		h && /mlt: OOM:   leaky_leak_kmalloc\+/ { f = 1 }
+		{ h = 0 }
+		/mlt: OOM: #[0-9]+ bytes 50000 objects 50$/ { h = 1 }
+		END { exit !f }'
+}
 i=0
-while [ $i -lt 20 ] && ! dmesg | grep -q 'mlt: OOM: #1'; do
+while [ $i -lt 60 ] && ! oom_row; do
 	sleep 0.5
 	i=$((i + 1))
 done
-sleep 1
 dmesg | grep 'mlt: ' > /tmp/mlt.txt
 emit mlt_log /tmp/mlt.txt
 dmesg > /tmp/dmesg.txt

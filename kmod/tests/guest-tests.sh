@@ -303,4 +303,19 @@ dmesg | grep 'mlt: no kprobe' > /tmp/no_bulk.txt
 emit no_bulk_log /tmp/no_bulk.txt
 try rmmod_no_bulk rmmod mlt
 try rmmod_leaky rmmod leaky
+
+# slab= at load naming a cache that does not exist yet (leaky is not
+# loaded): accepted, and the cache is tracked by its name once it comes.
+try insmod_slab_early insmod /modules/mlt.ko mode=full slab=leaky_cache
+if [ -d /sys/module/mlt ]; then
+	try insmod_leaky_late insmod /modules/leaky.ko
+	lk cache 3
+	lk leak 2 400
+	emit slab_early $D/stacks
+	emit slab_early_stats $D/stats
+	try rmmod_leaky_late rmmod leaky
+	try rmmod_slab_early rmmod mlt
+fi
+dmesg | grep 'mlt: slab=' > /tmp/slab_early.txt
+emit slab_early_log /tmp/slab_early.txt
 exit 0
