@@ -157,6 +157,23 @@ def clamp_frame(f: pb.Frame) -> pb.Frame:
     return f
 
 
+def described(text: str) -> str:
+    """What a malformed line looks like without echoing it (see the module
+    docstring): its length and the kinds of characters it starts with."""
+    text = text.strip()
+    if not text:
+        return "an empty line"
+    head = text.split(None, 1)[0]
+    kind = (
+        "a number"
+        if head.lstrip("-").isdigit()
+        else "a word"
+        if head.replace("_", "").replace(".", "").isalnum()
+        else "punctuation"
+    )
+    return f"a line of {len(text)} characters starting with {kind}"
+
+
 def issue(file: str, reason: str, line: int = 0) -> pb.ParseIssue:
     return pb.ParseIssue(file=file[:MAX_TEXT_LEN], line=line, reason=reason[:MAX_ISSUE_REASON])
 

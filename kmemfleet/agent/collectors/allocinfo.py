@@ -10,6 +10,7 @@ are left out, as the mlt report leaves out empty stacks.
 
 from __future__ import annotations
 
+from kmemfleet import limits
 from kmemfleet.agent.collectors.frames import parse_codetag
 from kmemfleet.agent.collectors.stackreport import INT64_MAX, StackReport, StackRow
 from kmemfleet.agent.stackid import stack_id
@@ -54,7 +55,9 @@ def parse(text: str, path: str = PATH) -> StackReport:
             tag = tag[: -len(INACCURATE)].rstrip()
             inaccurate += 1
         if " func:" not in f" {tag}" or ":" not in tag.split()[0]:
-            report.skip(lineno, f"call-site tag without file:line and func: {tag[:80]!r}")
+            report.skip(
+                lineno, f"call-site tag without file:line and func ({limits.described(tag)})"
+            )
             continue
         if nbytes < 0 or nbytes > INT64_MAX or calls > INT64_MAX:
             report.skip(lineno, f"byte count out of range: {nbytes}")
@@ -63,7 +66,7 @@ def parse(text: str, path: str = PATH) -> StackReport:
             continue
         sid = stack_id((tag,))
         if sid in seen:
-            report.skip(lineno, f"duplicate call site {tag[:80]!r}")
+            report.skip(lineno, "duplicate call site")
             continue
         seen.add(sid)
         report.rows.append(StackRow(sid, nbytes, calls, 0, 0, 0, (tag,)))

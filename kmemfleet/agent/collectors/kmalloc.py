@@ -10,6 +10,7 @@ outstanding bytes = net, objects = allocs - frees.
 
 from __future__ import annotations
 
+from kmemfleet import limits
 from kmemfleet.agent.collectors.frames import parse_symbol
 from kmemfleet.agent.collectors.stackreport import INT64_MAX, StackReport, StackRow
 from kmemfleet.agent.stackid import stack_id
@@ -45,7 +46,7 @@ def parse(text: str, path: str = PATH) -> StackReport:
             if not sep or not _is_int(value):
                 raise SourceError(
                     path,
-                    f"expected a 'name: number' header line, got {line.strip()[:80]!r}",
+                    f"expected a 'name: number' header line, got {limits.described(line)}",
                     line=lineno,
                 )
             header["_".join(key.split())] = int(value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kmemfleet import limits
 from kmemfleet.agent.collectors.frames import parse_symbol
 from kmemfleet.agent.collectors.stackreport import INT64_MAX, StackReport, StackRow
 from kmemfleet.agent.stackid import stack_id
@@ -77,7 +78,7 @@ def parse(text: str, path: str = PATH) -> StackReport:
         if line[:1].isspace() and rows and len(line.split()) <= 2:
             rows[-1].frames.append(line.strip())  # det_mem_leaks: one more frame
             continue
-        report.skip(lineno, f"unrecognised row {line.strip()[:80]!r}")
+        report.skip(lineno, f"unrecognised row: {limits.described(line)}")
     if layout is None:
         raise SourceError(
             path,
@@ -137,7 +138,7 @@ def _header_line(line: str, lineno: int, report: StackReport, path: str) -> str 
     if COUNT_SORTED in line:
         report.attributes["sorted_by"] = "count"
         return COUNT_SORTED
-    raise SourceError(path, f"unexpected header line {line.strip()[:80]!r}", line=lineno)
+    raise SourceError(path, f"unexpected header line: {limits.described(line)}", line=lineno)
 
 
 def _row_values(m: re.Match[str], layout: str) -> tuple[int, int, int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from array import array
 
+from kmemfleet import limits
 from kmemfleet.agent.collectors.frames import parse_symbol
 from kmemfleet.agent.collectors.stackreport import INT64_MAX, MltBlocks, StackReport
 from kmemfleet.errors import SourceError
@@ -150,5 +151,6 @@ def _bad_region(body: str, start: int, end: int, report: StackReport) -> None:
         else:
             report.skip(
                 line,
-                f"expected 'stack <id> bytes N objects N allocs N frees N', got {first[:80]!r}",
+                "expected 'stack <id> bytes N objects N allocs N frees N', got "
+                + limits.described(first),
             )
