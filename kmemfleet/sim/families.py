@@ -250,14 +250,23 @@ def _accelerating(sig: random.Random, dev: random.Random, w: float) -> Behaviour
     )
 
 
-def _bursty(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
-    b = _staircase(sig, dev, w)
-    gap = sig.uniform(2.0, 8.0)
-    t, steps = 0.0, []
-    while t < 24.0 * 70:
-        t += dev.expovariate(1.0 / gap)
-        steps.append(t)
-    return dataclasses.replace(b, steps=tuple(steps))
+def _batched(lo: float, hi: float, days: float) -> Draw:
+    """A staircase leak whose batches come lo to hi hours apart (mean gap per
+    signature), drawn over `days` of uptime."""
+
+    def draw(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+        b = _staircase(sig, dev, w)
+        gap = sig.uniform(lo, hi)
+        t, steps = 0.0, []
+        while t < 24.0 * days:
+            t += dev.expovariate(1.0 / gap)
+            steps.append(t)
+        return dataclasses.replace(b, steps=tuple(steps))
+
+    return draw
+
+
+_bursty = _batched(2.0, 8.0, 70)
 
 
 def _sat_power(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
@@ -367,15 +376,7 @@ def _leak_on_cycle(sig: random.Random, dev: random.Random, w: float) -> Behaviou
     )
 
 
-def _sparse(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
-    """Objects lost in rare, large batches: 6 to 16 h apart."""
-    b = _staircase(sig, dev, w)
-    gap = sig.uniform(6.0, 16.0)
-    t, steps = 0.0, []
-    while t < 24.0 * 60:
-        t += dev.expovariate(1.0 / gap)
-        steps.append(t)
-    return dataclasses.replace(b, steps=tuple(steps))
+_sparse = _batched(6.0, 16.0, 60)  # rare, large batches
 
 
 def _fill_then_leak(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
