@@ -92,19 +92,37 @@ def test_poison_already_stored_is_quarantined_once_and_reported(
     metrics = f"127.0.0.1:{free_port()}"
     server = start_server(database_dsn, tmp_path, "--insecure", "--metrics-listen", metrics)
     try:
+        # As if written by a release without the range checks: the row is stored
+        # with values whose product overflows bigint once analysis multiplies it
+        # out. A trigger, not an UPDATE after the ingest: the background worker
+        # may fold the snapshot before an UPDATE lands (it did, under load).
+        _sql(
+            database_dsn,
+            """CREATE FUNCTION poison_row() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF NEW.name = 'poison' THEN
+                   NEW.active_objs := 4611686018427387904;
+                   NEW.num_objs := 4611686018427387904;
+                   NEW.objsize := 4611686018427387904;
+                 END IF;
+                 RETURN NEW;
+               END $$""",
+        )
+        _sql(
+            database_dsn,
+            "CREATE TRIGGER poison_row BEFORE INSERT ON slab_samples "
+            "FOR EACH ROW EXECUTE FUNCTION poison_row()",
+        )
         start = (int(time.time()) // 3600 - 10) * HOUR_NS
         with grpc.insecure_channel(server.address) as ch:
             ingest = ingest_pb2_grpc.IngestStub(ch)
             _push(ingest, [_poisoned("poisoner", start, 1000, 64)])
             _push(ingest, _snapshots("healthy", start))
-            # As if written by a release without the range checks: the stored row
-            # overflows bigint once analysis multiplies it out.
-            _sql(
+            stored = _sql(
                 database_dsn,
-                "UPDATE slab_samples SET active_objs = $1, num_objs = $1, objsize = $1 "
-                "WHERE device_id = 'poisoner' AND name = 'poison'",
-                4611686018427387904,
+                "SELECT objsize FROM slab_samples WHERE device_id = 'poisoner' AND name = 'poison'",
             )
+            assert [r["objsize"] for r in stored] == [4611686018427387904]
             first = _leaks(ch, "7.0.1")
             second = _leaks(ch, "7.0.1")
         for resp in (first, second):
