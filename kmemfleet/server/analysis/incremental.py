@@ -22,6 +22,7 @@ does the same per boot. Nothing is retried forever in front of everyone else.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -192,8 +193,16 @@ class Analyzer:
         self.min_points = min_points
         self.bucket_seconds = bucket_seconds
 
-    async def catch_up(self, pool: asyncpg.Pool, budget_seconds: float = 120.0) -> CatchUp:
-        """Fold everything queued (within the budget) and refresh the dirty summaries."""
+    async def catch_up(
+        self,
+        pool: asyncpg.Pool,
+        budget_seconds: float = 120.0,
+        until: dt.datetime | None = None,
+    ) -> CatchUp:
+        """Fold everything queued (within the budget) and refresh the dirty summaries.
+
+        With `until`, only what was queued by then: a query folding the backlog
+        it found does not chase the snapshots arriving meanwhile."""
         stats = CatchUp()
         t0 = time.monotonic()
         async with pool.acquire() as conn:
@@ -204,7 +213,7 @@ class Analyzer:
                         stats.complete = False
                         break
                     async with conn.transaction():
-                        if not await self._fold_batch(conn, stats):
+                        if not await self._fold_batch(conn, stats, until):
                             break
                 while True:
                     async with conn.transaction():
@@ -227,15 +236,19 @@ class Analyzer:
             )
         return stats
 
-    async def _fold_batch(self, conn: asyncpg.Connection, stats: CatchUp) -> int:
+    async def _fold_batch(
+        self, conn: asyncpg.Connection, stats: CatchUp, until: dt.datetime | None = None
+    ) -> int:
         rows = await conn.fetch(
             """DELETE FROM analysis_queue q USING (
                    SELECT device_id, boot_id, seq, captured_at FROM analysis_queue
+                    WHERE $2::timestamptz IS NULL OR enqueued_at <= $2
                     ORDER BY enqueued_at LIMIT $1 FOR UPDATE SKIP LOCKED) s
                 WHERE q.device_id = s.device_id AND q.boot_id = s.boot_id AND q.seq = s.seq
                   AND q.captured_at = s.captured_at
             RETURNING q.device_id, q.boot_id, q.seq, q.captured_at""",
             BATCH_SNAPSHOTS,
+            until,
         )
         if not rows:
             return 0

@@ -131,16 +131,26 @@ class Rankings:
         """Bring the answer as current as a small backlog allows; say how current it is.
 
         A backlog of at most FRESH_WAIT_MAX_PENDING snapshots is folded right here
-        (after the worker's pass, which holds the lock), its fold bounded by the
-        fresh wait: the answer then covers everything acknowledged before the call.
-        A larger one is answered at once from the summaries the worker keeps."""
+        (after the worker's pass, which holds the lock), only what was queued when
+        the call came and within the fresh wait: the answer then covers everything
+        acknowledged before the call. A larger one is answered at once from the
+        summaries the worker keeps."""
         t0 = time.time_ns()
+        # Acknowledged before this call means queued before now (a snapshot is
+        # queued in the transaction that stores it, before its ack).
+        arrived = await self.pool.fetchval("SELECT clock_timestamp()")
         worker = self.worker
         through = worker.through_ns if worker is not None else 0
         if worker is None or await self._pending() <= FRESH_WAIT_MAX_PENDING:
             budget = worker.fresh_wait_s if worker is not None else 120.0
             try:
-                if (await self.analyzer.catch_up(self.pool, budget_seconds=budget)).complete:
+                # Only what was queued when the call came: not the arrivals
+                # meanwhile, which the worker folds (chasing them kept a query
+                # folding for its whole budget while devices streamed on).
+                stats = await self.analyzer.catch_up(
+                    self.pool, budget_seconds=budget, until=arrived
+                )
+                if stats.complete:
                     through = max(through, t0)
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, _DATABASE_AWAY):
