@@ -38,6 +38,7 @@ class Capture:
     meminfo: dict[str, int] = field(default_factory=dict)
     buddy: list[pb.BuddyZone] = field(default_factory=list)
     stacks: StackReport | None = None
+    vmalloc: StackReport | None = None  # /proc/vmallocinfo: beside `stacks`, not instead
     issues: list[pb.ParseIssue] = field(default_factory=list)
     source_ms: dict[str, float] = field(default_factory=dict)  # read + parse time per source
 

@@ -7,6 +7,12 @@ complete. The encoded bytes also embed a StackDefinition for every stack the
 snapshot's samples name, so a spooled snapshot is self-contained; the stream
 sender strips the ones its stream already carried (kmemfleet.agent.stream).
 
+Stacks come from two independent states: the chosen stack source's and
+/proc/vmallocinfo's (issue 17). Both go into the same stack_samples and
+removed_stacks (their ids never collide: vmalloc ids hash the kind in, see
+kmemfleet.agent.stackid); either source appearing or disappearing makes a
+keyframe, as a change of the chosen source does.
+
 Only changed rows become protobuf messages: in steady state a device with
 5,000 stacks builds a few dozen, which is what keeps the agent cheap.
 """
@@ -74,6 +80,7 @@ class DeltaEncoder:
         self._boot = ""
         self._source: int | None = None
         self._has_slabs = False
+        self._has_vmalloc = False
         self._since_key = 0
         self._key_ns = 0
         # The previous snapshot's values, kept compact between snapshots: a few
@@ -83,6 +90,7 @@ class DeltaEncoder:
         # data); one big string lives in malloc'd memory that is trimmed.
         self._slabs = _State()
         self._stacks = _State()
+        self._vmalloc = _State()
 
     def force_keyframe(self) -> None:
         """The chain broke (spool drop, rejection): the next snapshot is a keyframe."""
@@ -95,6 +103,7 @@ class DeltaEncoder:
             or cap.device.boot_id != self._boot
             or source != self._source
             or (cap.slabs is not None) != self._has_slabs
+            or (cap.vmalloc is not None) != self._has_vmalloc
             or self._since_key + 1 >= self.policy.every
             or cap.captured_at_ns - self._key_ns >= self.policy.seconds * 1e9
         )
@@ -113,13 +122,27 @@ class DeltaEncoder:
             spool_dropped=spool_dropped,
         )
         raw_slabs, slab_count = self._encode_slabs(cap, snap, key)
-        defs, sample_count = self._encode_stacks(cap.stacks, snap, key)
+        defs, sample_count, self._stacks = self._encode_stacks(cap.stacks, snap, key, self._stacks)
+        vdefs, vcount, self._vmalloc = self._encode_stacks(cap.vmalloc, snap, key, self._vmalloc)
+        sample_count += vcount
+        if len(snap.removed_stacks) > 1:  # both states removed some: one sorted list
+            snap.removed_stacks.sort()
         if cap.stacks is not None:
             snap.stack_source.CopyFrom(cap.stacks.source_info())
-        data = snap.SerializeToString() + raw_slabs + defs
+            if cap.vmalloc is not None:
+                info = cap.vmalloc.source_info()
+                attrs = snap.stack_source.attributes
+                attrs["vmallocinfo.tracked_bytes"] = str(info.tracked_bytes)
+                attrs["vmallocinfo.areas"] = str(info.tracked_objects)
+                for k, v in info.attributes.items():
+                    attrs[f"vmallocinfo.{k}"] = v
+        elif cap.vmalloc is not None:
+            snap.stack_source.CopyFrom(cap.vmalloc.source_info())
+        data = snap.SerializeToString() + raw_slabs + defs + vdefs
         self._seq, self._boot, self._force = seq, cap.device.boot_id, False
         self._source = cap.stacks.source if cap.stacks is not None else None
         self._has_slabs = cap.slabs is not None
+        self._has_vmalloc = cap.vmalloc is not None
         if key:
             self._since_key, self._key_ns = 0, cap.captured_at_ns
         else:
@@ -145,8 +168,10 @@ class DeltaEncoder:
         return b"".join(out), len(out)
 
     def _encode_stacks(
-        self, report: StackReport | None, snap: pb.Snapshot, key: bool
-    ) -> tuple[bytes, int]:
+        self, report: StackReport | None, snap: pb.Snapshot, key: bool, state: _State
+    ) -> tuple[bytes, int, _State]:
+        """Samples and definitions of one stack source's changed rows against its
+        previous `state`; returns them with the new state."""
         keys: list[str] = []
         values: list[str] = []
         gone: list[str] = []
@@ -161,13 +186,13 @@ class DeltaEncoder:
                 values = [t[1] for t in raw]
             # One row at a time: a keyframe's 5,000 rows (with their frame strings)
             # never exist at once, which keeps the allocator's high-water mark low.
-            at, gone = self._stacks.changed(keys, values, key)
+            at, gone = state.changed(keys, values, key)
             changed = (row_from_raw(raw[i]) for i in at)
         elif report is not None:
             rows = report.rows
             keys = [f"{row[0]:016x}" for row in rows]
             values = [" ".join(map(str, row[1:6])) for row in rows]
-            at, gone = self._stacks.changed(keys, values, key)
+            at, gone = state.changed(keys, values, key)
             changed = [rows[i] for i in at]
         out = bytearray()  # grows in one malloc'd block, not 5,000 small bytes objects
         count = 0
@@ -184,11 +209,10 @@ class DeltaEncoder:
             out += _field(_TAG_STACK_DEFINITIONS, self._definition(report, row))
             count += 1
         if report is None and not key:
-            gone = list(self._stacks.keys())  # the stack source went away
+            gone = list(state.keys())  # the stack source went away
         if gone and not key:
             snap.removed_stacks.extend(sorted(int(k, 16) for k in gone))
-        self._stacks = _State.of(keys, values)
-        return bytes(out), count
+        return bytes(out), count, _State.of(keys, values)
 
     @staticmethod
     def _definition(report: StackReport | None, row: StackRow) -> bytes:

@@ -6,6 +6,10 @@ parsed rows go into a Capture. kmemfleet.agent.capture reads them in this
 order, each in isolation. The stack sources are alternatives in priority order,
 mlt (our module) > allocinfo > mem_leaks > kmalloc: the first that reads and
 parses is used, and the ones before it that failed are reported.
+
+/proc/vmallocinfo is not one of those alternatives but an additional stack
+source (issue 17): read on every device that has it (root only), its one-frame
+vmalloc stacks travel beside the chosen source's stacks (Capture.vmalloc).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from kmemfleet.agent.collectors import (
     meminfo,
     mlt,
     slabinfo,
+    vmallocinfo,
 )
 from kmemfleet.agent.collectors.stackreport import StackReport
 
@@ -65,6 +70,12 @@ def _stacks(parse: Callable[[str, str], StackReport]) -> Callable[[Capture, str,
     return store
 
 
+def _vmallocinfo(cap: Capture, text: str, path: str) -> None:
+    report = vmallocinfo.parse(text, path)
+    cap.vmalloc = report
+    cap.issues.extend(report.issues)
+
+
 SOURCES: tuple[Source, ...] = (
     Source("slabinfo", slabinfo.PATH, _slabinfo, required=True),
     Source("meminfo", meminfo.PATH, _meminfo),
@@ -73,5 +84,6 @@ SOURCES: tuple[Source, ...] = (
     Source("allocinfo", allocinfo.PATH, _stacks(allocinfo.parse), stacks=True),
     Source("mem_leaks", mem_leaks.PATH, _stacks(mem_leaks.parse), stacks=True),
     Source("kmalloc", kmalloc.PATH, _stacks(kmalloc.parse), stacks=True),
+    Source("vmallocinfo", vmallocinfo.PATH, _vmallocinfo),
 )
 STACK_SOURCES = tuple(s for s in SOURCES if s.stacks)

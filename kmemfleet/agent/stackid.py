@@ -12,6 +12,14 @@ KASLR or on where a module was loaded, so the id is stable across reads,
 module reloads and reboots of the same binaries; a rebuilt binary whose code
 moved gets new ids, which is right for a per-firmware ranking (the server's
 version-independent "signature" ignores offsets for cross-version diffs).
+
+Memory kinds (issue 17): a stack's id also says what kind of memory it holds,
+so that a vmalloc area and a slab object allocated from the same frames are two
+stacks. Slab ids (MEMORY_KIND_UNSPECIFIED or SLAB) are exactly as above, so
+every id an older agent or the module prints is unchanged. For any other kind
+the hash continues over one more line after the frames: the bytes
+"kind:<n>\n", n the MemoryKind number (2 pages, 3 vmalloc), e.g.
+FNV-1a("vfree_leaker+0x1a/0x40 [leaky]\nkind:3\n"). docs/agent.md says the same.
 """
 
 from __future__ import annotations
@@ -38,9 +46,16 @@ def _frames_id(frames: tuple[str, ...]) -> int:
     return h
 
 
-def stack_id(frames: Iterable[str]) -> int:
-    """The id of a stack given its frame texts, innermost first (memoized: pure Python hash)."""
-    return _frames_id(tuple(frames))
+SLAB_KINDS = (0, 1)  # MEMORY_KIND_UNSPECIFIED, MEMORY_KIND_SLAB: ids without a kind line
+
+
+def stack_id(frames: Iterable[str], kind: int = 0) -> int:
+    """The id of a stack given its frame texts, innermost first (memoized: pure Python
+    hash), and its MemoryKind: slab kinds hash the frames alone; others add "kind:<n>"."""
+    h = _frames_id(tuple(frames))
+    if kind in SLAB_KINDS:
+        return h
+    return fnv1a64(f"kind:{kind}\n".encode(), h)
 
 
 def format_id(value: int) -> str:

@@ -1,0 +1,149 @@
+"""/proc/vmallocinfo (every kernel, root only): vmalloc areas per caller.
+
+mm/vmalloc.c s_show prints one line per area:
+`0x%pK-0x%pK %7ld` (start, end, size in bytes, guard page included), then, each
+only when it applies, ` %pS` (the caller: `func+0xoff/0xlen [module]`, or an
+address), ` pages=%d`, ` phys=%pa` (`phys=%lx`, without 0x, on 3.x/4.x),
+the flag words ` ioremap`, ` vmalloc`, ` vmap`, ` user`, ` dma-coherent`,
+` vpages` (and later ones), and ` N<node>=<pages>` per NUMA node. Since 4.14
+it also lists `0x..-0x.. <size> vm_map_ram` and `... unpurged vm_area` (lazily
+freed areas). With kptr_restrict the addresses are hashed, so start need not be
+below end: they are checked for form only.
+
+An allocation is an area with the `vmalloc` flag (VM_ALLOC) and pages: those are
+aggregated per caller into one-frame stacks (bytes = the sizes the kernel
+prints, objects = areas), kind MEMORY_KIND_VMALLOC. Everything else maps memory
+allocated elsewhere (ioremap: device memory; vmap/vm_map_ram/dma-coherent:
+pages someone else allocated) or is being freed (unpurged), or is a per-CPU
+chunk (`vmalloc` without pages: pcpu_get_vm_areas, counted by meminfo Percpu):
+it is skipped and counted per kind in the report's attributes
+(`skipped_ioremap`, `skipped_vmap`, ...), never as a parse issue. A line of
+another shape is a parse issue that describes it without echoing it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from kmemfleet import limits
+from kmemfleet.agent.collectors.frames import parse_symbol
+from kmemfleet.agent.collectors.stackreport import INT64_MAX, StackReport, StackRow
+from kmemfleet.agent.stackid import stack_id
+from kmemfleet.v1 import snapshot_pb2 as pb
+
+PATH = "/proc/vmallocinfo"
+KIND = pb.MEMORY_KIND_VMALLOC
+# Flag words s_show prints (mm/vmalloc.c, 2.6.x to 6.x); "sparse" is VM_SPARSE (6.9+).
+FLAGS = frozenset(("ioremap", "vmalloc", "vmap", "user", "dma-coherent", "vpages", "sparse"))
+NO_CALLER = "(no caller)"  # an area the kernel printed without one
+# Skip reasons, in the order an area is classified (first match wins).
+SKIP_KINDS = ("unpurged", "vm_map_ram", "ioremap", "vmap", "dma_coherent", "no_pages", "other")
+
+
+def _is_hex_addr(token: str) -> bool:
+    digits = token[2:]
+    return (
+        token.startswith("0x")
+        and 0 < len(digits) <= 16
+        and digits.isascii()
+        and all(c in "0123456789abcdefABCDEF" for c in digits)
+    )
+
+
+def _uint(token: str) -> int | None:
+    if token.isascii() and token.isdigit() and len(token) <= 19:
+        return int(token)
+    return None
+
+
+def parse(text: str, path: str = PATH) -> StackReport:
+    report = StackReport(
+        source=pb.STACK_SOURCE_VMALLOCINFO,
+        path=path,
+        version="",
+        frame_parser=parse_symbol,
+        kind=KIND,
+    )
+    per_caller: dict[str, list[int]] = {}  # caller text -> [bytes, areas]
+    skipped: Counter[str] = Counter()
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        start, dash, end = parts[0].partition("-")
+        size = _uint(parts[1]) if len(parts) > 1 else None
+        if not dash or not _is_hex_addr(start) or not _is_hex_addr(end) or size is None:
+            report.skip(
+                lineno, f"expected '0x<start>-0x<end> <size> ...' ({limits.described(line)})"
+            )
+            continue
+        rest = parts[2:]
+        if rest == ["unpurged", "vm_area"]:
+            skipped["unpurged"] += 1
+            continue
+        if rest == ["vm_map_ram"]:
+            skipped["vm_map_ram"] += 1
+            continue
+        caller, pages, words, bad = _fields(rest)
+        if bad:
+            report.skip(lineno, f"unexpected field after the size ({limits.described(bad)})")
+            continue
+        if "vmalloc" in words and pages:
+            entry = per_caller.setdefault(caller or NO_CALLER, [0, 0])
+            entry[0] += size
+            entry[1] += 1
+        elif "vmalloc" in words:
+            skipped["no_pages"] += 1
+        elif "ioremap" in words:
+            skipped["ioremap"] += 1
+        elif "vmap" in words:
+            skipped["vmap"] += 1
+        elif "dma-coherent" in words:
+            skipped["dma_coherent"] += 1
+        else:
+            skipped["other"] += 1
+    for caller, (nbytes, areas) in per_caller.items():
+        if nbytes > INT64_MAX:
+            report.skip(0, "a caller's bytes out of range")
+            continue
+        report.rows.append(StackRow(stack_id((caller,), KIND), nbytes, areas, 0, 0, 0, (caller,)))
+        report.tracked_bytes += nbytes
+        report.tracked_objects += areas
+    for kind in SKIP_KINDS:
+        if skipped[kind]:
+            report.attributes[f"skipped_{kind}"] = str(skipped[kind])
+    return report
+
+
+def _fields(tokens: list[str]) -> tuple[str, int, set[str], str]:
+    """(caller text, pages, flag words, the first token that fits nowhere or "")."""
+    caller = ""
+    pages = 0
+    words: set[str] = set()
+    i = 0
+    first = tokens[0] if tokens else ""
+    if first and "=" not in first and first not in FLAGS:
+        caller = first
+        i = 1
+        if i < len(tokens) and tokens[i].startswith("[") and tokens[i].endswith("]"):
+            caller += " " + tokens[i]
+            i += 1
+    for token in tokens[i:]:
+        key, eq, value = token.partition("=")
+        if eq:
+            if key == "pages":
+                n = _uint(value)
+                if n is None:
+                    return caller, 0, words, token
+                pages = n
+            elif key == "phys" or (key[:1] == "N" and key[1:].isdigit()):
+                continue  # the physical address; pages per NUMA node
+            else:
+                continue  # a key=value a newer kernel added: not ours to judge
+        elif token in FLAGS:
+            words.add(token)
+        elif token.isascii() and token.replace("-", "").replace("_", "").isalnum():
+            words.add(token)  # a flag word of a newer kernel
+        else:
+            return caller, pages, words, token
+    return caller, pages, words, ""

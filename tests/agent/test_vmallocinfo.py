@@ -1,0 +1,182 @@
+"""/proc/vmallocinfo: per-caller vmalloc stacks beside the chosen stack source (issue 17)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kmemfleet.agent.capture import read_capture
+from kmemfleet.agent.collectors import vmallocinfo
+from kmemfleet.agent.collectors.base import KernelFS
+from kmemfleet.agent.delta import DeltaEncoder
+from kmemfleet.agent.identity import IdentityConfig
+from kmemfleet.agent.stackid import stack_id
+from kmemfleet.signature import signature
+from kmemfleet.v1 import snapshot_pb2 as pb
+from tests.agent.helpers import fixture
+from tests.agent.synth import SyntheticDevice
+
+
+def _by_caller(report: object) -> dict[str, tuple[int, int]]:
+    return {r.frames[0]: (r.bytes, r.objects) for r in report.rows}  # type: ignore[attr-defined]
+
+
+def test_linux_3_10_layout_phys_without_0x() -> None:
+    r = vmallocinfo.parse(fixture("vmallocinfo/linux-3.10-x86_64-centos.txt"))
+    assert _by_caller(r) == {
+        "alloc_large_system_hash+0x171/0x239": (3649536, 7),
+        "raw_init+0x41/0x141": (135168, 1),
+        "swap_cgroup_swapon+0x48/0x160": (8192, 1),
+    }
+    assert r.attributes == {"skipped_ioremap": "4"} and not r.issues
+    assert (r.tracked_bytes, r.tracked_objects) == (3792896, 9)
+
+
+def test_linux_4_x_layout_unpurged_and_vm_map_ram_are_skipped_and_counted() -> None:
+    r = vmallocinfo.parse(fixture("vmallocinfo/linux-4.x-armv7l-lkml.txt"))
+    # 32-bit ARM without NUMA: no N0= words; still an allocation.
+    assert _by_caller(r) == {"ftl_add_mtd+0x4d0/0x754": (389120, 1)}
+    assert r.attributes == {
+        "skipped_unpurged": "1",
+        "skipped_vm_map_ram": "2",
+        "skipped_ioremap": "2",
+    }
+    assert not r.issues
+
+
+def test_linux_5_x_layout_with_a_module_caller() -> None:
+    r = vmallocinfo.parse(fixture("vmallocinfo/linux-5.x-x86_64-jc.txt"))
+    callers = _by_caller(r)
+    assert callers["dup_task_struct+0x4a/0x1b0"] == (61440, 3)
+    assert callers["vmw_fb_init+0x1c3/0x3f0 [vmwgfx]"] == (12288, 1)
+    assert r.attributes == {"skipped_ioremap": "6", "skipped_vmap": "1"}
+    row = next(x for x in r.rows if "vmwgfx" in x.frames[0])
+    d = r.definition(row)
+    assert d.module == "vmwgfx" and d.frames[0].function == "vmw_fb_init"
+    assert d.kind == pb.MEMORY_KIND_VMALLOC and d.source == pb.STACK_SOURCE_VMALLOCINFO
+
+
+def test_linux_6_18_real_capture_hashed_addresses_vpages_and_percpu_chunks() -> None:
+    # %pK-hashed addresses (start may be above end), `vpages`, a per-CPU chunk
+    # (`vmalloc` without pages=: counted by meminfo Percpu, not here).
+    r = vmallocinfo.parse(fixture("vmallocinfo/linux-6.18-x86_64.txt"))
+    callers = _by_caller(r)
+    assert callers["kernel_clone+0x94/0x3e0"] == (5 * 20480, 5)
+    assert callers["htab_map_alloc+0x2e4/0x5a0"] == (2105344, 1)
+    assert not any("pcpu_get_vm_areas" in c for c in callers)
+    assert r.attributes == {
+        "skipped_unpurged": "4",
+        "skipped_ioremap": "12",
+        "skipped_vmap": "1",
+        "skipped_no_pages": "1",
+    }
+    assert not r.issues
+
+
+def test_bad_rows_are_reported_without_echoing_them_and_the_rest_is_kept() -> None:
+    secret = "s3cr3t_token_value"
+    text = (
+        f"{secret} and more\n"
+        "0x1000-0x3000 notanumber foo+0x1/0x2 pages=1 vmalloc\n"
+        f"0x1000-0x3000 8192 foo+0x1/0x2 pages={secret} vmalloc\n"
+        f"0x1000-0x3000 8192 foo+0x1/0x2 pages=1 vmalloc <{secret}>\n"
+        "0x3000-0x5000 8192 good_caller+0x10/0x80 [drv] pages=1 vmalloc N0=1\n"
+        "0x5000-0x6000 4096\n"  # no caller, no flags: an area of no known kind
+        "0x6000-0x8000 8192 pages=1 vmalloc\n"  # an allocation without a caller
+    )
+    r = vmallocinfo.parse(text, "/proc/vmallocinfo")
+    assert [i.line for i in r.issues] == [1, 2, 3, 4]
+    assert all(secret not in i.reason and "notanumber" not in i.reason for i in r.issues)
+    assert all(i.file == "/proc/vmallocinfo" for i in r.issues)
+    assert _by_caller(r) == {
+        "good_caller+0x10/0x80 [drv]": (8192, 1),
+        vmallocinfo.NO_CALLER: (8192, 1),
+    }
+    assert r.attributes == {"skipped_other": "1"}
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "\x00\xff garbage", "0x-0x 1 x\n" * 100])
+def test_never_crashes(text: str) -> None:
+    vmallocinfo.parse(text)
+
+
+def test_vmalloc_and_slab_stacks_of_the_same_frame_do_not_collide() -> None:
+    frame = "leaky_alloc+0x1a/0x40 [leaky]"
+    slab = stack_id((frame,))
+    assert stack_id((frame,), pb.MEMORY_KIND_SLAB) == slab  # slab ids unchanged
+    vm = stack_id((frame,), pb.MEMORY_KIND_VMALLOC)
+    pages = stack_id((frame,), pb.MEMORY_KIND_PAGES)
+    assert len({slab, vm, pages}) == 3
+    r = vmallocinfo.parse(f"0x1000-0x3000 8192 {frame} pages=1 vmalloc N0=1\n")
+    assert r.rows[0].stack_id == vm
+
+
+def _vmalloc_text(areas: int, extra: str = "") -> str:
+    lines = [
+        f"0x{0x1000 * (2 * i + 1):x}-0x{0x1000 * (2 * i + 3):x}    8192 "
+        "grow_table+0x10/0x80 [leaky] pages=1 vmalloc N0=1"
+        for i in range(areas)
+    ]
+    lines.append("0xf0000000-0xf0002000    8192 devm_ioremap+0x38/0x7c phys=0x40000000 ioremap")
+    return "\n".join(lines) + "\n" + extra
+
+
+def _snap(dev: SyntheticDevice, enc: DeltaEncoder, seq: int) -> pb.Snapshot:
+    cap = read_capture(KernelFS(root=dev.root), IdentityConfig())
+    return pb.Snapshot.FromString(enc.encode(cap, seq).data)
+
+
+def test_both_sources_in_one_snapshot_delta_encoded_each_on_its_own(tmp_path: Path) -> None:
+    dev = SyntheticDevice(tmp_path / "root", caches=10, stacks=20)
+    vm = dev.root / "proc" / "vmallocinfo"
+    vm.write_text(_vmalloc_text(3, "0x9000-0xb000 8192 steady+0x1/0x2 pages=1 vmalloc\n"))
+    enc = DeltaEncoder()
+    first = _snap(dev, enc, 1)
+    assert first.base_seq == 0 and first.stack_source.source == pb.STACK_SOURCE_MLT
+    kinds = {d.stack_id: d.kind for d in first.stack_definitions}
+    assert len(first.stack_samples) == 22 and len(kinds) == 22
+    grow = stack_id(("grow_table+0x10/0x80 [leaky]",), pb.MEMORY_KIND_VMALLOC)
+    assert kinds[grow] == pb.MEMORY_KIND_VMALLOC
+    assert sum(k == pb.MEMORY_KIND_VMALLOC for k in kinds.values()) == 2
+    attrs = first.stack_source.attributes
+    assert attrs["vmallocinfo.skipped_ioremap"] == "1" and attrs["vmallocinfo.areas"] == "4"
+    # The vmalloc caller grows; the mlt stacks do not change: one sample.
+    vm.write_text(_vmalloc_text(4, "0x9000-0xb000 8192 steady+0x1/0x2 pages=1 vmalloc\n"))
+    second = _snap(dev, enc, 2)
+    assert second.base_seq == 1
+    assert [(s.stack_id, s.bytes, s.objects) for s in second.stack_samples] == [(grow, 32768, 4)]
+    assert [d.kind for d in second.stack_definitions] == [pb.MEMORY_KIND_VMALLOC]
+    # A vmalloc caller gone: removed, alongside the other source's state.
+    vm.write_text(_vmalloc_text(4))
+    third = _snap(dev, enc, 3)
+    steady = stack_id(("steady+0x1/0x2",), pb.MEMORY_KIND_VMALLOC)
+    assert third.base_seq == 2 and list(third.removed_stacks) == [steady]
+
+
+def test_vmallocinfo_appearing_or_disappearing_makes_a_keyframe(tmp_path: Path) -> None:
+    dev = SyntheticDevice(tmp_path / "root", caches=10, stacks=20)
+    enc = DeltaEncoder()
+    assert _snap(dev, enc, 1).base_seq == 0
+    assert _snap(dev, enc, 2).base_seq == 1
+    vm = dev.root / "proc" / "vmallocinfo"
+    vm.write_text(_vmalloc_text(2))
+    appeared = _snap(dev, enc, 3)
+    assert appeared.base_seq == 0 and len(appeared.stack_samples) == 21
+    assert _snap(dev, enc, 4).base_seq == 3
+    vm.unlink()
+    gone = _snap(dev, enc, 5)
+    assert gone.base_seq == 0 and len(gone.stack_samples) == 20
+    assert "vmallocinfo.areas" not in gone.stack_source.attributes
+
+
+def test_vmallocinfo_alone_is_the_snapshot_stack_source(tmp_path: Path) -> None:
+    dev = SyntheticDevice(tmp_path / "root", caches=10, stacks=20)
+    (dev.root / "sys/kernel/debug/mlt/stacks").unlink()
+    (dev.root / "proc" / "vmallocinfo").write_text(_vmalloc_text(2))
+    snap = _snap(dev, DeltaEncoder(), 1)
+    assert snap.stack_source.source == pb.STACK_SOURCE_VMALLOCINFO
+    assert snap.stack_source.tracked_bytes == 16384
+    assert snap.stack_source.attributes["skipped_ioremap"] == "1"
+    (d,) = snap.stack_definitions
+    assert signature(d.frames) == "grow_table [leaky]"  # the server prefixes the kind
