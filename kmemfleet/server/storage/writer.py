@@ -343,16 +343,18 @@ class SnapshotWriter:
         if not new:
             return
         await conn.execute(
-            """INSERT INTO stacks (stack_id, source, module, frames, signature)
-               SELECT u.id, u.src, u.module, u.frames::jsonb, u.sig
-                 FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::text[])
-                      AS u(id, src, module, frames, sig)
+            """INSERT INTO stacks (stack_id, source, module, frames, signature, kind)
+               SELECT u.id, u.src, u.module, u.frames::jsonb, u.sig, u.kind
+                 FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::text[],
+                             $6::smallint[])
+                      AS u(id, src, module, frames, sig, kind)
                ON CONFLICT (stack_id) DO NOTHING""",
             new,
             [defs[i].source for i in new],
             [defs[i].module for i in new],
             [wire.dumps(defs[i].frames) for i in new],
-            [signature(defs[i].frames) for i in new],
+            [signature(defs[i].frames, defs[i].kind) for i in new],
+            [defs[i].kind for i in new],
         )
 
     async def _unknown_stacks(
