@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from kmemfleet import log
 from kmemfleet.server.analysis import ranking, rankings
-from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK
+from kmemfleet.server.analysis.incremental import SUBJECT_MEMINFO, SUBJECT_SLAB, SUBJECT_STACK
 from kmemfleet.v1 import query_pb2
 
 logger = log.get("fleet_metrics")
@@ -38,6 +38,7 @@ MIN_BASE_DEVICES = 3  # a firmware compared against by version order needs this 
 SUBJECT_CODES = {
     query_pb2.LEAK_SUBJECT_STACK: SUBJECT_STACK,
     query_pb2.LEAK_SUBJECT_SLAB_CACHE: SUBJECT_SLAB,
+    query_pb2.LEAK_SUBJECT_MEMINFO: SUBJECT_MEMINFO,
 }
 
 
@@ -61,6 +62,8 @@ def short_signature(signature: str) -> str:
 
 
 def _subject(e: query_pb2.LeakEntry) -> str:
+    if e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        return "meminfo"
     return "slab" if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE else "stack"
 
 

@@ -22,12 +22,15 @@ from kmemfleet import log
 from kmemfleet.server.analysis import ranking
 from kmemfleet.server.analysis.incremental import (
     BATCH_SNAPSHOTS,
+    MEMINFO_PREFIX,
+    SUBJECT_MEMINFO,
     SUBJECT_SLAB,
     SUBJECT_STACK,
     Analyzer,
 )
 from kmemfleet.server.analysis.worker import Worker
 from kmemfleet.v1 import query_pb2
+from kmemfleet.v1 import snapshot_pb2 as pb
 from kmemfleet.wire import stack_definition
 
 DEFAULT_TOP = 20
@@ -53,7 +56,8 @@ async def _entries(
         {
             r["stack_id"]: r
             for r in await conn.fetch(
-                "SELECT stack_id, source, module, frames FROM stacks WHERE stack_id = ANY($1)",
+                "SELECT stack_id, source, module, frames, kind FROM stacks"
+                " WHERE stack_id = ANY($1)",
                 stack_ids,
             )
         }
@@ -92,11 +96,16 @@ async def _entries(
         if r["subject"] == SUBJECT_SLAB:
             e.subject = query_pb2.LEAK_SUBJECT_SLAB_CACHE
             e.slab_cache = r["signature"]
+            e.kind = pb.MEMORY_KIND_SLAB
+        elif r["subject"] == SUBJECT_MEMINFO:
+            e.subject = query_pb2.LEAK_SUBJECT_MEMINFO
+            e.meminfo_series = r["signature"].removeprefix(MEMINFO_PREFIX)
         else:
             e.subject = query_pb2.LEAK_SUBJECT_STACK
             srow = stacks.get(int(r["representative"]))
             if srow is not None:
                 e.stack.CopyFrom(stack_definition(srow))
+                e.kind = srow["kind"] or pb.MEMORY_KIND_SLAB
         out[(r["firmware_version"], r["subject"], r["signature"])] = e
     return out
 
