@@ -25,13 +25,27 @@ from kmemfleet.transport import (
 )
 from kmemfleet.v1 import query_pb2
 
-SUBJECTS = {query_pb2.LEAK_SUBJECT_STACK: "stack", query_pb2.LEAK_SUBJECT_SLAB_CACHE: "slab_cache"}
+SUBJECTS = {
+    query_pb2.LEAK_SUBJECT_STACK: "stack",
+    query_pb2.LEAK_SUBJECT_SLAB_CACHE: "slab_cache",
+    query_pb2.LEAK_SUBJECT_MEMINFO: "meminfo",
+}
+
+
+def kind_of(e: query_pb2.LeakEntry) -> str:
+    """slab / pages / vmalloc; "-" for a meminfo series (no one kind of memory)."""
+    from kmemfleet.signature import kind_name
+
+    if e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        return "-"
+    return kind_name(e.kind)
 
 
 def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "subject": SUBJECTS.get(e.subject, "unspecified"),
         "signature": e.signature,
+        "kind": None if e.subject == query_pb2.LEAK_SUBJECT_MEMINFO else kind_of(e),
         "devices_observed": e.devices_observed,
         "devices_leaking": e.devices_leaking,
         "share_leaking": round(e.share_leaking, 4),
@@ -49,6 +63,8 @@ def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
         doc["projected_level_bytes"] = round(e.projected_level_bytes)
     if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE:
         doc["slab_cache"] = e.slab_cache
+    elif e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        doc["meminfo_series"] = e.meminfo_series
     elif e.HasField("stack"):
         doc["stack"] = {
             "stack_id": f"{e.stack.stack_id:016x}",
@@ -63,11 +79,16 @@ def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
 
 
 def what(e: query_pb2.LeakEntry, width: int = 60) -> str:
-    """The innermost frames (or the slab cache), short enough for a table cell."""
+    """The innermost frames (or the slab cache, or the meminfo series), short enough
+    for a table cell."""
     if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE:
         text = f"slab:{e.slab_cache}"
+    elif e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        text = f"meminfo:{e.meminfo_series}"
     else:
-        text = " <- ".join(e.signature.split(" <- ")[:3])
+        # A non-slab stack's signature starts "vmalloc: ": the KIND column says it.
+        sig = e.signature.removeprefix(f"{kind_of(e)}: ")
+        text = " <- ".join(sig.split(" <- ")[:3])
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -214,6 +235,7 @@ def render(resp: query_pb2.LeaksResponse) -> str:
         (
             k,
             what(e),
+            kind_of(e),
             f"{e.devices_leaking}/{e.devices_observed}",
             f"{e.share_leaking * 100:.0f}%",
             kib_h(e.median_slope_bytes_per_hour),
@@ -233,6 +255,7 @@ def render(resp: query_pb2.LeaksResponse) -> str:
             (
                 "#",
                 "STACK / CACHE",
+                "KIND",
                 "DEVICES",
                 "SHARE",
                 "KiB/h",
@@ -244,7 +267,7 @@ def render(resp: query_pb2.LeaksResponse) -> str:
                 "SCORE",
             ),
             rows,
-            right=(True, False, True, True, True, True, True, True, False, True, True),
+            right=(True, False, False, True, True, True, True, True, True, False, True, True),
         )
         + tail
     )
@@ -257,6 +280,7 @@ def render_saturating(entries: Sequence[query_pb2.LeakEntry]) -> str:
     rows = [
         (
             what(e),
+            kind_of(e),
             f"{e.devices_observed}",
             human_bytes(e.projected_level_bytes),
             e.evidence,
@@ -266,8 +290,8 @@ def render_saturating(entries: Sequence[query_pb2.LeakEntry]) -> str:
     return (
         f"\n\n{len(entries)} saturating subjects (they fill towards a level; not leaks):\n"
         + table(
-            ("STACK / CACHE", "DEVICES", "LEVEL", "EVIDENCE"),
+            ("STACK / CACHE", "KIND", "DEVICES", "LEVEL", "EVIDENCE"),
             rows,
-            right=(False, True, True, False),
+            right=(False, False, True, True, False),
         )
     )
