@@ -1,0 +1,89 @@
+"""The unattributed kernel memory figure per kernel version (kmemfleet.memaccount)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kmemfleet.agent.collectors import meminfo
+from kmemfleet.memaccount import unattributed
+from tests.agent.helpers import fixture
+from tests.conftest import run_cli
+
+K = 1024
+M = 1 << 20
+BASE = {  # keys every kernel since 2.6.32 prints
+    "MemTotal": 1000 * M,
+    "MemFree": 300 * M,
+    "Buffers": 20 * M,
+    "Cached": 200 * M,
+    "SwapCached": 1 * M,
+    "AnonPages": 150 * M,
+    "Slab": 100 * M,
+    "SReclaimable": 40 * M,
+    "SUnreclaim": 60 * M,
+    "KernelStack": 4 * M,
+    "PageTables": 10 * M,
+    "HugePages_Total": 0,
+    "Hugepagesize": 2 * M,
+}
+EXPLAINED = 300 + 20 + 200 + 1 + 150 + 100 + 4 + 10
+
+
+def test_linux_3_x_vmallocused_is_address_space_and_is_ignored() -> None:
+    # Before 4.4 VmallocUsed summed every vmalloc-space area, ioremap included.
+    mem = {**BASE, "VmallocUsed": 400 * M}
+    assert unattributed(mem) == (1000 - EXPLAINED) * M
+
+
+def test_linux_4_16_percpu_makes_vmallocused_count_and_percpu_is_explained() -> None:
+    # 4.16..5.2: VmallocUsed prints 0; 5.3+: the pages vmalloc allocated.
+    mem = {**BASE, "Percpu": 2 * M, "VmallocUsed": 0, "Hugetlb": 0}
+    assert unattributed(mem) == (1000 - EXPLAINED - 2) * M
+    mem["VmallocUsed"] = 30 * M
+    assert unattributed(mem) == (1000 - EXPLAINED - 2 - 30) * M
+
+
+def test_hugetlb_kreclaimable_and_newer_keys() -> None:
+    old = {**BASE, "HugePages_Total": 10}  # before Hugetlb: default size only
+    assert unattributed(old) == (1000 - EXPLAINED - 20) * M
+    new = {
+        **BASE,
+        "HugePages_Total": 10,
+        "Hugetlb": 24 * M,  # 4.16+: every huge page size (10 x 2 MiB and 4 MiB of another)
+        "KReclaimable": 45 * M,  # 4.20+: 5 MiB reclaimable outside slab
+        "SecPageTables": 1 * M,  # 6.0+
+        "Zswap": 3 * M,  # 5.19+
+        "Unaccepted": 2 * M,  # 6.5+
+    }
+    assert unattributed(new) == (1000 - EXPLAINED - 24 - 5 - 1 - 3 - 2) * M
+
+
+def test_slab_from_its_parts_and_missing_keys_give_no_figure() -> None:
+    parts = {k: v for k, v in BASE.items() if k != "Slab"}
+    assert unattributed(parts) == unattributed(BASE)
+    assert unattributed({k: v for k, v in BASE.items() if k != "AnonPages"}) is None
+    assert unattributed({"MemTotal": M, "MemFree": M // 2}) is None  # the simulator's
+
+
+def test_never_negative() -> None:
+    assert unattributed({**BASE, "MemFree": 900 * M}) == 0
+
+
+def test_real_6_18_meminfo() -> None:
+    mem = dict(meminfo.parse(fixture("meminfo/linux-6.18-x86_64.txt")).items)
+    lost = unattributed(mem)
+    assert lost is not None and 0 < lost < mem["MemTotal"] // 10
+
+
+def test_top_shows_kernel_memory_by_kind_from_the_meminfo_beside_slabinfo(tmp_path: Path) -> None:
+    folder = tmp_path / "1790000000"
+    folder.mkdir()
+    (folder / "slabinfo").write_text(fixture("slabinfo/linux-6.18-x86_64-slub.txt"))
+    (folder / "meminfo").write_text(fixture("meminfo/linux-6.18-x86_64.txt"))
+    out = run_cli("top", "--slabinfo", str(folder / "slabinfo"), "--once", "--top", "1")
+    assert out.returncode == 0, out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith(" Kernel memory:"))
+    assert "slab " in line and "unattributed " in line
+    (folder / "meminfo").unlink()
+    out = run_cli("top", "--slabinfo", str(folder / "slabinfo"), "--once", "--top", "1")
+    assert out.returncode == 0 and "Kernel memory" not in out.stdout
