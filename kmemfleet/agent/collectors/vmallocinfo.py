@@ -23,6 +23,7 @@ another shape is a parse issue that describes it without echoing it.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from kmemfleet import limits
@@ -40,14 +41,8 @@ NO_CALLER = "(no caller)"  # an area the kernel printed without one
 SKIP_KINDS = ("unpurged", "vm_map_ram", "ioremap", "vmap", "dma_coherent", "no_pages", "other")
 
 
-def _is_hex_addr(token: str) -> bool:
-    digits = token[2:]
-    return (
-        token.startswith("0x")
-        and 0 < len(digits) <= 16
-        and digits.isascii()
-        and all(c in "0123456789abcdefABCDEF" for c in digits)
-    )
+# "0x<start>-0x<end> <size>", then the rest of the line (addresses checked for form).
+_HEAD = re.compile(r"0x[0-9a-fA-F]{1,16}-0x[0-9a-fA-F]{1,16}[ \t]+([0-9]{1,19})(?=[ \t]|\Z)")
 
 
 def _uint(token: str) -> int | None:
@@ -69,15 +64,15 @@ def parse(text: str, path: str = PATH) -> StackReport:
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        parts = line.split()
-        start, dash, end = parts[0].partition("-")
-        size = _uint(parts[1]) if len(parts) > 1 else None
-        if not dash or not _is_hex_addr(start) or not _is_hex_addr(end) or size is None:
+        line = line.strip()
+        m = _HEAD.match(line)
+        if m is None:
             report.skip(
                 lineno, f"expected '0x<start>-0x<end> <size> ...' ({limits.described(line)})"
             )
             continue
-        rest = parts[2:]
+        size = int(m[1])
+        rest = line[m.end() :].split()
         if rest == ["unpurged", "vm_area"]:
             skipped["unpurged"] += 1
             continue
