@@ -89,7 +89,7 @@ capture() {
     mkdir "$tmp"
     for pair in slabinfo:$proc/slabinfo meminfo:$proc/meminfo buddyinfo:$proc/buddyinfo \
                 boot_id:$proc/sys/kernel/random/boot_id uptime:$proc/uptime \
-                allocinfo:$proc/allocinfo vmallocinfo:$proc/vmallocinfo \
+                allocinfo:$proc/allocinfo vmallocinfo:$proc/vmallocinfo vmstat:$proc/vmstat \
                 mem_leaks:$proc/mlt/mem_leaks \
                 kmalloc:$proc/kmalloc mlt_stacks:$debugfs/mlt/stacks; do
         name=${pair%%:*} src=${pair#*:}

@@ -46,13 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read(args: argparse.Namespace) -> Any:
-    from kmemfleet.agent.capture import Capture, collect, live_reader
+    from kmemfleet.agent.capture import PAGE_SIZE, Capture, collect, live_reader
     from kmemfleet.agent.collectors import stacks
     from kmemfleet.agent.collectors.base import KernelFS, read_text
     from kmemfleet.agent.sources import SOURCES, STACK_SOURCES
     from kmemfleet.v1.device_pb2 import DeviceIdentity
 
-    found = Capture(DeviceIdentity(), 0, 0.0)
+    found = Capture(DeviceIdentity(), 0, 0.0, page_size=PAGE_SIZE)
     try:
         if args.file is not None:
             return stacks.parse_any(read_text(args.file, str(args.file)), str(args.file))

@@ -17,6 +17,8 @@ from kmemfleet.v1 import snapshot_pb2 as pb
 from tests.agent.helpers import fixture
 from tests.agent.synth import SyntheticDevice
 
+INFERRED = {"page_size": "4096", "page_size_inferred": "1"}
+
 
 def _by_caller(report: object) -> dict[str, tuple[int, int]]:
     return {r.frames[0]: (r.bytes, r.objects) for r in report.rows}  # type: ignore[attr-defined]
@@ -25,22 +27,23 @@ def _by_caller(report: object) -> dict[str, tuple[int, int]]:
 def test_linux_3_10_layout_phys_without_0x() -> None:
     r = vmallocinfo.parse(fixture("vmallocinfo/linux-3.10-x86_64-centos.txt"))
     assert _by_caller(r) == {
-        "alloc_large_system_hash+0x171/0x239": (3649536, 7),
-        "raw_init+0x41/0x141": (135168, 1),
-        "swap_cgroup_swapon+0x48/0x160": (8192, 1),
+        "alloc_large_system_hash+0x171/0x239": (3649536 - 7 * 4096, 7),
+        "raw_init+0x41/0x141": (135168 - 4096, 1),
+        "swap_cgroup_swapon+0x48/0x160": (4096, 1),
     }
-    assert r.attributes == {"skipped_ioremap": "4"} and not r.issues
-    assert (r.tracked_bytes, r.tracked_objects) == (3792896, 9)
+    assert r.attributes == {"skipped_ioremap": "4", **INFERRED} and not r.issues
+    assert (r.tracked_bytes, r.tracked_objects) == (3792896 - 9 * 4096, 9)
 
 
 def test_linux_4_x_layout_unpurged_and_vm_map_ram_are_skipped_and_counted() -> None:
     r = vmallocinfo.parse(fixture("vmallocinfo/linux-4.x-armv7l-lkml.txt"))
     # 32-bit ARM without NUMA: no N0= words; still an allocation.
-    assert _by_caller(r) == {"ftl_add_mtd+0x4d0/0x754": (389120, 1)}
+    assert _by_caller(r) == {"ftl_add_mtd+0x4d0/0x754": (389120 - 4096, 1)}
     assert r.attributes == {
         "skipped_unpurged": "1",
         "skipped_vm_map_ram": "2",
         "skipped_ioremap": "2",
+        **INFERRED,
     }
     assert not r.issues
 
@@ -48,9 +51,9 @@ def test_linux_4_x_layout_unpurged_and_vm_map_ram_are_skipped_and_counted() -> N
 def test_linux_5_x_layout_with_a_module_caller() -> None:
     r = vmallocinfo.parse(fixture("vmallocinfo/linux-5.x-x86_64-jc.txt"))
     callers = _by_caller(r)
-    assert callers["dup_task_struct+0x4a/0x1b0"] == (61440, 3)
-    assert callers["vmw_fb_init+0x1c3/0x3f0 [vmwgfx]"] == (12288, 1)
-    assert r.attributes == {"skipped_ioremap": "6", "skipped_vmap": "1"}
+    assert callers["dup_task_struct+0x4a/0x1b0"] == (61440 - 3 * 4096, 3)
+    assert callers["vmw_fb_init+0x1c3/0x3f0 [vmwgfx]"] == (12288 - 4096, 1)
+    assert r.attributes == {"skipped_ioremap": "6", "skipped_vmap": "1", **INFERRED}
     row = next(x for x in r.rows if "vmwgfx" in x.frames[0])
     d = r.definition(row)
     assert d.module == "vmwgfx" and d.frames[0].function == "vmw_fb_init"
@@ -62,14 +65,15 @@ def test_linux_6_18_real_capture_hashed_addresses_vpages_and_percpu_chunks() -> 
     # (`vmalloc` without pages=: counted by meminfo Percpu, not here).
     r = vmallocinfo.parse(fixture("vmallocinfo/linux-6.18-x86_64.txt"))
     callers = _by_caller(r)
-    assert callers["kernel_clone+0x94/0x3e0"] == (5 * 20480, 5)
-    assert callers["htab_map_alloc+0x2e4/0x5a0"] == (2105344, 1)
+    assert callers["kernel_clone+0x94/0x3e0"] == (5 * 16384, 5)
+    assert callers["htab_map_alloc+0x2e4/0x5a0"] == (2105344 - 4096, 1)
     assert not any("pcpu_get_vm_areas" in c for c in callers)
     assert r.attributes == {
         "skipped_unpurged": "4",
         "skipped_ioremap": "12",
         "skipped_vmap": "1",
         "skipped_no_pages": "1",
+        **INFERRED,
     }
     assert not r.issues
 
@@ -90,10 +94,10 @@ def test_bad_rows_are_reported_without_echoing_them_and_the_rest_is_kept() -> No
     assert all(secret not in i.reason and "notanumber" not in i.reason for i in r.issues)
     assert all(i.file == "/proc/vmallocinfo" for i in r.issues)
     assert _by_caller(r) == {
-        "good_caller+0x10/0x80 [drv]": (8192, 1),
-        vmallocinfo.NO_CALLER: (8192, 1),
+        "good_caller+0x10/0x80 [drv]": (4096, 1),
+        vmallocinfo.NO_CALLER: (4096, 1),
     }
-    assert r.attributes == {"skipped_other": "1"}
+    assert r.attributes == {"skipped_other": "1", **INFERRED}
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "\x00\xff garbage", "0x-0x 1 x\n" * 100])
@@ -145,7 +149,7 @@ def test_both_sources_in_one_snapshot_delta_encoded_each_on_its_own(tmp_path: Pa
     vm.write_text(_vmalloc_text(4, "0x9000-0xb000 8192 steady+0x1/0x2 pages=1 vmalloc\n"))
     second = _snap(dev, enc, 2)
     assert second.base_seq == 1
-    assert [(s.stack_id, s.bytes, s.objects) for s in second.stack_samples] == [(grow, 32768, 4)]
+    assert [(s.stack_id, s.bytes, s.objects) for s in second.stack_samples] == [(grow, 16384, 4)]
     assert [d.kind for d in second.stack_definitions] == [pb.MEMORY_KIND_VMALLOC]
     # A vmalloc caller gone: removed, alongside the other source's state.
     vm.write_text(_vmalloc_text(4))
@@ -176,7 +180,52 @@ def test_vmallocinfo_alone_is_the_snapshot_stack_source(tmp_path: Path) -> None:
     (dev.root / "proc" / "vmallocinfo").write_text(_vmalloc_text(2))
     snap = _snap(dev, DeltaEncoder(), 1)
     assert snap.stack_source.source == pb.STACK_SOURCE_VMALLOCINFO
-    assert snap.stack_source.tracked_bytes == 16384
+    assert snap.stack_source.tracked_bytes == 8192
     assert snap.stack_source.attributes["skipped_ioremap"] == "1"
     (d,) = snap.stack_definitions
     assert signature(d.frames) == "grow_table [leaky]"  # the server prefixes the kind
+
+
+def test_bytes_are_pages_times_the_page_size_not_the_size_with_its_guard_page() -> None:
+    line = "0x1000-0x6000   20480 grow+0x1/0x2 pages=4 vmalloc N0=4\n"
+    r = vmallocinfo.parse(line, page_size=4096)  # the agent's own page size
+    assert _by_caller(r) == {"grow+0x1/0x2": (16384, 1)}
+    assert r.attributes == {"page_size": "4096"}
+    big = "0x10000-0x60000  327680 grow+0x1/0x2 pages=4 vmalloc N0=4\n"  # 64 KiB pages
+    assert _by_caller(vmallocinfo.parse(big, page_size=65536)) == {"grow+0x1/0x2": (262144, 1)}
+    # A bundle (no page size): inferred from size = (pages + 1) x page size.
+    r = vmallocinfo.parse(big)
+    assert _by_caller(r) == {"grow+0x1/0x2": (262144, 1)}
+    assert r.attributes == {"page_size": "65536", "page_size_inferred": "1"}
+    assert vmallocinfo.infer_page_size([(12345, 2)]) == 0
+
+
+def test_a_bundle_capture_takes_the_page_size_vmallocinfo_tells(tmp_path: Path) -> None:
+    from kmemfleet.agent.capture import Capture, collect
+    from kmemfleet.v1.device_pb2 import DeviceIdentity
+
+    texts = {
+        "vmallocinfo": "0x10000-0x60000  327680 grow+0x1/0x2 pages=4 vmalloc N0=4\n",
+        "vmstat": "nr_free_pages 10\nnr_zspages 3\nnr_zone_inactive_anon 1\n",
+    }
+    cap = Capture(DeviceIdentity(), 0, 0.0)
+    collect(cap, lambda src: texts.get(src.name))
+    assert cap.page_size == 65536
+    assert cap.meminfo["vmstat.nr_zspages"] == 3 * 65536
+
+
+def test_a_caller_printed_as_an_address_is_never_sent() -> None:
+    text = (
+        "0x1000-0x3000 8192 0xffffffffc0a01234 [secretmod] pages=1 vmalloc\n"
+        "0x3000-0x5000 8192 ffffffffc0a05678 pages=1 vmalloc\n"
+        "0x5000-0x7000 8192 00000000a1b2c3d4 pages=1 vmalloc\n"  # %pK-hashed
+    )
+    r = vmallocinfo.parse(text, page_size=4096)
+    assert _by_caller(r) == {
+        "(unknown caller) [secretmod]": (4096, 1),
+        vmallocinfo.UNKNOWN_CALLER: (8192, 2),
+    }
+    frames = [r.definition(row).frames[0] for row in r.rows]
+    assert all(f.address == 0 for f in frames)
+    assert {f.module for f in frames} == {"secretmod", ""}
+    assert "ffffffffc0a0" not in repr(r.rows)

@@ -11,8 +11,17 @@ freed areas). With kptr_restrict the addresses are hashed, so start need not be
 below end: they are checked for form only.
 
 An allocation is an area with the `vmalloc` flag (VM_ALLOC) and pages: those are
-aggregated per caller into one-frame stacks (bytes = the sizes the kernel
-prints, objects = areas), kind MEMORY_KIND_VMALLOC. Everything else maps memory
+aggregated per caller into one-frame stacks (bytes = pages= x the page size,
+objects = areas), kind MEMORY_KIND_VMALLOC. The printed size is not used for
+bytes: it includes the guard page (one page per area that is no memory). The
+page size is the caller's (a live agent's os.sysconf); without it (a bundle
+imported on another machine) it is inferred from the areas as size/(pages+1),
+the guard page included, the most common power of two from 4 KiB to 64 KiB
+among the first areas (attribute `page_size`; `page_size_inferred` "1").
+
+A caller the kernel could not name prints as a raw address (`0xffff...`, or a
+hashed one): it becomes "(unknown caller)", its `[module]` kept, so no kernel
+pointer leaves the device. Everything else maps memory
 allocated elsewhere (ioremap: device memory; vmap/vm_map_ram/dma-coherent:
 pages someone else allocated) or is being freed (unpurged), or is a per-CPU
 chunk (`vmalloc` without pages: pcpu_get_vm_areas, counted by meminfo Percpu):
@@ -37,12 +46,17 @@ KIND = pb.MEMORY_KIND_VMALLOC
 # Flag words s_show prints (mm/vmalloc.c, 2.6.x to 6.x); "sparse" is VM_SPARSE (6.9+).
 FLAGS = frozenset(("ioremap", "vmalloc", "vmap", "user", "dma-coherent", "vpages", "sparse"))
 NO_CALLER = "(no caller)"  # an area the kernel printed without one
+UNKNOWN_CALLER = "(unknown caller)"  # one printed as an address: never sent
+PAGE_SIZES = frozenset(1 << n for n in range(12, 17))  # 4 KiB .. 64 KiB
+INFER_AREAS = 32  # areas the page size is inferred from
 # Skip reasons, in the order an area is classified (first match wins).
 SKIP_KINDS = ("unpurged", "vm_map_ram", "ioremap", "vmap", "dma_coherent", "no_pages", "other")
 
 
 # "0x<start>-0x<end> <size>", then the rest of the line (addresses checked for form).
 _HEAD = re.compile(r"0x[0-9a-fA-F]{1,16}-0x[0-9a-fA-F]{1,16}[ \t]+([0-9]{1,19})(?=[ \t]|\Z)")
+# A caller %pS could not resolve: its address (hex, with or without 0x).
+_ADDRESS = re.compile(r"(?:0x)?[0-9a-fA-F]{8,16}")
 
 
 def _uint(token: str) -> int | None:
@@ -51,7 +65,18 @@ def _uint(token: str) -> int | None:
     return None
 
 
-def parse(text: str, path: str = PATH) -> StackReport:
+def infer_page_size(areas: list[tuple[int, int]]) -> int:
+    """The page size (size, pages) pairs of vmalloc areas agree on, the guard page
+    included (size = (pages + 1) x page size); 0 when they tell nothing."""
+    votes: Counter[int] = Counter()
+    for size, pages in areas:
+        ps, rest = divmod(size, pages + 1)
+        if not rest and ps in PAGE_SIZES:
+            votes[ps] += 1
+    return votes.most_common(1)[0][0] if votes else 0
+
+
+def parse(text: str, path: str = PATH, page_size: int = 0) -> StackReport:
     report = StackReport(
         source=pb.STACK_SOURCE_VMALLOCINFO,
         path=path,
@@ -59,13 +84,14 @@ def parse(text: str, path: str = PATH) -> StackReport:
         frame_parser=parse_symbol,
         kind=KIND,
     )
-    per_caller: dict[str, list[int]] = {}  # caller text -> [bytes, areas]
+    per_caller: dict[str, list[int]] = {}  # caller text -> [pages, areas]
+    samples: list[tuple[int, int]] = []  # (size, pages) of the first areas
     skipped: Counter[str] = Counter()
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         line = line.strip()
-        m = _HEAD.match(line)
+        m = _HEAD.match(line) if "\0" not in line else None
         if m is None:
             report.skip(
                 lineno, f"expected '0x<start>-0x<end> <size> ...' ({limits.described(line)})"
@@ -85,8 +111,10 @@ def parse(text: str, path: str = PATH) -> StackReport:
             continue
         if "vmalloc" in words and pages:
             entry = per_caller.setdefault(caller or NO_CALLER, [0, 0])
-            entry[0] += size
+            entry[0] += pages
             entry[1] += 1
+            if not page_size and len(samples) < INFER_AREAS:
+                samples.append((size, pages))
         elif "vmalloc" in words:
             skipped["no_pages"] += 1
         elif "ioremap" in words:
@@ -97,7 +125,14 @@ def parse(text: str, path: str = PATH) -> StackReport:
             skipped["dma_coherent"] += 1
         else:
             skipped["other"] += 1
-    for caller, (nbytes, areas) in per_caller.items():
+    if not page_size:
+        page_size = infer_page_size(samples)
+        if page_size:
+            report.attributes["page_size_inferred"] = "1"
+    if page_size:
+        report.attributes["page_size"] = str(page_size)
+    for caller, (pages, areas) in per_caller.items():
+        nbytes = pages * page_size
         if nbytes > INT64_MAX:
             report.skip(0, "a caller's bytes out of range")
             continue
@@ -118,7 +153,7 @@ def _fields(tokens: list[str]) -> tuple[str, int, set[str], str]:
     i = 0
     first = tokens[0] if tokens else ""
     if first and "=" not in first and first not in FLAGS:
-        caller = first
+        caller = UNKNOWN_CALLER if _ADDRESS.fullmatch(first) else first
         i = 1
         if i < len(tokens) and tokens[i].startswith("[") and tokens[i].endswith("]"):
             caller += " " + tokens[i]
