@@ -48,6 +48,7 @@ SUBJECT_STACK = 1
 SUBJECT_SLAB = 2
 SUBJECT_MEMINFO = 3  # a series derived from meminfo: key "unattributed"
 MEMINFO_PREFIX = "meminfo:"  # its signature: "meminfo:unattributed"
+VMALLOCINFO_SOURCE = 5  # StackSource STACK_SOURCE_VMALLOCINFO (no protobuf import here)
 # Errors that say "this data cannot be analysed", not "the database is away".
 POISON_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DataError,
@@ -91,7 +92,8 @@ _FOLD_SLABS = _FOLD.format(
 )
 
 _MEMINFO_OF = """
-SELECT s.device_id, s.boot_id, s.seq, s.captured_at, s.meminfo::text AS meminfo
+SELECT s.device_id, s.boot_id, s.seq, s.captured_at, s.meminfo::text AS meminfo,
+       s.stack_source::text AS stack_source
   FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[])
        AS q(device_id, boot_id, seq, captured_at)
   JOIN snapshots s ON s.device_id = q.device_id AND s.boot_id = q.boot_id
@@ -205,6 +207,31 @@ class CatchUp:
     seconds: float = 0.0
     complete: bool = True  # False: stopped at the time budget with queue rows left
     quarantined: int = 0
+
+
+def vmalloc_bytes(stack_source: str | None) -> int | None:
+    """The snapshot's /proc/vmallocinfo total (bytes), from its stored stack_source:
+    vmallocinfo's own header when it was the only stack source, else the
+    `vmallocinfo.tracked_bytes` attribute beside the chosen source's; None without."""
+    if not stack_source:
+        return None
+    try:
+        src = json.loads(stack_source)
+    except ValueError:
+        return None
+    if not isinstance(src, dict):
+        return None
+    attrs = src.get("attributes")
+    raw: object = None
+    if src.get("source") == VMALLOCINFO_SOURCE:
+        raw = src.get("tracked_bytes")
+    elif isinstance(attrs, dict):
+        raw = attrs.get("vmallocinfo.tracked_bytes")
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19:
+        return int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    return None
 
 
 class Analyzer:
@@ -376,7 +403,8 @@ class Analyzer:
             if not isinstance(mem, dict):
                 continue
             value = memaccount.unattributed(
-                {k: v for k, v in mem.items() if isinstance(v, int) and not isinstance(v, bool)}
+                {k: v for k, v in mem.items() if isinstance(v, int) and not isinstance(v, bool)},
+                vmalloc_bytes(r["stack_source"]),
             )
             if value is None:
                 continue
@@ -504,6 +532,9 @@ class Analyzer:
             )
             points = buckets.series(f, grid[(dev, boot)])
             v = trend.judge(points, self.min_span_hours, self.min_points)
+            if subject == SUBJECT_MEMINFO:
+                # A figure made of many counters: its rise must clear its own noise band.
+                v = trend.beyond_noise_band(points, v)
             start = started.get((dev, boot))
             # The first point judged (after merging long series), as settle_hours counts from.
             judged_from = trend.downsample(points)[0].t_hours if points else 0.0
