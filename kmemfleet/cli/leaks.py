@@ -109,10 +109,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument(
         "--include",
-        choices=("saturating",),
+        choices=("saturating", "unattributed"),
         action="append",
         default=[],
-        help="also list subjects that fill towards a level (with their projected level)",
+        help="also list subjects that fill towards a level (saturating), or the "
+        "fleet-wide unattributed kernel memory indicator (unattributed; never a stack, "
+        "never in diff or gate)",
     )
     add_wait_argument(parser)
 
@@ -161,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
                 firmware_version=args.firmware,
                 top=args.top,
                 include_saturating="saturating" in args.include,
+                include_unattributed="unattributed" in args.include,
             )
             resp = until_fresh(
                 lambda: stub.Leaks(request, metadata=call_metadata(cfg), timeout=300),
@@ -177,6 +180,11 @@ def run(args: argparse.Namespace) -> int:
         }
         if "saturating" in args.include:
             doc["saturating"] = [entry_json(e) for e in resp.saturating]
+        if "unattributed" in args.include:
+            doc["unattributed"] = {
+                "indicator": UNATTRIBUTED_LABEL,
+                "entries": [entry_json(e) for e in resp.unattributed],
+            }
         print_json(doc)
         return 0
     print(render(resp))
@@ -228,7 +236,7 @@ def render(resp: query_pb2.LeaksResponse) -> str:
         f"firmware {resp.firmware_version}: {resp.devices} devices, "
         f"{len(resp.entries)} leaking subjects (rate = median over leaking devices)"
     )
-    tail = render_saturating(resp.saturating)
+    tail = render_saturating(resp.saturating) + render_unattributed(resp.unattributed)
     if not resp.entries:
         return head + tail
     rows = [
@@ -294,4 +302,31 @@ def render_saturating(entries: Sequence[query_pb2.LeakEntry]) -> str:
             rows,
             right=(False, False, True, True, False),
         )
+    )
+
+
+UNATTRIBUTED_LABEL = (
+    "fleet-wide indicator, not a stack: kernel memory no meminfo counter explains "
+    "(meminfo:unattributed); not validated on real fleets yet, never in diff or gate"
+)
+
+
+def render_unattributed(entries: Sequence[query_pb2.LeakEntry]) -> str:
+    """The meminfo-derived series judged growing, apart from the leaking stacks."""
+    if not entries:
+        return ""
+    rows = [
+        (
+            what(e),
+            f"{e.devices_leaking}/{e.devices_observed}",
+            f"{e.share_leaking * 100:.0f}%",
+            kib_h(e.median_slope_bytes_per_hour),
+            e.evidence,
+        )
+        for e in entries
+    ]
+    return f"\n\n{len(entries)} growing ({UNATTRIBUTED_LABEL}):\n" + table(
+        ("SERIES", "DEVICES", "SHARE", "KiB/h", "EVIDENCE"),
+        rows,
+        right=(False, True, True, True, False),
     )

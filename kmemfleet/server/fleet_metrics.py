@@ -201,8 +201,9 @@ class FleetMetrics:
             subject_counts = {
                 r["fw"]: r["n"]
                 for r in await conn.fetch(
-                    """SELECT firmware_version AS fw, count(*) AS n FROM analysis_summary
+                    f"""SELECT firmware_version AS fw, count(*) AS n FROM analysis_summary
                         WHERE firmware_version = ANY($1::text[]) AND devices_leaking > 0
+                          AND subject <> {SUBJECT_MEMINFO}
                         GROUP BY 1""",
                     firmware,
                 )
@@ -212,10 +213,11 @@ class FleetMetrics:
             for r in await conn.fetch(_LEAKING_NOW, firmware, float(RETIRED_AFTER_S)):
                 leaking_now[(r["fw"], r["subject"], r["signature"])] = r["n"]
             for r in await conn.fetch(
-                """SELECT s.firmware_version AS fw, count(DISTINCT s.device_id) AS n
+                f"""SELECT s.firmware_version AS fw, count(DISTINCT s.device_id) AS n
                      FROM analysis_series s JOIN devices d
                        ON d.device_id = s.device_id AND d.firmware_version = s.firmware_version
                     WHERE s.leaking AND s.firmware_version = ANY($1::text[])
+                      AND s.subject <> {SUBJECT_MEMINFO}
                       AND d.last_seen > now() - make_interval(secs => $2)
                     GROUP BY 1""",
                 firmware,

@@ -177,14 +177,16 @@ class LeakEntry(_message.Message):
     def __init__(self, subject: _Optional[_Union[LeakSubject, str]] = ..., stack: _Optional[_Union[_snapshot_pb2.StackDefinition, _Mapping]] = ..., slab_cache: _Optional[str] = ..., signature: _Optional[str] = ..., devices_observed: _Optional[int] = ..., devices_leaking: _Optional[int] = ..., share_leaking: _Optional[float] = ..., median_slope_bytes_per_hour: _Optional[float] = ..., p90_slope_bytes_per_hour: _Optional[float] = ..., total_leaked_bytes: _Optional[float] = ..., projected_hours_to_exhaust: _Optional[float] = ..., first_seen_firmware: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., verdict: _Optional[str] = ..., projected_level_bytes: _Optional[float] = ..., evidence: _Optional[str] = ..., kind: _Optional[_Union[_snapshot_pb2.MemoryKind, str]] = ..., meminfo_series: _Optional[str] = ...) -> None: ...
 
 class LeaksRequest(_message.Message):
-    __slots__ = ("firmware_version", "top", "include_saturating")
+    __slots__ = ("firmware_version", "top", "include_saturating", "include_unattributed")
     FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     TOP_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_SATURATING_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_UNATTRIBUTED_FIELD_NUMBER: _ClassVar[int]
     firmware_version: str
     top: int
     include_saturating: bool
-    def __init__(self, firmware_version: _Optional[str] = ..., top: _Optional[int] = ..., include_saturating: _Optional[bool] = ...) -> None: ...
+    include_unattributed: bool
+    def __init__(self, firmware_version: _Optional[str] = ..., top: _Optional[int] = ..., include_saturating: _Optional[bool] = ..., include_unattributed: _Optional[bool] = ...) -> None: ...
 
 class Freshness(_message.Message):
     __slots__ = ("analysed_through_ns", "pending_snapshots", "answered_at_ns")
@@ -197,18 +199,20 @@ class Freshness(_message.Message):
     def __init__(self, analysed_through_ns: _Optional[int] = ..., pending_snapshots: _Optional[int] = ..., answered_at_ns: _Optional[int] = ...) -> None: ...
 
 class LeaksResponse(_message.Message):
-    __slots__ = ("firmware_version", "devices", "entries", "saturating", "freshness")
+    __slots__ = ("firmware_version", "devices", "entries", "saturating", "freshness", "unattributed")
     FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     SATURATING_FIELD_NUMBER: _ClassVar[int]
     FRESHNESS_FIELD_NUMBER: _ClassVar[int]
+    UNATTRIBUTED_FIELD_NUMBER: _ClassVar[int]
     firmware_version: str
     devices: int
     entries: _containers.RepeatedCompositeFieldContainer[LeakEntry]
     saturating: _containers.RepeatedCompositeFieldContainer[LeakEntry]
     freshness: Freshness
-    def __init__(self, firmware_version: _Optional[str] = ..., devices: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., saturating: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
+    unattributed: _containers.RepeatedCompositeFieldContainer[LeakEntry]
+    def __init__(self, firmware_version: _Optional[str] = ..., devices: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., saturating: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ..., unattributed: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ...) -> None: ...
 
 class DiffRequest(_message.Message):
     __slots__ = ("base_firmware", "target_firmware", "top")

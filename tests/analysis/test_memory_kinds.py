@@ -133,12 +133,21 @@ def test_fleet_unattributed_and_vmalloc_leaks_rank_with_their_kind(
         imp = run_cli("import", str(b), "--insecure", "--server", grpc_server.address, "--quiet")
         assert imp.returncode == 0, imp.stderr
     out = run_cli(
-        "leaks", "--insecure", "--server", grpc_server.address, "--firmware", FW, "--json"
+        "leaks",
+        "--insecure",
+        "--server",
+        grpc_server.address,
+        "--firmware",
+        FW,
+        "--json",
+        "--include",
+        "unattributed",
     )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     by_sig = {e["signature"]: e for e in doc["entries"]}
-    mem = by_sig["meminfo:unattributed"]
+    (mem,) = doc["unattributed"]["entries"]  # a fleet-wide indicator, apart from stacks
+    assert mem["signature"] == "meminfo:unattributed"
     assert mem["subject"] == "meminfo" and mem["meminfo_series"] == "unattributed"
     assert mem["kind"] is None
     assert (mem["devices_leaking"], mem["devices_observed"]) == (2, 6)
@@ -149,12 +158,12 @@ def test_fleet_unattributed_and_vmalloc_leaks_rank_with_their_kind(
     assert vm["stack"]["stack_id"] == f"{stack_id((FRAME,), pb.MEMORY_KIND_VMALLOC):016x}"
     # The slab stack of the same frame is steady and is a stack of its own.
     assert "grow_table [leaky]" not in by_sig
-    assert set(by_sig) == {"meminfo:unattributed", "vmalloc: grow_table [leaky]"}
+    assert set(by_sig) == {"vmalloc: grow_table [leaky]"}
 
     table = run_cli("leaks", "--insecure", "--server", grpc_server.address, "--firmware", FW)
     assert table.returncode == 0, table.stderr
+    assert "meminfo:unattributed" not in table.stdout
     rows = {ln.split()[1]: ln.split() for ln in table.stdout.splitlines()[2:] if ln.strip()}
-    assert rows["meminfo:unattributed"][2] == "-"
     assert rows["grow_table"][2:4] == ["[leaky]", "vmalloc"]
 
     async def stacks() -> list[asyncpg.Record]:

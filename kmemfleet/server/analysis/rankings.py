@@ -203,12 +203,23 @@ async def leaks_now(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> quer
             request.firmware_version,
         )
         rows = await conn.fetch(
-            """SELECT * FROM analysis_summary
+            f"""SELECT * FROM analysis_summary
                 WHERE firmware_version = $1 AND devices_leaking > 0
+                  AND subject <> {SUBJECT_MEMINFO}
                 ORDER BY score DESC, devices_leaking DESC, signature LIMIT $2""",
             request.firmware_version,
             top,
         )
+        unattributed = []
+        if request.include_unattributed:
+            unattributed = await conn.fetch(
+                f"""SELECT * FROM analysis_summary
+                    WHERE firmware_version = $1 AND devices_leaking > 0
+                      AND subject = {SUBJECT_MEMINFO}
+                    ORDER BY score DESC, signature LIMIT $2""",
+                request.firmware_version,
+                top,
+            )
         saturating = []
         if request.include_saturating:
             saturating = await conn.fetch(
@@ -218,13 +229,16 @@ async def leaks_now(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> quer
                 request.firmware_version,
                 top,
             )
-        entries = await _entries(conn, [*rows, *saturating])
+        entries = await _entries(conn, [*rows, *saturating, *unattributed])
     return query_pb2.LeaksResponse(
         firmware_version=request.firmware_version,
         devices=devices or 0,
         entries=[entries[(r["firmware_version"], r["subject"], r["signature"])] for r in rows],
         saturating=[
             entries[(r["firmware_version"], r["subject"], r["signature"])] for r in saturating
+        ],
+        unattributed=[
+            entries[(r["firmware_version"], r["subject"], r["signature"])] for r in unattributed
         ],
     )
 
@@ -234,11 +248,14 @@ async def diff_now(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_
     top = request.top or DEFAULT_TOP
     versions = [request.base_firmware, request.target_firmware]
     async with pool.acquire() as conn:
+        # meminfo series are fleet-wide indicators, not stacks: never a regression
+        # (so never a gate failure) until validated (docs/ranking.md).
         rows = await conn.fetch(
-            """SELECT * FROM analysis_summary
+            f"""SELECT * FROM analysis_summary
                 WHERE firmware_version = ANY($1::text[]) AND (subject, signature) IN (
                       SELECT subject, signature FROM analysis_summary
-                       WHERE firmware_version = ANY($1::text[]) AND devices_leaking > 0)""",
+                       WHERE firmware_version = ANY($1::text[]) AND devices_leaking > 0
+                         AND subject <> {SUBJECT_MEMINFO})""",
             versions,
         )
         entries = await _entries(conn, rows)
