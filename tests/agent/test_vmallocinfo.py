@@ -229,3 +229,36 @@ def test_a_caller_printed_as_an_address_is_never_sent() -> None:
     assert all(f.address == 0 for f in frames)
     assert {f.module for f in frames} == {"secretmod", ""}
     assert "ffffffffc0a0" not in repr(r.rows)
+
+
+def test_lines_seen_last_read_are_not_parsed_again_and_gone_ones_are_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = fixture("vmallocinfo/linux-6.18-x86_64.txt")
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    parsed: list[str] = []
+    real = vmallocinfo.classify
+    monkeypatch.setattr(vmallocinfo, "classify", lambda ln: parsed.append(ln) or real(ln))
+    cache = vmallocinfo.LineCache()
+    first = vmallocinfo.parse(text, page_size=4096, cache=cache)
+    assert len(parsed) == len(lines) and len(cache.lines) == len(lines)
+    parsed.clear()
+    new = "0xffffc90000f00000-0xffffc90000f03000   12288 new_caller+0x1/0x2 pages=2 vmalloc N0=2"
+    again = vmallocinfo.parse("\n".join([*lines[1:], new]) + "\n", page_size=4096, cache=cache)
+    assert parsed == [new]  # only the new line
+    assert lines[0] not in cache.lines and new in cache.lines  # the dropped one evicted
+    uncached = vmallocinfo.parse("\n".join([*lines[1:], new]) + "\n", page_size=4096, cache=None)
+    assert _by_caller(again) == _by_caller(uncached) and again.attributes == uncached.attributes
+    assert _by_caller(again)["new_caller+0x1/0x2"] == (8192, 1)
+    assert _by_caller(first) != _by_caller(again)
+    small = vmallocinfo.LineCache(limit=3)
+    vmallocinfo.parse(text, page_size=4096, cache=small)
+    assert len(small.lines) == 3  # bounded
+
+
+def test_a_cached_bad_line_is_still_reported_each_read_at_its_line() -> None:
+    cache = vmallocinfo.LineCache()
+    good = "0x3000-0x5000 8192 good+0x10/0x80 pages=1 vmalloc\n"
+    vmallocinfo.parse("garbage line\n" + good, cache=cache)
+    r = vmallocinfo.parse(good + "garbage line\n", cache=cache)
+    assert [i.line for i in r.issues] == [2] and "garbage" not in r.issues[0].reason

@@ -19,6 +19,10 @@ imported on another machine) it is inferred from the areas as size/(pages+1),
 the guard page included, the most common power of two from 4 KiB to 64 KiB
 among the first areas (attribute `page_size`; `page_size_inferred` "1").
 
+Areas persist for long: the parsed lines of the last read are kept (a bounded
+LineCache, MAX_CACHED_LINES), so a read parses only the lines it had not seen;
+lines no longer printed are dropped with each read.
+
 A caller the kernel could not name prints as a raw address (`0xffff...`, or a
 hashed one): it becomes "(unknown caller)", its `[module]` kept, so no kernel
 pointer leaves the device. Everything else maps memory
@@ -49,6 +53,7 @@ NO_CALLER = "(no caller)"  # an area the kernel printed without one
 UNKNOWN_CALLER = "(unknown caller)"  # one printed as an address: never sent
 PAGE_SIZES = frozenset(1 << n for n in range(12, 17))  # 4 KiB .. 64 KiB
 INFER_AREAS = 32  # areas the page size is inferred from
+MAX_CACHED_LINES = 16384  # parsed lines kept between reads (a few MiB at most)
 # Skip reasons, in the order an area is classified (first match wins).
 SKIP_KINDS = ("unpurged", "vm_map_ram", "ioremap", "vmap", "dma_coherent", "no_pages", "other")
 
@@ -76,7 +81,60 @@ def infer_page_size(areas: list[tuple[int, int]]) -> int:
     return votes.most_common(1)[0][0] if votes else 0
 
 
-def parse(text: str, path: str = PATH, page_size: int = 0) -> StackReport:
+# What one line says: an allocation (caller, size, pages), a skipped area (its
+# kind) or a parse issue (its reason, which never echoes the line).
+Line = tuple[str, str, int, int]  # ("alloc", caller, size, pages) | ("skip", kind, 0, 0)
+#                                   | ("issue", reason, 0, 0)
+
+
+def classify(line: str) -> Line:
+    """One non-empty line of /proc/vmallocinfo (pure: its result may be cached)."""
+    line = line.strip()
+    m = _HEAD.match(line) if "\0" not in line else None
+    if m is None:
+        return (
+            "issue",
+            f"expected '0x<start>-0x<end> <size> ...' ({limits.described(line)})",
+            0,
+            0,
+        )
+    size = int(m[1])
+    rest = line[m.end() :].split()
+    if rest == ["unpurged", "vm_area"]:
+        return ("skip", "unpurged", 0, 0)
+    if rest == ["vm_map_ram"]:
+        return ("skip", "vm_map_ram", 0, 0)
+    caller, pages, words, bad = _fields(rest)
+    if bad:
+        return ("issue", f"unexpected field after the size ({limits.described(bad)})", 0, 0)
+    if "vmalloc" in words and pages:
+        return ("alloc", caller or NO_CALLER, size, pages)
+    if "vmalloc" in words:
+        return ("skip", "no_pages", 0, 0)
+    for word, kind in (("ioremap", "ioremap"), ("vmap", "vmap"), ("dma-coherent", "dma_coherent")):
+        if word in words:
+            return ("skip", kind, 0, 0)
+    return ("skip", "other", 0, 0)
+
+
+class LineCache:
+    """Parsed lines kept between reads: vmalloc areas live for long, so a read
+    parses only the lines it did not see last time. Holds exactly the lines of
+    the last read (lines gone are dropped), at most `limit` of them."""
+
+    def __init__(self, limit: int = MAX_CACHED_LINES) -> None:
+        self.limit = limit
+        self.lines: dict[str, Line] = {}
+
+
+_CACHE = LineCache()  # the agent's: one /proc/vmallocinfo per process
+
+
+def parse(
+    text: str, path: str = PATH, page_size: int = 0, cache: LineCache | None = _CACHE
+) -> StackReport:
+    """The per-caller report of one read; `cache` (None: parse every line) keeps
+    the parsed lines for the next read."""
     report = StackReport(
         source=pb.STACK_SOURCE_VMALLOCINFO,
         path=path,
@@ -87,44 +145,34 @@ def parse(text: str, path: str = PATH, page_size: int = 0) -> StackReport:
     per_caller: dict[str, list[int]] = {}  # caller text -> [pages, areas]
     samples: list[tuple[int, int]] = []  # (size, pages) of the first areas
     skipped: Counter[str] = Counter()
+    old = cache.lines if cache is not None else {}
+    new: dict[str, Line] = {}
+    room = cache.limit if cache is not None else 0
     for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        line = line.strip()
-        m = _HEAD.match(line) if "\0" not in line else None
-        if m is None:
-            report.skip(
-                lineno, f"expected '0x<start>-0x<end> <size> ...' ({limits.described(line)})"
-            )
-            continue
-        size = int(m[1])
-        rest = line[m.end() :].split()
-        if rest == ["unpurged", "vm_area"]:
-            skipped["unpurged"] += 1
-            continue
-        if rest == ["vm_map_ram"]:
-            skipped["vm_map_ram"] += 1
-            continue
-        caller, pages, words, bad = _fields(rest)
-        if bad:
-            report.skip(lineno, f"unexpected field after the size ({limits.described(bad)})")
-            continue
-        if "vmalloc" in words and pages:
-            entry = per_caller.setdefault(caller or NO_CALLER, [0, 0])
-            entry[0] += pages
-            entry[1] += 1
+        got = old.get(line)
+        if got is None:
+            if not line or line.isspace():
+                continue
+            got = classify(line)
+        if room:
+            new[line] = got
+            room -= 1
+        what, caller, size, pages = got
+        if what == "alloc":
+            entry = per_caller.get(caller)
+            if entry is None:
+                per_caller[caller] = [pages, 1]
+            else:
+                entry[0] += pages
+                entry[1] += 1
             if not page_size and len(samples) < INFER_AREAS:
                 samples.append((size, pages))
-        elif "vmalloc" in words:
-            skipped["no_pages"] += 1
-        elif "ioremap" in words:
-            skipped["ioremap"] += 1
-        elif "vmap" in words:
-            skipped["vmap"] += 1
-        elif "dma-coherent" in words:
-            skipped["dma_coherent"] += 1
+        elif what == "skip":
+            skipped[caller] += 1
         else:
-            skipped["other"] += 1
+            report.skip(lineno, caller)
+    if cache is not None:
+        cache.lines = new
     if not page_size:
         page_size = infer_page_size(samples)
         if page_size:
