@@ -17,6 +17,7 @@ from kmemfleet.v1 import snapshot_pb2 as pb
 from tests.agent.helpers import fixture
 from tests.agent.synth import SyntheticDevice
 
+VMI = pb.STACK_SOURCE_VMALLOCINFO
 INFERRED = {"page_size": "4096", "page_size_inferred": "1"}
 
 
@@ -109,11 +110,26 @@ def test_vmalloc_and_slab_stacks_of_the_same_frame_do_not_collide() -> None:
     frame = "leaky_alloc+0x1a/0x40 [leaky]"
     slab = stack_id((frame,))
     assert stack_id((frame,), pb.MEMORY_KIND_SLAB) == slab  # slab ids unchanged
-    vm = stack_id((frame,), pb.MEMORY_KIND_VMALLOC)
+    vm = stack_id((frame,), pb.MEMORY_KIND_VMALLOC, VMI)
     pages = stack_id((frame,), pb.MEMORY_KIND_PAGES)
     assert len({slab, vm, pages}) == 3
     r = vmallocinfo.parse(f"0x1000-0x3000 8192 {frame} pages=1 vmalloc N0=1\n")
     assert r.rows[0].stack_id == vm
+
+
+def test_no_slab_frame_list_hashes_to_a_vmalloc_id() -> None:
+    from kmemfleet.agent.stackid import fnv1a64
+
+    frame = "leaky_alloc+0x1a/0x40 [leaky]"
+    vm = stack_id((frame,), pb.MEMORY_KIND_VMALLOC, VMI)
+    assert vm == fnv1a64(f"{frame}\n\0kind:3\0source:5\0".encode())
+    # The old "kind:<n>\n" line: a slab stack whose next frame read "kind:3" had it.
+    assert stack_id((frame, "kind:3")) != vm
+    assert stack_id((frame, "\0kind:3\0source:5\0")) != vm
+    assert stack_id((frame,), pb.MEMORY_KIND_VMALLOC, pb.STACK_SOURCE_MLT) != vm
+    # A NUL in a line is a parse issue, never a frame.
+    r = vmallocinfo.parse("0x1000-0x3000 8192 a\0b pages=1 vmalloc\n")
+    assert not r.rows and len(r.issues) == 1
 
 
 def _vmalloc_text(areas: int, extra: str = "") -> str:
@@ -140,7 +156,7 @@ def test_both_sources_in_one_snapshot_delta_encoded_each_on_its_own(tmp_path: Pa
     assert first.base_seq == 0 and first.stack_source.source == pb.STACK_SOURCE_MLT
     kinds = {d.stack_id: d.kind for d in first.stack_definitions}
     assert len(first.stack_samples) == 22 and len(kinds) == 22
-    grow = stack_id(("grow_table+0x10/0x80 [leaky]",), pb.MEMORY_KIND_VMALLOC)
+    grow = stack_id(("grow_table+0x10/0x80 [leaky]",), pb.MEMORY_KIND_VMALLOC, VMI)
     assert kinds[grow] == pb.MEMORY_KIND_VMALLOC
     assert sum(k == pb.MEMORY_KIND_VMALLOC for k in kinds.values()) == 2
     attrs = first.stack_source.attributes
@@ -154,7 +170,7 @@ def test_both_sources_in_one_snapshot_delta_encoded_each_on_its_own(tmp_path: Pa
     # A vmalloc caller gone: removed, alongside the other source's state.
     vm.write_text(_vmalloc_text(4))
     third = _snap(dev, enc, 3)
-    steady = stack_id(("steady+0x1/0x2",), pb.MEMORY_KIND_VMALLOC)
+    steady = stack_id(("steady+0x1/0x2",), pb.MEMORY_KIND_VMALLOC, VMI)
     assert third.base_seq == 2 and list(third.removed_stacks) == [steady]
 
 

@@ -155,7 +155,8 @@ def test_fleet_unattributed_and_vmalloc_leaks_rank_with_their_kind(
     vm = by_sig["vmalloc: grow_table [leaky]"]
     assert vm["subject"] == "stack" and vm["kind"] == "vmalloc"
     assert (vm["devices_leaking"], vm["devices_observed"]) == (2, 6)
-    assert vm["stack"]["stack_id"] == f"{stack_id((FRAME,), pb.MEMORY_KIND_VMALLOC):016x}"
+    vm_id = stack_id((FRAME,), pb.MEMORY_KIND_VMALLOC, pb.STACK_SOURCE_VMALLOCINFO)
+    assert vm["stack"]["stack_id"] == f"{vm_id:016x}"
     # The slab stack of the same frame is steady and is a stack of its own.
     assert "grow_table [leaky]" not in by_sig
     assert set(by_sig) == {"vmalloc: grow_table [leaky]"}

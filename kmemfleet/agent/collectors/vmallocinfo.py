@@ -47,6 +47,7 @@ from kmemfleet.v1 import snapshot_pb2 as pb
 
 PATH = "/proc/vmallocinfo"
 KIND = pb.MEMORY_KIND_VMALLOC
+SOURCE = pb.STACK_SOURCE_VMALLOCINFO
 # Flag words s_show prints (mm/vmalloc.c, 2.6.x to 6.x); "sparse" is VM_SPARSE (6.9+).
 FLAGS = frozenset(("ioremap", "vmalloc", "vmap", "user", "dma-coherent", "vpages", "sparse"))
 NO_CALLER = "(no caller)"  # an area the kernel printed without one
@@ -136,7 +137,7 @@ def parse(
     """The per-caller report of one read; `cache` (None: parse every line) keeps
     the parsed lines for the next read."""
     report = StackReport(
-        source=pb.STACK_SOURCE_VMALLOCINFO,
+        source=SOURCE,
         path=path,
         version="",
         frame_parser=parse_symbol,
@@ -184,7 +185,8 @@ def parse(
         if nbytes > INT64_MAX:
             report.skip(0, "a caller's bytes out of range")
             continue
-        report.rows.append(StackRow(stack_id((caller,), KIND), nbytes, areas, 0, 0, 0, (caller,)))
+        sid = stack_id((caller,), KIND, SOURCE)
+        report.rows.append(StackRow(sid, nbytes, areas, 0, 0, 0, (caller,)))
         report.tracked_bytes += nbytes
         report.tracked_objects += areas
     for kind in SKIP_KINDS:
