@@ -9,9 +9,11 @@ sender strips the ones its stream already carried (kmemfleet.agent.stream).
 
 Stacks come from two independent states: the chosen stack source's and
 /proc/vmallocinfo's (issue 17). Both go into the same stack_samples and
-removed_stacks (their ids never collide: vmalloc ids hash the kind in, see
-kmemfleet.agent.stackid); either source appearing or disappearing makes a
-keyframe, as a change of the chosen source does.
+removed_stacks. Their ids should never collide (vmalloc ids hash kind and
+source in, see kmemfleet.agent.stackid); should one still, the chosen source's
+sample wins, and no id either source still has is listed as removed. Either
+source appearing or disappearing makes a keyframe, as a change of the chosen
+source does.
 
 Only changed rows become protobuf messages: in steady state a device with
 5,000 stacks builds a few dozen, which is what keeps the agent cheap.
@@ -123,10 +125,18 @@ class DeltaEncoder:
         )
         raw_slabs, slab_count = self._encode_slabs(cap, snap, key)
         defs, sample_count, self._stacks = self._encode_stacks(cap.stacks, snap, key, self._stacks)
-        vdefs, vcount, self._vmalloc = self._encode_stacks(cap.vmalloc, snap, key, self._vmalloc)
+        main = self._stacks.keys() if cap.vmalloc is not None or snap.removed_stacks else set()
+        vdefs, vcount, self._vmalloc = self._encode_stacks(
+            cap.vmalloc, snap, key, self._vmalloc, main
+        )
         sample_count += vcount
-        if len(snap.removed_stacks) > 1:  # both states removed some: one sorted list
-            snap.removed_stacks.sort()
+        if snap.removed_stacks:
+            # One id, one stack: an id one source dropped while the other still
+            # has it is not removed (the server would drop the live one).
+            live = main | self._vmalloc.keys()
+            keep = sorted({i for i in snap.removed_stacks if f"{i:016x}" not in live})
+            del snap.removed_stacks[:]
+            snap.removed_stacks.extend(keep)
         if cap.stacks is not None:
             snap.stack_source.CopyFrom(cap.stacks.source_info())
             if cap.vmalloc is not None:
@@ -168,10 +178,16 @@ class DeltaEncoder:
         return b"".join(out), len(out)
 
     def _encode_stacks(
-        self, report: StackReport | None, snap: pb.Snapshot, key: bool, state: _State
+        self,
+        report: StackReport | None,
+        snap: pb.Snapshot,
+        key: bool,
+        state: _State,
+        taken: set[str] | None = None,
     ) -> tuple[bytes, int, _State]:
         """Samples and definitions of one stack source's changed rows against its
-        previous `state`; returns them with the new state."""
+        previous `state`; returns them with the new state. Rows whose id (16 hex
+        digits) is in `taken` (the other source's) are left out: one sample per id."""
         keys: list[str] = []
         values: list[str] = []
         gone: list[str] = []
@@ -190,6 +206,8 @@ class DeltaEncoder:
             changed = (row_from_raw(raw[i]) for i in at)
         elif report is not None:
             rows = report.rows
+            if taken:
+                rows = [row for row in rows if f"{row[0]:016x}" not in taken]
             keys = [f"{row[0]:016x}" for row in rows]
             values = [" ".join(map(str, row[1:6])) for row in rows]
             at, gone = state.changed(keys, values, key)

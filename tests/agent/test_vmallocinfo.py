@@ -278,3 +278,36 @@ def test_a_cached_bad_line_is_still_reported_each_read_at_its_line() -> None:
     vmallocinfo.parse("garbage line\n" + good, cache=cache)
     r = vmallocinfo.parse(good + "garbage line\n", cache=cache)
     assert [i.line for i in r.issues] == [2] and "garbage" not in r.issues[0].reason
+
+
+def test_one_source_removing_an_id_never_removes_the_other_sources_live_stack(
+    tmp_path: Path,
+) -> None:
+    from kmemfleet.agent.collectors.stackreport import StackReport, StackRow
+
+    dev = SyntheticDevice(tmp_path / "root", caches=10, stacks=20)
+    enc = DeltaEncoder()
+
+    def capture(vm_rows: list[StackRow]) -> pb.Snapshot:
+        cap = read_capture(KernelFS(root=dev.root), IdentityConfig())
+        assert cap.stacks is not None
+        vm = StackReport(
+            source=pb.STACK_SOURCE_VMALLOCINFO,
+            path="/proc/vmallocinfo",
+            version="",
+            frame_parser=vmallocinfo.parse_symbol,
+            kind=pb.MEMORY_KIND_VMALLOC,
+        )
+        vm.rows.extend(vm_rows)
+        cap.vmalloc = vm
+        return pb.Snapshot.FromString(enc.encode(cap, seq).data)
+
+    live = stack_id(tuple(dev.frames[0]))  # an mlt stack that stays
+    clash = StackRow(live, 4096, 1, 0, 0, 0, ("clash+0x1/0x2",))  # an id collision
+    own = StackRow(7, 4096, 1, 0, 0, 0, ("own+0x1/0x2",))
+    seq = 1
+    first = capture([clash, own])
+    assert [s.stack_id for s in first.stack_samples].count(live) == 1  # one sample per id
+    seq = 2
+    second = capture([])  # vmallocinfo's rows are gone; the mlt stack is not
+    assert list(second.removed_stacks) == [7]
