@@ -199,3 +199,36 @@ async def test_a_stack_stored_without_its_kind_gets_it_from_a_newer_definition(
         assert row["kind"] == pb.MEMORY_KIND_VMALLOC
     finally:
         await conn.close()
+
+
+async def test_a_definition_of_an_out_of_range_kind_is_dropped_not_the_snapshot(
+    database_dsn: str,
+) -> None:
+    """kind is an open enum on the wire and a smallint in the table: a value out
+    of range costs its definition and samples (a parse issue), never the snapshot
+    (nor a poisoned batch)."""
+    from kmemfleet import limits
+    from kmemfleet.v1 import snapshot_pb2 as pb
+
+    snap = snapshot("dev-range", stacks=2)
+    bad_id = snap.stack_definitions[0].stack_id
+    snap.stack_definitions[0].kind = 70_000  # type: ignore[assignment]
+    snap.stack_definitions[1].kind = pb.MEMORY_KIND_VMALLOC
+    checked = pb.Snapshot()
+    checked.CopyFrom(snap)
+    assert limits.sanitize(checked) >= 1  # the definition (and its sample with it)
+    assert [d.kind for d in checked.stack_definitions] == [pb.MEMORY_KIND_VMALLOC]
+    assert bad_id not in {s.stack_id for s in checked.stack_samples}
+    (why,) = [i.reason for i in checked.parse_issues]
+    assert why.startswith("stack_definitions[0].kind: must be 0..255")
+    snap.stack_definitions[0].kind = -1  # type: ignore[assignment]
+    assert limits.definition_problem(snap.stack_definitions[0]) is not None
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await migrate(conn)
+        snap.stack_definitions[0].kind = 70_000  # type: ignore[assignment]
+        limits.sanitize(snap)  # what ingest does before the writer
+        outcome = (await SnapshotWriter().write_batch(conn, [prepare(snap)]))[0]
+        assert outcome.result is Result.STORED
+    finally:
+        await conn.close()
