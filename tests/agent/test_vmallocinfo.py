@@ -311,3 +311,29 @@ def test_one_source_removing_an_id_never_removes_the_other_sources_live_stack(
     seq = 2
     second = capture([])  # vmallocinfo's rows are gone; the mlt stack is not
     assert list(second.removed_stacks) == [7]
+
+
+def test_totals_updated_from_the_lines_added_and_gone_match_a_full_parse() -> None:
+    import random
+
+    rng = random.Random(17)
+    pool = [
+        f"0x{0x1000 * i:x}-0x{0x1000 * i + 0x2000:x} 8192 c{i % 7}+0x1/0x2 pages=1 vmalloc"
+        for i in range(60)
+    ]
+    pool += ["0xa000-0xc000 8192 unpurged vm_area", "0xb000-0xc000 4096 ioremap", "junk line", " "]
+    cache = vmallocinfo.LineCache()
+    for _ in range(200):
+        lines = rng.sample(pool, rng.randint(0, len(pool)))
+        if rng.random() < 0.1 and lines:
+            lines.append(lines[0])  # a line twice: the full pass decides
+        text = "\n".join(lines) + "\n"
+        got = vmallocinfo.parse(text, page_size=4096, cache=cache)
+        want = vmallocinfo.parse(text, page_size=4096, cache=None)
+        assert _by_caller(got) == _by_caller(want)
+        assert got.attributes == want.attributes
+        assert [(i.line, i.reason) for i in got.issues] == [(i.line, i.reason) for i in want.issues]
+        assert (got.tracked_bytes, got.tracked_objects) == (
+            want.tracked_bytes,
+            want.tracked_objects,
+        )

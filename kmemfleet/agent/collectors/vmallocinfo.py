@@ -121,21 +121,76 @@ def classify(line: str) -> Line:
 class LineCache:
     """Parsed lines kept between reads: vmalloc areas live for long, so a read
     parses only the lines it did not see last time. Holds exactly the lines of
-    the last read (lines gone are dropped), at most `limit` of them."""
+    the last read (lines gone are dropped), at most `limit` of them, and that
+    read's per-caller totals, which the next read (given a page size) updates
+    with the lines added and gone instead of summing every line again."""
 
     def __init__(self, limit: int = MAX_CACHED_LINES) -> None:
         self.limit = limit
         self.lines: dict[str, Line] = {}
+        # The totals of `lines` (valid when `complete`: every line of the last
+        # read cached, each line once).
+        self.complete = False
+        self.per_caller: dict[str, list[int]] = {}
+        self.skipped: Counter[str] = Counter()
+        self.issues = 0  # cached lines that are parse issues
 
 
 _CACHE = LineCache()  # the agent's: one /proc/vmallocinfo per process
+_BLANK: Line = ("blank", "", 0, 0)
+
+
+def _add(per_caller: dict[str, list[int]], skipped: Counter[str], got: Line, sign: int) -> None:
+    what, caller, _size, pages = got
+    if what == "alloc":
+        entry = per_caller.get(caller)
+        if entry is None:
+            if sign > 0:  # (a line gone was counted when it came)
+                per_caller[caller] = [pages, 1]
+        else:
+            entry[0] += sign * pages
+            entry[1] += sign
+            if not entry[1]:
+                del per_caller[caller]
+    elif what == "skip":
+        skipped[caller] += sign
+
+
+def _incremental(
+    raw: list[str], cache: LineCache, report: StackReport
+) -> tuple[dict[str, list[int]], Counter[str]] | None:
+    """The totals from the last read's and the lines added and gone, or None when
+    the cache cannot say (a line twice, too many lines: the full pass decides)."""
+    present = set(raw)
+    present.discard("")
+    if not cache.complete or len(present) != len(raw) - raw.count("") or len(present) > cache.limit:
+        return None
+    old = cache.lines
+    gone = old.keys() - present
+    added = present - old.keys()
+    per_caller, skipped = cache.per_caller, cache.skipped
+    for line in gone:
+        got = old.pop(line)
+        cache.issues -= got[0] == "issue"
+        _add(per_caller, skipped, got, -1)
+    for line in added:
+        got = _BLANK if line.isspace() else classify(line)
+        old[line] = got
+        cache.issues += got[0] == "issue"
+        _add(per_caller, skipped, got, 1)
+    if cache.issues:  # rare: their line numbers need the one pass
+        for lineno, line in enumerate(raw, start=1):
+            seen = old.get(line)
+            if seen is not None and seen[0] == "issue":
+                report.skip(lineno, seen[1])
+    return per_caller, skipped
 
 
 def parse(
     text: str, path: str = PATH, page_size: int = 0, cache: LineCache | None = _CACHE
 ) -> StackReport:
     """The per-caller report of one read; `cache` (None: parse every line) keeps
-    the parsed lines for the next read."""
+    the parsed lines, and with a page size the totals, for the next read."""
     report = StackReport(
         source=SOURCE,
         path=path,
@@ -143,37 +198,13 @@ def parse(
         frame_parser=parse_symbol,
         kind=KIND,
     )
-    per_caller: dict[str, list[int]] = {}  # caller text -> [pages, areas]
+    raw = text.split("\n")
     samples: list[tuple[int, int]] = []  # (size, pages) of the first areas
-    skipped: Counter[str] = Counter()
-    old = cache.lines if cache is not None else {}
-    new: dict[str, Line] = {}
-    room = cache.limit if cache is not None else 0
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        got = old.get(line)
-        if got is None:
-            if not line or line.isspace():
-                continue
-            got = classify(line)
-        if room:
-            new[line] = got
-            room -= 1
-        what, caller, size, pages = got
-        if what == "alloc":
-            entry = per_caller.get(caller)
-            if entry is None:
-                per_caller[caller] = [pages, 1]
-            else:
-                entry[0] += pages
-                entry[1] += 1
-            if not page_size and len(samples) < INFER_AREAS:
-                samples.append((size, pages))
-        elif what == "skip":
-            skipped[caller] += 1
-        else:
-            report.skip(lineno, caller)
-    if cache is not None:
-        cache.lines = new
+    done = _incremental(raw, cache, report) if cache is not None and page_size else None
+    if done is not None:
+        per_caller, skipped = done
+    else:
+        per_caller, skipped = _full(raw, cache, report, samples, page_size)
     if not page_size:
         page_size = infer_page_size(samples)
         if page_size:
@@ -193,6 +224,54 @@ def parse(
         if skipped[kind]:
             report.attributes[f"skipped_{kind}"] = str(skipped[kind])
     return report
+
+
+def _full(
+    raw: list[str],
+    cache: LineCache | None,
+    report: StackReport,
+    samples: list[tuple[int, int]],
+    page_size: int,
+) -> tuple[dict[str, list[int]], Counter[str]]:
+    """Every line's totals (cached lines not parsed again); refills the cache."""
+    per_caller: dict[str, list[int]] = {}  # caller text -> [pages, areas]
+    skipped: Counter[str] = Counter()
+    old = cache.lines if cache is not None else {}
+    new: dict[str, Line] = {}
+    room = cache.limit if cache is not None else 0
+    complete, issues = True, 0
+    for lineno, line in enumerate(raw, start=1):
+        got = old.get(line)
+        if got is None:
+            if not line:
+                continue
+            got = _BLANK if line.isspace() else classify(line)
+        if room:
+            complete = complete and line not in new
+            new[line] = got
+            room -= 1
+        else:
+            complete = False
+        what, caller, size, pages = got
+        if what == "alloc":
+            entry = per_caller.get(caller)
+            if entry is None:
+                per_caller[caller] = [pages, 1]
+            else:
+                entry[0] += pages
+                entry[1] += 1
+            if not page_size and len(samples) < INFER_AREAS:
+                samples.append((size, pages))
+        elif what == "skip":
+            skipped[caller] += 1
+        elif what == "issue":
+            issues += 1
+            report.skip(lineno, caller)
+    if cache is not None:
+        cache.lines, cache.complete, cache.issues = new, complete, issues
+        cache.per_caller = {k: list(v) for k, v in per_caller.items()}
+        cache.skipped = Counter(skipped)
+    return per_caller, skipped
 
 
 def _fields(tokens: list[str]) -> tuple[str, int, set[str], str]:
