@@ -125,7 +125,11 @@ class DeltaEncoder:
         )
         raw_slabs, slab_count = self._encode_slabs(cap, snap, key)
         defs, sample_count, self._stacks = self._encode_stacks(cap.stacks, snap, key, self._stacks)
-        main = self._stacks.keys() if cap.vmalloc is not None or snap.removed_stacks else set()
+        # The chosen source's ids, to keep one sample per id and never remove a
+        # live one: built (5,000 strings) only when a vmalloc id is new to its
+        # state or something was removed, not on every steady-state snapshot.
+        fresh = cap.vmalloc is not None and (key or self._new_vmalloc_ids(cap.vmalloc))
+        main = self._stacks.keys() if fresh or snap.removed_stacks else set()
         vdefs, vcount, self._vmalloc = self._encode_stacks(
             cap.vmalloc, snap, key, self._vmalloc, main
         )
@@ -231,6 +235,10 @@ class DeltaEncoder:
         if gone and not key:
             snap.removed_stacks.extend(sorted(int(k, 16) for k in gone))
         return bytes(out), count, _State.of(keys, values)
+
+    def _new_vmalloc_ids(self, report: StackReport) -> bool:
+        known = self._vmalloc.keys()
+        return any(f"{row[0]:016x}" not in known for row in report.rows)
 
     @staticmethod
     def _definition(report: StackReport | None, row: StackRow) -> bytes:
