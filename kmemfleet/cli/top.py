@@ -4,7 +4,11 @@ With a readable meminfo (--meminfo; by default the file named meminfo beside
 the slabinfo: /proc/meminfo, or a bundle capture's own) a line above the
 caches says how much kernel memory is of each kind (slab, vmalloc, page tables,
 kernel stacks, per-CPU) and how much no counter explains (unattributed,
-kmemfleet.memaccount). JSON schema: docs/cli-json.md ("kmemfleet top --json").
+kmemfleet.memaccount). With a readable vmallocinfo beside the meminfo
+(/proc/vmallocinfo as root, or a bundle capture's) the vmalloc figure is its
+areas' sum (pages x page size), which every kernel gets right, instead of
+VmallocUsed (0 on 4.4 to 5.2, address space before 4.4).
+JSON schema: docs/cli-json.md ("kmemfleet top --json").
 """
 
 from __future__ import annotations
@@ -94,10 +98,26 @@ def kernel_memory(path: Path) -> dict[str, int] | None:
     except (SourceError, OSError):
         return None
     out = {name: mem[key] for name, key in KIND_KEYS if key in mem}
-    lost = memaccount.unattributed(mem)
+    vm = vmalloc_bytes(path.with_name("vmallocinfo"))
+    if vm is not None:
+        out["vmalloc"] = vm  # what the areas hold: right on every kernel, VmallocUsed is not
+    lost = memaccount.unattributed(mem, vm)
     if lost is not None:
         out[memaccount.SERIES] = lost
     return out or None
+
+
+def vmalloc_bytes(path: Path) -> int | None:
+    """The vmalloc'd bytes of a readable vmallocinfo (pages x page size, the page
+    size inferred from the areas), or None (absent, not root, no areas)."""
+    from kmemfleet.agent.collectors import vmallocinfo
+    from kmemfleet.agent.collectors.base import read_text
+
+    try:
+        report = vmallocinfo.parse(read_text(path, str(path)), str(path), cache=None)
+    except (SourceError, OSError):
+        return None
+    return report.tracked_bytes if report.rows else None
 
 
 def kinds_line(kinds: dict[str, int]) -> str:

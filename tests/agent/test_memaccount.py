@@ -136,3 +136,26 @@ def test_top_shows_kernel_memory_by_kind_from_the_meminfo_beside_slabinfo(tmp_pa
     (folder / "meminfo").unlink()
     out = run_cli("top", "--slabinfo", str(folder / "slabinfo"), "--once", "--top", "1")
     assert out.returncode == 0 and "Kernel memory" not in out.stdout
+
+
+def test_top_takes_vmalloc_from_the_vmallocinfo_beside_the_meminfo(tmp_path: Path) -> None:
+    import json
+
+    folder = tmp_path / "1790000000"
+    folder.mkdir()
+    (folder / "slabinfo").write_text(fixture("slabinfo/linux-6.18-x86_64-slub.txt"))
+    mem = dict(meminfo.parse(fixture("meminfo/linux-6.18-x86_64.txt")).items)
+    mem.pop("Percpu")  # as before 4.16: VmallocUsed unusable
+    (folder / "meminfo").write_text(
+        "".join(f"{k}: {v // 1024} kB\n" for k, v in mem.items() if not k.startswith("Huge"))
+    )
+    args = ("top", "--slabinfo", str(folder / "slabinfo"), "--json")
+    before = json.loads(run_cli(*args).stdout)["kernel_memory_bytes"]
+    (folder / "vmallocinfo").write_text(
+        "0x1000-0x6000   20480 grow+0x1/0x2 pages=4 vmalloc N0=4\n"
+        "0x7000-0x9000    8192 devm_ioremap+0x38/0x7c phys=0x40000000 ioremap\n"
+    )
+    after = json.loads(run_cli(*args).stdout)["kernel_memory_bytes"]
+    assert after["vmalloc"] == 4 * 4096  # pages x page size, not VmallocUsed
+    assert before["vmalloc"] == mem["VmallocUsed"]
+    assert after["unattributed"] == before["unattributed"] - 4 * 4096
