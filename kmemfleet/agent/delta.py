@@ -143,15 +143,18 @@ class DeltaEncoder:
             snap.removed_stacks.extend(keep)
         if cap.stacks is not None:
             snap.stack_source.CopyFrom(cap.stacks.source_info())
-            if cap.vmalloc is not None:
-                info = cap.vmalloc.source_info()
-                attrs = snap.stack_source.attributes
-                attrs["vmallocinfo.tracked_bytes"] = str(info.tracked_bytes)
-                attrs["vmallocinfo.areas"] = str(info.tracked_objects)
-                for k, v in info.attributes.items():
-                    attrs[f"vmallocinfo.{k}"] = v
         elif cap.vmalloc is not None:
             snap.stack_source.CopyFrom(cap.vmalloc.source_info())
+            snap.stack_source.attributes.clear()
+        if cap.vmalloc is not None:
+            # One name for vmallocinfo's figures whether or not it is the only
+            # source: "vmallocinfo.<name>" (skipped_<kind>, page_size, ...).
+            info = cap.vmalloc.source_info()
+            attrs = snap.stack_source.attributes
+            attrs["vmallocinfo.tracked_bytes"] = str(info.tracked_bytes)
+            attrs["vmallocinfo.areas"] = str(info.tracked_objects)
+            for k, v in info.attributes.items():
+                attrs[f"vmallocinfo.{k}"] = v
         data = snap.SerializeToString() + raw_slabs + defs + vdefs
         self._seq, self._boot, self._force = seq, cap.device.boot_id, False
         self._source = cap.stacks.source if cap.stacks is not None else None

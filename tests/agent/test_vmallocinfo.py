@@ -197,7 +197,10 @@ def test_vmallocinfo_alone_is_the_snapshot_stack_source(tmp_path: Path) -> None:
     snap = _snap(dev, DeltaEncoder(), 1)
     assert snap.stack_source.source == pb.STACK_SOURCE_VMALLOCINFO
     assert snap.stack_source.tracked_bytes == 8192
-    assert snap.stack_source.attributes["skipped_ioremap"] == "1"
+    # The same attribute names as beside another source.
+    attrs = snap.stack_source.attributes
+    assert attrs["vmallocinfo.skipped_ioremap"] == "1" and "skipped_ioremap" not in attrs
+    assert attrs["vmallocinfo.tracked_bytes"] == "8192" and attrs["vmallocinfo.areas"] == "2"
     (d,) = snap.stack_definitions
     assert signature(d.frames) == "grow_table [leaky]"  # the server prefixes the kind
 

@@ -223,10 +223,10 @@ def vmalloc_bytes(stack_source: str | None) -> int | None:
         return None
     attrs = src.get("attributes")
     raw: object = None
-    if src.get("source") == VMALLOCINFO_SOURCE:
-        raw = src.get("tracked_bytes")
-    elif isinstance(attrs, dict):
+    if isinstance(attrs, dict):
         raw = attrs.get("vmallocinfo.tracked_bytes")
+    if raw is None and src.get("source") == VMALLOCINFO_SOURCE:
+        raw = src.get("tracked_bytes")
     if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19:
         return int(raw)
     if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
