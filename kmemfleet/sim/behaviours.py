@@ -91,7 +91,6 @@ class Behaviour:
         begin = max(start, self.onset_hours)
         return max(0.0, end - begin)
 
-
     def _episode(self) -> tuple[float, float]:
         """episode_leak: (start, end) of the episode in hours since the window's start."""
         return self.onset_hours, self.onset_hours + self.period_hours
@@ -233,8 +232,11 @@ def _shape(b: Behaviour, t: float, wall_offset: float, boot_hours: float = 0.0) 
         return b.rate * _overlap(boot_hours, boot_hours + t, *b._episode())
     if k == "power_leak":
         # Grows without bound, ever more slowly: rate ~ (1 + t/tau)^(power - 1).
-        a = b.rate * b.tau_hours / b.power * (1.0 + POWER_LEAK_REF_HOURS / b.tau_hours) ** (
-            1.0 - b.power
+        a = (
+            b.rate
+            * b.tau_hours
+            / b.power
+            * (1.0 + POWER_LEAK_REF_HOURS / b.tau_hours) ** (1.0 - b.power)
         )
         return a * ((1.0 + t / b.tau_hours) ** b.power - 1.0)
     if k == "burst" and any(s <= t < s + n for s, n in b.bursts):

@@ -439,6 +439,7 @@ HELD_OUT_C: tuple[Family, ...] = (
     Family("benign_flat_noise_burst", False, _classic_benign),
 )
 
+
 def _sat_weibull(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
     """Weibull-shaped fill: shape 0.6 (a stretched, slow tail) to 3 (S-shaped)."""
     base = _base(dev)
