@@ -238,7 +238,7 @@ def _shape(b: Behaviour, t: float, wall_offset: float, boot_hours: float = 0.0) 
             / b.power
             * (1.0 + POWER_LEAK_REF_HOURS / b.tau_hours) ** (1.0 - b.power)
         )
-        return a * ((1.0 + t / b.tau_hours) ** b.power - 1.0)
+        return float(a * ((1.0 + t / b.tau_hours) ** b.power - 1.0))
     if k == "burst" and any(s <= t < s + n for s, n in b.bursts):
         return b.amplitude
     return 0.0
