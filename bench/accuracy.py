@@ -66,6 +66,9 @@ class Judged:
             last=v.last,
             level=v.level,
             settle_hours=v.settle_hours,
+            noise=v.noise,
+            points=v.points,
+            trend=v.trend,
         )
 
 
