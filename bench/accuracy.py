@@ -17,7 +17,11 @@ on seeds 100-104 (the default). The server's own functions judge: captures are
 folded into the same buckets, judged by trend.judge and rolled up by
 ranking.summarize (no database; tests/analysis checks the server path agrees).
 
-    .venv/bin/python bench/accuracy.py [--split heldout_c|...|all] [--seeds 100 ...]
+    .venv/bin/python bench/accuracy.py [--split heldout_d|...|dev|all] [--seeds 100 ...]
+
+`dev` runs the splits the detector has been developed on (tuning, heldout,
+heldout_b, heldout_c); `all` adds heldout_d, the held-out set of issue 12's
+second round (fixed before that round's detector work).
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ class Judged:
             last=v.last,
             level=v.level,
             settle_hours=v.settle_hours,
+            noise=v.noise,
+            points=v.points,
+            trend=v.trend,
         )
 
 
@@ -251,8 +258,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--split",
-        choices=("heldout", "heldout_b", "heldout_c", "tuning", "all"),
-        default="heldout_c",
+        choices=("heldout", "heldout_b", "heldout_c", "heldout_d", "tuning", "dev", "all"),
+        default="heldout_d",
     )
     ap.add_argument("--seeds", type=int, nargs="+")
     ap.add_argument("--verbose", action="store_true", help="name every FP and FN signature")
@@ -267,9 +274,8 @@ def main() -> int:
         "false positive, planted regression 1st in diff; naive threshold baseline beside"
     )
     ok = True
-    splits = (
-        ("tuning", "heldout", "heldout_b", "heldout_c") if args.split == "all" else (args.split,)
-    )
+    dev = ("tuning", "heldout", "heldout_b", "heldout_c")
+    splits = {"dev": dev, "all": (*dev, "heldout_d")}.get(args.split, (args.split,))
     for split in splits:
         default = list(range(10)) if split == "tuning" else [100, 101, 102, 103, 104]
         ok &= run(split, args.seeds or default, args.verbose)

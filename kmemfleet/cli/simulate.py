@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="parallel device streams")
     parser.add_argument(
         "--families",
-        choices=("tuning", "heldout", "heldout_b", "heldout_c"),
+        choices=("tuning", "heldout", "heldout_b", "heldout_c", "heldout_d"),
         help="draw the fleet from behaviour families (kmemfleet.sim.families): staggered "
         "boots, saturating caches, daily cycles; --devices is then per firmware and "
         "--stacks the stack signatures",

@@ -24,6 +24,8 @@ LEAK_KINDS = frozenset(
         "accelerating_leak",
         "leak_on_cycle",
         "fill_then_leak",
+        "episode_leak",
+        "power_leak",
     }
 )
 # Caches that converge to a level: never leaks, whatever part of the fill is seen.
@@ -38,6 +40,9 @@ SATURATING_KINDS = frozenset(
         "overshoot",
         "plateau",
         "linear_cap",
+        "sat_weibull",
+        "sat_erlang",
+        "daily_fill",
     }
 )
 
@@ -66,13 +71,19 @@ class Behaviour:
     )  # wander: (amp, period, phase)
     sample_bytes: int = 0  # > 0: reported as mlt's sampled mode would (counts of this size)
 
-    def leaking_hours(self, start: float, end: float, wall_offset: float = 0.0) -> float:
+    def leaking_hours(
+        self, start: float, end: float, wall_offset: float = 0.0, boot_hours: float = 0.0
+    ) -> float:
         """Hours of [start, end] (since boot) during which the series leaks.
 
-        wall_offset: hour of day at boot, for the kinds that leak only under load.
+        wall_offset: hour of day at boot, for the kinds that leak only under load;
+        boot_hours: the boot's start in hours since the window's start, for the
+        kinds that leak at a time of the window (episode_leak).
         """
         if self.kind not in LEAK_KINDS:
             return 0.0
+        if self.kind == "episode_leak":
+            return _overlap(boot_hours + start, boot_hours + end, *self._episode())
         if self.kind == "business_hours_leak":
             return _busy_until(end + wall_offset - self.phase_hours) - _busy_until(
                 start + wall_offset - self.phase_hours
@@ -80,7 +91,18 @@ class Behaviour:
         begin = max(start, self.onset_hours)
         return max(0.0, end - begin)
 
+    def _episode(self) -> tuple[float, float]:
+        """episode_leak: (start, end) of the episode in hours since the window's start."""
+        return self.onset_hours, self.onset_hours + self.period_hours
 
+
+def _overlap(a: float, b: float, lo: float, hi: float) -> float:
+    return max(0.0, min(b, hi) - max(a, lo))
+
+
+# power_leak: `rate` is its rate at this uptime (beyond any uptime a fleet here
+# shows), so it leaks at least `rate` at every uptime it is seen at.
+POWER_LEAK_REF_HOURS = 24.0 * 24
 DRIFT_HOURS = 11.0  # sawtooth_drift: the period of its frequency swing
 BUSY_HOURS = 10.0  # business_hours_leak: busy this long a day, from phase_hours
 
@@ -90,9 +112,12 @@ def _busy_until(x: float) -> float:
     return math.floor(x / 24.0) * BUSY_HOURS + min(x % 24.0, BUSY_HOURS)
 
 
-def value(b: Behaviour, t: float, rng: random.Random, wall_offset: float = 0.0) -> int:
-    """Outstanding bytes t hours after boot; wall_offset is the hour of day at boot."""
-    v = b.base + _shape(b, t, wall_offset)
+def value(
+    b: Behaviour, t: float, rng: random.Random, wall_offset: float = 0.0, boot_hours: float = 0.0
+) -> int:
+    """Outstanding bytes t hours after boot; wall_offset is the hour of day at boot,
+    boot_hours the boot's start in hours since the window's start."""
+    v = b.base + _shape(b, t, wall_offset, boot_hours)
     if b.sample_bytes and v > 0:
         # Sampled mode: a tracked count of sample_bytes units, Poisson around the truth.
         lam = v / b.sample_bytes
@@ -104,7 +129,7 @@ def value(b: Behaviour, t: float, rng: random.Random, wall_offset: float = 0.0) 
     return max(0, int(v))
 
 
-def _shape(b: Behaviour, t: float, wall_offset: float) -> float:
+def _shape(b: Behaviour, t: float, wall_offset: float, boot_hours: float = 0.0) -> float:
     """The noiseless bytes above base, t hours after boot."""
     k = b.kind
     if k in ("leak", "slow_leak"):
@@ -185,6 +210,35 @@ def _shape(b: Behaviour, t: float, wall_offset: float) -> float:
         # tau_hours, then gives it all back (download buffers, a nightly job).
         x = (t - b.onset_hours) % b.period_hours
         return b.rate * x if x < b.tau_hours else 0.0
+    if k == "sat_weibull":
+        # Weibull-shaped fill: shape `power` < 1 a stretched, slow tail; > 1 S-shaped.
+        return b.amplitude * (1.0 - math.exp(-((t / b.tau_hours) ** b.power)))
+    if k == "sat_erlang":
+        # Gamma (Erlang) CDF with integer shape `power`: a delayed, S-shaped fill.
+        x = t / b.tau_hours
+        term, acc = 1.0, 1.0
+        for i in range(1, int(b.power)):
+            term *= x / i
+            acc += term
+        return b.amplitude * (1.0 - math.exp(-x) * acc)
+    if k == "daily_fill":
+        # A daily load cycle (depth x amplitude) whose mean fills to a level (tau_hours).
+        w = 2.0 * math.pi / 24.0
+        cycle = 0.5 * (1.0 + math.cos(w * (t + wall_offset - b.phase_hours)))
+        return b.amplitude * ((1.0 - math.exp(-t / b.tau_hours)) + b.depth * cycle)
+    if k == "episode_leak":
+        # Leaks at `rate` during an episode of the window (a workload, an attack),
+        # on every device whatever its uptime, then stops.
+        return b.rate * _overlap(boot_hours, boot_hours + t, *b._episode())
+    if k == "power_leak":
+        # Grows without bound, ever more slowly: rate ~ (1 + t/tau)^(power - 1).
+        a = (
+            b.rate
+            * b.tau_hours
+            / b.power
+            * (1.0 + POWER_LEAK_REF_HOURS / b.tau_hours) ** (1.0 - b.power)
+        )
+        return float(a * ((1.0 + t / b.tau_hours) ** b.power - 1.0))
     if k == "burst" and any(s <= t < s + n for s, n in b.bursts):
         return b.amplitude
     return 0.0

@@ -439,11 +439,125 @@ HELD_OUT_C: tuple[Family, ...] = (
     Family("benign_flat_noise_burst", False, _classic_benign),
 )
 
+
+def _sat_weibull(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    """Weibull-shaped fill: shape 0.6 (a stretched, slow tail) to 3 (S-shaped)."""
+    base = _base(dev)
+    return Behaviour(
+        "sat_weibull",
+        base,
+        amplitude=_fill_level(dev, base),
+        tau_hours=_loguniform(sig, 0.5, w / 5) * dev.uniform(0.8, 1.25),
+        power=sig.uniform(0.6, 3.0),
+        noise=base * 0.005,
+    )
+
+
+def _sat_erlang(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    """Gamma-shaped (Erlang, shape 2-4) fill: slow to start, then converging."""
+    base = _base(dev)
+    return Behaviour(
+        "sat_erlang",
+        base,
+        amplitude=_fill_level(dev, base),
+        tau_hours=_loguniform(sig, 0.25, 4.0) * dev.uniform(0.8, 1.25),
+        power=float(sig.randint(2, 4)),
+        noise=base * 0.005,
+    )
+
+
+def _linear_cap_per_device(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    """A table filled at a steady rate up to a cap that differs per device: full
+    after 0.1 to 1.5 windows, depending on the device (its memory, its config)."""
+    base = _base(dev)
+    rate = _rate(sig, dev, 2, 64)
+    return Behaviour(
+        "linear_cap",
+        base,
+        rate=rate,
+        amplitude=rate * _loguniform(dev, 0.1 * w, 1.5 * w),
+        noise=base * 0.005,
+    )
+
+
+def _daily_fill(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    """A cache following the daily load whose mean drifts up to a level."""
+    base = _base(dev)
+    return Behaviour(
+        "daily_fill",
+        base,
+        amplitude=_fill_level(dev, base),
+        tau_hours=sig.uniform(0.1, 0.5) * w * dev.uniform(0.8, 1.25),
+        depth=sig.uniform(0.2, 1.0),
+        phase_hours=sig.uniform(10, 20),
+        noise=base * 0.005,
+    )
+
+
+def _episode(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    """A leak during one episode of the window (starts late, stops), on every
+    device that has it whatever its uptime."""
+    base, rate = _base(dev), _rate(sig, dev, 2, 128)
+    start = sig.uniform(0.15, 0.5) * w
+    return Behaviour(
+        "episode_leak",
+        base,
+        rate=rate,
+        onset_hours=start + dev.uniform(-0.5, 0.5),
+        period_hours=sig.uniform(0.35, 0.7) * w,
+        noise=_noise(base, rate),
+    )
+
+
+def _power_leak(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+    """A leak that slows as a power of uptime and never stops (rate ~ t^-(1-power))."""
+    base, rate = _base(dev), _rate(sig, dev, 1.5, 64)
+    return Behaviour(
+        "power_leak",
+        base,
+        rate=rate,
+        tau_hours=_loguniform(sig, 1.0, 24.0),
+        power=sig.uniform(0.4, 0.85),
+        noise=_noise(base, rate),
+    )
+
+
+# A fourth held-out set, D, fixed before the detector work it measures (A, B and
+# C are development data by now). New shapes and ranges: Weibull and gamma
+# (Erlang) fills, linear fills to a cap that differs per device, daily caches
+# whose mean drifts to a level, leaks in one episode of the window (start late,
+# stop), leaks slowing as a power of uptime; plus the usual leaks (steady, rare
+# on 3 of 24 devices preferring flaky ones, staircase, near the 1 KiB/h floor).
+# 36 h at 10-minute captures, half of the devices in 2 KiB sampled mode, a fifth
+# rebooted every night (they only ever show boots younger than a day).
+#
+# Fairness: a fill to a level that no device has reached within its uptime is
+# indistinguishable from a leak. Real fleets have devices up for weeks (boots
+# staggered up to 21 days before the window here), and every cache family of D
+# reaches 95% of its level within about 2.5 days of uptime (Weibull: tau <= w/5,
+# shape >= 0.6; Erlang: <= 8 x 5 h; linear caps: <= 1.5 windows; daily fills:
+# 3 tau <= 1.9 windows), so each cohort holds devices past every cache's fill.
+HELD_OUT_D: tuple[Family, ...] = (
+    Family("leak_linear", True, _leak(1.5, 256)),
+    Family("leak_rare_flaky", True, _leak(1.5, 64)),
+    Family("leak_staircase", True, _staircase),
+    Family("leak_near_floor", True, _leak(1.0, 1.6)),
+    Family("leak_episode", True, _episode),
+    Family("leak_power_slowdown", True, _power_leak),
+    Family("sat_weibull", False, _sat_weibull),
+    Family("sat_gamma", False, _sat_erlang),
+    Family("sat_linear_cap_per_device", False, _linear_cap_per_device),
+    Family("cache_daily_drift", False, _daily_fill),
+    Family("sawtooth", False, _sawtooth),
+    Family("benign_flat_noise_burst", False, _classic_benign),
+)
+
 SPLITS = {
     "tuning": TUNING,
     "heldout": HELD_OUT,
     "heldout_b": HELD_OUT_B,
     "heldout_c": HELD_OUT_C,
+    "heldout_d": HELD_OUT_D,
 }
 # How a leak family spreads over a cohort: most devices, a part, or exactly 3.
 _SHARES = (("most", 0.4), ("part", 0.4), ("rare", 0.2))
@@ -452,7 +566,7 @@ RARE_DEVICES = 3
 
 @dataclass(frozen=True)
 class FamilySpec:
-    split: str = "heldout"  # "tuning" | "heldout"
+    split: str = "heldout"  # a key of SPLITS
     devices_per_firmware: int = 24
     firmware_versions: tuple[str, ...] = ("4.0.0", "4.1.0")
     hours: float = 24.0
@@ -467,6 +581,8 @@ class FamilySpec:
     offline_probability: float = 0.1  # one 1-4 h gap
     flaky_share: float = 0.15  # lose 30% of captures and one 2-8 h gap
     sample_bytes: int = 0  # > 0: stacks are reported as mlt's sampled mode reports them
+    sampled_share: float = 1.0  # ... on this share of devices (the rest track every byte)
+    nightly_reboot_share: float = 0.0  # devices rebooted every 24 h (only young boots)
 
 
 # What differs in a split's fleets besides its families (bench/accuracy.py uses these).
@@ -491,6 +607,20 @@ SPLIT_SPECS: dict[str, dict[str, object]] = {
         "reboot_probability": 0.35,
         "flaky_share": 0.25,
         "sample_bytes": 4096,
+    },
+    "heldout_d": {
+        "hours": 36.0,
+        "firmware_versions": ("7.0.0", "7.1.0"),
+        "fresh_boot_share": 0.2,
+        "max_prior_uptime_hours": 21 * 24.0,
+        "reboot_probability": 0.25,
+        "flaky_share": 0.2,
+        "sample_bytes": 2048,
+        "sampled_share": 0.5,
+        "nightly_reboot_share": 0.2,
+        # A fixed window (2026-11-20 00:00 UTC): daily shapes do not depend on
+        # the hour the benchmark runs at, so its before and after compare.
+        "start_ns": 1_795_132_800 * 10**9,
     },
 }
 
@@ -519,6 +649,10 @@ def _schedule(rng: random.Random, spec: FamilySpec, flaky: bool) -> list[Boot]:
     cuts = [first]
     if rng.random() < spec.reboot_probability:
         cuts.append(rng.uniform(0.1 * spec.hours, 0.95 * spec.hours))
+    if spec.nightly_reboot_share > 0 and rng.random() < spec.nightly_reboot_share:
+        # Rebooted every night at the same hour: every boot younger than a day.
+        at = -rng.uniform(0.0, 24.0)
+        cuts = [at + 24.0 * k for k in range(int((spec.hours - at) // 24.0) + 1)]
     return split_boots(rng, cuts, times)
 
 
@@ -579,6 +713,9 @@ def generate(spec: FamilySpec) -> Fleet:
                 share = vr.uniform(0.6, 1.0) if spread[i] == "most" else vr.uniform(0.2, 0.5)
                 leaking_on[i] = {d for d in order if vr.random() < share}
         for d, drng in enumerate(drngs):
+            sample_bytes = spec.sample_bytes
+            if spec.sampled_share < 1.0 and drng.random() >= spec.sampled_share:
+                sample_bytes = 0
             stacks: dict[int, Behaviour] = {}
             for i, f in stack_family.items():
                 fam = f
@@ -589,7 +726,7 @@ def generate(spec: FamilySpec) -> Fleet:
                 ):
                     fam = Family("flat", False, _flat)
                 b = fam.draw(random.Random(seeds[i]), drng, spec.hours)
-                stacks[i] = dataclasses.replace(b, family=fam.name, sample_bytes=spec.sample_bytes)
+                stacks[i] = dataclasses.replace(b, family=fam.name, sample_bytes=sample_bytes)
             slabs: dict[str, tuple[int, Behaviour]] = {}
             for name, f in slab_family.items():
                 b = f.draw(random.Random(slab_seeds[name]), drng, spec.hours)

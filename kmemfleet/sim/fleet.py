@@ -291,12 +291,13 @@ def captures(fleet: Fleet, device: SimDevice) -> Iterator[SimCapture]:
         wall = wall_offset(fleet, boot)
         for t in boot.times:
             since = t - boot.start_hours
+            at = boot.start_hours
             stacks = {
-                defs[i].stack_id: value(b, since, rng, wall) for i, b in device.stacks.items()
+                defs[i].stack_id: value(b, since, rng, wall, at) for i, b in device.stacks.items()
             }
             slabs = {}
             for name, (objsize, b) in device.slabs.items():
-                objs = value(b, since, rng, wall) // objsize
+                objs = value(b, since, rng, wall, at) // objsize
                 slabs[name] = (objs, objsize)
             yield SimCapture(
                 boot.boot_id, start_ns + int(t * HOUR_NS), since * 3600 + 30.0, stacks, slabs
@@ -321,7 +322,10 @@ def label(b: Behaviour, boot: Boot, wall: float = 0.0) -> str:
     start, end = boot.times[0] - boot.start_hours, boot.times[-1] - boot.start_hours
     span = end - start
     if b.kind in LEAK_KINDS:
-        ok = b.rate >= MIN_LEAK_RATE and b.leaking_hours(start, end, wall) >= MIN_ACTIVE_HOURS
+        ok = (
+            b.rate >= MIN_LEAK_RATE
+            and b.leaking_hours(start, end, wall, boot.start_hours) >= MIN_ACTIVE_HOURS
+        )
         return "leak" if ok else "ignore"
     if b.kind in SATURATING_KINDS and b.kind != "plateau":
         return "benign"  # a cache converges: never a leak, whatever part of it is seen

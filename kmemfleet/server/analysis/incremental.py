@@ -174,17 +174,18 @@ gone AS (
 _UPSERT_SERIES = """
 INSERT INTO analysis_series AS a (device_id, boot_id, subject, key, firmware_version, signature,
     kind, leaking, slope, p_value, growth, confidence, span_hours, points, last_value,
-    uptime_start, first_value, level, settle_hours)
+    uptime_start, first_value, level, settle_hours, noise, trend)
 SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
     $7::text[], $8::boolean[], $9::float8[], $10::float8[], $11::float8[], $12::float8[],
     $13::float8[], $14::int[], $15::bigint[], $16::float8[], $17::bigint[], $18::float8[],
-    $19::float8[])
+    $19::float8[], $20::float8[], $21::float8[])
 ON CONFLICT (device_id, boot_id, subject, key) DO UPDATE SET
     kind = excluded.kind, leaking = excluded.leaking, slope = excluded.slope,
     p_value = excluded.p_value, growth = excluded.growth, confidence = excluded.confidence,
     span_hours = excluded.span_hours, points = excluded.points, last_value = excluded.last_value,
     uptime_start = excluded.uptime_start, first_value = excluded.first_value,
-    level = excluded.level, settle_hours = excluded.settle_hours
+    level = excluded.level, settle_hours = excluded.settle_hours, noise = excluded.noise,
+    trend = excluded.trend
 """
 
 # When each boot began (epoch seconds): its first snapshot's capture time less
@@ -530,7 +531,7 @@ class Analyzer:
                 float(r["max_value"]),
             )
         await self._load_signatures(conn, [k[3] for k in folds if k[2] == SUBJECT_STACK])
-        cols: list[list[object]] = [[] for _ in range(19)]
+        cols: list[list[object]] = [[] for _ in range(21)]
         dirty: set[tuple[str, int, str]] = set()
         for (dev, boot, subject, key), f in folds.items():
             fw = firmware.get((dev, boot))
@@ -574,6 +575,8 @@ class Analyzer:
                     int(v.first),
                     v.level,
                     v.settle_hours,
+                    v.noise,
+                    v.trend,
                 ),
                 strict=True,
             ):
@@ -639,7 +642,7 @@ async def refresh_summaries(
             """SELECT s.signature, s.device_id, s.key, s.leaking, s.slope, s.growth,
                           s.confidence, s.span_hours, coalesce(b.low_free, b.mem_total) AS mem,
                           s.kind, s.uptime_start, s.first_value, s.last_value, s.level,
-                          s.settle_hours
+                          s.settle_hours, s.noise, s.points, s.trend
                      FROM analysis_series s JOIN boots b
                        ON b.device_id = s.device_id AND b.boot_id = s.boot_id
                     WHERE s.firmware_version = $1 AND s.subject = $2
@@ -664,6 +667,9 @@ async def refresh_summaries(
                     last=float(r["last_value"]),
                     level=r["level"],
                     settle_hours=r["settle_hours"],
+                    noise=r["noise"],
+                    points=r["points"],
+                    trend=r["trend"],
                 )
             )
         empty = sorted(set(sigs) - set(per_sig))

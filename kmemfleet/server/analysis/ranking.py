@@ -32,6 +32,15 @@ LONG_BOOT_HOURS = 22.0  # ... allowing for captures and buckets at the window's 
 SHORT_ONLY_MIN_LONG = 4  # long boots needed before they can outweigh short ones
 SHORT_ONLY_RATIO = 3  # ... and this many per short boot that leaks
 ACCUMULATION_RATIO = 0.5  # ... and rate x uptime >= half of what it holds above boot
+# Uptime contrast (decide, rule U): growth that only young boots show.
+CONTRAST_MAX_P = 0.01  # one-sided rank test: growing boots younger than still ones
+STILL_ACCUMULATION = 0.2  # "still": not rising, its rate x uptime <= 20% of what it holds
+STILL_MIN_Z = 3.0  # ... where holding-per-uptime would stand 3 slope std. errors out of noise
+MIN_MATURE_DEVICES = 3  # still devices older than where 90% of the growth ended
+UPTIME_TIE_HOURS = 1.0  # uptimes closer than this are no contrast (booted together)
+MATURE_MAX_TAU = 0.5  # mature levels must not keep rising with uptime (Kendall tau)
+MATURE_TAU_MIN_N = 5  # ... judged when at least this many mature boots
+MIN_YOUNG_GROWING_SHARE = 0.5  # most series as young as the growth must grow
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,9 @@ class SeriesRow:
     last: float = 0.0  # bytes at the last judged point
     level: float = 0.0  # saturating/plateau: the level it converges to
     settle_hours: float = 0.0  # saturating/plateau: hours after its first point to 95% of it
+    noise: float = 0.0  # robust sigma of the values around their trend (trend.Verdict.noise)
+    points: int = 0  # buckets judged (after merging long series)
+    trend: float = 0.0  # Theil-Sen slope of its values (trend.Verdict.trend), bytes/hour
 
 
 @dataclass(frozen=True)
@@ -186,6 +198,132 @@ class Decision:
 CONVERGING = frozenset({"saturating", "plateau"})
 RISING = frozenset({"leak", "saturating", "plateau"})  # rose over the series
 MOVING = frozenset({"sawtooth", "decreasing"})  # active, but no net rise
+STILL = frozenset({"flat", "noise", "sawtooth", "decreasing"})  # judged, no net rise
+
+
+def _still(r: SeriesRow) -> bool:
+    """A series that shows its subject is not growing on this boot.
+
+    Not rising, and at the rate its values grow now (slope and trend: a saw's
+    troughs may stay put while its values climb) it would have gathered at most
+    STILL_ACCUMULATION of what it holds since boot: a leak since boot holds about
+    rate x uptime, so a leaking device cannot be still, whatever its uptime; a
+    cache past its level can, and so can a device a leak spares. And it must be
+    able to show it: growth at the pace that would have gathered what it holds
+    since boot (last / uptime) stands STILL_MIN_Z standard errors of a slope
+    (noise x sqrt(12 / points) / span) out of its noise."""
+    if r.kind not in STILL or r.last <= 0:
+        return False
+    uptime = max(r.uptime_start + r.span_hours, 1.0)
+    pace = r.last / uptime
+    return (
+        max(r.slope, r.trend) * uptime <= STILL_ACCUMULATION * r.last
+        and pace * r.span_hours >= STILL_MIN_Z * r.noise * math.sqrt(12.0 / max(r.points, 3))
+    )
+
+
+def rank_test_younger(young: Sequence[float], old: Sequence[float]) -> float:
+    """One-sided p that `young` is not stochastically smaller than `old` (Mann-Whitney U,
+    normal approximation with tie correction and continuity correction)."""
+    n1, n2 = len(young), len(old)
+    if not n1 or not n2:
+        return 1.0
+    pooled = sorted([(x, 0) for x in young] + [(x, 1) for x in old])
+    n = n1 + n2
+    rank_sum, ties, i = 0.0, 0.0, 0
+    while i < n:
+        j = i
+        while j + 1 < n and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        mid = (i + j) / 2.0 + 1.0
+        rank_sum += mid * sum(1 for k in range(i, j + 1) if pooled[k][1] == 0)
+        t = j - i + 1
+        ties += t**3 - t
+        i = j + 1
+    u = rank_sum - n1 * (n1 + 1) / 2.0  # pairs in which the young one is older
+    var = n1 * n2 / 12.0 * ((n + 1) - ties / (n * (n - 1)))
+    if var <= 0:
+        return 1.0
+    z = (u - n1 * n2 / 2.0 + 0.5) / math.sqrt(var)
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def kendall_tau(xs: Sequence[float], ys: Sequence[float]) -> float:
+    n = len(xs)
+    pairs = n * (n - 1) // 2
+    if not pairs:
+        return 0.0
+    s = 0
+    for i in range(n - 1):
+        for j in range(i + 1, n):
+            a, b = xs[j] - xs[i], ys[j] - ys[i]
+            s += (a * b > 0) - (a * b < 0)
+    return s / pairs
+
+
+def _uptime_contrast(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
+    """(level, evidence) when the cohort grows only while young, or None.
+
+    A leak grows at any uptime on the devices that have it; a cache grows only
+    until it is full. Growing series (rising verdicts, >= 1 KiB/h) are compared
+    in uptime (the middle of each series, in whole UPTIME_TIE_HOURS) with still
+    ones (_still: the local log-log slope of value against uptime near 0, where
+    the series could show it).
+    Ages are start uptimes in whole UPTIME_TIE_HOURS; the horizon is the 90th
+    percentile of the growing series' ages. A cache when: at least
+    MIN_MATURE_DEVICES devices are still beyond the horizon (long-uptime boots
+    that show the level); most series as young as the horizon grow
+    (MIN_YOUNG_GROWING_SHARE: a cache fills on every young device, a partial
+    leak leaves the young devices it spares still); no MIN_FILL_DEVICES devices
+    older than the mature series' median grow at a pace that accounts for what
+    they hold (a leak does, on its old devices); the growing series are younger
+    (one-sided rank test p < CONTRAST_MAX_P); and, with MATURE_TAU_MIN_N mature
+    series, their values do not keep rising with uptime (Kendall tau <
+    MATURE_MAX_TAU: value vs uptime converges). When every device booted
+    together there is no contrast and it cannot decide.
+    """
+    growing = [r for r in rows if r.kind in RISING and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR]
+    if len(growing) < 2:
+        return None
+    still = [r for r in rows if _still(r)]
+
+    def age(r: SeriesRow) -> float:  # where in uptime it began, in whole tie widths
+        return math.floor(r.uptime_start / UPTIME_TIE_HOURS)
+
+    horizon = percentile([age(r) for r in growing], FILL_HORIZON_Q)
+    mature = [r for r in still if age(r) > horizon]
+    if len({r.device_id for r in mature}) < MIN_MATURE_DEVICES:
+        return None
+    # A cache fills on every device while young; a leak on part of the cohort
+    # leaves the young devices it spares still.
+    young_still = sum(age(r) <= horizon for r in still)
+    if len(growing) < MIN_YOUNG_GROWING_SHARE * (len(growing) + young_still):
+        return None
+    # A leak grows on the old devices that have it, holding about rate x uptime.
+    old = percentile([r.uptime_start for r in mature], 0.5)
+    leaking_old = {
+        r.device_id
+        for r in growing
+        if r.uptime_start > old
+        and r.slope * (r.uptime_start + r.span_hours) >= ACCUMULATION_RATIO * r.last
+    }
+    if len(leaking_old) >= MIN_FILL_DEVICES:
+        return None
+    p = rank_test_younger([age(r) for r in growing], [age(r) for r in still])
+    if p >= CONTRAST_MAX_P:
+        return None
+    level = percentile([r.last for r in mature], 0.5)
+    if len(mature) >= MATURE_TAU_MIN_N and (
+        kendall_tau([r.uptime_start for r in mature], [r.last for r in mature]) >= MATURE_MAX_TAU
+    ):
+        return None
+    evidence = (
+        f"grows only while young: {len(growing)} boots rising (90% began by uptime "
+        f"{horizon * UPTIME_TIE_HOURS:.0f} h), {_devices(len({r.device_id for r in mature}))} "
+        f"older sit still "
+        f"(uptime contrast p={p:.2g})"
+    )
+    return level, evidence
 
 
 def _fill_from_boot(r: SeriesRow) -> bool:
@@ -249,6 +387,9 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
 
     0. leak verdicts only on short boots while long boots show no rise at
        all (_short_only): nothing leaks;
+    U. some series leaks, but only young boots grow and at least three older
+       devices sit still at a level (_uptime_contrast): a cache, reported as
+       saturating;
     1. no fill seen: the per-series verdicts stand;
     2. growth at maturity on MIN_FILL_DEVICES devices (one could be a cache
        refilled after a flush): a leak, and every series that rose counts (a
@@ -264,6 +405,13 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     if phase is not None:
         return Decision("none", [False] * len(rows), 0.0, phase)
     fills = [r for r in rows if _fill_from_boot(r)]
+    contrast = _uptime_contrast(rows) if any(per_series) else None
+    if contrast is not None:
+        level, evidence = contrast
+        if len({r.device_id for r in fills}) >= MIN_FILL_DEVICES:
+            level = percentile([r.level for r in fills], 0.5)
+            evidence += f"; fills from boot on {_devices(len({r.device_id for r in fills}))}"
+        return Decision("saturating", [False] * len(rows), level, evidence)
     if not fills:
         return Decision("leak" if any(per_series) else "none", per_series, 0.0, "per-boot trends")
     # Where fills settle, but never beyond what was watched: a projection is no evidence.

@@ -68,6 +68,8 @@ class Verdict:
     level: float = 0.0  # saturating/plateau: the level it converges to (bytes), else 0
     settle_hours: float = 0.0  # saturating/plateau: hours after the first point to 95% of it
     first: float = 0.0  # the first value judged
+    noise: float = 0.0  # robust sigma (1.4826 MAD) of the values around their trend, bytes
+    trend: float = 0.0  # Theil-Sen slope of the values themselves (a saw's troughs aside)
 
 
 def mann_kendall(values: Sequence[float]) -> tuple[float, float]:
@@ -220,15 +222,45 @@ def judge(
     snr = rise / sigma if sigma > 0 else math.inf
     if z <= 0 or p >= MAX_P_VALUE:
         kind = "decreasing" if z < 0 and p < MAX_P_VALUE else "flat"
-        return Verdict(kind, False, rate, p, z, span, n, 0.0, last, 0.0)
+        return Verdict(kind, False, rate, p, z, span, n, 0.0, last, 0.0, noise=sigma, trend=slope)
     if rate < MIN_SLOPE_BYTES_PER_HOUR:
-        return Verdict("flat", False, rate, p, z, span, n, 0.0, last, 0.0)
+        return Verdict("flat", False, rate, p, z, span, n, 0.0, last, 0.0, noise=sigma, trend=slope)
     first = values[0]
     if recent < PLATEAU_RECENT_RATIO * slope or _levelled_off(values):
         level, settle = _plateau_level(ts, values)
-        return Verdict("plateau", False, rate, p, z, span, n, 0.0, last, 0.0, level, settle, first)
+        return Verdict(
+            "plateau",
+            False,
+            rate,
+            p,
+            z,
+            span,
+            n,
+            0.0,
+            last,
+            0.0,
+            level,
+            settle,
+            first,
+            sigma,
+            slope,
+        )
     if snr < MIN_SNR:
-        return Verdict("noise", False, rate, p, z, span, n, 0.0, last, 0.0, first=first)
+        return Verdict(
+            "noise",
+            False,
+            rate,
+            p,
+            z,
+            span,
+            n,
+            0.0,
+            last,
+            0.0,
+            first=first,
+            noise=sigma,
+            trend=slope,
+        )
     fit = saturation(ts, values)
     if fit is not None:
         level, tau = fit
@@ -246,9 +278,25 @@ def judge(
             level,
             SETTLE_TAUS * tau,
             first,
+            sigma,
+            slope,
         )
     confidence = min(1.0, abs(z) / 6.0) * min(1.0, snr / (3.0 * MIN_SNR)) * min(1.0, span / 12.0)
-    return Verdict("leak", True, rate, p, z, span, n, rise, last, round(confidence, 4), first=first)
+    return Verdict(
+        "leak",
+        True,
+        rate,
+        p,
+        z,
+        span,
+        n,
+        rise,
+        last,
+        round(confidence, 4),
+        first=first,
+        noise=sigma,
+        trend=slope,
+    )
 
 
 def beyond_noise_band(series: Sequence[Bucket], v: Verdict) -> Verdict:
@@ -403,12 +451,17 @@ def _judge_troughs(
     than a bucket, the minima of 8 equal time windows.
     """
     n = len(buckets)
+    raw_t, raw = [b.t_hours for b in buckets], [b.last for b in buckets]
+    raw_slope = theil_sen(raw_t, raw)
+    sigma = robust_sigma(raw_t, raw, raw_slope)
     if drops:
         ts, lows = segment_minima(buckets, drops)
     else:
         ts, lows = window_minima(buckets, 8)
     if len(lows) < 2:
-        return Verdict("sawtooth", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0)
+        return Verdict(
+            "sawtooth", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0, noise=sigma, trend=raw_slope
+        )
     pairs = len(lows) * (len(lows) - 1) // 2
     s = sum(
         (lows[j] > lows[i]) - (lows[j] < lows[i])
@@ -428,6 +481,21 @@ def _judge_troughs(
         or (len(lows) == 2 and ts[1] - ts[0] < span / 3)
         or max(lows) - lows[0] < TROUGH_MIN_RISE * value_range
     ):
-        return Verdict("sawtooth", False, slope, p, z, span, n, 0.0, last, 0.0)
+        return Verdict(
+            "sawtooth", False, slope, p, z, span, n, 0.0, last, 0.0, noise=sigma, trend=raw_slope
+        )
     confidence = tau * min(1.0, span / 12.0) * min(1.0, len(lows) / 8.0)
-    return Verdict("leak", True, slope, p, z, span, n, slope * span, last, round(confidence, 4))
+    return Verdict(
+        "leak",
+        True,
+        slope,
+        p,
+        z,
+        span,
+        n,
+        slope * span,
+        last,
+        round(confidence, 4),
+        noise=sigma,
+        trend=raw_slope,
+    )

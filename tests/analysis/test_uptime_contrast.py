@@ -1,0 +1,199 @@
+"""Uptime contrast (ranking.decide, rule U): growth that only young boots show is a
+cache; a leak grows at any uptime on the devices that have it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from kmemfleet.server.analysis import ranking
+from kmemfleet.server.analysis.ranking import SeriesRow
+
+KIB = 1024.0
+
+
+def row(
+    dev: str,
+    kind: str,
+    u0: float,
+    slope: float,
+    first: float,
+    last: float,
+    span: float = 36.0,
+    level: float = 0.0,
+    settle: float = 0.0,
+    noise: float = 0.0,
+    trend: float | None = None,
+) -> SeriesRow:
+    leak = kind == "leak"
+    return SeriesRow(
+        dev,
+        "k",
+        leak,
+        slope,
+        slope * span if leak else 0.0,
+        0.9 if leak else 0.0,
+        span,
+        1 << 30,
+        kind=kind,
+        uptime_start=u0,
+        first=first,
+        last=last,
+        level=level,
+        settle_hours=settle,
+        noise=noise,
+        points=64,
+        trend=slope if trend is None else trend,
+    )
+
+
+def linear_cap_cohort(old_uptimes: list[float]) -> list[SeriesRow]:
+    """A table filled at 20 KiB/h to a 2 MiB cap (full after ~100 h): boots younger
+    than that rise in a straight line (leak verdicts), older ones sit at the cap."""
+    rows = [
+        row(
+            f"young{i}",
+            "leak",
+            u0,
+            20 * KIB,
+            64 * KIB + 20 * KIB * u0,
+            64 * KIB + 20 * KIB * (u0 + 36),
+        )
+        for i, u0 in enumerate((0.0, 0.0, 3.0, 8.0, 15.0, 30.0, 50.0))
+    ]
+    rows += [
+        row(f"old{i}", "flat", u0, 0.01 * KIB, 2100 * KIB, 2100 * KIB + (i % 3) * KIB)
+        for i, u0 in enumerate(old_uptimes)
+    ]
+    return rows
+
+
+def test_a_linear_fill_to_a_cap_that_old_devices_show_is_saturating() -> None:
+    rows = linear_cap_cohort([150.0, 200.0, 260.0, 330.0, 400.0, 480.0])
+    d = ranking.decide(rows)
+    assert d.verdict == "saturating" and not any(d.leaking)
+    assert d.level == pytest.approx(2101 * KIB, rel=0.01)
+    assert "grows only while young" in d.evidence
+    sm = ranking.summarize(rows)
+    assert sm.devices_leaking == 0 and sm.verdict == "saturating"
+
+
+def test_without_uptime_contrast_the_per_series_verdicts_stand() -> None:
+    # Every device booted together: nothing older shows where the growth ends.
+    rows = [row(f"d{i}", "leak", 0.2, 20 * KIB, 64 * KIB, 784 * KIB) for i in range(8)]
+    rows += [row(f"f{i}", "flat", 0.1, 0.0, 2 * 1024 * KIB, 2 * 1024 * KIB) for i in range(8)]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and d.evidence == "per-boot trends"
+    # Too few old devices to stand for the level: it cannot decide either.
+    d = ranking.decide(linear_cap_cohort([150.0, 200.0]))
+    assert d.verdict == "leak"
+
+
+def test_a_leak_that_old_devices_still_grow_stays_a_leak() -> None:
+    rows = linear_cap_cohort([150.0, 200.0, 260.0, 330.0, 400.0, 480.0])
+    rows += [
+        row(f"oldleak{i}", "leak", u0, 20 * KIB, 20 * KIB * u0, 20 * KIB * (u0 + 36))
+        for i, u0 in enumerate((300.0, 420.0))
+    ]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and sum(d.leaking) == 9
+
+
+def test_a_rare_leak_on_the_youngest_devices_stands_when_the_old_hold_boot_bytes() -> None:
+    # 3 of 24 devices leak and happen to be the youngest: the rank test alone
+    # cannot tell this from a cache, but the spared old devices hold what a
+    # device holds at boot, not a level above the growing ones.
+    rows = [
+        row(
+            f"leak{i}", "leak", u0, 8 * KIB, 64 * KIB + 8 * KIB * u0, 64 * KIB + 8 * KIB * (u0 + 36)
+        )
+        for i, u0 in enumerate((0.0, 1.0, 2.0))
+    ]
+    rows += [
+        row(f"spared{i}", "flat", 5.0 + 20.0 * i, 0.0, 60 * KIB + i * KIB, 60 * KIB + i * KIB)
+        for i in range(21)
+    ]
+    assert ranking.rank_test_younger([0, 1, 2], [5.0 + 20.0 * i for i in range(21)]) < 0.01
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and sum(d.leaking) == 3
+
+
+def test_old_boots_too_noisy_to_show_the_growth_are_no_evidence_of_a_level() -> None:
+    rows = linear_cap_cohort([])
+    # Old devices whose growth is hidden in noise still slope like the young ones.
+    rows += [
+        row(f"noisy{i}", "flat", u0, 15 * KIB, 20 * KIB * u0, 20 * KIB * (u0 + 36))
+        for i, u0 in enumerate((150.0, 200.0, 260.0, 330.0, 400.0, 480.0))
+    ]
+    assert ranking.decide(rows).verdict == "leak"
+
+
+def test_old_levels_that_keep_rising_with_uptime_are_no_level() -> None:
+    # A leak slowing as a power of uptime: old boots grow too slowly to show it
+    # on one boot, but what they hold keeps rising with uptime.
+    rows = [
+        row(f"young{i}", "leak", u0, 20 * KIB, 64 * KIB, 64 * KIB + 20 * KIB * 36)
+        for i, u0 in enumerate((0.0, 0.0, 3.0, 8.0, 15.0, 30.0, 50.0))
+    ]
+    rows += [
+        row(
+            f"old{i}",
+            "flat",
+            u0,
+            0.5 * KIB,
+            300 * KIB * (u0 / 100) ** 0.5,
+            300 * KIB * (u0 / 100) ** 0.5,
+        )
+        for i, u0 in enumerate((150.0, 200.0, 260.0, 330.0, 400.0, 480.0))
+    ]
+    assert ranking.decide(rows).verdict == "leak"
+
+
+def test_rank_test_younger() -> None:
+    assert ranking.rank_test_younger([1, 2, 3, 4], [10, 20, 30, 40, 50]) < 0.01
+    assert ranking.rank_test_younger([10, 20, 30, 40], [1, 2, 3, 4, 5]) > 0.99
+    assert ranking.rank_test_younger([0, 0, 0], [0, 0, 0]) == 1.0  # all tied: no contrast
+    assert 0.2 < ranking.rank_test_younger([1, 5, 9], [2, 6, 10]) < 0.8
+
+
+def test_old_boots_too_noisy_or_sawing_upwards_are_not_still() -> None:
+    olds = [150.0, 200.0, 260.0, 330.0, 400.0, 480.0]
+    assert ranking.decide(linear_cap_cohort(olds)).verdict == "saturating"
+    # Growing like the young ones relative to what they hold (~2%/h of 2 MiB,
+    # ~1.5 MiB over 36 h) would not stand 3 slope standard errors out of a
+    # 2 MiB scatter: such old boots say nothing either way.
+    noisy = [
+        dataclasses.replace(r, noise=2048 * KIB) if r.kind == "flat" else r
+        for r in linear_cap_cohort(olds)
+    ]
+    assert ranking.decide(noisy).verdict == "leak"
+    # A saw whose troughs stay put while its values climb is growing, not still.
+    sawing = [
+        dataclasses.replace(r, kind="sawtooth", trend=15 * KIB) if r.kind == "flat" else r
+        for r in linear_cap_cohort(olds)
+    ]
+    assert ranking.decide(sawing).verdict == "leak"
+    flat_saw = [
+        dataclasses.replace(r, kind="sawtooth") if r.kind == "flat" else r
+        for r in linear_cap_cohort(olds)
+    ]
+    assert ranking.decide(flat_saw).verdict == "saturating"
+
+
+def test_a_part_leak_whose_old_devices_grow_or_whose_young_spared_sit_still_stands() -> None:
+    # A part leak: the young devices it spares are still at boot-time bytes.
+    rows = [
+        row(f"leak{i}", "leak", 0.0, 8 * KIB, 64 * KIB, 64 * KIB + 8 * KIB * 36) for i in range(4)
+    ]
+    rows += [row(f"spared{i}", "flat", 0.0, 0.0, 50 * KIB, 50 * KIB) for i in range(8)]
+    rows += [row(f"old{i}", "flat", 100.0 + 50 * i, 0.0, 50 * KIB, 50 * KIB) for i in range(10)]
+    assert ranking.decide(rows).verdict == "leak"
+    # Old devices that grow, holding about rate x uptime: a leak, however many
+    # young devices grow and old ones are spared.
+    rows = linear_cap_cohort([150.0, 200.0, 260.0, 330.0, 400.0, 480.0])
+    rows += [
+        row(f"oldleak{i}", "leak", u0, 5 * KIB, 5 * KIB * u0, 5 * KIB * (u0 + 36))
+        for i, u0 in enumerate((420.0, 500.0))
+    ]
+    assert ranking.decide(rows).verdict == "leak"
