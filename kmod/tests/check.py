@@ -566,6 +566,23 @@ def main():
             st0["obj_chunks"], st["obj_chunks"], st["max_obj_chunks"], st0["pool_bytes_allocated"],
             st["pool_bytes_allocated"], st["pool_bytes"], h["dropped"])
     c.check("sampled_pool_allocated_as_it_fills", grows)
+
+    def grows_weighted():
+        # 12500 objects sampled with p = 1 - exp(-2): the estimate's standard
+        # deviation is sqrt((1 - p) / (p * 12500)) = 0.35 %; 2 % is 5.6 of them.
+        # A chunk counted twice, or entries or weights lost across the growth,
+        # would be far outside; objects = allocs - frees holds to rounding.
+        st = parse_stats(sections["grow_weighted_stats"])
+        h = c.report("grow_weighted").header
+        k = c.one("grow_weighted", "leaky_leak_kmalloc")
+        ok = (h["sample_bytes"] == 1024 and h["dropped"] == 0 and st["obj_chunks"] >= 2
+              and within(k["objects"], 12500, 0.02) and within(k["bytes"], 12500 * 2048, 0.02)
+              and k["frees"] == 0 and abs(k["objects"] - k["allocs"]) <= 1)
+        print("INFO sampled estimate across pool growth: %d objects for 12500 (%.4f), %d sampled, chunks %d"
+              % (k["objects"], k["objects"] / 12500.0, h["tracked_objects"], st["obj_chunks"]))
+        return ok, "got %s, chunks %d, dropped %d (want 12500 objects +-2%%, allocs = objects, 2+ chunks)" % (
+            {x: k[x] for x in ("bytes", "objects", "allocs", "frees")}, st["obj_chunks"], h["dropped"])
+    c.check("sampled_estimate_kept_across_pool_growth", grows_weighted)
     def steady():
         n = int(notes["steady_leaked"])
         ok, why = c.counts("steady", "leaky_steady_leak", n, 512, n, 0)

@@ -245,6 +245,27 @@ lk leak 10000 64
 emit grow $D/stacks
 emit grow_stats $D/stats
 lk freeall
+# The same with weights: 2048-byte objects at sample_bytes 1024 are sampled
+# with p = 1 - exp(-2) = 0.86 (weight 1.16); 12500 leaks put ~10800 in the
+# pool (the change of sample_bytes rebuilt it: one chunk), ~8650 of them
+# before it grows past its first chunk's mark (8192), the rest into the
+# new chunk.
+echo 1024 > $P/sample_bytes
+i=0
+while [ $i -lt 8 ]; do
+	lk leak 1250 2048
+	i=$((i + 1))
+done
+i=0
+while [ $i -lt 60 ] && grep -q '^obj_chunks 1$' $D/stats; do
+	sleep 0.5
+	i=$((i + 1))
+done
+lk leak 1250 2048
+lk leak 1250 2048
+emit grow_weighted $D/stacks
+emit grow_weighted_stats $D/stats
+lk freeall
 echo 0 > $P/max_memory_kb
 echo 4096 > $P/sample_bytes
 
