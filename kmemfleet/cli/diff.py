@@ -93,7 +93,7 @@ def change_names() -> dict[int, str]:
 
 def render(resp: query_pb2.DiffResponse) -> str:
     """The readable table of a Diff answer (also used by `kmemfleet demo`)."""
-    from kmemfleet.cli.leaks import kib_h, what
+    from kmemfleet.cli.leaks import kib_h, kind_of, what
     from kmemfleet.cli.output import table
 
     names = change_names()
@@ -120,7 +120,15 @@ def render(resp: query_pb2.DiffResponse) -> str:
         b_dev, b_rate = side(d, "base")
         t_dev, t_rate = side(d, "target")
         rows.append(
-            (names.get(d.change, "?").upper(), what(entry, 56), b_dev, b_rate, t_dev, t_rate)
+            (
+                names.get(d.change, "?").upper(),
+                what(entry, 56),
+                kind_of(entry),
+                b_dev,
+                b_rate,
+                t_dev,
+                t_rate,
+            )
         )
     return (
         head
@@ -129,12 +137,13 @@ def render(resp: query_pb2.DiffResponse) -> str:
             (
                 "CHANGE",
                 "STACK / CACHE",
+                "KIND",
                 f"{resp.base_firmware} DEVICES",
                 "KiB/h",
                 f"{resp.target_firmware} DEVICES",
                 "KiB/h",
             ),
             rows,
-            right=(False, False, True, True, True, True),
+            right=(False, False, False, True, True, True, True),
         )
     )

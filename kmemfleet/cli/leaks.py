@@ -25,13 +25,27 @@ from kmemfleet.transport import (
 )
 from kmemfleet.v1 import query_pb2
 
-SUBJECTS = {query_pb2.LEAK_SUBJECT_STACK: "stack", query_pb2.LEAK_SUBJECT_SLAB_CACHE: "slab_cache"}
+SUBJECTS = {
+    query_pb2.LEAK_SUBJECT_STACK: "stack",
+    query_pb2.LEAK_SUBJECT_SLAB_CACHE: "slab_cache",
+    query_pb2.LEAK_SUBJECT_MEMINFO: "meminfo",
+}
+
+
+def kind_of(e: query_pb2.LeakEntry) -> str:
+    """slab / pages / vmalloc; "-" for a meminfo series (no one kind of memory)."""
+    from kmemfleet.signature import kind_name
+
+    if e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        return "-"
+    return kind_name(e.kind)
 
 
 def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "subject": SUBJECTS.get(e.subject, "unspecified"),
         "signature": e.signature,
+        "kind": None if e.subject == query_pb2.LEAK_SUBJECT_MEMINFO else kind_of(e),
         "devices_observed": e.devices_observed,
         "devices_leaking": e.devices_leaking,
         "share_leaking": round(e.share_leaking, 4),
@@ -49,6 +63,8 @@ def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
         doc["projected_level_bytes"] = round(e.projected_level_bytes)
     if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE:
         doc["slab_cache"] = e.slab_cache
+    elif e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        doc["meminfo_series"] = e.meminfo_series
     elif e.HasField("stack"):
         doc["stack"] = {
             "stack_id": f"{e.stack.stack_id:016x}",
@@ -63,11 +79,16 @@ def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
 
 
 def what(e: query_pb2.LeakEntry, width: int = 60) -> str:
-    """The innermost frames (or the slab cache), short enough for a table cell."""
+    """The innermost frames (or the slab cache, or the meminfo series), short enough
+    for a table cell."""
     if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE:
         text = f"slab:{e.slab_cache}"
+    elif e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        text = f"meminfo:{e.meminfo_series}"
     else:
-        text = " <- ".join(e.signature.split(" <- ")[:3])
+        # A non-slab stack's signature starts "vmalloc: ": the KIND column says it.
+        sig = e.signature.removeprefix(f"{kind_of(e)}: ")
+        text = " <- ".join(sig.split(" <- ")[:3])
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -88,10 +109,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument(
         "--include",
-        choices=("saturating",),
+        choices=("saturating", "unattributed"),
         action="append",
         default=[],
-        help="also list subjects that fill towards a level (with their projected level)",
+        help="also list subjects that fill towards a level (saturating), or the "
+        "fleet-wide unattributed kernel memory indicator (unattributed; never a stack, "
+        "never in diff or gate)",
     )
     add_wait_argument(parser)
 
@@ -140,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
                 firmware_version=args.firmware,
                 top=args.top,
                 include_saturating="saturating" in args.include,
+                include_unattributed="unattributed" in args.include,
             )
             resp = until_fresh(
                 lambda: stub.Leaks(request, metadata=call_metadata(cfg), timeout=300),
@@ -156,6 +180,11 @@ def run(args: argparse.Namespace) -> int:
         }
         if "saturating" in args.include:
             doc["saturating"] = [entry_json(e) for e in resp.saturating]
+        if "unattributed" in args.include:
+            doc["unattributed"] = {
+                "indicator": UNATTRIBUTED_LABEL,
+                "entries": [entry_json(e) for e in resp.unattributed],
+            }
         print_json(doc)
         return 0
     print(render(resp))
@@ -207,13 +236,14 @@ def render(resp: query_pb2.LeaksResponse) -> str:
         f"firmware {resp.firmware_version}: {resp.devices} devices, "
         f"{len(resp.entries)} leaking subjects (rate = median over leaking devices)"
     )
-    tail = render_saturating(resp.saturating)
+    tail = render_saturating(resp.saturating) + render_unattributed(resp.unattributed)
     if not resp.entries:
         return head + tail
     rows = [
         (
             k,
             what(e),
+            kind_of(e),
             f"{e.devices_leaking}/{e.devices_observed}",
             f"{e.share_leaking * 100:.0f}%",
             kib_h(e.median_slope_bytes_per_hour),
@@ -233,6 +263,7 @@ def render(resp: query_pb2.LeaksResponse) -> str:
             (
                 "#",
                 "STACK / CACHE",
+                "KIND",
                 "DEVICES",
                 "SHARE",
                 "KiB/h",
@@ -244,7 +275,7 @@ def render(resp: query_pb2.LeaksResponse) -> str:
                 "SCORE",
             ),
             rows,
-            right=(True, False, True, True, True, True, True, True, False, True, True),
+            right=(True, False, False, True, True, True, True, True, True, False, True, True),
         )
         + tail
     )
@@ -257,6 +288,7 @@ def render_saturating(entries: Sequence[query_pb2.LeakEntry]) -> str:
     rows = [
         (
             what(e),
+            kind_of(e),
             f"{e.devices_observed}",
             human_bytes(e.projected_level_bytes),
             e.evidence,
@@ -266,8 +298,35 @@ def render_saturating(entries: Sequence[query_pb2.LeakEntry]) -> str:
     return (
         f"\n\n{len(entries)} saturating subjects (they fill towards a level; not leaks):\n"
         + table(
-            ("STACK / CACHE", "DEVICES", "LEVEL", "EVIDENCE"),
+            ("STACK / CACHE", "KIND", "DEVICES", "LEVEL", "EVIDENCE"),
             rows,
-            right=(False, True, True, False),
+            right=(False, False, True, True, False),
         )
+    )
+
+
+UNATTRIBUTED_LABEL = (
+    "fleet-wide indicator, not a stack: kernel memory no meminfo counter explains "
+    "(meminfo:unattributed); not validated on real fleets yet, never in diff or gate"
+)
+
+
+def render_unattributed(entries: Sequence[query_pb2.LeakEntry]) -> str:
+    """The meminfo-derived series judged growing, apart from the leaking stacks."""
+    if not entries:
+        return ""
+    rows = [
+        (
+            what(e),
+            f"{e.devices_leaking}/{e.devices_observed}",
+            f"{e.share_leaking * 100:.0f}%",
+            kib_h(e.median_slope_bytes_per_hour),
+            e.evidence,
+        )
+        for e in entries
+    ]
+    return f"\n\n{len(entries)} growing ({UNATTRIBUTED_LABEL}):\n" + table(
+        ("SERIES", "DEVICES", "SHARE", "KiB/h", "EVIDENCE"),
+        rows,
+        right=(False, True, True, True, False),
     )
