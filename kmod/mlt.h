@@ -58,6 +58,9 @@
 #define MLT_SCAN_CHUNK		256	/* default buckets per stripe lock hold */
 #define MLT_SLAB_NAME_LEN	64	/* slab filter name, with NUL */
 #define MLT_SNAP_CHUNK		PAGE_SIZE /* seq_file record size of a snapshot */
+#define MLT_CHUNK_SHIFT		14	/* object pool chunk: 16384 entries, 384 KiB */
+#define MLT_CHUNK		BIT(MLT_CHUNK_SHIFT)
+#define MLT_LAZY_CHUNKS		1U	/* sampled mode: chunks allocated at first */
 
 /* Execution contexts that may nest on one CPU (NMI is never tracked). */
 enum mlt_ctx { MLT_CTX_TASK, MLT_CTX_SOFTIRQ, MLT_CTX_HARDIRQ, MLT_NR_CTX };
@@ -66,6 +69,7 @@ enum mlt_mode { MLT_MODE_FULL, MLT_MODE_SAMPLED };
 
 #define MLT_F_SAMPLED	BIT(0)	/* mode == MLT_MODE_SAMPLED */
 #define MLT_F_SLAB	BIT(1)	/* slab name filter set */
+#define MLT_F_LAZY	BIT(2)	/* object pool still grows (sampled mode) */
 
 /* Per-CPU event counters, summed when read. */
 enum mlt_counter {
@@ -166,14 +170,26 @@ struct mlt_table {
 	u32 sample_bytes;
 	u32 depth;
 	u32 max_objects;	/* multiple of MLT_STRIPES */
-	u32 per_stripe;
 	u32 obj_bits;		/* log2 of the number of object buckets */
 	u32 max_stacks;
 	u32 stack_bits;
 	char slab[MLT_SLAB_NAME_LEN];	/* cache name filter, "" = all */
+	char slab_key[MLT_SLAB_NAME_LEN];	/* what it compares (sysfs name) */
 
 	struct mlt_stripe stripes[MLT_STRIPES];
-	struct mlt_obj *objs;
+	/*
+	 * The object pool: max_chunks chunks of MLT_CHUNK entries (the last
+	 * one shorter), all within the cap. All are allocated when the table
+	 * is built in full mode; in sampled mode MLT_LAZY_CHUNKS, and a work
+	 * item adds one (mlt_ctl_lock) when obj_used reaches grow_at. Entries
+	 * are reached only through buckets and free lists, under stripe locks
+	 * taken after their chunk was published.
+	 */
+	struct mlt_obj **chunks;
+	u32 nr_chunks;		/* allocated; mlt_ctl_lock */
+	u32 max_chunks;
+	u32 grow_at;		/* MLT_F_LAZY: grow when obj_used reaches it */
+	atomic_t obj_used;	/* MLT_F_LAZY (cleared once all chunks are in): entries in use */
 	u32 *buckets;
 
 	raw_spinlock_t stack_lock;
@@ -198,7 +214,8 @@ struct mlt_table {
 	u32 trace_bits;		/* log2 of the number of trace sets */
 	struct mlt_trace *traces;	/* NULL where not used (no ORC) */
 
-	size_t bytes;		/* memory held by this table */
+	size_t bytes;		/* memory this table may hold (within the cap) */
+	size_t bytes_alloc;	/* memory it holds now; mlt_ctl_lock */
 	u64 reset_ns;
 	/* Reader scans (mlt_ctl_lock): longest interrupts-off section. */
 	u64 scan_max_ns;	/* since the table was built */
@@ -238,6 +255,11 @@ void mlt_readers_enter(struct mlt_table *t);
 void mlt_readers_exit(struct mlt_table *t);
 bool mlt_stack_freeze(struct mlt_table *t, u32 sidx, u32 text_off);
 
+static inline struct mlt_obj *mlt_obj(const struct mlt_table *t, u32 i)
+{
+	return &t->chunks[i >> MLT_CHUNK_SHIFT][i & (MLT_CHUNK - 1)];
+}
+
 static inline unsigned long *mlt_stack_frames(const struct mlt_table *t,
 					      u32 sidx)
 {
@@ -248,6 +270,7 @@ static inline unsigned long *mlt_stack_frames(const struct mlt_table *t,
 int mlt_probes_register(void);
 void mlt_probes_unregister(void);
 bool mlt_slab_filter_supported(void);
+int mlt_slab_key(const char *name, char *key, size_t size);
 
 static __always_inline void mlt_count(enum mlt_counter c, u64 n)
 {

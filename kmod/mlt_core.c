@@ -45,6 +45,15 @@
  *    odd, relink. A record's counters are added to only while it is pinned.
  *    Readers (reports, OOM) stop reuse while they run (t->readers), so the
  *    records they aggregate keep their stacks.
+ *  - The object pool is allocated in chunks (mlt.h). In sampled mode a
+ *    probe that finds half of the allocated entries in use, or no entry
+ *    left, kicks an irq_work (one kick at a time: MLT_GROW_PENDING), which
+ *    queues mlt_grow_work; the work item allocates the next chunk without
+ *    locks, then, under mlt_ctl_lock and if the table still wants that
+ *    chunk, hands its entries to the stripes' free lists under their
+ *    locks, after publishing the chunk pointer. Module exit, and a failed
+ *    init once probes were registered, stop the probes, then sync the
+ *    irq_work and the work.
  *  - Per-CPU state (sampling countdown, PRNG, unwind buffers, counters)
  *    is touched only by its own CPU with preemption disabled, except by a
  *    reset, which rewrites it while no table is published. A recursion
@@ -71,6 +80,9 @@
 #include <linux/timekeeping.h>
 #include <linux/preempt.h>
 #include <linux/kprobes.h>
+#include <linux/workqueue.h>
+#include <linux/irq_work.h>
+#include <linux/jiffies.h>
 #include "mlt.h"
 
 struct mlt_table __rcu *mlt_table;
@@ -83,6 +95,53 @@ u32 *mlt_obj_buckets;
 unsigned int mlt_obj_bits;
 unsigned long mlt_cap_bytes;
 static bool mlt_ready;
+static void mlt_grow(struct work_struct *work);
+static DECLARE_WORK(mlt_grow_work, mlt_grow);
+
+/*
+ * Probes may run with any lock held (a run-queue lock, a workqueue pool
+ * lock): they ask for the pool to grow through an irq_work, which queues
+ * the work item from a context that holds none of them.
+ */
+static void mlt_grow_kick_fn(struct irq_work *work)
+{
+	queue_work(system_unbound_wq, &mlt_grow_work);
+}
+
+/*
+ * A hard irq_work: on PREEMPT_RT a plain one runs in the irq_work kthread,
+ * which touches it (the rcuwait wakeup) after irq_work_sync() may have
+ * returned, that is after the module may be gone.
+ * 5.10 has no IRQ_WORK_INIT_HARD (and no RT flavour tested here).
+ */
+#ifdef IRQ_WORK_INIT_HARD
+static struct irq_work mlt_grow_kick = IRQ_WORK_INIT_HARD(mlt_grow_kick_fn);
+#else
+static DEFINE_IRQ_WORK(mlt_grow_kick, mlt_grow_kick_fn);
+#endif
+
+/*
+ * MLT_GROW_PENDING: a kick is queued or the work has not finished: probes
+ * do not queue the irq_work again (no self-IPI per insertion while the
+ * work waits or runs). MLT_GROW_BACKOFF: the last chunk could not be
+ * allocated; no kick before mlt_grow_retry.
+ */
+#define MLT_GROW_PENDING	0
+#define MLT_GROW_BACKOFF	1
+static unsigned long mlt_grow_state;
+static unsigned long mlt_grow_retry;	/* jiffies */
+
+/* Any context: ask for another pool chunk. */
+static void mlt_grow_request(void)
+{
+	if (test_bit(MLT_GROW_PENDING, &mlt_grow_state))
+		return;
+	if (test_bit(MLT_GROW_BACKOFF, &mlt_grow_state) &&
+	    time_before(jiffies, READ_ONCE(mlt_grow_retry)))
+		return;
+	if (!test_and_set_bit(MLT_GROW_PENDING, &mlt_grow_state))
+		irq_work_queue(&mlt_grow_kick);
+}
 
 /* ---- parameters ------------------------------------------------------ */
 
@@ -144,6 +203,7 @@ static unsigned int cfg_max_objects;	/* 0: derived from the cap */
 static unsigned int cfg_max_stacks;	/* 0: derived from the cap */
 static unsigned int cfg_max_memory_kb;	/* 0: 1/MLT_DEFAULT_RAM_DIV of RAM */
 static char cfg_slab[MLT_SLAB_NAME_LEN];
+static char cfg_slab_key[MLT_SLAB_NAME_LEN];	/* mlt_slab_key() of cfg_slab */
 
 /*
  * Rebuild the tables after a parameter change, under mlt_ctl_lock. On
@@ -254,23 +314,43 @@ static const struct mlt_uint_param mlt_p_max_memory_kb = {
 module_param_cb(max_memory_kb, &mlt_uint_ops, (void *)&mlt_p_max_memory_kb, 0644);
 MODULE_PARM_DESC(max_memory_kb, "Hard cap on tracking memory in KiB, 0 = 1/256 of RAM; change resets");
 
+/*
+ * The cache is found by its name in /sys/kernel/slab when the filter is
+ * set: a name SLUB merged into another cache gets that cache (and so every
+ * cache merged with it). No such cache: -ENOENT, except at load time (the
+ * cache may come later, /sys may not be mounted yet): then mlt_init()
+ * looks again and else filters on the name itself.
+ */
 static int mlt_slab_set(const char *val, const struct kernel_param *kp)
 {
 	size_t len = strcspn(val, "\n");
-	char old[MLT_SLAB_NAME_LEN];
+	char old[MLT_SLAB_NAME_LEN], old_key[MLT_SLAB_NAME_LEN];
+	char name[MLT_SLAB_NAME_LEN], key[MLT_SLAB_NAME_LEN] = "";
 	int err;
 
 	if (len >= sizeof(cfg_slab))
 		return -ENAMETOOLONG;
 	if (len && !mlt_slab_filter_supported())
 		return -EOPNOTSUPP;
+	memcpy(name, val, len);
+	name[len] = '\0';
+	if (len) {
+		err = mlt_slab_key(name, key, sizeof(key));
+		if (err == -ENOENT && !READ_ONCE(mlt_ready))
+			err = 0;
+		if (err)
+			return err;
+	}
 	mutex_lock(&mlt_ctl_lock);
 	memcpy(old, cfg_slab, sizeof(old));
-	memcpy(cfg_slab, val, len);
-	cfg_slab[len] = '\0';
+	memcpy(old_key, cfg_slab_key, sizeof(old_key));
+	memcpy(cfg_slab, name, sizeof(cfg_slab));
+	memcpy(cfg_slab_key, key, sizeof(cfg_slab_key));
 	err = mlt_apply_locked();
-	if (err)
+	if (err) {
 		memcpy(cfg_slab, old, sizeof(old));
+		memcpy(cfg_slab_key, old_key, sizeof(old_key));
+	}
 	mutex_unlock(&mlt_ctl_lock);
 	return err;
 }
@@ -591,8 +671,8 @@ static void mlt_stripe_steal(struct mlt_table *t, struct mlt_stripe *s)
 			continue;
 		for (n = 0; n < MLT_STEAL_BATCH && o->free != MLT_NIL; n++) {
 			i = o->free;
-			WRITE_ONCE(o->free, t->objs[i].next);
-			t->objs[i].next = s->free;
+			WRITE_ONCE(o->free, mlt_obj(t, i)->next);
+			mlt_obj(t, i)->next = s->free;
 			WRITE_ONCE(s->free, i);
 		}
 		raw_spin_unlock(&o->lock);
@@ -627,7 +707,7 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 
 	raw_spin_lock_irqsave(&s->lock, flags);
 	for (i = t->buckets[b]; i != MLT_NIL; i = o->next) {
-		o = &t->objs[i];
+		o = mlt_obj(t, i);
 		if (o->ptr == ptr)
 			break;
 	}
@@ -643,9 +723,11 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 			raw_spin_unlock_irqrestore(&s->lock, flags);
 			mlt_stack_put(t, sidx);
 			mlt_count(MLT_C_DROP_POOL, 1);
+			if (READ_ONCE(t->flags) & MLT_F_LAZY)
+				mlt_grow_request();
 			return;
 		}
-		o = &t->objs[i];
+		o = mlt_obj(t, i);
 		WRITE_ONCE(s->free, o->next);
 		s->used++;
 		o->ptr = ptr;
@@ -662,6 +744,9 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 		mlt_count(MLT_C_MISSED_FREES, 1);
 		atomic64_add(mlt_weight(t, old_size), &t->stacks[old_stack].frees_w);
 		mlt_stack_put(t, old_stack);
+	} else if ((READ_ONCE(t->flags) & MLT_F_LAZY) &&
+		   atomic_inc_return(&t->obj_used) >= READ_ONCE(t->grow_at)) {
+		mlt_grow_request();
 	}
 	mlt_count(MLT_C_TRACKED, 1);
 }
@@ -683,8 +768,8 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 	s = &t->stripes[b & (MLT_STRIPES - 1)];
 	link = &t->buckets[b];
 	raw_spin_lock_irqsave(&s->lock, flags);
-	for (i = *link; i != MLT_NIL; link = &t->objs[i].next, i = *link) {
-		struct mlt_obj *o = &t->objs[i];
+	for (i = *link; i != MLT_NIL; link = &mlt_obj(t, i)->next, i = *link) {
+		struct mlt_obj *o = mlt_obj(t, i);
 
 		if (o->ptr != ptr)
 			continue;
@@ -702,6 +787,8 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 	if (sidx == MLT_NIL) {
 		mlt_count(MLT_C_UNTRACKED_FREES, 1);
 	} else {
+		if (READ_ONCE(t->flags) & MLT_F_LAZY)
+			atomic_dec(&t->obj_used);
 		atomic64_add(mlt_weight(t, size), &t->stacks[sidx].frees_w);
 		mlt_stack_put(t, sidx);
 	}
@@ -735,10 +822,16 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 		return;
 	}
 
-	/* Pool full: make no stack record for an object that is dropped. */
+	/*
+	 * Pool full: make no stack record for an object that is dropped. If
+	 * more chunks may be added, ask again (a kick at a time, none during
+	 * the backoff after a failure): with only leaks, no insertion would.
+	 */
 	if (!mlt_pool_has_room(t, &t->stripes[hash_long(ptr, t->obj_bits) &
 					      (MLT_STRIPES - 1)])) {
 		mlt_count(MLT_C_DROP_POOL, 1);
+		if (READ_ONCE(t->flags) & MLT_F_LAZY)
+			mlt_grow_request();
 		return;
 	}
 	pc->busy[ctx] = 1;
@@ -780,7 +873,7 @@ noinline void mlt_alloc_slow(const void *ptr, size_t size,
 	if (unlikely(ZERO_OR_NULL_PTR(ptr)) || size < READ_ONCE(mlt_gate))
 		return;
 	if (unlikely(t->flags & MLT_F_SLAB) &&
-	    (!cache_name || strcmp(cache_name, t->slab)))
+	    (!cache_name || strcmp(cache_name, t->slab_key)))
 		return;
 	mlt_track(t, (unsigned long)ptr, size, call_site);
 }
@@ -813,8 +906,8 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
 			t0 = local_clock();
 			raw_spin_lock(&t->stripes[s].lock);
 			for (n = 0; n < chunk && b < nb; n++, b += MLT_STRIPES) {
-				for (i = t->buckets[b]; i != MLT_NIL; i = t->objs[i].next) {
-					const struct mlt_obj *o = &t->objs[i];
+				for (i = t->buckets[b]; i != MLT_NIL; i = mlt_obj(t, i)->next) {
+					const struct mlt_obj *o = mlt_obj(t, i);
 					u64 w = mlt_weight(t, o->size);
 
 					t->agg[o->stack].objects_w += w;
@@ -840,9 +933,13 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
 
 static void mlt_table_free(struct mlt_table *t)
 {
+	u32 c;
+
 	if (!t)
 		return;
-	vfree(t->objs);
+	for (c = 0; t->chunks && c < t->max_chunks; c++)
+		vfree(t->chunks[c]);
+	vfree(t->chunks);
 	vfree(t->buckets);
 	vfree(t->stacks);
 	vfree(t->stack_buckets);
@@ -872,10 +969,72 @@ static size_t mlt_stack_mem(u32 stacks, u32 depth)
 	       PAGE_ALIGN(mlt_trace_mem(mlt_nr_traces(stacks)));
 }
 
+/* Entries in chunk c of a pool of objects entries. */
+static u32 mlt_chunk_len(u32 objects, u32 c)
+{
+	return min_t(u32, objects - (c << MLT_CHUNK_SHIFT), MLT_CHUNK);
+}
+
+static size_t mlt_chunk_mem(u32 objects, u32 c)
+{
+	return PAGE_ALIGN((size_t)mlt_chunk_len(objects, c) * sizeof(struct mlt_obj));
+}
+
 static size_t mlt_obj_mem(u32 objects)
 {
-	return PAGE_ALIGN((size_t)objects * sizeof(struct mlt_obj)) +
+	u32 chunks = DIV_ROUND_UP(objects, MLT_CHUNK);
+
+	return (size_t)(chunks - 1) * mlt_chunk_mem(objects, 0) +
+	       mlt_chunk_mem(objects, chunks - 1) +
+	       PAGE_ALIGN((size_t)chunks * sizeof(struct mlt_obj *)) +
 	       PAGE_ALIGN((size_t)roundup_pow_of_two(objects) * sizeof(u32));
+}
+
+/* MLT_F_LAZY: grow once half of the allocated entries are in use. */
+static u32 mlt_grow_mark(const struct mlt_table *t)
+{
+	if (t->nr_chunks >= t->max_chunks)
+		return U32_MAX;
+	return (t->nr_chunks << MLT_CHUNK_SHIFT) / 2;
+}
+
+/*
+ * Publish chunk c (t->nr_chunks) and hand its entries to the stripes'
+ * free lists, round robin. Process context; mlt_ctl_lock held, or the
+ * table not yet published.
+ */
+static void mlt_pool_add(struct mlt_table *t, u32 c, struct mlt_obj *mem)
+{
+	u32 first = c << MLT_CHUNK_SHIFT, n = mlt_chunk_len(t->max_objects, c);
+	u32 head[MLT_STRIPES], tail[MLT_STRIPES], i, s;
+	unsigned long flags;
+
+	for (s = 0; s < MLT_STRIPES; s++)
+		head[s] = MLT_NIL;
+	for (i = n; i-- > 0;) {
+		s = i % MLT_STRIPES;
+		mem[i].ptr = 0;
+		mem[i].next = head[s];
+		if (head[s] == MLT_NIL)
+			tail[s] = first + i;
+		head[s] = first + i;
+	}
+	WRITE_ONCE(t->chunks[c], mem);
+	for (s = 0; s < MLT_STRIPES; s++) {
+		if (head[s] == MLT_NIL)
+			continue;
+		/* The lock orders the chunk before its entries for everyone. */
+		raw_spin_lock_irqsave(&t->stripes[s].lock, flags);
+		mlt_obj(t, tail[s])->next = t->stripes[s].free;
+		WRITE_ONCE(t->stripes[s].free, head[s]);
+		raw_spin_unlock_irqrestore(&t->stripes[s].lock, flags);
+	}
+	t->nr_chunks = c + 1;
+	t->bytes_alloc += mlt_chunk_mem(t->max_objects, c);
+	WRITE_ONCE(t->grow_at, mlt_grow_mark(t));
+	/* Complete: the probes stop counting entries in use (obj_used). */
+	if (t->nr_chunks == t->max_chunks)
+		WRITE_ONCE(t->flags, t->flags & ~MLT_F_LAZY);
 }
 
 /*
@@ -892,6 +1051,75 @@ static void *mlt_vzalloc(size_t size)
 	return __vmalloc(size, GFP_KERNEL | __GFP_NOWARN | __GFP_ZERO);
 }
 
+/* After a chunk could not be allocated, growth waits this long. */
+#define MLT_GROW_BACKOFF_JIFFIES	(5 * HZ)
+
+/* Does t want another chunk? mlt_ctl_lock held. */
+static bool mlt_grow_needed(const struct mlt_table *t)
+{
+	return t && (t->flags & MLT_F_LAZY) && t->nr_chunks < t->max_chunks &&
+	       atomic_read(&t->obj_used) >= t->grow_at;
+}
+
+/*
+ * MLT_F_LAZY: add chunks while half of the allocated entries are in use.
+ * Queued by mlt_grow_request() (any context): from an insertion above the
+ * mark, or an allocation dropped for want of an entry. The chunk is allocated without
+ * mlt_ctl_lock (reports, parameter writes and the OOM report do not wait
+ * for reclaim) and without retrying reclaim or invoking the OOM killer
+ * (the pool grows while something may be leaking memory); after a failure
+ * the next attempt waits MLT_GROW_BACKOFF.
+ */
+static void mlt_grow(struct work_struct *work)
+{
+	struct mlt_table *t;
+	struct mlt_obj *mem;
+	size_t size;
+	u32 c;
+
+	for (;;) {
+		mutex_lock(&mlt_ctl_lock);
+		t = rcu_dereference_protected(mlt_table,
+					      lockdep_is_held(&mlt_ctl_lock));
+		if (!mlt_grow_needed(t)) {
+			mutex_unlock(&mlt_ctl_lock);
+			break;
+		}
+		c = t->nr_chunks;
+		size = mlt_chunk_mem(t->max_objects, c);
+		mutex_unlock(&mlt_ctl_lock);
+
+		mem = __vmalloc(size, GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
+		if (!mem) {
+			WRITE_ONCE(mlt_grow_retry,
+				   jiffies + MLT_GROW_BACKOFF_JIFFIES);
+			set_bit(MLT_GROW_BACKOFF, &mlt_grow_state);
+			break;
+		}
+		clear_bit(MLT_GROW_BACKOFF, &mlt_grow_state);
+
+		/*
+		 * The table may have been rebuilt meanwhile, even at the same
+		 * address: a chunk of the same index and size fits it anyway.
+		 */
+		mutex_lock(&mlt_ctl_lock);
+		t = rcu_dereference_protected(mlt_table,
+					      lockdep_is_held(&mlt_ctl_lock));
+		if (mlt_grow_needed(t) && t->nr_chunks == c &&
+		    mlt_chunk_mem(t->max_objects, c) == size) {
+			mlt_pool_add(t, c, mem);
+			mem = NULL;
+		}
+		mutex_unlock(&mlt_ctl_lock);
+		if (mem) {
+			vfree(mem);
+			break;
+		}
+	}
+	/* A probe that saw the bit still set finds the mark reached again. */
+	clear_bit_unlock(MLT_GROW_PENDING, &mlt_grow_state);
+}
+
 /* Size a table for the current parameters within the cap (*cap). */
 static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 {
@@ -902,7 +1130,8 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	size_t avail, smem, per_obj = sizeof(struct mlt_obj) + 2 * sizeof(u32);
 	size_t trace_bytes;
 	struct mlt_table *t;
-	u32 stacks, objects, i, s;
+	struct mlt_obj *mem;
+	u32 stacks, objects, nr_chunks, c, s;
 
 	if (cfg_max_memory_kb)
 		*cap = (unsigned long)cfg_max_memory_kb * 1024;
@@ -940,15 +1169,21 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	t->sample_bytes = cfg_sample_bytes;
 	t->depth = cfg_depth;
 	strscpy(t->slab, cfg_slab, sizeof(t->slab));
+	strscpy(t->slab_key, cfg_slab_key, sizeof(t->slab_key));
 	t->max_objects = objects;
-	t->per_stripe = objects / MLT_STRIPES;
+	t->max_chunks = DIV_ROUND_UP(objects, MLT_CHUNK);
+	nr_chunks = t->max_chunks;
+	if (cfg_mode == MLT_MODE_SAMPLED && nr_chunks > MLT_LAZY_CHUNKS) {
+		nr_chunks = MLT_LAZY_CHUNKS;
+		t->flags |= MLT_F_LAZY;
+	}
 	t->obj_bits = ilog2(roundup_pow_of_two(objects));
 	t->max_stacks = stacks;
 	t->stack_bits = ilog2(roundup_pow_of_two(stacks));
 	t->trace_bits = ilog2(mlt_nr_traces(stacks) / MLT_TRACE_WAYS);
 	trace_bytes = mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits);
 
-	t->objs = mlt_vmalloc(array_size(objects, sizeof(*t->objs)));
+	t->chunks = mlt_vzalloc(array_size(t->max_chunks, sizeof(*t->chunks)));
 	t->buckets = mlt_vmalloc(array_size(1U << t->obj_bits, sizeof(u32)));
 	t->stacks = mlt_vzalloc(array_size(stacks, sizeof(*t->stacks)));
 	t->stack_buckets = mlt_vmalloc(array_size(1U << t->stack_bits, sizeof(u32)));
@@ -956,7 +1191,7 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	t->agg = mlt_vmalloc(array_size(stacks, sizeof(*t->agg)));
 	t->traces = trace_bytes ? mlt_vzalloc(trace_bytes) : NULL;
 	t->frozen_text = mlt_vmalloc(MLT_FROZEN_TEXT);
-	if (!t->objs || !t->buckets || !t->stacks || !t->stack_buckets ||
+	if (!t->chunks || !t->buckets || !t->stacks || !t->stack_buckets ||
 	    !t->frames || !t->agg || (trace_bytes && !t->traces) ||
 	    !t->frozen_text) {
 		mlt_table_free(t);
@@ -967,18 +1202,22 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	memset(t->stack_buckets, 0xff, sizeof(u32) << t->stack_bits);
 	raw_spin_lock_init(&t->stack_lock);
 
-	/* Stripe s owns objects [s * per_stripe, (s + 1) * per_stripe). */
 	for (s = 0; s < MLT_STRIPES; s++) {
-		u32 first = s * t->per_stripe;
-
 		raw_spin_lock_init(&t->stripes[s].lock);
-		t->stripes[s].free = first;
-		for (i = first; i < first + t->per_stripe; i++) {
-			t->objs[i].ptr = 0;
-			t->objs[i].next = i + 1 < first + t->per_stripe ? i + 1 : MLT_NIL;
-		}
+		t->stripes[s].free = MLT_NIL;
 	}
 	t->bytes = fixed + smem + mlt_obj_mem(objects);
+	t->bytes_alloc = t->bytes;
+	for (c = 0; c < t->max_chunks; c++)
+		t->bytes_alloc -= mlt_chunk_mem(objects, c);
+	for (c = 0; c < nr_chunks; c++) {
+		mem = mlt_vmalloc(mlt_chunk_mem(objects, c));
+		if (!mem) {
+			mlt_table_free(t);
+			return ERR_PTR(-ENOMEM);
+		}
+		mlt_pool_add(t, c, mem);
+	}
 	return t;
 }
 
@@ -1045,6 +1284,12 @@ static int __init mlt_init(void)
 
 	mlt_gate_update();
 	mutex_lock(&mlt_ctl_lock);
+	if (cfg_slab[0]) {
+		err = mlt_slab_key(cfg_slab, cfg_slab_key, sizeof(cfg_slab_key));
+		if (err)
+			pr_warn("slab=%s: no such cache in /sys/kernel/slab (%d): filtering on the cache name '%s'\n",
+				cfg_slab, err, cfg_slab_key);
+	}
 	err = mlt_reset_locked();
 	mutex_unlock(&mlt_ctl_lock);
 	if (err)
@@ -1071,6 +1316,12 @@ static int __init mlt_init(void)
 out_probes:
 	mlt_probes_unregister();
 out_unwind:
+	/*
+	 * A failed mlt_probes_register() has unregistered what it registered,
+	 * but an allocation probe may have kicked growth before that.
+	 */
+	irq_work_sync(&mlt_grow_kick);
+	cancel_work_sync(&mlt_grow_work);
 	mlt_unwind_exit();
 out_table:
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
@@ -1085,6 +1336,8 @@ static void __exit mlt_exit(void)
 {
 	mlt_report_exit();
 	mlt_probes_unregister();	/* waits for every probe in flight */
+	irq_work_sync(&mlt_grow_kick);	/* nothing queues either now */
+	cancel_work_sync(&mlt_grow_work);
 	mlt_unwind_exit();
 	mutex_lock(&mlt_ctl_lock);
 	mlt_ready = false;

@@ -16,6 +16,11 @@
  *   6.8 -        struct kmem_cache is private to mm/: no cache name for the
  *                slab filter (the size still comes from kmem_cache_size())
  *
+ * The slab filter names a cache by its sysfs directory: SLUB merges caches
+ * of like size and flags, and the merged cache allocates for all of them
+ * under one struct kmem_cache, whose name is the first one's; every merged
+ * name is a link in /sys/kernel/slab to its one directory (kobject).
+ *
  * Every probe is type-checked against its tracepoint at compile time with
  * check_trace_callback_type_<name>(), then registered from one table.
  *
@@ -32,6 +37,10 @@
 
 #include <linux/version.h>
 #include <linux/kernel.h>
+#include <linux/moduleparam.h>
+#include <linux/namei.h>
+#include <linux/dcache.h>
+#include <linux/path.h>
 #include <linux/slab.h>
 #include <linux/kprobes.h>
 #include <linux/tracepoint.h>
@@ -47,9 +56,12 @@
 #define MLT_TP_CACHE_PTR	(LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0))
 /* 5.12 - 6.0: kmem_cache_free passes the cache name. */
 #define MLT_TP_FREE_NAME	(LINUX_VERSION_CODE >= KERNEL_VERSION(5, 12, 0))
-/* Up to 6.7, SLUB's struct kmem_cache (and its name) is a public header. */
+/*
+ * Up to 6.7, SLUB's struct kmem_cache (and its name and sysfs kobject) is a
+ * public header.
+ */
 #define MLT_PUBLIC_CACHE	(LINUX_VERSION_CODE < KERNEL_VERSION(6, 8, 0) && \
-				 IS_ENABLED(CONFIG_SLUB))
+				 IS_ENABLED(CONFIG_SLUB) && IS_ENABLED(CONFIG_SYSFS))
 
 /* ---- probes --------------------------------------------------------------- */
 
@@ -69,7 +81,8 @@ static inline void *slab_address(const struct slab *slab)
 }
 
 #include <linux/slub_def.h>
-#define MLT_CACHE_NAME(s)	((s)->name)
+/* What the slab filter compares: the cache's sysfs name (NULL before sysfs). */
+#define MLT_CACHE_NAME(s)	kobject_name(&(s)->kobj)
 #else
 #define MLT_CACHE_NAME(s)	NULL
 #endif
@@ -155,6 +168,46 @@ bool mlt_slab_filter_supported(void)
 	return MLT_TP_CACHE_PTR && MLT_PUBLIC_CACHE;
 }
 
+/*
+ * The name the slab filter compares for the cache called name: the name of
+ * the sysfs directory /sys/kernel/slab/<name> is or links to. That of a
+ * cache SLUB merged into another is the other's (":0000200"-like for
+ * mergeable caches), which is what the allocator passes to the tracepoint
+ * for both. A '/' in a cache name is a '!' in sysfs (kobject names).
+ * Process context; the path is looked up in the caller's mount namespace.
+ * -ENOENT: no such cache (or sysfs is not at /sys there); key is then the
+ * cache's own sysfs name, which an unmerged cache of that name would have.
+ */
+int mlt_slab_key(const char *name, char *key, size_t size)
+{
+#if MLT_TP_CACHE_PTR && MLT_PUBLIC_CACHE
+	struct path path;
+	char *p;
+	int err;
+
+	if (!*name || !strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	if (strscpy(key, name, size) < 0)
+		return -ENAMETOOLONG;
+	strreplace(key, '/', '!');
+	p = kasprintf(GFP_KERNEL, "/sys/kernel/slab/%s", key);
+	if (!p)
+		return -ENOMEM;
+	err = kern_path(p, LOOKUP_FOLLOW, &path);
+	kfree(p);
+	if (err)
+		return err;
+	if (!d_is_dir(path.dentry))
+		err = -ENOENT;
+	else if (snprintf(key, size, "%pd", path.dentry) >= size)
+		err = -ENAMETOOLONG;
+	path_put(&path);
+	return err;
+#else
+	return -EOPNOTSUPP;
+#endif
+}
+
 /* ---- registration ---------------------------------------------------------- */
 
 struct mlt_tp {
@@ -203,6 +256,15 @@ static struct kprobe mlt_kp = {
 
 bool mlt_bulk_probe_ok;
 
+/*
+ * Debug, for tests: put the kprobe on a function kprobes refuse (the
+ * handler above, NOKPROBE_SYMBOL), so that registration fails as it does
+ * with CONFIG_KPROBES=n or lockdown, and the module runs without it.
+ */
+static bool mlt_bulk_probe_refused;
+module_param_named(debug_bulk_probe_refused, mlt_bulk_probe_refused, bool, 0444);
+MODULE_PARM_DESC(debug_bulk_probe_refused, "Debug: register the kmem_cache_free_bulk kprobe where kprobes refuse it, to test running without it");
+
 static void mlt_unregister_all(void)
 {
 	int i;
@@ -227,6 +289,8 @@ int mlt_probes_register(void)
 	mlt_check_types();
 	for (i = 0; i < ARRAY_SIZE(mlt_tps); i++) {
 		if (i == MLT_NR_FREE_TPS) {
+			if (mlt_bulk_probe_refused)
+				mlt_kp.symbol_name = "mlt_kp_free_bulk";
 			err = register_kprobe(&mlt_kp);
 			if (err)
 				pr_warn("no kprobe on kmem_cache_free_bulk (%d): kfree_rcu objects will look leaked\n",

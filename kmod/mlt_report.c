@@ -221,7 +221,7 @@ static void mlt_render_stacks(struct mlt_snap *s)
 	int n = 0, i;
 	u32 j;
 
-	mlt_out(s, "mlt - version: 1.0\n");
+	mlt_out(s, "mlt - version: 1.1\n");
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
 		mlt_readers_enter(t);
@@ -241,7 +241,9 @@ static void mlt_render_stacks(struct mlt_snap *s)
 		mlt_counter_sum(MLT_C_DROP_POOL) + mlt_counter_sum(MLT_C_DROP_STACKS),
 		mlt_counter_sum(MLT_C_UNTRACKED_FREES),
 		mlt_counter_sum(MLT_C_MISSED_FREES));
-	mlt_out(s, " uptime_ns %llu\n", ktime_get_boottime_ns());
+	mlt_out(s, " uptime_ns %llu", ktime_get_boottime_ns());
+	/* 1.1: 0 when kfree_rcu() frees go unseen (their objects look leaked). */
+	mlt_out(s, " bulk_free_probe %d\n", READ_ONCE(mlt_bulk_probe_ok));
 	for (i = 0; i < n; i++) {
 		mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
 			r[i].id, mlt_round(r[i].bytes_w), mlt_round(r[i].objects_w),
@@ -503,7 +505,11 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 		seq_printf(m, "mode %s\n", mlt_mode_names[t->mode]);
 		seq_printf(m, "sample_bytes %u\ndepth %u\n", t->sample_bytes, t->depth);
 		seq_printf(m, "slab_filter %s\n", t->slab[0] ? t->slab : "-");
-		seq_printf(m, "pool_bytes %zu\n", t->bytes);
+		seq_printf(m, "slab_filter_cache %s\n", t->slab[0] ? t->slab_key : "-");
+		seq_printf(m, "pool_bytes %zu\npool_bytes_allocated %zu\n", t->bytes,
+			   t->bytes_alloc);
+		seq_printf(m, "obj_chunks %u\nmax_obj_chunks %u\n", t->nr_chunks,
+			   t->max_chunks);
 		seq_printf(m, "max_objects %u\nobjects_used %llu\n", t->max_objects, used);
 		for (s = 0, live = 0; s < READ_ONCE(t->nr_stacks); s++)
 			live += atomic_read(&t->stacks[s].refs) > 0;

@@ -63,7 +63,12 @@
 #include <linux/uaccess.h>
 #include <linux/kprobes.h>
 #include <asm/irq_regs.h>
+#ifdef CONFIG_ARM64
+#include <asm/pointer_auth.h>
+#include <asm/stacktrace.h>
+#endif
 #include "mlt.h"
+#include "mlt_version.h"
 
 static bool mlt_verify_reported;	/* the first mismatch is logged */
 
@@ -149,6 +154,67 @@ static unsigned int mlt_cut_at_irq_regs(const unsigned long *f,
 	return nr;
 }
 
+#if defined(CONFIG_ARM64) && MLT_ARM64_ON_TASK_STACK_SIZE
+#if MLT_ARM64_STRIP_KERNEL_PAC
+#define mlt_strip_pac(pc)	ptrauth_strip_kernel_insn_pac(pc)
+#else
+#define mlt_strip_pac(pc)	ptrauth_strip_insn_pac(pc)
+#endif
+
+/*
+ * arm64: a softirq run on interrupt exit or from local_bh_enable() runs on
+ * the IRQ stack, entered through call_on_irq_stack(), whose frame record
+ * is on the task stack; beyond it lies the interrupted code. The frame
+ * records are what stack_trace_save() follows, one return address each:
+ * the address read from a record returns into the function whose record
+ * the same record links to. Returns how many frames, from the call site
+ * on, belong to functions whose records are not on the task stack, or nr
+ * when the walk does not start off the task stack (ksoftirqd; hard IRQs
+ * are cut at their registers instead) or the chain cannot be followed.
+ */
+static unsigned int mlt_cut_at_stack_switch(unsigned long call_site,
+					    unsigned int nr)
+{
+	unsigned long fp = (unsigned long)__builtin_frame_address(0);
+	unsigned long next, pc;
+	unsigned int i, n = 0;
+	bool seen = false;
+
+	if (hardirq_count() || !in_serving_softirq() ||
+	    on_task_stack(current, fp, 2 * sizeof(long)))
+		return nr;
+	for (i = 0; i < MLT_BUF_FRAMES + MLT_MAX_DEPTH; i++) {
+		if ((fp & (sizeof(long) - 1)) ||
+		    get_kernel_nofault(next, (unsigned long *)fp) ||
+		    get_kernel_nofault(pc, (unsigned long *)(fp + sizeof(long))))
+			return nr;
+		if (on_task_stack(current, next, 2 * sizeof(long)))
+			return seen ? min(n, nr) : nr;
+		if (!seen && mlt_strip_pac(pc) == call_site)
+			seen = true;
+		n += seen;
+		if (n >= nr)
+			return nr;
+		/* Records go up the stack, until it switches. */
+		if (next <= fp)
+			return nr;
+		fp = next;
+	}
+	return nr;
+}
+#else
+/*
+ * Not arm64, or arm64 before 6.1 (on_task_stack() took a struct
+ * stack_info then): no cut, a softirq's stack goes on into the
+ * interrupted code.
+ */
+static unsigned int mlt_cut_at_stack_switch(unsigned long call_site,
+					    unsigned int nr)
+{
+	return nr;
+}
+#endif
+
 /* Capture from the probe with stack_trace_save(), trimmed at call_site. */
 static u32 __maybe_unused mlt_stack_saved(struct mlt_table *t,
 					  unsigned long *buf,
@@ -160,6 +226,8 @@ static u32 __maybe_unused mlt_stack_saved(struct mlt_table *t,
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
 	nr = mlt_cut_at_irq_regs(buf + start, nr);
+	if (buf[start] == call_site)
+		nr = mlt_cut_at_stack_switch(call_site, nr);
 	return mlt_record(t, buf + start, nr);
 }
 

@@ -122,6 +122,22 @@ if [ "$LEVEL" = full ]; then
 	echo > $P/slab
 	lk freeall
 
+	# A cache that SLUB merged into another (leaky_merge_b, mergeable like
+	# leaky_merge_a): the filter finds the merged cache. An unknown name is
+	# refused and leaves the filter as it was.
+	note merge_link_a "$(readlink /sys/kernel/slab/leaky_merge_a)"
+	note merge_link_b "$(readlink /sys/kernel/slab/leaky_merge_b)"
+	try slab_merged_set sh -c "echo leaky_merge_b > $P/slab"
+	lk merged 9
+	lk cache 2
+	lk leak 3 200
+	emit slab_merged $D/stacks
+	emit slab_merged_stats $D/stats
+	try slab_unknown sh -c "echo leaky_no_such_cache > $P/slab"
+	note slab_after_unknown "$(cat $P/slab)"
+	echo > $P/slab
+	lk freeall
+
 	# The cap: a pool of 256 objects must hold, and say it dropped.
 	echo 256 > $P/max_objects
 	# Below the pool size nothing is dropped, however the pointers hash.
@@ -212,6 +228,47 @@ lk leak 20 65536
 emit sampled_big $D/stacks
 lk freeall
 
+# Sampled mode allocates the object pool a chunk (16384 entries) at a
+# time: one at first, another from a work item once half are in use.
+# sample_bytes 1 samples every allocation (weight 1): 20000 leaks, in two
+# batches that fit what is allocated, the second after the pool grew.
+echo 1 > $P/sample_bytes
+echo 4096 > $P/max_memory_kb
+emit grow_start_stats $D/stats
+lk leak 10000 64
+i=0
+while [ $i -lt 60 ] && grep -q '^obj_chunks 1$' $D/stats; do
+	sleep 0.5
+	i=$((i + 1))
+done
+lk leak 10000 64
+emit grow $D/stacks
+emit grow_stats $D/stats
+lk freeall
+# The same with weights: 2048-byte objects at sample_bytes 1024 are sampled
+# with p = 1 - exp(-2) = 0.86 (weight 1.16); 12500 leaks put ~10800 in the
+# pool (the change of sample_bytes rebuilt it: one chunk), ~8650 of them
+# before it grows past its first chunk's mark (8192), the rest into the
+# new chunk.
+echo 1024 > $P/sample_bytes
+i=0
+while [ $i -lt 8 ]; do
+	lk leak 1250 2048
+	i=$((i + 1))
+done
+i=0
+while [ $i -lt 60 ] && grep -q '^obj_chunks 1$' $D/stats; do
+	sleep 0.5
+	i=$((i + 1))
+done
+lk leak 1250 2048
+lk leak 1250 2048
+emit grow_weighted $D/stacks
+emit grow_weighted_stats $D/stats
+lk freeall
+echo 0 > $P/max_memory_kb
+echo 4096 > $P/sample_bytes
+
 # Steady leak and churn from leaky's kthread (the end-to-end test knobs).
 echo full > $P/mode
 L=/sys/module/leaky/parameters
@@ -251,8 +308,35 @@ dmesg | grep 'mlt: OOM' > /tmp/oom.txt
 emit oom /tmp/oom.txt
 emit oom_stats $D/stats
 
-# Unload with live entries, then the test module.
+# Unload with live entries.
 lk leak 100 128
 try rmmod_end rmmod mlt
+
+# Without the kmem_cache_free_bulk kprobe (refused on purpose, as with
+# CONFIG_KPROBES=n or lockdown): the report header says so.
+try insmod_no_bulk insmod /modules/mlt.ko mode=full debug_bulk_probe_refused=1
+lk freeall
+lk rcu 50
+sleep 2
+emit no_bulk $D/stacks
+emit no_bulk_stats $D/stats
+dmesg | grep 'mlt: no kprobe' > /tmp/no_bulk.txt
+emit no_bulk_log /tmp/no_bulk.txt
+try rmmod_no_bulk rmmod mlt
 try rmmod_leaky rmmod leaky
+
+# slab= at load naming a cache that does not exist yet (leaky is not
+# loaded): accepted, and the cache is tracked by its name once it comes.
+try insmod_slab_early insmod /modules/mlt.ko mode=full slab=leaky_cache
+if [ -d /sys/module/mlt ]; then
+	try insmod_leaky_late insmod /modules/leaky.ko
+	lk cache 3
+	lk leak 2 400
+	emit slab_early $D/stacks
+	emit slab_early_stats $D/stats
+	try rmmod_leaky_late rmmod leaky
+	try rmmod_slab_early rmmod mlt
+fi
+dmesg | grep 'mlt: slab=' > /tmp/slab_early.txt
+emit slab_early_log /tmp/slab_early.txt
 exit 0

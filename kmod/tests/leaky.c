@@ -5,6 +5,9 @@
  *
  *   echo "leak N S"  > run   leak N kmallocs of S bytes (leaky_leak_kmalloc)
  *   echo "cache M"   > run   leak M objects of leaky_cache (leaky_leak_cache)
+ *   echo "merged M"  > run   leak M objects of leaky_merge_b, which SLUB
+ *                            merges with leaky_merge_a (or another cache of
+ *                            its size) (leaky_leak_merged)
  *   echo "churn K"   > run   allocate K, then free them all (leaky_transient)
  *   echo "rcu R"     > run   allocate R, free with kfree_rcu (leaky_rcu_alloc)
  *   echo "paths A B" > run   leak A + B kmallocs at one call site
@@ -60,6 +63,7 @@
 
 #define LEAKY_CACHE_NAME	"leaky_cache"
 #define LEAKY_CACHE_OBJ		184	/* distinctive object size */
+#define LEAKY_MERGE_OBJ		200	/* two mergeable caches of this size */
 #define LEAKY_RCU_OBJ		96
 #define LEAKY_SHARED_OBJ	168
 #define LEAKY_HELPER_OBJ	200
@@ -99,6 +103,8 @@ static DEFINE_SPINLOCK(leaky_lock);
 static LIST_HEAD(leaky_kmallocs);	/* kmalloc leaks */
 static LIST_HEAD(leaky_cached);		/* leaky_cache leaks */
 static struct kmem_cache *leaky_cachep;
+static LIST_HEAD(leaky_merged);		/* leaky_merge_b leaks */
+static struct kmem_cache *leaky_merge_a, *leaky_merge_b;
 
 static unsigned int steady_size = 256;
 module_param(steady_size, uint, 0644);
@@ -142,6 +148,20 @@ static noinline int leaky_leak_kmalloc(unsigned int n, size_t size)
 		if (!p)
 			return -ENOMEM;
 		leaky_keep(&leaky_kmallocs, p);
+	}
+	return 0;
+}
+
+static noinline int leaky_leak_merged(unsigned int n)
+{
+	unsigned int i;
+	void *p;
+
+	for (i = 0; i < n; i++) {
+		p = kmem_cache_alloc(leaky_merge_b, GFP_KERNEL);
+		if (!p)
+			return -ENOMEM;
+		leaky_keep(&leaky_merged, p);
 	}
 	return 0;
 }
@@ -581,7 +601,7 @@ static int leaky_steady_fn(void *unused)
 
 /* ---- commands ---------------------------------------------------------------- */
 
-static void leaky_free_list(struct list_head *list, bool cache)
+static void leaky_free_list(struct list_head *list, struct kmem_cache *cache)
 {
 	struct leaky_obj *o;
 	unsigned long flags;
@@ -595,7 +615,7 @@ static void leaky_free_list(struct list_head *list, bool cache)
 		if (!o)
 			break;
 		if (cache)
-			kmem_cache_free(leaky_cachep, o);
+			kmem_cache_free(cache, o);
 		else
 			kfree(o);
 	}
@@ -614,6 +634,8 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_leak_kmalloc(a, b);
 	if (!strcmp(cmd, "cache") && n == 2)
 		return leaky_leak_cache(a);
+	if (!strcmp(cmd, "merged") && n == 2)
+		return leaky_leak_merged(a);
 	if (!strcmp(cmd, "churn") && n == 2)
 		return leaky_transient(a);
 	if (!strcmp(cmd, "rcu") && n == 2)
@@ -639,8 +661,9 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return 0;
 	}
 	if (!strcmp(cmd, "freeall")) {
-		leaky_free_list(&leaky_kmallocs, false);
-		leaky_free_list(&leaky_cached, true);
+		leaky_free_list(&leaky_kmallocs, NULL);
+		leaky_free_list(&leaky_cached, leaky_cachep);
+		leaky_free_list(&leaky_merged, leaky_merge_b);
 		return 0;
 	}
 	return -EINVAL;
@@ -650,7 +673,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | churn K | rcu R | paths A B | align N | fnptr N | branches N | irq N | irqfree | storm MS | storm_wait | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | paths A B | align N | fnptr N | branches N | irq N | irqfree | storm MS | storm_wait | freeall");
 
 static void leaky_ctor(void *p)
 {
@@ -666,6 +689,15 @@ static int __init leaky_init(void)
 					 leaky_ctor);
 	if (!leaky_cachep)
 		return -ENOMEM;
+	/* No constructor, no flags: SLUB merges these (unless slub_nomerge). */
+	leaky_merge_a = kmem_cache_create("leaky_merge_a", LEAKY_MERGE_OBJ, 0, 0, NULL);
+	leaky_merge_b = kmem_cache_create("leaky_merge_b", LEAKY_MERGE_OBJ, 0, 0, NULL);
+	if (!leaky_merge_a || !leaky_merge_b) {
+		kmem_cache_destroy(leaky_merge_b);
+		kmem_cache_destroy(leaky_merge_a);
+		kmem_cache_destroy(leaky_cachep);
+		return -ENOMEM;
+	}
 	hrtimer_init(&leaky_hrtimer, CLOCK_MONOTONIC, LEAKY_HRTIMER_MODE);
 	leaky_hrtimer.function = leaky_hrtimer_fn;
 	timer_setup(&leaky_timer, leaky_timer_fn, 0);
@@ -673,6 +705,8 @@ static int __init leaky_init(void)
 		INIT_WORK(per_cpu_ptr(&leaky_storm_work, cpu), leaky_storm_fn);
 	leaky_thread = kthread_run(leaky_steady_fn, NULL, "leaky_steady");
 	if (IS_ERR(leaky_thread)) {
+		kmem_cache_destroy(leaky_merge_b);
+		kmem_cache_destroy(leaky_merge_a);
 		kmem_cache_destroy(leaky_cachep);
 		return PTR_ERR(leaky_thread);
 	}
@@ -688,9 +722,12 @@ static void __exit leaky_exit(void)
 	leaky_storm_wait();
 	leaky_irq_free();
 	if (!leak_on_unload)
-		leaky_free_list(&leaky_kmallocs, false);
-	leaky_free_list(&leaky_cached, true);
+		leaky_free_list(&leaky_kmallocs, NULL);
+	leaky_free_list(&leaky_cached, leaky_cachep);
+	leaky_free_list(&leaky_merged, leaky_merge_b);
 	rcu_barrier();
+	kmem_cache_destroy(leaky_merge_b);
+	kmem_cache_destroy(leaky_merge_a);
 	kmem_cache_destroy(leaky_cachep);
 }
 

@@ -54,25 +54,36 @@ for tgt in "${targets[@]}"; do
 		echo "PASS build_without_warnings"
 		build_fail=0
 	fi
-	log=$LOGS/$tgt.console.log
-	start=$(date +%s)
-	"$HERE/run-qemu.sh" --arch "$QARCH" --kernel "$KERNEL" \
-		--module "$build/mlt/mlt.ko" --module "$build/leaky/leaky.ko" \
-		--init-hook "$HERE/guest-tests.sh" --hook-args "$LEVEL" \
-		--append "$KAPPEND" --log "$log" --timeout "$TIMEOUT"
-	qrc=$?
-	echo "boot: exit $qrc after $(( $(date +%s) - start ))s, log $log"
-	out=$(python3 "$HERE/check.py" "$log" --level "$LEVEL")
-	echo "$out" | sed '$d'
-	last=$(echo "$out" | tail -n1)
-	p=$(echo "$last" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
-	f=$(echo "$last" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-	p=$(( ${p:-0} + 1 - build_fail )) f=$(( ${f:-1} + build_fail ))
-	if [ "$f" != 0 ]; then
-		echo "--- last 40 console lines of $tgt ---"
-		tail -n 40 "$log" | grep -av '^[A-Za-z0-9+/=]*$'
-		status=1
-	fi
+	p=$((1 - build_fail)) f=$build_fail
+	# The suite, then (NODEBUGFS targets) a short boot with debugfs=off.
+	for scen in main nodebugfs; do
+		if [ $scen = main ]; then
+			log=$LOGS/$tgt.console.log hook=guest-tests.sh
+			append=$KAPPEND
+		else
+			[ "$NODEBUGFS" = 1 ] || continue
+			log=$LOGS/$tgt.nodebugfs.console.log hook=guest-nodebugfs.sh
+			append="$KAPPEND debugfs=off"
+		fi
+		start=$(date +%s)
+		"$HERE/run-qemu.sh" --arch "$QARCH" --kernel "$KERNEL" \
+			--module "$build/mlt/mlt.ko" --module "$build/leaky/leaky.ko" \
+			--init-hook "$HERE/$hook" --hook-args "$LEVEL" \
+			--append "$append" --log "$log" --timeout "$TIMEOUT"
+		qrc=$?
+		echo "boot ($scen): exit $qrc after $(( $(date +%s) - start ))s, log $log"
+		out=$(python3 "$HERE/check.py" "$log" --level "$LEVEL" --scenario $scen)
+		echo "$out" | sed '$d'
+		last=$(echo "$out" | tail -n1)
+		sp=$(echo "$last" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
+		sf=$(echo "$last" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+		p=$(( p + ${sp:-0} )) f=$(( f + ${sf:-1} ))
+		if [ "${sf:-1}" != 0 ]; then
+			echo "--- last 40 console lines of $tgt ($scen) ---"
+			tail -n 40 "$log" | grep -av '^[A-Za-z0-9+/=]*$'
+		fi
+	done
+	[ "$f" = 0 ] || status=1
 	echo "$tgt: $p passed, $f failed"
 	total_pass=$((total_pass + p)) total_fail=$((total_fail + f))
 done

@@ -3,7 +3,8 @@
 #
 # Test targets, sourced by run-tests.sh and soak.sh. Needs KMOD and
 # KMOD_CACHE set.
-# resolve TARGET sets ARCH QARCH KERNEL KDIR LEVEL TIMEOUT CROSS KCC KAPPEND;
+# resolve TARGET sets ARCH QARCH KERNEL KDIR LEVEL TIMEOUT CROSS KCC KAPPEND
+# NODEBUGFS;
 # missing TARGET prints what the target lacks, nothing when it is ready;
 # build_modules BUILD LOG builds mlt.ko and leaky.ko for the resolved
 # target into BUILD, compiler output to LOG.
@@ -14,16 +15,17 @@ newest() { ls -d $1 2>/dev/null | sort -V | tail -n1; }
 ALL_TARGETS=(x86_64-6.1 x86_64-6.12 arm64 x86_64-5.10 x86_64-6.1-rt)
 
 # target -> ARCH QEMU_ARCH KERNEL KDIR LEVEL TIMEOUT CROSS KCC KAPPEND
-# (KCC: compiler for the build; KAPPEND: extra kernel command line)
+# (KCC: compiler for the build; KAPPEND: extra kernel command line;
+# NODEBUGFS=1: also boot once with debugfs=off, guest-nodebugfs.sh)
 resolve() {
 	local rel
-	KCC="" KAPPEND=""
+	KCC="" KAPPEND="" NODEBUGFS=""
 	case "$1" in
 	x86_64-6.1)
 		KERNEL=$(newest '/boot/vmlinuz-6.1.0-*-amd64')
 		rel=${KERNEL#/boot/vmlinuz-}
 		KDIR=/usr/src/linux-headers-$rel
-		ARCH=x86 QARCH=x86_64 LEVEL=full TIMEOUT=240 CROSS=""
+		ARCH=x86 QARCH=x86_64 LEVEL=full TIMEOUT=240 CROSS="" NODEBUGFS=1
 		;;
 	x86_64-6.12)
 		KERNEL=$(newest '/boot/vmlinuz-6.12.*-amd64')
@@ -34,7 +36,7 @@ resolve() {
 	arm64)
 		KERNEL=$KMOD_CACHE/arm64/vmlinuz
 		KDIR=$KMOD_CACHE/arm64/headers
-		ARCH=arm64 QARCH=arm64 LEVEL=full TIMEOUT=360 CROSS=aarch64-linux-gnu-
+		ARCH=arm64 QARCH=arm64 LEVEL=full TIMEOUT=420 CROSS=aarch64-linux-gnu-
 		;;
 	x86_64-5.10)
 		# Debian 11's kernel, extracted by .ci/install-kmod.sh. Its

@@ -43,14 +43,18 @@ COLLECTOR = REPO / "deploy" / "collector.sh"
 INSTALL_HINT = "bash .ci/install-kmod.sh"
 
 # The leak and the churn: one kmalloc(STEADY_SIZE) leaked every STEADY_MS,
-# one kmalloc(CHURN_SIZE)+kfree every CHURN_MS.
-STEADY_MS, STEADY_SIZE = 250, 512
-CHURN_MS, CHURN_SIZE = 250, 512
+# one kmalloc(CHURN_SIZE)+kfree every CHURN_MS (~20 a second each: ~1600
+# leaked objects in the run, ~1300 measured under TCG; see the sampled case).
+STEADY_MS, STEADY_SIZE = 50, 512
+CHURN_MS, CHURN_SIZE = 50, 512
 # collector.sh: a capture every INTERVAL s, COUNT of them (~3.3 s apart under
 # TCG, so ~80 s of observation: more than the 60 s minimum span).
 INTERVAL, COUNT = 3, 25
 MIN_SPAN_S = 60
-BUCKET_S = 3
+# One-second buckets: a capture's time is its folder name (whole seconds); a
+# bucket as long as the ~3.3 s between captures put each at its bucket's
+# start, up to 3 s early, which alone moved the judged rate by several %.
+BUCKET_S = 1
 # The kmalloc cache the steady leak lands in.
 LEAK_CACHE = f"kmalloc-{STEADY_SIZE}"
 RATE_TOLERANCE = 0.35  # |median slope / true rate - 1| allowed
@@ -240,6 +244,28 @@ def mentions(entry: dict[str, Any], function: str) -> bool:
     )
 
 
+def module_estimate(run: Run) -> tuple[int, float]:
+    """The module's own figure, without the analysis: objects of the leak's stack
+    gained from the first capture to the last, and what leaky's counter rate
+    gives for the same guest time (a diagnostic: it tells a module's error
+    from the ranking's)."""
+    points = []
+    for capture in sorted(p for p in run.bundle.iterdir() if p.name.isdigit()):
+        text = (capture / "mlt_stacks").read_text()
+        uptime = re.search(r" uptime_ns (\d+)", text)
+        objects = 0
+        for block in text.split("\n\n"):
+            m = re.search(r"^stack \S+ bytes \d+ objects (\d+)", block, re.M)
+            if m and "leaky_steady_leak+" in block:
+                objects = int(m.group(1))
+        if uptime:
+            points.append((int(uptime.group(1)) / 1e9, objects))
+    if len(points) < 2:
+        return 0, 0.0
+    (t0, n0), (t1, n1) = points[0], points[-1]
+    return n1 - n0, run.true_rate_bph / STEADY_SIZE / 3600 * (t1 - t0)
+
+
 def check_ranking(run: Run, doc: dict[str, Any], text: str, tolerance: float) -> None:
     report = (
         f"\n--- kmemfleet leaks --json ---\n{json.dumps(doc, indent=1)}\n"
@@ -263,11 +289,14 @@ def check_ranking(run: Run, doc: dict[str, Any], text: str, tolerance: float) ->
     assert all(c == LEAK_CACHE for c in above), f"ranked above the leak: {above}" + report
     slope = first["median_slope_bytes_per_hour"]
     ratio = slope / run.true_rate_bph
+    gained, expected = module_estimate(run)
     print(
         f"\nleaks table:\n{text}\n"
         f"leaky_steady_leak: median slope {slope:.0f} B/h, true {run.true_rate_bph:.0f} B/h "
         f"(leaky's counter over {run.elapsed_s:.1f} s), nominal {run.nominal_rate_bph:.0f} "
         f"B/h; measured/true = {ratio:.3f}; "
+        f"mlt's estimate gained {gained} objects from the first capture to the last, "
+        f"leaky's rate gives {expected:.0f}; "
         f"leaky_churn ran {run.churn_calls} times meanwhile (ftrace)"
     )
     assert abs(ratio - 1) <= tolerance, (
@@ -299,8 +328,16 @@ def leak_case(
 
 
 # sampled: Poisson sampling by bytes with a small mean (1024 B) so that the
-# 512-byte leak is sampled with p = 1 - exp(-1/2) = 0.39, ~130 samples in the
-# run: the estimate's standard error is ~7%, well inside the tolerance.
+# 512-byte leak is sampled with p = 1 - exp(-1/2) = 0.39, ~500 samples of the
+# ~1300 objects leaked in the run (16 a second measured). The judged rate is the larger of the
+# Theil-Sen slopes over the whole span and over its last third (trend.judge),
+# so it rests on the ~200 samples of the last third as much as on the whole,
+# and it takes the upper of two noisy slopes. Simulated with judge() on
+# ideally sampled series (10,000 runs each): at the earlier 4 leaks a second
+# and 3 s buckets (~130 samples) measured/true had mean 1.07 and sd 0.11, and
+# 2.2% of runs failed (1.6% outside +-35%, seen here as 1.519 and 1.372; 0.5%
+# judged saturating); at 16 a second and 1 s buckets: mean 1.03, sd 0.05,
+# 99th percentile 1.16, no failure.
 @pytest.mark.qemu
 @pytest.mark.slow
 @pytest.mark.parametrize(
