@@ -51,6 +51,11 @@ def missing() -> str | None:
         libdir = str(PG_BIN.parent / "lib")
     if not (Path(libdir) / "citus.so").exists():
         return f"the Citus extension ({libdir}/citus.so)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "the postgres user (initdb refuses to run as root)"
     return None
 
 
@@ -82,8 +87,7 @@ class CitusCluster:
         self.base.chmod(0o755)
         self.user: str | None = None
         if os.geteuid() == 0:
-            self.user = "postgres"
-            pwd.getpwnam(self.user)  # KeyError: no such user
+            self.user = "postgres"  # checked by missing()
         names = ["coordinator"] + [f"worker{i}" for i in range(1, workers + 1)]
         self.nodes = [Node(n, _free_port(), self.base / n) for n in names]
         self.started_seconds = 0.0
