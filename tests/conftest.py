@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests import citus
 from tests.pki import TlsFiles
 
 # No per-example deadline: timing is for bench/, and on a loaded 2-core CI
@@ -82,14 +83,68 @@ def _with_database(dsn: str, dbname: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
 
 
+# Tests marked `citus` run twice: on single-node PostgreSQL and on a Citus cluster
+# (a coordinator and two workers, started once per session): `database_dsn` is
+# then a fresh database on one or the other.
+BACKENDS = ("single", "citus")
+_citus_started: list[float] = []  # the session cluster's start time, for the summary
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("citus") and "database_dsn" in metafunc.fixturenames:
+        metafunc.parametrize("db_backend", BACKENDS, indirect=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _citus_started:
+        terminalreporter.write_line(
+            f"citus: coordinator + 2 workers started in {_citus_started[0]:.1f} s"
+        )
+
+
 @pytest.fixture
-def database_dsn(postgres_server: str) -> Iterator[str]:
-    """A fresh empty database on the session's server."""
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """'single' (the default) or 'citus' for tests marked `citus`."""
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture(scope="session")
+def citus_cluster() -> Iterator[citus.CitusCluster]:
+    """A coordinator and two workers on loopback for the whole session."""
+    reason = citus.missing()
+    need(reason is None, f"Citus ({reason})", citus.INSTALL_HINT)
+    cluster = citus.CitusCluster()
+    try:
+        cluster.start()
+        _citus_started.append(cluster.started_seconds)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def citus_dsn(citus_cluster: citus.CitusCluster) -> Iterator[str]:
+    """A fresh empty database on the Citus cluster (for Citus-only tests)."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    dsn = citus_cluster.create_database(name)
+    try:
+        yield dsn
+    finally:
+        citus_cluster.drop_database(name)
+
+
+@pytest.fixture
+def database_dsn(request: pytest.FixtureRequest, db_backend: str) -> Iterator[str]:
+    """A fresh empty database on the session's server (or Citus cluster)."""
     import asyncio
 
     import asyncpg
 
     name = "t_" + uuid.uuid4().hex[:12]
+    if db_backend == "citus":
+        yield request.getfixturevalue("citus_dsn")
+        return
+    postgres_server: str = request.getfixturevalue("postgres_server")
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(postgres_server)

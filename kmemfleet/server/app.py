@@ -28,7 +28,7 @@ from kmemfleet.server.metrics import Metrics
 from kmemfleet.server.query import QueryService
 from kmemfleet.server.storage import maintenance
 from kmemfleet.server.storage.embedded import EmbeddedPostgres
-from kmemfleet.server.storage.migrate import migrate
+from kmemfleet.server.storage.migrate import SESSION_SETTINGS, migrate
 from kmemfleet.v1 import ingest_pb2, query_pb2, query_pb2_grpc
 
 logger = log.get("server")
@@ -71,7 +71,9 @@ class ServerConfig:
 
 
 async def open_pool(dsn: str, size: int) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, command_timeout=60)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=size, command_timeout=60, server_settings=SESSION_SETTINGS
+    )
     async with pool.acquire() as conn:
         version = await migrate(conn)
     logger.info("database_ready", schema_version=version)

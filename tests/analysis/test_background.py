@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import grpc
+import pytest
 
 from kmemfleet.server.analysis.incremental import Analyzer
 from kmemfleet.server.app import maintain
@@ -17,6 +18,9 @@ from kmemfleet.server.storage import maintenance
 from kmemfleet.v1 import ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from tests.analysis.test_incremental import HOUR_NS, LEAK, _push, _snapshots
 from tests.conftest import start_server
+
+# Runs on single-node PostgreSQL and on a Citus cluster (issue 16).
+pytestmark = pytest.mark.citus
 
 
 async def _fetchval(dsn: str, sql: str, *args: object) -> object:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import RunningServer, run_cli
+
+# Runs on single-node PostgreSQL and on a Citus cluster (issue 16).
+pytestmark = pytest.mark.citus
 
 FLEET = (
     "--devices",

@@ -6,10 +6,14 @@ import concurrent.futures
 import math
 
 import grpc
+import pytest
 
 from kmemfleet.v1 import device_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from kmemfleet.v1 import snapshot_pb2 as pb
 from tests.conftest import RunningServer
+
+# Runs on single-node PostgreSQL and on a Citus cluster (issue 16).
+pytestmark = pytest.mark.citus
 
 HOUR_NS = 3_600_000_000_000
 LEAK, PLATEAU, GONE = 0x1111, 0x2222, 0x3333

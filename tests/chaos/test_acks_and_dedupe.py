@@ -6,12 +6,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from kmemfleet.v1 import device_pb2
 from kmemfleet.v1 import snapshot_pb2 as pb
 from tests.agent.e2e import events
 from tests.conftest import RunningServer, run_cli, start_server
 from tests.fakeroot import make_root
 from tests.server.conftest import Ack, db, snapshot, stream, stream_raw
+
+# Runs on single-node PostgreSQL and on a Citus cluster (issue 16).
+pytestmark = pytest.mark.citus
 
 INVALID = 3  # grpc.StatusCode.INVALID_ARGUMENT
 ALREADY_EXISTS = 6

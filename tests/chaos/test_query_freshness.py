@@ -10,12 +10,16 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from kmemfleet.v1 import ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from tests.agent.e2e import wait_for
 from tests.analysis.test_background import _fetchval
 from tests.analysis.test_incremental import HOUR_NS, _push, _snapshots
 from tests.conftest import run_cli, start_server
+
+# Runs on single-node PostgreSQL and on a Citus cluster (issue 16).
+pytestmark = pytest.mark.citus
 
 LEAK_SIG = "drv_leak_buf [drv] <- caller"
 

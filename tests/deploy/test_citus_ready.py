@@ -173,3 +173,42 @@ async def test_distributed_tables_have_no_triggers(conn: asyncpg.Connection) -> 
     )
     bad = [f"{r['relname']}.{r['tgname']}" for r in rows if plan.get(r["relname"]) == "distributed"]
     assert not bad, f"Citus refuses triggers on distributed tables by default: {bad}"
+
+
+async def test_on_citus_device_tables_are_colocated_and_the_others_reference(
+    citus_dsn: str,
+) -> None:
+    """On a real cluster (issue 16): what 0090/0091 made of each table, and that a
+    second apply (as after an upgrade) converts nothing."""
+    c = await asyncpg.connect(citus_dsn)
+    try:
+        await migrate(c)
+        kinds = {
+            r["t"]: (r["partmethod"], r["colocationid"])
+            for r in await c.fetch(
+                "SELECT logicalrelid::text AS t, partmethod::text, colocationid"
+                " FROM pg_dist_partition"
+            )
+        }
+        layout = {r["table_name"]: r["kind"] for r in await c.fetch(
+            "WITH l AS MATERIALIZED (SELECT * FROM kmemfleet_citus_layout())"
+            " SELECT * FROM l WHERE NOT relation_is_a_known_shard(table_name::regclass)"
+        )}  # fmt: skip
+        distributed = {t for t, k in layout.items() if k == "distributed"}
+        reference = {t for t, k in layout.items() if k == "reference"}
+        assert distributed >= DISTRIBUTED and reference >= REFERENCE
+        devices_group = kinds["devices"][1]
+        for t in distributed:
+            assert kinds[t] == ("h", devices_group), t  # hash by device_id, colocated
+            column = await c.fetchval(
+                "SELECT column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition "
+                "WHERE logicalrelid = $1::regclass",
+                t,
+            )
+            assert column == "device_id", t
+        for t in reference:
+            assert kinds[t][0] == "n", t
+        assert "schema_version" not in kinds
+        assert await c.fetchval("SELECT kmemfleet_citus_apply()") == 0
+    finally:
+        await c.close()

@@ -124,6 +124,7 @@ def test_deploy_shell_scripts_pass_shellcheck() -> None:
         DEPLOY / "bundle/build.sh",
         DEPLOY / "container/build-amd64-here.sh",
         REPO / ".ci/install-deploy.sh",
+        REPO / ".ci/install-citus.sh",
     ]
     posix = [
         DEPLOY / "bundle/kmemfleet.sh",

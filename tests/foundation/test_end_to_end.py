@@ -17,6 +17,7 @@ from tests.conftest import RunningServer, run_cli
 from tests.fakeroot import SLABINFO, make_root
 
 
+@pytest.mark.citus  # also on a Citus cluster (issue 16)
 def test_agent_once_snapshot_comes_back_out_of_the_query(
     grpc_server: RunningServer, tmp_path: Path
 ) -> None:

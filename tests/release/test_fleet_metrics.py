@@ -8,12 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kmemfleet.server.fleet_metrics import previous_firmware, short_signature
 from kmemfleet.v1 import ingest_pb2_grpc
 from tests.analysis.test_incremental import HOUR_NS, _push, _snapshots
 from tests.conftest import free_port, start_server
+
+# Runs on single-node PostgreSQL and on a Citus cluster (issue 16).
+pytestmark = pytest.mark.citus
 
 LEAK_SIG = "drv_leak_buf [drv] <- caller"
 

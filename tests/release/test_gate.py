@@ -14,6 +14,9 @@ from kmemfleet.v1 import ingest_pb2_grpc, query_pb2
 from tests.analysis.test_incremental import HOUR_NS, _push, _snapshots
 from tests.conftest import RunningServer, free_port, run_cli
 
+# Runs on single-node PostgreSQL and on a Citus cluster (issue 16).
+pytestmark = pytest.mark.citus
+
 LEAK_SIG = "drv_leak_buf [drv] <- caller"
 
 

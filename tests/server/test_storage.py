@@ -7,16 +7,20 @@ import datetime as dt
 import time
 
 import asyncpg
+import pytest
 
 from kmemfleet.server.batcher import Batcher
 from kmemfleet.server.metrics import Metrics
 from kmemfleet.server.storage import maintenance
-from kmemfleet.server.storage.migrate import migrate
+from kmemfleet.server.storage.migrate import SESSION_SETTINGS, migrate
 from kmemfleet.server.storage.partitions import existing_partitions
 from kmemfleet.server.storage.writer import Result, SnapshotWriter, prepare
 from kmemfleet.server.validate import ValidationError
 from kmemfleet.wire import SLAB, STACK
 from tests.server.conftest import snapshot
+
+# Runs on single-node PostgreSQL and on a Citus cluster (issue 16).
+pytestmark = pytest.mark.citus
 
 
 async def _count(conn: asyncpg.Connection, table: str) -> int:
@@ -77,7 +81,9 @@ async def test_copy_columns_derived_from_the_proto_match_the_tables(database_dsn
 
 
 async def test_slow_database_slows_submitters_instead_of_buffering(database_dsn: str) -> None:
-    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=4)
+    pool = await asyncpg.create_pool(
+        database_dsn, min_size=1, max_size=4, server_settings=SESSION_SETTINGS
+    )  # as the server's pool
     blocker = await asyncpg.connect(database_dsn)
     try:
         async with pool.acquire() as conn:

@@ -1,14 +1,15 @@
 """Fold newly stored snapshots into the analysis tables (consumes analysis_queue).
 
-One batch, in one transaction: take up to BATCH_SNAPSHOTS queue rows (FOR UPDATE
-SKIP LOCKED, deleted as consumed), fold their stack and slab samples into
-15-minute buckets and mark their boots touched (analysis_touched). Then every
-series of each touched boot is re-judged once (a key absent from a delta is
-unchanged, so time passing can turn "filling" into "plateau") and the touched
-(firmware, signature) summaries are marked dirty; finally the dirty summaries
-are recomputed from analysis_series. Each step consumes its own marks in its
-own transaction, so a crash between steps loses nothing. Work grows with the new data and
-with the touched boots' bucket counts, never with the raw sample history.
+One batch, in one transaction: take up to BATCH_SNAPSHOTS queue rows (deleted
+as consumed; the advisory lock below keeps takers apart), fold their stack and
+slab samples into 15-minute buckets and mark their boots touched
+(analysis_touched). Then every series of each touched boot is re-judged once (a
+key absent from a delta is unchanged, so time passing can turn "filling" into
+"plateau") and the touched (firmware, signature) summaries are marked dirty;
+finally the dirty summaries are recomputed from analysis_series. Each step
+consumes its own marks in its own transaction, so a crash between steps loses
+nothing. Work grows with the new data and with the touched boots' bucket counts,
+never with the raw sample history.
 
 An advisory lock makes concurrent callers wait for the one doing the work
 instead of repeating it; once it is released the queue they saw is folded.
@@ -132,15 +133,20 @@ SELECT s.device_id, s.boot_id, s.seq, s.captured_at, s.stack_rows > 0 AS stacks,
  WHERE s.base_seq = 0
 """
 
-_PRESENT = {  # is key h.key in keyframe h: one query per subject (a slab key is no bigint)
-    SUBJECT_STACK: """SELECT 1 FROM stack_samples s
-            WHERE s.device_id = h.device_id AND s.boot_id = h.boot_id
-              AND s.stack_id = h.key::bigint AND s.captured_at = h.captured_at
-              AND s.seq = h.seq""",
-    SUBJECT_SLAB: """SELECT 1 FROM slab_samples s
-            WHERE s.device_id = h.device_id AND s.boot_id = h.boot_id
-              AND s.captured_at = h.captured_at AND s.seq = h.seq
-              AND """
+# The keyframe's own row of key h.key, for an anti-join: one per subject (a slab
+# key is no bigint). A join, not NOT EXISTS (SELECT ...): Citus refuses a
+# correlated subquery over the CTE rows ("correlated subqueries are not supported
+# when the FROM clause contains a CTE or subquery"); PostgreSQL plans both as the
+# same anti-join.
+_PRESENT = {
+    SUBJECT_STACK: """stack_samples s
+            ON s.device_id = h.device_id AND s.boot_id = h.boot_id
+           AND s.stack_id = h.key::bigint AND s.captured_at = h.captured_at
+           AND s.seq = h.seq""",
+    SUBJECT_SLAB: """slab_samples s
+            ON s.device_id = h.device_id AND s.boot_id = h.boot_id
+           AND s.captured_at = h.captured_at AND s.seq = h.seq
+           AND """
     + _SLAB_KEY
     + " = h.key",
 }
@@ -161,7 +167,8 @@ held AS (
        AND a.bucket >= k.since AND a.last_at < k.captured_at
      ORDER BY k.device_id, k.boot_id, k.seq, k.captured_at, a.key, a.last_at DESC),
 gone AS (
-    SELECT h.* FROM held h WHERE h.last_value <> 0 AND NOT EXISTS ({present}))
+    SELECT h.* FROM held h LEFT JOIN {present}
+     WHERE h.last_value <> 0 AND s.device_id IS NULL)
 """
     + _INTO_BUCKETS
     + """SELECT device_id, boot_id, $6, key,
@@ -298,11 +305,14 @@ class Analyzer:
     async def _fold_batch(
         self, conn: asyncpg.Connection, stats: CatchUp, until: dt.datetime | None = None
     ) -> int:
+        # No FOR UPDATE SKIP LOCKED: Citus refuses row locks in a multi-shard query,
+        # and the caller's advisory lock (LOCK_KEY) already makes this the only
+        # taker; a row maintenance deletes meanwhile is simply not returned.
         rows = await conn.fetch(
             """DELETE FROM analysis_queue q USING (
                    SELECT device_id, boot_id, seq, captured_at FROM analysis_queue
                     WHERE $2::timestamptz IS NULL OR enqueued_at <= $2
-                    ORDER BY enqueued_at LIMIT $1 FOR UPDATE SKIP LOCKED) s
+                    ORDER BY enqueued_at LIMIT $1) s
                 WHERE q.device_id = s.device_id AND q.boot_id = s.boot_id AND q.seq = s.seq
                   AND q.captured_at = s.captured_at
             RETURNING q.device_id, q.boot_id, q.seq, q.captured_at""",
@@ -395,10 +405,10 @@ class Analyzer:
         )
         for r in fw:
             counts[r["firmware_version"]] += r["n"]
-        await conn.executemany(
+        await conn.executemany(  # INSERT ... SELECT: Citus refuses a subquery in VALUES
             """INSERT INTO analysis_cohorts AS c (firmware_version, devices, samples)
-               VALUES ($1, (SELECT count(DISTINCT device_id) FROM boots
-                             WHERE firmware_version = $1), $2)
+               SELECT $1::text, count(DISTINCT device_id), $2::bigint FROM boots
+                WHERE firmware_version = $1
                ON CONFLICT (firmware_version) DO UPDATE SET devices = excluded.devices,
                    samples = c.samples + excluded.samples""",
             [(k, v) for k, v in counts.items()],
@@ -466,8 +476,7 @@ class Analyzer:
         """Re-judge up to REJUDGE_BOOTS touched boots; returns how many."""
         rows = await conn.fetch(
             """DELETE FROM analysis_touched t USING (
-                   SELECT device_id, boot_id FROM analysis_touched LIMIT $1
-                      FOR UPDATE SKIP LOCKED) s
+                   SELECT device_id, boot_id FROM analysis_touched LIMIT $1) s
                 WHERE t.device_id = s.device_id AND t.boot_id = s.boot_id
             RETURNING t.device_id, t.boot_id""",
             REJUDGE_BOOTS,

@@ -192,13 +192,16 @@ class Rankings:
 async def cohort(conn: asyncpg.Connection, firmware: str) -> query_pb2.Cohort:
     """The evidence on `firmware`: devices analysis has folded (as of its last
     pass, like the summaries), and the median of their longest boot on it."""
+    # Two scalar subqueries: Citus cannot push a subquery in the target list down
+    # beside an aggregate over distributed rows; each one on its own it plans.
     row = await conn.fetchrow(
         """SELECT coalesce((SELECT devices FROM analysis_cohorts
                              WHERE firmware_version = $1), 0) AS devices,
-                  coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY hours), 0) AS median
-             FROM (SELECT device_id,
-                          max(extract(epoch FROM last_seen - first_seen)) / 3600 AS hours
-                     FROM boots WHERE firmware_version = $1 GROUP BY device_id) d""",
+                  (SELECT coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY hours), 0)
+                     FROM (SELECT device_id,
+                                  max(extract(epoch FROM last_seen - first_seen)) / 3600 AS hours
+                             FROM boots WHERE firmware_version = $1 GROUP BY device_id) d
+                  ) AS median""",
         firmware,
     )
     return query_pb2.Cohort(devices=row["devices"], median_hours=float(row["median"]))

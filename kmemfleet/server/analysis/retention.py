@@ -52,14 +52,16 @@ async def forget_before(conn: asyncpg.Connection, cutoff: dt.datetime) -> Forgot
             if not affected:
                 return out
             devs, bids = [d for d, _ in affected], [b for _, b in affected]
-            gone = await conn.fetch(
-                """SELECT u.d, u.b FROM unnest($1::text[], $2::text[]) AS u(d, b)
-                    WHERE NOT EXISTS (SELECT 1 FROM analysis_boot_buckets g
-                                       WHERE g.device_id = u.d AND g.boot_id = u.b)""",
+            # The boots with buckets left; the others are gone. A plain filter, not a
+            # correlated NOT EXISTS over unnest (Citus refuses that); boot ids are
+            # UUIDs, so the cross product of the two lists adds nothing asked for.
+            kept = await conn.fetch(
+                """SELECT DISTINCT device_id, boot_id FROM analysis_boot_buckets
+                    WHERE device_id = ANY($1::text[]) AND boot_id = ANY($2::text[])""",
                 devs,
                 bids,
             )
-            gone_set = {(r["d"], r["b"]) for r in gone}
+            gone_set = set(affected) - {(r["device_id"], r["boot_id"]) for r in kept}
             left = [k for k in affected if k not in gone_set]
             if left:
                 await conn.execute(

@@ -11,7 +11,7 @@ import asyncpg
 
 from kmemfleet.errors import CliError
 from kmemfleet.server.storage.embedded import EmbeddedPostgres, default_data_dir
-from kmemfleet.server.storage.migrate import migrate
+from kmemfleet.server.storage.migrate import SESSION_SETTINGS, migrate
 
 
 @contextlib.asynccontextmanager
@@ -24,7 +24,7 @@ async def admin_connection(
         dsn = await asyncio.to_thread(embedded.start)
     try:
         try:
-            conn = await asyncpg.connect(dsn, timeout=30)
+            conn = await asyncpg.connect(dsn, timeout=30, server_settings=SESSION_SETTINGS)
         except (OSError, asyncpg.PostgresError) as exc:
             raise CliError(f"cannot connect to the database: {exc}") from None
         try:
