@@ -25,7 +25,7 @@ from kmemfleet.server.batcher import Batcher
 from kmemfleet.server.fleet_metrics import FleetMetrics, FleetMetricsConfig
 from kmemfleet.server.ingest import IngestService
 from kmemfleet.server.metrics import Metrics
-from kmemfleet.server.query import QueryService
+from kmemfleet.server.query import Queries, QueryService
 from kmemfleet.server.storage import maintenance
 from kmemfleet.server.storage.embedded import EmbeddedPostgres
 from kmemfleet.server.storage.migrate import migrate
@@ -168,9 +168,8 @@ class Aggregator:
             retention_s=cfg.retention.raw_days * 86_400,
         )
         server.add_generic_rpc_handlers((ingest.handler(),))
-        query_pb2_grpc.add_QueryServicer_to_server(
-            QueryService(self.pool, auth, Rankings(self.pool, analyzer, self.worker)), server
-        )
+        queries = Queries(self.pool, Rankings(self.pool, analyzer, self.worker))
+        query_pb2_grpc.add_QueryServicer_to_server(QueryService(queries, auth), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (

@@ -29,6 +29,7 @@ logger = log.get("auth")
 Kind = Literal["device", "reader", "anonymous"]
 TOKEN_PREFIX = "kmf_"
 CACHE_TTL_S = 30.0
+MAX_TOKEN_LEN = 512  # ours are 47 characters; longer is not a token
 
 
 @dataclass(frozen=True)
@@ -158,11 +159,24 @@ class Authenticator:
             return ANONYMOUS
         token = bearer_token(context)
         if token is not None:
-            return await self._lookup(hash_token(token))
+            return await self.identify_token(token)
         subject = certificate_identity(context)
         if subject and not await self._device_revoked(subject):
             return Principal("device", subject)
         return None
+
+    async def identify_token(self, token: str | None) -> Principal | None:
+        """The principal of a bearer token (gRPC metadata, or the web console's header
+        or cookie); None when absent or unknown; anonymous under --insecure."""
+        if self.insecure:
+            return ANONYMOUS
+        if not token or len(token) > MAX_TOKEN_LEN:
+            return None
+        return await self._lookup(hash_token(token))
+
+    def refused(self, reason: str, **fields: object) -> None:
+        """Log a refusal (rate-limited), for transports other than gRPC."""
+        self._log_refusal(reason, **fields)
 
     async def still_valid(self, principal: Principal) -> bool:
         """Re-check a stream's principal (cheap: served from the cache most of the time)."""
