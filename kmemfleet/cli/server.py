@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen", default="127.0.0.1:50051", help="address to listen on (default 127.0.0.1:50051)"
     )
+    parser.add_argument(
+        "--http",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the web console and its JSON API here (off by default; e.g. "
+        "127.0.0.1:8080); reader tokens as for gRPC, HTTPS with --tls-cert (docs/web.md)",
+    )
     add_database_arguments(parser)
     parser.add_argument(
         "--insecure",
@@ -207,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         metrics_listen=args.metrics_listen,
+        http_listen=args.http,
         fleet_metrics=FleetMetricsConfig(
             interval_s=args.fleet_metrics_interval,
             top=args.fleet_metrics_top,

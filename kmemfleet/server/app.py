@@ -48,6 +48,8 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     metrics_listen: str | None = None
+    # The web console and its JSON API (kmemfleet.server.web), off unless given.
+    http_listen: str | None = None
     fleet_metrics: FleetMetricsConfig = field(default_factory=FleetMetricsConfig)
     pool_size: int = 10
     shards: int = 2
@@ -118,6 +120,8 @@ class Aggregator:
         self.address = ""
         self.health = health.aio.HealthServicer()
         self._metrics_http: Any = None
+        self.console: Any = None  # kmemfleet.server.web.console.Console when --http
+        self.console_url = ""
         self._background: list[asyncio.Task[None]] = []
         self.db_healthy = True
 
@@ -209,6 +213,17 @@ class Aggregator:
             self._background.append(asyncio.create_task(fleet.run()))
             self._metrics_http = self.metrics.serve(cfg.metrics_listen)
             logger.info("metrics_listening", address=cfg.metrics_listen)
+        if cfg.http_listen:
+            # Imported here: aiohttp is needed only by servers that serve the console.
+            from kmemfleet.server.web.console import Console, server_ssl_context
+
+            self.console = Console(queries, auth, secure_cookies=cfg.tls_cert is not None)
+            ctx = (
+                server_ssl_context(cfg.tls_cert, cfg.tls_key)
+                if cfg.tls_cert and cfg.tls_key
+                else None
+            )
+            self.console_url = await self.console.start(cfg.http_listen, ctx)
         for name in (*SERVICE_NAMES, ""):
             await _set_status(self.health, name, health_pb2.HealthCheckResponse.SERVING)
         logger.info(
@@ -299,6 +314,9 @@ class Aggregator:
         # Half the grace drains the streams, the rest bounds each step after it.
         grace = self.cfg.shutdown_grace_s
         await self._set_serving(False)
+        if self.console is not None:
+            await self.console.stop()
+            self.console = None
         if self.grpc is not None:
             # Drain: refuse new calls, let open streams finish their acks.
             await self.grpc.stop(grace * 0.5)
