@@ -177,7 +177,7 @@ class Queries:
         check_text("device_id", device_id)
         row = await conn.fetchrow("SELECT * FROM devices WHERE device_id = $1", device_id)
         if row is None:
-            raise QueryError(grpc.StatusCode.NOT_FOUND, f"device {device_id!r} is unknown")
+            raise QueryError(grpc.StatusCode.NOT_FOUND, "device_id: no such device")
         return row
 
     async def _device_state(

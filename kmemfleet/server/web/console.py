@@ -12,6 +12,7 @@ Every error is a JSON document with a 4xx/5xx status, never a traceback.
 from __future__ import annotations
 
 import html
+import logging
 import ssl
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,7 @@ logger = log.get("web")
 COOKIE = "kmf_token"
 COOKIE_MAX_AGE_S = 12 * 3600
 MAX_QUERY_STRING = 16_384  # bytes of a request's query string
+MAX_REQUEST_LINE = 65_536  # beyond it aiohttp's parser answers a plain 400
 MAX_BODY = 8192  # the login form is the only body the console reads
 PAGES = ("fleet", "firmware", "stack", "diff", "device")
 STATUS = {
@@ -91,6 +93,23 @@ def safe_next(value: str) -> str:
     return value
 
 
+class _OneLine(logging.Filter):
+    """aiohttp logs a request its HTTP parser refused with a traceback and the raw
+    bytes; keep one line naming the error instead (a hostile request is no crash)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg, record.args = "http_request_refused: %s", (type(exc).__name__,)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_PARSER_LOG = logging.getLogger("kmemfleet.web.http")
+_PARSER_LOG.addFilter(_OneLine())
+
+
 class Console:
     """The console's aiohttp application and its listening site."""
 
@@ -131,7 +150,15 @@ class Console:
         host = host.strip("[]") or "127.0.0.1"
         if not port.isdigit():
             raise ValueError(f"--http {listen!r}: need HOST:PORT")
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # The request line may be longer than our query-string limit, so that an
+        # oversized query gets our JSON 414 rather than the HTTP parser's plain 400.
+        runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            max_line_size=MAX_REQUEST_LINE,
+            logger=_PARSER_LOG,
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, int(port), ssl_context=ssl_context, reuse_address=True)
         try:
@@ -178,7 +205,8 @@ class Console:
             err = as_query_error(exc)
             if err is not None:
                 status, code = STATUS.get(err.code, (500, "internal"))
-                return error(status, code, err.message)
+                extra = {"WWW-Authenticate": 'Bearer realm="kmemfleet"'} if status == 401 else {}
+                return error(status, code, err.message, **extra)
             logger.error(
                 "console_request_failed",
                 path=request.path[:200],
@@ -233,7 +261,7 @@ class Console:
                 if problem:
                     raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{key}: {problem}")
             body = self._shell.replace("{{page}}", name).replace(
-                "{{logout}}", "" if self.auth.insecure else "logout"
+                "{{logout}}", "hidden" if self.auth.insecure else ""
             )
             return web.Response(
                 text=body, content_type="text/html", headers={"Cache-Control": "no-store"}

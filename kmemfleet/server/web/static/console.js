@@ -25,6 +25,10 @@
     }
     return e;
   }
+  // A two-column list of facts: [label, value, label, value, ...].
+  function kv(id, ...items) {
+    return el("div", { class: "kv", id }, items.map((x, i) => el("span", { class: i % 2 ? "v" : "k" }, x)));
+  }
   function params() { return new URLSearchParams(location.search); }
   function fmtBytes(n) {
     if (n === null || n === undefined) return "-";
@@ -101,7 +105,8 @@
         if (h.dataset.key === state.key) h.classList.add(state.desc ? "sorted-desc" : "sorted-asc");
       });
       tbody.replaceChildren(...shown.map((row) => {
-        const tr = el("tr", { class: opts.rowClass ? opts.rowClass(row) : null },
+        const tr = el("tr", { class: opts.rowClass ? opts.rowClass(row) : null,
+                              "data-signature": row.signature, "data-key": opts.rowKey ? opts.rowKey(row) : null },
           columns.map((col) => {
             const v = col.render ? col.render(row) : value(row, col);
             return el("td", { class: (col.num ? "num " : "") + (col.cls || "") }, v);
@@ -126,7 +131,7 @@
       scales: { x: { time: !!spec.time }, y: { distr: log ? 3 : 1 } },
       axes: spec.spark ? [{ show: false }, { show: false }]
         : [{ label: spec.xLabel }, Object.assign({ label: spec.yLabel }, spec.bytes ? bytesAxis : {})],
-      legend: { show: !spec.spark },
+      legend: { show: !spec.spark && !spec.small },
       cursor: spec.spark ? { show: true, x: false, y: false, points: { show: false } } : { drag: { x: true, y: false } },
       series: [{ label: spec.xLabel || "x", value: spec.time ? undefined : (u, v) => (v === null ? "-" : v.toFixed(2)) },
         ...spec.series.map((s, i) => ({
@@ -170,7 +175,7 @@
         const i = versions.indexOf(r.firmware_version);
         return i + 1 < versions.length ? link("/diff", { base: versions[i + 1], target: r.firmware_version }, "vs " + versions[i + 1]) : "-";
       } },
-    ], doc.firmware, { url: true, sort: params().get("sort"), order: params().get("order") }));
+    ], doc.firmware, { url: true, sort: params().get("sort"), order: params().get("order"), rowKey: (r) => r.firmware_version }));
     app.append(el("h2", { text: "Slab memory per device (meminfo Slab), mean per firmware, last " + doc.slab.hours + " h" }));
     if (doc.slab.t.length) {
       chart("fleet-slab", app, {
@@ -229,7 +234,7 @@
       el("p", { class: "muted", text: doc.devices + " devices analysed; rate = median over leaking devices; " +
         entries.length + " rows" }));
     const moduleSel = el("select", { id: "f-module", name: "module" }, el("option", { value: "", text: "any" }),
-      doc.modules.map((m) => el("option", { value: m, text: m, selected: m === doc.filters.module })));
+      doc.modules.filter((m) => m).map((m) => el("option", { value: m, text: m, selected: m === doc.filters.module })));
     const subjectSel = el("select", { id: "f-subject", name: "subject" },
       [["", "any"], ["stack", "stack"], ["slab_cache", "slab cache"]].map(([v, t]) =>
         el("option", { value: v, text: t, selected: v === doc.filters.subject })));
@@ -259,7 +264,7 @@
     const doc = await api("/api/v1/stack?" + q);
     document.title = "kmemfleet: " + short(doc.signature, 1);
     app.replaceChildren(el("h1", { class: "sig", text: short(doc.signature, 2) }));
-    app.append(el("div", { class: "kv", id: "stack-facts" },
+    app.append(kv("stack-facts",
       "Subject", doc.subject, "Firmware", link("/firmware/" + encodeURIComponent(doc.firmware_version), {}, doc.firmware_version),
       "First seen on", doc.first_seen_firmware || "-", "First leaked on", doc.first_leaking_firmware || "-",
       "Signature", el("span", { class: "sig", id: "signature", text: doc.signature }),
@@ -288,7 +293,7 @@
       { key: "confidence", label: "Conf", num: true },
       { key: "span_hours", label: "Hours", num: true },
       { key: "last_bytes", label: "Last", num: true, render: (r) => fmtBytes(r.last_bytes) },
-    ], doc.verdicts, { rowClass: (r) => (r.leaking ? "leaking" : "") }));
+    ], doc.verdicts, { rowClass: (r) => (r.leaking ? "leaking" : ""), rowKey: (r) => r.device_id + "/" + r.boot_id }));
     app.append(el("h2", { text: "The same " + doc.subject.replace("_", " ") + " on every firmware" }));
     app.append(table("per-firmware", [
       { key: "firmware_version", label: "Firmware", render: (r) => stackLink(r.firmware_version, doc.subject, doc.signature, r.firmware_version) },
@@ -297,7 +302,7 @@
       { key: "median_slope_bytes_per_hour", label: "KiB/h", num: true, render: (r) => fmtRate(r.median_slope_bytes_per_hour) },
       { key: "projected_hours_to_exhaust", label: "Exhaust", num: true, render: (r) => fmtHours(r.projected_hours_to_exhaust) },
       { key: "confidence", label: "Conf", num: true },
-    ], doc.per_firmware));
+    ], doc.per_firmware, { rowKey: (r) => r.firmware_version }));
     const withCurves = doc.per_firmware.filter((r) => r.curve);
     if (withCurves.length) {
       const u = union(withCurves.map((r) => r.curve), "uptime_h", "median");
@@ -350,7 +355,8 @@
           if (!have.length) { span.append(el("span", { class: "muted", text: "no points" })); continue; }
           const u = union(have.map((x) => x[1]), "uptime_h", "median");
           chart("diff-" + d.rank, span, {
-            width: 320, height: 120, bytes: true, x: u.x, xLabel: "uptime (h)",
+            width: 320, height: 120, small: true, bytes: true, x: u.x, xLabel: "uptime (h)",
+            tooltip: have.map((x) => x[0] + ": median " + fmtBytes(x[1].median[x[1].median.length - 1]) + " at " + x[1].uptime_h[x[1].uptime_h.length - 1] + " h").join("; "),
             series: have.map((x, i) => ({ label: x[0], values: u.ys[i], color: x[0] === base ? "#1f77b4" : "#d62728" })),
           });
         }
@@ -368,7 +374,7 @@
     const d = doc.device;
     document.title = "kmemfleet: " + d.device_id;
     app.replaceChildren(el("h1", { text: "Device " + d.device_id }));
-    app.append(el("div", { class: "kv", id: "identity" },
+    app.append(kv("identity",
       "Firmware", link("/firmware/" + encodeURIComponent(d.firmware_version), {}, d.firmware_version),
       "Kernel", d.kernel_release, "Arch", d.arch, "Hardware model", d.hardware_model, "Boot", d.boot_id,
       "Labels", Object.entries(d.labels).map(([k, v]) => k + "=" + v).join(", ") || "-",
@@ -378,7 +384,7 @@
       { key: "firmware_version", label: "Firmware" },
       { key: "first_seen", label: "First seen" }, { key: "last_seen", label: "Last seen" },
       { key: "hours", label: "Hours", num: true },
-    ], doc.boots));
+    ], doc.boots, { rowKey: (b) => b.boot_id }));
     const sortSel = el("select", { id: "slab-sort", onchange: () => { setParams({ sort: sortSel.value }, true); render(); } },
       [["c", "c: cache size"], ["a", "a: active objects"], ["l", "l: slabs"], ["n", "n: name"], ["o", "o: objects"],
        ["p", "p: objects per slab"], ["s", "s: object size"], ["u", "u: utilization"], ["g", "g: growth"]]
@@ -393,7 +399,7 @@
       { key: "cache_size_bytes", label: "CACHE SIZE", num: true, render: (c) => fmtBytes(c.cache_size_bytes) },
       { key: "growth_bytes_per_hour", label: "GROWTH/h", num: true, render: (c) => fmtBytes(c.growth_bytes_per_hour) },
       { key: "verdict", label: "VERDICT" }, { key: "name", label: "NAME" },
-    ], doc.slab_caches));
+    ], doc.slab_caches, { rowKey: (c) => c.name }));
     if (doc.slab_history.t.length) {
       chart("slab-history", app, { x: doc.slab_history.t, time: true, bytes: true, yLabel: "bytes", title: "Largest slab caches over the boot",
         series: doc.slab_history.series.map((s) => ({ label: s.cache, values: s.bytes })) });
