@@ -211,10 +211,12 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def logged_in(browser: Any, console_fleet: ConsoleFleet) -> Any:
     """The browser with a session cookie on the secured console (from the login form)."""
     from tests.web.pages import login
 
+    browser.get(console_fleet.secured.url + "/login")
+    browser.delete_all_cookies()
     login(browser, console_fleet.secured.url, console_fleet.reader_token, "/fleet")
     return browser

@@ -57,7 +57,7 @@ SECURITY_HEADERS = {
     "base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -292,10 +292,14 @@ class Console:
         return self._login_page(next_path)
 
     def _same_origin(self, request: web.Request) -> bool:
+        """A form posted from the console's own pages (or by a non-browser client)."""
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None:
+            return site in ("same-origin", "none")
         origin = request.headers.get("Origin")
-        if origin is None or origin == "null":
-            return origin is None
-        return urlsplit(origin).netloc == request.host
+        if origin is None:
+            return True  # not a browser form: curl and friends send no Origin
+        return origin != "null" and urlsplit(origin).netloc == request.host
 
     async def _login_submit(self, request: web.Request) -> web.StreamResponse:
         if not self._same_origin(request):
