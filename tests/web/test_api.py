@@ -19,7 +19,7 @@ def _entries_without_freshness(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_leaks_api_answers_what_kmemfleet_leaks_prints(console_fleet: ConsoleFleet) -> None:
     f = console_fleet
-    doc = f.secured.json(f"/api/v1/firmware/{TARGET}/leaks?top=50&curves=0", f.reader_token)
+    doc = f.secured.json(f"/api/v1/firmware/{TARGET}/leaks?top=50", f.reader_token)
     assert doc["firmware_version"] == TARGET
     assert doc["devices"] == f.cli_leaks["devices"]
     assert doc["entries"] == f.cli_leaks["entries"]
@@ -28,7 +28,9 @@ def test_leaks_api_answers_what_kmemfleet_leaks_prints(console_fleet: ConsoleFle
 
 def test_diff_api_answers_what_kmemfleet_diff_prints(console_fleet: ConsoleFleet) -> None:
     f = console_fleet
-    doc = f.secured.json(f"/api/v1/diff?base={BASE}&target={TARGET}&top=50", f.reader_token)
+    doc = f.secured.json(
+        f"/api/v1/diff?base={BASE}&target={TARGET}&top=50&curves=1", f.reader_token
+    )
     assert doc["entries"] == f.cli_diff["entries"]
     assert doc["entries"][0]["change"] == "regression"
     assert doc["entries"][0]["signature"] == f.truth["regression_signature"]
@@ -82,6 +84,23 @@ def test_stack_endpoint_shows_the_regression_on_every_firmware(
     assert on[TARGET]["devices_leaking"] == planted["devices_leaking"]
     assert on.get(BASE, {"devices_leaking": 0})["devices_leaking"] == 0
     assert any(b["leaking"] and b["bytes"] for b in doc["boots"])
+
+
+def test_curves_endpoint_gives_median_and_spread_per_signature(
+    console_fleet: ConsoleFleet,
+) -> None:
+    f = console_fleet
+    sigs = [e["signature"] for e in f.cli_leaks["entries"] if e["subject"] == "stack"][:3]
+    q = "&".join(f"signature={quote(s)}" for s in sigs)
+    doc = f.secured.json(f"/api/v1/curves?firmware={TARGET}&subject=stack&{q}", f.reader_token)
+    assert set(doc["curves"]) == set(sigs)
+    for c in doc["curves"].values():
+        assert len(c["uptime_h"]) == len(c["median"]) > 1
+        assert all(
+            lo <= mid <= hi for lo, mid, hi in zip(c["p10"], c["median"], c["p90"], strict=True)
+        )
+    leaks = f.secured.json(f"/api/v1/firmware/{TARGET}/leaks?top=3&curves=1", f.reader_token)
+    assert leaks["curves"]["stack"][sigs[0]] == doc["curves"][sigs[0]]
 
 
 def test_filters_narrow_the_ranking(console_fleet: ConsoleFleet) -> None:
@@ -191,6 +210,10 @@ HOSTILE = [
     ("/static/%2e%2e/%2e%2e/etc/passwd", 404),
     ("/static/..%2f..%2fetc%2fpasswd", 404),
     ("/api/v1/nothing", 404),
+    (f"/api/v1/curves?firmware={TARGET}", 400),
+    (f"/api/v1/curves?firmware={TARGET}&" + "&".join(["signature=s"] * 51), 400),
+    ("/api/v1/curves?firmware=nope&signature=s", 404),
+    (f"/api/v1/firmware/{TARGET}/leaks?curves=yes", 400),
     ("/device/" + "d" * 200, 400),
 ]
 

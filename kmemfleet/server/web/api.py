@@ -31,6 +31,9 @@ MAX_SIGNATURE_LEN = 8192  # a signature is up to 64 frames of function [module]
 MAX_LABEL_FILTERS = 8
 FILTERED_TOP = 1000  # ranked entries a filtered view chooses from
 PAGE_SIZE = 4096  # the page size cache sizes are counted in (slabtop's default)
+CURVE_BOOTS = 20  # boots behind a sparkline's median and spread
+MAX_CURVE_SIGNATURES = 50  # signatures one /api/v1/curves call takes
+CURVES_CACHE_S = 60.0  # curves move only as analysis folds new buckets
 FLEET_CACHE_S = 30.0  # the fleet's slab curve is this fresh at worst (it scans snapshots)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -127,6 +130,9 @@ class Api:
         self.queries = queries
         self.pool = queries.pool
         self._fleet_slab: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._curve_cache: dict[
+            tuple[str, int, str], tuple[float, dict[str, list[float]] | None]
+        ] = {}
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -136,6 +142,7 @@ class Api:
             web.get("/api/v1/devices/{device_id}/stacks/{stack_id}", self.stack_series),
             web.get("/api/v1/firmware/{firmware}/leaks", self.leaks),
             web.get("/api/v1/stack", self.stack),
+            web.get("/api/v1/curves", self.curves),
             web.get("/api/v1/diff", self.diff),
         ]
 
@@ -202,7 +209,7 @@ class Api:
         labels = p.labels()
         model = p.text("hardware_model")
         saturating = p.flag("saturating")
-        want_curves = p.text("curves", "1", limit=1) != "0"
+        want_curves = p.flag("curves")
         await self._known_firmware("firmware", firmware)
         filtered = bool(module or subject or labels or model)
         resp = await self.queries.leaks(
@@ -266,19 +273,64 @@ class Api:
     ) -> dict[str, dict[str, dict[str, list[float]]]]:
         """Curves per subject name, then signature."""
         out: dict[str, dict[str, dict[str, list[float]]]] = {}
-        async with self.pool.acquire() as conn:
-            for name, code in series.SUBJECTS.items():
-                sigs = [e["signature"] for e in entries if e["subject"] == name]
-                if sigs:
-                    out[name] = await series.curves(conn, firmware, code, sigs)
+        for name, code in series.SUBJECTS.items():
+            sigs = [e["signature"] for e in entries if e["subject"] == name]
+            if sigs:
+                found = await self.cached_curves(firmware, code, sigs)
+                out[name] = {k: v for k, v in found.items() if v is not None}
         return out
+
+    async def cached_curves(
+        self, firmware: str, subject: int, signatures: list[str]
+    ) -> dict[str, dict[str, list[float]] | None]:
+        """series.curves over CURVE_BOOTS boots, each kept CURVES_CACHE_S seconds."""
+        now = time.monotonic()
+        out: dict[str, dict[str, list[float]] | None] = {}
+        missing = []
+        for sig in signatures:
+            hit = self._curve_cache.get((firmware, subject, sig))
+            if hit is not None and hit[0] > now:
+                out[sig] = hit[1]
+            else:
+                missing.append(sig)
+        if missing:
+            async with self.pool.acquire() as conn:
+                found = await series.curves(conn, firmware, subject, missing, CURVE_BOOTS)
+            if len(self._curve_cache) > 20_000:
+                self._curve_cache.clear()
+            for sig in missing:
+                out[sig] = found.get(sig)
+                self._curve_cache[(firmware, subject, sig)] = (now + CURVES_CACHE_S, out[sig])
+        return out
+
+    async def curves(self, request: web.Request) -> web.Response:
+        p = Params(request)
+        firmware = p.text("firmware", required=True)
+        subject = series.SUBJECTS[p.choice("subject", tuple(series.SUBJECTS), "stack")]
+        sigs = request.query.getall("signature", [])
+        if not sigs or len(sigs) > MAX_CURVE_SIGNATURES:
+            raise bad("signature", f"give 1 to {MAX_CURVE_SIGNATURES} of them")
+        for sig in sigs:
+            problem = text_problem(sig, MAX_SIGNATURE_LEN)
+            if problem:
+                raise bad("signature", problem)
+        await self._known_firmware("firmware", firmware)
+        found = await self.cached_curves(firmware, subject, list(dict.fromkeys(sigs)))
+        return json(
+            {
+                "firmware_version": firmware,
+                "subject": series.SUBJECT_NAMES[subject],
+                "boots_per_curve": CURVE_BOOTS,
+                "curves": {k: v for k, v in found.items() if v is not None},
+            }
+        )
 
     async def diff(self, request: web.Request) -> web.Response:
         p = Params(request)
         base = p.text("base", required=True)
         target = p.text("target", required=True)
         top = p.integer("top", DEFAULT_TOP, 1, MAX_TOP)
-        want_curves = p.text("curves", "1", limit=1) != "0"
+        want_curves = p.flag("curves")
         await self._known_firmware("base", base)
         await self._known_firmware("target", target)
         resp = await self.queries.diff(
@@ -320,11 +372,10 @@ class Api:
                 raise not_found("signature: not analysed on any firmware")
             entries = await rankings.leak_entries(conn, rows)
             detail = await series.stack_detail(conn, subject, signature, firmware)
-            versions = detail["firmware_versions"]
-            by_version: dict[str, Any] = {}
-            for v in versions:
-                c = await series.curves(conn, v, subject, [signature])
-                by_version[v] = c.get(signature)
+        versions = detail["firmware_versions"]
+        by_version: dict[str, Any] = {}
+        for v in versions:
+            by_version[v] = (await self.cached_curves(v, subject, [signature]))[signature]
         detail["per_firmware"] = [
             {
                 "firmware_version": v,

@@ -133,7 +133,7 @@ async def curves(
                        AND x.signature = ANY($3::text[])) q
                  WHERE n <= $4),
             st AS (SELECT DISTINCT device_id, boot_id FROM s),
-            st2 AS (SELECT st.*, {_BOOT_START.format(t="st")} AS started FROM st),
+            st2 AS MATERIALIZED (SELECT st.*, {_BOOT_START.format(t="st")} AS started FROM st),
             pts AS (
                 SELECT s.signature, floor((extract(epoch FROM a.bucket) - st2.started) / 3600) AS h,
                        sum(a.last_value)::float8 AS v
@@ -253,7 +253,7 @@ async def boot_curves(
                   FROM analysis_series x
                  WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
                  GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT $4),
-            st AS (SELECT s.*, {_BOOT_START.format(t="s")} AS started FROM s)
+            st AS MATERIALIZED (SELECT s.*, {_BOOT_START.format(t="s")} AS started FROM s)
             SELECT st.device_id, st.boot_id, st.leaking,
                    (extract(epoch FROM a.bucket) - st.started) / 3600 AS h,
                    sum(a.last_value)::float8 AS v

@@ -116,7 +116,9 @@
       if (opts.after) opts.after();
     }
     fill();
-    return el("table", { id }, el("thead", {}, el("tr", {}, heads)), tbody);
+    const t = el("table", { id }, el("thead", {}, el("tr", {}, heads)), tbody);
+    t.refill = fill;
+    return t;
   }
 
   // ---- charts (uPlot): drag to zoom, double-click to reset, hover shows values ----
@@ -140,6 +142,7 @@
           value: spec.bytes ? (u, v) => fmtBytes(v) : undefined,
         }))],
     };
+    if (kmf.charts[id]) kmf.charts[id].destroy();
     const box = el("div", { class: spec.spark ? "spark" : "chart", id: "chart-" + id, title: spec.tooltip || null });
     parent.append(box);
     const u = new uPlot(opts, data, box);
@@ -185,7 +188,7 @@
     } else app.append(el("p", { class: "muted", text: "No snapshots in that window." }));
   }
 
-  function leakColumns(firmware, curves, chartIds) {
+  function leakColumns(firmware, chartIds) {
     return [
       { key: "rank", label: "#", num: true },
       { key: "signature", label: "Stack / slab cache", cls: "sig", render: (e) =>
@@ -207,10 +210,25 @@
       { key: "score", label: "Score", num: true, render: (e) => e.score.toFixed(1) },
     ];
   }
+  // Curves come after the ranking (a second, cached call): the table shows first.
+  async function fetchCurves(firmware, entries) {
+    const out = {};
+    for (const subject of ["stack", "slab_cache"]) {
+      const sigs = Array.from(new Set(entries.filter((e) => e.subject === subject).map((e) => e.signature)));
+      for (let i = 0; i < sigs.length; i += 50) {
+        const q = new URLSearchParams({ firmware, subject });
+        sigs.slice(i, i + 50).forEach((s) => q.append("signature", s));
+        const doc = await api("/api/v1/curves?" + q);
+        out[subject] = Object.assign(out[subject] || {}, doc.curves);
+      }
+    }
+    return out;
+  }
   function sparks(cells, curves) {
     for (const [span, e] of cells) {
-      const c = (curves[e.subject] || {})[e.signature];
       span.replaceChildren();
+      if (!curves) { span.append(el("span", { class: "muted", text: "\u2026" })); continue; }
+      const c = (curves[e.subject] || {})[e.signature];
       if (!c) { span.append(el("span", { class: "muted", text: "no points" })); continue; }
       chart("spark-" + e.rank, span, {
         spark: true, width: 160, height: 36, bytes: true, x: c.uptime_h,
@@ -251,11 +269,15 @@
     link(location.pathname, {}, "clear"));
     app.append(form);
     const cells = [];
-    app.append(table("leaks", leakColumns(firmware, doc.curves || {}, cells), entries, {
+    let curves = null;
+    const tbl = table("leaks", leakColumns(firmware, cells), entries, {
       url: true, sort: p.get("sort"), order: p.get("order"),
-      after: () => sparks(cells.splice(0), doc.curves || {}),
-    }));
+      after: () => sparks(cells.splice(0), curves),
+    });
+    app.append(tbl);
     if (!entries.length) app.append(el("p", { id: "empty", class: "muted", text: "No leaking subject matches." }));
+    curves = await fetchCurves(firmware, entries);
+    tbl.refill();
   }
 
   async function stackPage() {
@@ -326,18 +348,20 @@
     const q = new URLSearchParams({ base, target });
     if (p.get("top")) q.set("top", p.get("top"));
     const doc = await api("/api/v1/diff?" + q);
+    doc.curves = null;
     document.title = "kmemfleet: diff " + base + " -> " + target;
     app.replaceChildren(el("h1", { text: "Diff: " + base + " \u2192 " + target }),
       el("p", { class: "muted", text: "base " + doc.base_cohort.devices + " devices (median " + doc.base_cohort.median_hours +
         " h), target " + doc.target_cohort.devices + " devices (median " + doc.target_cohort.median_hours + " h)" }));
     const entries = doc.entries.map((d, i) => Object.assign({ rank: i + 1, subject: (d.target || d.base).subject }, d));
     const side = (e, k) => (e ? e[k] : 0);
+    const tables = [];
     for (const change of ["regression", "fixed", "unchanged"]) {
       const rows = entries.filter((d) => d.change === change);
       app.append(el("h2", { text: { regression: "Regressions", fixed: "Fixed", unchanged: "Unchanged" }[change] + " (" + rows.length + ")" }));
       if (!rows.length) continue;
       const cells = [];
-      app.append(table("diff-" + change, [
+      tables.push(table("diff-" + change, [
         { key: "rank", label: "#", num: true },
         { key: "change", label: "Change", render: (d) => el("span", { class: "badge " + d.change, text: d.change }) },
         { key: "signature", label: "Stack / slab cache", cls: "sig", render: (d) => stackLink(d.change === "fixed" ? base : target, d.subject, d.signature) },
@@ -348,10 +372,11 @@
         { key: "curves", label: "Median bytes vs uptime", sort: false, render: (d) => { const s = el("span"); cells.push([s, d]); return s; } },
       ], rows, { after: () => {
         for (const [span, d] of cells.splice(0)) {
+          span.replaceChildren();
+          if (!doc.curves) { span.append(el("span", { class: "muted", text: "\u2026" })); continue; }
           const b = ((doc.curves.base || {})[d.subject] || {})[d.signature];
           const t = ((doc.curves.target || {})[d.subject] || {})[d.signature];
           const have = [[base, b], [target, t]].filter((x) => x[1]);
-          span.replaceChildren();
           if (!have.length) { span.append(el("span", { class: "muted", text: "no points" })); continue; }
           const u = union(have.map((x) => x[1]), "uptime_h", "median");
           chart("diff-" + d.rank, span, {
@@ -361,7 +386,10 @@
           });
         }
       } }));
+      app.append(tables[tables.length - 1]);
     }
+    doc.curves = { base: await fetchCurves(base, entries), target: await fetchCurves(target, entries) };
+    tables.forEach((t) => t.refill());
   }
 
   async function devicePage() {
