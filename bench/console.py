@@ -256,7 +256,9 @@ def main() -> int:
             endpoints = {
                 "fleet": "/api/v1/fleet?hours=24",
                 "firmware leaks": f"/api/v1/firmware/{TARGET}/leaks?top=20",
-                "firmware leaks, label filter": f"/api/v1/firmware/{TARGET}/leaks?top=20&label=site:site-3",
+                "firmware leaks, label filter": (
+                    f"/api/v1/firmware/{TARGET}/leaks?top=20&label=site:site-3"
+                ),
                 "stack": f"/api/v1/stack?firmware={TARGET}&signature={sig}",
                 "diff": f"/api/v1/diff?base={BASE}&target={TARGET}&top=20",
                 "device": f"/api/v1/devices/{device}",
@@ -269,6 +271,21 @@ def main() -> int:
                 size = len(get(base + path))
                 xs = timed(lambda p=path: get(base + p), args.calls)
                 print(f"  {name:34s} {pct(xs, 50):7.1f} {pct(xs, 95):7.1f}  {size:,}")
+            # The leaks page's second call: its rows' curves (cached CURVES_CACHE_S).
+            top = json.loads(get(base + endpoints["firmware leaks"]))["entries"]
+            curves_path = f"/api/v1/curves?firmware={TARGET}&subject=stack&" + "&".join(
+                f"signature={quote(e['signature'])}" for e in top if e["subject"] == "stack"
+            )
+            cold = []
+            for v in VERSIONS:  # one cold call per firmware (nothing cached for it yet)
+                path = curves_path.replace(f"firmware={TARGET}", f"firmware={v}")
+                cold += timed(lambda p=path: get(base + p), 1)
+            warm = timed(lambda: get(base + curves_path), args.calls)
+            print(
+                f"  {'curves of 20 rows, cold (x5)':34s} {pct(cold, 50):7.1f} {max(cold):7.1f}"
+                "  (max, not p95)"
+            )
+            print(f"  {'curves of 20 rows, cached':34s} {pct(warm, 50):7.1f} {pct(warm, 95):7.1f}")
             leaks = timed(
                 lambda: stub.Leaks(query_pb2.LeaksRequest(firmware_version=TARGET, top=20)),
                 args.calls,
@@ -279,11 +296,19 @@ def main() -> int:
                 ),
                 args.calls,
             )
+            dev_req = query_pb2.DeviceRequest(device_id=device)
+            state = timed(
+                lambda: (stub.DeviceSlabs(dev_req), stub.DeviceStacks(dev_req)), args.calls
+            )
             print("  baseline, same run, gRPC:")
             print(
                 f"  {'Query.Leaks (same ranking)':34s} {pct(leaks, 50):7.1f} {pct(leaks, 95):7.1f}"
             )
             print(f"  {'Query.Diff (same diff)':34s} {pct(diffs, 50):7.1f} {pct(diffs, 95):7.1f}")
+            print(
+                f"  {'DeviceSlabs + DeviceStacks':34s} {pct(state, 50):7.1f} {pct(state, 95):7.1f}"
+                "  (the device page's state)"
+            )
         pages = {
             "fleet": "/fleet",
             "firmware leaks": f"/firmware/{TARGET}",
@@ -300,13 +325,12 @@ def main() -> int:
                 f"\npages in headless Chromium, {args.loads} loads each after a warm-up "
                 "(ms from navigation start; target FCP <= 1000)"
             )
-            print(
-                f"  {'page':16s} {'FCP p50':>8s} {'FCP max':>8s} {'drawn p50':>10s} {'drawn max':>10s}"
-            )
+            head = ("FCP p50", "FCP max", "drawn p50", "drawn max")
+            print(f"  {'page':16s} " + " ".join(f"{h:>10s}" for h in head))
             for name, path in pages.items():
                 t = page_times(driver, base + path, args.loads)
                 print(
-                    f"  {name:16s} {statistics.median(t['fcp']):8.0f} {max(t['fcp']):8.0f} "
+                    f"  {name:16s} {statistics.median(t['fcp']):10.0f} {max(t['fcp']):10.0f} "
                     f"{statistics.median(t['ready']):10.0f} {max(t['ready']):10.0f}"
                 )
         finally:

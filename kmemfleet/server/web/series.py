@@ -23,6 +23,7 @@ from kmemfleet.wire import loads, stack_definition, to_signed64
 MAX_CURVE_BOOTS = 60  # boots behind one curve (leaking ones first)
 MAX_ROWS = 1000  # rows of a verdict or boots table
 MAX_TREND_POINTS = 600  # points of a device trend (evenly thinned)
+MAX_BOOT_POINTS = 200  # points of one boot's curve on the stack page (evenly thinned)
 SUBJECTS = {"stack": SUBJECT_STACK, "slab_cache": SUBJECT_SLAB}
 SUBJECT_NAMES = {v: k for k, v in SUBJECTS.items()}
 
@@ -267,6 +268,11 @@ async def boot_curves(
         boots,
     )
     out: dict[tuple[str, str], dict[str, Any]] = {}
+    points: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    for r in rows:
+        points[(r["device_id"], r["boot_id"])].append(
+            (round(max(0.0, float(r["h"])), 3), round(r["v"]))
+        )
     for r in rows:
         c = out.setdefault(
             (r["device_id"], r["boot_id"]),
@@ -274,12 +280,12 @@ async def boot_curves(
                 "device_id": r["device_id"],
                 "boot_id": r["boot_id"],
                 "leaking": r["leaking"],
-                "uptime_h": [],
-                "bytes": [],
             },
         )
-        c["uptime_h"].append(round(max(0.0, float(r["h"])), 3))
-        c["bytes"].append(round(r["v"]))
+    for key, c in out.items():
+        kept = _thin(points[key], MAX_BOOT_POINTS)
+        c["uptime_h"] = [h for h, _ in kept]
+        c["bytes"] = [v for _, v in kept]
     return list(out.values())
 
 
