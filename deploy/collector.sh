@@ -89,7 +89,8 @@ capture() {
     mkdir "$tmp"
     for pair in slabinfo:$proc/slabinfo meminfo:$proc/meminfo buddyinfo:$proc/buddyinfo \
                 boot_id:$proc/sys/kernel/random/boot_id uptime:$proc/uptime \
-                allocinfo:$proc/allocinfo mem_leaks:$proc/mlt/mem_leaks \
+                allocinfo:$proc/allocinfo vmallocinfo:$proc/vmallocinfo vmstat:$proc/vmstat \
+                mem_leaks:$proc/mlt/mem_leaks \
                 kmalloc:$proc/kmalloc mlt_stacks:$debugfs/mlt/stacks; do
         name=${pair%%:*} src=${pair#*:}
         # cat, not cp: proc files report size 0 and some cp versions copy nothing.

@@ -40,6 +40,10 @@ MAX_BUDDY_ORDERS = 64
 MAX_PARSE_ISSUES = 1_000
 MAX_ISSUE_REASON = 200
 MAX_COUNT = (1 << 63) - 1  # PostgreSQL bigint
+# StackDefinition.kind (MemoryKind; an open enum on the wire, a smallint in the
+# stacks table): known kinds are 0..3; later ones a newer agent may send are kept
+# up to this bound (named kind<n>), anything else drops the definition.
+MAX_MEMORY_KIND = 255
 
 
 def text_problem(value: str, limit: int = MAX_TEXT_LEN, required: bool = False) -> str | None:
@@ -118,6 +122,8 @@ def frames_problem(frames: list[tuple[str, str, str]], module: str = "") -> str 
 
 
 def definition_problem(sd: pb.StackDefinition) -> str | None:
+    if not 0 <= sd.kind <= MAX_MEMORY_KIND:
+        return f"kind: must be 0..{MAX_MEMORY_KIND}"
     frames = sd.frames
     if not frames:
         return "frames: must not be empty"
@@ -261,6 +267,7 @@ def _sanitize_stacks(
         frames = sd.frames
         if (
             frames
+            and 0 <= sd.kind <= MAX_MEMORY_KIND
             and len(frames) <= MAX_FRAMES
             and len(sd.module) <= MAX_ID_LEN
             and "\x00" not in sd.module

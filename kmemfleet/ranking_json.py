@@ -11,13 +11,32 @@ from typing import Any
 
 from kmemfleet.v1 import query_pb2
 
-SUBJECTS = {query_pb2.LEAK_SUBJECT_STACK: "stack", query_pb2.LEAK_SUBJECT_SLAB_CACHE: "slab_cache"}
+SUBJECTS = {
+    query_pb2.LEAK_SUBJECT_STACK: "stack",
+    query_pb2.LEAK_SUBJECT_SLAB_CACHE: "slab_cache",
+    query_pb2.LEAK_SUBJECT_MEMINFO: "meminfo",
+}
+
+UNATTRIBUTED_LABEL = (
+    "fleet-wide indicator, not a stack: kernel memory no meminfo counter explains "
+    "(meminfo:unattributed); not validated on real fleets yet, never in diff or gate"
+)
+
+
+def kind_of(e: query_pb2.LeakEntry) -> str:
+    """slab / pages / vmalloc; "-" for a meminfo series (no one kind of memory)."""
+    from kmemfleet.signature import kind_name
+
+    if e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        return "-"
+    return kind_name(e.kind)
 
 
 def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "subject": SUBJECTS.get(e.subject, "unspecified"),
         "signature": e.signature,
+        "kind": None if e.subject == query_pb2.LEAK_SUBJECT_MEMINFO else kind_of(e),
         "devices_observed": e.devices_observed,
         "devices_leaking": e.devices_leaking,
         "share_leaking": round(e.share_leaking, 4),
@@ -35,6 +54,8 @@ def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
         doc["projected_level_bytes"] = round(e.projected_level_bytes)
     if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE:
         doc["slab_cache"] = e.slab_cache
+    elif e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        doc["meminfo_series"] = e.meminfo_series
     elif e.HasField("stack"):
         doc["stack"] = {
             "stack_id": f"{e.stack.stack_id:016x}",
@@ -63,7 +84,9 @@ def change_names() -> dict[int, str]:
     }
 
 
-def leaks_json(resp: query_pb2.LeaksResponse, include_saturating: bool) -> dict[str, Any]:
+def leaks_json(
+    resp: query_pb2.LeaksResponse, include_saturating: bool, include_unattributed: bool = False
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "firmware_version": resp.firmware_version,
         "devices": resp.devices,
@@ -72,6 +95,11 @@ def leaks_json(resp: query_pb2.LeaksResponse, include_saturating: bool) -> dict[
     }
     if include_saturating:
         doc["saturating"] = [entry_json(e) for e in resp.saturating]
+    if include_unattributed:
+        doc["unattributed"] = {
+            "indicator": UNATTRIBUTED_LABEL,
+            "entries": [entry_json(e) for e in resp.unattributed],
+        }
     return doc
 
 

@@ -172,11 +172,12 @@ _FRAME_FIELDS = frozenset(pb.Frame.DESCRIPTOR.fields_by_name)
 
 
 def stack_definition(row: Mapping[str, Any]) -> pb.StackDefinition:
-    """A `stacks` row (stack_id, source, module, frames) as the wire message."""
+    """A `stacks` row (stack_id, source, module, frames[, kind]) as the wire message."""
     return pb.StackDefinition(
         stack_id=to_unsigned64(row["stack_id"]),
         module=row["module"],
         source=row["source"],
+        kind=int(row.get("kind") or 0),  # type: ignore[arg-type]  # no column: slab
         # Keys a Frame no longer has (rows stored by another release) are skipped.
         frames=[
             pb.Frame(**{k: v for k, v in f.items() if k in _FRAME_FIELDS})

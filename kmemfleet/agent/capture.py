@@ -10,6 +10,7 @@ interning are applied afterwards by kmemfleet.agent.delta.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +39,15 @@ class Capture:
     meminfo: dict[str, int] = field(default_factory=dict)
     buddy: list[pb.BuddyZone] = field(default_factory=list)
     stacks: StackReport | None = None
+    vmalloc: StackReport | None = None  # /proc/vmallocinfo: beside `stacks`, not instead
     issues: list[pb.ParseIssue] = field(default_factory=list)
     source_ms: dict[str, float] = field(default_factory=dict)  # read + parse time per source
+    # The device's page size: a live agent's own (os.sysconf); 0 for a bundle
+    # until /proc/vmallocinfo tells it (kmemfleet.agent.collectors.vmallocinfo).
+    page_size: int = 0
+
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def collect(cap: Capture, read: Reader, sources: Sequence[Source] = SOURCES) -> None:
@@ -85,7 +93,7 @@ def live_reader(fs: KernelFS) -> Reader:
 
 def read_capture(fs: KernelFS, identity: IdentityConfig) -> Capture:
     """Read every source of a live device. Raises SourceError if slabinfo is unusable."""
-    cap = Capture(device_pb2.DeviceIdentity(), time.time_ns(), 0.0)
+    cap = Capture(device_pb2.DeviceIdentity(), time.time_ns(), 0.0, page_size=PAGE_SIZE)
     collect(cap, live_reader(fs))  # first: a device without slabinfo is told so first
     cap.device, cap.uptime_seconds = read_identity(identity, fs), uptime_seconds(fs)
     return cap

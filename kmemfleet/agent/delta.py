@@ -7,6 +7,14 @@ complete. The encoded bytes also embed a StackDefinition for every stack the
 snapshot's samples name, so a spooled snapshot is self-contained; the stream
 sender strips the ones its stream already carried (kmemfleet.agent.stream).
 
+Stacks come from two independent states: the chosen stack source's and
+/proc/vmallocinfo's (issue 17). Both go into the same stack_samples and
+removed_stacks. Their ids should never collide (vmalloc ids hash kind and
+source in, see kmemfleet.agent.stackid); should one still, the chosen source's
+sample wins, and no id either source still has is listed as removed. Either
+source appearing or disappearing makes a keyframe, as a change of the chosen
+source does.
+
 Only changed rows become protobuf messages: in steady state a device with
 5,000 stacks builds a few dozen, which is what keeps the agent cheap.
 """
@@ -74,6 +82,7 @@ class DeltaEncoder:
         self._boot = ""
         self._source: int | None = None
         self._has_slabs = False
+        self._has_vmalloc = False
         self._since_key = 0
         self._key_ns = 0
         # The previous snapshot's values, kept compact between snapshots: a few
@@ -83,6 +92,7 @@ class DeltaEncoder:
         # data); one big string lives in malloc'd memory that is trimmed.
         self._slabs = _State()
         self._stacks = _State()
+        self._vmalloc = _State()
 
     def force_keyframe(self) -> None:
         """The chain broke (spool drop, rejection): the next snapshot is a keyframe."""
@@ -95,6 +105,7 @@ class DeltaEncoder:
             or cap.device.boot_id != self._boot
             or source != self._source
             or (cap.slabs is not None) != self._has_slabs
+            or (cap.vmalloc is not None) != self._has_vmalloc
             or self._since_key + 1 >= self.policy.every
             or cap.captured_at_ns - self._key_ns >= self.policy.seconds * 1e9
         )
@@ -113,13 +124,42 @@ class DeltaEncoder:
             spool_dropped=spool_dropped,
         )
         raw_slabs, slab_count = self._encode_slabs(cap, snap, key)
-        defs, sample_count = self._encode_stacks(cap.stacks, snap, key)
+        defs, sample_count, self._stacks = self._encode_stacks(cap.stacks, snap, key, self._stacks)
+        # The chosen source's ids, to keep one sample per id and never remove a
+        # live one: built (5,000 strings) only when a vmalloc id is new to its
+        # state or something was removed, not on every steady-state snapshot.
+        fresh = cap.vmalloc is not None and (key or self._new_vmalloc_ids(cap.vmalloc))
+        main = self._stacks.keys() if fresh or snap.removed_stacks else set()
+        vdefs, vcount, self._vmalloc = self._encode_stacks(
+            cap.vmalloc, snap, key, self._vmalloc, main
+        )
+        sample_count += vcount
+        if snap.removed_stacks:
+            # One id, one stack: an id one source dropped while the other still
+            # has it is not removed (the server would drop the live one).
+            live = main | self._vmalloc.keys()
+            keep = sorted({i for i in snap.removed_stacks if f"{i:016x}" not in live})
+            del snap.removed_stacks[:]
+            snap.removed_stacks.extend(keep)
         if cap.stacks is not None:
             snap.stack_source.CopyFrom(cap.stacks.source_info())
-        data = snap.SerializeToString() + raw_slabs + defs
+        elif cap.vmalloc is not None:
+            snap.stack_source.CopyFrom(cap.vmalloc.source_info())
+            snap.stack_source.attributes.clear()
+        if cap.vmalloc is not None:
+            # One name for vmallocinfo's figures whether or not it is the only
+            # source: "vmallocinfo.<name>" (skipped_<kind>, page_size, ...).
+            info = cap.vmalloc.source_info()
+            attrs = snap.stack_source.attributes
+            attrs["vmallocinfo.tracked_bytes"] = str(info.tracked_bytes)
+            attrs["vmallocinfo.areas"] = str(info.tracked_objects)
+            for k, v in info.attributes.items():
+                attrs[f"vmallocinfo.{k}"] = v
+        data = snap.SerializeToString() + raw_slabs + defs + vdefs
         self._seq, self._boot, self._force = seq, cap.device.boot_id, False
         self._source = cap.stacks.source if cap.stacks is not None else None
         self._has_slabs = cap.slabs is not None
+        self._has_vmalloc = cap.vmalloc is not None
         if key:
             self._since_key, self._key_ns = 0, cap.captured_at_ns
         else:
@@ -145,8 +185,16 @@ class DeltaEncoder:
         return b"".join(out), len(out)
 
     def _encode_stacks(
-        self, report: StackReport | None, snap: pb.Snapshot, key: bool
-    ) -> tuple[bytes, int]:
+        self,
+        report: StackReport | None,
+        snap: pb.Snapshot,
+        key: bool,
+        state: _State,
+        taken: set[str] | None = None,
+    ) -> tuple[bytes, int, _State]:
+        """Samples and definitions of one stack source's changed rows against its
+        previous `state`; returns them with the new state. Rows whose id (16 hex
+        digits) is in `taken` (the other source's) are left out: one sample per id."""
         keys: list[str] = []
         values: list[str] = []
         gone: list[str] = []
@@ -161,13 +209,15 @@ class DeltaEncoder:
                 values = [t[1] for t in raw]
             # One row at a time: a keyframe's 5,000 rows (with their frame strings)
             # never exist at once, which keeps the allocator's high-water mark low.
-            at, gone = self._stacks.changed(keys, values, key)
+            at, gone = state.changed(keys, values, key)
             changed = (row_from_raw(raw[i]) for i in at)
         elif report is not None:
             rows = report.rows
+            if taken:
+                rows = [row for row in rows if f"{row[0]:016x}" not in taken]
             keys = [f"{row[0]:016x}" for row in rows]
             values = [" ".join(map(str, row[1:6])) for row in rows]
-            at, gone = self._stacks.changed(keys, values, key)
+            at, gone = state.changed(keys, values, key)
             changed = [rows[i] for i in at]
         out = bytearray()  # grows in one malloc'd block, not 5,000 small bytes objects
         count = 0
@@ -184,11 +234,14 @@ class DeltaEncoder:
             out += _field(_TAG_STACK_DEFINITIONS, self._definition(report, row))
             count += 1
         if report is None and not key:
-            gone = list(self._stacks.keys())  # the stack source went away
+            gone = list(state.keys())  # the stack source went away
         if gone and not key:
             snap.removed_stacks.extend(sorted(int(k, 16) for k in gone))
-        self._stacks = _State.of(keys, values)
-        return bytes(out), count
+        return bytes(out), count, _State.of(keys, values)
+
+    def _new_vmalloc_ids(self, report: StackReport) -> bool:
+        known = self._vmalloc.keys()
+        return any(f"{row[0]:016x}" not in known for row in report.rows)
 
     @staticmethod
     def _definition(report: StackReport | None, row: StackRow) -> bytes:

@@ -46,7 +46,22 @@ _BIG_MESSAGE = 256 * 1024
 # The server's default --max-snapshot-bytes: a larger snapshot would be refused
 # (or break the stream above the transport limit) on every reconnect, so it is
 # dropped here like a spool-bound drop, and the next snapshot is a keyframe.
+# A server with a lower limit refuses a snapshot between its limit and its
+# transport limit (2 x limit + 1 MiB) with an ack naming it, removed like any
+# REJECTED. One above its transport limit ends the stream with
+# RESOURCE_EXHAUSTED before the server reads it, naming neither the snapshot nor
+# (with gzip) the limit: the largest one in flight is over it, so the uploader
+# sends nothing that large again (learn_limit) and it is dropped on the next stream.
 MAX_SEND_BYTES = 16 * 1024 * 1024
+
+
+def over_transport_limit(err: grpc.RpcError) -> bool:
+    """The server's gRPC refused a request message as larger than it takes."""
+    code = err.code() if hasattr(err, "code") else None
+    details = err.details() if hasattr(err, "details") else None
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message larger than max" in (
+        details or ""
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,7 @@ class Counters:
     stored: int = 0
     duplicate: int = 0
     rejected: int = 0
+    dropped: int = 0  # never sent: over the send limit, or unreadable in the spool
     renumbered: int = 0  # snapshots given new seqs because the server held theirs
     streams: int = 0
     last_error: str = ""
@@ -132,6 +148,9 @@ class Uploader:
     ) -> None:
         self.spool = spool
         self.max_send_bytes = max_send_bytes
+        # Learnt from a stream the server broke for a message too large: the
+        # largest size it may take (RPC bytes, after definitions are stripped).
+        self.server_limit: int | None = None
         self.cfg = cfg
         self.backoff = backoff or Backoff()
         self.window = window
@@ -191,6 +210,7 @@ class Uploader:
     def _session(self) -> int:
         """One stream until it breaks; returns how many acks it received."""
         inflight: deque[int] = deque()
+        sent: dict[int, int] = {}  # seq -> bytes on this stream
         ended = threading.Event()
         acked = 0
         self.counters.streams += 1
@@ -204,7 +224,7 @@ class Uploader:
                     request_serializer=_as_is,
                     response_deserializer=ingest_pb2.Ack.FromString,
                 )
-                requests = self._requests(inflight, ended)
+                requests = self._requests(inflight, ended, sent)
                 call = stream(requests, metadata=call_metadata(self.cfg))
                 self._call = call
                 self._restart = False
@@ -219,11 +239,25 @@ class Uploader:
         except grpc.RpcError as err:
             self.counters.last_error = describe_rpc_error(err, self.cfg.server)
             self.counters.last_error_code = err.code() if hasattr(err, "code") else None
+            if over_transport_limit(err):
+                with self._cond:
+                    self.learn_limit(max((sent.get(q, 0) for q in inflight), default=0))
         finally:
             ended.set()
             self._call = None
             self.notify()  # wake the request generator (it ends) and waiters
         return acked
+
+    def learn_limit(self, too_large: int) -> None:
+        """The server refused a message of `too_large` bytes (or more): send none
+        that large again. Only what the server would refuse is ever dropped; each
+        stream it breaks this way drops at least the largest snapshot in flight."""
+        if too_large <= 0:
+            return
+        limit = too_large - 1
+        if self.server_limit is None or limit < self.server_limit:
+            self.server_limit = limit
+            self._log.warning("server_message_limit", limit=limit)
 
     def _handle_ack(self, ack: ingest_pb2.Ack, inflight: deque[int]) -> None:
         with self._cond:
@@ -275,7 +309,9 @@ class Uploader:
         if call is not None:
             call.cancel()
 
-    def _requests(self, inflight: deque[int], ended: threading.Event) -> Iterator[bytes]:
+    def _requests(
+        self, inflight: deque[int], ended: threading.Event, sent: dict[int, int]
+    ) -> Iterator[bytes]:
         defined = DefinedIds()
         last = 0
         while True:
@@ -289,22 +325,16 @@ class Uploader:
                 if seq == 0:
                     continue
                 inflight.append(seq)
+                for acked in [q for q in sent if q not in inflight]:
+                    del sent[acked]  # sizes of the (at most window) in flight only
             data = self.spool.read(seq)
             last = seq
             if data is None:
                 with self._cond:
                     inflight.remove(seq)
                 continue  # dropped by the bound meanwhile
-            if len(data) > self.max_send_bytes:
-                self._log.error(
-                    "snapshot_too_large_dropped",
-                    seq=seq,
-                    bytes=len(data),
-                    limit=self.max_send_bytes,
-                )
-                with self._cond:
-                    inflight.remove(seq)
-                self.spool.discard(seq)  # counted as a drop; the next one is a keyframe
+            if len(data) > self.max_send_bytes:  # not even parsed
+                self._drop_too_large(seq, len(data), self.max_send_bytes, inflight)
                 continue
             try:
                 snap = pb.Snapshot.FromString(data)
@@ -313,12 +343,18 @@ class Uploader:
                 with self._cond:
                     inflight.remove(seq)
                 self.spool.discard(seq)
+                self.counters.dropped += 1
                 continue
             big = len(data) > _BIG_MESSAGE  # as spooled: what parsing it cost
             if snap.stack_definitions:
                 strip_known_definitions(snap, defined)
                 data = snap.SerializeToString()
             del snap  # a keyframe's parsed message is megabytes: gone before the send
+            if self.server_limit is not None and len(data) > self.server_limit:
+                self._drop_too_large(seq, len(data), self.server_limit, inflight)
+                continue
+            with self._cond:
+                sent[seq] = len(data)
             self.counters.sent += 1
             if big:
                 memory.release()
@@ -326,6 +362,13 @@ class Uploader:
             del data
             if big:
                 memory.release()
+
+    def _drop_too_large(self, seq: int, size: int, limit: int, inflight: deque[int]) -> None:
+        self._log.error("snapshot_too_large_dropped", seq=seq, bytes=size, limit=limit)
+        with self._cond:
+            inflight.remove(seq)
+        self.spool.discard(seq)  # counted as a drop; the next one is a keyframe
+        self.counters.dropped += 1
 
     def _next(self, inflight: deque[int], last: int, ended: threading.Event) -> int:
         """The next seq to send (>0), -1 to end the stream, 0 to keep waiting."""

@@ -117,5 +117,8 @@ def _once(agent: Any, uploader: Any, timeout: float) -> int:
     if uploader.counters.last_error_code is not None and len(agent.spool):
         raise CliError(uploader.counters.last_error)
     c = uploader.counters
-    print(f"delivered: stored {c.stored}, duplicate {c.duplicate}, rejected {c.rejected}")
+    print(
+        f"delivered: stored {c.stored}, duplicate {c.duplicate}, rejected {c.rejected}, "
+        f"dropped {c.dropped}"
+    )
     return 1 if c.rejected else 0

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
 def render(resp: query_pb2.DiffResponse) -> str:
     """The readable table of a Diff answer (also used by `kmemfleet demo`)."""
-    from kmemfleet.cli.leaks import kib_h, what
+    from kmemfleet.cli.leaks import kib_h, kind_of, what
     from kmemfleet.cli.output import table
     from kmemfleet.ranking_json import change_names
 
@@ -96,7 +96,15 @@ def render(resp: query_pb2.DiffResponse) -> str:
         b_dev, b_rate = side(d, "base")
         t_dev, t_rate = side(d, "target")
         rows.append(
-            (names.get(d.change, "?").upper(), what(entry, 56), b_dev, b_rate, t_dev, t_rate)
+            (
+                names.get(d.change, "?").upper(),
+                what(entry, 56),
+                kind_of(entry),
+                b_dev,
+                b_rate,
+                t_dev,
+                t_rate,
+            )
         )
     return (
         head
@@ -105,12 +113,13 @@ def render(resp: query_pb2.DiffResponse) -> str:
             (
                 "CHANGE",
                 "STACK / CACHE",
+                "KIND",
                 f"{resp.base_firmware} DEVICES",
                 "KiB/h",
                 f"{resp.target_firmware} DEVICES",
                 "KiB/h",
             ),
             rows,
-            right=(False, False, True, True, True, True),
+            right=(False, False, False, True, True, True, True),
         )
     )

@@ -16,7 +16,13 @@ import grpc
 
 from kmemfleet.cli.output import human_bytes, print_json, table
 from kmemfleet.errors import CliError
-from kmemfleet.ranking_json import entry_json, freshness_json, leaks_json
+from kmemfleet.ranking_json import (
+    UNATTRIBUTED_LABEL,
+    entry_json,
+    freshness_json,
+    kind_of,
+    leaks_json,
+)
 from kmemfleet.transport import (
     add_client_arguments,
     call_metadata,
@@ -26,15 +32,20 @@ from kmemfleet.transport import (
 )
 from kmemfleet.v1 import query_pb2
 
-__all__ = ["entry_json", "freshness_json"]  # kmemfleet diff and gate import them here
+__all__ = ["entry_json", "freshness_json", "kind_of"]  # kmemfleet diff and gate import them here
 
 
 def what(e: query_pb2.LeakEntry, width: int = 60) -> str:
-    """The innermost frames (or the slab cache), short enough for a table cell."""
+    """The innermost frames (or the slab cache, or the meminfo series), short enough
+    for a table cell."""
     if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE:
         text = f"slab:{e.slab_cache}"
+    elif e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        text = f"meminfo:{e.meminfo_series}"
     else:
-        text = " <- ".join(e.signature.split(" <- ")[:3])
+        # A non-slab stack's signature starts "vmalloc: ": the KIND column says it.
+        sig = e.signature.removeprefix(f"{kind_of(e)}: ")
+        text = " <- ".join(sig.split(" <- ")[:3])
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -55,10 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument(
         "--include",
-        choices=("saturating",),
+        choices=("saturating", "unattributed"),
         action="append",
         default=[],
-        help="also list subjects that fill towards a level (with their projected level)",
+        help="also list subjects that fill towards a level (saturating), or the "
+        "fleet-wide unattributed kernel memory indicator (unattributed; never a stack, "
+        "never in diff or gate)",
     )
     add_wait_argument(parser)
 
@@ -107,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 firmware_version=args.firmware,
                 top=args.top,
                 include_saturating="saturating" in args.include,
+                include_unattributed="unattributed" in args.include,
             )
             resp = until_fresh(
                 lambda: stub.Leaks(request, metadata=call_metadata(cfg), timeout=300),
@@ -115,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
     if args.json:
-        doc = leaks_json(resp, "saturating" in args.include)
+        doc = leaks_json(resp, "saturating" in args.include, "unattributed" in args.include)
         print_json(doc)
         return 0
     print(render(resp))
@@ -160,13 +174,14 @@ def render(resp: query_pb2.LeaksResponse) -> str:
         f"firmware {resp.firmware_version}: {resp.devices} devices, "
         f"{len(resp.entries)} leaking subjects (rate = median over leaking devices)"
     )
-    tail = render_saturating(resp.saturating)
+    tail = render_saturating(resp.saturating) + render_unattributed(resp.unattributed)
     if not resp.entries:
         return head + tail
     rows = [
         (
             k,
             what(e),
+            kind_of(e),
             f"{e.devices_leaking}/{e.devices_observed}",
             f"{e.share_leaking * 100:.0f}%",
             kib_h(e.median_slope_bytes_per_hour),
@@ -186,6 +201,7 @@ def render(resp: query_pb2.LeaksResponse) -> str:
             (
                 "#",
                 "STACK / CACHE",
+                "KIND",
                 "DEVICES",
                 "SHARE",
                 "KiB/h",
@@ -197,7 +213,7 @@ def render(resp: query_pb2.LeaksResponse) -> str:
                 "SCORE",
             ),
             rows,
-            right=(True, False, True, True, True, True, True, True, False, True, True),
+            right=(True, False, False, True, True, True, True, True, True, False, True, True),
         )
         + tail
     )
@@ -210,6 +226,7 @@ def render_saturating(entries: Sequence[query_pb2.LeakEntry]) -> str:
     rows = [
         (
             what(e),
+            kind_of(e),
             f"{e.devices_observed}",
             human_bytes(e.projected_level_bytes),
             e.evidence,
@@ -219,8 +236,31 @@ def render_saturating(entries: Sequence[query_pb2.LeakEntry]) -> str:
     return (
         f"\n\n{len(entries)} saturating subjects (they fill towards a level; not leaks):\n"
         + table(
-            ("STACK / CACHE", "DEVICES", "LEVEL", "EVIDENCE"),
+            ("STACK / CACHE", "KIND", "DEVICES", "LEVEL", "EVIDENCE"),
             rows,
-            right=(False, True, True, False),
+            right=(False, False, True, True, False),
         )
+    )
+
+
+
+
+def render_unattributed(entries: Sequence[query_pb2.LeakEntry]) -> str:
+    """The meminfo-derived series judged growing, apart from the leaking stacks."""
+    if not entries:
+        return ""
+    rows = [
+        (
+            what(e),
+            f"{e.devices_leaking}/{e.devices_observed}",
+            f"{e.share_leaking * 100:.0f}%",
+            kib_h(e.median_slope_bytes_per_hour),
+            e.evidence,
+        )
+        for e in entries
+    ]
+    return f"\n\n{len(entries)} growing ({UNATTRIBUTED_LABEL}):\n" + table(
+        ("SERIES", "DEVICES", "SHARE", "KiB/h", "EVIDENCE"),
+        rows,
+        right=(False, True, True, True, False),
     )

@@ -1,8 +1,9 @@
 """`kmemfleet stacks`: outstanding kernel allocations per stack, from any stack source.
 
 Without --file the device's best source is used (mlt > allocinfo > mem_leaks >
-kmalloc); --file reads a saved or live file and detects its format from the
-header. JSON schema: docs/cli-json.md ("kmemfleet stacks --json").
+kmalloc; /proc/vmallocinfo's callers when the device has none of those);
+--file reads a saved or live file and detects its format from the header
+(a vmallocinfo file from its first line). JSON schema: docs/cli-json.md ("kmemfleet stacks --json").
 """
 
 from __future__ import annotations
@@ -45,20 +46,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read(args: argparse.Namespace) -> Any:
-    from kmemfleet.agent.capture import Capture, collect, live_reader
+    from kmemfleet.agent.capture import PAGE_SIZE, Capture, collect, live_reader
     from kmemfleet.agent.collectors import stacks
     from kmemfleet.agent.collectors.base import KernelFS, read_text
-    from kmemfleet.agent.sources import STACK_SOURCES
+    from kmemfleet.agent.sources import SOURCES, STACK_SOURCES
     from kmemfleet.v1.device_pb2 import DeviceIdentity
 
-    found = Capture(DeviceIdentity(), 0, 0.0)
+    found = Capture(DeviceIdentity(), 0, 0.0, page_size=PAGE_SIZE)
     try:
         if args.file is not None:
             return stacks.parse_any(read_text(args.file, str(args.file)), str(args.file))
         fs = KernelFS(root=args.proc_root, debugfs=args.debugfs)
-        collect(found, live_reader(fs), STACK_SOURCES)
+        vmalloc = tuple(s for s in SOURCES if s.name == "vmallocinfo")
+        collect(found, live_reader(fs), STACK_SOURCES + vmalloc)
     except SourceError as exc:
         raise CliError(str(exc)) from None
+    if found.stacks is None and found.vmalloc is not None:
+        return found.vmalloc  # no per-stack source, but vmalloc callers (issue 17)
     if found.stacks is None:
         why = "; ".join(f"{p.file}: {p.reason}" for p in found.issues)
         raise CliError(

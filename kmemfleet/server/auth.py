@@ -2,8 +2,9 @@
 
 Tokens are 32 random bytes (base64url, prefixed "kmf_"); only their sha256 is
 stored, so the database never holds a usable credential. Refusing is cheap
-(issue 18): an unknown token is cached as unknown too (a new enrolment is a
-fresh random token, so it cannot be one of them), and refusals are logged at
+(issue 18): a token of another shape is refused without a lookup, an unknown
+one is cached as unknown too (a new enrolment is a fresh random token, so it
+cannot be one of them), and refusals are logged at
 most once a second per reason with a count of the ones not logged. A device principal
 may write only snapshots whose device.device_id is its own subject. Lookups
 are cached briefly so a busy stream costs no query per message; a revocation
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -47,6 +49,15 @@ ANONYMOUS = Principal("anonymous", "")
 
 def new_token() -> str:
     return TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+# What new_token() makes: the prefix and 32 bytes in unpadded base64url.
+_TOKEN_SHAPE = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]{43}")
+
+
+def well_formed(token: str) -> bool:
+    """Could `token` be one new_token() made? (No other token can be enrolled.)"""
+    return _TOKEN_SHAPE.fullmatch(token) is not None
 
 
 def hash_token(token: str) -> bytes:
@@ -170,7 +181,7 @@ class Authenticator:
         or cookie); None when absent or unknown; anonymous under --insecure."""
         if self.insecure:
             return ANONYMOUS
-        if not token or len(token) > MAX_TOKEN_LEN:
+        if not token or len(token) > MAX_TOKEN_LEN or not well_formed(token):
             return None
         return await self._lookup(hash_token(token))
 

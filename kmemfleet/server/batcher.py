@@ -206,10 +206,16 @@ class Batcher:
                 self.forget_partitions()
                 if time.monotonic() > deadline:
                     raise Unavailable("partition missing") from None
-            except (asyncpg.PostgresError, ValueError, TypeError) as exc:
+            except Exception as exc:  # one snapshot must not stop its shard
+                # The database refused the batch (PostgresError), or the writer
+                # failed on it some other way: find the snapshot alone and refuse
+                # only that one, as a poison row (issue 18), never the shard.
                 self.metrics.db_errors.labels("batch_failed").inc()
+                known = isinstance(exc, asyncpg.PostgresError | ValueError | TypeError)
+                error = str(exc) if known else type(exc).__name__
                 if len(items) == 1:
-                    logger.warning("snapshot_write_failed", error=str(exc))
-                    return [Outcome(Result.REJECTED, f"snapshot: the database refused it ({exc})")]
-                logger.warning("batch_failed_splitting", error=str(exc), snapshots=len(items))
+                    logger.warning("snapshot_write_failed", error=error)
+                    why = f"the database refused it ({exc})" if known else "it could not be stored"
+                    return [Outcome(Result.REJECTED, f"snapshot: {why}")]
+                logger.warning("batch_failed_splitting", error=error, snapshots=len(items))
                 return [o for it in items for o in await self._write_with_retry([it])]

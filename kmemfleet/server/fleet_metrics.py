@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from kmemfleet import log
 from kmemfleet.server.analysis import ranking, rankings
-from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK
+from kmemfleet.server.analysis.incremental import SUBJECT_MEMINFO, SUBJECT_SLAB, SUBJECT_STACK
 from kmemfleet.v1 import query_pb2
 
 logger = log.get("fleet_metrics")
@@ -38,6 +38,7 @@ MIN_BASE_DEVICES = 3  # a firmware compared against by version order needs this 
 SUBJECT_CODES = {
     query_pb2.LEAK_SUBJECT_STACK: SUBJECT_STACK,
     query_pb2.LEAK_SUBJECT_SLAB_CACHE: SUBJECT_SLAB,
+    query_pb2.LEAK_SUBJECT_MEMINFO: SUBJECT_MEMINFO,
 }
 
 
@@ -61,6 +62,8 @@ def short_signature(signature: str) -> str:
 
 
 def _subject(e: query_pb2.LeakEntry) -> str:
+    if e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
+        return "meminfo"
     return "slab" if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE else "stack"
 
 
@@ -198,8 +201,9 @@ class FleetMetrics:
             subject_counts = {
                 r["fw"]: r["n"]
                 for r in await conn.fetch(
-                    """SELECT firmware_version AS fw, count(*) AS n FROM analysis_summary
+                    f"""SELECT firmware_version AS fw, count(*) AS n FROM analysis_summary
                         WHERE firmware_version = ANY($1::text[]) AND devices_leaking > 0
+                          AND subject <> {SUBJECT_MEMINFO}
                         GROUP BY 1""",
                     firmware,
                 )
@@ -209,10 +213,11 @@ class FleetMetrics:
             for r in await conn.fetch(_LEAKING_NOW, firmware, float(RETIRED_AFTER_S)):
                 leaking_now[(r["fw"], r["subject"], r["signature"])] = r["n"]
             for r in await conn.fetch(
-                """SELECT s.firmware_version AS fw, count(DISTINCT s.device_id) AS n
+                f"""SELECT s.firmware_version AS fw, count(DISTINCT s.device_id) AS n
                      FROM analysis_series s JOIN devices d
                        ON d.device_id = s.device_id AND d.firmware_version = s.firmware_version
                     WHERE s.leaking AND s.firmware_version = ANY($1::text[])
+                      AND s.subject <> {SUBJECT_MEMINFO}
                       AND d.last_seen > now() - make_interval(secs => $2)
                     GROUP BY 1""",
                 firmware,

@@ -14,9 +14,11 @@ class LeakSubject(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LEAK_SUBJECT_UNSPECIFIED: _ClassVar[LeakSubject]
     LEAK_SUBJECT_STACK: _ClassVar[LeakSubject]
     LEAK_SUBJECT_SLAB_CACHE: _ClassVar[LeakSubject]
+    LEAK_SUBJECT_MEMINFO: _ClassVar[LeakSubject]
 LEAK_SUBJECT_UNSPECIFIED: LeakSubject
 LEAK_SUBJECT_STACK: LeakSubject
 LEAK_SUBJECT_SLAB_CACHE: LeakSubject
+LEAK_SUBJECT_MEMINFO: LeakSubject
 
 class ListDevicesRequest(_message.Message):
     __slots__ = ("firmware_version", "labels", "limit")
@@ -133,7 +135,7 @@ class StackSeriesResponse(_message.Message):
     def __init__(self, stack: _Optional[_Union[_snapshot_pb2.StackDefinition, _Mapping]] = ..., boot_id: _Optional[str] = ..., points: _Optional[_Iterable[_Union[SeriesPoint, _Mapping]]] = ...) -> None: ...
 
 class LeakEntry(_message.Message):
-    __slots__ = ("subject", "stack", "slab_cache", "signature", "devices_observed", "devices_leaking", "share_leaking", "median_slope_bytes_per_hour", "p90_slope_bytes_per_hour", "total_leaked_bytes", "projected_hours_to_exhaust", "first_seen_firmware", "score", "confidence", "verdict", "projected_level_bytes", "evidence")
+    __slots__ = ("subject", "stack", "slab_cache", "signature", "devices_observed", "devices_leaking", "share_leaking", "median_slope_bytes_per_hour", "p90_slope_bytes_per_hour", "total_leaked_bytes", "projected_hours_to_exhaust", "first_seen_firmware", "score", "confidence", "verdict", "projected_level_bytes", "evidence", "kind", "meminfo_series")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     STACK_FIELD_NUMBER: _ClassVar[int]
     SLAB_CACHE_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +153,8 @@ class LeakEntry(_message.Message):
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     PROJECTED_LEVEL_BYTES_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MEMINFO_SERIES_FIELD_NUMBER: _ClassVar[int]
     subject: LeakSubject
     stack: _snapshot_pb2.StackDefinition
     slab_cache: str
@@ -168,17 +172,21 @@ class LeakEntry(_message.Message):
     verdict: str
     projected_level_bytes: float
     evidence: str
-    def __init__(self, subject: _Optional[_Union[LeakSubject, str]] = ..., stack: _Optional[_Union[_snapshot_pb2.StackDefinition, _Mapping]] = ..., slab_cache: _Optional[str] = ..., signature: _Optional[str] = ..., devices_observed: _Optional[int] = ..., devices_leaking: _Optional[int] = ..., share_leaking: _Optional[float] = ..., median_slope_bytes_per_hour: _Optional[float] = ..., p90_slope_bytes_per_hour: _Optional[float] = ..., total_leaked_bytes: _Optional[float] = ..., projected_hours_to_exhaust: _Optional[float] = ..., first_seen_firmware: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., verdict: _Optional[str] = ..., projected_level_bytes: _Optional[float] = ..., evidence: _Optional[str] = ...) -> None: ...
+    kind: _snapshot_pb2.MemoryKind
+    meminfo_series: str
+    def __init__(self, subject: _Optional[_Union[LeakSubject, str]] = ..., stack: _Optional[_Union[_snapshot_pb2.StackDefinition, _Mapping]] = ..., slab_cache: _Optional[str] = ..., signature: _Optional[str] = ..., devices_observed: _Optional[int] = ..., devices_leaking: _Optional[int] = ..., share_leaking: _Optional[float] = ..., median_slope_bytes_per_hour: _Optional[float] = ..., p90_slope_bytes_per_hour: _Optional[float] = ..., total_leaked_bytes: _Optional[float] = ..., projected_hours_to_exhaust: _Optional[float] = ..., first_seen_firmware: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., verdict: _Optional[str] = ..., projected_level_bytes: _Optional[float] = ..., evidence: _Optional[str] = ..., kind: _Optional[_Union[_snapshot_pb2.MemoryKind, str]] = ..., meminfo_series: _Optional[str] = ...) -> None: ...
 
 class LeaksRequest(_message.Message):
-    __slots__ = ("firmware_version", "top", "include_saturating")
+    __slots__ = ("firmware_version", "top", "include_saturating", "include_unattributed")
     FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     TOP_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_SATURATING_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_UNATTRIBUTED_FIELD_NUMBER: _ClassVar[int]
     firmware_version: str
     top: int
     include_saturating: bool
-    def __init__(self, firmware_version: _Optional[str] = ..., top: _Optional[int] = ..., include_saturating: _Optional[bool] = ...) -> None: ...
+    include_unattributed: bool
+    def __init__(self, firmware_version: _Optional[str] = ..., top: _Optional[int] = ..., include_saturating: _Optional[bool] = ..., include_unattributed: _Optional[bool] = ...) -> None: ...
 
 class Freshness(_message.Message):
     __slots__ = ("analysed_through_ns", "pending_snapshots", "answered_at_ns")
@@ -191,18 +199,20 @@ class Freshness(_message.Message):
     def __init__(self, analysed_through_ns: _Optional[int] = ..., pending_snapshots: _Optional[int] = ..., answered_at_ns: _Optional[int] = ...) -> None: ...
 
 class LeaksResponse(_message.Message):
-    __slots__ = ("firmware_version", "devices", "entries", "saturating", "freshness")
+    __slots__ = ("firmware_version", "devices", "entries", "saturating", "freshness", "unattributed")
     FIRMWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     SATURATING_FIELD_NUMBER: _ClassVar[int]
     FRESHNESS_FIELD_NUMBER: _ClassVar[int]
+    UNATTRIBUTED_FIELD_NUMBER: _ClassVar[int]
     firmware_version: str
     devices: int
     entries: _containers.RepeatedCompositeFieldContainer[LeakEntry]
     saturating: _containers.RepeatedCompositeFieldContainer[LeakEntry]
     freshness: Freshness
-    def __init__(self, firmware_version: _Optional[str] = ..., devices: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., saturating: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ...) -> None: ...
+    unattributed: _containers.RepeatedCompositeFieldContainer[LeakEntry]
+    def __init__(self, firmware_version: _Optional[str] = ..., devices: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., saturating: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ..., freshness: _Optional[_Union[Freshness, _Mapping]] = ..., unattributed: _Optional[_Iterable[_Union[LeakEntry, _Mapping]]] = ...) -> None: ...
 
 class DiffRequest(_message.Message):
     __slots__ = ("base_firmware", "target_firmware", "top")

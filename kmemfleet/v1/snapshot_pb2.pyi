@@ -15,11 +15,24 @@ class StackSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STACK_SOURCE_ALLOCINFO: _ClassVar[StackSource]
     STACK_SOURCE_MEM_LEAKS: _ClassVar[StackSource]
     STACK_SOURCE_KMALLOC: _ClassVar[StackSource]
+    STACK_SOURCE_VMALLOCINFO: _ClassVar[StackSource]
+
+class MemoryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEMORY_KIND_UNSPECIFIED: _ClassVar[MemoryKind]
+    MEMORY_KIND_SLAB: _ClassVar[MemoryKind]
+    MEMORY_KIND_PAGES: _ClassVar[MemoryKind]
+    MEMORY_KIND_VMALLOC: _ClassVar[MemoryKind]
 STACK_SOURCE_UNSPECIFIED: StackSource
 STACK_SOURCE_MLT: StackSource
 STACK_SOURCE_ALLOCINFO: StackSource
 STACK_SOURCE_MEM_LEAKS: StackSource
 STACK_SOURCE_KMALLOC: StackSource
+STACK_SOURCE_VMALLOCINFO: StackSource
+MEMORY_KIND_UNSPECIFIED: MemoryKind
+MEMORY_KIND_SLAB: MemoryKind
+MEMORY_KIND_PAGES: MemoryKind
+MEMORY_KIND_VMALLOC: MemoryKind
 
 class SlabCache(_message.Message):
     __slots__ = ("name", "occurrence", "active_objs", "num_objs", "objsize", "objperslab", "pagesperslab", "limit", "batchcount", "sharedfactor", "active_slabs", "num_slabs", "sharedavail", "statistics")
@@ -120,16 +133,18 @@ class Frame(_message.Message):
     def __init__(self, function: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., module: _Optional[str] = ..., address: _Optional[int] = ..., file: _Optional[str] = ..., line: _Optional[int] = ...) -> None: ...
 
 class StackDefinition(_message.Message):
-    __slots__ = ("stack_id", "frames", "module", "source")
+    __slots__ = ("stack_id", "frames", "module", "source", "kind")
     STACK_ID_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     MODULE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     stack_id: int
     frames: _containers.RepeatedCompositeFieldContainer[Frame]
     module: str
     source: StackSource
-    def __init__(self, stack_id: _Optional[int] = ..., frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ..., module: _Optional[str] = ..., source: _Optional[_Union[StackSource, str]] = ...) -> None: ...
+    kind: MemoryKind
+    def __init__(self, stack_id: _Optional[int] = ..., frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ..., module: _Optional[str] = ..., source: _Optional[_Union[StackSource, str]] = ..., kind: _Optional[_Union[MemoryKind, str]] = ...) -> None: ...
 
 class StackSample(_message.Message):
     __slots__ = ("stack_id", "bytes", "objects", "allocs", "frees", "bytes_upper")

@@ -23,12 +23,15 @@ class SyntheticDevice:
     stacks: int = 5000
     churn: float = 0.02
     seed: int = 1
+    vmalloc_areas: int = 0  # > 0: a /proc/vmallocinfo of that many lines, `churn` replaced per step
     device_id: str = "dev-synth-0001"
     boot_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     rng: random.Random = field(init=False)
     slab_rows: list[list[int]] = field(init=False)
     stack_rows: list[list[int]] = field(init=False)
     frames: list[list[str]] = field(init=False)
+    vm_lines: list[str] = field(init=False)
+    vm_next: int = field(init=False, default=0xFFFFC90000000000)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -60,10 +63,35 @@ class SyntheticDevice:
             self.frames.append(fr)
             objs = r.randint(1, 500)
             self.stack_rows.append([objs * r.choice([32, 64, 128, 512]), objs, objs + 10, 10])
+        self.vm_lines = [self._vm_line() for _ in range(self.vmalloc_areas)]
         self.write()
+
+    def _vm_line(self) -> str:
+        """One area as mm/vmalloc.c s_show prints it (a new address each time)."""
+        r = self.rng
+        pages = r.choice([1, 1, 2, 4, 8, 16, 64])
+        start, size = self.vm_next, (pages + 1) * 4096
+        self.vm_next += size + 4096 * r.randint(0, 4)
+        kind = r.random()
+        if kind < 0.1:
+            return (
+                f"0x{start:x}-0x{start + size:x} {size:7d} devm_ioremap+0x{r.randint(16, 255):x}"
+                f"/0x100 phys=0x{r.randint(1, 1 << 20) << 12:x} ioremap"
+            )
+        site = r.randint(0, 199)
+        mod = r.choice(["", "", " [vendor_eth]", " [leaky]"])
+        return (
+            f"0x{start:x}-0x{start + size:x} {size:7d} "
+            f"site_v{site}+0x{site + 16:x}/0x{site + 512:x}{mod} pages={pages} vmalloc N0={pages}"
+        )
 
     def step(self) -> None:
         r = self.rng
+        if self.vm_lines:
+            for i in r.sample(
+                range(len(self.vm_lines)), max(1, int(len(self.vm_lines) * self.churn))
+            ):
+                self.vm_lines[i] = self._vm_line()  # one area freed, another allocated
         for row in r.sample(self.slab_rows, max(1, int(self.caches * self.churn))):
             row[0] = min(row[1], row[0] + r.randint(1, 5))
         for row in r.sample(self.stack_rows, max(1, int(self.stacks * self.churn))):
@@ -114,6 +142,8 @@ class SyntheticDevice:
         # Rename into place: an agent reading concurrently sees old or new, never half.
         _atomic(proc / "slabinfo", self.slabinfo_text())
         _atomic(self.root / "sys/kernel/debug/mlt/stacks", self.mlt_text())
+        if self.vm_lines:
+            _atomic(proc / "vmallocinfo", "\n".join(self.vm_lines) + "\n")
         (proc / "meminfo").write_text(MEMINFO.read_text())
         (proc / "buddyinfo").write_text(BUDDYINFO.read_text())
         (proc / "uptime").write_text("12345.67 23456.78\n")
@@ -124,6 +154,8 @@ class SyntheticDevice:
 
     def raw_bytes(self) -> int:
         files = ["proc/slabinfo", "proc/meminfo", "proc/buddyinfo", "sys/kernel/debug/mlt/stacks"]
+        if self.vm_lines:
+            files.append("proc/vmallocinfo")
         return sum((self.root / f).stat().st_size for f in files)
 
 

@@ -132,7 +132,6 @@ def _run_while_changing(args: list[str], path: Path, new_text: str) -> str:
     """Run a refreshing view for two screens, changing `path` between them."""
     import subprocess
     import sys
-    import time
 
     from tests.conftest import REPO
 
@@ -143,13 +142,16 @@ def _run_while_changing(args: list[str], path: Path, new_text: str) -> str:
         text=True,
         cwd=REPO,
     )
-    time.sleep(0.8)  # the first screen is drawn at once; the second after -d 2
+    # The first screen is written (and flushed) once it is rendered: its first
+    # line means the file was read. A fixed sleep raced a slow start under load.
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
     tmp = path.with_name(path.name + ".new")
     tmp.write_text(new_text)
     tmp.replace(path)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    return out
+    rest = proc.stdout.read()  # to the end (communicate() would skip what readline buffered)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+    return first + rest
 
 
 def test_top_delta_column_shows_growth_since_start(tmp_path: Path) -> None:

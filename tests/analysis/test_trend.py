@@ -119,3 +119,24 @@ def test_theil_sen_ignores_a_minority_of_outliers() -> None:
 def test_long_series_are_downsampled_to_bounded_points() -> None:
     v = judged(lambda t, r: 5 * KIB * t + 10 * KIB, hours=24 * 7)
     assert v.points == trend.MAX_POINTS and v.leaking
+
+
+def test_a_rise_within_its_own_noise_band_is_noise_for_meminfo_series() -> None:
+    # A clean 10 KiB/h line over 10 h (100 KiB), one bucket with a 150 KiB spike
+    # inside it: the trend code sees a leak; the noise band (meminfo series) does not.
+    def series(spike: float) -> list[trend.Bucket]:
+        out = []
+        for i in range(41):
+            t = i * 0.25
+            v = 10_240.0 * t
+            out.append(trend.Bucket(t, v, v, v + (spike if i == 20 else 0.0)))
+        return out
+
+    noisy = series(150 * 1024)
+    v = trend.judge(noisy)
+    assert v.kind == "leak" and v.leaking
+    demoted = trend.beyond_noise_band(noisy, v)
+    assert demoted.kind == "noise" and not demoted.leaking
+    clean = series(0.0)
+    kept = trend.beyond_noise_band(clean, trend.judge(clean))
+    assert kept.kind == "leak" and kept.leaking

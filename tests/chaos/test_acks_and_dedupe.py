@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from kmemfleet.v1 import device_pb2
@@ -36,14 +37,14 @@ def test_refused_before_parsing_the_ack_still_names_device_and_seq(
     assert (acks[1].device_id, acks[1].seq) == ("dev-big", 8)
 
 
-def _huge(seq: int, device: str, boot: str) -> bytes:
+def _huge(seq: int, device: str, boot: str, kib: int = 21_000) -> bytes:
     """A 21 MB keyframe, as a device with a runaway parse-issue list could spool."""
     snap = pb.Snapshot(
         seq=seq,
-        captured_at_ns=1,
+        captured_at_ns=time.time_ns() - 60 * 10**9,
         device=device_pb2.DeviceIdentity(device_id=device, boot_id=boot, firmware_version="1"),
     )
-    snap.parse_issues.extend(pb.ParseIssue(file="x", reason="r" * 1000) for _ in range(21_000))
+    snap.parse_issues.extend(pb.ParseIssue(file="x", reason="r" * 1000) for _ in range(kib))
     return snap.SerializeToString()
 
 
@@ -62,6 +63,42 @@ def test_oversize_snapshot_in_the_spool_is_dropped_not_resent_forever(
     assert dropped["seq"] == 1000
     assert "stored 1," in out.stdout
     assert not list(spool.glob("*.k")) and not list(spool.glob("*.d"))
+
+
+def test_server_limit_below_the_agents_is_learnt_and_nothing_behind_blocks(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    """A server run with a low --max-snapshot-bytes (100 kB; its transport takes
+    2 x 100 kB + 1 MiB): a 500 kB spooled snapshot is refused by an ack naming it,
+    a 2 MB one breaks the stream with RESOURCE_EXHAUSTED before the server reads
+    it. Both leave the spool with a log line and a count, neither is sent again,
+    and the snapshots behind them are delivered."""
+    server = start_server(database_dsn, tmp_path, "--insecure", "--max-snapshot-bytes", "100000")
+    try:
+        root = make_root(tmp_path, device_id="dev-limit")
+        spool, log = tmp_path / "spool", tmp_path / "agent.log"
+        spool.mkdir()
+        (spool / f"{1000:020d}.k").write_bytes(_huge(1000, "dev-limit", "b", kib=500))
+        (spool / f"{1001:020d}.k").write_bytes(_huge(1001, "dev-limit", "b", kib=2_000))
+        (spool / f"{1002:020d}.k").write_bytes(_huge(1002, "dev-limit", "b", kib=10))
+        args = ["--insecure", "--server", server.address, "--proc-root", str(root)]
+        out = run_cli("agent", "--once", "--once-timeout", "60", *args, "--spool-dir", str(spool))
+        log.write_text(out.stderr)
+        assert out.returncode == 1, out.stderr  # --once says a snapshot was refused
+        (refused,) = events(log, "snapshot_rejected")
+        assert refused["seq"] == 1000 and "exceeds the limit of 100000" in str(refused["reason"])
+        # Sent once: the stream it broke taught the agent to send nothing that large.
+        (learnt,) = events(log, "server_message_limit")
+        (dropped,) = events(log, "snapshot_too_large_dropped")
+        assert dropped["seq"] == 1001 and dropped["limit"] == learnt["limit"]
+        assert 2 * 100_000 + (1 << 20) < int(str(dropped["bytes"])) == int(str(learnt["limit"])) + 1
+        # 1002 and the snapshot --once took behind it: stored; the two refused: counted.
+        assert "stored 2, duplicate 0, rejected 1, dropped 1" in out.stdout
+        assert not list(spool.glob("*.k")) and not list(spool.glob("*.d"))
+        stored = db(database_dsn, "SELECT seq FROM snapshots WHERE device_id = 'dev-limit'")
+        assert 1000 not in {r["seq"] for r in stored} and 1002 in {r["seq"] for r in stored}
+    finally:
+        server.stop()
 
 
 def test_same_seq_with_another_capture_time_is_refused_as_taken(

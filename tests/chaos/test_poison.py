@@ -6,17 +6,26 @@ quarantined by analysis, reported by log and metric, and never retried."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.request
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
+import asyncpg
 import grpc
 
+from kmemfleet.server.batcher import Batcher
+from kmemfleet.server.metrics import Metrics
+from kmemfleet.server.storage.migrate import migrate
+from kmemfleet.server.storage.writer import Outcome, Prepared, Result, SnapshotWriter, prepare
 from kmemfleet.v1 import device_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from kmemfleet.v1 import snapshot_pb2 as pb
 from tests.analysis.test_incremental import HOUR_NS, _push, _snapshots
 from tests.conftest import RunningServer, free_port, start_server
 from tests.server.conftest import db as _sql
+from tests.server.conftest import snapshot
 
 POISON_ROW = (
     "poison 4611686018427387904 4611686018427387904 4 1 1 : tunables 0 0 0 : slabdata 1 1 0"
@@ -83,19 +92,37 @@ def test_poison_already_stored_is_quarantined_once_and_reported(
     metrics = f"127.0.0.1:{free_port()}"
     server = start_server(database_dsn, tmp_path, "--insecure", "--metrics-listen", metrics)
     try:
+        # As if written by a release without the range checks: the row is stored
+        # with values whose product overflows bigint once analysis multiplies it
+        # out. A trigger, not an UPDATE after the ingest: the background worker
+        # may fold the snapshot before an UPDATE lands (it did, under load).
+        _sql(
+            database_dsn,
+            """CREATE FUNCTION poison_row() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF NEW.name = 'poison' THEN
+                   NEW.active_objs := 4611686018427387904;
+                   NEW.num_objs := 4611686018427387904;
+                   NEW.objsize := 4611686018427387904;
+                 END IF;
+                 RETURN NEW;
+               END $$""",
+        )
+        _sql(
+            database_dsn,
+            "CREATE TRIGGER poison_row BEFORE INSERT ON slab_samples "
+            "FOR EACH ROW EXECUTE FUNCTION poison_row()",
+        )
         start = (int(time.time()) // 3600 - 10) * HOUR_NS
         with grpc.insecure_channel(server.address) as ch:
             ingest = ingest_pb2_grpc.IngestStub(ch)
             _push(ingest, [_poisoned("poisoner", start, 1000, 64)])
             _push(ingest, _snapshots("healthy", start))
-            # As if written by a release without the range checks: the stored row
-            # overflows bigint once analysis multiplies it out.
-            _sql(
+            stored = _sql(
                 database_dsn,
-                "UPDATE slab_samples SET active_objs = $1, num_objs = $1, objsize = $1 "
-                "WHERE device_id = 'poisoner' AND name = 'poison'",
-                4611686018427387904,
+                "SELECT objsize FROM slab_samples WHERE device_id = 'poisoner' AND name = 'poison'",
             )
+            assert [r["objsize"] for r in stored] == [4611686018427387904]
             first = _leaks(ch, "7.0.1")
             second = _leaks(ch, "7.0.1")
         for resp in (first, second):
@@ -190,3 +217,49 @@ def test_a_summary_that_fails_keeps_the_others_and_is_not_retried(
         assert f'kmemfleet_analysis_quarantined_total{{stage="summary"}} {poisoned}.0' in scrape
     finally:
         server.stop()
+
+
+class _WriterWithABug(SnapshotWriter):
+    """The real writer, failing the way no handler expects (not a PostgresError)
+    on any batch holding one device's snapshot."""
+
+    async def write_batch(
+        self, conn: asyncpg.Connection, items: Sequence[Prepared]
+    ) -> list[Outcome]:
+        if any(it.snap.device.device_id == "dev-bug" for it in items):
+            raise RuntimeError("a bug in the writer")
+        return await super().write_batch(conn, items)
+
+
+async def test_a_snapshot_the_writer_fails_on_unexpectedly_is_refused_alone(
+    database_dsn: str,
+) -> None:
+    """Before: any exception but a PostgresError, ValueError or TypeError ended
+    the shard's writer task: its snapshots were never acked and everything
+    queued behind them waited for ever. Now the batch is split, the culprit is
+    refused (without the exception's text), its neighbours stored, and the shard
+    writes on."""
+    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        metrics = Metrics()
+        batcher = Batcher(pool, metrics, shards=1)
+        batcher._writer = _WriterWithABug()
+        batcher.start()
+        now, run = time.time_ns() - 60 * 10**9, uuid.uuid4().hex[:8]
+        first = [
+            await batcher.submit(prepare(snapshot(dev, seq=1, captured_at_ns=now)), 0)
+            for dev in (f"dev-ok-1-{run}", "dev-bug", f"dev-ok-2-{run}")
+        ]
+        outcomes = [await asyncio.wait_for(f, 30) for f in first]
+        assert [o.result for o in outcomes] == [Result.STORED, Result.REJECTED, Result.STORED]
+        assert outcomes[1].message == "snapshot: it could not be stored"
+        later = await batcher.submit(
+            prepare(snapshot(f"dev-ok-1-{run}", seq=2, captured_at_ns=now + 10**9)), 0
+        )
+        assert (await asyncio.wait_for(later, 30)).result == Result.STORED  # the shard lives
+        assert metrics.db_errors.labels("batch_failed")._value.get() >= 1
+        await batcher.close()
+    finally:
+        await pool.close()

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
 import pytest
 
+from kmemfleet.server import auth
 from kmemfleet.v1 import query_pb2, query_pb2_grpc
 from tests.conftest import RunningServer, start_server
 
@@ -52,3 +54,28 @@ def test_bad_tokens_are_refused_without_a_log_line_each(database_dsn: str, tmp_p
     finally:
         server.stop()
     assert server.log().count('"auth_refused"') < 25
+
+
+class _Caller:
+    """The part of a gRPC call context identify() reads: a bearer token, no certificate."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),)
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+
+def test_tokens_of_another_shape_are_refused_without_a_database_query() -> None:
+    """A flood of distinct made-up tokens costs no lookup each: without a
+    database at all (pool None) they are refused; only a token of the shape
+    enrolment makes is ever looked up."""
+    authn = auth.Authenticator(pool=None, insecure=False)  # type: ignore[arg-type]
+    made_up = [f"kmf_{i}" for i in range(1000)] + ["x" * 10_000, "kmf_" + "A" * 44, ""]
+    for token in made_up:
+        assert asyncio.run(authn.identify(_Caller(token))) is None  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):  # the one real-looking token goes to the database
+        asyncio.run(authn.identify(_Caller(auth.new_token())))  # type: ignore[arg-type]

@@ -163,3 +163,72 @@ async def test_upgrade_keeps_rollup_history_and_drops_empty_rollups(database_dsn
         assert await _count(conn, "stack_samples_hourly_retired") == 1
     finally:
         await conn.close()
+
+
+async def test_a_stack_stored_without_its_kind_gets_it_from_a_newer_definition(
+    database_dsn: str,
+) -> None:
+    """A server from before issue 17 stored a vmalloc stack as kind 0 (it did not
+    know the field): the first definition with the kind fills kind and signature."""
+    from kmemfleet.v1 import snapshot_pb2 as pb
+
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await migrate(conn)
+        snap = snapshot("dev-k", stacks=2)
+        vm = snap.stack_definitions[0]
+        vm.kind = pb.MEMORY_KIND_VMALLOC
+        old = pb.Snapshot()
+        old.CopyFrom(snap)
+        old.stack_definitions[0].kind = pb.MEMORY_KIND_UNSPECIFIED  # as the old server read it
+        assert (await SnapshotWriter().write_batch(conn, [prepare(old)]))[0].result is Result.STORED
+        sid = vm.stack_id - (1 << 64) if vm.stack_id >= 1 << 63 else vm.stack_id
+        row = await conn.fetchrow("SELECT kind, signature FROM stacks WHERE stack_id = $1", sid)
+        assert row["kind"] == 0 and not row["signature"].startswith("vmalloc: ")
+        snap.seq = 2
+        snap.captured_at_ns += 10**9
+        await SnapshotWriter().write_batch(conn, [prepare(snap)])  # the upgraded server
+        row = await conn.fetchrow("SELECT kind, signature FROM stacks WHERE stack_id = $1", sid)
+        assert row["kind"] == pb.MEMORY_KIND_VMALLOC and row["signature"].startswith("vmalloc: ")
+        # A kind never goes back to 0, and a stored kind is never changed.
+        again = pb.Snapshot()
+        again.CopyFrom(old)
+        again.seq, again.captured_at_ns = 3, snap.captured_at_ns + 10**9
+        await SnapshotWriter().write_batch(conn, [prepare(again)])
+        row = await conn.fetchrow("SELECT kind FROM stacks WHERE stack_id = $1", sid)
+        assert row["kind"] == pb.MEMORY_KIND_VMALLOC
+    finally:
+        await conn.close()
+
+
+async def test_a_definition_of_an_out_of_range_kind_is_dropped_not_the_snapshot(
+    database_dsn: str,
+) -> None:
+    """kind is an open enum on the wire and a smallint in the table: a value out
+    of range costs its definition and samples (a parse issue), never the snapshot
+    (nor a poisoned batch)."""
+    from kmemfleet import limits
+    from kmemfleet.v1 import snapshot_pb2 as pb
+
+    snap = snapshot("dev-range", stacks=2)
+    bad_id = snap.stack_definitions[0].stack_id
+    snap.stack_definitions[0].kind = 70_000  # type: ignore[assignment]
+    snap.stack_definitions[1].kind = pb.MEMORY_KIND_VMALLOC
+    checked = pb.Snapshot()
+    checked.CopyFrom(snap)
+    assert limits.sanitize(checked) >= 1  # the definition (and its sample with it)
+    assert [d.kind for d in checked.stack_definitions] == [pb.MEMORY_KIND_VMALLOC]
+    assert bad_id not in {s.stack_id for s in checked.stack_samples}
+    (why,) = [i.reason for i in checked.parse_issues]
+    assert why.startswith("stack_definitions[0].kind: must be 0..255")
+    snap.stack_definitions[0].kind = -1  # type: ignore[assignment]
+    assert limits.definition_problem(snap.stack_definitions[0]) is not None
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await migrate(conn)
+        snap.stack_definitions[0].kind = 70_000  # type: ignore[assignment]
+        limits.sanitize(snap)  # what ingest does before the writer
+        outcome = (await SnapshotWriter().write_batch(conn, [prepare(snap)]))[0]
+        assert outcome.result is Result.STORED
+    finally:
+        await conn.close()

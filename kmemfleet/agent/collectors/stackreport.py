@@ -43,6 +43,7 @@ class StackReport:
     version: str
     frame_parser: Callable[[str], pb.Frame]
     estimated: bool = False
+    kind: int = 0  # pb.MemoryKind of every row (0: slab, as sources before issue 17)
     tracked_objects: int = 0
     tracked_bytes: int = 0
     dropped: int = 0
@@ -93,7 +94,11 @@ class StackReport:
         frames = [limits.clamp_frame(self.frame_parser(f)) for f in row.frames[: limits.MAX_FRAMES]]
         module = next((f.module for f in frames if f.module), "")
         return pb.StackDefinition(
-            stack_id=row.stack_id, frames=frames, module=module, source=self.source
+            stack_id=row.stack_id,
+            frames=frames,
+            module=module,
+            source=self.source,
+            kind=self.kind,  # type: ignore[arg-type]
         )
 
 

@@ -6,11 +6,14 @@ Which stack sources a device has, and in which priority, is the registry's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
-from kmemfleet.agent.collectors import allocinfo, kmalloc, mem_leaks, mlt
+from kmemfleet.agent.collectors import allocinfo, kmalloc, mem_leaks, mlt, vmallocinfo
 from kmemfleet.agent.collectors.stackreport import StackReport
 from kmemfleet.errors import SourceError
+
+_VMALLOCINFO_LINE = re.compile(r"0x[0-9a-fA-F]{1,16}-0x[0-9a-fA-F]{1,16} +[0-9]+ ")
 
 
 def detect(text: str) -> Callable[[str, str], StackReport]:
@@ -24,10 +27,12 @@ def detect(text: str) -> Callable[[str, str], StackReport]:
         return mem_leaks.parse
     if "alloc/free" in head and "caller" in head:
         return kmalloc.parse
+    if _VMALLOCINFO_LINE.match(head):
+        return vmallocinfo.parse
     raise SourceError(
         "stack file",
         "unknown format: expected an mlt stacks report, "
-        "/proc/allocinfo, /proc/mlt/mem_leaks or /proc/kmalloc",
+        "/proc/allocinfo, /proc/mlt/mem_leaks, /proc/kmalloc or /proc/vmallocinfo",
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from kmemfleet.agent.collectors.stackreport import StackReport, StackRow
 from kmemfleet.agent.stackid import format_id
+from kmemfleet.signature import kind_name
 from kmemfleet.v1 import snapshot_pb2 as pb
 
 SORTS = ("bytes", "count")
@@ -14,6 +15,7 @@ SOURCE_NAMES = {
     pb.STACK_SOURCE_ALLOCINFO: "allocinfo",
     pb.STACK_SOURCE_MEM_LEAKS: "mem_leaks",
     pb.STACK_SOURCE_KMALLOC: "kmalloc",
+    pb.STACK_SOURCE_VMALLOCINFO: "vmallocinfo",
 }
 
 
@@ -51,7 +53,7 @@ def header_lines(report: StackReport) -> list[str]:
     kind = "estimated (sampled)" if report.estimated else "exact"
     version = f" {report.version}" if report.version else ""
     lines = [
-        f" Source: {name}{version} ({report.path}), {kind}",
+        f" Source: {name}{version} ({report.path}), {kind}, {kind_name(report.kind)} memory",
         f" Tracked: {report.tracked_objects} objects, {human(report.tracked_bytes)}; "
         f"stacks listed {len(report.rows)}; dropped {report.dropped}",
     ]
@@ -86,6 +88,7 @@ def to_json(
         "path": report.path,
         "version": report.version,
         "estimated": report.estimated,
+        "kind": kind_name(report.kind),
         "totals": {
             "tracked_objects": report.tracked_objects,
             "tracked_bytes": report.tracked_bytes,
@@ -100,6 +103,7 @@ def to_json(
             {
                 "rank": i,
                 "stack_id": format_id(r.stack_id),
+                "kind": kind_name(report.kind),
                 "bytes": r.bytes,
                 "bytes_upper": r.bytes_upper or r.bytes,
                 "objects": r.objects,

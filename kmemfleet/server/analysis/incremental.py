@@ -13,6 +13,13 @@ with the touched boots' bucket counts, never with the raw sample history.
 An advisory lock makes concurrent callers wait for the one doing the work
 instead of repeating it; once it is released the queue they saw is folded.
 
+Meminfo series (issue 17): the kernel memory no meminfo counter explains
+(kmemfleet.memaccount.unattributed) is computed here from each snapshot's stored
+meminfo, so old agents and imported bundles get it too, and folded as subject
+SUBJECT_MEMINFO, key "unattributed", signature "meminfo:unattributed": judged
+and ranked by the same code as a slab cache. meminfo is complete in every
+snapshot, so keyframe omission does not apply to it.
+
 Poison (issue 18): a batch whose fold fails on its data (a PostgreSQL data or
 integrity error) is folded again one snapshot at a time, each in a savepoint;
 the snapshot at fault is set aside in analysis_quarantine, logged
@@ -22,6 +29,8 @@ does the same per boot. Nothing is retried forever in front of everyone else.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -29,7 +38,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from kmemfleet import log
+from kmemfleet import log, memaccount
 from kmemfleet.server.analysis import buckets, ranking, trend
 
 logger = log.get("analysis")
@@ -38,6 +47,9 @@ BATCH_SNAPSHOTS = 500
 REJUDGE_BOOTS = 50  # boots re-judged per transaction
 SUBJECT_STACK = 1
 SUBJECT_SLAB = 2
+SUBJECT_MEMINFO = 3  # a series derived from meminfo: key "unattributed"
+MEMINFO_PREFIX = "meminfo:"  # its signature: "meminfo:unattributed"
+VMALLOCINFO_SOURCE = 5  # StackSource STACK_SOURCE_VMALLOCINFO (no protobuf import here)
 # Errors that say "this data cannot be analysed", not "the database is away".
 POISON_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DataError,
@@ -78,6 +90,28 @@ _FOLD_STACKS = _FOLD.format(
 )
 _FOLD_SLABS = _FOLD.format(
     subject=SUBJECT_SLAB, key=_SLAB_KEY, value="s.active_objs * s.objsize", table="slab_samples"
+)
+
+_MEMINFO_OF = """
+SELECT s.device_id, s.boot_id, s.seq, s.captured_at, s.meminfo::text AS meminfo,
+       s.stack_source::text AS stack_source
+  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[])
+       AS q(device_id, boot_id, seq, captured_at)
+  JOIN snapshots s ON s.device_id = q.device_id AND s.boot_id = q.boot_id
+                  AND s.seq = q.seq AND s.captured_at = q.captured_at
+"""
+_FOLD_MEMINFO = (
+    """
+WITH p AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[],
+                                $5::text[], $6::bigint[])
+           AS p(device_id, boot_id, seq, captured_at, key, value))"""
+    + _INTO_BUCKETS
+    + f"""SELECT device_id, boot_id, {SUBJECT_MEMINFO}, key,
+       to_timestamp(floor(extract(epoch FROM captured_at)::float8 / $7::float8) * $7::float8),
+       max(captured_at), (array_agg(value ORDER BY captured_at DESC, seq DESC))[1],
+       min(value), max(value)
+  FROM p GROUP BY 1, 2, 3, 4, 5"""
+    + _MERGE_BUCKETS
 )
 
 # Keyframe omission: a keyframe (base_seq = 0) carrying samples of a subject is
@@ -176,6 +210,31 @@ class CatchUp:
     quarantined: int = 0
 
 
+def vmalloc_bytes(stack_source: str | None) -> int | None:
+    """The snapshot's /proc/vmallocinfo total (bytes), from its stored stack_source:
+    vmallocinfo's own header when it was the only stack source, else the
+    `vmallocinfo.tracked_bytes` attribute beside the chosen source's; None without."""
+    if not stack_source:
+        return None
+    try:
+        src = json.loads(stack_source)
+    except ValueError:
+        return None
+    if not isinstance(src, dict):
+        return None
+    attrs = src.get("attributes")
+    raw: object = None
+    if isinstance(attrs, dict):
+        raw = attrs.get("vmallocinfo.tracked_bytes")
+    if raw is None and src.get("source") == VMALLOCINFO_SOURCE:
+        raw = src.get("tracked_bytes")
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19:
+        return int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    return None
+
+
 class Analyzer:
     """Holds the (immutable) stack-signature cache between catch-ups."""
 
@@ -192,8 +251,16 @@ class Analyzer:
         self.min_points = min_points
         self.bucket_seconds = bucket_seconds
 
-    async def catch_up(self, pool: asyncpg.Pool, budget_seconds: float = 120.0) -> CatchUp:
-        """Fold everything queued (within the budget) and refresh the dirty summaries."""
+    async def catch_up(
+        self,
+        pool: asyncpg.Pool,
+        budget_seconds: float = 120.0,
+        until: dt.datetime | None = None,
+    ) -> CatchUp:
+        """Fold everything queued (within the budget) and refresh the dirty summaries.
+
+        With `until`, only what was queued by then: a query folding the backlog
+        it found does not chase the snapshots arriving meanwhile."""
         stats = CatchUp()
         t0 = time.monotonic()
         async with pool.acquire() as conn:
@@ -204,7 +271,7 @@ class Analyzer:
                         stats.complete = False
                         break
                     async with conn.transaction():
-                        if not await self._fold_batch(conn, stats):
+                        if not await self._fold_batch(conn, stats, until):
                             break
                 while True:
                     async with conn.transaction():
@@ -227,15 +294,19 @@ class Analyzer:
             )
         return stats
 
-    async def _fold_batch(self, conn: asyncpg.Connection, stats: CatchUp) -> int:
+    async def _fold_batch(
+        self, conn: asyncpg.Connection, stats: CatchUp, until: dt.datetime | None = None
+    ) -> int:
         rows = await conn.fetch(
             """DELETE FROM analysis_queue q USING (
                    SELECT device_id, boot_id, seq, captured_at FROM analysis_queue
+                    WHERE $2::timestamptz IS NULL OR enqueued_at <= $2
                     ORDER BY enqueued_at LIMIT $1 FOR UPDATE SKIP LOCKED) s
                 WHERE q.device_id = s.device_id AND q.boot_id = s.boot_id AND q.seq = s.seq
                   AND q.captured_at = s.captured_at
             RETURNING q.device_id, q.boot_id, q.seq, q.captured_at""",
             BATCH_SNAPSHOTS,
+            until,
         )
         if not rows:
             return 0
@@ -295,6 +366,7 @@ class Analyzer:
         for sql in (_FOLD_STACKS, _FOLD_SLABS):
             status = await conn.execute(sql, *args, float(self.bucket_seconds))
             folded += int(status.split()[-1])
+        folded += await self._fold_meminfo(conn, args)
         await self._zero_omitted(conn, args)
         await conn.execute(
             """INSERT INTO analysis_boot_buckets (device_id, boot_id, bucket)
@@ -332,6 +404,40 @@ class Analyzer:
         )
         stats.snapshots += len(rows)
         stats.samples += folded
+
+    async def _fold_meminfo(self, conn: asyncpg.Connection, args: tuple[list[object], ...]) -> int:
+        """The meminfo-derived series of the snapshots into buckets; returns the rows."""
+        cols: list[list[object]] = [[] for _ in range(6)]
+        for r in await conn.fetch(_MEMINFO_OF, *args):
+            try:
+                mem = json.loads(r["meminfo"])
+            except ValueError:
+                continue
+            if not isinstance(mem, dict):
+                continue
+            value = memaccount.unattributed(
+                {k: v for k, v in mem.items() if isinstance(v, int) and not isinstance(v, bool)},
+                vmalloc_bytes(r["stack_source"]),
+            )
+            if value is None:
+                continue
+            for col, v in zip(
+                cols,
+                (
+                    r["device_id"],
+                    r["boot_id"],
+                    r["seq"],
+                    r["captured_at"],
+                    memaccount.SERIES,
+                    value,
+                ),
+                strict=True,
+            ):
+                col.append(v)
+        if not cols[0]:
+            return 0
+        status = await conn.execute(_FOLD_MEMINFO, *cols, float(self.bucket_seconds))
+        return int(status.split()[-1])
 
     async def _zero_omitted(self, conn: asyncpg.Connection, args: tuple[list[object], ...]) -> None:
         """Keys held before a keyframe and absent from it go to 0 at the keyframe."""
@@ -430,9 +536,18 @@ class Analyzer:
             fw = firmware.get((dev, boot))
             if fw is None:
                 continue
-            sig = self._signatures.get(key, key) if subject == SUBJECT_STACK else key
+            sig = (
+                self._signatures.get(key, key)
+                if subject == SUBJECT_STACK
+                else MEMINFO_PREFIX + key
+                if subject == SUBJECT_MEMINFO
+                else key
+            )
             points = buckets.series(f, grid[(dev, boot)])
             v = trend.judge(points, self.min_span_hours, self.min_points)
+            if subject == SUBJECT_MEMINFO:
+                # A figure made of many counters: its rise must clear its own noise band.
+                v = trend.beyond_noise_band(points, v)
             start = started.get((dev, boot))
             # The first point judged (after merging long series), as settle_hours counts from.
             judged_from = trend.downsample(points)[0].t_hours if points else 0.0

@@ -22,12 +22,15 @@ from kmemfleet import log
 from kmemfleet.server.analysis import ranking
 from kmemfleet.server.analysis.incremental import (
     BATCH_SNAPSHOTS,
+    MEMINFO_PREFIX,
+    SUBJECT_MEMINFO,
     SUBJECT_SLAB,
     SUBJECT_STACK,
     Analyzer,
 )
 from kmemfleet.server.analysis.worker import Worker
 from kmemfleet.v1 import query_pb2
+from kmemfleet.v1 import snapshot_pb2 as pb
 from kmemfleet.wire import stack_definition
 
 DEFAULT_TOP = 20
@@ -53,7 +56,8 @@ async def leak_entries(
         {
             r["stack_id"]: r
             for r in await conn.fetch(
-                "SELECT stack_id, source, module, frames FROM stacks WHERE stack_id = ANY($1)",
+                "SELECT stack_id, source, module, frames, kind FROM stacks"
+                " WHERE stack_id = ANY($1)",
                 stack_ids,
             )
         }
@@ -92,11 +96,16 @@ async def leak_entries(
         if r["subject"] == SUBJECT_SLAB:
             e.subject = query_pb2.LEAK_SUBJECT_SLAB_CACHE
             e.slab_cache = r["signature"]
+            e.kind = pb.MEMORY_KIND_SLAB
+        elif r["subject"] == SUBJECT_MEMINFO:
+            e.subject = query_pb2.LEAK_SUBJECT_MEMINFO
+            e.meminfo_series = r["signature"].removeprefix(MEMINFO_PREFIX)
         else:
             e.subject = query_pb2.LEAK_SUBJECT_STACK
             srow = stacks.get(int(r["representative"]))
             if srow is not None:
                 e.stack.CopyFrom(stack_definition(srow))
+                e.kind = srow["kind"] or pb.MEMORY_KIND_SLAB
         out[(r["firmware_version"], r["subject"], r["signature"])] = e
     return out
 
@@ -131,16 +140,26 @@ class Rankings:
         """Bring the answer as current as a small backlog allows; say how current it is.
 
         A backlog of at most FRESH_WAIT_MAX_PENDING snapshots is folded right here
-        (after the worker's pass, which holds the lock), its fold bounded by the
-        fresh wait: the answer then covers everything acknowledged before the call.
-        A larger one is answered at once from the summaries the worker keeps."""
+        (after the worker's pass, which holds the lock), only what was queued when
+        the call came and within the fresh wait: the answer then covers everything
+        acknowledged before the call. A larger one is answered at once from the
+        summaries the worker keeps."""
         t0 = time.time_ns()
+        # Acknowledged before this call means queued before now (a snapshot is
+        # queued in the transaction that stores it, before its ack).
+        arrived = await self.pool.fetchval("SELECT clock_timestamp()")
         worker = self.worker
         through = worker.through_ns if worker is not None else 0
         if worker is None or await self._pending() <= FRESH_WAIT_MAX_PENDING:
             budget = worker.fresh_wait_s if worker is not None else 120.0
             try:
-                if (await self.analyzer.catch_up(self.pool, budget_seconds=budget)).complete:
+                # Only what was queued when the call came: not the arrivals
+                # meanwhile, which the worker folds (chasing them kept a query
+                # folding for its whole budget while devices streamed on).
+                stats = await self.analyzer.catch_up(
+                    self.pool, budget_seconds=budget, until=arrived
+                )
+                if stats.complete:
                     through = max(through, t0)
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, _DATABASE_AWAY):
@@ -194,12 +213,23 @@ async def leaks_now(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> quer
             request.firmware_version,
         )
         rows = await conn.fetch(
-            """SELECT * FROM analysis_summary
+            f"""SELECT * FROM analysis_summary
                 WHERE firmware_version = $1 AND devices_leaking > 0
+                  AND subject <> {SUBJECT_MEMINFO}
                 ORDER BY score DESC, devices_leaking DESC, signature LIMIT $2""",
             request.firmware_version,
             top,
         )
+        unattributed = []
+        if request.include_unattributed:
+            unattributed = await conn.fetch(
+                f"""SELECT * FROM analysis_summary
+                    WHERE firmware_version = $1 AND devices_leaking > 0
+                      AND subject = {SUBJECT_MEMINFO}
+                    ORDER BY score DESC, signature LIMIT $2""",
+                request.firmware_version,
+                top,
+            )
         saturating = []
         if request.include_saturating:
             saturating = await conn.fetch(
@@ -209,13 +239,16 @@ async def leaks_now(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> quer
                 request.firmware_version,
                 top,
             )
-        entries = await leak_entries(conn, [*rows, *saturating])
+        entries = await leak_entries(conn, [*rows, *saturating, *unattributed])
     return query_pb2.LeaksResponse(
         firmware_version=request.firmware_version,
         devices=devices or 0,
         entries=[entries[(r["firmware_version"], r["subject"], r["signature"])] for r in rows],
         saturating=[
             entries[(r["firmware_version"], r["subject"], r["signature"])] for r in saturating
+        ],
+        unattributed=[
+            entries[(r["firmware_version"], r["subject"], r["signature"])] for r in unattributed
         ],
     )
 
@@ -225,11 +258,14 @@ async def diff_now(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_
     top = request.top or DEFAULT_TOP
     versions = [request.base_firmware, request.target_firmware]
     async with pool.acquire() as conn:
+        # meminfo series are fleet-wide indicators, not stacks: never a regression
+        # (so never a gate failure) until validated (docs/ranking.md).
         rows = await conn.fetch(
-            """SELECT * FROM analysis_summary
+            f"""SELECT * FROM analysis_summary
                 WHERE firmware_version = ANY($1::text[]) AND (subject, signature) IN (
                       SELECT subject, signature FROM analysis_summary
-                       WHERE firmware_version = ANY($1::text[]) AND devices_leaking > 0)""",
+                       WHERE firmware_version = ANY($1::text[]) AND devices_leaking > 0
+                         AND subject <> {SUBJECT_MEMINFO})""",
             versions,
         )
         entries = await leak_entries(conn, rows)

@@ -251,6 +251,34 @@ def judge(
     return Verdict("leak", True, rate, p, z, span, n, rise, last, round(confidence, 4), first=first)
 
 
+def beyond_noise_band(series: Sequence[Bucket], v: Verdict) -> Verdict:
+    """`v`, or "noise" when a leak's rise over the span (slope x span) does not
+    exceed the spread (max - min) of the series detrended by that slope, every
+    bucket's min and max included. Stricter than MIN_SNR (a robust sigma), for
+    a series derived from many counters (meminfo:unattributed), where any
+    counter's churn is spread, not growth."""
+    if not v.leaking:
+        return v
+    buckets = downsample(series)
+    hi = max(b.hi - v.slope * b.t_hours for b in buckets)
+    lo = min(b.lo - v.slope * b.t_hours for b in buckets)
+    if v.slope * v.span_hours > hi - lo:
+        return v
+    return Verdict(
+        "noise",
+        False,
+        v.slope,
+        v.p_value,
+        v.z,
+        v.span_hours,
+        v.points,
+        0.0,
+        v.last,
+        0.0,
+        first=v.first,
+    )
+
+
 def saturation(ts: Sequence[float], values: Sequence[float]) -> tuple[float, float] | None:
     """(level, tau) when a rising series is better told by a curve converging to a level.
 

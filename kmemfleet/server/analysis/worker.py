@@ -17,7 +17,7 @@ from kmemfleet.server.analysis.incremental import Analyzer
 
 FRESH_WAIT_S = 3.0  # a query waits at most this long for what was acked before it
 IDLE_POLL_S = 1.0  # an idle worker looks at the queue this often
-PASS_BUDGET_S = 2.0  # one pass folds this long, then refreshes the summaries
+PASS_BUDGET_S = 1.0  # one pass folds this long, then refreshes the summaries
 logger = log.get("analysis")
 
 

@@ -108,7 +108,7 @@ async def stack_source(conn: asyncpg.Connection, ref: SnapshotRef) -> dict[str, 
 
 async def stack_state(conn: asyncpg.Connection, ref: SnapshotRef) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT latest.*, st.source, st.module, st.frames FROM (
+        """SELECT latest.*, st.source, st.module, st.frames, st.kind FROM (
                SELECT DISTINCT ON (stack_id) *
                  FROM stack_samples
                 WHERE device_id = $1 AND boot_id = $2

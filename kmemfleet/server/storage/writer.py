@@ -332,27 +332,34 @@ class SnapshotWriter:
             return
         ids = sorted(defs)
         pending.stacks.extend(ids)
-        # Skip the ones another replica (or an earlier run) already interned.
-        known = {
-            r[0]
+        # Skip the ones another replica (or an earlier run) already interned, but
+        # not one stored without its memory kind (0: by a server from before
+        # issue 17, which dropped the field) that now arrives with one: its kind
+        # and kind-prefixed signature are filled in.
+        stored = {
+            r[0]: r[1]
             for r in await conn.fetch(
-                "SELECT stack_id FROM stacks WHERE stack_id = ANY($1::bigint[])", ids
+                "SELECT stack_id, kind FROM stacks WHERE stack_id = ANY($1::bigint[])", ids
             )
         }
-        new = [i for i in ids if i not in known]
+        new = [i for i in ids if i not in stored or (stored[i] == 0 and defs[i].kind != 0)]
         if not new:
             return
         await conn.execute(
-            """INSERT INTO stacks (stack_id, source, module, frames, signature)
-               SELECT u.id, u.src, u.module, u.frames::jsonb, u.sig
-                 FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::text[])
-                      AS u(id, src, module, frames, sig)
-               ON CONFLICT (stack_id) DO NOTHING""",
+            """INSERT INTO stacks (stack_id, source, module, frames, signature, kind)
+               SELECT u.id, u.src, u.module, u.frames::jsonb, u.sig, u.kind
+                 FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::text[],
+                             $6::smallint[])
+                      AS u(id, src, module, frames, sig, kind)
+               ON CONFLICT (stack_id) DO UPDATE
+                  SET kind = EXCLUDED.kind, signature = EXCLUDED.signature
+                WHERE stacks.kind = 0 AND EXCLUDED.kind <> 0""",
             new,
             [defs[i].source for i in new],
             [defs[i].module for i in new],
             [wire.dumps(defs[i].frames) for i in new],
-            [signature(defs[i].frames) for i in new],
+            [signature(defs[i].frames, defs[i].kind) for i in new],
+            [defs[i].kind for i in new],
         )
 
     async def _unknown_stacks(

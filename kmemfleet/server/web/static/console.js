@@ -193,6 +193,7 @@
       { key: "rank", label: "#", num: true },
       { key: "signature", label: "Stack / slab cache", cls: "sig", render: (e) =>
         stackLink(firmware, e.subject, e.signature, e.subject === "slab_cache" ? "slab:" + e.slab_cache : short(e.signature)) },
+      { key: "kind", label: "Kind", render: (e) => e.kind || "-" },
       { key: "curve", label: "Bytes vs uptime", sort: false, render: (e) => {
         const span = el("span", { class: "spark-cell", "data-rank": e.rank });
         chartIds.push([span, e]);
@@ -365,6 +366,7 @@
         { key: "rank", label: "#", num: true },
         { key: "change", label: "Change", render: (d) => el("span", { class: "badge " + d.change, text: d.change }) },
         { key: "signature", label: "Stack / slab cache", cls: "sig", render: (d) => stackLink(d.change === "fixed" ? base : target, d.subject, d.signature) },
+        { key: "kind", label: "Kind", value: (d) => (d.target || d.base).kind || "-", render: (d) => (d.target || d.base).kind || "-" },
         { key: "base_leaking", label: base, num: true, value: (d) => side(d.base, "devices_leaking"), render: (d) =>
           d.base ? d.base.devices_leaking + "/" + d.base.devices_observed + ", " + fmtRate(d.base.median_slope_bytes_per_hour) + " KiB/h" : "-" },
         { key: "target_leaking", label: target, num: true, value: (d) => side(d.target, "devices_leaking"), render: (d) =>
