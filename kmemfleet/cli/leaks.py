@@ -243,8 +243,6 @@ def render_saturating(entries: Sequence[query_pb2.LeakEntry]) -> str:
     )
 
 
-
-
 def render_unattributed(entries: Sequence[query_pb2.LeakEntry]) -> str:
     """The meminfo-derived series judged growing, apart from the leaking stacks."""
     if not entries:
