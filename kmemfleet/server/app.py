@@ -72,6 +72,10 @@ class ServerConfig:
     analysis_fresh_wait_s: float = FRESH_WAIT_S
 
 
+CONSOLE_POOL_SIZE = 3
+CONSOLE_STATEMENT_TIMEOUT_MS = 5000
+
+
 async def open_pool(dsn: str, size: int) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, command_timeout=60)
     async with pool.acquire() as conn:
@@ -122,6 +126,7 @@ class Aggregator:
         self._metrics_http: Any = None
         self.console: Any = None  # kmemfleet.server.web.console.Console when --http
         self.console_url = ""
+        self._console_pool: asyncpg.Pool | None = None
         self._background: list[asyncio.Task[None]] = []
         self.db_healthy = True
 
@@ -172,7 +177,8 @@ class Aggregator:
             retention_s=cfg.retention.raw_days * 86_400,
         )
         server.add_generic_rpc_handlers((ingest.handler(),))
-        queries = Queries(self.pool, Rankings(self.pool, analyzer, self.worker))
+        rankings = Rankings(self.pool, analyzer, self.worker)
+        queries = Queries(self.pool, rankings)
         query_pb2_grpc.add_QueryServicer_to_server(QueryService(queries, auth), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -217,7 +223,21 @@ class Aggregator:
             # Imported here: aiohttp is needed only by servers that serve the console.
             from kmemfleet.server.web.console import Console, server_ssl_context
 
-            self.console = Console(queries, auth, secure_cookies=cfg.tls_cert is not None)
+            # The console reads through its own small pool whose statements time out
+            # (CONSOLE_STATEMENT_TIMEOUT_MS): readers cannot take ingest's connections.
+            self._console_pool = await asyncpg.create_pool(
+                dsn,
+                min_size=0,
+                max_size=CONSOLE_POOL_SIZE,
+                command_timeout=30,
+                server_settings={"statement_timeout": str(CONSOLE_STATEMENT_TIMEOUT_MS)},
+            )
+            self.console = Console(
+                Queries(self._console_pool, rankings),
+                auth,
+                secure_cookies=cfg.tls_cert is not None,
+                shutdown_timeout_s=cfg.shutdown_grace_s * 0.2,
+            )
             ctx = (
                 server_ssl_context(cfg.tls_cert, cfg.tls_key)
                 if cfg.tls_cert and cfg.tls_key
@@ -315,8 +335,12 @@ class Aggregator:
         grace = self.cfg.shutdown_grace_s
         await self._set_serving(False)
         if self.console is not None:
+            # Bounded: a slow reader never holds shutdown past its share of the grace.
             await self.console.stop()
             self.console = None
+        if self._console_pool is not None:
+            self._console_pool.terminate()
+            self._console_pool = None
         if self.grpc is not None:
             # Drain: refuse new calls, let open streams finish their acks.
             await self.grpc.stop(grace * 0.5)

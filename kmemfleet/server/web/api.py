@@ -9,6 +9,7 @@ firmware, device or stack a 404.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,9 @@ CURVE_BOOTS = 20  # boots behind a sparkline's median and spread
 MAX_CURVE_SIGNATURES = 50  # signatures one /api/v1/curves call takes
 CURVES_CACHE_S = 60.0  # curves move only as analysis folds new buckets
 FLEET_CACHE_S = 30.0  # the fleet's slab curve is this fresh at worst (it scans snapshots)
+FLEET_WINDOWS = (6, 24, 48, 168, 720)  # the only ?hours= the fleet page answers
+DB_SLOTS = 3  # console requests doing database work at once (ingest keeps the rest)
+DB_SLOT_WAIT_S = 10.0  # beyond it a console request is a 503, not a queue
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -133,18 +137,59 @@ class Api:
         self._curve_cache: dict[
             tuple[str, int, str], tuple[float, dict[str, list[float]] | None]
         ] = {}
+        # Readers share the database with ingest: at most DB_SLOTS console requests
+        # touch it at once, and identical concurrent curve/fleet queries share one.
+        self.db_slots = asyncio.Semaphore(DB_SLOTS)
+        self._inflight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+
+    async def _shared(self, key: tuple[Any, ...], make: Callable[[], Awaitable[Any]]) -> Any:
+        """One in-flight `make()` per key: concurrent identical callers await its result."""
+        fut = self._inflight.get(key)
+        if fut is not None:
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            result = await make()
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        else:
+            fut.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+    def limited(self, handler: Handler) -> Handler:
+        """`handler` run in one of the DB_SLOTS; a 503 when none frees up in time."""
+
+        async def run(request: web.Request) -> web.StreamResponse:
+            try:
+                await asyncio.wait_for(self.db_slots.acquire(), DB_SLOT_WAIT_S)
+            except TimeoutError:
+                raise QueryError(
+                    grpc.StatusCode.UNAVAILABLE, "the console is busy: try again shortly"
+                ) from None
+            try:
+                return await handler(request)
+            finally:
+                self.db_slots.release()
+
+        return run
 
     def routes(self) -> list[web.RouteDef]:
-        return [
-            web.get("/api/v1/fleet", self.fleet),
-            web.get("/api/v1/devices", self.devices),
-            web.get("/api/v1/devices/{device_id}", self.device),
-            web.get("/api/v1/devices/{device_id}/stacks/{stack_id}", self.stack_series),
-            web.get("/api/v1/firmware/{firmware}/leaks", self.leaks),
-            web.get("/api/v1/stack", self.stack),
-            web.get("/api/v1/curves", self.curves),
-            web.get("/api/v1/diff", self.diff),
+        routes: list[tuple[str, Handler]] = [
+            ("/api/v1/fleet", self.fleet),
+            ("/api/v1/devices", self.devices),
+            ("/api/v1/devices/{device_id}", self.device),
+            ("/api/v1/devices/{device_id}/stacks/{stack_id}", self.stack_series),
+            ("/api/v1/firmware/{firmware}/leaks", self.leaks),
+            ("/api/v1/stack", self.stack),
+            ("/api/v1/curves", self.curves),
+            ("/api/v1/diff", self.diff),
         ]
+        return [web.get(path, self.limited(h)) for path, h in routes]
 
     async def _known_firmware(self, param: str, version: str) -> None:
         problem = text_problem(version, MAX_ID_LEN, required=True)
@@ -160,18 +205,19 @@ class Api:
 
     async def fleet(self, request: web.Request) -> web.Response:
         p = Params(request)
-        hours = p.integer("hours", 48, 1, 24 * 31)
-        step = max(300, math.ceil(hours * 3600 / 240 / 300) * 300)  # <= 240 points
+        hours = p.choice("hours", tuple(str(h) for h in FLEET_WINDOWS), "48")
+        slab = await self._shared(("fleet", hours), lambda: self._fleet_slab_of(int(hours)))
+        return json({"firmware": await series.fleet(self.pool), "slab": slab})
+
+    async def _fleet_slab_of(self, hours: int) -> dict[str, Any]:
         now = time.monotonic()
         hit = self._fleet_slab.get(hours)
-        if hit is None or hit[0] < now:
-            slab = await series.fleet_slab(self.pool, hours, step)
-            if len(self._fleet_slab) > 32:
-                self._fleet_slab.clear()
-            self._fleet_slab[hours] = (now + FLEET_CACHE_S, slab)
-        else:
-            slab = hit[1]
-        return json({"firmware": await series.fleet(self.pool), "slab": slab})
+        if hit is not None and hit[0] >= now:
+            return hit[1]
+        step = max(300, math.ceil(hours * 3600 / 240 / 300) * 300)  # <= 240 points
+        slab = await series.fleet_slab(self.pool, hours, step)
+        self._fleet_slab[hours] = (time.monotonic() + FLEET_CACHE_S, slab)
+        return slab
 
     async def devices(self, request: web.Request) -> web.Response:
         p = Params(request)
@@ -271,8 +317,10 @@ class Api:
     async def _curves(
         self, firmware: str, entries: list[dict[str, Any]]
     ) -> dict[str, dict[str, dict[str, list[float]]]]:
-        """Curves per subject name, then signature."""
+        """Curves per subject name, then signature: of the first MAX_CURVE_SIGNATURES
+        entries only (what one /api/v1/curves call may ask for)."""
         out: dict[str, dict[str, dict[str, list[float]]]] = {}
+        entries = entries[:MAX_CURVE_SIGNATURES]
         for name, code in series.SUBJECTS.items():
             sigs = [e["signature"] for e in entries if e["subject"] == name]
             if sigs:
@@ -294,14 +342,22 @@ class Api:
             else:
                 missing.append(sig)
         if missing:
-            async with self.pool.acquire() as conn:
-                found = await series.curves(conn, firmware, subject, missing, CURVE_BOOTS)
+            found = await self._shared(
+                ("curves", firmware, subject, tuple(missing)),
+                lambda: self._fetch_curves(firmware, subject, missing),
+            )
             if len(self._curve_cache) > 20_000:
                 self._curve_cache.clear()
             for sig in missing:
                 out[sig] = found.get(sig)
                 self._curve_cache[(firmware, subject, sig)] = (now + CURVES_CACHE_S, out[sig])
         return out
+
+    async def _fetch_curves(
+        self, firmware: str, subject: int, signatures: list[str]
+    ) -> dict[str, dict[str, list[float]]]:
+        async with self.pool.acquire() as conn:
+            return await series.curves(conn, firmware, subject, signatures, CURVE_BOOTS)
 
     async def curves(self, request: web.Request) -> web.Response:
         p = Params(request)
@@ -374,7 +430,7 @@ class Api:
             detail = await series.stack_detail(conn, subject, signature, firmware)
         versions = detail["firmware_versions"]
         by_version: dict[str, Any] = {}
-        for v in versions:
+        for v in versions[:MAX_CURVE_SIGNATURES]:
             by_version[v] = (await self.cached_curves(v, subject, [signature]))[signature]
         detail["per_firmware"] = [
             {

@@ -11,6 +11,7 @@ Every error is a JSON document with a 4xx/5xx status, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import ssl
@@ -113,8 +114,15 @@ _PARSER_LOG.addFilter(_OneLine())
 class Console:
     """The console's aiohttp application and its listening site."""
 
-    def __init__(self, queries: Queries, auth: Authenticator, secure_cookies: bool = False) -> None:
+    def __init__(
+        self,
+        queries: Queries,
+        auth: Authenticator,
+        secure_cookies: bool = False,
+        shutdown_timeout_s: float = 2.0,
+    ) -> None:
         self.auth = auth
+        self.shutdown_timeout_s = shutdown_timeout_s
         self.api = Api(queries)
         self.secure_cookies = secure_cookies
         self.static = static_dir()
@@ -158,6 +166,8 @@ class Console:
             handle_signals=False,
             max_line_size=MAX_REQUEST_LINE,
             logger=_PARSER_LOG,
+            # Open requests get most of the stop's time, not aiohttp's default 60 s.
+            shutdown_timeout=max(0.1, self.shutdown_timeout_s * 0.8),
         )
         await runner.setup()
         site = web.TCPSite(runner, host, int(port), ssl_context=ssl_context, reuse_address=True)
@@ -176,9 +186,14 @@ class Console:
         return self.address
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        """Close the listener and the open requests within about shutdown_timeout_s."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        try:
+            await asyncio.wait_for(runner.cleanup(), self.shutdown_timeout_s)
+        except TimeoutError:
+            logger.warning("console_stop_timeout", timeout_s=self.shutdown_timeout_s)
 
     # -- middlewares, outermost first -------------------------------------------
 

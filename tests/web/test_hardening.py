@@ -1,0 +1,160 @@
+"""The console under hostile readers, without a database: a fake pool and the real
+aiohttp application on a loopback port. Readers must not take the connections
+ingest needs, nor hold shutdown, nor crash it with odd input."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+
+from kmemfleet.server.auth import Authenticator
+from kmemfleet.server.query import Queries
+from kmemfleet.server.web import api as api_mod
+from kmemfleet.server.web import series
+from kmemfleet.server.web.console import Console
+from kmemfleet.v1 import query_pb2
+
+
+class FakePool:
+    async def fetchval(self, *args: Any) -> Any:
+        return True
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[FakePool]:
+        yield self
+
+
+class FakeQueries(Queries):
+    def __init__(self, diff: query_pb2.DiffResponse | None = None) -> None:
+        super().__init__(FakePool(), None)  # type: ignore[arg-type]
+        self._diff = diff or query_pb2.DiffResponse()
+
+    async def diff(self, request: query_pb2.DiffRequest) -> query_pb2.DiffResponse:
+        return self._diff
+
+
+@asynccontextmanager
+async def console(
+    queries: Queries | None = None, insecure: bool = True, **kw: Any
+) -> AsyncIterator[tuple[Console, str]]:
+    auth = Authenticator(FakePool(), insecure=insecure)  # type: ignore[arg-type]
+    c = Console(queries or FakeQueries(), auth, **kw)
+    url = await c.start("127.0.0.1:0")
+    try:
+        yield c, url
+    finally:
+        await c.stop()
+
+
+def curve() -> dict[str, list[float]]:
+    return {"uptime_h": [1.0], "median": [1.0], "p10": [1.0], "p90": [1.0]}
+
+
+def diff_of(n: int) -> query_pb2.DiffResponse:
+    return query_pb2.DiffResponse(
+        base_firmware="a",
+        target_firmware="b",
+        entries=[
+            query_pb2.DiffEntry(
+                change=query_pb2.DiffEntry.REGRESSION,
+                signature=f"f{i}",
+                target=query_pb2.LeakEntry(signature=f"f{i}", subject=query_pb2.LEAK_SUBJECT_STACK),
+            )
+            for i in range(n)
+        ],
+    )
+
+
+async def test_diff_with_curves_fetches_at_most_max_curve_signatures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[int] = []
+
+    async def curves(conn: Any, fw: str, subject: int, sigs: list[str], boots: int) -> Any:
+        asked.append(len(sigs))
+        return {s: curve() for s in sigs}
+
+    monkeypatch.setattr(series, "curves", curves)
+    async with console(FakeQueries(diff_of(400))) as (_, url), aiohttp.ClientSession() as s:
+        r = await s.get(url + "/api/v1/diff?base=a&target=b&top=1000&curves=1")
+        assert r.status == 200
+        doc = await r.json()
+    assert len(doc["entries"]) == 400
+    assert sum(asked) <= 2 * api_mod.MAX_CURVE_SIGNATURES  # base and target sides
+    assert max(asked) <= api_mod.MAX_CURVE_SIGNATURES
+
+
+async def test_identical_concurrent_curve_queries_share_one_and_db_work_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    running = 0
+    peak = 0
+
+    async def curves(conn: Any, fw: str, subject: int, sigs: list[str], boots: int) -> Any:
+        nonlocal running, peak
+        calls.append(tuple(sigs))
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.2)
+        running -= 1
+        return {s: curve() for s in sigs}
+
+    monkeypatch.setattr(series, "curves", curves)
+    async with console() as (_, url), aiohttp.ClientSession() as s:
+
+        async def get(path: str) -> int:
+            async with s.get(url + path) as r:
+                return r.status
+
+        same = [get("/api/v1/curves?firmware=a&signature=x") for _ in range(6)]
+        assert set(await asyncio.gather(*same)) == {200}
+        assert calls == [("x",)], "identical concurrent queries ran once"
+        different = [get(f"/api/v1/curves?firmware=a&signature=y{i}") for i in range(10)]
+        assert set(await asyncio.gather(*different)) == {200}
+    assert peak <= api_mod.DB_SLOTS
+
+
+async def test_fleet_answers_only_fixed_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def fleet_slab(pool: Any, hours: int, step: int) -> Any:
+        return {"hours": hours, "t": [], "series": []}
+
+    async def fleet(pool: Any) -> Any:
+        return []
+
+    monkeypatch.setattr(series, "fleet_slab", fleet_slab)
+    monkeypatch.setattr(series, "fleet", fleet)
+    async with console() as (_, url), aiohttp.ClientSession() as s:
+        for hours, status in (("24", 200), ("48", 200), ("47", 400), ("1", 400), ("", 200)):
+            async with s.get(url + f"/api/v1/fleet?hours={hours}") as r:
+                assert r.status == status, hours
+
+
+async def test_stop_is_bounded_by_its_timeout_with_a_request_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started = asyncio.Event()
+
+    async def curves(conn: Any, fw: str, subject: int, sigs: list[str], boots: int) -> Any:
+        started.set()
+        await asyncio.sleep(60)
+        return {}
+
+    monkeypatch.setattr(series, "curves", curves)
+    auth = Authenticator(FakePool(), insecure=True)  # type: ignore[arg-type]
+    c = Console(FakeQueries(), auth, shutdown_timeout_s=0.5)
+    url = await c.start("127.0.0.1:0")
+    async with aiohttp.ClientSession() as s:
+        pending = asyncio.create_task(s.get(url + "/api/v1/curves?firmware=a&signature=x"))
+        await asyncio.wait_for(started.wait(), 10)
+        t0 = time.monotonic()
+        await c.stop()
+        assert time.monotonic() - t0 < 2.0
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
