@@ -158,3 +158,41 @@ async def test_stop_is_bounded_by_its_timeout_with_a_request_in_flight(
         assert time.monotonic() - t0 < 2.0
         pending.cancel()
         await asyncio.gather(pending, return_exceptions=True)
+
+
+@pytest.mark.parametrize(
+    "value", ["/fleet\r\nSet-Cookie: x=1", "/fleet\n", "/a\tb", "/a b", "/\x7f", "/caf\u00e9"]
+)
+def test_safe_next_refuses_control_and_non_printable_characters(value: str) -> None:
+    from kmemfleet.server.web.console import safe_next
+
+    assert safe_next(value) == "/fleet"
+    assert safe_next("/firmware/2.3.1?top=5") == "/firmware/2.3.1?top=5"
+
+
+async def test_login_with_crlf_in_next_redirects_to_the_fleet_not_a_500() -> None:
+    async with console() as (_, url), aiohttp.ClientSession() as s:
+        r = await s.get(url + "/login?next=/fleet%0d%0aX-Evil:%201", allow_redirects=False)
+        assert r.status == 303
+        assert r.headers["Location"] == "/fleet"
+        assert "X-Evil" not in r.headers
+
+
+def test_log_filter_shortens_only_http_parser_errors() -> None:
+    import logging
+
+    from aiohttp.http_exceptions import LineTooLong
+
+    from kmemfleet.server.web.console import _OneLine
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        return logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "boom", None, (type(exc), exc, None)
+        )
+
+    parser = record(LineTooLong("x", 1))
+    _OneLine().filter(parser)
+    assert parser.exc_info is None and parser.levelno == logging.WARNING
+    other = record(ValueError("a bug"))
+    _OneLine().filter(other)
+    assert other.exc_info is not None and other.levelno == logging.ERROR

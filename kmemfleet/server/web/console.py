@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from kmemfleet import log
 from kmemfleet.server.auth import Authenticator
@@ -85,8 +86,18 @@ def bearer(request: web.Request) -> str | None:
 
 
 def safe_next(value: str) -> str:
-    """A local path to go back to after login; anything else is the fleet page."""
-    if not value or len(value) > 2048 or "\x00" in value or "\\" in value:
+    """A local path to go back to after login; anything else is the fleet page.
+
+    Only printable ASCII without spaces (a CR/LF would split the Location header);
+    the value returned is the one validated."""
+    if (
+        not value
+        or len(value) > 2048
+        or not value.isascii()
+        or not value.isprintable()
+        or " " in value
+        or "\\" in value
+    ):
         return "/fleet"
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//"):
@@ -96,11 +107,12 @@ def safe_next(value: str) -> str:
 
 class _OneLine(logging.Filter):
     """aiohttp logs a request its HTTP parser refused with a traceback and the raw
-    bytes; keep one line naming the error instead (a hostile request is no crash)."""
+    bytes; keep one line naming the error instead (a hostile request is no crash).
+    Any other error keeps its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
             record.msg, record.args = "http_request_refused: %s", (type(exc).__name__,)
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
