@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="plaintext and no authentication (say so explicitly)",
     )
+    parser.add_argument(
+        "--insecure-public-console",
+        action="store_true",
+        help="allow --insecure with --http on a non-loopback address: anyone who can "
+        "reach it reads the console without a token (docs/web.md)",
+    )
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
     tls.add_argument("--tls-key", type=Path, help="server private key (PEM)")
@@ -183,6 +189,14 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--tls-cert and --tls-key go together")
     if args.insecure and args.tls_cert:
         raise CliError("--insecure means plaintext; drop it to use --tls-cert")
+    if args.insecure and args.http and not args.insecure_public_console:
+        from kmemfleet.server.web.console import host_name, is_loopback
+
+        if not is_loopback(host_name(args.http) or "127.0.0.1"):
+            raise CliError(
+                "--insecure with --http on a non-loopback address serves the console to "
+                "anyone without a token; add --insecure-public-console if that is meant"
+            )
     if args.tls_client_ca and not args.tls_cert:
         raise CliError("--tls-client-ca needs --tls-cert/--tls-key")
     if args.raw_retention_days < 1:

@@ -196,3 +196,38 @@ def test_log_filter_shortens_only_http_parser_errors() -> None:
     other = record(ValueError("a bug"))
     _OneLine().filter(other)
     assert other.exc_info is not None and other.levelno == logging.ERROR
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("127.0.0.1", 200),
+        ("localhost:8080", 200),
+        ("[::1]:80", 200),
+        ("evil.example", 421),
+        ("evil.example:8080", 421),
+        ("127.0.0.1.evil.example", 421),
+    ],
+)
+async def test_insecure_console_serves_only_its_own_host_names(
+    monkeypatch: pytest.MonkeyPatch, host: str, status: int
+) -> None:
+    async def fleet_slab(pool: Any, hours: int, step: int) -> Any:
+        return {"hours": hours, "t": [], "series": []}
+
+    async def fleet(pool: Any) -> Any:
+        return []
+
+    monkeypatch.setattr(series, "fleet_slab", fleet_slab)
+    monkeypatch.setattr(series, "fleet", fleet)
+    async with console() as (_, url), aiohttp.ClientSession() as s:
+        r = await s.get(url + "/api/v1/fleet", headers={"Host": host})
+        assert r.status == status, host
+
+
+def test_insecure_with_a_public_http_address_is_refused_without_the_flag() -> None:
+    from tests.conftest import run_cli
+
+    out = run_cli("server", "--insecure", "--http", "0.0.0.0:0", "--listen", "127.0.0.1:0")
+    assert out.returncode != 0
+    assert "--insecure-public-console" in out.stderr

@@ -105,6 +105,29 @@ def safe_next(value: str) -> str:
     return value
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port or brackets, lower case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else ""
+    name, sep, port = header.rpartition(":")
+    return (name if sep and port.isdigit() else header).rstrip(".")
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class _OneLine(logging.Filter):
     """aiohttp logs a request its HTTP parser refused with a traceback and the raw
     bytes; keep one line naming the error instead (a hostile request is no crash).
@@ -140,6 +163,8 @@ class Console:
         self.static = static_dir()
         self._runner: web.AppRunner | None = None
         self.address = ""
+        # Under --insecure, the Host names served (DNS rebinding): start() adds --http's.
+        self.allowed_hosts = set(LOOPBACK_NAMES)
         self._shell = (self.static / "page.html").read_text()
         self._login = (self.static / "login.html").read_text()
 
@@ -170,6 +195,7 @@ class Console:
         host = host.strip("[]") or "127.0.0.1"
         if not port.isdigit():
             raise ValueError(f"--http {listen!r}: need HOST:PORT")
+        self.allowed_hosts.add(host.lower())
         # The request line may be longer than our query-string limit, so that an
         # oversized query gets our JSON 414 rather than the HTTP parser's plain 400.
         runner = web.AppRunner(
@@ -216,6 +242,10 @@ class Console:
             return error(414, "uri_too_long", f"query string: over {MAX_QUERY_STRING} bytes")
         if "\x00" in request.path or "%00" in request.raw_path:
             return error(400, "bad_request", "path: contains a NUL character")
+        if self.auth.insecure and host_name(request.host) not in self.allowed_hosts:
+            # Without tokens, a page on another name resolved to us (DNS rebinding)
+            # could read the console: only the names it listens under are served.
+            return error(421, "misdirected", "Host: not a name this console serves")
         try:
             return await handler(request)
         except web.HTTPException as exc:
