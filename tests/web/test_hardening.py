@@ -231,3 +231,64 @@ def test_insecure_with_a_public_http_address_is_refused_without_the_flag() -> No
     out = run_cli("server", "--insecure", "--http", "0.0.0.0:0", "--listen", "127.0.0.1:0")
     assert out.returncode != 0
     assert "--insecure-public-console" in out.stderr
+
+
+class CountingPool(FakePool):
+    def __init__(self, known: dict[bytes, tuple[str, str]]) -> None:
+        self.known = known
+        self.lookups = 0
+
+    async def fetchrow(self, sql: str, token_hash: bytes) -> Any:
+        self.lookups += 1
+        row = self.known.get(token_hash)
+        return {"kind": row[0], "subject": row[1]} if row else None
+
+
+async def test_console_tokens_of_another_shape_cost_no_lookup() -> None:
+    from kmemfleet.server.auth import hash_token, new_token
+
+    token = new_token()
+    pool = CountingPool({hash_token(token): ("reader", "alice")})
+    auth = Authenticator(pool, insecure=False)  # type: ignore[arg-type]
+    for bad in ("kmf_short", "x" * 47, token + "A", token[:-1] + "!"):
+        assert await auth.identify_token(bad) is None
+    assert pool.lookups == 0
+    assert (await auth.identify_token(token)) is not None and pool.lookups == 1
+
+
+async def test_a_flood_of_unknown_tokens_does_not_evict_a_valid_one() -> None:
+    from kmemfleet.server import auth as auth_mod
+    from kmemfleet.server.auth import hash_token, new_token
+
+    token = new_token()
+    pool = CountingPool({hash_token(token): ("reader", "alice")})
+    auth = Authenticator(pool, insecure=False)  # type: ignore[arg-type]
+    assert await auth.identify_token(token) is not None
+    flood = max(auth_mod.MAX_UNKNOWN_CACHED, 200_000) + 10
+    for i in range(flood):
+        assert await auth._lookup(i.to_bytes(32, "big")) is None
+    before = pool.lookups
+    assert await auth.identify_token(token) is not None
+    assert pool.lookups == before, "the valid token is still cached"
+    assert len(auth._unknown) <= auth_mod.MAX_UNKNOWN_CACHED
+
+
+async def test_refused_tokens_per_peer_are_limited_with_429() -> None:
+    from kmemfleet.server.auth import new_token
+    from kmemfleet.server.web.console import LOGIN_FAILURES
+
+    pool = CountingPool({})
+    async with console(FakeQueries(), insecure=False) as (c, url):
+        c.auth = Authenticator(pool, insecure=False)  # type: ignore[arg-type]
+        async with aiohttp.ClientSession() as s:
+            statuses = []
+            for _ in range(LOGIN_FAILURES + 3):
+                r = await s.post(url + "/login", data={"token": new_token(), "next": "/fleet"})
+                statuses.append(r.status)
+            assert statuses[:LOGIN_FAILURES] == [401] * LOGIN_FAILURES
+            assert set(statuses[LOGIN_FAILURES:]) == {429}
+            r = await s.get(
+                url + "/api/v1/fleet", headers={"Authorization": f"Bearer {new_token()}"}
+            )
+            assert r.status == 429 and r.headers["Retry-After"]
+    assert pool.lookups == LOGIN_FAILURES

@@ -15,6 +15,7 @@ import asyncio
 import html
 import logging
 import ssl
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ COOKIE_MAX_AGE_S = 12 * 3600
 MAX_QUERY_STRING = 16_384  # bytes of a request's query string
 MAX_REQUEST_LINE = 65_536  # beyond it aiohttp's parser answers a plain 400
 MAX_BODY = 8192  # the login form is the only body the console reads
+LOGIN_FAILURES = 10  # refused tokens per peer and LOGIN_WINDOW_S, then 429
+LOGIN_WINDOW_S = 60.0
+MAX_PEERS_TRACKED = 10_000
 PAGES = ("fleet", "firmware", "stack", "diff", "device")
 STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_argument"),
@@ -165,6 +169,7 @@ class Console:
         self.address = ""
         # Under --insecure, the Host names served (DNS rebinding): start() adds --http's.
         self.allowed_hosts = set(LOOPBACK_NAMES)
+        self._failures: dict[str, tuple[float, int]] = {}  # peer -> (window start, count)
         self._shell = (self.static / "page.html").read_text()
         self._login = (self.static / "login.html").read_text()
 
@@ -233,6 +238,31 @@ class Console:
         except TimeoutError:
             logger.warning("console_stop_timeout", timeout_s=self.shutdown_timeout_s)
 
+    def _throttled(self, peer: str) -> bool:
+        start, n = self._failures.get(peer, (0.0, 0))
+        return n >= LOGIN_FAILURES and time.monotonic() - start < LOGIN_WINDOW_S
+
+    def _failed(self, peer: str) -> None:
+        now = time.monotonic()
+        start, n = self._failures.get(peer, (now, 0))
+        if now - start >= LOGIN_WINDOW_S:
+            start, n = now, 0
+        if len(self._failures) >= MAX_PEERS_TRACKED and peer not in self._failures:
+            self._failures = {
+                k: v for k, v in self._failures.items() if now - v[0] < LOGIN_WINDOW_S
+            }
+            if len(self._failures) >= MAX_PEERS_TRACKED:
+                self._failures.clear()
+        self._failures[peer] = (start, n + 1)
+
+    def _too_many(self) -> web.Response:
+        return error(
+            429,
+            "too_many_requests",
+            f"too many refused tokens from this address: wait {LOGIN_WINDOW_S:.0f} s",
+            **{"Retry-After": f"{LOGIN_WINDOW_S:.0f}"},
+        )
+
     # -- middlewares, outermost first -------------------------------------------
 
     @web.middleware
@@ -284,8 +314,13 @@ class Console:
         if path in ("/login", "/logout") or path.startswith("/static/"):
             return await handler(request)
         token = bearer(request)
+        peer = request.remote or ""
+        if token and self._throttled(peer):
+            return self._too_many()
         principal = await self.auth.identify_token(token)
         if principal is None:
+            if token:
+                self._failed(peer)
             self.auth.refused("unauthenticated", peer=request.remote or "", transport="http")
             if path.startswith("/api/"):
                 raise QueryError(
@@ -361,6 +396,9 @@ class Console:
     async def _login_submit(self, request: web.Request) -> web.StreamResponse:
         if not self._same_origin(request):
             raise QueryError(grpc.StatusCode.PERMISSION_DENIED, "login: cross-origin form")
+        peer = request.remote or ""
+        if self._throttled(peer):
+            return self._too_many()
         form = await request.post()
         token = form.get("token")
         next_path = safe_next(str(form.get("next", "")))
@@ -368,6 +406,7 @@ class Console:
             return self._login_page(next_path, "Enter a reader token.", 401)
         principal = await self.auth.identify_token(token.strip())
         if principal is None or principal.kind not in ("reader", "anonymous"):
+            self._failed(peer)
             self.auth.refused("login_refused", peer=request.remote or "", transport="http")
             why = (
                 "That is a device token: the console needs a reader token."
