@@ -292,3 +292,54 @@ async def test_refused_tokens_per_peer_are_limited_with_429() -> None:
             )
             assert r.status == 429 and r.headers["Retry-After"]
     assert pool.lookups == LOGIN_FAILURES
+
+
+async def test_diff_page_with_caches_named_like_object_members(
+    monkeypatch: pytest.MonkeyPatch, browser: Any
+) -> None:
+    """Curve lookups by plain object key made a cache named `constructor` an
+    Object function and broke the page; every name here must show "no points"."""
+    from tests.web.pages import wait_ready
+
+    async def curves(conn: Any, fw: str, subject: int, sigs: list[str], boots: int) -> Any:
+        return {}
+
+    monkeypatch.setattr(series, "curves", curves)
+    names = ["constructor", "toString", "__proto__", "hasOwnProperty"]
+    diff = query_pb2.DiffResponse(
+        base_firmware="a",
+        target_firmware="b",
+        entries=[
+            query_pb2.DiffEntry(
+                change=query_pb2.DiffEntry.REGRESSION,
+                signature=n,
+                target=query_pb2.LeakEntry(
+                    signature=n,
+                    subject=query_pb2.LEAK_SUBJECT_SLAB_CACHE
+                    if i % 2 == 0
+                    else query_pb2.LEAK_SUBJECT_STACK,
+                    slab_cache=n if i % 2 == 0 else "",
+                    devices_leaking=1,
+                    devices_observed=2,
+                ),
+            )
+            for i, n in enumerate(names)
+        ],
+    )
+    async with console(FakeQueries(diff)) as (_, url):
+
+        def look() -> tuple[Any, list[str]]:
+            browser.get(url + "/diff?base=a&target=b")
+            wait_ready(browser)
+            error = browser.execute_script(
+                "const e = document.getElementById('error'); return e ? e.textContent : null"
+            )
+            texts = browser.execute_script(
+                "return Array.from(document.querySelectorAll('#diff-regression tbody tr'))"
+                ".map(tr => tr.lastElementChild.textContent)"
+            )
+            return error, list(texts)
+
+        error, texts = await asyncio.to_thread(look)
+    assert error is None
+    assert texts == ["no points"] * len(names)

@@ -212,24 +212,31 @@
     ];
   }
   // Curves come after the ranking (a second, cached call): the table shows first.
+  // Keyed by Maps, never plain objects: a signature or cache name comes from the
+  // devices, and "constructor" or "__proto__" must look up as what they are.
   async function fetchCurves(firmware, entries) {
-    const out = {};
+    const out = new Map();
     for (const subject of ["stack", "slab_cache"]) {
       const sigs = Array.from(new Set(entries.filter((e) => e.subject === subject).map((e) => e.signature)));
       for (let i = 0; i < sigs.length; i += 50) {
         const q = new URLSearchParams({ firmware, subject });
         sigs.slice(i, i + 50).forEach((s) => q.append("signature", s));
         const doc = await api("/api/v1/curves?" + q);
-        out[subject] = Object.assign(out[subject] || {}, doc.curves);
+        if (!out.has(subject)) out.set(subject, new Map());
+        for (const [sig, c] of Object.entries(doc.curves)) out.get(subject).set(sig, c);
       }
     }
     return out;
+  }
+  function curveOf(curves, subject, signature) {
+    const bySig = curves ? curves.get(subject) : undefined;
+    return bySig ? bySig.get(signature) : undefined;
   }
   function sparks(cells, curves) {
     for (const [span, e] of cells) {
       span.replaceChildren();
       if (!curves) { span.append(el("span", { class: "muted", text: "\u2026" })); continue; }
-      const c = (curves[e.subject] || {})[e.signature];
+      const c = curveOf(curves, e.subject, e.signature);
       if (!c) { span.append(el("span", { class: "muted", text: "no points" })); continue; }
       chart("spark-" + e.rank, span, {
         spark: true, width: 160, height: 36, bytes: true, x: c.uptime_h,
@@ -376,8 +383,8 @@
         for (const [span, d] of cells.splice(0)) {
           span.replaceChildren();
           if (!doc.curves) { span.append(el("span", { class: "muted", text: "\u2026" })); continue; }
-          const b = ((doc.curves.base || {})[d.subject] || {})[d.signature];
-          const t = ((doc.curves.target || {})[d.subject] || {})[d.signature];
+          const b = curveOf(doc.curves.base, d.subject, d.signature);
+          const t = curveOf(doc.curves.target, d.subject, d.signature);
           const have = [[base, b], [target, t]].filter((x) => x[1]);
           if (!have.length) { span.append(el("span", { class: "muted", text: "no points" })); continue; }
           const u = union(have.map((x) => x[1]), "uptime_h", "median");
