@@ -343,3 +343,19 @@ async def test_diff_page_with_caches_named_like_object_members(
         error, texts = await asyncio.to_thread(look)
     assert error is None
     assert texts == ["no points"] * len(names)
+
+
+async def test_error_responses_carry_the_security_headers_too() -> None:
+    from kmemfleet.server.web.console import SECURITY_HEADERS
+
+    async with console() as (_, url), aiohttp.ClientSession() as s:
+        for path, headers in (
+            ("/nowhere", {}),  # 404
+            ("/api/v1/fleet?hours=5", {}),  # 400
+            ("/api/v1/fleet", {"Host": "evil.example"}),  # 421
+            ("/%00", {}),  # 400 before any handler
+        ):
+            r = await s.get(url + path, headers=headers)
+            assert r.status >= 400, path
+            for k, v in SECURITY_HEADERS.items():
+                assert r.headers.get(k) == v, (path, k)

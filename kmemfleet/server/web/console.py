@@ -175,7 +175,7 @@ class Console:
 
     def app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self._errors, self._headers, self._authenticate],
+            middlewares=[self._headers, self._errors, self._authenticate],
             client_max_size=MAX_BODY,
         )
         app.add_routes(
