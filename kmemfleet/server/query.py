@@ -145,8 +145,9 @@ class Queries:
         self.rankings = rankings
 
     async def list_devices(
-        self, request: query_pb2.ListDevicesRequest
+        self, request: query_pb2.ListDevicesRequest, after: str = ""
     ) -> query_pb2.ListDevicesResponse:
+        """Devices in id order; `after` (the console's pages) starts past that id."""
         check_text("firmware_version", request.firmware_version)
         for k, v in request.labels.items():
             check_text("labels", k + v, 2 * MAX_ID_LEN)
@@ -154,10 +155,12 @@ class Queries:
         rows = await self.pool.fetch(
             """SELECT * FROM devices
                 WHERE ($1 = '' OR firmware_version = $1) AND labels @> $2::jsonb
+                  AND device_id > $4
                 ORDER BY device_id LIMIT $3""",
             request.firmware_version,
             json.dumps(dict(request.labels)),
             limit,
+            after,
         )
         return query_pb2.ListDevicesResponse(
             devices=[

@@ -359,3 +359,47 @@ async def test_error_responses_carry_the_security_headers_too() -> None:
             assert r.status >= 400, path
             for k, v in SECURITY_HEADERS.items():
                 assert r.headers.get(k) == v, (path, k)
+
+
+class PagedQueries(FakeQueries):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids = [f"dev-{i:04d}" for i in range(450)]
+
+    async def list_devices(
+        self, request: query_pb2.ListDevicesRequest, after: str = ""
+    ) -> query_pb2.ListDevicesResponse:
+        ids = [i for i in self.ids if i > after][: request.limit]
+        return query_pb2.ListDevicesResponse(
+            devices=[query_pb2.DeviceSummary(device={"device_id": i}) for i in ids]
+        )
+
+
+async def test_devices_are_paged_and_a_big_page_is_serialised_off_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    threads: list[bool] = []
+    real = api_mod._dumps
+
+    def dumps(doc: Any) -> str:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(doc)
+
+    monkeypatch.setattr(api_mod, "_dumps", dumps)
+    async with console(PagedQueries()) as (_, url), aiohttp.ClientSession() as s:
+        r = await s.get(url + "/api/v1/devices?limit=100000")
+        assert r.status == 400
+        seen: list[str] = []
+        after = ""
+        while True:
+            r = await s.get(url + "/api/v1/devices?after=" + after)
+            doc = await r.json()
+            seen += [d["device_id"] for d in doc["devices"]]
+            assert len(doc["devices"]) <= api_mod.DEFAULT_DEVICES_PAGE
+            if doc["next_after"] is None:
+                break
+            after = doc["next_after"]
+    assert seen == PagedQueries().ids
+    assert False in threads, "a page of 200 devices is serialised in a thread"

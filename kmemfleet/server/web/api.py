@@ -26,6 +26,9 @@ from kmemfleet.server.query import Queries, QueryError
 from kmemfleet.server.web import series
 from kmemfleet.v1 import query_pb2
 
+MAX_DEVICES_PAGE = 1000  # devices one /api/v1/devices page holds at most (?after= for more)
+DEFAULT_DEVICES_PAGE = 200
+OFF_LOOP_JSON_ITEMS = 100  # a document with more list items is serialised in a thread
 MAX_TOP = 1000  # rows of a ranking the console asks for at most
 DEFAULT_TOP = 20
 MAX_SIGNATURE_LEN = 8192  # a signature is up to 64 frames of function [module]
@@ -221,14 +224,15 @@ class Api:
 
     async def devices(self, request: web.Request) -> web.Response:
         p = Params(request)
+        limit = p.integer("limit", DEFAULT_DEVICES_PAGE, 1, MAX_DEVICES_PAGE)
         req = query_pb2.ListDevicesRequest(
-            firmware_version=p.text("firmware"),
-            labels=p.labels(),
-            limit=p.integer("limit", 1000, 1, 100_000),
+            firmware_version=p.text("firmware"), labels=p.labels(), limit=limit
         )
-        resp = await self.queries.list_devices(req)
-        return json(
+        resp = await self.queries.list_devices(req, after=p.text("after"))
+        last = resp.devices[-1].device.device_id if len(resp.devices) == limit else None
+        return await json_off_loop(
             {
+                "next_after": last,
                 "devices": [
                     {
                         "device_id": d.device.device_id,
@@ -242,7 +246,7 @@ class Api:
                         "snapshots": d.snapshots,
                     }
                     for d in resp.devices
-                ]
+                ],
             }
         )
 
@@ -289,7 +293,7 @@ class Api:
         )
         if want_curves:
             doc["curves"] = await self._curves(firmware, doc["entries"])
-        return json(doc)
+        return await json_off_loop(doc)
 
     async def _leaking_matching(
         self,
@@ -410,7 +414,7 @@ class Api:
                 "base": await self._curves(base, shown),
                 "target": await self._curves(target, shown),
             }
-        return json(doc)
+        return await json_off_loop(doc)
 
     async def stack(self, request: web.Request) -> web.Response:
         p = Params(request)
@@ -503,7 +507,7 @@ class Api:
                     "leaking": v.get("leaking", False),
                 }
             )
-        return json(
+        return await json_off_loop(
             {
                 "device": {
                     "device_id": d.device_id,
@@ -552,11 +556,40 @@ class Api:
         )
 
 
-def json(doc: dict[str, Any], status: int = 200) -> web.Response:
+def _dumps(doc: Any) -> str:
     import json as _json
 
+    return _json.dumps(finite(doc), separators=(",", ":"))
+
+
+def _items(doc: Any, budget: int) -> int:
+    """How many list items `doc` holds, counting stops past `budget`."""
+    n = 0
+    stack = [doc]
+    while stack and n <= budget:
+        x = stack.pop()
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            n += len(x)
+            stack.extend(v for v in x if isinstance(v, (dict, list)))
+    return n
+
+
+async def json_off_loop(doc: dict[str, Any], status: int = 200) -> web.Response:
+    """json(), a big document serialised in a thread so the loop (ingest) runs on."""
+    if _items(doc, OFF_LOOP_JSON_ITEMS) <= OFF_LOOP_JSON_ITEMS:
+        return json(doc, status)
+    return _response(await asyncio.to_thread(_dumps, doc), status)
+
+
+def json(doc: dict[str, Any], status: int = 200) -> web.Response:
+    return _response(_dumps(doc), status)
+
+
+def _response(text: str, status: int) -> web.Response:
     return web.Response(
-        text=_json.dumps(finite(doc), separators=(",", ":")),
+        text=text,
         status=status,
         content_type="application/json",
         headers={"Cache-Control": "no-store"},
