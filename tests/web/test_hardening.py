@@ -403,3 +403,18 @@ async def test_devices_are_paged_and_a_big_page_is_serialised_off_the_loop(
             after = doc["next_after"]
     assert seen == PagedQueries().ids
     assert False in threads, "a page of 200 devices is serialised in a thread"
+
+
+async def test_curves_of_unknown_signatures_are_not_cached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def curves(conn: Any, fw: str, subject: int, sigs: list[str], boots: int) -> Any:
+        return {s: curve() for s in sigs if s == "known"}
+
+    monkeypatch.setattr(series, "curves", curves)
+    async with console() as (c, url), aiohttp.ClientSession() as s:
+        q = "&".join(f"signature=junk{i}" for i in range(49)) + "&signature=known"
+        r = await s.get(url + "/api/v1/curves?firmware=a&" + q)
+        assert r.status == 200
+        assert list((await r.json())["curves"]) == ["known"]
+        assert [k[2] for k in c.api._curve_cache] == ["known"]

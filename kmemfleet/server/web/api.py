@@ -354,7 +354,8 @@ class Api:
                 self._curve_cache.clear()
             for sig in missing:
                 out[sig] = found.get(sig)
-                self._curve_cache[(firmware, subject, sig)] = (now + CURVES_CACHE_S, out[sig])
+                if out[sig] is not None:  # a miss is not kept: unknown names cost no memory
+                    self._curve_cache[(firmware, subject, sig)] = (now + CURVES_CACHE_S, out[sig])
         return out
 
     async def _fetch_curves(
