@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve the web console and its JSON API here (off by default; e.g. "
         "127.0.0.1:8080); reader tokens as for gRPC, HTTPS with --tls-cert (docs/web.md)",
     )
+    parser.add_argument(
+        "--http-secure-cookies",
+        action="store_true",
+        help="mark the console's login cookie Secure though --http is plaintext "
+        "(behind a TLS-terminating proxy; docs/web.md)",
+    )
     add_database_arguments(parser)
     parser.add_argument(
         "--insecure",
@@ -229,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
         tls_client_ca=args.tls_client_ca,
         metrics_listen=args.metrics_listen,
         http_listen=args.http,
+        http_secure_cookies=args.http_secure_cookies,
         fleet_metrics=FleetMetricsConfig(
             interval_s=args.fleet_metrics_interval,
             top=args.fleet_metrics_top,

@@ -50,6 +50,7 @@ class ServerConfig:
     metrics_listen: str | None = None
     # The web console and its JSON API (kmemfleet.server.web), off unless given.
     http_listen: str | None = None
+    http_secure_cookies: bool = False  # Secure cookies behind a TLS-terminating proxy
     fleet_metrics: FleetMetricsConfig = field(default_factory=FleetMetricsConfig)
     pool_size: int = 10
     shards: int = 2
@@ -235,8 +236,9 @@ class Aggregator:
             self.console = Console(
                 Queries(self._console_pool, rankings),
                 auth,
-                secure_cookies=cfg.tls_cert is not None,
+                secure_cookies=cfg.tls_cert is not None or cfg.http_secure_cookies,
                 shutdown_timeout_s=cfg.shutdown_grace_s * 0.2,
+                hsts=cfg.tls_cert is not None,
             )
             ctx = (
                 server_ssl_context(cfg.tls_cert, cfg.tls_key)

@@ -418,3 +418,32 @@ async def test_curves_of_unknown_signatures_are_not_cached(
         assert r.status == 200
         assert list((await r.json())["curves"]) == ["known"]
         assert [k[2] for k in c.api._curve_cache] == ["known"]
+
+
+async def test_secure_cookie_behind_a_tls_proxy_and_hsts_under_tls() -> None:
+    from kmemfleet.server.auth import hash_token, new_token
+
+    token = new_token()
+    pool = CountingPool({hash_token(token): ("reader", "alice")})
+    auth = Authenticator(pool, insecure=False)  # type: ignore[arg-type]
+    c = Console(FakeQueries(), auth, secure_cookies=True, hsts=True)
+    url = await c.start("127.0.0.1:0")
+    try:
+        async with aiohttp.ClientSession() as s:
+            r = await s.post(url + "/login", data={"token": token}, allow_redirects=False)
+            assert r.status == 303
+            cookie = r.headers["Set-Cookie"]
+            assert "Secure" in cookie and "HttpOnly" in cookie
+            assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+    finally:
+        await c.stop()
+
+
+def test_server_accepts_http_secure_cookies() -> None:
+    import argparse
+
+    from kmemfleet.cli import server
+
+    parser = argparse.ArgumentParser()
+    server.add_arguments(parser)
+    assert parser.parse_args(["--http-secure-cookies"]).http_secure_cookies

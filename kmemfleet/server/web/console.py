@@ -159,8 +159,10 @@ class Console:
         auth: Authenticator,
         secure_cookies: bool = False,
         shutdown_timeout_s: float = 2.0,
+        hsts: bool = False,
     ) -> None:
         self.auth = auth
+        self.hsts = hsts  # Strict-Transport-Security on every answer (under TLS)
         self.shutdown_timeout_s = shutdown_timeout_s
         self.api = Api(queries)
         self.secure_cookies = secure_cookies
@@ -201,6 +203,15 @@ class Console:
         if not port.isdigit():
             raise ValueError(f"--http {listen!r}: need HOST:PORT")
         self.allowed_hosts.add(host.lower())
+        if ssl_context is None and not self.auth.insecure and not is_loopback(host):
+            # Tokens (and the login cookie) would cross the network in the clear
+            # unless a TLS proxy is in front (then say so: --http-secure-cookies).
+            logger.warning(
+                "console_plaintext_tokens",
+                listen=listen,
+                secure_cookies=self.secure_cookies,
+                hint="use --tls-cert/--tls-key, or a TLS proxy with --http-secure-cookies",
+            )
         # The request line may be longer than our query-string limit, so that an
         # oversized query gets our JSON 414 rather than the HTTP parser's plain 400.
         runner = web.AppRunner(
@@ -306,6 +317,8 @@ class Console:
     async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         resp = await handler(request)
         resp.headers.update(SECURITY_HEADERS)
+        if self.hsts:
+            resp.headers["Strict-Transport-Security"] = "max-age=31536000"
         return resp
 
     @web.middleware
