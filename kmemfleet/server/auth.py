@@ -198,6 +198,13 @@ class Authenticator:
             return None
         return await self._lookup(hash_token(token))
 
+    async def identify_hash(self, token_hash: bytes) -> Principal | None:
+        """The principal of a token known by its hash (a console session's); None
+        when revoked or unknown; anonymous under --insecure."""
+        if self.insecure:
+            return ANONYMOUS
+        return await self._lookup(token_hash)
+
     def refused(self, reason: str, **fields: object) -> None:
         """Log a refusal (rate-limited), for transports other than gRPC."""
         self._log_refusal(reason, **fields)

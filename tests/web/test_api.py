@@ -167,7 +167,8 @@ def test_login_sets_an_httponly_samesite_strict_cookie(console_fleet: ConsoleFle
     cookie = headers["Set-Cookie"]
     name_value = cookie.split(";")[0]
     flags = {p.strip().lower() for p in cookie.split(";")[1:]}
-    assert name_value.startswith("kmf_token=")
+    assert name_value.startswith("kmf_session=")
+    assert f.reader_token not in cookie, "the cookie holds a session id, not the token"
     assert "httponly" in flags and "samesite=strict" in flags and "path=/" in flags
     status, _, _ = f.secured.get("/api/v1/fleet", headers={"Cookie": name_value})
     assert status == 200

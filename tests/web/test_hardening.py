@@ -447,3 +447,30 @@ def test_server_accepts_http_secure_cookies() -> None:
     parser = argparse.ArgumentParser()
     server.add_arguments(parser)
     assert parser.parse_args(["--http-secure-cookies"]).http_secure_cookies
+
+
+async def test_the_cookie_is_a_server_side_session_that_logout_ends() -> None:
+    from kmemfleet.server.auth import hash_token, new_token
+
+    token = new_token()
+    pool = CountingPool({hash_token(token): ("reader", "alice")})
+    auth = Authenticator(pool, insecure=False)  # type: ignore[arg-type]
+    c = Console(FakeQueries(), auth)
+    url = await c.start("127.0.0.1:0")
+    try:
+        async with aiohttp.ClientSession() as s:
+            r = await s.post(url + "/login", data={"token": token}, allow_redirects=False)
+            name, _, sid = r.headers["Set-Cookie"].split(";")[0].partition("=")
+            assert name == "kmf_session" and sid and token not in r.headers["Set-Cookie"]
+            cookie = {"Cookie": f"{name}={sid}"}
+            r = await s.get(url + "/api/v1/curves", headers=cookie)
+            assert r.status == 400  # authenticated: the parameters are what is wrong
+            r = await s.post(url + "/logout", headers=cookie, allow_redirects=False)
+            assert r.status == 303
+            r = await s.get(url + "/api/v1/curves", headers=cookie)
+            assert r.status == 401, "the old cookie is worthless after logout"
+            r = await s.get(url + "/api/v1/curves", headers={"Cookie": f"{name}={token}"})
+            assert r.status == 401, "the token itself is no session id"
+    finally:
+        await c.stop()
+    assert Console(FakeQueries(), auth, secure_cookies=True).cookie == "__Host-kmf_session"

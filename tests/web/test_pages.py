@@ -44,7 +44,7 @@ def test_login_cookie_is_httponly_and_samesite_strict(
     login(browser, f.secured.url, f.reader_token, f"/firmware/{TARGET}")
     assert urlsplit(browser.current_url).path == f"/firmware/{TARGET}"
     (cookie,) = browser.get_cookies()
-    assert cookie["name"] == "kmf_token"
+    assert cookie["name"] == "kmf_session" and cookie["value"] != f.reader_token
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert browser.execute_script("return document.cookie") == ""  # not readable by scripts
 

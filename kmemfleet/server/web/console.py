@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import secrets
 import ssl
 import time
 from importlib import resources
@@ -26,13 +27,18 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from kmemfleet import log
-from kmemfleet.server.auth import Authenticator
+from kmemfleet.server.auth import Authenticator, hash_token
 from kmemfleet.server.query import Queries, QueryError, as_query_error
 from kmemfleet.server.web.api import Api, Handler, json
 
 logger = log.get("web")
-COOKIE = "kmf_token"
+# The login cookie holds a random session id, never the token: the server maps it
+# to the token's hash until it expires or the user logs out. Under TLS (Secure)
+# it carries the __Host- prefix (no Domain, Path=/, only over HTTPS).
+COOKIE = "kmf_session"
+HOST_COOKIE = "__Host-kmf_session"
 COOKIE_MAX_AGE_S = 12 * 3600
+MAX_SESSIONS = 10_000
 MAX_QUERY_STRING = 16_384  # bytes of a request's query string
 MAX_REQUEST_LINE = 65_536  # beyond it aiohttp's parser answers a plain 400
 MAX_BODY = 8192  # the login form is the only body the console reads
@@ -86,7 +92,7 @@ def bearer(request: web.Request) -> str | None:
     scheme, _, token = value.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.cookies.get(COOKIE) or None
+    return None
 
 
 def safe_next(value: str) -> str:
@@ -172,6 +178,8 @@ class Console:
         # Under --insecure, the Host names served (DNS rebinding): start() adds --http's.
         self.allowed_hosts = set(LOOPBACK_NAMES)
         self._failures: dict[str, tuple[float, int]] = {}  # peer -> (window start, count)
+        self.cookie = HOST_COOKIE if secure_cookies else COOKIE
+        self._sessions: dict[str, tuple[bytes, float]] = {}  # id -> (token hash, expiry)
         self._shell = (self.static / "page.html").read_text()
         self._login = (self.static / "login.html").read_text()
 
@@ -248,6 +256,25 @@ class Console:
             await asyncio.wait_for(runner.cleanup(), self.shutdown_timeout_s)
         except TimeoutError:
             logger.warning("console_stop_timeout", timeout_s=self.shutdown_timeout_s)
+
+    def _new_session(self, token_hash: bytes) -> str:
+        now = time.monotonic()
+        if len(self._sessions) >= MAX_SESSIONS:
+            self._sessions = {k: v for k, v in self._sessions.items() if v[1] > now}
+            while len(self._sessions) >= MAX_SESSIONS:  # the oldest logins go first
+                del self._sessions[next(iter(self._sessions))]
+        sid = secrets.token_urlsafe(32)
+        self._sessions[sid] = (token_hash, now + COOKIE_MAX_AGE_S)
+        return sid
+
+    def _session_hash(self, sid: str | None) -> bytes | None:
+        hit = self._sessions.get(sid) if sid else None
+        if hit is None:
+            return None
+        if hit[1] <= time.monotonic():
+            del self._sessions[sid]  # type: ignore[arg-type]
+            return None
+        return hit[0]
 
     def _throttled(self, peer: str) -> bool:
         start, n = self._failures.get(peer, (0.0, 0))
@@ -327,10 +354,15 @@ class Console:
         if path in ("/login", "/logout") or path.startswith("/static/"):
             return await handler(request)
         token = bearer(request)
+        sid = request.cookies.get(self.cookie)
         peer = request.remote or ""
         if token and self._throttled(peer):
             return self._too_many()
-        principal = await self.auth.identify_token(token)
+        if token is not None or self.auth.insecure:
+            principal = await self.auth.identify_token(token)
+        else:
+            token_hash = self._session_hash(sid)
+            principal = None if token_hash is None else await self.auth.identify_hash(token_hash)
         if principal is None:
             if token:
                 self._failed(peer)
@@ -342,8 +374,9 @@ class Console:
                     "Bearer <token>' from kmemfleet enroll --reader, or log in at /login)",
                 )
             resp = see_other("/login?next=" + quote(request.path_qs[:2048], safe=""))
-            if token and request.cookies.get(COOKIE):
-                resp.del_cookie(COOKIE, path="/")
+            if sid is not None:
+                self._sessions.pop(sid, None)
+                resp.del_cookie(self.cookie, path="/", secure=self.secure_cookies)
             return resp
         if principal.kind not in ("reader", "anonymous"):
             self.auth.refused("wrong_kind", kind=principal.kind, transport="http")
@@ -429,8 +462,8 @@ class Console:
             return self._login_page(next_path, why, 401 if principal is None else 403)
         resp = see_other(next_path)
         resp.set_cookie(
-            COOKIE,
-            token.strip(),
+            self.cookie,
+            self._new_session(hash_token(token.strip())),
             max_age=COOKIE_MAX_AGE_S,
             path="/",
             httponly=True,
@@ -444,7 +477,10 @@ class Console:
         if not self._same_origin(request):
             raise QueryError(grpc.StatusCode.PERMISSION_DENIED, "logout: cross-origin form")
         resp = see_other("/login")
-        resp.del_cookie(COOKIE, path="/")
+        sid = request.cookies.get(self.cookie)
+        if sid:
+            self._sessions.pop(sid, None)  # the cookie is worthless from here on
+        resp.del_cookie(self.cookie, path="/", secure=self.secure_cookies)
         return resp
 
 
