@@ -474,3 +474,31 @@ async def test_the_cookie_is_a_server_side_session_that_logout_ends() -> None:
     finally:
         await c.stop()
     assert Console(FakeQueries(), auth, secure_cookies=True).cookie == "__Host-kmf_session"
+
+
+async def test_device_trends_are_thinned_in_the_database(
+    monkeypatch: pytest.MonkeyPatch, console_fleet: Any
+) -> None:
+    import asyncpg
+
+    monkeypatch.setattr(series, "MAX_TREND_POINTS", 5)
+    conn = await asyncpg.connect(console_fleet.dsn)
+    try:
+        row = await conn.fetchrow(
+            """SELECT device_id, boot_id, count(*) AS n FROM snapshots
+                GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1"""
+        )
+        assert row["n"] > 10
+        fetched: list[int] = []
+
+        class Recording:
+            async def fetch(self, *args: Any) -> Any:
+                rows = await conn.fetch(*args)
+                fetched.append(len(rows))
+                return rows
+
+        trends = await series.device_trends(Recording(), row["device_id"], row["boot_id"])  # type: ignore[arg-type]
+    finally:
+        await conn.close()
+    assert fetched == [len(trends["t"])] and 2 <= len(trends["t"]) <= 5
+    assert trends["t"] == sorted(trends["t"])

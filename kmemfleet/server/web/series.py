@@ -379,13 +379,22 @@ async def slab_history(
 async def device_trends(conn: asyncpg.Connection, device_id: str, boot_id: str) -> dict[str, Any]:
     """meminfo (MemFree, MemAvailable, Slab, SUnreclaim) and buddyinfo (free blocks per
     order, summed over zones) over the boot, at most MAX_TREND_POINTS points."""
+    # Thinned in SQL (the first snapshot of each of limit-1 even slices, and the
+    # last): a long boot's thousands of meminfo/buddyinfo documents never leave
+    # the database.
     rows = await conn.fetch(
         """SELECT extract(epoch FROM captured_at) AS t, uptime_seconds, meminfo, buddyinfo
-             FROM snapshots WHERE device_id = $1 AND boot_id = $2 ORDER BY captured_at""",
+             FROM (SELECT captured_at, uptime_seconds, meminfo, buddyinfo,
+                          row_number() OVER (ORDER BY captured_at) - 1 AS i,
+                          count(*) OVER () AS n
+                     FROM snapshots WHERE device_id = $1 AND boot_id = $2) s
+            WHERE n <= $3 OR i = n - 1
+               OR i = 0 OR (i * ($3 - 1)) / n <> ((i - 1) * ($3 - 1)) / n
+            ORDER BY captured_at""",
         device_id,
         boot_id,
+        MAX_TREND_POINTS,
     )
-    rows = _thin(rows, MAX_TREND_POINTS)
     keys = ("MemFree", "MemAvailable", "Slab", "SUnreclaim")
     meminfo: dict[str, list[int | None]] = {k: [] for k in keys}
     orders: list[list[int]] = []
