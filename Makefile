@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard proto/kmemfleet/v1/*.proto)
 
-.PHONY: all demo test lint format proto grafana kmod kmod-test bench bundle bundle-all image-amd64 bench-query bench-kmod clean distclean help
+.PHONY: all demo test lint format proto grafana kmod kmod-test bench bundle bundle-all image-amd64 bench-query bench-console bench-kmod clean distclean help
 
 all: help
 
@@ -84,6 +84,10 @@ bench: $(BIN)/.installed
 bench-query: $(BIN)/.installed
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/release.py
+
+# Web console API latency and page paint at the same size (needs .ci/install-web.sh).
+bench-console: $(BIN)/.installed
+	nice $(BIN)/python bench/console.py
 
 # kmalloc+kfree cost of mlt.ko under QEMU (needs .ci/install-kmod.sh).
 bench-kmod:

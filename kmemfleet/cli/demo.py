@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from kmemfleet import log
+from kmemfleet.server.app import Aggregator, ServerConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     parser.add_argument("--skip-fleet", action="store_true", help="only the real-agent round trip")
+    parser.add_argument(
+        "--http",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="serve the web console here (default 127.0.0.1:8080; another free port when "
+        "that one is taken; 'off' for none)",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the server and console running after the demo, until Ctrl-C",
+    )
 
 
 def _say(text: str) -> None:
@@ -58,19 +71,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace, data_dir: Path) -> int:
-    from kmemfleet.server.app import Aggregator, ServerConfig
-
     t0 = time.monotonic()
     _say(
         "kmemfleet demo: embedded PostgreSQL, server on loopback, a real agent and a "
         "simulated fleet\n"
     )
-    app = Aggregator(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir, insecure=True))
-    await app.start()
+    http = None if args.http == "off" else args.http
+    app = await _start(ServerConfig(listen="127.0.0.1:0", data_dir=data_dir, insecure=True), http)
     _say(
         f"[1/4] server listening on {app.address} (PostgreSQL data in {data_dir}) "
         f"after {time.monotonic() - t0:.1f}s"
     )
+    if app.console_url:
+        _say(f"      web console: {app.console_url}/fleet")
     try:
         await asyncio.to_thread(_real_agent_round_trip, app.address, args.proc_root)
         if not args.skip_fleet:
@@ -79,10 +92,46 @@ async def _demo(args: argparse.Namespace, data_dir: Path) -> int:
             await run_fleet(
                 app.address, devices=args.devices, hours=args.hours, seed=args.seed, say=_say
             )
+        if app.console_url:
+            _say(f"\nweb console: {app.console_url}/fleet")
+        if args.serve:
+            _say("serving until Ctrl-C (the server's gRPC address is above)")
+            await _until_interrupted()
     finally:
         await app.stop()
     _say(f"\ndone in {time.monotonic() - t0:.1f}s")
     return 0
+
+
+async def _start(cfg: ServerConfig, http: str | None) -> Aggregator:
+    """The aggregator with its console on `http`, else on a free port of that host."""
+    import dataclasses
+
+    app = Aggregator(dataclasses.replace(cfg, http_listen=http))
+    try:
+        await app.start()
+        return app
+    except OSError as exc:
+        await app.stop()
+        if not http:
+            raise
+        host = http.rpartition(":")[0] or "127.0.0.1"
+        _say(f"      {http} is taken ({exc.strerror}); the console takes a free port instead")
+    app = Aggregator(dataclasses.replace(cfg, http_listen=f"{host}:0"))
+    await app.start()
+    return app
+
+
+async def _until_interrupted() -> None:
+    import contextlib
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 def _real_agent_round_trip(address: str, proc_root: Path) -> None:

@@ -32,12 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from kmemfleet.cli.leaks import (
         check_top,
-        entry_json,
-        freshness_json,
         freshness_note,
         until_fresh,
     )
     from kmemfleet.cli.output import print_json
+    from kmemfleet.ranking_json import diff_json
     from kmemfleet.v1 import query_pb2_grpc
 
     check_top(args.top)
@@ -57,24 +56,8 @@ def run(args: argparse.Namespace) -> int:
             )
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
-    names = change_names()
     if args.json:
-        print_json(
-            {
-                "base_firmware": resp.base_firmware,
-                "target_firmware": resp.target_firmware,
-                "entries": [
-                    {
-                        "change": names.get(d.change, "unspecified"),
-                        "signature": d.signature,
-                        "base": entry_json(d.base) if d.HasField("base") else None,
-                        "target": entry_json(d.target) if d.HasField("target") else None,
-                    }
-                    for d in resp.entries
-                ],
-                "freshness": freshness_json(resp.freshness),
-            }
-        )
+        print_json(diff_json(resp))
         return 0
     print(render(resp))
     note = freshness_note(resp.freshness)
@@ -83,18 +66,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def change_names() -> dict[int, str]:
-    return {
-        query_pb2.DiffEntry.REGRESSION: "regression",
-        query_pb2.DiffEntry.FIXED: "fixed",
-        query_pb2.DiffEntry.UNCHANGED: "unchanged",
-    }
-
-
 def render(resp: query_pb2.DiffResponse) -> str:
     """The readable table of a Diff answer (also used by `kmemfleet demo`)."""
     from kmemfleet.cli.leaks import kib_h, kind_of, what
     from kmemfleet.cli.output import table
+    from kmemfleet.ranking_json import change_names
 
     names = change_names()
 

@@ -10,12 +10,19 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 
 from kmemfleet.cli.output import human_bytes, print_json, table
 from kmemfleet.errors import CliError
+from kmemfleet.ranking_json import (
+    UNATTRIBUTED_LABEL,
+    entry_json,
+    freshness_json,
+    kind_of,
+    leaks_json,
+)
 from kmemfleet.transport import (
     add_client_arguments,
     call_metadata,
@@ -25,57 +32,7 @@ from kmemfleet.transport import (
 )
 from kmemfleet.v1 import query_pb2
 
-SUBJECTS = {
-    query_pb2.LEAK_SUBJECT_STACK: "stack",
-    query_pb2.LEAK_SUBJECT_SLAB_CACHE: "slab_cache",
-    query_pb2.LEAK_SUBJECT_MEMINFO: "meminfo",
-}
-
-
-def kind_of(e: query_pb2.LeakEntry) -> str:
-    """slab / pages / vmalloc; "-" for a meminfo series (no one kind of memory)."""
-    from kmemfleet.signature import kind_name
-
-    if e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
-        return "-"
-    return kind_name(e.kind)
-
-
-def entry_json(e: query_pb2.LeakEntry) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "subject": SUBJECTS.get(e.subject, "unspecified"),
-        "signature": e.signature,
-        "kind": None if e.subject == query_pb2.LEAK_SUBJECT_MEMINFO else kind_of(e),
-        "devices_observed": e.devices_observed,
-        "devices_leaking": e.devices_leaking,
-        "share_leaking": round(e.share_leaking, 4),
-        "median_slope_bytes_per_hour": round(e.median_slope_bytes_per_hour, 1),
-        "p90_slope_bytes_per_hour": round(e.p90_slope_bytes_per_hour, 1),
-        "total_leaked_bytes": round(e.total_leaked_bytes),
-        "projected_hours_to_exhaust": round(e.projected_hours_to_exhaust, 1),
-        "first_seen_firmware": e.first_seen_firmware,
-        "score": round(e.score, 3),
-        "confidence": round(e.confidence, 3),
-        "verdict": e.verdict or ("leak" if e.devices_leaking else "none"),
-        "evidence": e.evidence,
-    }
-    if e.verdict == "saturating":
-        doc["projected_level_bytes"] = round(e.projected_level_bytes)
-    if e.subject == query_pb2.LEAK_SUBJECT_SLAB_CACHE:
-        doc["slab_cache"] = e.slab_cache
-    elif e.subject == query_pb2.LEAK_SUBJECT_MEMINFO:
-        doc["meminfo_series"] = e.meminfo_series
-    elif e.HasField("stack"):
-        doc["stack"] = {
-            "stack_id": f"{e.stack.stack_id:016x}",
-            "module": e.stack.module,
-            "frames": [
-                (f"{f.function}+0x{f.offset:x}" if f.function else f"0x{f.address:x}")
-                + (f" [{f.module}]" if f.module else "")
-                for f in e.stack.frames
-            ],
-        }
-    return doc
+__all__ = ["entry_json", "freshness_json", "kind_of"]  # kmemfleet diff and gate import them here
 
 
 def what(e: query_pb2.LeakEntry, width: int = 60) -> str:
@@ -172,19 +129,7 @@ def run(args: argparse.Namespace) -> int:
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
     if args.json:
-        doc: dict[str, Any] = {
-            "firmware_version": resp.firmware_version,
-            "devices": resp.devices,
-            "entries": [entry_json(e) for e in resp.entries],
-            "freshness": freshness_json(resp.freshness),
-        }
-        if "saturating" in args.include:
-            doc["saturating"] = [entry_json(e) for e in resp.saturating]
-        if "unattributed" in args.include:
-            doc["unattributed"] = {
-                "indicator": UNATTRIBUTED_LABEL,
-                "entries": [entry_json(e) for e in resp.unattributed],
-            }
+        doc = leaks_json(resp, "saturating" in args.include, "unattributed" in args.include)
         print_json(doc)
         return 0
     print(render(resp))
@@ -200,13 +145,6 @@ MAX_TOP = 100_000
 def check_top(top: int) -> None:
     if not 1 <= top <= MAX_TOP:
         raise CliError(f"--top: must be between 1 and {MAX_TOP}")
-
-
-def freshness_json(f: query_pb2.Freshness) -> dict[str, Any]:
-    return {
-        "analysed_through_ns": f.analysed_through_ns,
-        "pending_snapshots": f.pending_snapshots,
-    }
 
 
 def freshness_note(f: query_pb2.Freshness) -> str:
@@ -303,12 +241,6 @@ def render_saturating(entries: Sequence[query_pb2.LeakEntry]) -> str:
             right=(False, False, True, True, False),
         )
     )
-
-
-UNATTRIBUTED_LABEL = (
-    "fleet-wide indicator, not a stack: kernel memory no meminfo counter explains "
-    "(meminfo:unattributed); not validated on real fleets yet, never in diff or gate"
-)
 
 
 def render_unattributed(entries: Sequence[query_pb2.LeakEntry]) -> str:

@@ -31,11 +31,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen", default="127.0.0.1:50051", help="address to listen on (default 127.0.0.1:50051)"
     )
+    parser.add_argument(
+        "--http",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the web console and its JSON API here (off by default; e.g. "
+        "127.0.0.1:8080); reader tokens as for gRPC, HTTPS with --tls-cert (docs/web.md)",
+    )
+    parser.add_argument(
+        "--http-secure-cookies",
+        action="store_true",
+        help="mark the console's login cookie Secure though --http is plaintext "
+        "(behind a TLS-terminating proxy; docs/web.md)",
+    )
     add_database_arguments(parser)
     parser.add_argument(
         "--insecure",
         action="store_true",
         help="plaintext and no authentication (say so explicitly)",
+    )
+    parser.add_argument(
+        "--insecure-public-console",
+        action="store_true",
+        help="allow --insecure with --http on a non-loopback address: anyone who can "
+        "reach it reads the console without a token (docs/web.md)",
     )
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
@@ -176,6 +195,14 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--tls-cert and --tls-key go together")
     if args.insecure and args.tls_cert:
         raise CliError("--insecure means plaintext; drop it to use --tls-cert")
+    if args.insecure and args.http and not args.insecure_public_console:
+        from kmemfleet.server.web.console import host_name, is_loopback
+
+        if not is_loopback(host_name(args.http) or "127.0.0.1"):
+            raise CliError(
+                "--insecure with --http on a non-loopback address serves the console to "
+                "anyone without a token; add --insecure-public-console if that is meant"
+            )
     if args.tls_client_ca and not args.tls_cert:
         raise CliError("--tls-client-ca needs --tls-cert/--tls-key")
     if args.raw_retention_days < 1:
@@ -207,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         metrics_listen=args.metrics_listen,
+        http_listen=args.http,
+        http_secure_cookies=args.http_secure_cookies,
         fleet_metrics=FleetMetricsConfig(
             interval_s=args.fleet_metrics_interval,
             top=args.fleet_metrics_top,

@@ -25,7 +25,7 @@ from kmemfleet.server.batcher import Batcher
 from kmemfleet.server.fleet_metrics import FleetMetrics, FleetMetricsConfig
 from kmemfleet.server.ingest import IngestService
 from kmemfleet.server.metrics import Metrics
-from kmemfleet.server.query import QueryService
+from kmemfleet.server.query import Queries, QueryService
 from kmemfleet.server.storage import maintenance
 from kmemfleet.server.storage.embedded import EmbeddedPostgres
 from kmemfleet.server.storage.migrate import SESSION_SETTINGS, migrate
@@ -48,6 +48,9 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     metrics_listen: str | None = None
+    # The web console and its JSON API (kmemfleet.server.web), off unless given.
+    http_listen: str | None = None
+    http_secure_cookies: bool = False  # Secure cookies behind a TLS-terminating proxy
     fleet_metrics: FleetMetricsConfig = field(default_factory=FleetMetricsConfig)
     pool_size: int = 10
     shards: int = 2
@@ -68,6 +71,10 @@ class ServerConfig:
     analysis_bucket_s: int = 900
     # A leaks/diff query waits at most this long for what was acked before it.
     analysis_fresh_wait_s: float = FRESH_WAIT_S
+
+
+CONSOLE_POOL_SIZE = 3
+CONSOLE_STATEMENT_TIMEOUT_MS = 5000
 
 
 async def open_pool(dsn: str, size: int) -> asyncpg.Pool:
@@ -120,6 +127,9 @@ class Aggregator:
         self.address = ""
         self.health = health.aio.HealthServicer()
         self._metrics_http: Any = None
+        self.console: Any = None  # kmemfleet.server.web.console.Console when --http
+        self.console_url = ""
+        self._console_pool: asyncpg.Pool | None = None
         self._background: list[asyncio.Task[None]] = []
         self.db_healthy = True
 
@@ -170,9 +180,9 @@ class Aggregator:
             retention_s=cfg.retention.raw_days * 86_400,
         )
         server.add_generic_rpc_handlers((ingest.handler(),))
-        query_pb2_grpc.add_QueryServicer_to_server(
-            QueryService(self.pool, auth, Rankings(self.pool, analyzer, self.worker)), server
-        )
+        rankings = Rankings(self.pool, analyzer, self.worker)
+        queries = Queries(self.pool, rankings)
+        query_pb2_grpc.add_QueryServicer_to_server(QueryService(queries, auth), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -212,6 +222,32 @@ class Aggregator:
             self._background.append(asyncio.create_task(fleet.run()))
             self._metrics_http = self.metrics.serve(cfg.metrics_listen)
             logger.info("metrics_listening", address=cfg.metrics_listen)
+        if cfg.http_listen:
+            # Imported here: aiohttp is needed only by servers that serve the console.
+            from kmemfleet.server.web.console import Console, server_ssl_context
+
+            # The console reads through its own small pool whose statements time out
+            # (CONSOLE_STATEMENT_TIMEOUT_MS): readers cannot take ingest's connections.
+            self._console_pool = await asyncpg.create_pool(
+                dsn,
+                min_size=0,
+                max_size=CONSOLE_POOL_SIZE,
+                command_timeout=30,
+                server_settings={"statement_timeout": str(CONSOLE_STATEMENT_TIMEOUT_MS)},
+            )
+            self.console = Console(
+                Queries(self._console_pool, rankings),
+                auth,
+                secure_cookies=cfg.tls_cert is not None or cfg.http_secure_cookies,
+                shutdown_timeout_s=cfg.shutdown_grace_s * 0.2,
+                hsts=cfg.tls_cert is not None,
+            )
+            ctx = (
+                server_ssl_context(cfg.tls_cert, cfg.tls_key)
+                if cfg.tls_cert and cfg.tls_key
+                else None
+            )
+            self.console_url = await self.console.start(cfg.http_listen, ctx)
         for name in (*SERVICE_NAMES, ""):
             await _set_status(self.health, name, health_pb2.HealthCheckResponse.SERVING)
         logger.info(
@@ -302,6 +338,13 @@ class Aggregator:
         # Half the grace drains the streams, the rest bounds each step after it.
         grace = self.cfg.shutdown_grace_s
         await self._set_serving(False)
+        if self.console is not None:
+            # Bounded: a slow reader never holds shutdown past its share of the grace.
+            await self.console.stop()
+            self.console = None
+        if self._console_pool is not None:
+            self._console_pool.terminate()
+            self._console_pool = None
         if self.grpc is not None:
             # Drain: refuse new calls, let open streams finish their acks.
             await self.grpc.stop(grace * 0.5)

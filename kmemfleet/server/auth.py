@@ -19,6 +19,7 @@ import hashlib
 import re
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +32,10 @@ logger = log.get("auth")
 Kind = Literal["device", "reader", "anonymous"]
 TOKEN_PREFIX = "kmf_"
 CACHE_TTL_S = 30.0
+MAX_TOKEN_LEN = 512  # ours are 47 characters; longer is not a token
+# Unknown (well-formed) tokens are remembered apart from known ones, at most this
+# many, oldest forgotten first: a flood of random tokens never evicts a valid one.
+MAX_UNKNOWN_CACHED = 100_000
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,8 @@ class Authenticator:
         self.cache_ttl_s = cache_ttl_s
         self.pool = pool
         self.insecure = insecure
-        self._cache: dict[bytes, tuple[Principal | None, float]] = {}
+        self._cache: dict[bytes, tuple[Principal, float]] = {}  # known tokens only
+        self._unknown: OrderedDict[bytes, float] = OrderedDict()  # hash -> expiry
         self._revoked_cache: dict[str, tuple[bool, float]] = {}
         self._refusals: dict[str, tuple[float, int]] = {}  # reason -> (last logged, not logged)
 
@@ -131,13 +137,21 @@ class Authenticator:
         now = time.monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
+        miss = self._unknown.get(token_hash)
+        if miss is not None and miss > now:
+            return None
         row = await self.pool.fetchrow(
             "SELECT kind, subject FROM credentials WHERE token_hash = $1 AND revoked_at IS NULL",
             token_hash,
         )
-        principal = Principal(row["kind"], row["subject"], token_hash) if row else None
-        if len(self._cache) > 200_000:  # bounded: a flood of random tokens resets it
-            self._cache.clear()
+        if row is None:
+            self._cache.pop(token_hash, None)  # revoked
+            self._unknown[token_hash] = now + self.cache_ttl_s
+            self._unknown.move_to_end(token_hash)
+            while len(self._unknown) > MAX_UNKNOWN_CACHED:
+                self._unknown.popitem(last=False)
+            return None
+        principal = Principal(row["kind"], row["subject"], token_hash)
         self._cache[token_hash] = (principal, now + self.cache_ttl_s)
         return principal
 
@@ -169,11 +183,31 @@ class Authenticator:
             return ANONYMOUS
         token = bearer_token(context)
         if token is not None:
-            return await self._lookup(hash_token(token)) if well_formed(token) else None
+            return await self.identify_token(token)
         subject = certificate_identity(context)
         if subject and not await self._device_revoked(subject):
             return Principal("device", subject)
         return None
+
+    async def identify_token(self, token: str | None) -> Principal | None:
+        """The principal of a bearer token (gRPC metadata, or the web console's header
+        or cookie); None when absent or unknown; anonymous under --insecure."""
+        if self.insecure:
+            return ANONYMOUS
+        if not token or len(token) > MAX_TOKEN_LEN or not well_formed(token):
+            return None
+        return await self._lookup(hash_token(token))
+
+    async def identify_hash(self, token_hash: bytes) -> Principal | None:
+        """The principal of a token known by its hash (a console session's); None
+        when revoked or unknown; anonymous under --insecure."""
+        if self.insecure:
+            return ANONYMOUS
+        return await self._lookup(token_hash)
+
+    def refused(self, reason: str, **fields: object) -> None:
+        """Log a refusal (rate-limited), for transports other than gRPC."""
+        self._log_refusal(reason, **fields)
 
     async def still_valid(self, principal: Principal) -> bool:
         """Re-check a stream's principal (cheap: served from the cache most of the time)."""

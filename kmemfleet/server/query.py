@@ -1,7 +1,8 @@
 """The Query service: devices, a device's latest state, a stack's series, the rankings.
 
-Every call needs a reader token (unless the server runs --insecure). Leaks and
-Diff delegate to the aggregator's analysis.rankings.Rankings.
+Every call needs a reader token (unless the server runs --insecure). The reads
+themselves are `Queries` (no transport), which the web console's JSON API calls
+too; Leaks and Diff delegate to the aggregator's analysis.rankings.Rankings.
 """
 
 from __future__ import annotations
@@ -43,10 +44,34 @@ S = TypeVar("S", query_pb2.DeviceSlabsResponse, query_pb2.DeviceStacksResponse)
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
 
 
+class QueryError(Exception):
+    """A request the query layer refuses: a gRPC status code and a message that
+    never echoes request text. gRPC aborts with it; the web API answers it as
+    HTTP (kmemfleet.server.web.api)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def as_query_error(exc: BaseException) -> QueryError | None:
+    """The database's failures as the query layer reports them (issue 18): away is
+    UNAVAILABLE, a value it cannot take INVALID_ARGUMENT; None for anything else
+    (INTERNAL, details in the server log only)."""
+    if isinstance(exc, QueryError):
+        return exc
+    if isinstance(exc, RETRYABLE):
+        return QueryError(grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry later")
+    if isinstance(exc, asyncpg.DataError):
+        return QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT, "request: a value the database cannot take"
+        )
+    return None
+
+
 def _status(fn: Handler[R]) -> Handler[R]:
-    """Every failure as a proper gRPC code, never an internal class name (issue 18):
-    the database away is UNAVAILABLE, a value it cannot take INVALID_ARGUMENT,
-    anything else INTERNAL with the details in the server log only."""
+    """Every failure as a proper gRPC code, never an internal class name (issue 18)."""
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
@@ -54,31 +79,27 @@ def _status(fn: Handler[R]) -> Handler[R]:
             return await fn(self, request, context)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
-        except RETRYABLE:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry later"
-            )
-        except asyncpg.DataError:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "request: a value the database cannot take"
-            )
         except Exception as exc:
-            logger.error(
-                "query_failed", method=fn.__name__, error=type(exc).__name__, detail=str(exc)[:500]
-            )
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error (see the server log)")
+            err = as_query_error(exc)
+            if err is None:
+                logger.error(
+                    "query_failed",
+                    method=fn.__name__,
+                    error=type(exc).__name__,
+                    detail=str(exc)[:500],
+                )
+                err = QueryError(grpc.StatusCode.INTERNAL, "internal error (see the server log)")
+            await context.abort(err.code, err.message)
         raise AssertionError("unreachable")  # abort() raises
 
     return wrapper
 
 
-async def _check_text(
-    context: grpc.aio.ServicerContext, field: str, value: str, limit: int = MAX_ID_LEN
-) -> None:
+def check_text(field: str, value: str, limit: int = MAX_ID_LEN) -> None:
     """Refuse a request field out of limits, without echoing it."""
     problem = text_problem(value, limit)
     if problem:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
 
 
 def _identity(row: asyncpg.Record) -> device_pb2.DeviceIdentity:
@@ -112,42 +133,34 @@ async def _stacks_and_source(
         resp.stack_source.CopyFrom(pb.StackSourceInfo(**source))
 
 
-def _device_state_rpc(
-    name: str,
-    response: type[S],
-    fill: Callable[[asyncpg.Connection, SnapshotRef, S], Awaitable[None]],
-) -> Handler[S]:
-    async def rpc(
-        self: QueryService, request: query_pb2.DeviceRequest, context: grpc.aio.ServicerContext
-    ) -> S:
-        return await self._device_state(request, context, response(), fill)
+class Queries:
+    """The query layer: every read the Query service and the web console answer.
 
-    rpc.__name__ = rpc.__qualname__ = name  # what _status logs when it fails
-    return _status(rpc)
+    No transport here: a refusal is a QueryError, which the gRPC servicer turns
+    into an abort and the web API into an HTTP status. Authentication is the
+    caller's (both check a reader credential first)."""
 
-
-class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
-    def __init__(self, pool: asyncpg.Pool, auth: Authenticator, rankings: Rankings) -> None:
+    def __init__(self, pool: asyncpg.Pool, rankings: Rankings) -> None:
         self.pool = pool
-        self.auth = auth
         self.rankings = rankings
 
-    @_status
-    async def ListDevices(
-        self, request: query_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext
+    async def list_devices(
+        self, request: query_pb2.ListDevicesRequest, after: str = ""
     ) -> query_pb2.ListDevicesResponse:
-        await self.auth.require(context, "reader")
-        await _check_text(context, "firmware_version", request.firmware_version)
+        """Devices in id order; `after` (the console's pages) starts past that id."""
+        check_text("firmware_version", request.firmware_version)
         for k, v in request.labels.items():
-            await _check_text(context, "labels", k + v, 2 * MAX_ID_LEN)
+            check_text("labels", k + v, 2 * MAX_ID_LEN)
         limit = min(request.limit or DEFAULT_DEVICE_LIMIT, MAX_DEVICE_LIMIT)
         rows = await self.pool.fetch(
             """SELECT * FROM devices
                 WHERE ($1 = '' OR firmware_version = $1) AND labels @> $2::jsonb
+                  AND device_id > $4
                 ORDER BY device_id LIMIT $3""",
             request.firmware_version,
             json.dumps(dict(request.labels)),
             limit,
+            after,
         )
         return query_pb2.ListDevicesResponse(
             devices=[
@@ -160,30 +173,28 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
             ]
         )
 
-    async def _device(
-        self, conn: asyncpg.Connection, device_id: str, context: grpc.aio.ServicerContext
-    ) -> asyncpg.Record:
+    async def device(self, conn: asyncpg.Connection, device_id: str) -> asyncpg.Record:
+        """The device's row; INVALID_ARGUMENT without an id, NOT_FOUND when unknown."""
         if not device_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device_id: is required")
-        await _check_text(context, "device_id", device_id)
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "device_id: is required")
+        check_text("device_id", device_id)
         row = await conn.fetchrow("SELECT * FROM devices WHERE device_id = $1", device_id)
         if row is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"device {device_id!r} is unknown")
+            raise QueryError(grpc.StatusCode.NOT_FOUND, "device_id: no such device")
         return row
 
     async def _device_state(
         self,
         request: query_pb2.DeviceRequest,
-        context: grpc.aio.ServicerContext,
         resp: S,
         fill: Callable[[asyncpg.Connection, SnapshotRef, S], Awaitable[None]],
     ) -> S:
         """The device and its newest snapshot (of request.boot_id, else its last boot)
         into `resp`, then `fill` adds that snapshot's state; a device without
         snapshots gets its identity alone."""
-        await self.auth.require(context, "reader")
+        check_text("boot_id", request.boot_id)
         async with self.pool.acquire() as conn:
-            resp.device.CopyFrom(_identity(await self._device(conn, request.device_id, context)))
+            resp.device.CopyFrom(_identity(await self.device(conn, request.device_id)))
             ref = await latest_snapshot(conn, request.device_id, request.boot_id)
             if ref is not None:
                 resp.device.boot_id = ref.boot_id
@@ -193,25 +204,29 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
         return resp
 
     # The two differ only in the state they add to the device's newest snapshot.
-    DeviceSlabs = _device_state_rpc(
-        "DeviceSlabs", query_pb2.DeviceSlabsResponse, _slabs_and_meminfo
-    )
-    DeviceStacks = _device_state_rpc(
-        "DeviceStacks", query_pb2.DeviceStacksResponse, _stacks_and_source
-    )
+    async def device_slabs(self, request: query_pb2.DeviceRequest) -> query_pb2.DeviceSlabsResponse:
+        return await self._device_state(
+            request, query_pb2.DeviceSlabsResponse(), _slabs_and_meminfo
+        )
 
-    @_status
-    async def StackSeries(
-        self, request: query_pb2.StackSeriesRequest, context: grpc.aio.ServicerContext
+    async def device_stacks(
+        self, request: query_pb2.DeviceRequest
+    ) -> query_pb2.DeviceStacksResponse:
+        return await self._device_state(
+            request, query_pb2.DeviceStacksResponse(), _stacks_and_source
+        )
+
+    async def stack_series(
+        self, request: query_pb2.StackSeriesRequest
     ) -> query_pb2.StackSeriesResponse:
-        await self.auth.require(context, "reader")
+        check_text("boot_id", request.boot_id)
         async with self.pool.acquire() as conn:
-            await self._device(conn, request.device_id, context)
+            await self.device(conn, request.device_id)
             boot = request.boot_id or await newest_boot(conn, request.device_id)
             sid = to_signed64(request.stack_id)
             row = await conn.fetchrow("SELECT * FROM stacks WHERE stack_id = $1", sid)
             if row is None:
-                await context.abort(
+                raise QueryError(
                     grpc.StatusCode.NOT_FOUND, f"stack_id: {request.stack_id:016x} is unknown"
                 )
             points = await stack_series(conn, request.device_id, boot, sid)
@@ -228,25 +243,41 @@ class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
                 ],
             )
 
-    @_status
-    async def Leaks(
-        self, request: query_pb2.LeaksRequest, context: grpc.aio.ServicerContext
-    ) -> query_pb2.LeaksResponse:
-        await self.auth.require(context, "reader")
+    async def leaks(self, request: query_pb2.LeaksRequest) -> query_pb2.LeaksResponse:
         if not request.firmware_version:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "firmware_version: is required")
-        await _check_text(context, "firmware_version", request.firmware_version)
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "firmware_version: is required")
+        check_text("firmware_version", request.firmware_version)
         return await self.rankings.leaks(request)
 
-    @_status
-    async def Diff(
-        self, request: query_pb2.DiffRequest, context: grpc.aio.ServicerContext
-    ) -> query_pb2.DiffResponse:
-        await self.auth.require(context, "reader")
+    async def diff(self, request: query_pb2.DiffRequest) -> query_pb2.DiffResponse:
         if not request.base_firmware or not request.target_firmware:
-            await context.abort(
+            raise QueryError(
                 grpc.StatusCode.INVALID_ARGUMENT, "base_firmware and target_firmware: are required"
             )
-        await _check_text(context, "base_firmware", request.base_firmware)
-        await _check_text(context, "target_firmware", request.target_firmware)
+        check_text("base_firmware", request.base_firmware)
+        check_text("target_firmware", request.target_firmware)
         return await self.rankings.diff(request)
+
+
+def _rpc(name: str, call: Callable[[Queries, Any], Awaitable[Any]]) -> Handler[Any]:
+    """A Query RPC: a reader credential, then the query layer's answer."""
+
+    async def rpc(self: QueryService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self.auth.require(context, "reader")
+        return await call(self.queries, request)
+
+    rpc.__name__ = rpc.__qualname__ = name  # what _status logs when it fails
+    return _status(rpc)
+
+
+class QueryService(query_pb2_grpc.QueryServicer):  # type: ignore[misc]
+    def __init__(self, queries: Queries, auth: Authenticator) -> None:
+        self.queries = queries
+        self.auth = auth
+
+    ListDevices = _rpc("ListDevices", Queries.list_devices)
+    DeviceSlabs = _rpc("DeviceSlabs", Queries.device_slabs)
+    DeviceStacks = _rpc("DeviceStacks", Queries.device_stacks)
+    StackSeries = _rpc("StackSeries", Queries.stack_series)
+    Leaks = _rpc("Leaks", Queries.leaks)
+    Diff = _rpc("Diff", Queries.diff)

@@ -17,3 +17,4 @@ def test_demo_round_trips_a_real_snapshot_and_ranks_the_planted_regression_first
         assert "[3/4] read back from PostgreSQL" in text
     assert "$ kmemfleet leaks --firmware" in text
     assert "ranked #1 by diff" in text
+    assert "web console: http://127.0.0.1:" in text

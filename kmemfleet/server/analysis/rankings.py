@@ -46,7 +46,7 @@ logger = log.get("analysis")
 Change = query_pb2.DiffEntry
 
 
-async def _entries(
+async def leak_entries(
     conn: asyncpg.Connection, rows: Iterable[asyncpg.Record]
 ) -> dict[tuple[str, int, str], query_pb2.LeakEntry]:
     """LeakEntry per (firmware, subject, signature), with stack frames and first-seen."""
@@ -242,7 +242,7 @@ async def leaks_now(pool: asyncpg.Pool, request: query_pb2.LeaksRequest) -> quer
                 request.firmware_version,
                 top,
             )
-        entries = await _entries(conn, [*rows, *saturating, *unattributed])
+        entries = await leak_entries(conn, [*rows, *saturating, *unattributed])
     return query_pb2.LeaksResponse(
         firmware_version=request.firmware_version,
         devices=devices or 0,
@@ -271,7 +271,7 @@ async def diff_now(pool: asyncpg.Pool, request: query_pb2.DiffRequest) -> query_
                          AND subject <> {SUBJECT_MEMINFO})""",
             versions,
         )
-        entries = await _entries(conn, rows)
+        entries = await leak_entries(conn, rows)
         base_cohort = await cohort(conn, request.base_firmware)
         target_cohort = await cohort(conn, request.target_firmware)
     keys = sorted({(s, sig) for _, s, sig in entries})

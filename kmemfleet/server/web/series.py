@@ -1,0 +1,418 @@
+"""What the console plots and lists beside the rankings: fleet counts, curves, verdicts.
+
+No judging here. Every verdict, rate and rank comes from the analysis tables
+(analysis_series per boot, analysis_summary per firmware) through the same code
+as gRPC (`Queries`, `rankings.leak_entries`); this module only reads the points
+behind them (analysis_buckets, snapshots) so a person can see the curves. Every
+read is bounded: a curve takes at most `MAX_CURVE_BOOTS` boots, a table at most
+`MAX_ROWS` rows, a device's trend at most `MAX_TREND_POINTS` points.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from kmemfleet.server.analysis import ranking
+from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK
+from kmemfleet.wire import loads, stack_definition, to_signed64
+
+MAX_CURVE_BOOTS = 60  # boots behind one curve (leaking ones first)
+MAX_ROWS = 1000  # rows of a verdict or boots table
+MAX_TREND_POINTS = 600  # points of a device trend (evenly thinned)
+MAX_BOOT_POINTS = 200  # points of one boot's curve on the stack page (evenly thinned)
+SUBJECTS = {"stack": SUBJECT_STACK, "slab_cache": SUBJECT_SLAB}
+SUBJECT_NAMES = {v: k for k, v in SUBJECTS.items()}
+
+# The boot's start in epoch seconds: the first snapshot's capture time less its uptime,
+# else the boot's first capture (uptime unknown).
+_BOOT_START = """coalesce(
+    (SELECT extract(epoch FROM p.captured_at) - p.uptime_seconds FROM snapshots p
+      WHERE p.device_id = {t}.device_id AND p.boot_id = {t}.boot_id ORDER BY p.seq LIMIT 1),
+    (SELECT extract(epoch FROM b.first_seen) FROM boots b
+      WHERE b.device_id = {t}.device_id AND b.boot_id = {t}.boot_id))"""
+
+
+def _thin(rows: Sequence[Any], limit: int) -> list[Any]:
+    """At most `limit` rows, evenly spaced, the last one kept."""
+    if len(rows) <= limit:
+        return list(rows)
+    step = len(rows) / limit
+    out = [rows[int(i * step)] for i in range(limit - 1)]
+    out.append(rows[-1])
+    return out
+
+
+async def fleet(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """Per firmware: devices running it, reporting in the last hour, analysed, leaking subjects."""
+    async with pool.acquire() as conn:
+        devices = await conn.fetch(
+            """SELECT firmware_version, count(*) AS devices,
+                      count(*) FILTER (WHERE last_seen > now() - interval '1 hour') AS recent
+                 FROM devices GROUP BY 1"""
+        )
+        leaking = await conn.fetch(
+            """SELECT firmware_version, count(*) FILTER (WHERE subject = $1) AS stacks,
+                      count(*) FILTER (WHERE subject = $2) AS caches
+                 FROM analysis_summary WHERE devices_leaking > 0 GROUP BY 1""",
+            SUBJECT_STACK,
+            SUBJECT_SLAB,
+        )
+        cohorts = await conn.fetch("SELECT firmware_version, devices FROM analysis_cohorts")
+    out: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {
+            "devices": 0,
+            "reporting_last_hour": 0,
+            "devices_analysed": 0,
+            "leaking_stacks": 0,
+            "leaking_slab_caches": 0,
+        }
+    )
+    for r in devices:
+        out[r["firmware_version"]].update(devices=r["devices"], reporting_last_hour=r["recent"])
+    for r in leaking:
+        out[r["firmware_version"]].update(
+            leaking_stacks=r["stacks"], leaking_slab_caches=r["caches"]
+        )
+    for r in cohorts:
+        out[r["firmware_version"]]["devices_analysed"] = r["devices"]
+    return [
+        {"firmware_version": v, **out[v]}
+        for v in sorted(out, key=ranking.version_key, reverse=True)
+    ]
+
+
+async def fleet_slab(pool: asyncpg.Pool, hours: int, step_s: int) -> dict[str, Any]:
+    """Mean slab memory per device (meminfo "Slab") per firmware, in `step_s` steps."""
+    rows = await pool.fetch(
+        """SELECT firmware_version,
+                  floor(extract(epoch FROM captured_at) / $2) * $2 AS t,
+                  avg((meminfo->>'Slab')::float8) AS mean, count(DISTINCT device_id) AS n
+             FROM snapshots
+            WHERE captured_at >= now() - $1 * interval '1 hour' AND meminfo ? 'Slab'
+            GROUP BY 1, 2 ORDER BY 2""",
+        hours,
+        float(step_s),
+    )
+    times = sorted({float(r["t"]) for r in rows})
+    index = {t: i for i, t in enumerate(times)}
+    series: dict[str, list[float | None]] = {}
+    for r in rows:
+        values = series.setdefault(r["firmware_version"], [None] * len(times))
+        values[index[float(r["t"])]] = round(float(r["mean"]))
+    order = sorted(series, key=ranking.version_key)
+    return {
+        "hours": hours,
+        "step_s": step_s,
+        "t": times,
+        "series": [{"firmware_version": v, "mean_slab_bytes": series[v]} for v in order],
+    }
+
+
+async def curves(
+    conn: asyncpg.Connection,
+    firmware: str,
+    subject: int,
+    signatures: Sequence[str],
+    boots: int = MAX_CURVE_BOOTS,
+) -> dict[str, dict[str, list[float]]]:
+    """Per signature, outstanding bytes against uptime (hour bins) over its boots on
+    `firmware`: p10, median and p90 across boots (leaking boots first, at most `boots`)."""
+    if not signatures:
+        return {}
+    rows = await conn.fetch(
+        f"""WITH s AS (
+                SELECT * FROM (
+                    SELECT x.signature, x.device_id, x.boot_id, x.key,
+                           row_number() OVER (PARTITION BY x.signature
+                                              ORDER BY x.leaking DESC, x.device_id, x.boot_id) AS n
+                      FROM analysis_series x
+                     WHERE x.firmware_version = $1 AND x.subject = $2
+                       AND x.signature = ANY($3::text[])) q
+                 WHERE n <= $4),
+            st AS (SELECT DISTINCT device_id, boot_id FROM s),
+            st2 AS MATERIALIZED (SELECT st.*, {_BOOT_START.format(t="st")} AS started FROM st),
+            pts AS (
+                SELECT s.signature, floor((extract(epoch FROM a.bucket) - st2.started) / 3600) AS h,
+                       sum(a.last_value)::float8 AS v
+                  FROM s JOIN analysis_buckets a
+                         ON a.device_id = s.device_id AND a.boot_id = s.boot_id
+                        AND a.subject = $2 AND a.key = s.key
+                  JOIN st2 ON st2.device_id = s.device_id AND st2.boot_id = s.boot_id
+                 GROUP BY s.signature, s.device_id, s.boot_id, a.bucket, st2.started)
+            SELECT signature, h,
+                   percentile_cont(ARRAY[0.1, 0.5, 0.9]) WITHIN GROUP (ORDER BY v) AS q
+              FROM pts WHERE h >= 0 GROUP BY 1, 2 ORDER BY 1, 2""",
+        firmware,
+        subject,
+        list(signatures),
+        boots,
+    )
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        c = out.setdefault(r["signature"], {"uptime_h": [], "p10": [], "median": [], "p90": []})
+        q = r["q"]
+        c["uptime_h"].append(float(r["h"]))
+        c["p10"].append(round(q[0]))
+        c["median"].append(round(q[1]))
+        c["p90"].append(round(q[2]))
+    return out
+
+
+async def stack_detail(
+    conn: asyncpg.Connection, subject: int, signature: str, firmware: str
+) -> dict[str, Any]:
+    """A stack (or slab cache) on one firmware: its frames, the firmware it was first
+    seen and first leaked on, its per-device verdicts and one curve per boot."""
+    definition: dict[str, Any] | None = None
+    if subject == SUBJECT_STACK:
+        row = await conn.fetchrow(
+            "SELECT * FROM stacks WHERE signature = $1 ORDER BY first_seen, stack_id LIMIT 1",
+            signature,
+        )
+        if row is not None:
+            sd = stack_definition(row)
+            definition = {
+                "stack_id": f"{sd.stack_id:016x}",
+                "module": sd.module,
+                "frames": [
+                    (f"{f.function}+0x{f.offset:x}" if f.function else f"0x{f.address:x}")
+                    + (f"/0x{f.length:x}" if f.length else "")
+                    + (f" [{f.module}]" if f.module else "")
+                    for f in sd.frames
+                ],
+            }
+    seen = await conn.fetch(
+        """SELECT firmware_version, devices_leaking FROM analysis_summary
+            WHERE subject = $1 AND signature = $2""",
+        subject,
+        signature,
+    )
+    versions = sorted((r["firmware_version"] for r in seen), key=ranking.version_key)
+    leaking = [
+        v for v in versions if any(r["devices_leaking"] for r in seen if r["firmware_version"] == v)
+    ]
+    verdicts = await conn.fetch(
+        """SELECT x.device_id, x.boot_id, x.kind, x.leaking, x.slope, x.p_value, x.confidence,
+                  x.span_hours, x.points, x.first_value, x.last_value, x.level,
+                  d.hardware_model, d.labels
+             FROM analysis_series x LEFT JOIN devices d ON d.device_id = x.device_id
+            WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
+            ORDER BY x.leaking DESC, x.slope DESC, x.device_id, x.boot_id LIMIT $4""",
+        firmware,
+        subject,
+        signature,
+        MAX_ROWS,
+    )
+    per_boot = await boot_curves(conn, firmware, subject, signature)
+    return {
+        "subject": SUBJECT_NAMES[subject],
+        "signature": signature,
+        "stack": definition,
+        "first_seen_firmware": versions[0] if versions else "",
+        "first_leaking_firmware": leaking[0] if leaking else "",
+        "firmware_versions": versions,
+        "verdicts": [
+            {
+                "device_id": r["device_id"],
+                "boot_id": r["boot_id"],
+                "hardware_model": r["hardware_model"] or "",
+                "labels": loads(r["labels"]) if r["labels"] is not None else {},
+                "kind": r["kind"],
+                "leaking": r["leaking"],
+                "slope_bytes_per_hour": round(r["slope"], 1),
+                "p_value": r["p_value"],
+                "confidence": round(r["confidence"], 3),
+                "span_hours": round(r["span_hours"], 2),
+                "points": r["points"],
+                "first_bytes": r["first_value"],
+                "last_bytes": r["last_value"],
+                "level_bytes": round(r["level"]),
+            }
+            for r in verdicts
+        ],
+        "verdicts_truncated": len(verdicts) == MAX_ROWS,
+        "boots": per_boot,
+    }
+
+
+async def boot_curves(
+    conn: asyncpg.Connection,
+    firmware: str,
+    subject: int,
+    signature: str,
+    boots: int = MAX_CURVE_BOOTS,
+) -> list[dict[str, Any]]:
+    """One curve per boot (bytes against uptime hours), leaking boots first."""
+    rows = await conn.fetch(
+        f"""WITH s AS (
+                SELECT x.device_id, x.boot_id, bool_or(x.leaking) AS leaking,
+                       array_agg(x.key) AS keys
+                  FROM analysis_series x
+                 WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
+                 GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT $4),
+            st AS MATERIALIZED (SELECT s.*, {_BOOT_START.format(t="s")} AS started FROM s)
+            SELECT st.device_id, st.boot_id, st.leaking,
+                   (extract(epoch FROM a.bucket) - st.started) / 3600 AS h,
+                   sum(a.last_value)::float8 AS v
+              FROM st JOIN analysis_buckets a
+                     ON a.device_id = st.device_id AND a.boot_id = st.boot_id
+                    AND a.subject = $2 AND a.key = ANY(st.keys)
+             GROUP BY 1, 2, 3, a.bucket, st.started ORDER BY 3 DESC, 1, 2, 4""",
+        firmware,
+        subject,
+        signature,
+        boots,
+    )
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    points: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    for r in rows:
+        points[(r["device_id"], r["boot_id"])].append(
+            (round(max(0.0, float(r["h"])), 3), round(r["v"]))
+        )
+    for r in rows:
+        c = out.setdefault(
+            (r["device_id"], r["boot_id"]),
+            {
+                "device_id": r["device_id"],
+                "boot_id": r["boot_id"],
+                "leaking": r["leaking"],
+            },
+        )
+    for key, c in out.items():
+        kept = _thin(points[key], MAX_BOOT_POINTS)
+        c["uptime_h"] = [h for h, _ in kept]
+        c["bytes"] = [v for _, v in kept]
+    return list(out.values())
+
+
+async def boots(conn: asyncpg.Connection, device_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT boot_id, firmware_version, kernel_release, first_seen, last_seen, mem_total,
+                  last_seq
+             FROM boots WHERE device_id = $1 ORDER BY first_seen DESC LIMIT $2""",
+        device_id,
+        MAX_ROWS,
+    )
+    return [
+        {
+            "boot_id": r["boot_id"],
+            "firmware_version": r["firmware_version"],
+            "kernel_release": r["kernel_release"],
+            "first_seen": r["first_seen"].isoformat(),
+            "last_seen": r["last_seen"].isoformat(),
+            "hours": round((r["last_seen"] - r["first_seen"]).total_seconds() / 3600, 2),
+            "mem_total_bytes": r["mem_total"],
+        }
+        for r in rows
+    ]
+
+
+async def verdicts_by_key(
+    conn: asyncpg.Connection, device_id: str, boot_id: str, subject: int
+) -> dict[str, dict[str, Any]]:
+    """The boot's per-series verdicts (growth per hour, kind), by analysis key."""
+    rows = await conn.fetch(
+        """SELECT key, kind, leaking, slope, first_value, last_value, span_hours
+             FROM analysis_series WHERE device_id = $1 AND boot_id = $2 AND subject = $3""",
+        device_id,
+        boot_id,
+        subject,
+    )
+    return {
+        r["key"]: {
+            "kind": r["kind"],
+            "leaking": r["leaking"],
+            "growth_bytes_per_hour": round(r["slope"], 1),
+            "growth_bytes": r["last_value"] - r["first_value"],
+        }
+        for r in rows
+    }
+
+
+def stack_key(stack_id: int) -> str:
+    """analysis_series.key of a stack: its signed 64-bit id as text."""
+    return str(to_signed64(stack_id))
+
+
+async def slab_history(
+    conn: asyncpg.Connection, device_id: str, boot_id: str, keys: Sequence[str]
+) -> dict[str, Any]:
+    """Bytes of the given slab caches over the boot, one value per analysis bucket
+    (a cache absent from a bucket's deltas kept its previous value)."""
+    grid = [
+        float(r["t"])
+        for r in await conn.fetch(
+            """SELECT extract(epoch FROM bucket) AS t FROM analysis_boot_buckets
+                WHERE device_id = $1 AND boot_id = $2 ORDER BY bucket""",
+            device_id,
+            boot_id,
+        )
+    ]
+    rows = await conn.fetch(
+        """SELECT key, extract(epoch FROM bucket) AS t, last_value FROM analysis_buckets
+            WHERE device_id = $1 AND boot_id = $2 AND subject = $3 AND key = ANY($4::text[])
+            ORDER BY key, bucket""",
+        device_id,
+        boot_id,
+        SUBJECT_SLAB,
+        list(keys),
+    )
+    points: dict[str, dict[float, int]] = defaultdict(dict)
+    for r in rows:
+        points[r["key"]][float(r["t"])] = r["last_value"]
+    grid = sorted(set(grid) | {t for p in points.values() for t in p})
+    series = []
+    for key in keys:
+        last: int | None = None
+        values: list[int | None] = []
+        for t in grid:
+            last = points[key].get(t, last)
+            values.append(last)
+        series.append({"cache": key, "bytes": values})
+    return {"t": grid, "series": series}
+
+
+async def device_trends(conn: asyncpg.Connection, device_id: str, boot_id: str) -> dict[str, Any]:
+    """meminfo (MemFree, MemAvailable, Slab, SUnreclaim) and buddyinfo (free blocks per
+    order, summed over zones) over the boot, at most MAX_TREND_POINTS points."""
+    # Thinned in SQL (the first snapshot of each of limit-1 even slices, and the
+    # last): a long boot's thousands of meminfo/buddyinfo documents never leave
+    # the database.
+    rows = await conn.fetch(
+        """SELECT extract(epoch FROM captured_at) AS t, uptime_seconds, meminfo, buddyinfo
+             FROM (SELECT captured_at, uptime_seconds, meminfo, buddyinfo,
+                          row_number() OVER (ORDER BY captured_at) - 1 AS i,
+                          count(*) OVER () AS n
+                     FROM snapshots WHERE device_id = $1 AND boot_id = $2) s
+            WHERE n <= $3 OR i = n - 1
+               OR i = 0 OR (i * ($3 - 1)) / n <> ((i - 1) * ($3 - 1)) / n
+            ORDER BY captured_at""",
+        device_id,
+        boot_id,
+        MAX_TREND_POINTS,
+    )
+    keys = ("MemFree", "MemAvailable", "Slab", "SUnreclaim")
+    meminfo: dict[str, list[int | None]] = {k: [] for k in keys}
+    orders: list[list[int]] = []
+    for r in rows:
+        m = loads(r["meminfo"])
+        for k in keys:
+            meminfo[k].append(m.get(k))
+        per_order: list[int] = []
+        for zone in loads(r["buddyinfo"]) or []:
+            for order, n in enumerate(zone.get("free_blocks", [])):
+                if order >= len(per_order):
+                    per_order.extend([0] * (order + 1 - len(per_order)))
+                per_order[order] += int(n)
+        orders.append(per_order)
+    width = max((len(o) for o in orders), default=0)
+    return {
+        "t": [float(r["t"]) for r in rows],
+        "uptime_h": [round(r["uptime_seconds"] / 3600, 3) for r in rows],
+        "meminfo": {k: v for k, v in meminfo.items() if any(x is not None for x in v)},
+        "buddyinfo": [[o[k] if k < len(o) else 0 for o in orders] for k in range(width)],
+    }
