@@ -99,7 +99,9 @@ async def ingest_once(
     try:
         for _ in range(servers):
             procs.append((await asyncio.to_thread(ingest.start_server, dsn, tmp, [], port))[0])
+        cpu0 = sum(ingest.cpu_seconds(p.pid) for p in procs)
         seconds = await ingest.run_agents(f"127.0.0.1:{port}", payloads, True)
+        cpu = sum(ingest.cpu_seconds(p.pid) for p in procs) - cpu0
     finally:
         for proc in procs:
             proc.terminate()
@@ -109,7 +111,7 @@ async def ingest_once(
     await dbs.drop(backend, dsn)
     if stored != samples:
         raise RuntimeError(f"{backend}: stored {stored} samples, expected {samples}")
-    return seconds
+    return seconds, cpu
 
 
 async def copy_once(
@@ -188,11 +190,12 @@ async def main_async(args: argparse.Namespace) -> int:
         for rep in range(1, args.repeat + 1):
             for backend in BACKENDS:  # interleaved, so drifting load hits both alike
                 for n in args.servers:
-                    s = await ingest_once(dbs, backend, n, payloads, samples, tmp)
+                    s, cpu = await ingest_once(dbs, backend, n, payloads, samples, tmp)
                     put(f"ingest{n}", backend, s)
+                    put(f"cpu{n}", backend, cpu)
                     print(
                         f"  run {rep} {backend:<6} N={n}: {snapshots / s:7.1f} snapshots/s "
-                        f"{samples / s:>9,.0f} rows/s ({s:.2f} s)"
+                        f"{samples / s:>9,.0f} rows/s ({s:.2f} s, server CPU {cpu:.2f} s)"
                     )
                 s = await copy_once(dbs, backend, slab_rows, stack_rows)
                 put("copy", backend, s)
@@ -223,6 +226,8 @@ async def main_async(args: argparse.Namespace) -> int:
         print(row(f"ingest N={n} sample rows/s", rows["single"], rows["citus"], ",.0f"))
         dev = {b: rate[b] * 300 for b in BACKENDS}
         print(row("  = devices at 300 s/snapshot", dev["single"], dev["citus"], ",.0f"))
+        cpu = {b: med(f"cpu{n}", b) / snapshots * 1000 for b in BACKENDS}
+        print(row("  server CPU ms per snapshot", cpu["single"], cpu["citus"], ",.1f"))
     copy = {b: samples / med("copy", b) for b in BACKENDS}
     print(row("baseline: plain COPY rows/s", copy["single"], copy["citus"], ",.0f"))
     for devices in sizes:
