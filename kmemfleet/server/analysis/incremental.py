@@ -274,13 +274,22 @@ class Analyzer:
         async with pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
             try:
+                empty_takes = 0
                 while True:
                     if time.monotonic() - t0 > budget_seconds:
                         stats.complete = False
                         break
                     async with conn.transaction():
-                        if not await self._fold_batch(conn, stats, until):
-                            break
+                        if await self._fold_batch(conn, stats, until):
+                            continue
+                    # An empty take is not an empty queue when maintenance deleted
+                    # the rows it picked meanwhile: look again before saying complete.
+                    if not await self._queued(conn, until):
+                        break
+                    empty_takes += 1
+                    if empty_takes > 1:
+                        stats.complete = False
+                        break
                 while True:
                     async with conn.transaction():
                         if not await self._rejudge_touched(conn, stats):
@@ -301,6 +310,16 @@ class Analyzer:
                 complete=stats.complete,
             )
         return stats
+
+    async def _queued(self, conn: asyncpg.Connection, until: dt.datetime | None) -> bool:
+        """Whether rows are still queued (by `until`, when given)."""
+        return bool(
+            await conn.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM analysis_queue
+                                   WHERE $1::timestamptz IS NULL OR enqueued_at <= $1)""",
+                until,
+            )
+        )
 
     async def _fold_batch(
         self, conn: asyncpg.Connection, stats: CatchUp, until: dt.datetime | None = None

@@ -108,8 +108,8 @@ CREATE TABLE stack_samples (
 CREATE INDEX stack_samples_device ON stack_samples (device_id, boot_id, stack_id, captured_at);
 
 -- Snapshots stored but not yet folded into the analysis tables. The writer adds
--- a row in the snapshot's own transaction; the analysis consumes and deletes
--- rows (FOR UPDATE SKIP LOCKED), so nothing committed is ever missed.
+-- a row in the snapshot's own transaction; the analysis, the only taker under
+-- its advisory lock, consumes and deletes rows, so nothing committed is missed.
 CREATE TABLE analysis_queue (
     device_id   text NOT NULL,
     boot_id     text NOT NULL,
