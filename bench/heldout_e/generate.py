@@ -754,6 +754,12 @@ def label_fleet(fleet: Fleet, observed: dict[tuple[str, str], int]) -> dict[str,
             if s.kind == "stack" and s.leak and not leak_sig and s.base.level <= 0:
                 continue  # a leak-only stack nobody carried in the window: never printed
             fam = leak_sig.leak.family if leak_sig and leak_sig.leak else s.base.family
+            held = sorted(
+                {x.base.family for x in sigs if x.kind == "stack" and x.slab == s.name}
+                - {"noise"}  # the leak-only stacks' empty base
+            )
+            if s.kind == "slab" and not leak_sig and held:
+                fam = "kmalloc_mix"  # its own noise plus the bounded stacks it holds
             entry: dict[str, Any] = {
                 "kind": s.kind,
                 "name": s.name,
@@ -761,6 +767,8 @@ def label_fleet(fleet: Fleet, observed: dict[tuple[str, str], int]) -> dict[str,
                 "family": fam,
                 "base": {"family": s.base.family, "level": round(s.base.level), **s.base.p},
             }
+            if s.kind == "slab" and held:
+                entry["holds_stack_families"] = held
             if leak_sig and leak_sig.leak:
                 entry["leak_rate_bph"] = round(leak_sig.leak.rate, 1)
                 entry["carrier_boots"] = observed.get((fw, leak_sig.name), 0)
@@ -781,6 +789,27 @@ def label_fleet(fleet: Fleet, observed: dict[tuple[str, str], int]) -> dict[str,
 def band(rate_bph: float) -> str:
     kib = rate_bph / KIB
     return "0.5-1" if kib < 1.0 else ("1-2" if kib < 2.0 else "2-4")
+
+
+def carriers(
+    d: Device, pts: list[Point], stack_sigs: list[Sig], observed: dict[tuple[str, str], int]
+) -> None:
+    """Count the device's observed boots that carry each leak law."""
+    for s in stack_sigs:
+        if s.leak:
+            boots = {pt.boot for pt in pts if d.boots[pt.boot][0] >= d.leak_from[s.name]}
+            if boots:
+                observed[(d.fw, s.name)] = observed.get((d.fw, s.name), 0) + len(boots)
+
+
+def labels_only(seed: int, quick: bool = False) -> dict[str, Any]:
+    """The labels of a seed without writing its bundles (the same as labels.json)."""
+    fleet = build_fleet(seed, quick)
+    observed: dict[tuple[str, str], int] = {}
+    for d in fleet.devices:
+        stack_sigs = [s for s in fleet.sigs[d.fw] if s.kind == "stack"]
+        carriers(d, capture_points(d, seed), stack_sigs, observed)
+    return label_fleet(fleet, observed)
 
 
 @dataclass
@@ -820,11 +849,7 @@ def write_fleet(fleet: Fleet, root: Path) -> Generated:
         sigs = fleet.sigs[d.fw]
         stack_sigs = [s for s in sigs if s.kind == "stack"]
         vals = {s.key: series_values(d, s, pts, seed) for s in sigs}
-        for s in stack_sigs:
-            if s.leak:
-                boots = {pt.boot for pt in pts if d.boots[pt.boot][0] >= d.leak_from[s.name]}
-                if boots:
-                    observed[(d.fw, s.name)] = observed.get((d.fw, s.name), 0) + len(boots)
+        carriers(d, pts, stack_sigs, observed)
         boot_ids = [
             rng_for(seed, "bootid", d.device_id, j).getrandbits(128) for j in range(len(d.boots))
         ]
