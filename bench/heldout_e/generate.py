@@ -880,6 +880,16 @@ def write_fleet(fleet: Fleet, root: Path) -> Generated:
     return Generated(seed, root, bundles, labels, digest)
 
 
+def bundle_digest(root: Path) -> str:
+    """The bundles sha256 of a generated seed folder, recomputed from the files on disk."""
+    lines = []
+    for path in (root / "bundles").rglob("*"):
+        if path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            lines.append(f"{path.relative_to(root)}\0{digest}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
 def generate(
     seed: int, root: Path, quick: bool = False, sizes: dict[str, int] | None = None
 ) -> Generated:
