@@ -880,6 +880,14 @@ def write_fleet(fleet: Fleet, root: Path) -> Generated:
     return Generated(seed, root, bundles, labels, digest)
 
 
+def parse_sizes(text: str) -> dict[str, int]:
+    """ "BASE,TARGET,NIGHT" device counts (a fleet other than E's pre-registered one)."""
+    base, target, night = (int(x) for x in text.split(","))
+    if base < 6 or target < 1 or night < 1:
+        raise ValueError("sizes: base >= 6, target >= 1, night >= 1")
+    return {BASE_FW: base, TARGET_FW: target, NIGHT_FW: night}
+
+
 def bundle_digest(root: Path) -> str:
     """The bundles sha256 of a generated seed folder, recomputed from the files on disk."""
     lines = []
@@ -901,9 +909,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, action="append", required=True)
     ap.add_argument("--out", type=Path, required=True, help="one folder per seed is made here")
     ap.add_argument("--quick", action="store_true", help="small cohorts (24/8/8 devices)")
+    ap.add_argument("--sizes", help="BASE,TARGET,NIGHT devices (base >= 6; not E's sizes)")
     a = ap.parse_args(argv)
+    sizes = parse_sizes(a.sizes) if a.sizes else None
     for seed in a.seed:
-        g = generate(seed, a.out / f"seed-{seed:02d}", a.quick)
+        g = generate(seed, a.out / f"seed-{seed:02d}", a.quick, sizes)
         n = {fw: f["devices"] for fw, f in g.labels["firmware"].items()}
         lab = hashlib.sha256((g.root / "labels.json").read_bytes()).hexdigest()
         print(

@@ -8,8 +8,9 @@ labels. A naive baseline ("last > first on at least one device") is computed
 from the same bundles in the same run.
 
     python -m bench.heldout_e.score                  # seeds 1-10 (the pre-registered look)
-    python -m bench.heldout_e.score --quick          # seeds 1-2, small cohorts (a smoke run)
+    python -m bench.heldout_e.score --quick          # seeds 101-102 (not E), small: a smoke run
     python -m bench.heldout_e.score --seeds 1,2 --dsn postgresql://.../postgres --jobs 3
+    python -m bench.heldout_e.score --seeds 201 --sizes 200,40,16  # larger cohorts, not E
 
 Without --dsn a throwaway PostgreSQL (the embedded server package) is started.
 Log every scored run in bench/heldout_e/RUNS.md.
@@ -222,7 +223,14 @@ def import_all(address: str, bundles: list[Path], jobs: int) -> dict[str, int]:
 
 
 def score_seed(
-    seed: int, pg: str, root: Path, quick: bool, jobs: int, keep: bool, log_dir: Path
+    seed: int,
+    pg: str,
+    root: Path,
+    quick: bool,
+    jobs: int,
+    keep: bool,
+    log_dir: Path,
+    sizes: dict[str, int] | None = None,
 ) -> SeedResult:
     t0 = time.monotonic()
     folder = root / f"seed-{seed:02d}"
@@ -233,7 +241,7 @@ def score_seed(
         if sha != labels["bundles_sha256"]:
             raise SystemExit(f"{folder}: bundles sha256 {sha} is not the one generated")
     else:
-        g = gen.generate(seed, folder, quick)
+        g = gen.generate(seed, folder, quick, sizes)
         labels, bundles, sha = g.labels, g.bundles, g.sha256
     print(f"seed {seed:2d}: bundles sha256 {sha} ({len(bundles)} devices)", flush=True)
     naive = naive_listing(bundles)
@@ -282,7 +290,7 @@ def report(results: list[SeedResult]) -> tuple[str, bool]:
     out = lines.append
     firmwares = sorted({fw for r in results for fw in r.labels["firmware"]})
     passed = True
-    for name, pick in (("detector", lambda r: r.listed), ("naive baseline", lambda r: r.naive)):
+    for name in ("detector", "naive baseline"):
         out(f"\n== {name}: per firmware, pooled over {len(results)} seeds (boundary excluded) ==")
         out(
             f"{'firmware':10} {'precision [95% Wilson]':28} {'recall [95% Wilson]':28} per-seed P/R"
@@ -292,7 +300,7 @@ def report(results: list[SeedResult]) -> tuple[str, bool]:
             per_seed = []
             for r in results:
                 sigs = r.labels["firmware"][fw]["signatures"]
-                got = pick(r).get(fw, set())
+                got = (r.listed if name == "detector" else r.naive).get(fw, set())
                 s_tp = s_fp = s_fn = 0
                 for k, e in sigs.items():
                     if e["family"] == "leak_boundary":
@@ -397,16 +405,47 @@ def report(results: list[SeedResult]) -> tuple[str, bool]:
     return "\n".join(lines), ok
 
 
+def reprint(path: Path) -> int:
+    """The report of a saved run, labels rebuilt from the generator (E's seeds and sizes)."""
+    results = []
+    for r in json.loads(path.read_text()):
+        labels = gen.labels_only(r["seed"])
+        labels["bundles_sha256"] = r["sha256"]
+        results.append(
+            SeedResult(
+                r["seed"],
+                r["sha256"],
+                labels,
+                {k: set(v) for k, v in r["listed"].items()},
+                {k: set(v) for k, v in r["saturating"].items()},
+                r["unmatched"],
+                {k: set(v) for k, v in r["naive"].items()},
+                r.get("import", {}),
+            )
+        )
+    text, ok = report(results)
+    print(text)
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--seeds", default="", help="comma list (default 1-10; --quick: 1,2)")
+    ap.add_argument("--seeds", default="", help="comma list (default 1-10; --quick: 101,102)")
+    ap.add_argument("--sizes", help="BASE,TARGET,NIGHT devices (base >= 6): not E's sizes")
     ap.add_argument("--quick", action="store_true", help="small cohorts: a smoke run, not a look")
     ap.add_argument("--dsn", help="admin DSN of a PostgreSQL (default: a throwaway one)")
     ap.add_argument("--bundles", type=Path, help="reuse/keep generated seeds here")
     ap.add_argument("--jobs", type=int, default=3, help="concurrent imports (default 3)")
     ap.add_argument("--json", type=Path, help="also write the raw per-seed listings here")
+    ap.add_argument(
+        "--report", type=Path, help="print the report of a --json file again (no new look)"
+    )
     a = ap.parse_args(argv)
-    seeds = [int(s) for s in a.seeds.split(",") if s] or ([1, 2] if a.quick else list(range(1, 11)))
+    if a.report:
+        return reprint(a.report)
+    default = [101, 102] if a.quick else list(range(1, 11))
+    seeds = [int(s) for s in a.seeds.split(",") if s] or default
+    sizes = gen.parse_sizes(a.sizes) if a.sizes else None
     t0 = time.monotonic()
     results: list[SeedResult] = []
     with tempfile.TemporaryDirectory(prefix="heldout-e-") as tmp:
@@ -415,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         with postgres(a.dsn) as pg:
             for seed in seeds:
                 results.append(
-                    score_seed(seed, pg, root, a.quick, a.jobs, a.bundles is not None, log_dir)
+                    score_seed(
+                        seed, pg, root, a.quick, a.jobs, a.bundles is not None, log_dir, sizes
+                    )
                 )
     text, ok = report(results)
     print(text)
