@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard proto/kmemfleet/v1/*.proto)
 
-.PHONY: all demo test lint format proto grafana kmod kmod-test bench bundle bundle-all image-amd64 bench-query bench-console bench-kmod clean distclean help
+.PHONY: all demo test lint format proto grafana kmod kmod-test bench bundle bundle-all image-amd64 bench-query bench-console bench-kmod bench-heldout-e clean distclean help
 
 all: help
 
@@ -88,6 +88,11 @@ bench-query: $(BIN)/.installed
 # Web console API latency and page paint at the same size (needs .ci/install-web.sh).
 bench-console: $(BIN)/.installed
 	nice $(BIN)/python bench/console.py
+
+# Held-out set E (issue 12): a real server scored on a blind labelled fleet
+# (bench/heldout_e/PREREGISTRATION.md); log every run in bench/heldout_e/RUNS.md.
+bench-heldout-e: $(BIN)/.installed
+	nice $(BIN)/python -m bench.heldout_e.score $(HELDOUT_E_ARGS)
 
 # kmalloc+kfree cost of mlt.ko under QEMU (needs .ci/install-kmod.sh).
 bench-kmod:
