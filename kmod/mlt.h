@@ -99,7 +99,7 @@ struct mlt_obj {
 	u32 next;		/* next in bucket or free list */
 	u32 stack;		/* index into mlt_table.stacks */
 	u32 size;		/* bytes requested, clamped to U32_MAX */
-	u32 unused;
+	u32 asize;		/* bytes allocated (slab object size), clamped */
 };
 
 /*
@@ -122,6 +122,7 @@ struct mlt_stack {
 /* Read-side aggregate per stack, filled under mlt_ctl_lock. */
 struct mlt_agg {
 	u64 bytes_w;
+	u64 abytes_w;		/* allocated bytes (asize) */
 	u64 objects_w;
 };
 
@@ -247,7 +248,7 @@ s64 mlt_next_interval(struct rnd_state *rnd, u32 mean);
 int mlt_reset_locked(void);
 u64 mlt_weight(const struct mlt_table *t, u32 size);
 u64 mlt_counter_sum(enum mlt_counter c);
-void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes);
+void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes, u64 *abytes);
 u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr);
 bool mlt_stack_pin(struct mlt_table *t, u32 sidx);
 void mlt_stack_put(struct mlt_table *t, u32 sidx);
@@ -289,16 +290,21 @@ DECLARE_PER_CPU(u64, mlt_untracked_frees);
 extern u32 *mlt_obj_buckets;	/* == mlt_table->buckets, NULL while none */
 extern unsigned int mlt_obj_bits;
 
-void mlt_alloc_slow(const void *ptr, size_t size, unsigned long call_site,
-		    const char *cache_name);
+void mlt_alloc_slow(const void *ptr, size_t size, size_t asize,
+		    unsigned long call_site, const char *cache_name);
 
+/*
+ * size: bytes requested (what sampling counts); asize: bytes allocated (the
+ * slab object size), 0 when the probe cannot tell: then the slow path asks
+ * ksize() for a tracked object.
+ */
 static __always_inline void mlt_on_alloc(const void *ptr, size_t size,
-					 unsigned long call_site,
+					 size_t asize, unsigned long call_site,
 					 const char *cache_name)
 {
 	if (likely(this_cpu_sub_return(mlt_until_sample, size) > 0))
 		return;
-	mlt_alloc_slow(ptr, size, call_site, cache_name);
+	mlt_alloc_slow(ptr, size, asize, call_site, cache_name);
 }
 
 static __always_inline void mlt_on_free(const void *ptr)

@@ -696,7 +696,7 @@ static bool mlt_pool_has_room(struct mlt_table *t, struct mlt_stripe *s)
 
 /* Enter an object of pinned stack sidx; the pin becomes its reference. */
 static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
-			   u32 sidx)
+			   u32 asize, u32 sidx)
 {
 	u32 b = hash_long(ptr, t->obj_bits);
 	struct mlt_stripe *s = &t->stripes[b & (MLT_STRIPES - 1)];
@@ -738,6 +738,7 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 	atomic64_add(w, &t->stacks[sidx].allocs_w);
 	o->stack = sidx;
 	o->size = size;
+	o->asize = asize;
 	raw_spin_unlock_irqrestore(&s->lock, flags);
 
 	if (old_stack != MLT_NIL) {
@@ -808,7 +809,7 @@ static __always_inline enum mlt_ctx mlt_ctx_of(void)
 }
 
 static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
-		      unsigned long call_site)
+		      size_t asize, unsigned long call_site)
 {
 	struct mlt_pcpu *pc = this_cpu_ptr(mlt_pcpu);
 	enum mlt_ctx ctx = mlt_ctx_of();
@@ -844,7 +845,11 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 	} else if (sidx != MLT_SKIP) {
 		if (unlikely(READ_ONCE(mlt_verify)))
 			mlt_verify_stack(t, pc->buf[ctx], call_site, sidx);
-		mlt_obj_insert(t, ptr, min_t(size_t, size, U32_MAX), sidx);
+		/* A probe that cannot tell the object size: ask the allocator. */
+		if (!asize)
+			asize = ksize((void *)ptr);
+		mlt_obj_insert(t, ptr, min_t(size_t, size, U32_MAX),
+			       min_t(size_t, max(asize, size), U32_MAX), sidx);
 	}
 	barrier();
 	pc->busy[ctx] = 0;
@@ -856,7 +861,7 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
  * An allocation whose per-CPU countdown reached zero: draw the next sample
  * distance (sampled mode), apply the filters, track it.
  */
-noinline void mlt_alloc_slow(const void *ptr, size_t size,
+noinline void mlt_alloc_slow(const void *ptr, size_t size, size_t asize,
 			     unsigned long call_site, const char *cache_name)
 {
 	struct mlt_table *t = rcu_dereference_sched(mlt_table);
@@ -875,7 +880,7 @@ noinline void mlt_alloc_slow(const void *ptr, size_t size,
 	if (unlikely(t->flags & MLT_F_SLAB) &&
 	    (!cache_name || strcmp(cache_name, t->slab_key)))
 		return;
-	mlt_track(t, (unsigned long)ptr, size, call_site);
+	mlt_track(t, (unsigned long)ptr, size, asize, call_site);
 }
 
 NOKPROBE_SYMBOL(mlt_alloc_slow);
@@ -890,7 +895,7 @@ NOKPROBE_SYMBOL(mlt_alloc_slow);
  * not grow with the pool. Each bucket is consistent in itself; the probes
  * keep running meanwhile. Records the longest section (t->scan_*).
  */
-void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
+void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes, u64 *abytes)
 {
 	u32 nb = 1U << t->obj_bits, b, i, s, n, chunk, holds = 0;
 	u64 t0, dt, longest = 0;
@@ -899,6 +904,7 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
 	chunk = READ_ONCE(mlt_scan_chunk) ? : nb;
 	*objects = 0;
 	*bytes = 0;
+	*abytes = 0;
 	memset(t->agg, 0, sizeof(*t->agg) * t->max_stacks);
 	for (s = 0; s < MLT_STRIPES; s++) {
 		for (b = s; b < nb;) {
@@ -912,8 +918,10 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
 
 					t->agg[o->stack].objects_w += w;
 					t->agg[o->stack].bytes_w += w * o->size;
+					t->agg[o->stack].abytes_w += w * o->asize;
 					*objects += 1;
 					*bytes += o->size;
+					*abytes += o->asize;
 				}
 			}
 			raw_spin_unlock(&t->stripes[s].lock);

@@ -53,8 +53,18 @@ static atomic_t mlt_oom_reports;	/* reports printed */
 
 struct mlt_rep {
 	u64 id;
-	u64 bytes_w, objects_w, allocs_w, frees_w;
+	u64 bytes_w, abytes_w, objects_w, allocs_w, frees_w;
 	u32 stack;
+};
+
+/*
+ * What memory a record's objects are (FORMAT.md "kind"). Only slab is
+ * tracked so far; the names are the contract for the others.
+ */
+enum mlt_kind { MLT_KIND_SLAB, MLT_NR_KINDS };
+
+static const char *const mlt_kind_names[MLT_NR_KINDS] = {
+	[MLT_KIND_SLAB] = "slab",
 };
 
 struct mlt_snap {
@@ -161,14 +171,14 @@ static int mlt_cmp_bytes(const void *a, const void *b)
  * bytes. Caller holds mlt_ctl_lock. Returns the number of entries.
  */
 static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
-		       u64 *tobjects, u64 *tbytes)
+		       u64 *tobjects, u64 *tbytes, u64 *tabytes)
 {
 	struct mlt_rep *r;
 	/* Pairs with the release in mlt_stack_get(): records are complete. */
 	u32 nr_stacks = smp_load_acquire(&t->nr_stacks);
 	u32 i, n = 0, m;
 
-	mlt_aggregate(t, tobjects, tbytes);
+	mlt_aggregate(t, tobjects, tbytes, tabytes);
 	for (i = 0; i < nr_stacks; i++)
 		if (t->agg[i].objects_w)
 			n++;
@@ -184,6 +194,7 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 		r[n].stack = i;
 		r[n].id = mlt_stack_id(t, i);
 		r[n].bytes_w = t->agg[i].bytes_w;
+		r[n].abytes_w = t->agg[i].abytes_w;
 		r[n].objects_w = t->agg[i].objects_w;
 		r[n].allocs_w = atomic64_read(&t->stacks[i].allocs_w);
 		r[n].frees_w = atomic64_read(&t->stacks[i].frees_w);
@@ -195,6 +206,7 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 	for (i = 1, m = 0; i < n; i++) {
 		if (r[i].id == r[m].id) {
 			r[m].bytes_w += r[i].bytes_w;
+			r[m].abytes_w += r[i].abytes_w;
 			r[m].objects_w += r[i].objects_w;
 			r[m].allocs_w += r[i].allocs_w;
 			r[m].frees_w += r[i].frees_w;
@@ -217,15 +229,15 @@ static void mlt_render_stacks(struct mlt_snap *s)
 {
 	struct mlt_table *t;
 	struct mlt_rep *r = NULL;
-	u64 tobj = 0, tbytes = 0;
+	u64 tobj = 0, tbytes = 0, tabytes = 0;
 	int n = 0, i;
 	u32 j;
 
-	mlt_out(s, "mlt - version: 1.1\n");
+	mlt_out(s, "mlt - version: 1.2\n");
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
 		mlt_readers_enter(t);
-		n = mlt_collect(t, &r, &tobj, &tbytes);
+		n = mlt_collect(t, &r, &tobj, &tbytes, &tabytes);
 		if (n < 0) {
 			mlt_readers_exit(t);
 			s->err = n;
@@ -243,14 +255,19 @@ static void mlt_render_stacks(struct mlt_snap *s)
 		mlt_counter_sum(MLT_C_MISSED_FREES));
 	mlt_out(s, " uptime_ns %llu", ktime_get_boottime_ns());
 	/* 1.1: 0 when kfree_rcu() frees go unseen (their objects look leaked). */
-	mlt_out(s, " bulk_free_probe %d\n", READ_ONCE(mlt_bulk_probe_ok));
+	mlt_out(s, " bulk_free_probe %d", READ_ONCE(mlt_bulk_probe_ok));
+	/* 1.2: allocated bytes of the held objects; the kinds tracked. */
+	mlt_out(s, " tracked_alloc_bytes %llu kinds %s\n", tabytes,
+		mlt_kind_names[MLT_KIND_SLAB]);
 	for (i = 0; i < n; i++) {
 		mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
 			r[i].id, mlt_round(r[i].bytes_w), mlt_round(r[i].objects_w),
 			mlt_round(r[i].allocs_w), mlt_round(r[i].frees_w));
 		for (j = 0; j < t->stacks[r[i].stack].nr; j++)
 			mlt_out(s, " %s\n", mlt_frame_text(t, r[i].stack, j, "%pB"));
-		mlt_out(s, "\n");
+		/* 1.2: the record's facts, a line a 1.1 reader takes for a frame. */
+		mlt_out(s, " = kind %s alloc_bytes %llu\n\n",
+			mlt_kind_names[MLT_KIND_SLAB], mlt_round(r[i].abytes_w));
 	}
 	if (t)
 		mlt_readers_exit(t);
@@ -315,13 +332,13 @@ static void mlt_render_legacy(struct mlt_snap *s)
 {
 	struct mlt_table *t;
 	struct mlt_rep *r = NULL;
-	u64 tobj = 0, tbytes = 0, objs = 0, bytes = 0;
+	u64 tobj = 0, tbytes = 0, tabytes = 0, objs = 0, bytes = 0;
 	int n = 0, i;
 
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
 		mlt_readers_enter(t);
-		n = mlt_collect(t, &r, &tobj, &tbytes);
+		n = mlt_collect(t, &r, &tobj, &tbytes, &tabytes);
 		if (n < 0) {
 			mlt_readers_exit(t);
 			s->err = n;
@@ -581,7 +598,7 @@ MODULE_PARM_DESC(oom_interval_s, "At most one OOM report to the kernel log per t
 static void mlt_oom_report(struct work_struct *work)
 {
 	struct mlt_table *t;
-	u64 tobj, tbytes;
+	u64 tobj, tbytes, tabytes;
 	u32 nr, i, j, best;
 	int k;
 
@@ -590,7 +607,7 @@ static void mlt_oom_report(struct work_struct *work)
 	if (!t)
 		goto out;
 	mlt_readers_enter(t);
-	mlt_aggregate(t, &tobj, &tbytes);
+	mlt_aggregate(t, &tobj, &tbytes, &tabytes);
 	/* Pairs with the release in mlt_stack_get(). */
 	nr = smp_load_acquire(&t->nr_stacks);
 	atomic_inc(&mlt_oom_reports);

@@ -16,7 +16,10 @@ FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 HEADER_KEYS = ["mode", "sample_bytes", "depth", "tracked_objects", "tracked_bytes",
                "stacks", "dropped", "untracked_frees", "missed_frees", "uptime_ns",
-               "bulk_free_probe"]
+               "bulk_free_probe", "tracked_alloc_bytes", "kinds"]
+KINDS = ("slab", "pages", "vmalloc")
+# 1.2: the last line of a block, the record's facts (FORMAT.md).
+FACTS_RE = re.compile(r"^ = kind (slab|pages|vmalloc) alloc_bytes (\d+)$")
 STACK_RE = re.compile(r"^stack ([0-9a-f]{16}) bytes (\d+) objects (\d+) allocs (\d+) frees (\d+)$")
 B64_RE = re.compile(r"^[A-Za-z0-9+/=]+$")
 SAMPLED_TOLERANCE = 0.30     # relative, about 4 standard deviations here
@@ -78,7 +81,7 @@ class Report:
         if not text.endswith("\n"):
             self.errors.append("does not end with a newline")
         lines = lines[:-1]
-        if len(lines) < 2 or lines[0] != "mlt - version: 1.1":
+        if len(lines) < 2 or lines[0] != "mlt - version: 1.2":
             self.errors.append("bad version line %r" % (lines[:1],))
             return
         toks = lines[1].split(" ")
@@ -86,7 +89,7 @@ class Report:
             self.errors.append("bad header line %r" % lines[1])
             return
         for k, v in zip(toks[1::2], toks[2::2]):
-            self.header[k] = v if k == "mode" else int(v)
+            self.header[k] = v if k in ("mode", "kinds") else int(v)
         cur = None
         for ln in lines[2:]:
             m = STACK_RE.match(ln)
@@ -97,10 +100,18 @@ class Report:
                 cur = {"id": m.group(1), "bytes": int(m.group(2)), "objects": int(m.group(3)),
                        "allocs": int(m.group(4)), "frees": int(m.group(5)), "frames": []}
             elif ln == "":
-                if not cur["frames"]:
+                if "kind" not in cur:
+                    self.errors.append("stack %s has no ' = kind' line last" % cur["id"])
+                elif not cur["frames"]:
                     self.errors.append("stack %s has no frames" % cur["id"])
                 self.stacks.append(cur)
                 cur = None
+            elif "kind" in cur:
+                self.errors.append("stack %s: line after its ' = kind' line: %r" % (cur["id"], ln))
+                return
+            elif FACTS_RE.match(ln):
+                f = FACTS_RE.match(ln)
+                cur["kind"], cur["alloc_bytes"] = f.group(1), int(f.group(2))
             elif ln.startswith(" ") and len(ln) > 1 and not ln.startswith("  "):
                 cur["frames"].append(ln[1:])
             else:
@@ -108,6 +119,8 @@ class Report:
                 return
         if cur is not None:
             self.errors.append("last stack not closed by a blank line")
+        if any(k not in KINDS for k in self.header["kinds"].split(",")):
+            self.errors.append("unknown kinds %r" % self.header["kinds"])
         if self.header["stacks"] != len(self.stacks):
             self.errors.append("header says %d stacks, found %d" % (self.header["stacks"], len(self.stacks)))
         keys = [(-s["bytes"], s["id"]) for s in self.stacks]
@@ -268,6 +281,24 @@ def main():
     c.check("full_kmalloc_leak_exact", lambda: c.counts("full", "leaky_leak_kmalloc", 10, 400, 10, 0))
     c.check("full_cache_leak_exact", lambda: c.counts("full", "leaky_leak_cache", 7, 184, 7, 0))
     c.check("full_freed_churn_absent", lambda: c.absent("full", "leaky_transient"))
+
+    def alloc_bytes():
+        # kmalloc(400) is a kmalloc-512 object; leaky_cache's objects are the
+        # cache's object size, as /proc/slabinfo says (the constructor puts
+        # SLUB's free pointer after the 184 bytes).
+        r = c.report("full")
+        objsize = {ln.split()[0]: int(ln.split()[3]) for ln in
+                   sections["slabinfo"].decode("ascii", "replace").splitlines()[2:] if ln.split()}
+        k, m = c.one("full", "leaky_leak_kmalloc"), c.one("full", "leaky_leak_cache")
+        got = (k["kind"], k["alloc_bytes"], m["kind"], m["alloc_bytes"])
+        want = ("slab", 10 * 512, "slab", 7 * objsize["leaky_cache"])
+        total = sum(s["alloc_bytes"] for s in r.stacks)
+        ok = (got == want and r.header["kinds"] == "slab" and objsize["leaky_cache"] >= 184
+              and all(s["alloc_bytes"] >= s["bytes"] for s in r.stacks)
+              and r.header["tracked_alloc_bytes"] >= total and r.header["tracked_bytes"] <= r.header["tracked_alloc_bytes"])
+        return ok, "got %s, want %s (kinds %s, tracked_alloc_bytes %d, listed %d)" % (
+            got, want, r.header["kinds"], r.header["tracked_alloc_bytes"], total)
+    c.check("full_slab_alloc_bytes_are_object_sizes", alloc_bytes)
     c.check("stack_id_stable_across_reads",
             lambda: (c.one("full", "leaky_leak_kmalloc")["id"] == c.one("full_again", "leaky_leak_kmalloc")["id"],
                      "id changed between reads"))
@@ -540,6 +571,23 @@ def main():
             {x: k[x] for x in ("bytes", "objects")}, {x: m[x] for x in ("bytes", "objects")},
             SAMPLED_TOLERANCE * 100)
     c.check("sampled_estimates_within_30pct", sampled)
+
+    def sampled_alloc():
+        # Weighted like bytes: each estimated object stands for its object size.
+        k = c.one("sampled", "leaky_leak_kmalloc")
+        m = c.one("sampled", "leaky_leak_cache")
+        objsize = {ln.split()[0]: int(ln.split()[3]) for ln in
+                   sections["slabinfo"].decode("ascii", "replace").splitlines()[2:] if ln.split()}
+        o = objsize["leaky_cache"]
+        ok = (k["kind"] == m["kind"] == "slab"
+              and within(k["alloc_bytes"], 4000 * 256, SAMPLED_TOLERANCE)
+              and within(m["alloc_bytes"], 4000 * o, SAMPLED_TOLERANCE)
+              and abs(k["alloc_bytes"] - k["objects"] * 256) <= 256
+              and abs(m["alloc_bytes"] - m["objects"] * o) <= o)
+        return ok, "kmalloc %s cache %s (want 1024000 and %d alloc_bytes +-%d%%, objects x object size)" % (
+            {x: k[x] for x in ("alloc_bytes", "objects")}, {x: m[x] for x in ("alloc_bytes", "objects")},
+            4000 * o, SAMPLED_TOLERANCE * 100)
+    c.check("sampled_alloc_bytes_within_30pct", sampled_alloc)
     c.check("sampled_freed", lambda: c.absent("sampled_freed", "leaky_leak_kmalloc", "leaky_leak_cache"))
 
     def big():

@@ -26,6 +26,7 @@ lk leak 10 400
 lk cache 7
 lk churn 1000
 emit full $D/stacks
+emit slabinfo /proc/slabinfo
 emit full_again $D/stacks
 emit legacy $D/mem_leaks
 
