@@ -114,6 +114,8 @@ REAL = [
     "mlt_stacks/linux-6.1-aarch64-qemu-full.txt",
     "mlt_stacks/linux-6.1-aarch64-qemu-sampled.txt",
     "mlt_stacks/linux-6.1-x86_64-qemu-full-no-bulk-probe.txt",
+    "mlt_stacks/linux-6.1-x86_64-qemu-full-1.2.txt",
+    "mlt_stacks/linux-6.1-x86_64-qemu-sampled-1.2.txt",
 ]
 
 
