@@ -67,6 +67,9 @@ enum mlt_ctx { MLT_CTX_TASK, MLT_CTX_SOFTIRQ, MLT_CTX_HARDIRQ, MLT_NR_CTX };
 
 enum mlt_mode { MLT_MODE_FULL, MLT_MODE_SAMPLED };
 
+/* What memory a record's objects are (FORMAT.md "kind"); part of its key. */
+enum mlt_kind { MLT_KIND_SLAB, MLT_KIND_PAGES, MLT_KIND_VMALLOC, MLT_NR_KINDS };
+
 #define MLT_F_SAMPLED	BIT(0)	/* mode == MLT_MODE_SAMPLED */
 #define MLT_F_SLAB	BIT(1)	/* slab name filter set */
 #define MLT_F_LAZY	BIT(2)	/* object pool still grows (sampled mode) */
@@ -112,7 +115,8 @@ struct mlt_stack {
 	u32 hash;
 	u32 next;		/* next in stack bucket */
 	u32 seq;
-	u32 nr;			/* number of frames */
+	u16 nr;			/* number of frames */
+	u16 kind;		/* enum mlt_kind */
 	atomic_t refs;
 	u32 frozen;		/* 1 + offset of its frames' text, 0: none */
 	atomic64_t allocs_w;	/* weighted allocation count */
@@ -215,6 +219,7 @@ struct mlt_table {
 	u32 trace_bits;		/* log2 of the number of trace sets */
 	struct mlt_trace *traces;	/* NULL where not used (no ORC) */
 
+	u64 gen;		/* tells this table from one built later */
 	size_t bytes;		/* memory this table may hold (within the cap) */
 	size_t bytes_alloc;	/* memory it holds now; mlt_ctl_lock */
 	u64 reset_ns;
@@ -249,7 +254,12 @@ int mlt_reset_locked(void);
 u64 mlt_weight(const struct mlt_table *t, u32 size);
 u64 mlt_counter_sum(enum mlt_counter c);
 void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes, u64 *abytes);
-u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr);
+u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr,
+		  u32 kind);
+struct mlt_table *mlt_alloc_enter(size_t size, unsigned long call_site,
+				  u32 kind, u32 *sidx);
+void mlt_alloc_leave(struct mlt_table *t, u64 gen, u32 sidx,
+		     unsigned long ptr, size_t size, size_t asize);
 bool mlt_stack_pin(struct mlt_table *t, u32 sidx);
 void mlt_stack_put(struct mlt_table *t, u32 sidx);
 void mlt_readers_enter(struct mlt_table *t);
@@ -272,6 +282,12 @@ int mlt_probes_register(void);
 void mlt_probes_unregister(void);
 bool mlt_slab_filter_supported(void);
 int mlt_slab_key(const char *name, char *key, size_t size);
+
+/* mlt_vmalloc.c: the vmalloc/vfree probes. */
+extern bool mlt_vmalloc_probe_ok;
+int mlt_vmalloc_register(void);
+void mlt_vmalloc_unregister(void);
+unsigned long mlt_vmalloc_missed(void);
 
 static __always_inline void mlt_count(enum mlt_counter c, u64 n)
 {
@@ -327,7 +343,7 @@ static __always_inline void mlt_on_free(const void *ptr)
 
 /* mlt_unwind.c */
 u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
-		 unsigned long call_site);
+		 unsigned long call_site, u32 kind);
 void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 		      unsigned long call_site, u32 sidx);
 size_t mlt_trace_mem(u32 traces);

@@ -57,15 +57,20 @@ struct mlt_rep {
 	u32 stack;
 };
 
-/*
- * What memory a record's objects are (FORMAT.md "kind"). Only slab is
- * tracked so far; the names are the contract for the others.
- */
-enum mlt_kind { MLT_KIND_SLAB, MLT_NR_KINDS };
-
+/* FORMAT.md "kind"; and the number kmemfleet's MemoryKind gives it (ids). */
 static const char *const mlt_kind_names[MLT_NR_KINDS] = {
 	[MLT_KIND_SLAB] = "slab",
+	[MLT_KIND_PAGES] = "pages",
+	[MLT_KIND_VMALLOC] = "vmalloc",
 };
+
+static const char mlt_kind_ids[MLT_NR_KINDS] = {
+	[MLT_KIND_SLAB] = '1',
+	[MLT_KIND_PAGES] = '2',
+	[MLT_KIND_VMALLOC] = '3',
+};
+
+#define MLT_SOURCE_ID	'1'	/* kmemfleet's StackSource of this report */
 
 struct mlt_snap {
 	char *text;
@@ -135,19 +140,34 @@ static const char *mlt_frame_text(const struct mlt_table *t, u32 stack, u32 j,
 	return mlt_sym;
 }
 
-/* FNV-1a 64 over each "%pB" frame text followed by '\n' (see FORMAT.md). */
+static u64 mlt_fnv(u64 h, const char *c, size_t n)
+{
+	while (n--)
+		h = (h ^ (u8)*c++) * MLT_FNV_PRIME;
+	return h;
+}
+
+/*
+ * FNV-1a 64 over each "%pB" frame text followed by '\n'; for kinds other
+ * than slab, then over "\0kind:<n>\0source:1\0" (see FORMAT.md).
+ */
 static u64 mlt_stack_id(const struct mlt_table *t, u32 stack)
 {
-	u64 h = MLT_FNV_OFFSET;
+	u32 i, kind = t->stacks[stack].kind;
+	char tail[] = "\0kind:?\0source:?";	/* and its own NUL */
 	const char *c;
-	u32 i;
+	u64 h = MLT_FNV_OFFSET;
 
 	for (i = 0; i < t->stacks[stack].nr; i++) {
-		for (c = mlt_frame_text(t, stack, i, "%pB"); *c; c++)
-			h = (h ^ (u8)*c) * MLT_FNV_PRIME;
-		h = (h ^ '\n') * MLT_FNV_PRIME;
+		c = mlt_frame_text(t, stack, i, "%pB");
+		h = mlt_fnv(h, c, strlen(c));
+		h = mlt_fnv(h, "\n", 1);
 	}
-	return h;
+	if (kind == MLT_KIND_SLAB || kind >= MLT_NR_KINDS)
+		return h;
+	tail[6] = mlt_kind_ids[kind];
+	tail[15] = MLT_SOURCE_ID;
+	return mlt_fnv(h, tail, sizeof(tail));
 }
 
 static int mlt_cmp_id(const void *a, const void *b)
@@ -257,8 +277,9 @@ static void mlt_render_stacks(struct mlt_snap *s)
 	/* 1.1: 0 when kfree_rcu() frees go unseen (their objects look leaked). */
 	mlt_out(s, " bulk_free_probe %d", READ_ONCE(mlt_bulk_probe_ok));
 	/* 1.2: allocated bytes of the held objects; the kinds tracked. */
-	mlt_out(s, " tracked_alloc_bytes %llu kinds %s\n", tabytes,
-		mlt_kind_names[MLT_KIND_SLAB]);
+	mlt_out(s, " tracked_alloc_bytes %llu kinds %s%s\n", tabytes,
+		mlt_kind_names[MLT_KIND_SLAB],
+		READ_ONCE(mlt_vmalloc_probe_ok) ? ",vmalloc" : "");
 	for (i = 0; i < n; i++) {
 		mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
 			r[i].id, mlt_round(r[i].bytes_w), mlt_round(r[i].objects_w),
@@ -267,7 +288,8 @@ static void mlt_render_stacks(struct mlt_snap *s)
 			mlt_out(s, " %s\n", mlt_frame_text(t, r[i].stack, j, "%pB"));
 		/* 1.2: the record's facts, a line a 1.1 reader takes for a frame. */
 		mlt_out(s, " = kind %s alloc_bytes %llu\n\n",
-			mlt_kind_names[MLT_KIND_SLAB], mlt_round(r[i].abytes_w));
+			mlt_kind_names[t->stacks[r[i].stack].kind],
+			mlt_round(r[i].abytes_w));
 	}
 	if (t)
 		mlt_readers_exit(t);
@@ -549,6 +571,8 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 		seq_puts(m, "mode none\n");
 	}
 	seq_printf(m, "bulk_free_probe %d\n", mlt_bulk_probe_ok);
+	seq_printf(m, "vmalloc_probe %d\nvmalloc_missed %lu\n",
+		   mlt_vmalloc_probe_ok, mlt_vmalloc_missed());
 	seq_printf(m, "oom_calls %d\noom_reports %d\n", atomic_read(&mlt_oom_calls),
 		   atomic_read(&mlt_oom_reports));
 	seq_printf(m, "frozen_text_full %d\n", atomic_read(&mlt_frozen_dropped));
