@@ -78,6 +78,17 @@ static bool mlt_verify_reported;	/* the first mismatch is logged */
 #include <asm/segment.h>
 #endif
 
+/*
+ * Frames walked from the probe: the depth and the frames above the call
+ * site. A kind probed at its allocator's entry (vmalloc: a breakpoint, its
+ * exception frames, and for vmalloc's own nested vmalloc the outer call's
+ * frames) has more of those: it walks the whole buffer.
+ */
+static unsigned int mlt_walk_max(const struct mlt_table *t, u32 kind)
+{
+	return kind == MLT_KIND_SLAB ? t->depth + MLT_TRIM_SLACK : MLT_BUF_FRAMES;
+}
+
 /* Index of the allocation call site in a stack captured from the probe. */
 static unsigned int mlt_trim(const unsigned long *buf, unsigned int nr,
 			     unsigned long call_site)
@@ -222,7 +233,7 @@ static u32 __maybe_unused mlt_stack_saved(struct mlt_table *t,
 {
 	unsigned int nr, start;
 
-	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
+	nr = stack_trace_save(buf, mlt_walk_max(t, kind), 0);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
 	nr = mlt_cut_at_irq_regs(buf + start, nr);
@@ -246,7 +257,7 @@ void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 	unsigned int nr, start;
 	bool ok;
 
-	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
+	nr = stack_trace_save(buf, mlt_walk_max(t, st->kind), 0);
 	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
 	ok = (in_task() ? st->nr == nr : st->nr <= nr) &&
 	     !memcmp(f, buf + start, st->nr * sizeof(*buf));
@@ -751,7 +762,7 @@ static u32 mlt_stack_walked(struct mlt_table *t, unsigned long *buf,
 	unsigned int nr, start, kept;
 	unsigned long sp;
 
-	nr = mlt_walk_complete(buf, t->depth + MLT_TRIM_SLACK, call_site, &sp);
+	nr = mlt_walk_complete(buf, mlt_walk_max(t, kind), call_site, &sp);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	kept = mlt_kept(buf, nr, call_site, t->depth, &start);
 	if (slot && sp > anchor && sp - anchor <= MLT_SITE_MAX_DIST &&

@@ -44,6 +44,8 @@ lk vmalloc 5 12388
 lk kvmalloc 2
 lk vchurn 50
 note kvmalloc_size "$(cat /sys/module/leaky/parameters/kvmalloc_size)"
+note vmalloc_probe "$(sed -n 's/^vmalloc_probe //p' $D/stats)"
+note kernel_release "$(uname -r)"
 emit vmalloc $D/stacks
 emit vmalloc_stats $D/stats
 lk freeall
