@@ -116,6 +116,7 @@ REAL = [
     "mlt_stacks/linux-6.1-x86_64-qemu-full-no-bulk-probe.txt",
     "mlt_stacks/linux-6.1-x86_64-qemu-full-1.2.txt",
     "mlt_stacks/linux-6.1-x86_64-qemu-sampled-1.2.txt",
+    "mlt_stacks/linux-6.12-x86_64-qemu-full-vmalloc-1.2.txt",
 ]
 
 
@@ -129,8 +130,9 @@ def test_real_module_reports_parse_cleanly_and_ids_are_fnv1a_of_the_frames(name:
     )
     assert len(r.rows) == int(header["stacks"])
     assert r.estimated == (header["mode"] == "sampled")
-    # The kernel's ids are exactly the documented hash of what it printed.
-    assert all(x.stack_id == stack_id(x.frames) for x in r.rows)
+    # The kernel's ids are exactly the documented hash of what it printed (and of
+    # the kind, for vmalloc records).
+    assert all(x.stack_id == stack_id(x.frames, x.kind, pb.STACK_SOURCE_MLT) for x in r.rows)
     assert [x.bytes for x in r.rows] == sorted((x.bytes for x in r.rows), reverse=True)
     assert any("[leaky]" in f for x in r.rows for f in x.frames)
 
@@ -273,3 +275,17 @@ def test_a_1_1_reader_still_reads_a_1_2_report(text: str) -> None:
 
 
 _KIND_NAMES = {v: k for k, v in _KINDS_12.items()}
+
+
+def test_real_1_2_report_has_the_leaky_vmalloc_areas_as_vmalloc_rows() -> None:
+    # 6.12 under QEMU, full mode: 5 vmalloc(12388) and 2 kvmallocs that fell back to
+    # vmalloc (with their vmalloc'd page arrays), kmemfleet rows of MemoryKind VMALLOC.
+    r = mlt.parse(fixture("mlt_stacks/linux-6.12-x86_64-qemu-full-vmalloc-1.2.txt"))
+    assert not r.issues and r.attributes["kinds"] == "slab,vmalloc"
+    v = [x for x in r.rows if x.frames[0].startswith("leaky_leak_vmalloc+")]
+    assert [(x.kind, x.objects, x.bytes, x.alloc_bytes) for x in v] == [
+        (pb.MEMORY_KIND_VMALLOC, 5, 5 * 12388, 5 * 16384)
+    ]
+    assert r.definition(v[0]).kind == pb.MEMORY_KIND_VMALLOC
+    assert v[0].stack_id != stack_id(v[0].frames)  # the kind is in the id
+    assert {x.kind for x in r.rows} == {pb.MEMORY_KIND_SLAB, pb.MEMORY_KIND_VMALLOC}
