@@ -67,6 +67,9 @@ enum mlt_ctx { MLT_CTX_TASK, MLT_CTX_SOFTIRQ, MLT_CTX_HARDIRQ, MLT_NR_CTX };
 
 enum mlt_mode { MLT_MODE_FULL, MLT_MODE_SAMPLED };
 
+/* What memory a record's objects are (FORMAT.md "kind"); part of its key. */
+enum mlt_kind { MLT_KIND_SLAB, MLT_KIND_PAGES, MLT_KIND_VMALLOC, MLT_NR_KINDS };
+
 #define MLT_F_SAMPLED	BIT(0)	/* mode == MLT_MODE_SAMPLED */
 #define MLT_F_SLAB	BIT(1)	/* slab name filter set */
 #define MLT_F_LAZY	BIT(2)	/* object pool still grows (sampled mode) */
@@ -99,7 +102,7 @@ struct mlt_obj {
 	u32 next;		/* next in bucket or free list */
 	u32 stack;		/* index into mlt_table.stacks */
 	u32 size;		/* bytes requested, clamped to U32_MAX */
-	u32 unused;
+	u32 asize;		/* bytes allocated (slab object size), clamped */
 };
 
 /*
@@ -112,7 +115,8 @@ struct mlt_stack {
 	u32 hash;
 	u32 next;		/* next in stack bucket */
 	u32 seq;
-	u32 nr;			/* number of frames */
+	u16 nr;			/* number of frames */
+	u16 kind;		/* enum mlt_kind */
 	atomic_t refs;
 	u32 frozen;		/* 1 + offset of its frames' text, 0: none */
 	atomic64_t allocs_w;	/* weighted allocation count */
@@ -122,6 +126,7 @@ struct mlt_stack {
 /* Read-side aggregate per stack, filled under mlt_ctl_lock. */
 struct mlt_agg {
 	u64 bytes_w;
+	u64 abytes_w;		/* allocated bytes (asize) */
 	u64 objects_w;
 };
 
@@ -214,6 +219,7 @@ struct mlt_table {
 	u32 trace_bits;		/* log2 of the number of trace sets */
 	struct mlt_trace *traces;	/* NULL where not used (no ORC) */
 
+	u64 gen;		/* tells this table from one built later */
 	size_t bytes;		/* memory this table may hold (within the cap) */
 	size_t bytes_alloc;	/* memory it holds now; mlt_ctl_lock */
 	u64 reset_ns;
@@ -247,8 +253,13 @@ s64 mlt_next_interval(struct rnd_state *rnd, u32 mean);
 int mlt_reset_locked(void);
 u64 mlt_weight(const struct mlt_table *t, u32 size);
 u64 mlt_counter_sum(enum mlt_counter c);
-void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes);
-u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr);
+void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes, u64 *abytes);
+u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr,
+		  u32 kind);
+struct mlt_table *mlt_alloc_enter(size_t size, unsigned long call_site,
+				  u32 kind, u32 *sidx);
+void mlt_alloc_leave(struct mlt_table *t, u64 gen, u32 sidx,
+		     unsigned long ptr, size_t size, size_t asize);
 bool mlt_stack_pin(struct mlt_table *t, u32 sidx);
 void mlt_stack_put(struct mlt_table *t, u32 sidx);
 void mlt_readers_enter(struct mlt_table *t);
@@ -272,6 +283,12 @@ void mlt_probes_unregister(void);
 bool mlt_slab_filter_supported(void);
 int mlt_slab_key(const char *name, char *key, size_t size);
 
+/* mlt_vmalloc.c: the vmalloc/vfree probes. */
+extern bool mlt_vmalloc_probe_ok;
+int mlt_vmalloc_register(void);
+void mlt_vmalloc_unregister(void);
+unsigned long mlt_vmalloc_missed(void);
+
 static __always_inline void mlt_count(enum mlt_counter c, u64 n)
 {
 	this_cpu_add(mlt_pcpu->cnt[c], n);
@@ -289,16 +306,21 @@ DECLARE_PER_CPU(u64, mlt_untracked_frees);
 extern u32 *mlt_obj_buckets;	/* == mlt_table->buckets, NULL while none */
 extern unsigned int mlt_obj_bits;
 
-void mlt_alloc_slow(const void *ptr, size_t size, unsigned long call_site,
-		    const char *cache_name);
+void mlt_alloc_slow(const void *ptr, size_t size, size_t asize,
+		    unsigned long call_site, const char *cache_name);
 
+/*
+ * size: bytes requested (what sampling counts); asize: bytes allocated (the
+ * slab object size), 0 when the probe cannot tell: then the slow path asks
+ * ksize() for a tracked object.
+ */
 static __always_inline void mlt_on_alloc(const void *ptr, size_t size,
-					 unsigned long call_site,
+					 size_t asize, unsigned long call_site,
 					 const char *cache_name)
 {
 	if (likely(this_cpu_sub_return(mlt_until_sample, size) > 0))
 		return;
-	mlt_alloc_slow(ptr, size, call_site, cache_name);
+	mlt_alloc_slow(ptr, size, asize, call_site, cache_name);
 }
 
 static __always_inline void mlt_on_free(const void *ptr)
@@ -321,7 +343,7 @@ static __always_inline void mlt_on_free(const void *ptr)
 
 /* mlt_unwind.c */
 u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
-		 unsigned long call_site);
+		 unsigned long call_site, u32 kind);
 void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 		      unsigned long call_site, u32 sidx);
 size_t mlt_trace_mem(u32 traces);

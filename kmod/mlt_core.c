@@ -94,6 +94,7 @@ DEFINE_PER_CPU(u64, mlt_untracked_frees);
 u32 *mlt_obj_buckets;
 unsigned int mlt_obj_bits;
 unsigned long mlt_cap_bytes;
+static u64 mlt_table_gen;	/* tables built; mlt_ctl_lock */
 static bool mlt_ready;
 static void mlt_grow(struct work_struct *work);
 static DECLARE_WORK(mlt_grow_work, mlt_grow);
@@ -514,7 +515,7 @@ void mlt_readers_exit(struct mlt_table *t)
  * again under the lock.
  */
 static u32 mlt_stack_find(struct mlt_table *t, u32 b, u32 h,
-			  const unsigned long *f, u32 nr)
+			  const unsigned long *f, u32 nr, u32 kind)
 {
 	u32 i, seq, n = 0;
 
@@ -527,6 +528,7 @@ static u32 mlt_stack_find(struct mlt_table *t, u32 b, u32 h,
 		/* Pairs with the release of the even seq in mlt_stack_get(). */
 		seq = smp_load_acquire(&st->seq);
 		if ((seq & 1) || READ_ONCE(st->hash) != h || READ_ONCE(st->nr) != nr ||
+		    READ_ONCE(st->kind) != kind ||
 		    memcmp(mlt_stack_frames(t, i), f, nr * sizeof(*f)))
 			continue;
 		if (!mlt_stack_pin(t, i))
@@ -605,21 +607,22 @@ bool mlt_stack_freeze(struct mlt_table *t, u32 sidx, u32 text_off)
  * The record of stack f[0..nr), pinned (mlt_stack_put() when not kept), or
  * MLT_NIL when the table is full and no record is free of references.
  */
-u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
+u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr,
+		  u32 kind)
 {
-	u32 h = jhash(f, nr * sizeof(*f), 0);
+	u32 h = jhash(f, nr * sizeof(*f), kind);
 	u32 b = hash_32(h, t->stack_bits);
 	struct mlt_stack *st;
 	unsigned long flags;
 	bool fresh = false;
 	u32 i;
 
-	i = mlt_stack_find(t, b, h, f, nr);
+	i = mlt_stack_find(t, b, h, f, nr, kind);
 	if (i != MLT_NIL)
 		return i;
 
 	raw_spin_lock_irqsave(&t->stack_lock, flags);
-	i = mlt_stack_find(t, b, h, f, nr);
+	i = mlt_stack_find(t, b, h, f, nr, kind);
 	if (i != MLT_NIL)
 		goto out;
 	if (t->nr_stacks < t->max_stacks) {
@@ -635,6 +638,7 @@ u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr)
 	smp_wmb();	/* odd seq before the fields change */
 	WRITE_ONCE(st->hash, h);
 	WRITE_ONCE(st->nr, nr);
+	WRITE_ONCE(st->kind, kind);
 	memcpy(mlt_stack_frames(t, i), f, nr * sizeof(*f));
 	atomic64_set(&st->allocs_w, 0);
 	atomic64_set(&st->frees_w, 0);
@@ -696,7 +700,7 @@ static bool mlt_pool_has_room(struct mlt_table *t, struct mlt_stripe *s)
 
 /* Enter an object of pinned stack sidx; the pin becomes its reference. */
 static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
-			   u32 sidx)
+			   u32 asize, u32 sidx)
 {
 	u32 b = hash_long(ptr, t->obj_bits);
 	struct mlt_stripe *s = &t->stripes[b & (MLT_STRIPES - 1)];
@@ -738,6 +742,7 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 	atomic64_add(w, &t->stacks[sidx].allocs_w);
 	o->stack = sidx;
 	o->size = size;
+	o->asize = asize;
 	raw_spin_unlock_irqrestore(&s->lock, flags);
 
 	if (old_stack != MLT_NIL) {
@@ -807,8 +812,14 @@ static __always_inline enum mlt_ctx mlt_ctx_of(void)
 	return MLT_CTX_TASK;
 }
 
-static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
-		      unsigned long call_site)
+/*
+ * The stack record of an allocation at call_site, pinned, or MLT_NIL when
+ * it is not tracked (NMI, recursion, pool or stack table full, made for
+ * this module). hint: the pointer, or any value, to choose the stripe whose
+ * room is checked first.
+ */
+static u32 mlt_track_stack(struct mlt_table *t, unsigned long hint,
+			   unsigned long call_site, u32 kind)
 {
 	struct mlt_pcpu *pc = this_cpu_ptr(mlt_pcpu);
 	enum mlt_ctx ctx = mlt_ctx_of();
@@ -816,10 +827,10 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 	u32 sidx;
 
 	if (unlikely(in_nmi()))
-		return;
+		return MLT_NIL;
 	if (pc->busy[ctx]) {
 		mlt_count(MLT_C_RECURSION, 1);
-		return;
+		return MLT_NIL;
 	}
 
 	/*
@@ -827,58 +838,128 @@ static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
 	 * more chunks may be added, ask again (a kick at a time, none during
 	 * the backoff after a failure): with only leaks, no insertion would.
 	 */
-	if (!mlt_pool_has_room(t, &t->stripes[hash_long(ptr, t->obj_bits) &
+	if (!mlt_pool_has_room(t, &t->stripes[hash_long(hint, t->obj_bits) &
 					      (MLT_STRIPES - 1)])) {
 		mlt_count(MLT_C_DROP_POOL, 1);
 		if (READ_ONCE(t->flags) & MLT_F_LAZY)
 			mlt_grow_request();
-		return;
+		return MLT_NIL;
 	}
 	pc->busy[ctx] = 1;
 	barrier();
 
-	sidx = mlt_stack_of(t, pc->buf[ctx], call_site);
+	sidx = mlt_stack_of(t, pc->buf[ctx], call_site, kind);
 	/* Allocations made for this module (report buffers) are not leaks. */
-	if (sidx == MLT_NIL) {
+	if (sidx == MLT_NIL)
 		mlt_count(MLT_C_DROP_STACKS, 1);
-	} else if (sidx != MLT_SKIP) {
-		if (unlikely(READ_ONCE(mlt_verify)))
-			mlt_verify_stack(t, pc->buf[ctx], call_site, sidx);
-		mlt_obj_insert(t, ptr, min_t(size_t, size, U32_MAX), sidx);
-	}
+	else if (sidx == MLT_SKIP)
+		sidx = MLT_NIL;
+	else if (unlikely(READ_ONCE(mlt_verify)))
+		mlt_verify_stack(t, pc->buf[ctx], call_site, sidx);
 	barrier();
 	pc->busy[ctx] = 0;
 	mlt_count(MLT_C_SLOW_NS, local_clock() - t0);
 	mlt_count(MLT_C_SLOW_CALLS, 1);
+	return sidx;
+}
+
+static void mlt_track(struct mlt_table *t, unsigned long ptr, size_t size,
+		      size_t asize, unsigned long call_site)
+{
+	u32 sidx = mlt_track_stack(t, ptr, call_site, MLT_KIND_SLAB);
+
+	if (sidx == MLT_NIL)
+		return;
+	/* A probe that cannot tell the object size: ask the allocator. */
+	if (!asize)
+		asize = ksize((void *)ptr);
+	mlt_obj_insert(t, ptr, min_t(size_t, size, U32_MAX),
+		       min_t(size_t, max(asize, size), U32_MAX), sidx);
 }
 
 /*
  * An allocation whose per-CPU countdown reached zero: draw the next sample
- * distance (sampled mode), apply the filters, track it.
+ * distance (sampled mode) and apply the size gate. The table to track it
+ * in, or NULL.
  */
-noinline void mlt_alloc_slow(const void *ptr, size_t size,
-			     unsigned long call_site, const char *cache_name)
+static struct mlt_table *mlt_admit(size_t size)
 {
 	struct mlt_table *t = rcu_dereference_sched(mlt_table);
 
 	if (unlikely(!t))
-		return;		/* reset in progress: it rewrites the countdown */
+		return NULL;	/* reset in progress: it rewrites the countdown */
 	if (t->flags & MLT_F_SAMPLED) {
 		if (unlikely(in_nmi()))
-			return;
+			return NULL;
 		this_cpu_write(mlt_until_sample,
 			       mlt_next_interval(this_cpu_ptr(&mlt_pcpu->rnd),
 						 t->sample_bytes));
 	}
-	if (unlikely(ZERO_OR_NULL_PTR(ptr)) || size < READ_ONCE(mlt_gate))
+	if (size < READ_ONCE(mlt_gate))
+		return NULL;
+	return t;
+}
+
+/* An allocation whose per-CPU countdown reached zero: filters, tracking. */
+noinline void mlt_alloc_slow(const void *ptr, size_t size, size_t asize,
+			     unsigned long call_site, const char *cache_name)
+{
+	struct mlt_table *t = mlt_admit(size);
+
+	if (!t || unlikely(ZERO_OR_NULL_PTR(ptr)))
 		return;
 	if (unlikely(t->flags & MLT_F_SLAB) &&
 	    (!cache_name || strcmp(cache_name, t->slab_key)))
 		return;
-	mlt_track(t, (unsigned long)ptr, size, call_site);
+	mlt_track(t, (unsigned long)ptr, size, asize, call_site);
 }
 
 NOKPROBE_SYMBOL(mlt_alloc_slow);
+
+/*
+ * Allocators probed at their entry (vmalloc, mlt_vmalloc.c), which may
+ * sleep before they return: the entry half. Counts size down like
+ * mlt_on_alloc() and, for an allocation to track, finds its stack record
+ * (pinned, in *sidx) and returns the table, for mlt_alloc_leave() to enter
+ * the object into once the allocator returned. NULL: not tracked. The
+ * slab filter tracks only its cache: nothing else then.
+ */
+struct mlt_table *mlt_alloc_enter(size_t size, unsigned long call_site,
+				  u32 kind, u32 *sidx)
+{
+	struct mlt_table *t;
+
+	if (likely(this_cpu_sub_return(mlt_until_sample, size) > 0))
+		return NULL;
+	t = mlt_admit(size);
+	if (!t || (t->flags & MLT_F_SLAB))
+		return NULL;
+	*sidx = mlt_track_stack(t, call_site, call_site, kind);
+	return *sidx == MLT_NIL ? NULL : t;
+}
+
+NOKPROBE_SYMBOL(mlt_alloc_enter);
+
+/*
+ * The return half: enter ptr (0: the allocation failed) with the record
+ * pinned by mlt_alloc_enter() in t. The table may have been replaced
+ * while the allocator slept: then t may be gone and is not touched (its
+ * pin went with it); gen tells a new table at the same address.
+ */
+void mlt_alloc_leave(struct mlt_table *t, u64 gen, u32 sidx,
+		     unsigned long ptr, size_t size, size_t asize)
+{
+	if (rcu_dereference_sched(mlt_table) != t || READ_ONCE(t->gen) != gen)
+		return;
+	if (!ptr) {
+		mlt_stack_put(t, sidx);
+		return;
+	}
+	mlt_obj_insert(t, ptr, min_t(size_t, size, U32_MAX),
+		       min_t(size_t, max(asize, size), U32_MAX), sidx);
+}
+
+NOKPROBE_SYMBOL(mlt_alloc_leave);
 
 /* ---- read side -------------------------------------------------------- */
 
@@ -890,7 +971,7 @@ NOKPROBE_SYMBOL(mlt_alloc_slow);
  * not grow with the pool. Each bucket is consistent in itself; the probes
  * keep running meanwhile. Records the longest section (t->scan_*).
  */
-void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
+void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes, u64 *abytes)
 {
 	u32 nb = 1U << t->obj_bits, b, i, s, n, chunk, holds = 0;
 	u64 t0, dt, longest = 0;
@@ -899,6 +980,7 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
 	chunk = READ_ONCE(mlt_scan_chunk) ? : nb;
 	*objects = 0;
 	*bytes = 0;
+	*abytes = 0;
 	memset(t->agg, 0, sizeof(*t->agg) * t->max_stacks);
 	for (s = 0; s < MLT_STRIPES; s++) {
 		for (b = s; b < nb;) {
@@ -912,8 +994,10 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes)
 
 					t->agg[o->stack].objects_w += w;
 					t->agg[o->stack].bytes_w += w * o->size;
+					t->agg[o->stack].abytes_w += w * o->asize;
 					*objects += 1;
 					*bytes += o->size;
+					*abytes += o->asize;
 				}
 			}
 			raw_spin_unlock(&t->stripes[s].lock);
@@ -1263,6 +1347,7 @@ int mlt_reset_locked(void)
 
 	mlt_cap_bytes = cap;
 	t->reset_ns = ktime_get_boottime_ns();
+	t->gen = ++mlt_table_gen;
 	WRITE_ONCE(mlt_obj_bits, t->obj_bits);
 	/* Pairs with the acquire in mlt_on_free(): bits before buckets. */
 	smp_store_release(&mlt_obj_buckets, t->buckets);
@@ -1301,6 +1386,7 @@ static int __init mlt_init(void)
 	err = mlt_probes_register();
 	if (err)
 		goto out_unwind;
+	mlt_vmalloc_register();		/* without it: no vmalloc records */
 	err = mlt_report_init();
 	if (err)
 		goto out_probes;
@@ -1314,6 +1400,7 @@ static int __init mlt_init(void)
 	return 0;
 
 out_probes:
+	mlt_vmalloc_unregister();
 	mlt_probes_unregister();
 out_unwind:
 	/*
@@ -1335,6 +1422,7 @@ out_pcpu:
 static void __exit mlt_exit(void)
 {
 	mlt_report_exit();
+	mlt_vmalloc_unregister();
 	mlt_probes_unregister();	/* waits for every probe in flight */
 	irq_work_sync(&mlt_grow_kick);	/* nothing queues either now */
 	cancel_work_sync(&mlt_grow_work);

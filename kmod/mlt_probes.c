@@ -83,8 +83,12 @@ static inline void *slab_address(const struct slab *slab)
 #include <linux/slub_def.h>
 /* What the slab filter compares: the cache's sysfs name (NULL before sysfs). */
 #define MLT_CACHE_NAME(s)	kobject_name(&(s)->kobj)
+/* The object size with its metadata, as /proc/slabinfo and kmalloc's bytes_alloc. */
+#define MLT_CACHE_SIZE(s)	((s)->size)
 #else
 #define MLT_CACHE_NAME(s)	NULL
+/* Not known here: the slow path asks ksize() (mlt_on_alloc()). */
+#define MLT_CACHE_SIZE(s)	0
 #endif
 
 static void mlt_tp_kfree(void *data, unsigned long call_site, const void *ptr)
@@ -98,14 +102,15 @@ static void mlt_tp_kmalloc(void *data, unsigned long call_site, const void *ptr,
 			   size_t bytes_req, size_t bytes_alloc, gfp_t gfp,
 			   int node)
 {
-	mlt_on_alloc(ptr, bytes_req, call_site, NULL);
+	mlt_on_alloc(ptr, bytes_req, bytes_alloc, call_site, NULL);
 }
 
 static void mlt_tp_cache_alloc(void *data, unsigned long call_site,
 			       const void *ptr, struct kmem_cache *s, gfp_t gfp,
 			       int node)
 {
-	mlt_on_alloc(ptr, kmem_cache_size(s), call_site, MLT_CACHE_NAME(s));
+	mlt_on_alloc(ptr, kmem_cache_size(s), MLT_CACHE_SIZE(s), call_site,
+		     MLT_CACHE_NAME(s));
 }
 
 static void mlt_tp_cache_free(void *data, unsigned long call_site,
@@ -127,14 +132,14 @@ static void mlt_check_types(void)
 static void mlt_tp_kmalloc(void *data, unsigned long call_site, const void *ptr,
 			   size_t bytes_req, size_t bytes_alloc, gfp_t gfp)
 {
-	mlt_on_alloc(ptr, bytes_req, call_site, NULL);
+	mlt_on_alloc(ptr, bytes_req, bytes_alloc, call_site, NULL);
 }
 
 static void mlt_tp_kmalloc_node(void *data, unsigned long call_site,
 				const void *ptr, size_t bytes_req,
 				size_t bytes_alloc, gfp_t gfp, int node)
 {
-	mlt_on_alloc(ptr, bytes_req, call_site, NULL);
+	mlt_on_alloc(ptr, bytes_req, bytes_alloc, call_site, NULL);
 }
 
 #if MLT_TP_FREE_NAME

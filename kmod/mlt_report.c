@@ -53,9 +53,24 @@ static atomic_t mlt_oom_reports;	/* reports printed */
 
 struct mlt_rep {
 	u64 id;
-	u64 bytes_w, objects_w, allocs_w, frees_w;
+	u64 bytes_w, abytes_w, objects_w, allocs_w, frees_w;
 	u32 stack;
 };
+
+/* FORMAT.md "kind"; and the number kmemfleet's MemoryKind gives it (ids). */
+static const char *const mlt_kind_names[MLT_NR_KINDS] = {
+	[MLT_KIND_SLAB] = "slab",
+	[MLT_KIND_PAGES] = "pages",
+	[MLT_KIND_VMALLOC] = "vmalloc",
+};
+
+static const char mlt_kind_ids[MLT_NR_KINDS] = {
+	[MLT_KIND_SLAB] = '1',
+	[MLT_KIND_PAGES] = '2',
+	[MLT_KIND_VMALLOC] = '3',
+};
+
+#define MLT_SOURCE_ID	'1'	/* kmemfleet's StackSource of this report */
 
 struct mlt_snap {
 	char *text;
@@ -125,19 +140,34 @@ static const char *mlt_frame_text(const struct mlt_table *t, u32 stack, u32 j,
 	return mlt_sym;
 }
 
-/* FNV-1a 64 over each "%pB" frame text followed by '\n' (see FORMAT.md). */
+static u64 mlt_fnv(u64 h, const char *c, size_t n)
+{
+	while (n--)
+		h = (h ^ (u8)*c++) * MLT_FNV_PRIME;
+	return h;
+}
+
+/*
+ * FNV-1a 64 over each "%pB" frame text followed by '\n'; for kinds other
+ * than slab, then over "\0kind:<n>\0source:1\0" (see FORMAT.md).
+ */
 static u64 mlt_stack_id(const struct mlt_table *t, u32 stack)
 {
-	u64 h = MLT_FNV_OFFSET;
+	u32 i, kind = t->stacks[stack].kind;
+	char tail[] = "\0kind:?\0source:?";	/* and its own NUL */
 	const char *c;
-	u32 i;
+	u64 h = MLT_FNV_OFFSET;
 
 	for (i = 0; i < t->stacks[stack].nr; i++) {
-		for (c = mlt_frame_text(t, stack, i, "%pB"); *c; c++)
-			h = (h ^ (u8)*c) * MLT_FNV_PRIME;
-		h = (h ^ '\n') * MLT_FNV_PRIME;
+		c = mlt_frame_text(t, stack, i, "%pB");
+		h = mlt_fnv(h, c, strlen(c));
+		h = mlt_fnv(h, "\n", 1);
 	}
-	return h;
+	if (kind == MLT_KIND_SLAB || kind >= MLT_NR_KINDS)
+		return h;
+	tail[6] = mlt_kind_ids[kind];
+	tail[15] = MLT_SOURCE_ID;
+	return mlt_fnv(h, tail, sizeof(tail));
 }
 
 static int mlt_cmp_id(const void *a, const void *b)
@@ -161,14 +191,14 @@ static int mlt_cmp_bytes(const void *a, const void *b)
  * bytes. Caller holds mlt_ctl_lock. Returns the number of entries.
  */
 static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
-		       u64 *tobjects, u64 *tbytes)
+		       u64 *tobjects, u64 *tbytes, u64 *tabytes)
 {
 	struct mlt_rep *r;
 	/* Pairs with the release in mlt_stack_get(): records are complete. */
 	u32 nr_stacks = smp_load_acquire(&t->nr_stacks);
 	u32 i, n = 0, m;
 
-	mlt_aggregate(t, tobjects, tbytes);
+	mlt_aggregate(t, tobjects, tbytes, tabytes);
 	for (i = 0; i < nr_stacks; i++)
 		if (t->agg[i].objects_w)
 			n++;
@@ -184,6 +214,7 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 		r[n].stack = i;
 		r[n].id = mlt_stack_id(t, i);
 		r[n].bytes_w = t->agg[i].bytes_w;
+		r[n].abytes_w = t->agg[i].abytes_w;
 		r[n].objects_w = t->agg[i].objects_w;
 		r[n].allocs_w = atomic64_read(&t->stacks[i].allocs_w);
 		r[n].frees_w = atomic64_read(&t->stacks[i].frees_w);
@@ -195,6 +226,7 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 	for (i = 1, m = 0; i < n; i++) {
 		if (r[i].id == r[m].id) {
 			r[m].bytes_w += r[i].bytes_w;
+			r[m].abytes_w += r[i].abytes_w;
 			r[m].objects_w += r[i].objects_w;
 			r[m].allocs_w += r[i].allocs_w;
 			r[m].frees_w += r[i].frees_w;
@@ -217,15 +249,15 @@ static void mlt_render_stacks(struct mlt_snap *s)
 {
 	struct mlt_table *t;
 	struct mlt_rep *r = NULL;
-	u64 tobj = 0, tbytes = 0;
+	u64 tobj = 0, tbytes = 0, tabytes = 0;
 	int n = 0, i;
 	u32 j;
 
-	mlt_out(s, "mlt - version: 1.1\n");
+	mlt_out(s, "mlt - version: 1.2\n");
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
 		mlt_readers_enter(t);
-		n = mlt_collect(t, &r, &tobj, &tbytes);
+		n = mlt_collect(t, &r, &tobj, &tbytes, &tabytes);
 		if (n < 0) {
 			mlt_readers_exit(t);
 			s->err = n;
@@ -243,14 +275,21 @@ static void mlt_render_stacks(struct mlt_snap *s)
 		mlt_counter_sum(MLT_C_MISSED_FREES));
 	mlt_out(s, " uptime_ns %llu", ktime_get_boottime_ns());
 	/* 1.1: 0 when kfree_rcu() frees go unseen (their objects look leaked). */
-	mlt_out(s, " bulk_free_probe %d\n", READ_ONCE(mlt_bulk_probe_ok));
+	mlt_out(s, " bulk_free_probe %d", READ_ONCE(mlt_bulk_probe_ok));
+	/* 1.2: allocated bytes of the held objects; the kinds tracked. */
+	mlt_out(s, " tracked_alloc_bytes %llu kinds %s%s\n", tabytes,
+		mlt_kind_names[MLT_KIND_SLAB],
+		READ_ONCE(mlt_vmalloc_probe_ok) ? ",vmalloc" : "");
 	for (i = 0; i < n; i++) {
 		mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
 			r[i].id, mlt_round(r[i].bytes_w), mlt_round(r[i].objects_w),
 			mlt_round(r[i].allocs_w), mlt_round(r[i].frees_w));
 		for (j = 0; j < t->stacks[r[i].stack].nr; j++)
 			mlt_out(s, " %s\n", mlt_frame_text(t, r[i].stack, j, "%pB"));
-		mlt_out(s, "\n");
+		/* 1.2: the record's facts, a line a 1.1 reader takes for a frame. */
+		mlt_out(s, " = kind %s alloc_bytes %llu\n\n",
+			mlt_kind_names[t->stacks[r[i].stack].kind],
+			mlt_round(r[i].abytes_w));
 	}
 	if (t)
 		mlt_readers_exit(t);
@@ -315,13 +354,13 @@ static void mlt_render_legacy(struct mlt_snap *s)
 {
 	struct mlt_table *t;
 	struct mlt_rep *r = NULL;
-	u64 tobj = 0, tbytes = 0, objs = 0, bytes = 0;
+	u64 tobj = 0, tbytes = 0, tabytes = 0, objs = 0, bytes = 0;
 	int n = 0, i;
 
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
 		mlt_readers_enter(t);
-		n = mlt_collect(t, &r, &tobj, &tbytes);
+		n = mlt_collect(t, &r, &tobj, &tbytes, &tabytes);
 		if (n < 0) {
 			mlt_readers_exit(t);
 			s->err = n;
@@ -532,6 +571,8 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 		seq_puts(m, "mode none\n");
 	}
 	seq_printf(m, "bulk_free_probe %d\n", mlt_bulk_probe_ok);
+	seq_printf(m, "vmalloc_probe %d\nvmalloc_missed %lu\n",
+		   mlt_vmalloc_probe_ok, mlt_vmalloc_missed());
 	seq_printf(m, "oom_calls %d\noom_reports %d\n", atomic_read(&mlt_oom_calls),
 		   atomic_read(&mlt_oom_reports));
 	seq_printf(m, "frozen_text_full %d\n", atomic_read(&mlt_frozen_dropped));
@@ -581,7 +622,7 @@ MODULE_PARM_DESC(oom_interval_s, "At most one OOM report to the kernel log per t
 static void mlt_oom_report(struct work_struct *work)
 {
 	struct mlt_table *t;
-	u64 tobj, tbytes;
+	u64 tobj, tbytes, tabytes;
 	u32 nr, i, j, best;
 	int k;
 
@@ -590,7 +631,7 @@ static void mlt_oom_report(struct work_struct *work)
 	if (!t)
 		goto out;
 	mlt_readers_enter(t);
-	mlt_aggregate(t, &tobj, &tbytes);
+	mlt_aggregate(t, &tobj, &tbytes, &tabytes);
 	/* Pairs with the release in mlt_stack_get(). */
 	nr = smp_load_acquire(&t->nr_stacks);
 	atomic_inc(&mlt_oom_reports);

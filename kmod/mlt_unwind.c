@@ -78,6 +78,17 @@ static bool mlt_verify_reported;	/* the first mismatch is logged */
 #include <asm/segment.h>
 #endif
 
+/*
+ * Frames walked from the probe: the depth and the frames above the call
+ * site. A kind probed at its allocator's entry (vmalloc: a breakpoint, its
+ * exception frames, and for vmalloc's own nested vmalloc the outer call's
+ * frames) has more of those: it walks the whole buffer.
+ */
+static unsigned int mlt_walk_max(const struct mlt_table *t, u32 kind)
+{
+	return kind == MLT_KIND_SLAB ? t->depth + MLT_TRIM_SLACK : MLT_BUF_FRAMES;
+}
+
 /* Index of the allocation call site in a stack captured from the probe. */
 static unsigned int mlt_trim(const unsigned long *buf, unsigned int nr,
 			     unsigned long call_site)
@@ -100,7 +111,7 @@ static unsigned int mlt_trim(const unsigned long *buf, unsigned int nr,
  * MLT_SKIP for allocations made by this module (report buffers).
  */
 static u32 mlt_record(struct mlt_table *t, const unsigned long *f,
-		      unsigned int nr)
+		      unsigned int nr, u32 kind)
 {
 	unsigned int i;
 
@@ -112,7 +123,7 @@ static u32 mlt_record(struct mlt_table *t, const unsigned long *f,
 		for (i = 0; i < nr; i++)
 			if (within_module(f[i], THIS_MODULE))
 				return MLT_SKIP;
-	return mlt_stack_get(t, f, nr);
+	return mlt_stack_get(t, f, nr, kind);
 }
 
 /*
@@ -218,17 +229,17 @@ static unsigned int mlt_cut_at_stack_switch(unsigned long call_site,
 /* Capture from the probe with stack_trace_save(), trimmed at call_site. */
 static u32 __maybe_unused mlt_stack_saved(struct mlt_table *t,
 					  unsigned long *buf,
-					  unsigned long call_site)
+					  unsigned long call_site, u32 kind)
 {
 	unsigned int nr, start;
 
-	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
+	nr = stack_trace_save(buf, mlt_walk_max(t, kind), 0);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
 	nr = mlt_cut_at_irq_regs(buf + start, nr);
 	if (buf[start] == call_site)
 		nr = mlt_cut_at_stack_switch(call_site, nr);
-	return mlt_record(t, buf + start, nr);
+	return mlt_record(t, buf + start, nr, kind);
 }
 
 /*
@@ -246,7 +257,7 @@ void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 	unsigned int nr, start;
 	bool ok;
 
-	nr = stack_trace_save(buf, t->depth + MLT_TRIM_SLACK, 0);
+	nr = stack_trace_save(buf, mlt_walk_max(t, st->kind), 0);
 	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
 	ok = (in_task() ? st->nr == nr : st->nr <= nr) &&
 	     !memcmp(f, buf + start, st->nr * sizeof(*buf));
@@ -642,7 +653,7 @@ static unsigned int mlt_trace_probes(const struct mlt_table *t)
  * pinned), or MLT_NIL.
  */
 static u32 mlt_trace_find(struct mlt_table *t, unsigned long call_site,
-			  unsigned long sp0, unsigned long bp)
+			  unsigned long sp0, unsigned long bp, u32 kind)
 {
 	unsigned int probes = mlt_trace_probes(t), p, w;
 	const struct mlt_trace *set;
@@ -665,6 +676,7 @@ static u32 mlt_trace_find(struct mlt_table *t, unsigned long call_site,
 			if (!tr.nr || tr.nr > MLT_MAX_DEPTH || tr.sidx >= nr_stacks ||
 			    READ_ONCE(t->stacks[tr.sidx].seq) != tr.sseq ||
 			    READ_ONCE(t->stacks[tr.sidx].nr) != tr.nr ||
+			    READ_ONCE(t->stacks[tr.sidx].kind) != kind ||
 			    !mlt_trace_matches(t, &tr, sp0, bp))
 				continue;
 			/*
@@ -745,18 +757,18 @@ static unsigned long mlt_current_bp(void)
  */
 static u32 mlt_stack_walked(struct mlt_table *t, unsigned long *buf,
 			    unsigned long call_site, u64 *slot,
-			    unsigned long anchor)
+			    unsigned long anchor, u32 kind)
 {
 	unsigned int nr, start, kept;
 	unsigned long sp;
 
-	nr = mlt_walk_complete(buf, t->depth + MLT_TRIM_SLACK, call_site, &sp);
+	nr = mlt_walk_complete(buf, mlt_walk_max(t, kind), call_site, &sp);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	kept = mlt_kept(buf, nr, call_site, t->depth, &start);
 	if (slot && sp > anchor && sp - anchor <= MLT_SITE_MAX_DIST &&
 	    buf[start] == call_site)
 		WRITE_ONCE(*slot, (u64)(u32)call_site << 32 | (u32)(sp - anchor));
-	return mlt_record(t, buf + start, kept);
+	return mlt_record(t, buf + start, kept, kind);
 }
 
 /*
@@ -766,7 +778,7 @@ static u32 mlt_stack_walked(struct mlt_table *t, unsigned long *buf,
  * must be the same on every call from the same probe.
  */
 noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
-			  unsigned long call_site)
+			  unsigned long call_site, u32 kind)
 {
 	unsigned long anchor_word = 0;
 	unsigned long anchor = (unsigned long)&anchor_word;
@@ -779,18 +791,18 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 	u32 sidx;
 
 	if (!READ_ONCE(mlt_stack_cache) || !mlt_is_text_high(call_site))
-		return mlt_stack_walked(t, buf, call_site, NULL, anchor);
+		return mlt_stack_walked(t, buf, call_site, NULL, anchor, kind);
 	if ((u32)(entry >> 32) != (u32)call_site)
-		return mlt_stack_walked(t, buf, call_site, slot, anchor);
+		return mlt_stack_walked(t, buf, call_site, slot, anchor, kind);
 	sp0 = anchor + (u32)entry;
 	/* Fault-safe: a stale distance may point past the stack. */
 	if (get_kernel_nofault(pushed, (unsigned long *)(sp0 - sizeof(long))) ||
 	    pushed != call_site) {
 		mlt_count(MLT_C_UNWIND_STALE, 1);
-		return mlt_stack_walked(t, buf, call_site, slot, anchor);
+		return mlt_stack_walked(t, buf, call_site, slot, anchor, kind);
 	}
 
-	sidx = mlt_trace_find(t, call_site, sp0, bp);
+	sidx = mlt_trace_find(t, call_site, sp0, bp, kind);
 	if (sidx != MLT_NIL) {
 		mlt_count(MLT_C_TRACE_HITS, 1);
 		return sidx;
@@ -801,7 +813,7 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 		if (nr && mlt_walk_confirms(buf, nr, tr.end != MLT_TRACE_DEPTH,
 					    call_site)) {
 			mlt_count(MLT_C_TRACE_LEARNT, 1);
-			sidx = mlt_record(t, buf, nr);
+			sidx = mlt_record(t, buf, nr, kind);
 			if (sidx != MLT_NIL && sidx != MLT_SKIP) {
 				tr.sidx = sidx;
 				/* Pinned: seq is stable. */
@@ -811,7 +823,7 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 			return sidx;
 		}
 	}
-	return mlt_stack_walked(t, buf, call_site, NULL, anchor);
+	return mlt_stack_walked(t, buf, call_site, NULL, anchor, kind);
 }
 
 NOKPROBE_SYMBOL(mlt_stack_of);
@@ -859,9 +871,9 @@ size_t mlt_unwind_static_mem(void)
 }
 
 noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
-			  unsigned long call_site)
+			  unsigned long call_site, u32 kind)
 {
-	return mlt_stack_saved(t, buf, call_site);
+	return mlt_stack_saved(t, buf, call_site, kind);
 }
 
 int mlt_unwind_init(void)

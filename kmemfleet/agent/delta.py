@@ -230,6 +230,7 @@ class DeltaEncoder:
                 allocs=row[3],
                 frees=row[4],
                 bytes_upper=row[5],
+                alloc_bytes=row.alloc_bytes,
             )
             out += _field(_TAG_STACK_DEFINITIONS, self._definition(report, row))
             count += 1

@@ -147,20 +147,22 @@ class StackDefinition(_message.Message):
     def __init__(self, stack_id: _Optional[int] = ..., frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ..., module: _Optional[str] = ..., source: _Optional[_Union[StackSource, str]] = ..., kind: _Optional[_Union[MemoryKind, str]] = ...) -> None: ...
 
 class StackSample(_message.Message):
-    __slots__ = ("stack_id", "bytes", "objects", "allocs", "frees", "bytes_upper")
+    __slots__ = ("stack_id", "bytes", "objects", "allocs", "frees", "bytes_upper", "alloc_bytes")
     STACK_ID_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
     ALLOCS_FIELD_NUMBER: _ClassVar[int]
     FREES_FIELD_NUMBER: _ClassVar[int]
     BYTES_UPPER_FIELD_NUMBER: _ClassVar[int]
+    ALLOC_BYTES_FIELD_NUMBER: _ClassVar[int]
     stack_id: int
     bytes: int
     objects: int
     allocs: int
     frees: int
     bytes_upper: int
-    def __init__(self, stack_id: _Optional[int] = ..., bytes: _Optional[int] = ..., objects: _Optional[int] = ..., allocs: _Optional[int] = ..., frees: _Optional[int] = ..., bytes_upper: _Optional[int] = ...) -> None: ...
+    alloc_bytes: int
+    def __init__(self, stack_id: _Optional[int] = ..., bytes: _Optional[int] = ..., objects: _Optional[int] = ..., allocs: _Optional[int] = ..., frees: _Optional[int] = ..., bytes_upper: _Optional[int] = ..., alloc_bytes: _Optional[int] = ...) -> None: ...
 
 class StackSourceInfo(_message.Message):
     __slots__ = ("source", "version", "estimated", "tracked_objects", "tracked_bytes", "dropped", "untracked_frees", "missed_frees", "attributes")

@@ -16,7 +16,10 @@ FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 HEADER_KEYS = ["mode", "sample_bytes", "depth", "tracked_objects", "tracked_bytes",
                "stacks", "dropped", "untracked_frees", "missed_frees", "uptime_ns",
-               "bulk_free_probe"]
+               "bulk_free_probe", "tracked_alloc_bytes", "kinds"]
+KINDS = ("slab", "pages", "vmalloc")
+# 1.2: the last line of a block, the record's facts (FORMAT.md).
+FACTS_RE = re.compile(r"^ = kind (slab|pages|vmalloc) alloc_bytes (\d+)$")
 STACK_RE = re.compile(r"^stack ([0-9a-f]{16}) bytes (\d+) objects (\d+) allocs (\d+) frees (\d+)$")
 B64_RE = re.compile(r"^[A-Za-z0-9+/=]+$")
 SAMPLED_TOLERANCE = 0.30     # relative, about 4 standard deviations here
@@ -60,11 +63,14 @@ def read_log(path):
     return raw, sections, notes
 
 
-def fnv1a(frames):
+KIND_IDS = {"pages": 2, "vmalloc": 3}   # FORMAT.md "Stack id"; slab: none
+
+
+def fnv1a(frames, kind="slab"):
     h = FNV_OFFSET
-    for f in frames:
-        for b in f.encode() + b"\n":
-            h = ((h ^ b) * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    tail = ("\0kind:%d\0source:1\0" % KIND_IDS[kind]).encode() if kind in KIND_IDS else b""
+    for b in b"".join(f.encode() + b"\n" for f in frames) + tail:
+        h = ((h ^ b) * FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
     return h
 
 
@@ -78,7 +84,7 @@ class Report:
         if not text.endswith("\n"):
             self.errors.append("does not end with a newline")
         lines = lines[:-1]
-        if len(lines) < 2 or lines[0] != "mlt - version: 1.1":
+        if len(lines) < 2 or lines[0] != "mlt - version: 1.2":
             self.errors.append("bad version line %r" % (lines[:1],))
             return
         toks = lines[1].split(" ")
@@ -86,7 +92,7 @@ class Report:
             self.errors.append("bad header line %r" % lines[1])
             return
         for k, v in zip(toks[1::2], toks[2::2]):
-            self.header[k] = v if k == "mode" else int(v)
+            self.header[k] = v if k in ("mode", "kinds") else int(v)
         cur = None
         for ln in lines[2:]:
             m = STACK_RE.match(ln)
@@ -97,10 +103,18 @@ class Report:
                 cur = {"id": m.group(1), "bytes": int(m.group(2)), "objects": int(m.group(3)),
                        "allocs": int(m.group(4)), "frees": int(m.group(5)), "frames": []}
             elif ln == "":
-                if not cur["frames"]:
+                if "kind" not in cur:
+                    self.errors.append("stack %s has no ' = kind' line last" % cur["id"])
+                elif not cur["frames"]:
                     self.errors.append("stack %s has no frames" % cur["id"])
                 self.stacks.append(cur)
                 cur = None
+            elif "kind" in cur:
+                self.errors.append("stack %s: line after its ' = kind' line: %r" % (cur["id"], ln))
+                return
+            elif FACTS_RE.match(ln):
+                f = FACTS_RE.match(ln)
+                cur["kind"], cur["alloc_bytes"] = f.group(1), int(f.group(2))
             elif ln.startswith(" ") and len(ln) > 1 and not ln.startswith("  "):
                 cur["frames"].append(ln[1:])
             else:
@@ -108,6 +122,8 @@ class Report:
                 return
         if cur is not None:
             self.errors.append("last stack not closed by a blank line")
+        if any(k not in KINDS for k in self.header["kinds"].split(",")):
+            self.errors.append("unknown kinds %r" % self.header["kinds"])
         if self.header["stacks"] != len(self.stacks):
             self.errors.append("header says %d stacks, found %d" % (self.header["stacks"], len(self.stacks)))
         keys = [(-s["bytes"], s["id"]) for s in self.stacks]
@@ -116,10 +132,10 @@ class Report:
         if len({s["id"] for s in self.stacks}) != len(self.stacks):
             self.errors.append("duplicate stack ids")
 
-    def by_func(self, func):
-        """Stacks whose first frame is the module function func."""
-        return [s for s in self.stacks
-                if s["frames"][0].startswith(func + "+") and s["frames"][0].endswith("[leaky]")]
+    def by_func(self, func, first=0):
+        """Stacks whose first frame (or frame `first`) is the module function func."""
+        return [s for s in self.stacks if len(s["frames"]) > first
+                and s["frames"][first].startswith(func + "+") and s["frames"][first].endswith("[leaky]")]
 
     def mentions(self, func):
         return [s for s in self.stacks if any(f.startswith(func + "+") for f in s["frames"])]
@@ -196,9 +212,9 @@ class Checker:
         got = {k: s[k] for k in want}
         return got == want, "%s: got %s, want %s" % (func, got, want)
 
-    def absent(self, name, *funcs):
+    def absent(self, name, *funcs, kind=None):
         r = self.report(name)
-        hits = [f for f in funcs if r.mentions(f)]
+        hits = [f for f in funcs if any(kind in (None, s["kind"]) for s in r.mentions(f))]
         return not hits, "still reported: %s" % ", ".join(hits)
 
     def note_is(self, key, value):
@@ -262,12 +278,73 @@ def main():
 
     def ids():
         r = c.report("full")
-        bad = [s["id"] for s in r.stacks if "%016x" % fnv1a(s["frames"]) != s["id"]]
+        bad = [s["id"] for s in r.stacks if "%016x" % fnv1a(s["frames"], s["kind"]) != s["id"]]
         return not bad, "ids not FNV-1a of their frames: %s" % bad[:3]
     c.check("stack_id_is_fnv1a_of_frames", ids)
     c.check("full_kmalloc_leak_exact", lambda: c.counts("full", "leaky_leak_kmalloc", 10, 400, 10, 0))
     c.check("full_cache_leak_exact", lambda: c.counts("full", "leaky_leak_cache", 7, 184, 7, 0))
     c.check("full_freed_churn_absent", lambda: c.absent("full", "leaky_transient"))
+
+    def alloc_bytes():
+        # kmalloc(400) is a kmalloc-512 object; leaky_cache's objects are the
+        # cache's object size, as /proc/slabinfo says (the constructor puts
+        # SLUB's free pointer after the 184 bytes).
+        r = c.report("full")
+        objsize = {ln.split()[0]: int(ln.split()[3]) for ln in
+                   sections["slabinfo"].decode("ascii", "replace").splitlines()[2:] if ln.split()}
+        k, m = c.one("full", "leaky_leak_kmalloc"), c.one("full", "leaky_leak_cache")
+        got = (k["kind"], k["alloc_bytes"], m["kind"], m["alloc_bytes"])
+        want = ("slab", 10 * 512, "slab", 7 * objsize["leaky_cache"])
+        total = sum(s["alloc_bytes"] for s in r.stacks)
+        ok = (got == want and r.header["kinds"].split(",")[0] == "slab" and objsize["leaky_cache"] >= 184
+              and all(s["alloc_bytes"] >= s["bytes"] for s in r.stacks)
+              and r.header["tracked_alloc_bytes"] >= total and r.header["tracked_bytes"] <= r.header["tracked_alloc_bytes"])
+        return ok, "got %s, want %s (kinds %s, tracked_alloc_bytes %d, listed %d)" % (
+            got, want, r.header["kinds"], r.header["tracked_alloc_bytes"], total)
+    c.check("full_slab_alloc_bytes_are_object_sizes", alloc_bytes)
+
+    def no_vmalloc(name):
+        # Kernels mlt does not track vmalloc on (before 6.1): the header says
+        # so and no vmalloc record appears.
+        r = c.report(name)
+        release = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", notes["kernel_release"]).groups())
+        ok = (release < (6, 1) and "vmalloc" not in r.header["kinds"].split(",")
+              and not any(s["kind"] == "vmalloc" for s in r.stacks))
+        return ok, "kernel %s, kinds %s, vmalloc records %d" % (
+            notes["kernel_release"], r.header["kinds"], sum(s["kind"] == "vmalloc" for s in r.stacks))
+
+    def vmalloc_exact():
+        if notes.get("vmalloc_probe") == "0":
+            return no_vmalloc("vmalloc")
+        # 5 vmalloc(12388): 4 pages each. 2 kvmallocs of kvmalloc_size, which
+        # kmalloc cannot give (its failed try is not recorded): vmalloc areas,
+        # each with the array of its page pointers, which vmalloc allocates
+        # (above one page: vmalloc'd) in the caller's name, as
+        # /proc/vmallocinfo shows them; pages counted in 4 KiB, or 2 MiB when
+        # the area is mapped with huge pages (x86_64 6.1+, arm64).
+        r = c.report("vmalloc")
+        kv = int(notes["kvmalloc_size"])
+        v, k = c.one("vmalloc", "leaky_leak_vmalloc"), c.one("vmalloc", "leaky_leak_kvmalloc")
+        arrays = {8 * ((kv + g - 1) // g * g // 4096) for g in (4096, 2 << 20)}
+        arr = (k["bytes"] - 2 * kv) // 2
+        got = [(s["kind"], s["objects"], s["bytes"], s["alloc_bytes"], s["allocs"], s["frees"]) for s in (v, k)]
+        want = [("vmalloc", 5, 5 * 12388, 5 * 16384, 5, 0),
+                ("vmalloc", 4, 2 * kv + 2 * arr, 2 * kv + 2 * (-(-arr // 4096) * 4096), 4, 0)]
+        bad = [s["id"] for s in r.stacks if "%016x" % fnv1a(s["frames"], s["kind"]) != s["id"]]
+        failed_kmalloc = [s for s in r.by_func("leaky_leak_kvmalloc", first=1) if s["kind"] == "slab"
+                          and "kvmalloc_node" in s["frames"][0]]
+        st = parse_stats(sections["vmalloc_stats"])
+        ok = (got == want and arr in arrays and not bad and not failed_kmalloc
+              and "vmalloc" in r.header["kinds"].split(",") and st["vmalloc_probe"] == 1)
+        return ok, ("got %s, want %s (page arrays of %d bytes, want one of %s); ids not FNV-1a of frames "
+                    "and kind: %s; kvmalloc's kmalloc recorded %d; kinds %s") % (
+            got, want, arr, sorted(arrays), bad[:3], len(failed_kmalloc), r.header["kinds"])
+    c.check("full_vmalloc_and_kvmalloc_fallback_exact", vmalloc_exact)
+    # vfree frees vmalloc's own slab objects (struct vmap_area) lazily: those
+    # may stay a while; the areas must not.
+    c.check("full_vmalloc_churn_absent", lambda: c.absent("vmalloc", "leaky_vm_transient", kind="vmalloc"))
+    c.check("vmalloc_freed_absent", lambda: c.absent("vmalloc_freed", "leaky_leak_vmalloc", "leaky_leak_kvmalloc",
+                                                     kind="vmalloc"))
     c.check("stack_id_stable_across_reads",
             lambda: (c.one("full", "leaky_leak_kmalloc")["id"] == c.one("full_again", "leaky_leak_kmalloc")["id"],
                      "id changed between reads"))
@@ -540,7 +617,43 @@ def main():
             {x: k[x] for x in ("bytes", "objects")}, {x: m[x] for x in ("bytes", "objects")},
             SAMPLED_TOLERANCE * 100)
     c.check("sampled_estimates_within_30pct", sampled)
-    c.check("sampled_freed", lambda: c.absent("sampled_freed", "leaky_leak_kmalloc", "leaky_leak_cache"))
+
+    def sampled_alloc():
+        # Weighted like bytes: each estimated object stands for its object size.
+        k = c.one("sampled", "leaky_leak_kmalloc")
+        m = c.one("sampled", "leaky_leak_cache")
+        objsize = {ln.split()[0]: int(ln.split()[3]) for ln in
+                   sections["slabinfo"].decode("ascii", "replace").splitlines()[2:] if ln.split()}
+        o = objsize["leaky_cache"]
+        ok = (k["kind"] == m["kind"] == "slab"
+              and within(k["alloc_bytes"], 4000 * 256, SAMPLED_TOLERANCE)
+              and within(m["alloc_bytes"], 4000 * o, SAMPLED_TOLERANCE)
+              and abs(k["alloc_bytes"] - k["objects"] * 256) <= 256
+              and abs(m["alloc_bytes"] - m["objects"] * o) <= o)
+        return ok, "kmalloc %s cache %s (want 1024000 and %d alloc_bytes +-%d%%, objects x object size)" % (
+            {x: k[x] for x in ("alloc_bytes", "objects")}, {x: m[x] for x in ("alloc_bytes", "objects")},
+            4000 * o, SAMPLED_TOLERANCE * 100)
+    c.check("sampled_alloc_bytes_within_30pct", sampled_alloc)
+    def sampled_freed():
+        # vfree frees vmalloc's own slab objects (struct vmap_area) lazily.
+        ok, why = c.absent("sampled_freed", "leaky_leak_kmalloc", "leaky_leak_cache")
+        vok, vwhy = c.absent("sampled_freed", "leaky_leak_vmalloc", kind="vmalloc")
+        return ok and vok, "%s; vmalloc areas %s" % (why, vwhy)
+    c.check("sampled_freed", sampled_freed)
+
+    def sampled_vmalloc():
+        if notes.get("vmalloc_probe") == "0":
+            return no_vmalloc("sampled")
+        # 200 areas of 3000 bytes (one page each) at sample_bytes 4096: each
+        # sampled with p = 0.52, so about 104 held, sd 7 %.
+        v = c.one("sampled", "leaky_leak_vmalloc")
+        ok = (v["kind"] == "vmalloc" and within(v["objects"], 200, SAMPLED_TOLERANCE)
+              and within(v["bytes"], 200 * 3000, SAMPLED_TOLERANCE)
+              and within(v["alloc_bytes"], 200 * 4096, SAMPLED_TOLERANCE)
+              and abs(v["alloc_bytes"] - v["objects"] * 4096) <= 4096)
+        return ok, "got %s (want 200 objects, 600000 bytes, 819200 alloc_bytes, +-%d%%)" % (
+            {x: v[x] for x in ("kind", "objects", "bytes", "alloc_bytes")}, SAMPLED_TOLERANCE * 100)
+    c.check("sampled_vmalloc_within_30pct", sampled_vmalloc)
 
     def big():
         k = c.one("sampled_big", "leaky_leak_kmalloc")

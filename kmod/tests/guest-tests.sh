@@ -26,6 +26,7 @@ lk leak 10 400
 lk cache 7
 lk churn 1000
 emit full $D/stacks
+emit slabinfo /proc/slabinfo
 emit full_again $D/stacks
 emit legacy $D/mem_leaks
 
@@ -35,7 +36,20 @@ lk paths 40 25
 emit paths $D/stacks
 emit paths_stats $D/stats
 note arch "$(uname -m)"
+
+# vmalloc areas (kind vmalloc): 5 vmallocs, 2 kvmallocs too big for
+# kmalloc (they fall back to vmalloc), vmalloc+vfree churn that must not
+# show; then all freed.
+lk vmalloc 5 12388
+lk kvmalloc 2
+lk vchurn 50
+note kvmalloc_size "$(cat /sys/module/leaky/parameters/kvmalloc_size)"
+note vmalloc_probe "$(sed -n 's/^vmalloc_probe //p' $D/stats)"
+note kernel_release "$(uname -r)"
+emit vmalloc $D/stacks
+emit vmalloc_stats $D/stats
 lk freeall
+emit vmalloc_freed $D/stacks
 
 # Exact stacks: one helper reached from a plain caller first, then from a
 # caller that realigns its stack frame, in this system call and in a work
@@ -220,6 +234,7 @@ echo sampled > $P/mode
 echo 4096 > $P/sample_bytes
 lk leak 4000 256
 lk cache 4000
+lk vmalloc 200 3000
 emit sampled $D/stacks
 emit sampled_stats $D/stats
 lk freeall

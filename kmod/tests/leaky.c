@@ -30,6 +30,12 @@
  *   echo irqfree     > run   free those in process context
  *   echo "storm MS"  > run   alloc/free storm on every CPU for MS ms (async)
  *   echo storm_wait  > run   wait for the storm to end
+ *   echo "vmalloc N S" > run leak N vmalloc areas of S bytes
+ *                            (leaky_leak_vmalloc)
+ *   echo "kvmalloc N" > run  leak N kvmallocs of kvmalloc_size bytes, more
+ *                            than kmalloc can give: they fall back to
+ *                            vmalloc (leaky_leak_kvmalloc)
+ *   echo "vchurn K"  > run   vmalloc and vfree K areas (leaky_vm_transient)
  *   echo freeall     > run   free every leaked object
  *
  * Steady patterns, for end-to-end tests on a real kernel (runtime writable):
@@ -58,6 +64,8 @@
 #include <linux/completion.h>
 #include <linux/jiffies.h>
 #include <linux/percpu.h>
+#include <linux/vmalloc.h>
+#include <linux/mm.h>
 #include <linux/sched.h>
 #include <linux/rcupdate.h>
 
@@ -599,6 +607,101 @@ static int leaky_steady_fn(void *unused)
 	return 0;
 }
 
+/* ---- vmalloc ------------------------------------------------------------------ */
+
+#define LEAKY_VM_MAX	256	/* vmalloc'd areas kept at once */
+static void *leaky_vm[LEAKY_VM_MAX];	/* under leaky_lock */
+static unsigned int leaky_vm_nr;
+
+/* kvmalloc's kmalloc cannot give this: it falls back to vmalloc. */
+static unsigned long kvmalloc_size = KMALLOC_MAX_SIZE + PAGE_SIZE;
+module_param(kvmalloc_size, ulong, 0444);
+MODULE_PARM_DESC(kvmalloc_size, "Bytes of each kvmalloc leak (beyond kmalloc's largest)");
+
+static int leaky_vm_keep(void *p)
+{
+	unsigned long flags;
+	int err = 0;
+
+	spin_lock_irqsave(&leaky_lock, flags);
+	if (leaky_vm_nr < LEAKY_VM_MAX)
+		leaky_vm[leaky_vm_nr++] = p;
+	else
+		err = -ENOSPC;
+	spin_unlock_irqrestore(&leaky_lock, flags);
+	if (err)
+		kvfree(p);
+	return err;
+}
+
+static noinline int leaky_leak_vmalloc(unsigned int n, size_t size)
+{
+	unsigned int i;
+	void *p;
+	int err;
+
+	for (i = 0; i < n; i++) {
+		p = vmalloc(size);
+		if (!p)
+			return -ENOMEM;
+		err = leaky_vm_keep(p);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static noinline int leaky_leak_kvmalloc(unsigned int n)
+{
+	unsigned int i;
+	void *p;
+	int err;
+
+	for (i = 0; i < n; i++) {
+		p = kvmalloc(kvmalloc_size, GFP_KERNEL);
+		if (!p)
+			return -ENOMEM;
+		if (!is_vmalloc_addr(p)) {
+			kvfree(p);
+			return -EINVAL;	/* no fallback: the test is void */
+		}
+		err = leaky_vm_keep(p);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static noinline int leaky_vm_transient(unsigned int n)
+{
+	unsigned int i;
+	void *p;
+
+	for (i = 0; i < n; i++) {
+		p = vmalloc(2 * PAGE_SIZE);
+		if (!p)
+			return -ENOMEM;
+		barrier();
+		vfree(p);
+	}
+	return 0;
+}
+
+static void leaky_vm_free(void)
+{
+	unsigned long flags;
+	void *p;
+
+	for (;;) {
+		spin_lock_irqsave(&leaky_lock, flags);
+		p = leaky_vm_nr ? leaky_vm[--leaky_vm_nr] : NULL;
+		spin_unlock_irqrestore(&leaky_lock, flags);
+		if (!p)
+			break;
+		kvfree(p);
+	}
+}
+
 /* ---- commands ---------------------------------------------------------------- */
 
 static void leaky_free_list(struct list_head *list, struct kmem_cache *cache)
@@ -660,7 +763,14 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		leaky_storm_wait();
 		return 0;
 	}
+	if (!strcmp(cmd, "vmalloc") && n == 3 && b)
+		return leaky_leak_vmalloc(a, b);
+	if (!strcmp(cmd, "kvmalloc") && n == 2)
+		return leaky_leak_kvmalloc(a);
+	if (!strcmp(cmd, "vchurn") && n == 2)
+		return leaky_vm_transient(a);
 	if (!strcmp(cmd, "freeall")) {
+		leaky_vm_free();
 		leaky_free_list(&leaky_kmallocs, NULL);
 		leaky_free_list(&leaky_cached, leaky_cachep);
 		leaky_free_list(&leaky_merged, leaky_merge_b);
@@ -673,7 +783,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | paths A B | align N | fnptr N | branches N | irq N | irqfree | storm MS | storm_wait | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | paths A B | align N | fnptr N | branches N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | freeall");
 
 static void leaky_ctor(void *p)
 {
@@ -721,6 +831,7 @@ static void __exit leaky_exit(void)
 	WRITE_ONCE(leaky_storm_end, jiffies);
 	leaky_storm_wait();
 	leaky_irq_free();
+	leaky_vm_free();
 	if (!leak_on_unload)
 		leaky_free_list(&leaky_kmallocs, NULL);
 	leaky_free_list(&leaky_cached, leaky_cachep);

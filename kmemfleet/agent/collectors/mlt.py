@@ -1,9 +1,12 @@
 """/sys/kernel/debug/mlt/stacks: our kernel module's per-stack report (kmod/FORMAT.md 1.x).
 
 A version line, one `#` line of `key value` pairs, then blocks: a `stack` line,
-one frame per line (each starting with a space), and a blank line. The id the
-module prints is the FNV-1a hash of the frame lines (kmemfleet.agent.stackid),
-stable across reads and module reloads, so it is used as the stack id.
+one frame per line (each starting with a space), from 1.2 a facts line
+(" = kind K alloc_bytes N ...": slab, pages or vmalloc, and the bytes the
+allocator holds), and a blank line. The id the module prints is the FNV-1a hash
+of the frame lines, with the kind hashed in for pages and vmalloc
+(kmemfleet.agent.stackid), stable across reads and module reloads, so it is used
+as the stack id. A 1.0/1.1 report has no facts lines: its rows are slab.
 
 A block we cannot trust (bad stack line, no frames, duplicate id, unterminated
 last block) is skipped and reported; an unknown major version or a broken
@@ -73,20 +76,33 @@ def _parse_header(line: str, report: StackReport, path: str) -> int | None:
     return None
 
 
-# One well-formed block: the stack line, frame lines (one leading space each), a blank
-# line. A device has thousands of blocks; matching them all with one C-level scan
-# and checking that the matches tile the body exactly is several times cheaper
-# than splitting lines in Python. Only when they do not is the body walked match
-# by match to report what lies between.
+# One well-formed block: the stack line, frame lines (one leading space each, never
+# " ="), the facts line (1.2; absent before), a blank line. A device has thousands
+# of blocks; matching them all with one C-level scan and checking that the matches
+# tile the body exactly is several times cheaper than splitting lines in Python.
+# Only when they do not is the body walked match by match to report what lies
+# between.
 _NUMBERS = "bytes {d} objects {d} allocs {d} frees {d}"
+_FRAMES = r"((?: [^=\n][^\n]*\n)+)"
+# Later minor versions may append " key value" pairs to the facts line.
+_FACTS = r"(?: = (kind (?:slab|pages|vmalloc) alloc_bytes [0-9]{{1,{d}}}(?: [^\n]*)?)\n)?\n"
 _BLOCK = re.compile(
     # Up to 18 digits always fits in int64; longer numbers take the careful path.
-    # Groups: id, the numbers as printed (compared as text by the delta encoder), frames.
-    r"stack ([0-9a-f]{16}) (" + _NUMBERS.format(d="[0-9]{1,18}") + r")\n((?: [^\n]+\n)+)\n"
+    # Groups: id, the numbers as printed (compared as text by the delta encoder), frames,
+    # facts (None before 1.2).
+    r"stack ([0-9a-f]{16}) ("
+    + _NUMBERS.format(d="[0-9]{1,18}")
+    + r")\n"
+    + _FRAMES
+    + _FACTS.format(d=18)
 )
 # The careful path: any block the grammar allows, numbers checked one by one.
 _BLOCK_ANY = re.compile(
-    r"stack ([0-9a-f]{16}) (" + _NUMBERS.format(d="[0-9]{1,20}") + r")\n((?: [^\n]+\n)+)\n"
+    r"stack ([0-9a-f]{16}) ("
+    + _NUMBERS.format(d="[0-9]{1,20}")
+    + r")\n"
+    + _FRAMES
+    + _FACTS.format(d=20)
 )
 
 
@@ -95,18 +111,20 @@ def _parse_blocks(body: str, report: StackReport) -> None:
     # (see MltBlocks), and check the matches tile the body without duplicate ids.
     starts: array[int] = array("Q")
     heads: array[int] = array("Q")
+    tails: array[int] = array("Q")
     pos = 0
     for m in _BLOCK.finditer(body):
         if m.start() != pos:
             break
         starts.append(pos)
         heads.append(m.end(2))
+        tails.append(m.end(3))
         pos = m.end()
     else:
         if pos == len(body) and len({body[s + 6 : s + 22] for s in starts}) == len(starts):
-            report.raw = MltBlocks(body, starts, heads)
+            report.raw = MltBlocks(body, starts, heads, tails)
             return
-    del starts, heads
+    del starts, heads, tails
     raw: list[tuple[str, ...]] = []
     report.raw = raw
     seen: set[str] = set()
@@ -116,6 +134,8 @@ def _parse_blocks(body: str, report: StackReport) -> None:
             _bad_region(body, pos, m.start(), report)
         pos = m.end()
         numbers = m[2].split(" ")[1::2]
+        if m[4]:
+            numbers.append(m[4].split(" ")[3])
         if m[1] in seen or any(int(x) > INT64_MAX for x in numbers):
             report.skip(
                 _line_of(body, m.start()),
@@ -123,7 +143,7 @@ def _parse_blocks(body: str, report: StackReport) -> None:
             )
             continue
         seen.add(m[1])
-        raw.append(m.groups())
+        raw.append((m[1], m[2] + (" = " + m[4] if m[4] else ""), m[3], m[4] or ""))
     if pos != len(body):
         _bad_region(body, pos, len(body), report)
 
@@ -145,6 +165,12 @@ def _bad_region(body: str, start: int, end: int, report: StackReport) -> None:
         if offset >= len(body) + 2 and _STACK_LINE.fullmatch(first):
             report.skip(
                 line, "last stack block is not terminated by a blank line (truncated read?)"
+            )
+        elif _STACK_LINE.fullmatch(first) and "\n = " in piece:
+            report.skip(
+                line,
+                "facts line not ' = kind slab|pages|vmalloc alloc_bytes N', or not last: "
+                + limits.described(piece[piece.index("\n = ") + 1 :].split("\n", 1)[0]),
             )
         elif _STACK_LINE.fullmatch(first):
             report.skip(line, "stack without frames, or a frame line not starting with one space")

@@ -29,6 +29,8 @@ class StackRow(NamedTuple):
     frees: int
     bytes_upper: int  # 0 when `bytes` is exact
     frames: tuple[str, ...]
+    kind: int = 0  # pb.MemoryKind of this row; 0: the report's kind
+    alloc_bytes: int = 0  # bytes as the allocator holds them; 0: not said
 
     def values(self) -> tuple[int, int, int, int, int]:
         return (self.bytes, self.objects, self.allocs, self.frees, self.bytes_upper)
@@ -98,22 +100,24 @@ class StackReport:
             frames=frames,
             module=module,
             source=self.source,
-            kind=self.kind,  # type: ignore[arg-type]
+            kind=row.kind or self.kind,  # type: ignore[arg-type]
         )
 
 
 class MltBlocks(Sequence[tuple[str, ...]]):
     """The mlt parser's matches as offsets into the report text, not as strings.
 
-    Item i is (id hex, the numbers as printed, frame lines), sliced from the text
-    when asked for: holding 5,000 blocks costs the text and two integers each,
-    not 20,000 small objects (which would leave allocator arenas behind).
+    Item i is (id hex, the numbers as printed, frame lines, the record's facts as
+    printed: "kind K alloc_bytes N ...", "" before report 1.2), sliced from the
+    text when asked for: holding 5,000 blocks costs the text and three integers
+    each, not 20,000 small objects (which would leave allocator arenas behind).
     `starts[i]` is where block i's "stack" line begins, `heads[i]` where that
-    line's newline is; the block runs to the next start (or the text's end).
+    line's newline is, `tails[i]` where its facts line (" = ...") begins, or the
+    blank line when it has none; the block runs to the next start (or the end).
     """
 
-    def __init__(self, text: str, starts: array[int], heads: array[int]) -> None:
-        self.text, self.starts, self.heads = text, starts, heads
+    def __init__(self, text: str, starts: array[int], heads: array[int], tails: array[int]) -> None:
+        self.text, self.starts, self.heads, self.tails = text, starts, heads, tails
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -125,10 +129,11 @@ class MltBlocks(Sequence[tuple[str, ...]]):
     def __getitem__(self, i: int | slice) -> tuple[str, ...] | Sequence[tuple[str, ...]]:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        s, h = self.starts[i], self.heads[i]
+        s, h, f = self.starts[i], self.heads[i], self.tails[i]
         end = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.text)
         t = self.text
-        return (t[s + 6 : s + 22], t[s + 23 : h], t[h + 1 : end - 1])
+        facts = t[f + 3 : end - 2] if f < end - 1 else ""
+        return (t[s + 6 : s + 22], t[s + 23 : h], t[h + 1 : f], facts)
 
     def __iter__(self) -> Iterator[tuple[str, ...]]:
         return (self[i] for i in range(len(self)))
@@ -138,16 +143,46 @@ class MltBlocks(Sequence[tuple[str, ...]]):
         return [t[s + 6 : s + 22] for s in self.starts]
 
     def values(self) -> list[str]:
+        """The numbers as printed, with the facts line's (alloc_bytes) when there is one."""
         t = self.text
-        return [t[s + 23 : h] for s, h in zip(self.starts, self.heads, strict=True)]
+        return [
+            t[s + 23 : h] + t[f : e - 2]
+            for s, h, f, e in zip(self.starts, self.heads, self.tails, self._ends(), strict=True)
+        ]
+
+    def _ends(self) -> Iterator[int]:
+        yield from self.starts[1:]
+        if self.starts:
+            yield len(self.text)
+
+
+# kmod/FORMAT.md 1.2: the `kind` of a record's facts line.
+MLT_KINDS = {
+    "slab": pb.MEMORY_KIND_SLAB,
+    "pages": pb.MEMORY_KIND_PAGES,
+    "vmalloc": pb.MEMORY_KIND_VMALLOC,
+}
 
 
 def row_from_raw(t: tuple[str, ...]) -> StackRow:
     """A StackRow from the mlt parser's matched text: (id hex, "bytes N objects N allocs N
-    frees N", frame lines each starting with one space and ending with a newline)."""
+    frees N", frame lines each starting with one space and ending with a newline, and the
+    facts "kind K alloc_bytes N ..." or "" when the report has none)."""
     n = t[1].split(" ")
+    kind = alloc = 0
+    if t[3]:
+        f = t[3].split(" ")
+        kind, alloc = MLT_KINDS[f[1]], int(f[3])
     return StackRow(
-        int(t[0], 16), int(n[1]), int(n[3]), int(n[5]), int(n[7]), 0, tuple(t[2][1:-1].split("\n "))
+        int(t[0], 16),
+        int(n[1]),
+        int(n[3]),
+        int(n[5]),
+        int(n[7]),
+        0,
+        tuple(t[2][1:-1].split("\n ")),
+        kind,
+        alloc,
     )
 
 
@@ -163,4 +198,5 @@ def sample(row: StackRow) -> pb.StackSample:
         allocs=row.allocs,
         frees=row.frees,
         bytes_upper=row.bytes_upper,
+        alloc_bytes=row.alloc_bytes,
     )
