@@ -506,6 +506,7 @@ def main():
                 whole["scan_last_lock_holds"], chunked["scan_last_lock_holds"], buckets)
         c.check("report_scan_drops_lock_between_chunks", scan_chunks)
 
+
         def unloaded():
             before = c.one("unload_before", "leaky_leak_kmalloc")
             gone = c.one("unload_gone", "leaky_leak_kmalloc")
@@ -520,6 +521,47 @@ def main():
                 before["id"], gone["id"], again["id"], gone["objects"], again["objects"],
                 st["stacks_frozen"], gone["frames"][:2])
         c.check("unloaded_module_objects_keep_names_and_ids", unloaded)
+
+        def kallsyms_text(name):
+            """Text symbols (t/T) of a /proc/kallsyms excerpt: name -> address."""
+            out = {}
+            for ln in sections[name].decode("ascii", "replace").splitlines():
+                f = ln.split()
+                if len(f) >= 3 and f[1] in "tT":
+                    out[f[2]] = int(f[0], 16)
+            return out
+
+        def lodger():
+            # lodger.ko, loaded after leaky went away, has the addresses
+            # leaky's code had: the address leaky_leak_kmalloc had is now
+            # between lodger's first and last text symbol. Were frames
+            # symbolized at read time, leaky's objects would show under
+            # lodger's names and another id.
+            old = kallsyms_text("kallsyms_leaky")["leaky_leak_kmalloc"]
+            new = kallsyms_text("kallsyms_lodger")
+            lo, hi = min(new.values()), max(new.values())
+            inside = [n for n, a in sorted(new.items(), key=lambda x: x[1]) if a <= old]
+            print("INFO leaky_leak_kmalloc was at %#x; lodger text symbols %#x..%#x (.text %s): now %s" % (
+                old, lo, hi, notes.get("lodger_text"), ("in " + inside[-1]) if lo <= old < hi else "outside"))
+            before = c.one("unload_before", "leaky_leak_kmalloc")
+            r = c.report("unload_lodger")
+            kept = c.one("unload_lodger", "leaky_leak_kmalloc")
+            own = [s for s in r.stacks if s["frames"][0].startswith("lodger_keep_one+")]
+            lodger_frames = [s["id"] for s in r.stacks if any(f.endswith("[lodger]") for f in s["frames"])]
+            ok = (lo <= old < hi and notes["rc_insmod_lodger"] == "0" and notes["rc_lodger_keep"] == "0"
+                  and notes["rc_rmmod_lodger"] == "0"
+                  and kept["id"] == before["id"] and kept["frames"] == before["frames"]
+                  and (kept["objects"], kept["bytes"]) == (10, 4000)
+                  and len(own) == 1 and (own[0]["objects"], own[0]["bytes"]) == (6, 720)
+                  and own[0]["frames"][0].endswith("[lodger]")
+                  and len(own[0]["frames"]) > 1 and own[0]["frames"][1].startswith("lodger_keep+")
+                  and lodger_frames == [own[0]["id"]])
+            return ok, ("leaky_leak_kmalloc at %#x, lodger text %#x..%#x; rc insmod/keep/rmmod %s %s %s; "
+                        "leaky stack %s objects %d (was %s), frames %s; lodger stacks %s" % (
+                            old, lo, hi, notes["rc_insmod_lodger"], notes["rc_lodger_keep"],
+                            notes["rc_rmmod_lodger"], kept["id"], kept["objects"], before["id"],
+                            kept["frames"][:2], [(s["objects"], s["bytes"], s["frames"][:2]) for s in own]))
+        c.check("another_module_at_same_addresses_leaves_old_names_and_ids", lodger)
 
         def reset():
             r = c.report("after_reset")
