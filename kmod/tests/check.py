@@ -506,6 +506,17 @@ def main():
                 whole["scan_last_lock_holds"], chunked["scan_last_lock_holds"], buckets)
         c.check("report_scan_drops_lock_between_chunks", scan_chunks)
 
+        def report_bytes():
+            # Report buffers are counted while a report file is open (not
+            # within the cap): the stacks and mem_leaks reads before are
+            # closed, so nothing is held; the peak is at least one open
+            # report (its 16 KiB text, seq_read()'s two pages).
+            st = parse_stats(sections["scan_chunked_stats"])
+            print("INFO report buffers: %d bytes held, peak %d (cap %d)" % (
+                st["report_bytes"], st["report_bytes_peak"], st["cap_bytes"]))
+            ok = st["report_bytes"] == 0 and st["report_bytes_peak"] >= 16384 + 2 * 4096
+            return ok, "report_bytes %d report_bytes_peak %d" % (st["report_bytes"], st["report_bytes_peak"])
+        c.check("report_buffers_counted_and_released", report_bytes)
 
         def unloaded():
             before = c.one("unload_before", "leaky_leak_kmalloc")
@@ -608,6 +619,7 @@ def main():
             st0["obj_chunks"], st["obj_chunks"], st["max_obj_chunks"], st0["pool_bytes_allocated"],
             st["pool_bytes_allocated"], st["pool_bytes"], h["dropped"])
     c.check("sampled_pool_allocated_as_it_fills", grows)
+
 
     def grows_weighted():
         # 12500 objects sampled with p = 1 - exp(-2): the estimate's standard
