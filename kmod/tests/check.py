@@ -205,6 +205,24 @@ class Checker:
         return self.notes[key] == value, "%s = %s, want %s" % (key, self.notes[key], value)
 
 
+def vmalloc_bytes(data):
+    """Pages of the vmalloc areas in a /proc/vmallocinfo excerpt, in bytes."""
+    pages = [int(m.group(1)) for m in re.finditer(rb"pages=(\d+)", data)]
+    return 4096 * sum(pages), len(pages)
+
+
+def cap_counts_pages(st, vm):
+    """The kernel's own count of mlt's vmalloc pages (vmallocinfo) is what the
+    table says it holds (pool_bytes_allocated), less the per-CPU state and the
+    static call-site table (32 KiB, x86_64), which are not vmalloc areas."""
+    held, areas = vm
+    diff = st["pool_bytes_allocated"] - held
+    return (areas > 0 and held <= st["pool_bytes_allocated"] <= st["pool_bytes"] <= st["cap_bytes"]
+            and 0 <= diff < 65536,
+            "vmalloc pages %d bytes in %d areas, pool_bytes_allocated %d (%d more), pool_bytes %d, cap %d" % (
+                held, areas, st["pool_bytes_allocated"], diff, st["pool_bytes"], st["cap_bytes"]))
+
+
 def within(got, want, tol):
     return abs(got - want) <= tol * want
 
@@ -471,6 +489,9 @@ def main():
                   and st["objects_used"] <= st["max_objects"] and h["dropped"] > 0)
             return ok, "stats %s header %s" % (st, h)
         c.check("cap_memory_holds", cap_memory)
+        c.check("cap_counts_vmalloc_pages",
+                lambda: cap_counts_pages(parse_stats(sections["cap_memory_stats"]),
+                                         vmalloc_bytes(sections["cap_memory_vmalloc"])))
 
         def reuse():
             st = parse_stats(sections["reuse_stats"])
@@ -620,6 +641,14 @@ def main():
             st["pool_bytes_allocated"], st["pool_bytes"], h["dropped"])
     c.check("sampled_pool_allocated_as_it_fills", grows)
 
+    def sampled_vmalloc():
+        st = parse_stats(sections["grow_start_stats"])
+        vm = vmalloc_bytes(sections["grow_start_vmalloc"])
+        print("INFO sampled mode at a 4 MiB cap, at first: %d bytes of vmalloc pages (vmallocinfo), "
+              "pool_bytes_allocated %d of pool_bytes %d" % (vm[0], st["pool_bytes_allocated"], st["pool_bytes"]))
+        ok, why = cap_counts_pages(st, vm)
+        return ok and vm[0] < st["pool_bytes"] * 3 // 4, why
+    c.check("sampled_mode_holds_part_of_the_cap_at_first", sampled_vmalloc)
 
     def grows_weighted():
         # 12500 objects sampled with p = 1 - exp(-2): the estimate's standard

@@ -152,6 +152,8 @@ if [ "$LEVEL" = full ]; then
 	lk leak 20000 32
 	emit cap_memory $D/stacks
 	emit cap_memory_stats $D/stats
+	grep '\[mlt\]' /proc/vmallocinfo > /tmp/vmalloc.txt
+	emit cap_memory_vmalloc /tmp/vmalloc.txt
 	lk freeall
 	echo 0 > $P/max_memory_kb
 
@@ -245,6 +247,8 @@ lk freeall
 echo 1 > $P/sample_bytes
 echo 4096 > $P/max_memory_kb
 emit grow_start_stats $D/stats
+grep '\[mlt\]' /proc/vmallocinfo > /tmp/vmalloc.txt
+emit grow_start_vmalloc /tmp/vmalloc.txt
 lk leak 10000 64
 i=0
 while [ $i -lt 60 ] && grep -q '^obj_chunks 1$' $D/stats; do
