@@ -9,7 +9,8 @@
  *    and gives mlt_aggregate() sole use of the table's aggregate array), into
  *    a kvmalloc'd text buffer; reads then page through that snapshot with
  *    seq_file, so every read of one open file sees the same report.
- *    Allocation here is read-side and transient, never on the probe path.
+ *    Allocation here is read-side and transient, never on the probe path;
+ *    it is counted (report_bytes in stats), not held within the cap.
  *  - The OOM notifier runs with oom_lock held, on every out_of_memory()
  *    call: it only counts, and at most once per oom_interval_s queues
  *    mlt_oom_work (a lock-free cmpxchg on the next allowed time). The work
@@ -50,6 +51,9 @@ static unsigned long mlt_oom_next;	/* jiffies: no report before */
 static atomic_t mlt_oom_calls;		/* out_of_memory() calls seen */
 static atomic_t mlt_oom_unreported;	/* calls since the last report */
 static atomic_t mlt_oom_reports;	/* reports printed */
+/* Report buffers (outside the cap, see README): held now, most ever held. */
+static atomic_long_t mlt_report_bytes;
+static atomic_long_t mlt_report_peak;
 
 struct mlt_rep {
 	u64 id;
@@ -75,8 +79,36 @@ static const char mlt_kind_ids[MLT_NR_KINDS] = {
 struct mlt_snap {
 	char *text;
 	size_t len, cap;
+	long held;		/* bytes charged to mlt_report_bytes */
 	int err;
 };
+
+/* What a kvmalloc() of size takes at most: kmalloc sizes, whole pages. */
+static long mlt_kv_bytes(size_t size)
+{
+	return size <= PAGE_SIZE ? roundup_pow_of_two(size) : PAGE_SIZE << get_order(size);
+}
+
+/* Count report buffer memory (negative: released). */
+static void mlt_report_charge(long bytes)
+{
+	long now = atomic_long_add_return(bytes, &mlt_report_bytes);
+	long peak = atomic_long_read(&mlt_report_peak);
+
+	while (now > peak) {
+		long seen = atomic_long_cmpxchg(&mlt_report_peak, peak, now);
+
+		if (seen == peak)
+			break;
+		peak = seen;
+	}
+}
+
+static void mlt_snap_charge(struct mlt_snap *s, long bytes)
+{
+	s->held += bytes;
+	mlt_report_charge(bytes);
+}
 
 static __printf(2, 3) void mlt_out(struct mlt_snap *s, const char *fmt, ...)
 {
@@ -101,6 +133,7 @@ static __printf(2, 3) void mlt_out(struct mlt_snap *s, const char *fmt, ...)
 		}
 		memcpy(p, s->text, s->len);
 		kvfree(s->text);
+		mlt_snap_charge(s, mlt_kv_bytes(cap) - mlt_kv_bytes(s->cap));
 		s->text = p;
 		s->cap = cap;
 	}
@@ -188,9 +221,11 @@ static int mlt_cmp_bytes(const void *a, const void *b)
 
 /*
  * Collect the stacks with outstanding objects, merged by id and sorted by
- * bytes. Caller holds mlt_ctl_lock. Returns the number of entries.
+ * bytes, into *out (NULL if none), the bytes it holds charged to the
+ * report memory (*held; mlt_reps_free() releases). Caller holds
+ * mlt_ctl_lock. Returns the number of entries.
  */
-static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
+static int mlt_collect(struct mlt_table *t, struct mlt_rep **out, long *held,
 		       u64 *tobjects, u64 *tbytes, u64 *tabytes)
 {
 	struct mlt_rep *r;
@@ -203,11 +238,14 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 		if (t->agg[i].objects_w)
 			n++;
 	*out = NULL;
+	*held = 0;
 	if (!n)
 		return 0;
 	r = kvmalloc_array(n, sizeof(*r), GFP_KERNEL);
 	if (!r)
 		return -ENOMEM;
+	*held = mlt_kv_bytes(n * sizeof(*r));
+	mlt_report_charge(*held);
 	for (i = 0, n = 0; i < nr_stacks; i++) {
 		if (!t->agg[i].objects_w)
 			continue;
@@ -240,6 +278,12 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out,
 	return n;
 }
 
+static void mlt_reps_free(struct mlt_rep *r, long held)
+{
+	kvfree(r);
+	mlt_report_charge(-held);
+}
+
 static const char *const mlt_mode_names[] = {
 	[MLT_MODE_FULL] = "full",
 	[MLT_MODE_SAMPLED] = "sampled",
@@ -250,6 +294,7 @@ static void mlt_render_stacks(struct mlt_snap *s)
 	struct mlt_table *t;
 	struct mlt_rep *r = NULL;
 	u64 tobj = 0, tbytes = 0, tabytes = 0;
+	long held = 0;
 	int n = 0, i;
 	u32 j;
 
@@ -257,7 +302,7 @@ static void mlt_render_stacks(struct mlt_snap *s)
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
 		mlt_readers_enter(t);
-		n = mlt_collect(t, &r, &tobj, &tbytes, &tabytes);
+		n = mlt_collect(t, &r, &held, &tobj, &tbytes, &tabytes);
 		if (n < 0) {
 			mlt_readers_exit(t);
 			s->err = n;
@@ -293,7 +338,7 @@ static void mlt_render_stacks(struct mlt_snap *s)
 	}
 	if (t)
 		mlt_readers_exit(t);
-	kvfree(r);
+	mlt_reps_free(r, held);
 }
 
 /* ---- legacy Brocade MLT layout ----------------------------------------- */
@@ -355,12 +400,13 @@ static void mlt_render_legacy(struct mlt_snap *s)
 	struct mlt_table *t;
 	struct mlt_rep *r = NULL;
 	u64 tobj = 0, tbytes = 0, tabytes = 0, objs = 0, bytes = 0;
+	long held = 0;
 	int n = 0, i;
 
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
 		mlt_readers_enter(t);
-		n = mlt_collect(t, &r, &tobj, &tbytes, &tabytes);
+		n = mlt_collect(t, &r, &held, &tobj, &tbytes, &tabytes);
 		if (n < 0) {
 			mlt_readers_exit(t);
 			s->err = n;
@@ -402,7 +448,7 @@ static void mlt_render_legacy(struct mlt_snap *s)
 	}
 	if (t)
 		mlt_readers_exit(t);
-	kvfree(r);
+	mlt_reps_free(r, held);
 }
 
 /* ---- snapshot files ---------------------------------------------------- */
@@ -455,6 +501,12 @@ static int mlt_snap_open(struct inode *inode, struct file *file,
 		kfree(s);
 		return -ENOMEM;
 	}
+	/*
+	 * This, the text, and seq_read()'s buffer: two pages, as a record of
+	 * MLT_SNAP_CHUNK does not fit its first single page (seq_write() wants
+	 * room to spare).
+	 */
+	mlt_snap_charge(s, mlt_kv_bytes(sizeof(*s)) + mlt_kv_bytes(s->cap) + 2 * PAGE_SIZE);
 	mutex_lock(&mlt_ctl_lock);
 	render(s);
 	mutex_unlock(&mlt_ctl_lock);
@@ -462,6 +514,7 @@ static int mlt_snap_open(struct inode *inode, struct file *file,
 	if (!err)
 		err = seq_open(file, &mlt_snap_seq);
 	if (err) {
+		mlt_report_charge(-s->held);
 		kvfree(s->text);
 		kfree(s);
 		return err;
@@ -474,6 +527,7 @@ static int mlt_snap_release(struct inode *inode, struct file *file)
 {
 	struct mlt_snap *s = ((struct seq_file *)file->private_data)->private;
 
+	mlt_report_charge(-s->held);
 	kvfree(s->text);
 	kfree(s);
 	return seq_release(inode, file);
@@ -576,6 +630,8 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "oom_calls %d\noom_reports %d\n", atomic_read(&mlt_oom_calls),
 		   atomic_read(&mlt_oom_reports));
 	seq_printf(m, "frozen_text_full %d\n", atomic_read(&mlt_frozen_dropped));
+	seq_printf(m, "report_bytes %ld\nreport_bytes_peak %ld\n",
+		   atomic_long_read(&mlt_report_bytes), atomic_long_read(&mlt_report_peak));
 	seq_printf(m, "slab_filter_supported %d\n", mlt_slab_filter_supported());
 	for (c = 0; c < MLT_NR_COUNTERS; c++)
 		seq_printf(m, "%s %llu\n", mlt_counter_names[c], mlt_counter_sum(c));

@@ -221,6 +221,24 @@ class Checker:
         return self.notes[key] == value, "%s = %s, want %s" % (key, self.notes[key], value)
 
 
+def vmalloc_bytes(data):
+    """Pages of the vmalloc areas in a /proc/vmallocinfo excerpt, in bytes."""
+    pages = [int(m.group(1)) for m in re.finditer(rb"pages=(\d+)", data)]
+    return 4096 * sum(pages), len(pages)
+
+
+def cap_counts_pages(st, vm):
+    """The kernel's own count of mlt's vmalloc pages (vmallocinfo) is what the
+    table says it holds (pool_bytes_allocated), less the per-CPU state and the
+    static call-site table (32 KiB, x86_64), which are not vmalloc areas."""
+    held, areas = vm
+    diff = st["pool_bytes_allocated"] - held
+    return (areas > 0 and held <= st["pool_bytes_allocated"] <= st["pool_bytes"] <= st["cap_bytes"]
+            and 0 <= diff < 65536,
+            "vmalloc pages %d bytes in %d areas, pool_bytes_allocated %d (%d more), pool_bytes %d, cap %d" % (
+                held, areas, st["pool_bytes_allocated"], diff, st["pool_bytes"], st["cap_bytes"]))
+
+
 def within(got, want, tol):
     return abs(got - want) <= tol * want
 
@@ -548,6 +566,9 @@ def main():
                   and st["objects_used"] <= st["max_objects"] and h["dropped"] > 0)
             return ok, "stats %s header %s" % (st, h)
         c.check("cap_memory_holds", cap_memory)
+        c.check("cap_counts_vmalloc_pages",
+                lambda: cap_counts_pages(parse_stats(sections["cap_memory_stats"]),
+                                         vmalloc_bytes(sections["cap_memory_vmalloc"])))
 
         def reuse():
             st = parse_stats(sections["reuse_stats"])
@@ -583,6 +604,18 @@ def main():
                 whole["scan_last_lock_holds"], chunked["scan_last_lock_holds"], buckets)
         c.check("report_scan_drops_lock_between_chunks", scan_chunks)
 
+        def report_bytes():
+            # Report buffers are counted while a report file is open (not
+            # within the cap): the stacks and mem_leaks reads before are
+            # closed, so nothing is held; the peak is at least one open
+            # report (its 16 KiB text, seq_read()'s two pages).
+            st = parse_stats(sections["scan_chunked_stats"])
+            print("INFO report buffers: %d bytes held, peak %d (cap %d)" % (
+                st["report_bytes"], st["report_bytes_peak"], st["cap_bytes"]))
+            ok = st["report_bytes"] == 0 and st["report_bytes_peak"] >= 16384 + 2 * 4096
+            return ok, "report_bytes %d report_bytes_peak %d" % (st["report_bytes"], st["report_bytes_peak"])
+        c.check("report_buffers_counted_and_released", report_bytes)
+
         def unloaded():
             before = c.one("unload_before", "leaky_leak_kmalloc")
             gone = c.one("unload_gone", "leaky_leak_kmalloc")
@@ -597,6 +630,47 @@ def main():
                 before["id"], gone["id"], again["id"], gone["objects"], again["objects"],
                 st["stacks_frozen"], gone["frames"][:2])
         c.check("unloaded_module_objects_keep_names_and_ids", unloaded)
+
+        def kallsyms_text(name):
+            """Text symbols (t/T) of a /proc/kallsyms excerpt: name -> address."""
+            out = {}
+            for ln in sections[name].decode("ascii", "replace").splitlines():
+                f = ln.split()
+                if len(f) >= 3 and f[1] in "tT":
+                    out[f[2]] = int(f[0], 16)
+            return out
+
+        def lodger():
+            # lodger.ko, loaded after leaky went away, has the addresses
+            # leaky's code had: the address leaky_leak_kmalloc had is now
+            # between lodger's first and last text symbol. Were frames
+            # symbolized at read time, leaky's objects would show under
+            # lodger's names and another id.
+            old = kallsyms_text("kallsyms_leaky")["leaky_leak_kmalloc"]
+            new = kallsyms_text("kallsyms_lodger")
+            lo, hi = min(new.values()), max(new.values())
+            inside = [n for n, a in sorted(new.items(), key=lambda x: x[1]) if a <= old]
+            print("INFO leaky_leak_kmalloc was at %#x; lodger text symbols %#x..%#x (.text %s): now %s" % (
+                old, lo, hi, notes.get("lodger_text"), ("in " + inside[-1]) if lo <= old < hi else "outside"))
+            before = c.one("unload_before", "leaky_leak_kmalloc")
+            r = c.report("unload_lodger")
+            kept = c.one("unload_lodger", "leaky_leak_kmalloc")
+            own = [s for s in r.stacks if s["frames"][0].startswith("lodger_keep_one+")]
+            lodger_frames = [s["id"] for s in r.stacks if any(f.endswith("[lodger]") for f in s["frames"])]
+            ok = (lo <= old < hi and notes["rc_insmod_lodger"] == "0" and notes["rc_lodger_keep"] == "0"
+                  and notes["rc_rmmod_lodger"] == "0"
+                  and kept["id"] == before["id"] and kept["frames"] == before["frames"]
+                  and (kept["objects"], kept["bytes"]) == (10, 4000)
+                  and len(own) == 1 and (own[0]["objects"], own[0]["bytes"]) == (6, 720)
+                  and own[0]["frames"][0].endswith("[lodger]")
+                  and len(own[0]["frames"]) > 1 and own[0]["frames"][1].startswith("lodger_keep+")
+                  and lodger_frames == [own[0]["id"]])
+            return ok, ("leaky_leak_kmalloc at %#x, lodger text %#x..%#x; rc insmod/keep/rmmod %s %s %s; "
+                        "leaky stack %s objects %d (was %s), frames %s; lodger stacks %s" % (
+                            old, lo, hi, notes["rc_insmod_lodger"], notes["rc_lodger_keep"],
+                            notes["rc_rmmod_lodger"], kept["id"], kept["objects"], before["id"],
+                            kept["frames"][:2], [(s["objects"], s["bytes"], s["frames"][:2]) for s in own]))
+        c.check("another_module_at_same_addresses_leaves_old_names_and_ids", lodger)
 
         def reset():
             r = c.report("after_reset")
@@ -679,6 +753,15 @@ def main():
             st0["obj_chunks"], st["obj_chunks"], st["max_obj_chunks"], st0["pool_bytes_allocated"],
             st["pool_bytes_allocated"], st["pool_bytes"], h["dropped"])
     c.check("sampled_pool_allocated_as_it_fills", grows)
+
+    def sampled_vmalloc():
+        st = parse_stats(sections["grow_start_stats"])
+        vm = vmalloc_bytes(sections["grow_start_vmalloc"])
+        print("INFO sampled mode at a 4 MiB cap, at first: %d bytes of vmalloc pages (vmallocinfo), "
+              "pool_bytes_allocated %d of pool_bytes %d" % (vm[0], st["pool_bytes_allocated"], st["pool_bytes"]))
+        ok, why = cap_counts_pages(st, vm)
+        return ok and vm[0] < st["pool_bytes"] * 3 // 4, why
+    c.check("sampled_mode_holds_part_of_the_cap_at_first", sampled_vmalloc)
 
     def grows_weighted():
         # 12500 objects sampled with p = 1 - exp(-2): the estimate's standard

@@ -166,6 +166,8 @@ if [ "$LEVEL" = full ]; then
 	lk leak 20000 32
 	emit cap_memory $D/stacks
 	emit cap_memory_stats $D/stats
+	grep '\[mlt\]' /proc/vmallocinfo > /tmp/vmalloc.txt
+	emit cap_memory_vmalloc /tmp/vmalloc.txt
 	lk freeall
 	echo 0 > $P/max_memory_kb
 
@@ -207,15 +209,25 @@ if [ "$LEVEL" = full ]; then
 	echo 0 > $P/max_memory_kb
 
 	# A module that goes away with live objects: they keep their names
-	# and id, also once the module is loaded again at the same addresses.
+	# and id while another module (lodger) has the addresses its code
+	# had, and once it is loaded again.
 	lk freeall
 	lk leak 10 400
 	emit unload_before $D/stacks
 	echo 1 > /sys/module/leaky/parameters/leak_on_unload
 	note leaky_text_before "$(cat /sys/module/leaky/sections/.text)"
+	grep '\[leaky\]$' /proc/kallsyms > /tmp/ks_leaky.txt
+	emit kallsyms_leaky /tmp/ks_leaky.txt
 	try rmmod_leaking rmmod leaky
 	emit unload_gone $D/stacks
 	emit unload_stats $D/stats
+	try insmod_lodger insmod /modules/lodger.ko
+	note lodger_text "$(cat /sys/module/lodger/sections/.text)"
+	grep '\[lodger\]$' /proc/kallsyms > /tmp/ks_lodger.txt
+	emit kallsyms_lodger /tmp/ks_lodger.txt
+	try lodger_keep sh -c "echo 6 > /sys/module/lodger/parameters/keep"
+	emit unload_lodger $D/stacks
+	try rmmod_lodger rmmod lodger
 	try insmod_leaky_again insmod /modules/leaky.ko
 	note leaky_text_after "$(cat /sys/module/leaky/sections/.text)"
 	lk leak 5 400
@@ -250,6 +262,8 @@ lk freeall
 echo 1 > $P/sample_bytes
 echo 4096 > $P/max_memory_kb
 emit grow_start_stats $D/stats
+grep '\[mlt\]' /proc/vmallocinfo > /tmp/vmalloc.txt
+emit grow_start_vmalloc /tmp/vmalloc.txt
 lk leak 10000 64
 i=0
 while [ $i -lt 60 ] && grep -q '^obj_chunks 1$' $D/stats; do

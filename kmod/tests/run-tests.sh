@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build mlt.ko and leaky.ko for a kernel, boot it under QEMU, run
+# Build mlt.ko, leaky.ko and lodger.ko for a kernel, boot it under QEMU, run
 # guest-tests.sh and check the console log.
 #
 #   run-tests.sh TARGET...     TARGET: x86_64-6.1 | x86_64-6.12 | arm64 |
@@ -68,7 +68,7 @@ for tgt in "${targets[@]}"; do
 		start=$(date +%s)
 		"$HERE/run-qemu.sh" --arch "$QARCH" --kernel "$KERNEL" \
 			--module "$build/mlt/mlt.ko" --module "$build/leaky/leaky.ko" \
-			--init-hook "$HERE/$hook" --hook-args "$LEVEL" \
+			--module "$build/leaky/lodger.ko" --init-hook "$HERE/$hook" --hook-args "$LEVEL" \
 			--append "$append" --log "$log" --timeout "$TIMEOUT"
 		qrc=$?
 		echo "boot ($scen): exit $qrc after $(( $(date +%s) - start ))s, log $log"

@@ -6,7 +6,7 @@
 # resolve TARGET sets ARCH QARCH KERNEL KDIR LEVEL TIMEOUT CROSS KCC KAPPEND
 # NODEBUGFS;
 # missing TARGET prints what the target lacks, nothing when it is ready;
-# build_modules BUILD LOG builds mlt.ko and leaky.ko for the resolved
+# build_modules BUILD LOG builds mlt.ko, leaky.ko and lodger.ko for the resolved
 # target into BUILD, compiler output to LOG.
 
 newest() { ls -d $1 2>/dev/null | sort -V | tail -n1; }
