@@ -193,7 +193,10 @@ def evaluate(spec: families.FamilySpec) -> dict[str, Any]:
 
 
 def rank_of_regression(fl: simfleet.Fleet, summaries: dict[Cohort, ranking.CohortSummary]) -> int:
-    """1-based position of the planted regression among diff's regressions (0 = missing)."""
+    """1-based position of the planted regression among diff's regressions (0 = missing).
+
+    The planted leak shows twice: as its stack and as the slab cache its objects
+    fill (PLANTED_SLAB); whichever of the two ranks higher is its position."""
 
     def leaks(version: str, subject: str, sig: str) -> bool:
         sm = summaries.get((version, subject, sig))
@@ -212,7 +215,7 @@ def rank_of_regression(fl: simfleet.Fleet, summaries: dict[Cohort, ranking.Cohor
         reverse=True,
     )
     for k, (_, sig) in enumerate(regressions, 1):
-        if sig == fl.regression_signature:
+        if sig in (fl.regression_signature, simfleet.PLANTED_SLAB):
             return k
     return 0
 
