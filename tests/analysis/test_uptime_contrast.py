@@ -197,3 +197,108 @@ def test_a_part_leak_whose_old_devices_grow_or_whose_young_spared_sit_still_stan
         for i, u0 in enumerate((420.0, 500.0))
     ]
     assert ranking.decide(rows).verdict == "leak"
+
+
+# Review acc-12, finding 1: rule U's contrast is evidence of a cache only when
+# which devices leak is unrelated to uptime. These cohorts break that.
+
+
+def _bases(n: int, seed: int) -> list[float]:
+    """Boot-time bytes 2-512 KiB, log-uniform, fixed by seed (no noise)."""
+    import random
+
+    rng = random.Random(seed)
+    return [2 * KIB * 256 ** rng.random() for _ in range(n)]
+
+
+def _leak(dev: str, u0: float, rate: float, base: float) -> SeriesRow:
+    return row(dev, "leak", u0, rate, base + rate * u0, base + rate * (u0 + 36))
+
+
+@pytest.mark.xfail(strict=True, reason="review acc-12 finding 1: fails on main")
+def test_a_leak_in_a_build_installed_at_reboot_is_not_a_cache() -> None:
+    # Same firmware string; a module rebuilt 5 days (120 h) ago reaches every
+    # device rebooted since: those leak, the older ones run the old build.
+    uptimes = [2.0 * (21 * 24 / 2.0) ** (i / 23) for i in range(24)]  # log-uniform 2 h-21 d
+    for rate in (8 * KIB, 64 * KIB):
+        rows = [
+            _leak(f"d{i}", u0, rate, b) if u0 < 120 else row(f"d{i}", "flat", u0, 0.0, b, b)
+            for i, (u0, b) in enumerate(zip(uptimes, _bases(24, 1), strict=True))
+        ]
+        d = ranking.decide(rows)
+        assert d.verdict == "leak", d.evidence
+
+
+@pytest.mark.xfail(strict=True, reason="review acc-12 finding 1: fails on main")
+def test_a_leak_that_oom_reboots_its_devices_is_not_a_cache() -> None:
+    # 16 of 24 devices leak and are rebooted by the OOM killer at ~200 h; the 8
+    # spared run for up to 60 days.
+    leak_up = [200.0 * (i + 0.5) / 16 for i in range(16)]
+    spared_up = [1440.0 * (i + 0.5) / 8 for i in range(8)]
+    b = _bases(24, 2)
+    rows = [_leak(f"l{i}", u0, 8 * KIB, b[i]) for i, u0 in enumerate(leak_up)]
+    rows += [row(f"s{i}", "flat", u0, 0.0, b[16 + i], b[16 + i]) for i, u0 in enumerate(spared_up)]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and sum(d.leaking) == 16, d.evidence
+
+
+@pytest.mark.xfail(strict=True, reason="review acc-12 finding 1: fails on main")
+@pytest.mark.parametrize("spared", ["constant", "random"])
+def test_a_rare_leak_on_the_youngest_stands_whatever_the_spared_hold(spared: str) -> None:
+    # The older test passes only because its spared bytes rise with uptime
+    # (Kendall tau = 1); with a constant or random boot-time footprint too.
+    bases = [60 * KIB] * 21 if spared == "constant" else _bases(21, 3)
+    rows = [_leak(f"leak{i}", u0, 8 * KIB, 64 * KIB) for i, u0 in enumerate((0.0, 1.0, 2.0))]
+    rows += [row(f"spared{i}", "flat", 5.0 + 20.0 * i, 0.0, bases[i], bases[i]) for i in range(21)]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and sum(d.leaking) == 3, d.evidence
+
+
+@pytest.mark.xfail(strict=True, reason="review acc-12 finding 1: fails on main")
+def test_the_rank_test_counts_devices_not_boots() -> None:
+    # A cache-like cohort (young grow, old still at a higher level) whose growing
+    # side is only 3 devices: too few for p < 0.01 (p = 0.0145) ...
+    still = [
+        row(f"old{i}", "flat", 10.0 + 25.0 * i, 0.0, 2100 * KIB, 2100 * KIB) for i in range(21)
+    ]
+    growing = [
+        row(f"young{i}", "leak", u0, 20 * KIB, 64 * KIB, 784 * KIB)
+        for i, u0 in enumerate((0.0, 40.0, 90.0))
+    ]
+    assert ranking.rank_test_younger([0, 40, 90], [10.0 + 25.0 * i for i in range(21)]) > 0.01
+    assert ranking.decide(growing + still).verdict == "leak"
+    # ... and the same 3 devices seen on 3 nightly boots each are still 3 devices
+    # (counted as 9 boots, p = 0.0003).
+    reboots = [
+        dataclasses.replace(r, uptime_start=r.uptime_start + 0.1 * k)
+        for r in growing
+        for k in range(3)
+    ]
+    d = ranking.decide(reboots + still)
+    assert d.verdict == "leak", d.evidence
+
+
+@pytest.mark.xfail(strict=True, reason="review acc-12 finding 1: fails on main")
+def test_growth_at_maturity_outranks_the_uptime_contrast() -> None:
+    # Fills from boot on 2 devices settle by ~30 h; two devices well past that
+    # still grow at the fills' pace, holding what that pace gathers since boot
+    # (rule 2's leak evidence); young devices grow, and old spared ones sit
+    # still at a level above them (rule U's cache evidence). Leak evidence wins.
+    rows = [
+        row(
+            f"fill{i}",
+            "saturating",
+            0.0,
+            20 * KIB,
+            64 * KIB,
+            700 * KIB,
+            level=720 * KIB,
+            settle=30.0,
+        )
+        for i in range(2)
+    ]
+    rows += [_leak(f"young{i}", 0.5 * i, 20 * KIB, 64 * KIB) for i in range(16)]
+    rows += [_leak(f"oldleak{i}", u0, 20 * KIB, 64 * KIB) for i, u0 in enumerate((60.0, 70.0))]
+    rows += [row(f"old{i}", "flat", 100.0 + 80 * i, 0.0, 4096 * KIB, 4096 * KIB) for i in range(6)]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak", d.evidence
