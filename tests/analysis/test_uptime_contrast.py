@@ -103,7 +103,7 @@ def test_a_leak_that_old_devices_still_grow_stays_a_leak() -> None:
 def test_a_rare_leak_on_the_youngest_devices_stands_when_the_old_hold_boot_bytes() -> None:
     # 3 of 24 devices leak and happen to be the youngest: the rank test alone
     # cannot tell this from a cache, but the spared old devices hold what a
-    # device holds at boot, not a level above the growing ones.
+    # device holds at boot, not a level above the growing ones (level check).
     rows = [
         row(
             f"leak{i}", "leak", u0, 8 * KIB, 64 * KIB + 8 * KIB * u0, 64 * KIB + 8 * KIB * (u0 + 36)
@@ -215,7 +215,6 @@ def _leak(dev: str, u0: float, rate: float, base: float) -> SeriesRow:
     return row(dev, "leak", u0, rate, base + rate * u0, base + rate * (u0 + 36))
 
 
-@pytest.mark.xfail(strict=True, reason="review acc-12 finding 1: fails on main")
 def test_a_leak_in_a_build_installed_at_reboot_is_not_a_cache() -> None:
     # Same firmware string; a module rebuilt 5 days (120 h) ago reaches every
     # device rebooted since: those leak, the older ones run the old build.
@@ -229,7 +228,6 @@ def test_a_leak_in_a_build_installed_at_reboot_is_not_a_cache() -> None:
         assert d.verdict == "leak", d.evidence
 
 
-@pytest.mark.xfail(strict=True, reason="review acc-12 finding 1: fails on main")
 def test_a_leak_that_oom_reboots_its_devices_is_not_a_cache() -> None:
     # 16 of 24 devices leak and are rebooted by the OOM killer at ~200 h; the 8
     # spared run for up to 60 days.
@@ -242,7 +240,6 @@ def test_a_leak_that_oom_reboots_its_devices_is_not_a_cache() -> None:
     assert d.verdict == "leak" and sum(d.leaking) == 16, d.evidence
 
 
-@pytest.mark.xfail(strict=True, reason="review acc-12 finding 1: fails on main")
 @pytest.mark.parametrize("spared", ["constant", "random"])
 def test_a_rare_leak_on_the_youngest_stands_whatever_the_spared_hold(spared: str) -> None:
     # The older test passes only because its spared bytes rise with uptime

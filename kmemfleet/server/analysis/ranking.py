@@ -41,6 +41,7 @@ UPTIME_TIE_HOURS = 1.0  # uptimes closer than this are no contrast (booted toget
 MATURE_MAX_TAU = 0.5  # mature levels must not keep rising with uptime (Kendall tau)
 MATURE_TAU_MIN_N = 5  # ... judged when at least this many mature boots
 MIN_YOUNG_GROWING_SHARE = 0.5  # most series as young as the growth must grow
+LEVEL_MAX_P = 0.05  # one-sided rank test: growing (young) hold more than mature still ones
 
 
 @dataclass(frozen=True)
@@ -277,7 +278,9 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
     leak leaves the young devices it spares still); no MIN_FILL_DEVICES devices
     older than the mature series' median grow at a pace that accounts for what
     they hold (a leak does, on its old devices); the growing series are younger
-    (one-sided rank test p < CONTRAST_MAX_P); and, with MATURE_TAU_MIN_N mature
+    (one-sided rank test p < CONTRAST_MAX_P); the growing series do not hold
+    more than the mature still ones (level check: one-sided rank test of last
+    values, mature smaller than growing, p >= LEVEL_MAX_P); and, with MATURE_TAU_MIN_N mature
     series, their values do not keep rising with uptime (Kendall tau <
     MATURE_MAX_TAU: value vs uptime converges). When every device booted
     together there is no contrast and it cannot decide.
@@ -308,6 +311,11 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
         and r.slope * (r.uptime_start + r.span_hours) >= ACCUMULATION_RATIO * r.last
     }
     if len(leaking_old) >= MIN_FILL_DEVICES:
+        return None
+    # Level check: a cache's young devices are still filling towards the level
+    # its old ones hold, so they cannot already hold more. A leak's young
+    # devices can; devices it spares hold only their boot-time bytes.
+    if rank_test_younger([r.last for r in mature], [r.last for r in growing]) < LEVEL_MAX_P:
         return None
     p = rank_test_younger([age(r) for r in growing], [age(r) for r in still])
     if p >= CONTRAST_MAX_P:
