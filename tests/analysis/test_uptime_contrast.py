@@ -251,7 +251,6 @@ def test_a_rare_leak_on_the_youngest_stands_whatever_the_spared_hold(spared: str
     assert d.verdict == "leak" and sum(d.leaking) == 3, d.evidence
 
 
-@pytest.mark.xfail(strict=True, reason="review acc-12 finding 1: fails on main")
 def test_the_rank_test_counts_devices_not_boots() -> None:
     # A cache-like cohort (young grow, old still at a higher level) whose growing
     # side is only 3 devices: too few for p < 0.01 (p = 0.0145) ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from kmemfleet.server.analysis import trend
@@ -262,6 +262,18 @@ def kendall_tau(xs: Sequence[float], ys: Sequence[float]) -> float:
     return s / pairs
 
 
+def _per_device(
+    rows: Iterable[SeriesRow], value: Callable[[SeriesRow], float], pick: Callable[..., float]
+) -> dict[str, float]:
+    """One value per device (pick = max or min over its series): the rank tests'
+    units are devices, so a device seen on many boots counts once."""
+    out: dict[str, float] = {}
+    for r in rows:
+        v = value(r)
+        out[r.device_id] = pick(out[r.device_id], v) if r.device_id in out else v
+    return out
+
+
 def _uptime_contrast(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
     """(level, evidence) when the cohort grows only while young, or None.
 
@@ -299,8 +311,11 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
         return None
     # A cache fills on every device while young; a leak on part of the cohort
     # leaves the young devices it spares still.
-    young_still = sum(age(r) <= horizon for r in still)
-    if len(growing) < MIN_YOUNG_GROWING_SHARE * (len(growing) + young_still):
+    # Devices, not boots: a device rebooted nightly is one device on many boots.
+    growing_age = _per_device(growing, age, max)
+    still_age = _per_device(still, age, min)
+    young_still = sum(a <= horizon for a in still_age.values())
+    if len(growing_age) < MIN_YOUNG_GROWING_SHARE * (len(growing_age) + young_still):
         return None
     # A leak grows on the old devices that have it, holding about rate x uptime.
     old = percentile([r.uptime_start for r in mature], 0.5)
@@ -315,9 +330,11 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
     # Level check: a cache's young devices are still filling towards the level
     # its old ones hold, so they cannot already hold more. A leak's young
     # devices can; devices it spares hold only their boot-time bytes.
-    if rank_test_younger([r.last for r in mature], [r.last for r in growing]) < LEVEL_MAX_P:
+    held_growing = _per_device(growing, lambda r: r.last, max)
+    held_mature = _per_device(mature, lambda r: r.last, min)
+    if rank_test_younger(list(held_mature.values()), list(held_growing.values())) < LEVEL_MAX_P:
         return None
-    p = rank_test_younger([age(r) for r in growing], [age(r) for r in still])
+    p = rank_test_younger(list(growing_age.values()), list(still_age.values()))
     if p >= CONTRAST_MAX_P:
         return None
     level = percentile([r.last for r in mature], 0.5)
@@ -326,7 +343,7 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
     ):
         return None
     evidence = (
-        f"grows only while young: {len(growing)} boots rising (90% began by uptime "
+        f"grows only while young: {_devices(len(growing_age))} rising (90% began by uptime "
         f"{horizon * UPTIME_TIE_HOURS:.0f} h), {_devices(len({r.device_id for r in mature}))} "
         f"older sit still "
         f"(uptime contrast p={p:.2g})"
