@@ -274,7 +274,6 @@ def test_the_rank_test_counts_devices_not_boots() -> None:
     assert d.verdict == "leak", d.evidence
 
 
-@pytest.mark.xfail(strict=True, reason="review acc-12 finding 1: fails on main")
 def test_growth_at_maturity_outranks_the_uptime_contrast() -> None:
     # Fills from boot on 2 devices settle by ~30 h; two devices well past that
     # still grow at the fills' pace, holding what that pace gathers since boot

@@ -412,13 +412,14 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
 
     0. leak verdicts only on short boots while long boots show no rise at
        all (_short_only): nothing leaks;
-    U. some series leaks, but only young boots grow and at least three older
+    2. fills seen, and growth at maturity on MIN_FILL_DEVICES devices (one
+       could be a cache refilled after a flush): a leak, and every series that
+       rose counts (a load cycle's slow phase bends a leak's curve, or flattens
+       its end). Evidence of a leak comes before rule U's evidence of a cache;
+    U. some series leaks, but only young devices grow and at least three older
        devices sit still at a level (_uptime_contrast): a cache, reported as
        saturating;
     1. no fill seen: the per-series verdicts stand;
-    2. growth at maturity on MIN_FILL_DEVICES devices (one could be a cache
-       refilled after a flush): a leak, and every series that rose counts (a
-       load cycle's slow phase bends a leak's curve, or flattens its end);
     3. unexplained leak series on at least as many devices as fills: the
        per-series verdicts stand;
     4. fills on MIN_FILL_DEVICES devices: a cache, reported as saturating with
@@ -430,33 +431,42 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     if phase is not None:
         return Decision("none", [False] * len(rows), 0.0, phase)
     fills = [r for r in rows if _fill_from_boot(r)]
-    contrast = _uptime_contrast(rows) if any(per_series) else None
-    if contrast is not None:
-        level, evidence = contrast
-        if len({r.device_id for r in fills}) >= MIN_FILL_DEVICES:
-            level = percentile([r.level for r in fills], 0.5)
-            evidence += f"; fills from boot on {_devices(len({r.device_id for r in fills}))}"
-        return Decision("saturating", [False] * len(rows), level, evidence)
-    if not fills:
-        return Decision("leak" if any(per_series) else "none", per_series, 0.0, "per-boot trends")
-    # Where fills settle, but never beyond what was watched: a projection is no evidence.
-    horizon = percentile(
-        [r.uptime_start + min(r.settle_hours, r.span_hours) for r in fills], FILL_HORIZON_Q
-    )
-    young_rate = percentile([r.slope for r in fills], 0.5)
-    at_boot = percentile([r.first for r in fills if r.uptime_start < 1.0], 0.5)
-    level = percentile([r.level for r in fills], 0.5)
     fill_devices = {r.device_id for r in fills}
     rising = [r.kind in RISING and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR for r in rows]
-    mature = {
-        r.device_id
-        for r, up in zip(rows, rising, strict=True)
-        if up
-        and r.uptime_start >= horizon
-        and r.slope >= MATURE_RATE_RATIO * young_rate
-        and r.slope * (r.uptime_start + r.span_hours)
-        >= ACCUMULATION_RATIO * max(0.0, r.last - at_boot)
-    }
+    if fills:
+        # Where fills settle, but never beyond what was watched: a projection is no evidence.
+        horizon = percentile(
+            [r.uptime_start + min(r.settle_hours, r.span_hours) for r in fills], FILL_HORIZON_Q
+        )
+        young_rate = percentile([r.slope for r in fills], 0.5)
+        at_boot = percentile([r.first for r in fills if r.uptime_start < 1.0], 0.5)
+        level = percentile([r.level for r in fills], 0.5)
+        mature = {
+            r.device_id
+            for r, up in zip(rows, rising, strict=True)
+            if up
+            and r.uptime_start >= horizon
+            and r.slope >= MATURE_RATE_RATIO * young_rate
+            and r.slope * (r.uptime_start + r.span_hours)
+            >= ACCUMULATION_RATIO * max(0.0, r.last - at_boot)
+        }
+        where = f"fills from boot on {_devices(len(fill_devices))} settle by uptime {horizon:.1f} h"
+        if len(mature) >= MIN_FILL_DEVICES:
+            # Evidence of a leak comes before evidence of a cache (rule U).
+            evidence = (
+                f"still growing beyond uptime {horizon:.1f} h on {_devices(len(mature))}; {where}"
+            )
+            leaking = [a or b for a, b in zip(per_series, rising, strict=True)]
+            return Decision("leak", leaking, level, evidence)
+    contrast = _uptime_contrast(rows) if any(per_series) else None
+    if contrast is not None:
+        cache_level, evidence = contrast
+        if len(fill_devices) >= MIN_FILL_DEVICES:
+            cache_level = percentile([r.level for r in fills], 0.5)
+            evidence += f"; fills from boot on {_devices(len(fill_devices))}"
+        return Decision("saturating", [False] * len(rows), cache_level, evidence)
+    if not fills:
+        return Decision("leak" if any(per_series) else "none", per_series, 0.0, "per-boot trends")
     # A leak verdict the fills explain: a boot watched for a short while, ending
     # before the fills settle. One watched as long as the fills, or past them, is not.
     fill_span = percentile([r.span_hours for r in fills], 0.5)
@@ -466,13 +476,6 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
         if r.leaking
         and (r.uptime_start + r.span_hours > horizon or r.span_hours >= 0.5 * fill_span)
     }
-    where = f"fills from boot on {_devices(len(fill_devices))} settle by uptime {horizon:.1f} h"
-    if len(mature) >= MIN_FILL_DEVICES:
-        evidence = (
-            f"still growing beyond uptime {horizon:.1f} h on {_devices(len(mature))}; {where}"
-        )
-        leaking = [a or b for a, b in zip(per_series, rising, strict=True)]
-        return Decision("leak", leaking, level, evidence)
     if len(unexplained) >= len(fill_devices) or len(fill_devices) < MIN_FILL_DEVICES:
         # A fill on one device alone says little: not reported as saturating.
         cache = len(fill_devices) >= MIN_FILL_DEVICES
