@@ -48,10 +48,24 @@ def row(
     )
 
 
-def linear_cap_cohort(old_uptimes: list[float]) -> list[SeriesRow]:
+def linear_cap_cohort(old_uptimes: list[float], knees: bool = True) -> list[SeriesRow]:
     """A table filled at 20 KiB/h to a 2 MiB cap (full after ~100 h): boots younger
-    than that rise in a straight line (leak verdicts), older ones sit at the cap."""
+    than that rise in a straight line (leak verdicts), older ones sit at the cap, and
+    (knees) two boots watched across ~100 h of uptime rise, then level off there."""
     rows = [
+        row(
+            f"knee{i}",
+            "plateau",
+            u0,
+            20 * KIB,
+            64 * KIB + 20 * KIB * u0,
+            2100 * KIB,
+            level=2100 * KIB,
+            settle=101.8 - u0,
+        )
+        for i, u0 in enumerate((75.0, 80.0) if knees else ())
+    ]
+    rows += [
         row(
             f"young{i}",
             "leak",
@@ -297,3 +311,109 @@ def test_growth_at_maturity_outranks_the_uptime_contrast() -> None:
     rows += [row(f"old{i}", "flat", 100.0 + 80 * i, 0.0, 4096 * KIB, 4096 * KIB) for i in range(6)]
     d = ranking.decide(rows)
     assert d.verdict == "leak", d.evidence
+
+
+# Review acc-12, finding 1 fixes 2-4, finding 4 and finding 6: each cohort below
+# was called a cache ("saturating", nothing listed) by the code before these rules.
+
+
+def test_a_cache_like_contrast_with_no_device_seen_to_stop_is_listed_as_probably_a_cache() -> None:
+    # Young devices rise, old ones sit still above them, but no boot was watched
+    # crossing the point where growth stops: a leak whose devices are young because
+    # of it (OOM reboots, a build installed at reboot) looks the same. Listed.
+    rows = linear_cap_cohort([150.0, 200.0, 260.0, 330.0, 400.0, 480.0], knees=False)
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and sum(d.leaking) == 7
+    assert d.evidence.startswith("probably a cache (uptime contrast)"), d.evidence
+    sm = ranking.summarize(rows)
+    assert sm.devices_leaking == 7 and sm.evidence.startswith("probably a cache")
+
+
+def test_a_contrast_that_goes_with_the_kernel_release_is_not_used() -> None:
+    # A kernel installed at reboot 60 h ago: every device rebooted since runs it and
+    # grows; the old ones run the previous kernel and sit still. Same shape as a
+    # cache (knees included), but which devices grow goes with what they run.
+    def kernel(r: SeriesRow) -> SeriesRow:
+        new = r.uptime_start < 100.0
+        return dataclasses.replace(r, attrs=(f"kernel_release=5.15.{2 if new else 1}",))
+
+    rows = [kernel(r) for r in linear_cap_cohort([150.0, 200.0, 260.0, 330.0, 400.0, 480.0])]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak", d.evidence
+    assert "uptime contrast not used: kernel_release=5.15.1" in d.evidence
+    # Attributes independent of growth (a site label spread over young and old
+    # devices alike) leave the cache verdict alone.
+    spread = [
+        dataclasses.replace(r, attrs=(f"label:site=s{k % 2}",))
+        for k, r in enumerate(linear_cap_cohort([150.0, 200.0, 260.0, 330.0, 400.0, 480.0]))
+    ]
+    assert ranking.decide(spread).verdict == "saturating"
+
+
+def test_a_small_leak_on_a_large_footprint_is_not_still_on_old_devices() -> None:
+    # 2 KiB/h on an 8 MiB kmalloc cache: after 500 h a leaking device holds 9 MiB,
+    # and 1 MiB gathered at its rate is < 20% of 9 MiB but all of what it holds
+    # above its boot-time bytes. Old devices judged flat (the rise hides in churn);
+    # four of them, too few for the tau check (what they hold rises with uptime).
+    base = 8192 * KIB
+    rows = [_leak(f"young{i}", 0.5 * i, 2 * KIB, base) for i in range(10)]
+    rows += [
+        row(f"old{i}", "flat", u0, 2 * KIB, base + 2 * KIB * u0, base + 2 * KIB * (u0 + 36))
+        for i, u0 in enumerate((150.0, 260.0, 400.0, 480.0))
+    ]
+    rows += [
+        row(f"knee{i}", "plateau", 10.0, 2 * KIB, base, base + 40 * KIB, level=base, settle=20.0)
+        for i in range(2)
+    ]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and sum(d.leaking) == 10, d.evidence
+    # Judged "noise" (a consistent rise below SNR 5): growth, never a level.
+    noisy = [dataclasses.replace(r, kind="noise") if r.kind == "flat" else r for r in rows]
+    assert ranking.decide(noisy).verdict == "leak"
+
+
+def test_without_boot_time_bytes_rule_u_does_not_decide() -> None:
+    # No series began within an hour of boot: what any device holds above boot is
+    # unknown, so none can show a level above it.
+    rows = [
+        dataclasses.replace(r, uptime_start=r.uptime_start + 2.0)
+        for r in linear_cap_cohort([150.0, 200.0, 260.0, 330.0, 400.0, 480.0])
+    ]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and d.evidence == "per-boot trends"
+
+
+def test_the_horizon_is_where_growth_ended_not_where_it_began() -> None:
+    # Eight devices leak from boots 0-8 h old, watched 36 h: they grow through 44 h.
+    # Four spared devices that booted 10-20 h ago are not past that growth.
+    rows = [_leak(f"leak{i}", float(i), 20 * KIB, 64 * KIB) for i in range(8)]
+    rows += [
+        row(f"knee{i}", "plateau", 2.0, 20 * KIB, 64 * KIB, 400 * KIB, level=400 * KIB, settle=20.0)
+        for i in range(2)
+    ]
+    rows += [row(f"spared{i}", "flat", 10.0 + 3 * i, 0.0, 4096 * KIB, 4096 * KIB) for i in range(4)]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and sum(d.leaking) == 8, d.evidence
+
+
+def test_kendall_tau_is_bounded_on_large_cohorts_and_exact_on_small_ones() -> None:
+    import random
+
+    rng = random.Random(5)
+    xs = [rng.uniform(0, 500) for _ in range(200)]
+    ys = [x + rng.gauss(0, 200) for x in xs]
+    exact = ranking.kendall_tau(xs, ys, sample=10_000)
+    assert ranking.kendall_tau(xs, ys) == exact  # 200 <= 256: every pair
+    xs = [rng.uniform(0, 500) for _ in range(5000)]
+    ys = [x + rng.gauss(0, 200) for x in xs]
+    sub = ranking.kendall_tau(xs, ys)
+    assert sub == ranking.kendall_tau(xs, ys)  # deterministic
+    assert abs(sub - ranking.kendall_tau(xs[:1500], ys[:1500], sample=1500)) < 0.1
+    assert ranking.kendall_tau(list(range(5000)), list(range(5000))) == 1.0
+
+
+def test_fisher_exact() -> None:
+    # Fisher's tea-tasting table and a textbook 2x2 (two-sided p).
+    assert ranking.fisher_exact(3, 1, 1, 3) == pytest.approx(0.4857, abs=1e-4)
+    assert ranking.fisher_exact(1, 9, 11, 3) == pytest.approx(0.002759, rel=1e-3)
+    assert ranking.fisher_exact(5, 5, 5, 5) == pytest.approx(1.0)
