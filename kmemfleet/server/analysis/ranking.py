@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ MATURE_TAU_MIN_N = 5  # ... judged when at least this many mature boots
 MIN_YOUNG_GROWING_SHARE = 0.5  # most series as young as the growth must grow
 LEVEL_MAX_P = 0.05  # one-sided rank test: growing (young) hold more than mature still ones
 BOOT_BYTES_UPTIME = 1.0  # a series that began this young shows its boot-time bytes
-STRATA_MAX_P = 0.05  # Fisher exact: a boot attribute goes with growing vs mature devices
+STRATA_MAX_P = 0.05  # Fisher exact (Bonferroni): an attribute goes with growing vs mature
 MIN_KNEE_DEVICES = 2  # devices seen to stop growing within their own boot, to hide a leak
 TAU_SAMPLE = 256  # mature series Kendall's tau is computed on (evenly spaced in uptime)
 
@@ -336,19 +337,28 @@ def _confounded(growing: set[str], mature: set[str], rows: Sequence[SeriesRow]) 
     what a device runs (kernel release, hardware model, labels) is independent of
     it. A build installed at reboot, or a load that goes with a label, shows here
     instead: an attribute value held by every growing device and by no mature
-    one (or the reverse), or a Fisher exact p < STRATA_MAX_P, device by device."""
+    one (or the reverse), or a Fisher exact p < STRATA_MAX_P (Bonferroni over the
+    values tested), device by device. Values held by one device only are not
+    tested."""
     attrs: dict[str, set[str]] = {}
     for r in rows:
         if r.device_id in growing or r.device_id in mature:
             attrs.setdefault(r.device_id, set()).update(r.attrs)
-    values = set().union(*attrs.values()) if attrs else set()
-    for v in sorted(values):
-        a = sum(v in attrs.get(d, ()) for d in growing)
-        c = sum(v in attrs.get(d, ()) for d in mature)
+    with_g: Counter[str] = Counter(v for d in growing for v in attrs.get(d, ()))
+    with_m: Counter[str] = Counter(v for d in mature for v in attrs.get(d, ()))
+    # A value one device holds names the device (a serial number), not a stratum;
+    # one every device holds is no contrast.
+    values = [
+        v
+        for v in sorted(with_g.keys() | with_m.keys())
+        if MIN_FILL_DEVICES <= with_g[v] + with_m[v] < len(growing) + len(mature)
+    ]
+    for v in values:
+        a, c = with_g[v], with_m[v]
         b, d_ = len(growing) - a, len(mature) - c
-        if a + c == len(growing) + len(mature):
-            continue  # every device has it: no contrast
-        if (b == 0 and c == 0) or (a == 0 and d_ == 0) or fisher_exact(a, b, c, d_) < STRATA_MAX_P:
+        if (b == 0 and c == 0) or (a == 0 and d_ == 0):
+            return v
+        if fisher_exact(a, b, c, d_) < STRATA_MAX_P / len(values):  # Bonferroni
             return v
     return None
 
