@@ -572,7 +572,10 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
        its end). Evidence of a leak comes before rule U's evidence of a cache;
     U. some series leaks, but only young devices grow and at least three older
        devices sit still at a level (_uptime_contrast): a cache, reported as
-       saturating;
+       saturating, when two devices were seen to stop growing within their boot
+       and no boot attribute goes with growth; otherwise rules 1-5 decide and a
+       leak verdict carries the contrast in its evidence ("probably a cache",
+       or "uptime contrast not used");
     1. no fill seen: the per-series verdicts stand;
     3. unexplained leak series on at least as many devices as fills: the
        per-series verdicts stand;
