@@ -417,3 +417,53 @@ def test_fisher_exact() -> None:
     assert ranking.fisher_exact(3, 1, 1, 3) == pytest.approx(0.4857, abs=1e-4)
     assert ranking.fisher_exact(1, 9, 11, 3) == pytest.approx(0.002759, rel=1e-3)
     assert ranking.fisher_exact(5, 5, 5, 5) == pytest.approx(1.0)
+
+
+# Review acc-12c: the knees that hide a leak must corroborate the contrast, and each
+# side of the boot-attribute check counts its own boots.
+
+
+def _paused(r: SeriesRow, settle: float, held: float) -> SeriesRow:
+    """A leak series whose trigger stopped `settle` h into its window, `held` above its
+    first value (a load that stopped, a staircase step): judged plateau."""
+    return dataclasses.replace(
+        r,
+        kind="plateau",
+        leaking=False,
+        settle_hours=settle,
+        last=r.first + held,
+        level=r.first + held,
+    )
+
+
+def test_two_paused_leak_devices_do_not_hide_an_oom_rebooted_leak() -> None:
+    # 16 of 24 devices leak and the OOM killer reboots them at ~200 h; the 8 spared run
+    # up to 60 days with legitimate bytes 64 KiB-8 MiB. On two leaking devices (75 h,
+    # 113 h) the leak paused 8 h into the window: two knees, but not where growth ends
+    # (the oldest leaking boots keep growing) and not shared by most boots past them.
+    import random
+
+    leak_up = [0.3 + 200.0 * i / 16 for i in range(16)]
+    spared_up = [1440.0 * (i + 0.5) / 8 for i in range(8)]
+    for seed in range(20):
+        rng = random.Random(seed)
+        b = [64 * KIB * 128 ** rng.random() for _ in range(24)]
+        rows = [_leak(f"l{i}", u0, 8 * KIB, b[i]) for i, u0 in enumerate(leak_up)]
+        rows += [
+            row(f"s{i}", "flat", u0, 0.0, b[16 + i], b[16 + i]) for i, u0 in enumerate(spared_up)
+        ]
+        rows = [_paused(r, 8.0, 16 * KIB) if r.device_id in ("l6", "l9") else r for r in rows]
+        d = ranking.decide(rows)
+        assert d.verdict == "leak" and sum(d.leaking) == 14, (seed, d.evidence)
+
+
+def test_knees_far_below_the_mature_level_do_not_make_a_contrast_a_cache() -> None:
+    # The "probably a cache" cohort, with the leak paused on two young devices 5 h into
+    # their window, 100 KiB above their first value (the mature devices hold ~2 MiB).
+    rows = [
+        _paused(r, 5.0, 100 * KIB) if r.device_id in ("young3", "young4") else r
+        for r in linear_cap_cohort([150.0, 200.0, 260.0, 330.0, 400.0, 480.0], knees=False)
+    ]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and sum(d.leaking) == 5, d.evidence
+    assert d.evidence.startswith("probably a cache (uptime contrast)"), d.evidence

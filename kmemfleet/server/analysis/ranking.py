@@ -46,6 +46,8 @@ LEVEL_MAX_P = 0.05  # one-sided rank test: growing (young) hold more than mature
 BOOT_BYTES_UPTIME = 1.0  # a series that began this young shows its boot-time bytes
 STRATA_MAX_P = 0.05  # Fisher exact (Bonferroni): an attribute goes with growing vs mature
 MIN_KNEE_DEVICES = 2  # devices seen to stop growing within their own boot, to hide a leak
+KNEE_MIN_SHARE = 0.5  # ... and this share of the growing devices seen past where they bent
+KNEE_LEVEL_RATIO = 2.0  # ... holding within [p10 / 2, p90 x 2] of the mature devices' held bytes
 TAU_SAMPLE = 256  # mature series Kendall's tau is computed on (evenly spaced in uptime)
 
 
@@ -418,9 +420,14 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> Contrast | None:
     (Kendall tau < MATURE_MAX_TAU).
 
     Then: "confounded" when a boot attribute goes with growing vs mature
-    devices (_confounded); "cache" when MIN_KNEE_DEVICES devices were seen to
-    stop growing within their own boot (_knee: a cache shows where it fills up,
-    a leak whose devices are young because of the leak never does); else
+    devices (_confounded); "cache" when knees corroborate it: at least
+    MIN_KNEE_DEVICES devices were seen to stop growing within their own boot
+    (_knee) holding, above boot, what the mature devices hold (within
+    KNEE_LEVEL_RATIO of their 10th-90th percentile), and they are at least
+    KNEE_MIN_SHARE of the growing devices seen beyond the uptime where the first
+    such knee bent (or the horizon, if younger): a cache stops on every boot that
+    crosses its fill point, a leak whose devices are young because of it keeps
+    growing on most of them even when a few pause; else
     "probable". No verdict without boot-time bytes (no series began within
     BOOT_BYTES_UPTIME) or when every device booted together.
     """
@@ -493,13 +500,26 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> Contrast | None:
         return Contrast(
             "confounded", 0.0, f"uptime contrast not used: {attribute} goes with growth; {contrast}"
         )
-    knees = {r.device_id for r in rows if _knee(r)}
-    if len(knees) < MIN_KNEE_DEVICES:
+    # The knees that corroborate the contrast: at the bytes the mature devices hold
+    # above boot (a cache stops at its level; a leak paused by its load stops
+    # anywhere), and on most growing boots whose window runs past the uptime where
+    # the first such knee bent or where growth ends, whichever is younger: a cache
+    # stops on every boot that crosses its fill point, while a leak's other boots
+    # keep growing past where a few of its devices paused.
+    held_lo = percentile(list(held_mature.values()), 0.1) / KNEE_LEVEL_RATIO
+    held_hi = percentile(list(held_mature.values()), 0.9) * KNEE_LEVEL_RATIO
+    at_level = [r for r in growing if _knee(r) and held_lo <= held(r) <= held_hi]
+    bend = min([r.uptime_start + r.settle_hours for r in at_level] + [horizon * UPTIME_TIE_HOURS])
+    reaching = {r.device_id for r in growing if r.uptime_start + r.span_hours >= bend}
+    knees = {r.device_id for r in at_level}
+    if len(knees) < max(MIN_KNEE_DEVICES, KNEE_MIN_SHARE * len(reaching)):
         return Contrast(
             "probable",
             level,
-            f"probably a cache (uptime contrast), but no device seen to stop growing "
-            f"within its boot ({len(knees)} of {MIN_KNEE_DEVICES} needed): {contrast}",
+            f"probably a cache (uptime contrast), but too few devices seen to stop growing "
+            f"where growth ends, at the mature level ({len(knees)} of {len(reaching)} growing "
+            f"past uptime {bend:.0f} h; {MIN_KNEE_DEVICES} and "
+            f"{KNEE_MIN_SHARE:.0%} needed): {contrast}",
         )
     evidence = f"grows only while young: {contrast}; {_devices(len(knees))} seen to stop"
     return Contrast("cache", level, evidence)
@@ -572,7 +592,8 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
        its end). Evidence of a leak comes before rule U's evidence of a cache;
     U. some series leaks, but only young devices grow and at least three older
        devices sit still at a level (_uptime_contrast): a cache, reported as
-       saturating, when two devices were seen to stop growing within their boot
+       saturating, when devices seen to stop growing within their boot at the
+       mature level are most of those seen past that uptime (at least two)
        and no boot attribute goes with growth; otherwise rules 1-5 decide and a
        leak verdict carries the contrast in its evidence ("probably a cache",
        or "uptime contrast not used");
