@@ -467,3 +467,22 @@ def test_knees_far_below_the_mature_level_do_not_make_a_contrast_a_cache() -> No
     d = ranking.decide(rows)
     assert d.verdict == "leak" and sum(d.leaking) == 5, d.evidence
     assert d.evidence.startswith("probably a cache (uptime contrast)"), d.evidence
+
+
+def test_a_kernel_installed_at_reboot_shows_when_the_previous_boots_are_retained() -> None:
+    # The kernel test's cohort, plus each rebooted device's previous long boot on the
+    # old kernel (still: the new code was not running). Pooled per device, the new
+    # release would be on both sides; counted per side it goes with growth.
+    def kernel(r: SeriesRow, k: int) -> SeriesRow:
+        return dataclasses.replace(r, attrs=(f"kernel_release=5.15.{k}",))
+
+    cohort = linear_cap_cohort([150.0, 200.0, 260.0, 330.0, 400.0, 480.0])
+    rows = [kernel(r, 2 if r.uptime_start < 100 else 1) for r in cohort]
+    rows += [
+        kernel(row(r.device_id, "flat", 300.0 + 10 * i, 0.0, 2100 * KIB, 2100 * KIB), 1)
+        for i, r in enumerate(cohort)
+        if r.uptime_start < 100 and r.kind == "leak"
+    ]
+    d = ranking.decide(rows)
+    assert d.verdict == "leak" and sum(d.leaking) == 7, d.evidence
+    assert "uptime contrast not used: kernel_release=5.15" in d.evidence

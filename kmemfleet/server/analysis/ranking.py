@@ -332,7 +332,7 @@ def fisher_exact(a: int, b: int, c: int, d: int) -> float:
     return min(1.0, p)
 
 
-def _confounded(growing: set[str], mature: set[str], rows: Sequence[SeriesRow]) -> str | None:
+def _confounded(growing: Sequence[SeriesRow], mature: Sequence[SeriesRow]) -> str | None:
     """The boot attribute that goes with growing vs mature devices, or None.
 
     Under the cache hypothesis which devices grow depends on uptime alone, so
@@ -340,24 +340,28 @@ def _confounded(growing: set[str], mature: set[str], rows: Sequence[SeriesRow]) 
     it. A build installed at reboot, or a load that goes with a label, shows here
     instead: an attribute value held by every growing device and by no mature
     one (or the reverse), or a Fisher exact p < STRATA_MAX_P (Bonferroni over the
-    values tested), device by device. Values held by one device only are not
-    tested."""
-    attrs: dict[str, set[str]] = {}
-    for r in rows:
-        if r.device_id in growing or r.device_id in mature:
-            attrs.setdefault(r.device_id, set()).update(r.attrs)
-    with_g: Counter[str] = Counter(v for d in growing for v in attrs.get(d, ()))
-    with_m: Counter[str] = Counter(v for d in mature for v in attrs.get(d, ()))
+    values tested). The units are (device, side): each side's values come from
+    that side's own series only, so a device rebooted into a new kernel counts
+    the new release on the growing side and its retained older boot's release on
+    the mature side. Values held by one unit only are not tested."""
+    sides: list[dict[str, set[str]]] = [{}, {}]
+    for side, rows in zip(sides, (growing, mature), strict=True):
+        for r in rows:
+            side.setdefault(r.device_id, set()).update(r.attrs)
+    g_attrs, m_attrs = sides
+    with_g: Counter[str] = Counter(v for vs in g_attrs.values() for v in vs)
+    with_m: Counter[str] = Counter(v for vs in m_attrs.values() for v in vs)
+    n_g, n_m = len(g_attrs), len(m_attrs)
     # A value one device holds names the device (a serial number), not a stratum;
-    # one every device holds is no contrast.
+    # one every unit holds is no contrast.
     values = [
         v
         for v in sorted(with_g.keys() | with_m.keys())
-        if MIN_FILL_DEVICES <= with_g[v] + with_m[v] < len(growing) + len(mature)
+        if MIN_FILL_DEVICES <= with_g[v] + with_m[v] < n_g + n_m
     ]
     for v in values:
         a, c = with_g[v], with_m[v]
-        b, d_ = len(growing) - a, len(mature) - c
+        b, d_ = n_g - a, n_m - c
         if (b == 0 and c == 0) or (a == 0 and d_ == 0):
             return v
         if fisher_exact(a, b, c, d_) < STRATA_MAX_P / len(values):  # Bonferroni
@@ -495,7 +499,7 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> Contrast | None:
         f"{horizon * UPTIME_TIE_HOURS:.0f} h), {_devices(len(mature_devices))} "
         f"older sit still (uptime contrast p={p:.2g})"
     )
-    attribute = _confounded(set(growing_age), mature_devices, rows)
+    attribute = _confounded(growing, mature)
     if attribute is not None:
         return Contrast(
             "confounded", 0.0, f"uptime contrast not used: {attribute} goes with growth; {contrast}"
