@@ -46,7 +46,7 @@ LEVEL_MAX_P = 0.05  # one-sided rank test: growing (young) hold more than mature
 BOOT_BYTES_UPTIME = 1.0  # a series that began this young shows its boot-time bytes
 STRATA_MAX_P = 0.05  # Fisher exact (Bonferroni): an attribute goes with growing vs mature
 MIN_KNEE_DEVICES = 2  # devices seen to stop growing within their own boot, to hide a leak
-KNEE_MIN_SHARE = 0.5  # ... and this share of the growing devices seen past where they bent
+KNEE_MIN_SHARE = 0.75  # ... and this share of the growing devices seen past where they bent
 KNEE_LEVEL_RATIO = 2.0  # ... holding within [p10 / 2, p90 x 2] of the mature devices' held bytes
 TAU_SAMPLE = 256  # mature series Kendall's tau is computed on (evenly spaced in uptime)
 
