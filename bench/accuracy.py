@@ -8,7 +8,10 @@ and benign are left out. Also printed: a confusion table per behaviour family
 (series level, after the fleet-wide step), false positives by kind
 (saturating fill, sawtooth, reboot-caused), the planted regression's rank in
 diff, and in the same run a naive baseline (a signature is listed when a series'
-last value exceeds its first by 1 KiB/h over >= 2 h, what a threshold alert does).
+last value exceeds its first by 1 KiB/h over >= 2 h, what a threshold alert does),
+and per split rule U's count of leaks hidden as caches (a leak signature whose
+summary is saturating on the uptime contrast's evidence) and of entries listed as
+"probably a cache".
 
 The families are split in kmemfleet/sim/families.py into TUNING and HELD_OUT
 (by family and by parameter range), fixed before the detector was tuned. The
@@ -37,6 +40,8 @@ from kmemfleet.sim import families
 from kmemfleet.sim import fleet as simfleet
 
 TARGET = 0.95
+HIDDEN_BY_U = "grows only while young"  # rule U's cache verdict (ranking._uptime_contrast)
+PROBABLE_BY_U = "probably a cache (uptime contrast)"  # its uncorroborated one: listed
 Key = tuple[str, str, str, str]  # (device, boot, subject, key)
 Cohort = tuple[str, str, str]  # (firmware, subject, signature)
 
@@ -48,7 +53,9 @@ class Judged:
     window: tuple[float, float]  # first and last sample, seconds
     uptime_start: float  # hours since boot at the first sample
 
-    def row(self, device_id: str, key: str, memory: int | None) -> ranking.SeriesRow:
+    def row(
+        self, device_id: str, key: str, memory: int | None, attrs: tuple[str, ...] = ()
+    ) -> ranking.SeriesRow:
         """The series as the server's summary step sees it."""
         v = self.verdict
         return ranking.SeriesRow(
@@ -69,6 +76,7 @@ class Judged:
             noise=v.noise,
             points=v.points,
             trend=v.trend,
+            attrs=attrs,
         )
 
 
@@ -129,19 +137,28 @@ def evaluate(spec: families.FamilySpec) -> dict[str, Any]:
     boundaries = {
         d.device_id: [start_s + b.start_hours * 3600 for b in d.boots[1:]] for d in fl.devices
     }
+    # What the simulator's snapshots say each device runs (kmemfleet/sim/snapshots.py).
+    attrs = {
+        d.device_id: ranking.boot_attrs(
+            "5.15.0-sim", "sim-board", d.arch, {"site": f"site-{d.seed % 7}"}
+        )
+        for d in fl.devices
+    }
     rows: dict[Cohort, list[ranking.SeriesRow]] = collections.defaultdict(list)
     labels: dict[Cohort, list[dict[str, Any]]] = collections.defaultdict(list)
     naive: dict[Cohort, bool] = collections.defaultdict(bool)
     for s in truth["series"]:
         j = judged[(s["device_id"], s["boot_id"], s["subject"], s["key"])]
         c = (fw[s["device_id"]], s["subject"], s["signature"])
-        rows[c].append(j.row(s["device_id"], s["key"], mem[s["device_id"]]))
+        rows[c].append(j.row(s["device_id"], s["key"], mem[s["device_id"]], attrs[s["device_id"]]))
         labels[c].append(s)
         naive[c] |= j.naive
     per_fw: dict[str, Score] = collections.defaultdict(Score)
     per_fw_naive: dict[str, Score] = collections.defaultdict(Score)
     confusion: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     fp_kinds: collections.Counter[str] = collections.Counter()
+    # Rule U: leak signatures it hid as caches, and what it listed as "probably a cache".
+    rule_u: collections.Counter[str] = collections.Counter()
     summaries: dict[Cohort, ranking.CohortSummary] = {}
     for c, rs in rows.items():
         decided = ranking.decide(rs)
@@ -169,6 +186,11 @@ def evaluate(spec: families.FamilySpec) -> dict[str, Any]:
             truth_label = "benign"
         else:
             continue
+        sm = summaries[c]
+        if sm.verdict == "saturating" and sm.evidence.startswith(HIDDEN_BY_U):
+            rule_u[f"hidden {truth_label}"] += 1
+        elif sm.devices_leaking and sm.evidence.startswith(PROBABLE_BY_U):
+            rule_u[f"probable {truth_label}"] += 1
         for listed, score in (
             (summaries[c].devices_leaking > 0, per_fw[c[0]]),
             (naive[c], per_fw_naive[c[0]]),
@@ -188,6 +210,7 @@ def evaluate(spec: families.FamilySpec) -> dict[str, Any]:
         "naive": per_fw_naive,
         "confusion": confusion,
         "fp_kinds": fp_kinds,
+        "rule_u": rule_u,
         "regression_rank": rank_of_regression(fl, summaries),
     }
 
@@ -224,6 +247,7 @@ def run(split: str, seeds: list[int], verbose: bool) -> bool:
     print(f"\n== split {split}: seeds {seeds}")
     ok = True
     total: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    rule_u: collections.Counter[str] = collections.Counter()
     for seed in seeds:
         t0 = time.monotonic()
         r = evaluate(families.spec_for(split, seed))
@@ -250,6 +274,12 @@ def run(split: str, seeds: list[int], verbose: bool) -> bool:
         )
         for fam, c in r["confusion"].items():
             total[fam].update(c)
+        rule_u.update(r["rule_u"])
+    print(
+        f"rule U, signatures over all seeds and versions: leaks hidden as caches "
+        f"{rule_u['hidden leak']} (caches hidden {rule_u['hidden benign']}); listed as "
+        f"probably a cache: {rule_u['probable benign']} caches, {rule_u['probable leak']} leaks"
+    )
     print("confusion by behaviour family (series, after the fleet-wide step), all seeds:")
     print(f"  {'family':26s} {'tp':>6s} {'fn':>6s} {'fp':>6s} {'tn':>6s}")
     for fam, c in sorted(total.items()):

@@ -30,6 +30,7 @@ does the same per boot. Nothing is retried forever in front of everyone else.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import time
@@ -46,6 +47,7 @@ logger = log.get("analysis")
 LOCK_KEY = 0x6B6D6C6B  # "kmlk": one analysis worker at a time
 BATCH_SNAPSHOTS = 500
 REJUDGE_BOOTS = 50  # boots re-judged per transaction
+SUMMARY_SLICE_S = 0.05  # ranking runs this long on the event loop before it yields
 SUBJECT_STACK = 1
 SUBJECT_SLAB = 2
 SUBJECT_MEMINFO = 3  # a series derived from meminfo: key "unattributed"
@@ -664,13 +666,14 @@ async def refresh_summaries(
     for r in dirty:
         groups[(r["firmware_version"], r["subject"])].append(r["signature"])
     rows: list[tuple[tuple[str, int, str], tuple[object, ...]]] = []  # key, upsert values
+    slice_start = time.monotonic()
     for (fw, subject), sigs in groups.items():
         per_sig: dict[str, list[ranking.SeriesRow]] = defaultdict(list)
-        for r in await conn.fetch(
+        series = await conn.fetch(
             """SELECT s.signature, s.device_id, s.key, s.leaking, s.slope, s.growth,
                           s.confidence, s.span_hours, coalesce(b.low_free, b.mem_total) AS mem,
                           s.kind, s.uptime_start, s.first_value, s.last_value, s.level,
-                          s.settle_hours, s.noise, s.points, s.trend
+                          s.settle_hours, s.noise, s.points, s.trend, b.kernel_release
                      FROM analysis_series s JOIN boots b
                        ON b.device_id = s.device_id AND b.boot_id = s.boot_id
                     WHERE s.firmware_version = $1 AND s.subject = $2
@@ -678,7 +681,21 @@ async def refresh_summaries(
             fw,
             subject,
             sigs,
-        ):
+        )
+        devices = await _devices(conn, sorted({r["device_id"] for r in series}))
+        labels = {d: json.loads(r["labels"] or "{}") for d, r in devices.items()}
+        attrs_of: dict[tuple[str, str], tuple[str, ...]] = {}
+        for r in series:
+            dk = (r["device_id"], r["kernel_release"] or "")
+            attrs = attrs_of.get(dk)
+            if attrs is None:
+                dev = devices.get(dk[0])
+                attrs = attrs_of[dk] = ranking.boot_attrs(
+                    dk[1],
+                    dev["hardware_model"] if dev else "",
+                    dev["arch"] if dev else "",
+                    labels.get(dk[0], {}),
+                )
             per_sig[r["signature"]].append(
                 ranking.SeriesRow(
                     r["device_id"],
@@ -698,6 +715,7 @@ async def refresh_summaries(
                     noise=r["noise"],
                     points=r["points"],
                     trend=r["trend"],
+                    attrs=attrs,
                 )
             )
         empty = sorted(set(sigs) - set(per_sig))
@@ -709,9 +727,13 @@ async def refresh_summaries(
                 subject,
                 empty,
             )
-        for sig, series in per_sig.items():
+        for sig, sig_rows in per_sig.items():
+            if time.monotonic() - slice_start > SUMMARY_SLICE_S:
+                # Ranking is CPU on the server's event loop: let ingest and queries in.
+                await asyncio.sleep(0)
+                slice_start = time.monotonic()
             try:
-                sm = ranking.summarize(series)
+                sm = ranking.summarize(sig_rows)
             except JUDGE_ERRORS as exc:
                 _summary_poisoned(fw, subject, sig, exc, on_poison)
                 continue
@@ -756,6 +778,18 @@ async def refresh_summaries(
             except POISON_ERRORS as exc:
                 _summary_poisoned(*key, exc, on_poison)
         return stored
+
+
+async def _devices(conn: asyncpg.Connection, device_ids: list[str]) -> dict[str, asyncpg.Record]:
+    """hardware_model, arch and labels of each device, for SeriesRow.attrs."""
+    return {
+        r["device_id"]: r
+        for r in await conn.fetch(
+            "SELECT device_id, hardware_model, arch, labels::text AS labels FROM devices "
+            "WHERE device_id = ANY($1::text[])",
+            device_ids,
+        )
+    }
 
 
 def _summary_poisoned(

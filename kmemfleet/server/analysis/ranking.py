@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from kmemfleet.server.analysis import trend
@@ -36,11 +37,18 @@ ACCUMULATION_RATIO = 0.5  # ... and rate x uptime >= half of what it holds above
 CONTRAST_MAX_P = 0.01  # one-sided rank test: growing boots younger than still ones
 STILL_ACCUMULATION = 0.2  # "still": not rising, its rate x uptime <= 20% of what it holds
 STILL_MIN_Z = 3.0  # ... where holding-per-uptime would stand 3 slope std. errors out of noise
-MIN_MATURE_DEVICES = 3  # still devices older than where 90% of the growth ended
+MIN_MATURE_DEVICES = 3  # still devices that began older than where 90% of the growth ended
 UPTIME_TIE_HOURS = 1.0  # uptimes closer than this are no contrast (booted together)
 MATURE_MAX_TAU = 0.5  # mature levels must not keep rising with uptime (Kendall tau)
 MATURE_TAU_MIN_N = 5  # ... judged when at least this many mature boots
 MIN_YOUNG_GROWING_SHARE = 0.5  # most series as young as the growth must grow
+LEVEL_MAX_P = 0.05  # one-sided rank test: growing (young) hold more than mature still ones
+BOOT_BYTES_UPTIME = 1.0  # a series that began this young shows its boot-time bytes
+STRATA_MAX_P = 0.05  # Fisher exact (Bonferroni): an attribute goes with growing vs mature
+MIN_KNEE_DEVICES = 2  # devices seen to stop growing within their own boot, to hide a leak
+KNEE_MIN_SHARE = 0.75  # ... and this share of the growing devices seen past where they bent
+KNEE_LEVEL_RATIO = 2.0  # ... holding within [p10 / 2, p90 x 2] of the mature devices' held bytes
+TAU_SAMPLE = 256  # mature series Kendall's tau is computed on (evenly spaced in uptime)
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,9 @@ class SeriesRow:
     noise: float = 0.0  # robust sigma of the values around their trend (trend.Verdict.noise)
     points: int = 0  # buckets judged (after merging long series)
     trend: float = 0.0  # Theil-Sen slope of its values (trend.Verdict.trend), bytes/hour
+    # What the boot ran and on what ("kernel_release=...", "hardware_model=...",
+    # "label:site=..."): rule U abstains when these go with growing vs mature devices.
+    attrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,16 @@ class CohortSummary:
     verdict: str = "none"  # leak | saturating | none (decide)
     level: float = 0.0  # saturating: the median level its fills converge to, bytes
     evidence: str = ""  # on which series the verdict rests
+
+
+def boot_attrs(
+    kernel_release: str, hardware_model: str, arch: str, labels: dict[str, str]
+) -> tuple[str, ...]:
+    """SeriesRow.attrs: what a boot ran and on what. Empty values are unknown, not
+    an attribute."""
+    named = (("kernel_release", kernel_release), ("hardware_model", hardware_model), ("arch", arch))
+    attrs = [f"{k}={v}" for k, v in named if v]
+    return (*attrs, *(f"label:{k}={v}" for k, v in sorted(labels.items()) if v))
 
 
 def percentile(xs: Sequence[float], q: float) -> float:
@@ -198,26 +219,44 @@ class Decision:
 CONVERGING = frozenset({"saturating", "plateau"})
 RISING = frozenset({"leak", "saturating", "plateau"})  # rose over the series
 MOVING = frozenset({"sawtooth", "decreasing"})  # active, but no net rise
-STILL = frozenset({"flat", "noise", "sawtooth", "decreasing"})  # judged, no net rise
+# Judged, no net rise. Not "noise": that verdict is a consistent rise (Mann-Kendall
+# p < 0.01, >= 1 KiB/h) too small against its scatter to list, not a level.
+STILL = frozenset({"flat", "sawtooth", "decreasing"})
 
 
-def _still(r: SeriesRow) -> bool:
+def _boot_bytes(rows: Sequence[SeriesRow]) -> Callable[[str], float | None]:
+    """Each device's boot-time bytes of this signature: the least it held at the start
+    of a series that began within BOOT_BYTES_UPTIME of boot, else the cohort's median
+    of those (None when no series of the cohort began that young: unknown)."""
+    own: dict[str, float] = {}
+    for r in rows:
+        if r.uptime_start < BOOT_BYTES_UPTIME:
+            own[r.device_id] = min(own.get(r.device_id, r.first), r.first)
+    cohort = percentile(list(own.values()), 0.5) if own else None
+    return lambda device_id: own.get(device_id, cohort)
+
+
+def _still(r: SeriesRow, boot_bytes: float) -> bool:
     """A series that shows its subject is not growing on this boot.
 
     Not rising, and at the rate its values grow now (slope and trend: a saw's
     troughs may stay put while its values climb) it would have gathered at most
-    STILL_ACCUMULATION of what it holds since boot: a leak since boot holds about
-    rate x uptime, so a leaking device cannot be still, whatever its uptime; a
-    cache past its level can, and so can a device a leak spares. And it must be
-    able to show it: growth at the pace that would have gathered what it holds
-    since boot (last / uptime) stands STILL_MIN_Z standard errors of a slope
-    (noise x sqrt(12 / points) / span) out of its noise."""
-    if r.kind not in STILL or r.last <= 0:
+    STILL_ACCUMULATION of what it holds above its boot-time bytes (`held`): a
+    leak since boot holds about rate x uptime above them, so a leaking device
+    is not still, however large the legitimate footprint beside it; a cache
+    past its level can be, and so can a device a leak spares if it holds more
+    than its boot-time bytes. And it must be able to show it: growth at the
+    pace that would have gathered `held` since boot (held / uptime) stands
+    STILL_MIN_Z standard errors of a slope (noise x sqrt(12 / points) / span)
+    out of its noise; a device holding its boot-time bytes and no more cannot,
+    so it is no evidence of a level."""
+    held = r.last - boot_bytes
+    if r.kind not in STILL or held <= 0:
         return False
     uptime = max(r.uptime_start + r.span_hours, 1.0)
-    pace = r.last / uptime
+    pace = held / uptime
     return (
-        max(r.slope, r.trend) * uptime <= STILL_ACCUMULATION * r.last
+        max(r.slope, r.trend) * uptime <= STILL_ACCUMULATION * held
         and pace * r.span_hours >= STILL_MIN_Z * r.noise * math.sqrt(12.0 / max(r.points, 3))
     )
 
@@ -248,8 +287,16 @@ def rank_test_younger(young: Sequence[float], old: Sequence[float]) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
-def kendall_tau(xs: Sequence[float], ys: Sequence[float]) -> float:
+def kendall_tau(xs: Sequence[float], ys: Sequence[float], sample: int = TAU_SAMPLE) -> float:
+    """Kendall's tau-a of ys against xs. Above `sample` pairs of points, on `sample`
+    of them evenly spaced in xs (deterministic; the standard error of tau on 256
+    points is about 0.04, ample against MATURE_MAX_TAU), so it costs O(sample^2)
+    whatever the cohort's size."""
     n = len(xs)
+    if n > sample:
+        order = sorted(range(n), key=lambda i: xs[i])
+        pick = [order[(k * (n - 1)) // (sample - 1)] for k in range(sample)]
+        xs, ys, n = [xs[i] for i in pick], [ys[i] for i in pick], sample
     pairs = n * (n - 1) // 2
     if not pairs:
         return 0.0
@@ -261,55 +308,185 @@ def kendall_tau(xs: Sequence[float], ys: Sequence[float]) -> float:
     return s / pairs
 
 
-def _uptime_contrast(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
-    """(level, evidence) when the cohort grows only while young, or None.
+def fisher_exact(a: int, b: int, c: int, d: int) -> float:
+    """Two-sided p of Fisher's exact test on the 2x2 table [[a, b], [c, d]]: tables
+    with the same margins no more likely than this one."""
+    row1, col1, n = a + b, a + c, a + b + c + d
+
+    def logp(x: int) -> float:  # hypergeometric log-probability of x in the top-left cell
+        return (
+            math.lgamma(row1 + 1)
+            - math.lgamma(x + 1)
+            - math.lgamma(row1 - x + 1)
+            + math.lgamma(n - row1 + 1)
+            - math.lgamma(col1 - x + 1)
+            - math.lgamma(n - row1 - col1 + x + 1)
+            - math.lgamma(n + 1)
+            + math.lgamma(col1 + 1)
+            + math.lgamma(n - col1 + 1)
+        )
+
+    here = logp(a)
+    lo, hi = max(0, col1 - (n - row1)), min(row1, col1)
+    p = sum(math.exp(q) for x in range(lo, hi + 1) if (q := logp(x)) <= here + 1e-7)
+    return min(1.0, p)
+
+
+def _confounded(growing: Sequence[SeriesRow], mature: Sequence[SeriesRow]) -> str | None:
+    """The boot attribute that goes with growing vs mature devices, or None.
+
+    Under the cache hypothesis which devices grow depends on uptime alone, so
+    what a device runs (kernel release, hardware model, labels) is independent of
+    it. A build installed at reboot, or a load that goes with a label, shows here
+    instead: an attribute value held by every growing device and by no mature
+    one (or the reverse), or a Fisher exact p < STRATA_MAX_P (Bonferroni over the
+    values tested). The units are (device, side): each side's values come from
+    that side's own series only, so a device rebooted into a new kernel counts
+    the new release on the growing side and its retained older boot's release on
+    the mature side. Values held by one unit only are not tested."""
+    sides: list[dict[str, set[str]]] = [{}, {}]
+    for side, rows in zip(sides, (growing, mature), strict=True):
+        for r in rows:
+            side.setdefault(r.device_id, set()).update(r.attrs)
+    g_attrs, m_attrs = sides
+    with_g: Counter[str] = Counter(v for vs in g_attrs.values() for v in vs)
+    with_m: Counter[str] = Counter(v for vs in m_attrs.values() for v in vs)
+    n_g, n_m = len(g_attrs), len(m_attrs)
+    # A value one device holds names the device (a serial number), not a stratum;
+    # one every unit holds is no contrast.
+    values = [
+        v
+        for v in sorted(with_g.keys() | with_m.keys())
+        if MIN_FILL_DEVICES <= with_g[v] + with_m[v] < n_g + n_m
+    ]
+    for v in values:
+        a, c = with_g[v], with_m[v]
+        b, d_ = n_g - a, n_m - c
+        if (b == 0 and c == 0) or (a == 0 and d_ == 0):
+            return v
+        if fisher_exact(a, b, c, d_) < STRATA_MAX_P / len(values):  # Bonferroni
+            return v
+    return None
+
+
+def _per_device(
+    rows: Iterable[SeriesRow], value: Callable[[SeriesRow], float], pick: Callable[..., float]
+) -> dict[str, float]:
+    """One value per device (pick = max or min over its series): the rank tests'
+    units are devices, so a device seen on many boots counts once."""
+    out: dict[str, float] = {}
+    for r in rows:
+        v = value(r)
+        out[r.device_id] = pick(out[r.device_id], v) if r.device_id in out else v
+    return out
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """Rule U's finding: "cache" (hidden, reported as saturating), "probable" (the
+    contrast holds but nothing corroborates it: still listed) or "confounded"
+    (a boot attribute goes with growing vs mature devices: no verdict)."""
+
+    kind: str
+    level: float
+    evidence: str
+
+
+def _knee(r: SeriesRow) -> bool:
+    """A series seen to stop growing within its own boot: it rose, then converged
+    (saturating or plateau) at a point inside its span, not beyond it."""
+    return (
+        r.kind in CONVERGING
+        and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR
+        and 0.0 < r.settle_hours <= r.span_hours
+    )
+
+
+def _uptime_contrast(rows: Sequence[SeriesRow]) -> Contrast | None:
+    """Rule U: growth only while young, or None.
 
     A leak grows at any uptime on the devices that have it; a cache grows only
     until it is full. Growing series (rising verdicts, >= 1 KiB/h) are compared
-    in uptime (the middle of each series, in whole UPTIME_TIE_HOURS) with still
-    ones (_still: the local log-log slope of value against uptime near 0, where
-    the series could show it).
-    Ages are start uptimes in whole UPTIME_TIE_HOURS; the horizon is the 90th
-    percentile of the growing series' ages. A cache when: at least
-    MIN_MATURE_DEVICES devices are still beyond the horizon (long-uptime boots
-    that show the level); most series as young as the horizon grow
-    (MIN_YOUNG_GROWING_SHARE: a cache fills on every young device, a partial
-    leak leaves the young devices it spares still); no MIN_FILL_DEVICES devices
-    older than the mature series' median grow at a pace that accounts for what
-    they hold (a leak does, on its old devices); the growing series are younger
-    (one-sided rank test p < CONTRAST_MAX_P); and, with MATURE_TAU_MIN_N mature
-    series, their values do not keep rising with uptime (Kendall tau <
-    MATURE_MAX_TAU: value vs uptime converges). When every device booted
-    together there is no contrast and it cannot decide.
+    in uptime with still ones (_still: the local log-log slope of what they hold
+    above boot-time bytes against uptime near 0, where the series could show
+    it). Ages are start uptimes in whole UPTIME_TIE_HOURS; the horizon is the
+    90th percentile of where the growing series' growth ended (start + span).
+    The contrast holds when: at least MIN_MATURE_DEVICES devices are still and
+    began beyond the horizon (long-uptime boots that show the level); most
+    devices as young as the horizon grow (MIN_YOUNG_GROWING_SHARE: a cache fills
+    on every young device, a partial leak leaves the young devices it spares
+    still); no MIN_FILL_DEVICES devices older than the mature series' median grow
+    at a pace that accounts for what they hold above boot (a leak does, on its
+    old devices); the growing devices do not hold more than the mature still ones
+    (level check: one-sided rank test, p >= LEVEL_MAX_P); the growing devices are
+    younger (one-sided rank test of ages, p < CONTRAST_MAX_P); and, with
+    MATURE_TAU_MIN_N mature series, their values do not keep rising with uptime
+    (Kendall tau < MATURE_MAX_TAU).
+
+    Then: "confounded" when a boot attribute goes with growing vs mature
+    devices (_confounded); "cache" when knees corroborate it: at least
+    MIN_KNEE_DEVICES devices were seen to stop growing within their own boot
+    (_knee) holding, above boot, what the mature devices hold (within
+    KNEE_LEVEL_RATIO of their 10th-90th percentile), and they are at least
+    KNEE_MIN_SHARE of the growing devices seen beyond the uptime where the first
+    such knee bent (or the horizon, if younger): a cache stops on every boot that
+    crosses its fill point, a leak whose devices are young because of it keeps
+    growing on most of them even when a few pause; else
+    "probable". No verdict without boot-time bytes (no series began within
+    BOOT_BYTES_UPTIME) or when every device booted together.
     """
     growing = [r for r in rows if r.kind in RISING and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR]
     if len(growing) < 2:
         return None
-    still = [r for r in rows if _still(r)]
+    boot_bytes = _boot_bytes(rows)
+    if boot_bytes(rows[0].device_id) is None:
+        return None  # nothing began near boot: what a device holds above boot is unknown
+
+    def held(r: SeriesRow) -> float:
+        return r.last - (boot_bytes(r.device_id) or 0.0)
+
+    still = [r for r in rows if _still(r, boot_bytes(r.device_id) or 0.0)]
 
     def age(r: SeriesRow) -> float:  # where in uptime it began, in whole tie widths
         return math.floor(r.uptime_start / UPTIME_TIE_HOURS)
 
-    horizon = percentile([age(r) for r in growing], FILL_HORIZON_Q)
+    # Where growth was last seen, not where it began: a series that began at 8 h
+    # and grew for 36 h grew through 44 h.
+    horizon = percentile(
+        [math.floor((r.uptime_start + r.span_hours) / UPTIME_TIE_HOURS) for r in growing],
+        FILL_HORIZON_Q,
+    )
     mature = [r for r in still if age(r) > horizon]
-    if len({r.device_id for r in mature}) < MIN_MATURE_DEVICES:
+    mature_devices = {r.device_id for r in mature}
+    if len(mature_devices) < MIN_MATURE_DEVICES:
         return None
     # A cache fills on every device while young; a leak on part of the cohort
     # leaves the young devices it spares still.
-    young_still = sum(age(r) <= horizon for r in still)
-    if len(growing) < MIN_YOUNG_GROWING_SHARE * (len(growing) + young_still):
+    # Devices, not boots: a device rebooted nightly is one device on many boots.
+    growing_age = _per_device(growing, age, max)
+    still_age = _per_device(still, age, min)
+    young_still = sum(a <= horizon for a in still_age.values())
+    if len(growing_age) < MIN_YOUNG_GROWING_SHARE * (len(growing_age) + young_still):
         return None
-    # A leak grows on the old devices that have it, holding about rate x uptime.
+    # A leak grows on the old devices that have it, holding about rate x uptime
+    # above its boot-time bytes.
     old = percentile([r.uptime_start for r in mature], 0.5)
     leaking_old = {
         r.device_id
         for r in growing
         if r.uptime_start > old
-        and r.slope * (r.uptime_start + r.span_hours) >= ACCUMULATION_RATIO * r.last
+        and r.slope * (r.uptime_start + r.span_hours) >= ACCUMULATION_RATIO * held(r)
     }
     if len(leaking_old) >= MIN_FILL_DEVICES:
         return None
-    p = rank_test_younger([age(r) for r in growing], [age(r) for r in still])
+    # Level check: a cache's young devices are still filling towards the level
+    # its old ones hold, so they cannot already hold more. A leak's young
+    # devices can; devices it spares hold only their boot-time bytes.
+    held_growing = _per_device(growing, held, max)
+    held_mature = _per_device(mature, held, min)
+    if rank_test_younger(list(held_mature.values()), list(held_growing.values())) < LEVEL_MAX_P:
+        return None
+    p = rank_test_younger(list(growing_age.values()), list(still_age.values()))
     if p >= CONTRAST_MAX_P:
         return None
     level = percentile([r.last for r in mature], 0.5)
@@ -317,13 +494,39 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
         kendall_tau([r.uptime_start for r in mature], [r.last for r in mature]) >= MATURE_MAX_TAU
     ):
         return None
-    evidence = (
-        f"grows only while young: {len(growing)} boots rising (90% began by uptime "
-        f"{horizon * UPTIME_TIE_HOURS:.0f} h), {_devices(len({r.device_id for r in mature}))} "
-        f"older sit still "
-        f"(uptime contrast p={p:.2g})"
+    contrast = (
+        f"{_devices(len(growing_age))} rising (90% done by uptime "
+        f"{horizon * UPTIME_TIE_HOURS:.0f} h), {_devices(len(mature_devices))} "
+        f"older sit still (uptime contrast p={p:.2g})"
     )
-    return level, evidence
+    attribute = _confounded(growing, mature)
+    if attribute is not None:
+        return Contrast(
+            "confounded", 0.0, f"uptime contrast not used: {attribute} goes with growth; {contrast}"
+        )
+    # The knees that corroborate the contrast: at the bytes the mature devices hold
+    # above boot (a cache stops at its level; a leak paused by its load stops
+    # anywhere), and on most growing boots whose window runs past the uptime where
+    # the first such knee bent or where growth ends, whichever is younger: a cache
+    # stops on every boot that crosses its fill point, while a leak's other boots
+    # keep growing past where a few of its devices paused.
+    held_lo = percentile(list(held_mature.values()), 0.1) / KNEE_LEVEL_RATIO
+    held_hi = percentile(list(held_mature.values()), 0.9) * KNEE_LEVEL_RATIO
+    at_level = [r for r in growing if _knee(r) and held_lo <= held(r) <= held_hi]
+    bend = min([r.uptime_start + r.settle_hours for r in at_level] + [horizon * UPTIME_TIE_HOURS])
+    reaching = {r.device_id for r in growing if r.uptime_start + r.span_hours >= bend}
+    knees = {r.device_id for r in at_level}
+    if len(knees) < max(MIN_KNEE_DEVICES, KNEE_MIN_SHARE * len(reaching)):
+        return Contrast(
+            "probable",
+            level,
+            f"probably a cache (uptime contrast), but too few devices seen to stop growing "
+            f"where growth ends, at the mature level ({len(knees)} of {len(reaching)} growing "
+            f"past uptime {bend:.0f} h; {MIN_KNEE_DEVICES} and "
+            f"{KNEE_MIN_SHARE:.0%} needed): {contrast}",
+        )
+    evidence = f"grows only while young: {contrast}; {_devices(len(knees))} seen to stop"
+    return Contrast("cache", level, evidence)
 
 
 def _fill_from_boot(r: SeriesRow) -> bool:
@@ -387,13 +590,18 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
 
     0. leak verdicts only on short boots while long boots show no rise at
        all (_short_only): nothing leaks;
-    U. some series leaks, but only young boots grow and at least three older
+    2. fills seen, and growth at maturity on MIN_FILL_DEVICES devices (one
+       could be a cache refilled after a flush): a leak, and every series that
+       rose counts (a load cycle's slow phase bends a leak's curve, or flattens
+       its end). Evidence of a leak comes before rule U's evidence of a cache;
+    U. some series leaks, but only young devices grow and at least three older
        devices sit still at a level (_uptime_contrast): a cache, reported as
-       saturating;
+       saturating, when devices seen to stop growing within their boot at the
+       mature level are most of those seen past that uptime (at least two)
+       and no boot attribute goes with growth; otherwise rules 1-5 decide and a
+       leak verdict carries the contrast in its evidence ("probably a cache",
+       or "uptime contrast not used");
     1. no fill seen: the per-series verdicts stand;
-    2. growth at maturity on MIN_FILL_DEVICES devices (one could be a cache
-       refilled after a flush): a leak, and every series that rose counts (a
-       load cycle's slow phase bends a leak's curve, or flattens its end);
     3. unexplained leak series on at least as many devices as fills: the
        per-series verdicts stand;
     4. fills on MIN_FILL_DEVICES devices: a cache, reported as saturating with
@@ -405,33 +613,60 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     if phase is not None:
         return Decision("none", [False] * len(rows), 0.0, phase)
     fills = [r for r in rows if _fill_from_boot(r)]
-    contrast = _uptime_contrast(rows) if any(per_series) else None
-    if contrast is not None:
-        level, evidence = contrast
-        if len({r.device_id for r in fills}) >= MIN_FILL_DEVICES:
-            level = percentile([r.level for r in fills], 0.5)
-            evidence += f"; fills from boot on {_devices(len({r.device_id for r in fills}))}"
-        return Decision("saturating", [False] * len(rows), level, evidence)
-    if not fills:
-        return Decision("leak" if any(per_series) else "none", per_series, 0.0, "per-boot trends")
-    # Where fills settle, but never beyond what was watched: a projection is no evidence.
-    horizon = percentile(
-        [r.uptime_start + min(r.settle_hours, r.span_hours) for r in fills], FILL_HORIZON_Q
-    )
-    young_rate = percentile([r.slope for r in fills], 0.5)
-    at_boot = percentile([r.first for r in fills if r.uptime_start < 1.0], 0.5)
-    level = percentile([r.level for r in fills], 0.5)
     fill_devices = {r.device_id for r in fills}
     rising = [r.kind in RISING and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR for r in rows]
-    mature = {
-        r.device_id
-        for r, up in zip(rows, rising, strict=True)
-        if up
-        and r.uptime_start >= horizon
-        and r.slope >= MATURE_RATE_RATIO * young_rate
-        and r.slope * (r.uptime_start + r.span_hours)
-        >= ACCUMULATION_RATIO * max(0.0, r.last - at_boot)
-    }
+    horizon = level = 0.0
+    if fills:
+        # Where fills settle, but never beyond what was watched: a projection is no evidence.
+        horizon = percentile(
+            [r.uptime_start + min(r.settle_hours, r.span_hours) for r in fills], FILL_HORIZON_Q
+        )
+        young_rate = percentile([r.slope for r in fills], 0.5)
+        at_boot = percentile([r.first for r in fills if r.uptime_start < 1.0], 0.5)
+        level = percentile([r.level for r in fills], 0.5)
+        mature = {
+            r.device_id
+            for r, up in zip(rows, rising, strict=True)
+            if up
+            and r.uptime_start >= horizon
+            and r.slope >= MATURE_RATE_RATIO * young_rate
+            and r.slope * (r.uptime_start + r.span_hours)
+            >= ACCUMULATION_RATIO * max(0.0, r.last - at_boot)
+        }
+        where = f"fills from boot on {_devices(len(fill_devices))} settle by uptime {horizon:.1f} h"
+        if len(mature) >= MIN_FILL_DEVICES:
+            # Evidence of a leak comes before evidence of a cache (rule U).
+            evidence = (
+                f"still growing beyond uptime {horizon:.1f} h on {_devices(len(mature))}; {where}"
+            )
+            leaking = [a or b for a, b in zip(per_series, rising, strict=True)]
+            return Decision("leak", leaking, level, evidence)
+    contrast = _uptime_contrast(rows) if any(per_series) else None
+    if contrast is not None and contrast.kind == "cache":
+        cache_level, evidence = contrast.level, contrast.evidence
+        if len(fill_devices) >= MIN_FILL_DEVICES:
+            cache_level = percentile([r.level for r in fills], 0.5)
+            evidence += f"; fills from boot on {_devices(len(fill_devices))}"
+        return Decision("saturating", [False] * len(rows), cache_level, evidence)
+    decision = _by_fills(rows, per_series, fills, fill_devices, horizon, level)
+    if contrast is not None and decision.verdict == "leak":
+        # Uncorroborated or confounded: listed, with what the contrast showed.
+        return dataclasses.replace(decision, evidence=f"{contrast.evidence}; {decision.evidence}")
+    return decision
+
+
+def _by_fills(
+    rows: Sequence[SeriesRow],
+    per_series: list[bool],
+    fills: list[SeriesRow],
+    fill_devices: set[str],
+    horizon: float,
+    level: float,
+) -> Decision:
+    """Rules 1, 3, 4 and 5 of decide: the per-series verdicts against the fills."""
+    if not fills:
+        return Decision("leak" if any(per_series) else "none", per_series, 0.0, "per-boot trends")
+    where = f"fills from boot on {_devices(len(fill_devices))} settle by uptime {horizon:.1f} h"
     # A leak verdict the fills explain: a boot watched for a short while, ending
     # before the fills settle. One watched as long as the fills, or past them, is not.
     fill_span = percentile([r.span_hours for r in fills], 0.5)
@@ -441,13 +676,6 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
         if r.leaking
         and (r.uptime_start + r.span_hours > horizon or r.span_hours >= 0.5 * fill_span)
     }
-    where = f"fills from boot on {_devices(len(fill_devices))} settle by uptime {horizon:.1f} h"
-    if len(mature) >= MIN_FILL_DEVICES:
-        evidence = (
-            f"still growing beyond uptime {horizon:.1f} h on {_devices(len(mature))}; {where}"
-        )
-        leaking = [a or b for a, b in zip(per_series, rising, strict=True)]
-        return Decision("leak", leaking, level, evidence)
     if len(unexplained) >= len(fill_devices) or len(fill_devices) < MIN_FILL_DEVICES:
         # A fill on one device alone says little: not reported as saturating.
         cache = len(fill_devices) >= MIN_FILL_DEVICES

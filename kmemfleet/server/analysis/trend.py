@@ -324,6 +324,8 @@ def beyond_noise_band(series: Sequence[Bucket], v: Verdict) -> Verdict:
         v.last,
         0.0,
         first=v.first,
+        noise=v.noise,
+        trend=v.trend,
     )
 
 
