@@ -11,6 +11,8 @@ Population (stated honestly; see also bench/query.py, whose `populate` this reus
   up to 60 per (firmware, signature), leaking ones first, as the query picks
   them. A real fleet holds buckets for every series; the curve queries look
   boots up by primary key, so the rows not read cost index depth only;
+* analysis_curves for every summary, built from those buckets by the worker's
+  code (analysis/curves.py; the worker refreshes a curve with its summary);
 * three simulated devices (72 h, 500 stacks, firmware sim-a/b/c) ingested
   through real gRPC, for a device page with real slab, stack and meminfo data.
 
@@ -122,6 +124,18 @@ async def populate_console(dsn: str, devices: int) -> dict[str, float]:
         )
         times["buckets"] = float(n)
         times["buckets_s"] = time.monotonic() - t0
+        # The fleet curves of every summary, by the analysis worker's own code (it
+        # refreshes a signature's curve with its summary; the buckets came after).
+        from kmemfleet.server.analysis import curves
+
+        t0 = time.monotonic()
+        groups: dict[tuple[str, int], list[str]] = {}
+        for r in await conn.fetch(
+            "SELECT firmware_version, subject, signature FROM analysis_summary"
+        ):
+            groups.setdefault((r["firmware_version"], r["subject"]), []).append(r["signature"])
+        times["curves"] = float(await curves.refresh(conn, groups.items()))
+        times["curves_s"] = time.monotonic() - t0
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
@@ -230,7 +244,8 @@ def main() -> int:
             f"populate: analysis {info['populate_s']:.0f} s + summaries "
             f"{info['summary_rebuild_s']:.0f} s; devices + {args.devices * 96:,} snapshots "
             f"{more['devices_snapshots_s']:.0f} s; {int(more['buckets']):,} buckets "
-            f"{more['buckets_s']:.0f} s"
+            f"{more['buckets_s']:.0f} s; {int(more['curves']):,} fleet curves "
+            f"{more['curves_s']:.0f} s"
         )
         from kmemfleet.sim.fleet import FleetSpec, generate
         from kmemfleet.sim.grpc_driver import drive_grpc

@@ -34,13 +34,13 @@ import datetime as dt
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import asyncpg
 
 from kmemfleet import log, memaccount
-from kmemfleet.server.analysis import buckets, ranking, trend
+from kmemfleet.server.analysis import buckets, curves, ranking, trend
 
 logger = log.get("analysis")
 LOCK_KEY = 0x6B6D6C6B  # "kmlk": one analysis worker at a time
@@ -719,6 +719,7 @@ async def refresh_summaries(
                     ),
                 )
             )
+    await _refresh_curves(conn, groups.items())
     if not rows:
         return 0
     try:
@@ -737,6 +738,18 @@ async def refresh_summaries(
             except POISON_ERRORS as exc:
                 _summary_poisoned(*key, exc, on_poison)
         return stored
+
+
+async def _refresh_curves(
+    conn: asyncpg.Connection, groups: Iterable[tuple[tuple[str, int], list[str]]]
+) -> None:
+    """The dirty signatures' fleet curves (analysis_curves), beside their summaries.
+    A failure keeps the previous curves (logged): the summaries do not wait on them."""
+    try:
+        async with conn.transaction():
+            await curves.refresh(conn, groups)
+    except (*POISON_ERRORS, asyncpg.PostgresError) as exc:
+        logger.error("analysis_curves_failed", error=type(exc).__name__)
 
 
 def _summary_poisoned(

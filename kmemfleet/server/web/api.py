@@ -21,6 +21,7 @@ from aiohttp import web
 from kmemfleet.agent.views import slabtop
 from kmemfleet.limits import MAX_ID_LEN, text_problem
 from kmemfleet.ranking_json import change_names, diff_json, entry_json, leaks_json
+from kmemfleet.server.analysis import curves as analysis_curves
 from kmemfleet.server.analysis import rankings
 from kmemfleet.server.query import Queries, QueryError
 from kmemfleet.server.web import series
@@ -35,7 +36,7 @@ MAX_SIGNATURE_LEN = 8192  # a signature is up to 64 frames of function [module]
 MAX_LABEL_FILTERS = 8
 FILTERED_TOP = 1000  # ranked entries a filtered view chooses from
 PAGE_SIZE = 4096  # the page size cache sizes are counted in (slabtop's default)
-CURVE_BOOTS = 20  # boots behind a sparkline's median and spread
+CURVE_BOOTS = analysis_curves.CURVE_BOOTS  # boots behind a sparkline's median and spread
 MAX_CURVE_SIGNATURES = 50  # signatures one /api/v1/curves call takes
 CURVES_CACHE_S = 60.0  # curves move only as analysis folds new buckets
 FLEET_CACHE_S = 30.0  # the fleet's slab curve is this fresh at worst (it scans snapshots)
@@ -335,7 +336,7 @@ class Api:
     async def cached_curves(
         self, firmware: str, subject: int, signatures: list[str]
     ) -> dict[str, dict[str, list[float]] | None]:
-        """series.curves over CURVE_BOOTS boots, each kept CURVES_CACHE_S seconds."""
+        """The stored curves (series.curves), each kept CURVES_CACHE_S seconds."""
         now = time.monotonic()
         out: dict[str, dict[str, list[float]] | None] = {}
         missing = []
@@ -362,7 +363,7 @@ class Api:
         self, firmware: str, subject: int, signatures: list[str]
     ) -> dict[str, dict[str, list[float]]]:
         async with self.pool.acquire() as conn:
-            return await series.curves(conn, firmware, subject, signatures, CURVE_BOOTS)
+            return await series.curves(conn, firmware, subject, signatures)
 
     async def curves(self, request: web.Request) -> web.Response:
         p = Params(request)

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from kmemfleet.server.analysis import curves as analysis_curves
 from kmemfleet.server.analysis import ranking
 from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK
 from kmemfleet.wire import loads, stack_definition, to_signed64
@@ -27,13 +28,7 @@ MAX_BOOT_POINTS = 200  # points of one boot's curve on the stack page (evenly th
 SUBJECTS = {"stack": SUBJECT_STACK, "slab_cache": SUBJECT_SLAB}
 SUBJECT_NAMES = {v: k for k, v in SUBJECTS.items()}
 
-# The boot's start in epoch seconds: the first snapshot's capture time less its uptime,
-# else the boot's first capture (uptime unknown).
-_BOOT_START = """coalesce(
-    (SELECT extract(epoch FROM p.captured_at) - p.uptime_seconds FROM snapshots p
-      WHERE p.device_id = {t}.device_id AND p.boot_id = {t}.boot_id ORDER BY p.seq LIMIT 1),
-    (SELECT extract(epoch FROM b.first_seen) FROM boots b
-      WHERE b.device_id = {t}.device_id AND b.boot_id = {t}.boot_id))"""
+_BOOT_START = analysis_curves.BOOT_START
 
 
 def _thin(rows: Sequence[Any], limit: int) -> list[Any]:
@@ -113,53 +108,13 @@ async def fleet_slab(pool: asyncpg.Pool, hours: int, step_s: int) -> dict[str, A
 
 
 async def curves(
-    conn: asyncpg.Connection,
-    firmware: str,
-    subject: int,
-    signatures: Sequence[str],
-    boots: int = MAX_CURVE_BOOTS,
+    conn: asyncpg.Connection, firmware: str, subject: int, signatures: Sequence[str]
 ) -> dict[str, dict[str, list[float]]]:
     """Per signature, outstanding bytes against uptime (hour bins) over its boots on
-    `firmware`: p10, median and p90 across boots (leaking boots first, at most `boots`)."""
-    if not signatures:
-        return {}
-    rows = await conn.fetch(
-        f"""WITH s AS (
-                SELECT * FROM (
-                    SELECT x.signature, x.device_id, x.boot_id, x.key,
-                           row_number() OVER (PARTITION BY x.signature
-                                              ORDER BY x.leaking DESC, x.device_id, x.boot_id) AS n
-                      FROM analysis_series x
-                     WHERE x.firmware_version = $1 AND x.subject = $2
-                       AND x.signature = ANY($3::text[])) q
-                 WHERE n <= $4),
-            st AS (SELECT DISTINCT device_id, boot_id FROM s),
-            st2 AS MATERIALIZED (SELECT st.*, {_BOOT_START.format(t="st")} AS started FROM st),
-            pts AS (
-                SELECT s.signature, floor((extract(epoch FROM a.bucket) - st2.started) / 3600) AS h,
-                       sum(a.last_value)::float8 AS v
-                  FROM s JOIN analysis_buckets a
-                         ON a.device_id = s.device_id AND a.boot_id = s.boot_id
-                        AND a.subject = $2 AND a.key = s.key
-                  JOIN st2 ON st2.device_id = s.device_id AND st2.boot_id = s.boot_id
-                 GROUP BY s.signature, s.device_id, s.boot_id, a.bucket, st2.started)
-            SELECT signature, h,
-                   percentile_cont(ARRAY[0.1, 0.5, 0.9]) WITHIN GROUP (ORDER BY v) AS q
-              FROM pts WHERE h >= 0 GROUP BY 1, 2 ORDER BY 1, 2""",
-        firmware,
-        subject,
-        list(signatures),
-        boots,
-    )
-    out: dict[str, dict[str, list[float]]] = {}
-    for r in rows:
-        c = out.setdefault(r["signature"], {"uptime_h": [], "p10": [], "median": [], "p90": []})
-        q = r["q"]
-        c["uptime_h"].append(float(r["h"]))
-        c["p10"].append(round(q[0]))
-        c["median"].append(round(q[1]))
-        c["p90"].append(round(q[2]))
-    return out
+    `firmware`: p10, median and p90 across boots (leaking boots first, at most
+    analysis.curves.CURVE_BOOTS), as the analysis worker last stored them
+    (analysis_curves, rewritten whenever the signature's summary is)."""
+    return await analysis_curves.read(conn, firmware, subject, signatures)
 
 
 async def stack_detail(
