@@ -502,3 +502,42 @@ async def test_device_trends_are_thinned_in_the_database(
         await conn.close()
     assert fetched == [len(trends["t"])] and 2 <= len(trends["t"]) <= 5
     assert trends["t"] == sorted(trends["t"])
+
+
+async def test_stack_page_boot_curves_are_thinned_in_the_database(
+    monkeypatch: pytest.MonkeyPatch, console_fleet: Any
+) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(console_fleet.dsn)
+    try:
+        row = await conn.fetchrow(
+            """SELECT x.firmware_version, x.subject, x.signature FROM analysis_series x
+                 JOIN analysis_buckets a ON a.device_id = x.device_id
+                  AND a.boot_id = x.boot_id AND a.subject = x.subject AND a.key = x.key
+                WHERE x.leaking GROUP BY 1, 2, 3 ORDER BY count(*) DESC LIMIT 1"""
+        )
+        args = (row["firmware_version"], row["subject"], row["signature"])
+        full = await series.boot_curves(conn, *args)
+        assert full and max(len(c["bytes"]) for c in full) > 12
+        monkeypatch.setattr(series, "MAX_BOOT_POINTS", 6)
+        fetched: list[int] = []
+
+        class Recording:
+            async def fetch(self, *a: Any) -> Any:
+                rows = await conn.fetch(*a)
+                fetched.append(len(rows))
+                return rows
+
+        thin = await series.boot_curves(Recording(), *args)  # type: ignore[arg-type]
+    finally:
+        await conn.close()
+    assert fetched == [sum(len(c["bytes"]) for c in thin)]
+    assert [(c["device_id"], c["boot_id"], c["leaking"]) for c in thin] == [
+        (c["device_id"], c["boot_id"], c["leaking"]) for c in full
+    ]
+    for f, t in zip(full, thin, strict=True):
+        n = len(f["bytes"])
+        keep = sorted({i * n // 6 for i in range(5)} | {n - 1}) if n > 6 else list(range(n))
+        assert t["bytes"] == [f["bytes"][j] for j in keep]
+        assert t["uptime_h"] == [f["uptime_h"][j] for j in keep]
