@@ -31,6 +31,16 @@ SUBJECT_NAMES = {v: k for k, v in SUBJECTS.items()}
 _BOOT_START = analysis_curves.BOOT_START
 
 
+def _thin(rows: Sequence[Any], limit: int) -> list[Any]:
+    """At most `limit` rows, evenly spaced, the last one kept."""
+    if len(rows) <= limit:
+        return list(rows)
+    step = len(rows) / limit
+    out = [rows[int(i * step)] for i in range(limit - 1)]
+    out.append(rows[-1])
+    return out
+
+
 async def fleet(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     """Per firmware: devices running it, reporting in the last hour, analysed, leaking subjects."""
     async with pool.acquire() as conn:
@@ -191,11 +201,7 @@ async def boot_curves(
     signature: str,
     boots: int = MAX_CURVE_BOOTS,
 ) -> list[dict[str, Any]]:
-    """One curve per boot (bytes against uptime hours), leaking boots first.
-
-    Thinned in SQL to MAX_BOOT_POINTS points per boot (evenly: the points at
-    floor(i * n / limit) for i < limit - 1, and the last), so a week of 15-minute
-    buckets per boot never leaves the database."""
+    """One curve per boot (bytes against uptime hours), leaking boots first."""
     rows = await conn.fetch(
         f"""WITH s AS (
                 SELECT x.device_id, x.boot_id, bool_or(x.leaking) AS leaking,
@@ -203,32 +209,25 @@ async def boot_curves(
                   FROM analysis_series x
                  WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
                  GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT $4),
-            st AS MATERIALIZED (SELECT s.*, {_BOOT_START.format(t="s")} AS started FROM s),
-            pts AS (
-                SELECT st.device_id, st.boot_id, st.leaking, a.bucket,
-                       (extract(epoch FROM a.bucket) - st.started) / 3600 AS h,
-                       sum(a.last_value)::float8 AS v
-                  FROM st JOIN analysis_buckets a
-                         ON a.device_id = st.device_id AND a.boot_id = st.boot_id
-                        AND a.subject = $2 AND a.key = ANY(st.keys)
-                 GROUP BY 1, 2, 3, a.bucket, st.started),
-            numbered AS (
-                SELECT pts.*,
-                       row_number() OVER (PARTITION BY device_id, boot_id ORDER BY bucket) - 1
-                           AS j,
-                       count(*) OVER (PARTITION BY device_id, boot_id) AS n
-                  FROM pts),
-            firsts AS (SELECT numbered.*, (j * $5 + n - 1) / n AS i FROM numbered)
-            SELECT device_id, boot_id, leaking, h, v FROM firsts
-             WHERE n <= $5 OR j = n - 1 OR (i <= $5 - 2 AND (i * n) / $5 = j)
-             ORDER BY 3 DESC, 1, 2, 4""",
+            st AS MATERIALIZED (SELECT s.*, {_BOOT_START.format(t="s")} AS started FROM s)
+            SELECT st.device_id, st.boot_id, st.leaking,
+                   (extract(epoch FROM a.bucket) - st.started) / 3600 AS h,
+                   sum(a.last_value)::float8 AS v
+              FROM st JOIN analysis_buckets a
+                     ON a.device_id = st.device_id AND a.boot_id = st.boot_id
+                    AND a.subject = $2 AND a.key = ANY(st.keys)
+             GROUP BY 1, 2, 3, a.bucket, st.started ORDER BY 3 DESC, 1, 2, 4""",
         firmware,
         subject,
         signature,
         boots,
-        MAX_BOOT_POINTS,
     )
     out: dict[tuple[str, str], dict[str, Any]] = {}
+    points: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    for r in rows:
+        points[(r["device_id"], r["boot_id"])].append(
+            (round(max(0.0, float(r["h"])), 3), round(r["v"]))
+        )
     for r in rows:
         c = out.setdefault(
             (r["device_id"], r["boot_id"]),
@@ -236,12 +235,12 @@ async def boot_curves(
                 "device_id": r["device_id"],
                 "boot_id": r["boot_id"],
                 "leaking": r["leaking"],
-                "uptime_h": [],
-                "bytes": [],
             },
         )
-        c["uptime_h"].append(round(max(0.0, float(r["h"])), 3))
-        c["bytes"].append(round(r["v"]))
+    for key, c in out.items():
+        kept = _thin(points[key], MAX_BOOT_POINTS)
+        c["uptime_h"] = [h for h, _ in kept]
+        c["bytes"] = [v for _, v in kept]
     return list(out.values())
 
 
