@@ -5,7 +5,6 @@ compute from every boot's buckets at query time, and rewritten as new snapshots 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 
 import asyncpg
@@ -92,26 +91,6 @@ async def _stored_and_computed(
         await conn.close()
 
 
-async def _stale(dsn: str) -> list[str]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return [r[0] for r in await conn.fetch("SELECT signature FROM analysis_curves WHERE stale")]
-    finally:
-        await conn.close()
-
-
-async def _age(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        now = await conn.fetchval("SELECT now()")
-        await conn.execute(
-            "UPDATE analysis_curves SET refreshed_at = $1",
-            now - dt.timedelta(seconds=curves.CURVE_MIN_AGE_S + 1),
-        )
-    finally:
-        await conn.close()
-
-
 def _caught_up(query: query_pb2_grpc.QueryStub) -> None:
     deadline = time.monotonic() + 60
     while query.Leaks(query_pb2.LeaksRequest(firmware_version=FW)).freshness.pending_snapshots:
@@ -139,17 +118,6 @@ def test_stored_curves_match_the_query_time_computation_and_follow_new_snapshots
         for s in snaps:
             _push(ingest, s[49:])  # 4 more hours fold: the curve grows with them
         _caught_up(query)
-        # Dirtied within CURVE_MIN_AGE_S of its last rewrite: marked stale, not yet rewritten.
-        stale = asyncio.run(_stale(grpc_server.dsn))
-        assert LEAK_SIG in stale
-        stored, _ = asyncio.run(_stored_and_computed(grpc_server.dsn, db_backend))
-        assert stored[LEAK_SIG] == early
-        # Once that old, the worker's next pass (idle or not) rewrites it.
-        asyncio.run(_age(grpc_server.dsn))
-        deadline = time.monotonic() + 30
-        while asyncio.run(_stale(grpc_server.dsn)):
-            assert time.monotonic() < deadline, "stale curves not rewritten"
-            time.sleep(0.2)
         stored, computed = asyncio.run(_stored_and_computed(grpc_server.dsn, db_backend))
     assert stored == computed
     late = stored[LEAK_SIG]

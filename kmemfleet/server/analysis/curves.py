@@ -3,15 +3,13 @@
 Outstanding bytes against uptime in hour bins: p10, median and p90 across up to
 CURVE_BOOTS boots of the signature on that firmware (leaking boots first, then
 by device and boot). The worker rewrites a signature's curve whenever it
-refreshes its summary (incremental.refresh_summaries; at most every
-CURVE_MIN_AGE_S, a curve dirtied sooner is marked stale and rewritten then), so a reader (the web
+refreshes its summary (incremental.refresh_summaries), so a reader (the web
 console's sparklines and per-firmware plots) fetches one indexed row per curve
 instead of every boot's 15-minute points at query time.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -19,7 +17,6 @@ from collections.abc import Iterable, Sequence
 import asyncpg
 
 CURVE_BOOTS = 20  # boots behind a curve's median and spread
-CURVE_MIN_AGE_S = 300.0  # the worker rewrites a curve at most this often
 
 # The boot's start in epoch seconds: the first snapshot's capture time less its uptime,
 # else the boot's first capture (uptime unknown). BOOT_START as a correlated
@@ -132,84 +129,39 @@ async def compute(
 
 
 async def refresh(
-    conn: asyncpg.Connection,
-    groups: Iterable[tuple[tuple[str, int], Sequence[str]]],
-    min_age_s: float = 0.0,
+    conn: asyncpg.Connection, groups: Iterable[tuple[tuple[str, int], Sequence[str]]]
 ) -> int:
     """Recompute and store the curves of these (firmware, subject) -> signatures;
-    a signature left without points loses its row. A curve rewritten less than
-    `min_age_s` ago is only marked stale (refresh_stale rewrites it once it is
-    that old): a busy fleet dirties every signature on every pass, and a curve of
-    hour bins need not follow each 15-minute bucket. Returns the curves rewritten."""
-    now = await conn.fetchval("SELECT now()")
-    cutoff = now - dt.timedelta(seconds=min_age_s)
+    a signature left without points loses its row. Returns the curves stored."""
     stored = 0
     for (fw, subject), sigs in groups:
-        todo = set(sigs)
-        if min_age_s > 0 and todo:
-            todo -= {
-                r["signature"]
-                for r in await conn.fetch(
-                    """UPDATE analysis_curves SET stale = true
-                        WHERE firmware_version = $1 AND subject = $2
-                          AND signature = ANY($3::text[]) AND refreshed_at > $4
-                    RETURNING signature""",
-                    fw,
-                    subject,
-                    sorted(todo),
-                    cutoff,
-                )
-            }
-        stored += await _rewrite(conn, fw, subject, sorted(todo), now)
+        sigs = sorted(set(sigs))
+        found = await compute(conn, fw, subject, sigs)
+        gone = [s for s in sigs if s not in found]
+        if gone:
+            await conn.execute(
+                """DELETE FROM analysis_curves WHERE firmware_version = $1 AND subject = $2
+                      AND signature = ANY($3::text[])""",
+                fw,
+                subject,
+                gone,
+            )
+        if found:
+            await conn.executemany(
+                """INSERT INTO analysis_curves AS c (firmware_version, subject, signature,
+                       uptime_h, p10, median, p90)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)
+                   ON CONFLICT (firmware_version, subject, signature) DO UPDATE SET
+                       uptime_h = excluded.uptime_h, p10 = excluded.p10,
+                       median = excluded.median, p90 = excluded.p90,
+                       refreshed_at = excluded.refreshed_at""",
+                [
+                    (fw, subject, sig, c["uptime_h"], c["p10"], c["median"], c["p90"])
+                    for sig, c in found.items()
+                ],
+            )
+            stored += len(found)
     return stored
-
-
-async def refresh_stale(conn: asyncpg.Connection, min_age_s: float) -> int:
-    """Rewrite the curves marked stale that are now `min_age_s` old."""
-    now = await conn.fetchval("SELECT now()")
-    groups: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for r in await conn.fetch(
-        """SELECT firmware_version, subject, signature FROM analysis_curves
-            WHERE stale AND refreshed_at <= $1""",
-        now - dt.timedelta(seconds=min_age_s),
-    ):
-        groups[(r["firmware_version"], r["subject"])].append(r["signature"])
-    stored = 0
-    for (fw, subject), sigs in groups.items():
-        stored += await _rewrite(conn, fw, subject, sigs, now)
-    return stored
-
-
-async def _rewrite(
-    conn: asyncpg.Connection, fw: str, subject: int, sigs: list[str], now: dt.datetime
-) -> int:
-    if not sigs:
-        return 0
-    found = await compute(conn, fw, subject, sigs)
-    gone = [s for s in sigs if s not in found]
-    if gone:
-        await conn.execute(
-            """DELETE FROM analysis_curves WHERE firmware_version = $1 AND subject = $2
-                  AND signature = ANY($3::text[])""",
-            fw,
-            subject,
-            gone,
-        )
-    if found:
-        await conn.executemany(
-            """INSERT INTO analysis_curves AS c (firmware_version, subject, signature,
-                   uptime_h, p10, median, p90, refreshed_at, stale)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false)
-               ON CONFLICT (firmware_version, subject, signature) DO UPDATE SET
-                   uptime_h = excluded.uptime_h, p10 = excluded.p10,
-                   median = excluded.median, p90 = excluded.p90,
-                   refreshed_at = excluded.refreshed_at, stale = false""",
-            [
-                (fw, subject, sig, c["uptime_h"], c["p10"], c["median"], c["p90"], now)
-                for sig, c in found.items()
-            ],
-        )
-    return len(found)
 
 
 async def read(

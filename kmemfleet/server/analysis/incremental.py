@@ -747,8 +747,7 @@ async def _refresh_curves(
     A failure keeps the previous curves (logged): the summaries do not wait on them."""
     try:
         async with conn.transaction():
-            await curves.refresh(conn, groups, curves.CURVE_MIN_AGE_S)
-            await curves.refresh_stale(conn, curves.CURVE_MIN_AGE_S)
+            await curves.refresh(conn, groups)
     except (*POISON_ERRORS, asyncpg.PostgresError) as exc:
         logger.error("analysis_curves_failed", error=type(exc).__name__)
 

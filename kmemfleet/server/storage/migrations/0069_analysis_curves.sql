@@ -1,8 +1,7 @@
 -- Per (firmware, subject, signature): the fleet curve the console plots beside a
 -- ranking row (outstanding bytes against uptime in hour bins: p10, median and
 -- p90 across up to 20 boots, leaking ones first). The analysis worker rewrites
--- a signature's curve when it refreshes that signature's summary (at most every
--- 5 minutes,
+-- a signature's curve whenever it refreshes that signature's summary
 -- (analysis/curves.py), so the console reads one indexed row per curve instead
 -- of every boot's 15-minute points.
 --
@@ -17,11 +16,8 @@ CREATE TABLE analysis_curves (
     median           bigint[] NOT NULL,
     p90              bigint[] NOT NULL,
     refreshed_at     timestamptz NOT NULL DEFAULT now(),
-    -- dirtied within CURVE_MIN_AGE_S of its last rewrite: rewritten once that old
-    stale            boolean NOT NULL DEFAULT false,
     PRIMARY KEY (firmware_version, subject, signature)
 );
-CREATE INDEX analysis_curves_stale ON analysis_curves (refreshed_at) WHERE stale;
 
 -- Summaries refreshed before this migration have no curve yet: refresh them all.
 INSERT INTO analysis_dirty (firmware_version, subject, signature)
