@@ -44,9 +44,16 @@ if [ -n "$need_pkgs" ] || [ "$server" != "$dev" ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod +x /usr/sbin/policy-rc.d
 		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+		made_policy=1
 	fi
 	# shellcheck disable=SC2086
 	$APT install --no-install-recommends postgresql-15 postgresql-server-dev-15 $need_pkgs
+	# Only this install needs it: gone before the build sets its own EXIT trap,
+	# so later package installs on the host start their services again.
+	if [ -n "${made_policy:-}" ]; then
+		rm -f /usr/sbin/policy-rc.d
+		trap - EXIT
+	fi
 fi
 
 # Built already for this server version? (citus.so records no server version:

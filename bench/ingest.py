@@ -50,6 +50,7 @@ from kmemfleet.server.storage.writer import (  # noqa: E402
 )
 from kmemfleet.v1 import device_pb2, ingest_pb2  # noqa: E402
 from kmemfleet.v1 import snapshot_pb2 as pb  # noqa: E402
+from tests.conftest import free_port, wait_healthy  # noqa: E402
 
 STREAM = "/kmemfleet.v1.Ingest/Stream"
 
@@ -136,13 +137,18 @@ async def fresh_database(admin_dsn: str) -> str:
     finally:
         await conn.close()
     dsn = with_database(admin_dsn, name)
+    await prepare_schema(dsn)
+    return dsn
+
+
+async def prepare_schema(dsn: str) -> None:
+    """Migrations and today's partitions in an empty database (single node or Citus)."""
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
         await maintenance.run_once(conn, maintenance.RetentionPolicy())
     finally:
         await conn.close()
-    return dsn
 
 
 async def drop_database(admin_dsn: str, dsn: str) -> None:
@@ -159,14 +165,6 @@ def cpu_seconds(pid: int) -> float:
     import os
 
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(
@@ -194,21 +192,12 @@ def start_server(
         stderr=subprocess.STDOUT,
         cwd=REPO,
     )
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(address) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while True:
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return proc, address
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("server did not start; see " + str(logdir))
-            time.sleep(0.1)
+    try:
+        wait_healthy(address, 60, process=proc)
+    except Exception:
+        proc.kill()
+        raise RuntimeError("server did not start; see " + str(logdir)) from None
+    return proc, address
 
 
 async def run_agents(address: str, payloads: list[list[bytes]], compression: bool) -> float:

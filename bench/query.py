@@ -116,6 +116,25 @@ def p(xs: list[float], q: float) -> float:
     return statistics.quantiles(xs, n=100)[int(q) - 1]
 
 
+def measure(address: str, calls: int) -> tuple[list[float], list[float]]:
+    """Milliseconds of `calls` Query.Leaks and Query.Diff (2.3.0 -> 2.3.1) after populate()."""
+    with grpc.insecure_channel(address) as ch:
+        stub = query_pb2_grpc.QueryStub(ch)
+        first = stub.Diff(query_pb2.DiffRequest(base_firmware="2.3.0", target_firmware="2.3.1"))
+        assert first.entries and first.entries[0].signature.startswith("fn_7 "), first
+        leaks = timed(
+            lambda: stub.Leaks(query_pb2.LeaksRequest(firmware_version="2.3.1", top=20)),
+            calls,
+        )
+        diffs = timed(
+            lambda: stub.Diff(
+                query_pb2.DiffRequest(base_firmware="2.3.0", target_firmware="2.3.1", top=20)
+            ),
+            calls,
+        )
+    return leaks, diffs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=10_000)
@@ -162,20 +181,7 @@ def main() -> int:
             f"populate {info['populate_s']:.1f} s; full summary rebuild from analysis_series "
             f"{info['summary_rebuild_s']:.1f} s ({int(info['summaries'])} summaries)"
         )
-        with grpc.insecure_channel(address) as ch:
-            stub = query_pb2_grpc.QueryStub(ch)
-            first = stub.Diff(query_pb2.DiffRequest(base_firmware="2.3.0", target_firmware="2.3.1"))
-            assert first.entries and first.entries[0].signature.startswith("fn_7 "), first
-            leaks = timed(
-                lambda: stub.Leaks(query_pb2.LeaksRequest(firmware_version="2.3.1", top=20)),
-                args.calls,
-            )
-            diffs = timed(
-                lambda: stub.Diff(
-                    query_pb2.DiffRequest(base_firmware="2.3.0", target_firmware="2.3.1", top=20)
-                ),
-                args.calls,
-            )
+        leaks, diffs = measure(address, args.calls)
         print(
             f"leaks: p50 {p(leaks, 50):.1f} ms  p95 {p(leaks, 95):.1f} ms  "
             f"(target p95 <= 100 ms) {'OK' if p(leaks, 95) <= 100 else 'MISSED'}"

@@ -1,8 +1,8 @@
-"""The documented JSON of a Leaks and a Diff answer (docs/ranking.md).
+"""The documented JSON of a Leaks, a Diff and a ListDevices answer (docs/cli-json.md).
 
 One place for it: `kmemfleet leaks --json`, `kmemfleet diff --json`, `kmemfleet
-gate --json` and the web console's JSON API all print these documents, so the
-console shows exactly what the command line says.
+gate --json`, `kmemfleet devices --json` and the web console's JSON API all print
+these documents, so the console shows exactly what the command line says.
 """
 
 from __future__ import annotations
@@ -118,4 +118,19 @@ def diff_json(resp: query_pb2.DiffResponse) -> dict[str, Any]:
             for d in resp.entries
         ],
         "freshness": freshness_json(resp.freshness),
+    }
+
+
+def device_json(d: query_pb2.DeviceSummary) -> dict[str, Any]:
+    """One row of `kmemfleet devices --json` and of the console's /api/v1/devices."""
+    return {
+        "device_id": d.device.device_id,
+        "firmware_version": d.device.firmware_version,
+        "kernel_release": d.device.kernel_release,
+        "arch": d.device.arch,
+        "hardware_model": d.device.hardware_model,
+        "boot_id": d.device.boot_id,
+        "labels": dict(d.device.labels),
+        "last_seen_ns": d.last_seen_ns,
+        "snapshots": d.snapshots,
     }

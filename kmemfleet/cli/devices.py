@@ -9,6 +9,7 @@ import grpc
 
 from kmemfleet.cli.output import print_json, table
 from kmemfleet.errors import CliError
+from kmemfleet.ranking_json import device_json
 from kmemfleet.transport import (
     add_client_arguments,
     call_metadata,
@@ -54,24 +55,7 @@ def run(args: argparse.Namespace) -> int:
         except grpc.RpcError as err:
             raise CliError(describe_rpc_error(err, cfg.server)) from None
     if args.json:
-        print_json(
-            {
-                "devices": [
-                    {
-                        "device_id": d.device.device_id,
-                        "firmware_version": d.device.firmware_version,
-                        "kernel_release": d.device.kernel_release,
-                        "arch": d.device.arch,
-                        "hardware_model": d.device.hardware_model,
-                        "boot_id": d.device.boot_id,
-                        "labels": dict(d.device.labels),
-                        "last_seen_ns": d.last_seen_ns,
-                        "snapshots": d.snapshots,
-                    }
-                    for d in resp.devices
-                ]
-            }
-        )
+        print_json({"devices": [device_json(d) for d in resp.devices]})
         return 0
     rows = [
         (

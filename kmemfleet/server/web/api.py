@@ -20,7 +20,7 @@ from aiohttp import web
 
 from kmemfleet.agent.views import slabtop
 from kmemfleet.limits import MAX_ID_LEN, text_problem
-from kmemfleet.ranking_json import change_names, diff_json, entry_json, leaks_json
+from kmemfleet.ranking_json import change_names, device_json, diff_json, entry_json, leaks_json
 from kmemfleet.server.analysis import curves as analysis_curves
 from kmemfleet.server.analysis import rankings
 from kmemfleet.server.query import Queries, QueryError
@@ -234,20 +234,7 @@ class Api:
         return await json_off_loop(
             {
                 "next_after": last,
-                "devices": [
-                    {
-                        "device_id": d.device.device_id,
-                        "firmware_version": d.device.firmware_version,
-                        "kernel_release": d.device.kernel_release,
-                        "arch": d.device.arch,
-                        "hardware_model": d.device.hardware_model,
-                        "boot_id": d.device.boot_id,
-                        "labels": dict(d.device.labels),
-                        "last_seen_ns": d.last_seen_ns,
-                        "snapshots": d.snapshots,
-                    }
-                    for d in resp.devices
-                ],
+                "devices": [device_json(d) for d in resp.devices],
             }
         )
 
