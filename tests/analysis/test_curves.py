@@ -12,7 +12,8 @@ import grpc
 import pytest
 
 from kmemfleet.server.analysis import curves
-from kmemfleet.server.analysis.incremental import SUBJECT_STACK
+from kmemfleet.server.analysis.incremental import LOCK_KEY, SUBJECT_STACK
+from kmemfleet.server.storage.migrate import SESSION_SETTINGS, migrate
 from kmemfleet.v1 import ingest_pb2_grpc, query_pb2, query_pb2_grpc
 from tests.analysis.test_incremental import HOUR_NS, _push, _snapshots
 from tests.conftest import RunningServer
@@ -124,3 +125,99 @@ def test_stored_curves_match_the_query_time_computation_and_follow_new_snapshots
     assert late["uptime_h"] == [float(h) for h in range(9)]
     assert late["median"][:4] == early["median"][:4]
     assert late["median"][-1] > early["median"][-1] + 3 * 8192 * 0.9
+
+
+async def _marks(conn: asyncpg.Connection) -> list[str]:
+    rows = await conn.fetch("SELECT signature FROM analysis_curves_dirty ORDER BY signature")
+    return [r["signature"] for r in rows]
+
+
+def test_a_pass_rewrites_a_bounded_number_of_marked_curves_oldest_first(
+    grpc_server: RunningServer,
+) -> None:
+    """Marked curves are taken at most `limit` at a time: a curve never built
+    first, then the one rewritten longest ago; the rest stay marked."""
+    start = (int(time.time()) // 3600 - 10) * HOUR_NS
+    with grpc.insecure_channel(grpc_server.address) as ch:
+        ingest, query = ingest_pb2_grpc.IngestStub(ch), query_pb2_grpc.QueryStub(ch)
+        for i in range(2):
+            _push(ingest, _snapshots(f"d{i}", start))
+        _caught_up(query)
+
+    async def check() -> None:
+        conn = await asyncpg.connect(grpc_server.dsn)
+        try:
+            # The worker's lock: its passes must not take the marks made here.
+            await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+            sigs = sorted(
+                r["signature"] for r in await conn.fetch("SELECT signature FROM analysis_curves")
+            )
+            assert len(sigs) == 3 and await _marks(conn) == []
+            never, old, recent = sigs[1], sigs[2], sigs[0]
+            await conn.execute("DELETE FROM analysis_curves WHERE signature = $1", never)
+            await conn.execute(
+                "UPDATE analysis_curves SET refreshed_at = now() - interval '1 hour'"
+                " WHERE signature = $1",
+                old,
+            )
+            await curves.mark(conn, {(FW, SUBJECT_STACK): sigs})
+            assert await curves.take_marked(conn, 1) == {(FW, SUBJECT_STACK): [never]}
+            assert await curves.take_marked(conn, 1) == {(FW, SUBJECT_STACK): [old]}
+            assert await _marks(conn) == [recent]
+            assert await curves.take_marked(conn, 5) == {(FW, SUBJECT_STACK): [recent]}
+            assert await curves.take_marked(conn, 5) == {}
+        finally:
+            await conn.close()
+
+    asyncio.run(check())
+
+
+def test_upgrading_a_populated_database_builds_every_curve(
+    grpc_server: RunningServer, db_backend: str
+) -> None:
+    """0069 on a database with summaries: every summary's curve is marked, and the
+    worker's passes build them all (CURVES_PER_PASS at a time) equal to a fresh
+    computation, on single-node PostgreSQL and on Citus (the runner then makes
+    the new tables reference tables)."""
+    start = (int(time.time()) // 3600 - 10) * HOUR_NS
+    with grpc.insecure_channel(grpc_server.address) as ch:
+        ingest, query = ingest_pb2_grpc.IngestStub(ch), query_pb2_grpc.QueryStub(ch)
+        for i in range(3):
+            _push(ingest, _snapshots(f"d{i}", start))
+        _caught_up(query)
+
+        async def downgrade_and_migrate() -> list[str]:
+            conn = await asyncpg.connect(grpc_server.dsn, server_settings=SESSION_SETTINGS)
+            try:
+                await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+                # The database as 0068 left it: summaries, no curve tables.
+                await conn.execute("DROP TABLE analysis_curves, analysis_curves_dirty")
+                await conn.execute("DELETE FROM schema_version WHERE version = 69")
+                await migrate(conn)
+                await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+                if db_backend == "citus":
+                    kinds = await conn.fetch(
+                        "SELECT logicalrelid::text AS t, partmethod::text FROM pg_dist_partition"
+                        " WHERE logicalrelid::text LIKE 'analysis_curves%'"
+                    )
+                    assert sorted((r["t"], r["partmethod"]) for r in kinds) == [
+                        ("analysis_curves", "n"),
+                        ("analysis_curves_dirty", "n"),
+                    ]
+                summaries = await conn.fetchval("SELECT count(*) FROM analysis_summary")
+                assert summaries == 3
+                return await _marks(conn)
+            finally:
+                await conn.close()
+
+        marked = asyncio.run(downgrade_and_migrate())
+        assert len(marked) == 3
+        # The worker's next passes take the marks (no new data needed).
+        deadline = time.monotonic() + 60
+        while True:
+            stored, computed = asyncio.run(_stored_and_computed(grpc_server.dsn, db_backend))
+            if len(stored) == 3:
+                break
+            assert time.monotonic() < deadline, stored
+            time.sleep(0.3)
+    assert stored == computed

@@ -2,10 +2,14 @@
 
 Outstanding bytes against uptime in hour bins: p10, median and p90 across up to
 CURVE_BOOTS boots of the signature on that firmware (leaking boots first, then
-by device and boot). The worker rewrites a signature's curve whenever it
-refreshes its summary (incremental.refresh_summaries), so a reader (the web
-console's sparklines and per-firmware plots) fetches one indexed row per curve
-instead of every boot's 15-minute points at query time.
+by device and boot). Whenever the worker refreshes a signature's summary
+(incremental.refresh_summaries) it marks the curve in analysis_curves_dirty and
+then rewrites at most CURVES_PER_PASS marked curves, those without a curve or
+with the oldest first: a quiet fleet's curves follow their summaries in the same
+pass, and a busy one (every signature dirtied on every pass) pays for a bounded
+number per pass while every curve still comes round. A reader (the web console's
+sparklines and per-firmware plots) fetches one indexed row per curve instead of
+every boot's 15-minute points at query time.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Iterable, Sequence
 import asyncpg
 
 CURVE_BOOTS = 20  # boots behind a curve's median and spread
+CURVES_PER_PASS = 100  # marked curves one summary refresh rewrites (bench/console.py)
 
 # The boot's start in epoch seconds: the first snapshot's capture time less its uptime,
 # else the boot's first capture (uptime unknown). BOOT_START as a correlated
@@ -126,6 +131,44 @@ async def compute(
             c["p90"].append(round(percentile_cont(vs, 0.9)))
         out[sig] = c
     return out
+
+
+Groups = dict[tuple[str, int], list[str]]  # (firmware, subject) -> signatures
+
+
+async def mark(conn: asyncpg.Connection, groups: Groups) -> None:
+    """Mark these signatures' curves for rewriting (take_marked picks them)."""
+    rows = [(fw, subject, sig) for (fw, subject), sigs in groups.items() for sig in sigs]
+    if rows:
+        await conn.executemany(
+            "INSERT INTO analysis_curves_dirty VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            sorted(set(rows)),
+        )
+
+
+async def take_marked(conn: asyncpg.Connection, limit: int = CURVES_PER_PASS) -> Groups:
+    """Unmark and return at most `limit` marked curves: never built first, then
+    the least recently rewritten (so under a steady stream every curve comes
+    round within marked / limit passes)."""
+    groups: Groups = defaultdict(list)
+    for r in await conn.fetch(
+        """SELECT d.firmware_version, d.subject, d.signature
+             FROM analysis_curves_dirty d LEFT JOIN analysis_curves c
+               ON c.firmware_version = d.firmware_version AND c.subject = d.subject
+              AND c.signature = d.signature
+            ORDER BY c.refreshed_at NULLS FIRST, 1, 2, 3 LIMIT $1""",
+        limit,
+    ):
+        groups[(r["firmware_version"], r["subject"])].append(r["signature"])
+    for (fw, subject), sigs in groups.items():
+        await conn.execute(
+            """DELETE FROM analysis_curves_dirty WHERE firmware_version = $1 AND subject = $2
+                  AND signature = ANY($3::text[])""",
+            fw,
+            subject,
+            sigs,
+        )
+    return dict(groups)
 
 
 async def refresh(

@@ -34,7 +34,7 @@ import datetime as dt
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -719,7 +719,8 @@ async def refresh_summaries(
                     ),
                 )
             )
-    await _refresh_curves(conn, groups.items())
+    await curves.mark(conn, groups)
+    await _refresh_curves(conn)
     if not rows:
         return 0
     try:
@@ -740,14 +741,17 @@ async def refresh_summaries(
         return stored
 
 
-async def _refresh_curves(
-    conn: asyncpg.Connection, groups: Iterable[tuple[tuple[str, int], list[str]]]
-) -> None:
-    """The dirty signatures' fleet curves (analysis_curves), beside their summaries.
-    A failure keeps the previous curves (logged): the summaries do not wait on them."""
+async def _refresh_curves(conn: asyncpg.Connection) -> None:
+    """Rewrite up to curves.CURVES_PER_PASS marked fleet curves (analysis_curves).
+    Their marks are consumed first, as the summaries' are: a batch that fails on its
+    data keeps its previous curves (logged) until new data marks them again, and
+    never blocks the curves marked behind it."""
+    picked = await curves.take_marked(conn)
+    if not picked:
+        return
     try:
         async with conn.transaction():
-            await curves.refresh(conn, groups)
+            await curves.refresh(conn, picked.items())
     except (*POISON_ERRORS, asyncpg.PostgresError) as exc:
         logger.error("analysis_curves_failed", error=type(exc).__name__)
 
