@@ -9,8 +9,9 @@ Population (stated honestly; see also bench/query.py, whose `populate` this reus
   last 24 hours carrying meminfo "Slab" (the fleet page's curve reads these);
 * analysis_buckets (7 days at 15 min) for the boots the console's curves read:
   up to 60 per (firmware, signature), leaking ones first, as the query picks
-  them. A real fleet holds buckets for every series; the curve queries look
-  boots up by primary key, so the rows not read cost index depth only;
+  them, and those boots' bucket grid (analysis_boot_buckets). A real fleet
+  holds buckets for every series; the curve queries look boots up by primary
+  key, so the rows not read cost index depth only;
 * analysis_curves for every summary, built from those buckets by the worker's
   code (analysis/curves.py; the worker refreshes a curve with its summary);
 * three simulated devices (72 h, 500 stacks, firmware sim-a/b/c) ingested
@@ -122,6 +123,12 @@ async def populate_console(dsn: str, devices: int) -> dict[str, float]:
                    RETURNING 1)
                SELECT count(*) FROM ins"""
         )
+        # Each of those boots' bucket grid, as the fold keeps it beside the buckets.
+        await conn.execute(
+            """INSERT INTO analysis_boot_buckets
+               SELECT DISTINCT device_id, boot_id, bucket FROM analysis_buckets
+               ON CONFLICT DO NOTHING"""
+        )
         times["buckets"] = float(n)
         times["buckets_s"] = time.monotonic() - t0
         # The fleet curves of every summary, by the analysis worker's own code (it
@@ -136,10 +143,68 @@ async def populate_console(dsn: str, devices: int) -> dict[str, float]:
             groups.setdefault((r["firmware_version"], r["subject"]), []).append(r["signature"])
         times["curves"] = float(await curves.refresh(conn, groups.items()))
         times["curves_s"] = time.monotonic() - t0
+        # Every curve is built: the marks the summary rebuild left are spent (else
+        # the server's worker rewrites them in the background while we time).
+        await conn.execute("DELETE FROM analysis_curves_dirty")
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
     return times
+
+
+async def curve_cost(dsn: str, firmware: str, reps: int) -> dict[str, list[float]]:
+    """The analysis worker's extra cost of analysis_curves: one pass's summary
+    refresh (incremental.refresh_summaries) with every signature of `firmware`
+    dirty, as a busy fleet leaves them on every pass, timed three ways in turn:
+    without analysis_curves (no marks, no rewrite), with the bounded rewrite
+    (CURVES_PER_PASS marked curves), and rewriting every dirtied curve (the first
+    version of analysis_curves). Each run is rolled back; the worker is held off
+    by its advisory lock."""
+    from kmemfleet.server.analysis import curves, incremental
+
+    async def no_mark(conn: asyncpg.Connection, groups: Any) -> None:
+        return None
+
+    async def no_take(conn: asyncpg.Connection, limit: int | None = None) -> Any:
+        return {}
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", incremental.LOCK_KEY)
+        dirty = [
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT firmware_version, subject, signature FROM analysis_summary"
+                " WHERE firmware_version = $1",
+                firmware,
+            )
+        ]
+        real = (curves.mark, curves.take_marked, curves.CURVES_PER_PASS)
+        variants = {
+            "without analysis_curves": (no_mark, no_take, 0),
+            f"bounded ({real[2]} curves)": real,
+            f"every dirtied curve ({len(dirty)})": (real[0], real[1], len(dirty)),
+        }
+        out: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(reps):
+            for name, (mark, take, per_pass) in variants.items():
+                tr = conn.transaction()
+                await tr.start()
+                try:
+                    await conn.executemany(
+                        "INSERT INTO analysis_dirty VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        dirty,
+                    )
+                    curves.mark, curves.take_marked, curves.CURVES_PER_PASS = mark, take, per_pass  # type: ignore[assignment]
+                    t0 = time.perf_counter()
+                    await incremental.refresh_summaries(conn)
+                    out[name].append((time.perf_counter() - t0) * 1000)
+                finally:
+                    curves.mark, curves.take_marked, curves.CURVES_PER_PASS = real  # type: ignore[assignment]
+                    await tr.rollback()
+        return out
+    finally:
+        await conn.close()
 
 
 def timed(fn: Any, n: int) -> list[float]:
@@ -215,6 +280,9 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=50, help="API calls per endpoint")
     ap.add_argument("--loads", type=int, default=5, help="page loads per page")
     ap.add_argument("--dsn", help="an empty database (default: a throwaway local server)")
+    ap.add_argument(
+        "--refresh-reps", type=int, default=2, help="runs of each variant of the worker cost"
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="kmemfleet-bench-console-"))
     pg = None
@@ -324,6 +392,12 @@ def main() -> int:
                 f"  {'DeviceSlabs + DeviceStacks':34s} {pct(state, 50):7.1f} {pct(state, 95):7.1f}"
                 "  (the device page's state)"
             )
+        print(
+            f"\nanalysis worker, one summary refresh with the {TARGET} signatures dirty "
+            f"(median of {args.refresh_reps}, ms):"
+        )
+        for name, xs in asyncio.run(curve_cost(dsn, TARGET, args.refresh_reps)).items():
+            print(f"  {name:34s} {statistics.median(xs):9.0f}  {[round(x) for x in xs]}")
         pages = {
             "fleet": "/fleet",
             "firmware leaks": f"/firmware/{TARGET}",

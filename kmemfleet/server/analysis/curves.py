@@ -146,10 +146,12 @@ async def mark(conn: asyncpg.Connection, groups: Groups) -> None:
         )
 
 
-async def take_marked(conn: asyncpg.Connection, limit: int = CURVES_PER_PASS) -> Groups:
-    """Unmark and return at most `limit` marked curves: never built first, then
-    the least recently rewritten (so under a steady stream every curve comes
-    round within marked / limit passes)."""
+async def take_marked(conn: asyncpg.Connection, limit: int | None = None) -> Groups:
+    """Unmark and return at most `limit` (default CURVES_PER_PASS) marked curves:
+    never built first, then the least recently rewritten (so under a steady
+    stream every curve comes round within marked / limit passes)."""
+    if limit is None:
+        limit = CURVES_PER_PASS
     groups: Groups = defaultdict(list)
     for r in await conn.fetch(
         """SELECT d.firmware_version, d.subject, d.signature
