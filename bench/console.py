@@ -290,9 +290,12 @@ return {fcp: fcp ? fcp.startTime : null, ready: ready ? ready.startTime : null,
 """
 
 
-def page_times(driver: Any, url: str, loads: int) -> dict[str, list[float]]:
+def page_times(driver: Any, url: str, loads: int) -> tuple[dict[str, list[float]], list[str]]:
+    """Paint and drawn times of the loads that drew their data, and the errors
+    the others showed (a console refusing under load is reported, not hidden)."""
     out: dict[str, list[float]] = {"fcp": [], "ready": [], "load": []}
-    for _ in range(loads + 1):  # the first load warms the browser's cache of static files
+    errors: list[str] = []
+    for i in range(loads + 1):  # the first load warms the browser's cache of static files
         driver.get("about:blank")
         driver.get(url)
         deadline = time.monotonic() + 120
@@ -303,12 +306,14 @@ def page_times(driver: Any, url: str, loads: int) -> dict[str, list[float]]:
         err = driver.execute_script(
             "const e=document.getElementById('error');return e&&e.textContent"
         )
-        assert not err, (url, err)
+        if err:
+            errors.append(str(err))
+            continue
         t = driver.execute_script(PAINT)
         for k in out:
-            if t[k] is not None:
+            if t[k] is not None and i > 0:
                 out[k].append(float(t[k]))
-    return {k: v[1:] for k, v in out.items()}
+    return out, errors
 
 
 def main() -> int:
@@ -319,7 +324,15 @@ def main() -> int:
     ap.add_argument("--loads", type=int, default=5, help="page loads per page")
     ap.add_argument("--dsn", help="an empty database (default: a throwaway local server)")
     ap.add_argument(
-        "--refresh-reps", type=int, default=2, help="runs of each variant of the worker cost"
+        "--refresh-reps",
+        type=int,
+        default=2,
+        help="runs of each variant of the worker cost (0: not measured)",
+    )
+    ap.add_argument(
+        "--populated",
+        action="store_true",
+        help="--dsn already holds an earlier run's population (same sizes): measure only",
     )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="kmemfleet-bench-console-"))
@@ -344,15 +357,6 @@ def main() -> int:
             "versions, 7-day boots (population: see the docstring)"
         )
         t0 = time.monotonic()
-        info = asyncio.run(bench_query.populate(dsn, args.devices, args.stacks))
-        more = asyncio.run(populate_console(dsn, args.devices))
-        print(
-            f"populate: analysis {info['populate_s']:.0f} s + summaries "
-            f"{info['summary_rebuild_s']:.0f} s; devices + {args.devices * 96:,} snapshots "
-            f"{more['devices_snapshots_s']:.0f} s; {int(more['buckets']):,} buckets "
-            f"{more['buckets_s']:.0f} s; {int(more['curves']):,} fleet curves "
-            f"{more['curves_s']:.0f} s"
-        )
         from kmemfleet.sim.fleet import FleetSpec, generate
         from kmemfleet.sim.grpc_driver import drive_grpc
 
@@ -360,12 +364,24 @@ def main() -> int:
             FleetSpec(devices=3, stacks_per_device=500, hours=72, seed=5,
                       firmware_versions=("sim-a", "sim-b", "sim-c"))
         )  # fmt: skip
-        result = asyncio.run(drive_grpc(sim, address, insecure=True))
         device = sim.devices[0].device_id
-        print(
-            f"simulated devices through gRPC: {result.stored} snapshots stored "
-            f"(total setup {time.monotonic() - t0:.0f} s)"
-        )
+        if args.populated:
+            print("population: the earlier run's (--populated)")
+        else:
+            info = asyncio.run(bench_query.populate(dsn, args.devices, args.stacks))
+            more = asyncio.run(populate_console(dsn, args.devices))
+            print(
+                f"populate: analysis {info['populate_s']:.0f} s + summaries "
+                f"{info['summary_rebuild_s']:.0f} s; devices + {args.devices * 96:,} snapshots "
+                f"{more['devices_snapshots_s']:.0f} s; {int(more['buckets']):,} buckets "
+                f"{more['buckets_s']:.0f} s; {int(more['curves']):,} fleet curves "
+                f"{more['curves_s']:.0f} s"
+            )
+            result = asyncio.run(drive_grpc(sim, address, insecure=True))
+            print(
+                f"simulated devices through gRPC: {result.stored} snapshots stored "
+                f"(total setup {time.monotonic() - t0:.0f} s)"
+            )
         # Analysis catches up on the simulated devices before anything is timed.
         with grpc.insecure_channel(address) as ch:
             stub = query_pb2_grpc.QueryStub(ch)
@@ -431,12 +447,13 @@ def main() -> int:
                 f"  {'DeviceSlabs + DeviceStacks':34s} {pct(state, 50):7.1f} {pct(state, 95):7.1f}"
                 "  (the device page's state)"
             )
-        print(
-            f"\nanalysis worker, one summary refresh with the {TARGET} signatures dirty "
-            f"(median of {args.refresh_reps}, ms):"
-        )
-        for name, xs in asyncio.run(curve_cost(dsn, TARGET, args.refresh_reps)).items():
-            print(f"  {name:34s} {statistics.median(xs):9.0f}  {[round(x) for x in xs]}")
+        if args.refresh_reps > 0:
+            print(
+                f"\nanalysis worker, one summary refresh with the {TARGET} signatures dirty "
+                f"(median of {args.refresh_reps}, ms):"
+            )
+            for name, xs in asyncio.run(curve_cost(dsn, TARGET, args.refresh_reps)).items():
+                print(f"  {name:44s} {statistics.median(xs):9.0f}  {[round(x) for x in xs]}")
         pages = {
             "fleet": "/fleet",
             "firmware leaks": f"/firmware/{TARGET}",
@@ -456,11 +473,16 @@ def main() -> int:
             head = ("FCP p50", "FCP max", "drawn p50", "drawn max")
             print(f"  {'page':16s} " + " ".join(f"{h:>10s}" for h in head))
             for name, path in pages.items():
-                t = page_times(driver, base + path, args.loads)
-                print(
-                    f"  {name:16s} {statistics.median(t['fcp']):10.0f} {max(t['fcp']):10.0f} "
+                t, errors = page_times(driver, base + path, args.loads)
+                line = f"  {name:16s} " + (
+                    f"{statistics.median(t['fcp']):10.0f} {max(t['fcp']):10.0f} "
                     f"{statistics.median(t['ready']):10.0f} {max(t['ready']):10.0f}"
+                    if t["fcp"] and t["ready"]
+                    else "no load drew its data"
                 )
+                if errors:
+                    line += f"  ({len(errors)} of {args.loads + 1} loads failed: {errors[0]})"
+                print(line)
         finally:
             driver.quit()
         print("('drawn': the page's data fetched and its tables and charts drawn)")
