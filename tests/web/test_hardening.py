@@ -122,7 +122,7 @@ async def test_identical_concurrent_curve_queries_share_one_and_db_work_is_bound
 
 
 async def test_fleet_answers_only_fixed_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def fleet_slab(pool: Any, hours: int, step: int) -> Any:
+    async def fleet_slab(pool: Any, hours: int, step: int, *_: Any) -> Any:
         return {"hours": hours, "t": [], "series": []}
 
     async def fleet(pool: Any) -> Any:
@@ -212,7 +212,7 @@ def test_log_filter_shortens_only_http_parser_errors() -> None:
 async def test_insecure_console_serves_only_its_own_host_names(
     monkeypatch: pytest.MonkeyPatch, host: str, status: int
 ) -> None:
-    async def fleet_slab(pool: Any, hours: int, step: int) -> Any:
+    async def fleet_slab(pool: Any, hours: int, step: int, *_: Any) -> Any:
         return {"hours": hours, "t": [], "series": []}
 
     async def fleet(pool: Any) -> Any:

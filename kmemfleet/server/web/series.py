@@ -81,18 +81,26 @@ async def fleet(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     ]
 
 
-async def fleet_slab(pool: asyncpg.Pool, hours: int, step_s: int) -> dict[str, Any]:
-    """Mean slab memory per device (meminfo "Slab") per firmware, in `step_s` steps."""
-    rows = await pool.fetch(
-        """SELECT firmware_version,
+async def fleet_slab(
+    pool: asyncpg.Pool, hours: int, step_s: int, timeout_s: float = 25.0
+) -> dict[str, Any]:
+    """Mean slab memory per device (meminfo "Slab") per firmware, in `step_s` steps.
+
+    It scans every snapshot of the window, so it runs with its own statement
+    timeout (`timeout_s`, not the console's): the console computes it in the
+    background (api.FleetSlab); only a window's very first request waits on it."""
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+        rows = await conn.fetch(
+            """SELECT firmware_version,
                   floor(extract(epoch FROM captured_at) / $2) * $2 AS t,
                   avg((meminfo->>'Slab')::float8) AS mean, count(DISTINCT device_id) AS n
              FROM snapshots
             WHERE captured_at >= now() - $1 * interval '1 hour' AND meminfo ? 'Slab'
             GROUP BY 1, 2 ORDER BY 2""",
-        hours,
-        float(step_s),
-    )
+            hours,
+            float(step_s),
+        )
     times = sorted({float(r["t"]) for r in rows})
     index = {t: i for i, t in enumerate(times)}
     series: dict[str, list[float | None]] = {}
@@ -119,10 +127,16 @@ async def curves(
 
 
 async def stack_detail(
-    conn: asyncpg.Connection, subject: int, signature: str, firmware: str
+    conn: asyncpg.Connection,
+    subject: int,
+    signature: str,
+    firmware: str,
+    limit: int,
+    offset: int = 0,
 ) -> dict[str, Any]:
     """A stack (or slab cache) on one firmware: its frames, the firmware it was first
-    seen and first leaked on, its per-device verdicts and one curve per boot."""
+    seen and first leaked on, one page of its per-device verdicts (stack_verdicts)
+    and one curve per boot."""
     definition: dict[str, Any] | None = None
     if subject == SUBJECT_STACK:
         row = await conn.fetchrow(
@@ -151,18 +165,7 @@ async def stack_detail(
     leaking = [
         v for v in versions if any(r["devices_leaking"] for r in seen if r["firmware_version"] == v)
     ]
-    verdicts = await conn.fetch(
-        """SELECT x.device_id, x.boot_id, x.kind, x.leaking, x.slope, x.p_value, x.confidence,
-                  x.span_hours, x.points, x.first_value, x.last_value, x.level,
-                  d.hardware_model, d.labels
-             FROM analysis_series x LEFT JOIN devices d ON d.device_id = x.device_id
-            WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
-            ORDER BY x.leaking DESC, x.slope DESC, x.device_id, x.boot_id LIMIT $4""",
-        firmware,
-        subject,
-        signature,
-        MAX_ROWS,
-    )
+    page = await stack_verdicts(conn, firmware, subject, signature, limit, offset)
     per_boot = await boot_curves(conn, firmware, subject, signature)
     return {
         "subject": SUBJECT_NAMES[subject],
@@ -171,6 +174,37 @@ async def stack_detail(
         "first_seen_firmware": versions[0] if versions else "",
         "first_leaking_firmware": leaking[0] if leaking else "",
         "firmware_versions": versions,
+        **page,
+        "boots": per_boot,
+    }
+
+
+async def stack_verdicts(
+    conn: asyncpg.Connection,
+    firmware: str,
+    subject: int,
+    signature: str,
+    limit: int,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """`limit` per-device (and boot) verdicts from `offset`, leaking first, then the
+    steepest: `verdicts`, `verdicts_offset` and `verdicts_next_offset` (null after
+    the last page)."""
+    rows = await conn.fetch(
+        """SELECT x.device_id, x.boot_id, x.kind, x.leaking, x.slope, x.p_value, x.confidence,
+                  x.span_hours, x.points, x.first_value, x.last_value, x.level,
+                  d.hardware_model, d.labels
+             FROM analysis_series x LEFT JOIN devices d ON d.device_id = x.device_id
+            WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
+            ORDER BY x.leaking DESC, x.slope DESC, x.device_id, x.boot_id
+            LIMIT $4 OFFSET $5""",
+        firmware,
+        subject,
+        signature,
+        limit + 1,  # one more: is there a next page
+        offset,
+    )
+    return {
         "verdicts": [
             {
                 "device_id": r["device_id"],
@@ -188,10 +222,10 @@ async def stack_detail(
                 "last_bytes": r["last_value"],
                 "level_bytes": round(r["level"]),
             }
-            for r in verdicts
+            for r in rows[:limit]
         ],
-        "verdicts_truncated": len(verdicts) == MAX_ROWS,
-        "boots": per_boot,
+        "verdicts_offset": offset,
+        "verdicts_next_offset": offset + limit if len(rows) > limit else None,
     }
 
 
