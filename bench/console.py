@@ -229,6 +229,26 @@ async def curve_cost(dsn: str, firmware: str, reps: int) -> dict[str, list[float
         await conn.close()
 
 
+async def fleet_slab_cost(dsn: str, hours: int, reps: int) -> list[float]:
+    """ms of the fleet page's slab curve itself (series.fleet_slab): what a request
+    used to wait on uncached, now the console's background refresh."""
+    import asyncpg
+
+    from kmemfleet.server.web import api, series
+
+    step = max(300, -(-hours * 3600 // 240 // 300) * 300)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        out = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            await series.fleet_slab(pool, hours, step, api.FLEET_REFRESH_TIMEOUT_S)
+            out.append((time.perf_counter() - t) * 1000)
+        return out
+    finally:
+        await pool.close()
+
+
 def timed(fn: Any, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -409,6 +429,13 @@ def main() -> int:
                 xs = timed(lambda p=path: get(base + p), args.calls)
                 size = len(get(base + path))
                 print(f"  {name:34s} {pct(xs, 50):7.1f} {pct(xs, 95):7.1f}  {size:,}  ({first})")
+            slab = json.loads(get(base + endpoints["fleet"]))["slab"]
+            refresh = asyncio.run(fleet_slab_cost(dsn, 24, 3))
+            print(
+                f"  {'fleet slab curve itself (x3)':34s} {pct(refresh, 50):7.1f} "
+                f"{max(refresh):7.1f}  (max; the background refresh, no request waits on "
+                f"it; last answer's age {slab['age_s']} s)"
+            )
             # The leaks page's second call: its rows' curves (cached CURVES_CACHE_S).
             top = json.loads(get(base + endpoints["firmware leaks"]))["entries"]
             curves_path = f"/api/v1/curves?firmware={TARGET}&subject=stack&" + "&".join(
