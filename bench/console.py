@@ -417,6 +417,10 @@ def main() -> int:
                     f"/api/v1/firmware/{TARGET}/leaks?top=20&label=site:site-3"
                 ),
                 "stack": f"/api/v1/stack?firmware={TARGET}&signature={sig}",
+                # Baseline, same run: the answer before the verdicts were paged.
+                "stack, limit=1000 (unpaged)": (
+                    f"/api/v1/stack?firmware={TARGET}&signature={sig}&limit=1000"
+                ),
                 "diff": f"/api/v1/diff?base={BASE}&target={TARGET}&top=20",
                 "device": f"/api/v1/devices/{device}",
             }  # fmt: skip
