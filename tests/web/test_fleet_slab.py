@@ -174,3 +174,12 @@ def test_bad_verdict_page_parameters_are_4xx_not_500(console_fleet: ConsoleFleet
     assert status == 404
     status, _, _ = f.secured.get(f"/api/v1/stack/verdicts?firmware={TARGET}", f.reader_token)
     assert status == 400
+
+
+def test_a_fleet_refresh_period_out_of_range_is_refused() -> None:
+    from tests.conftest import run_cli
+
+    for value in ("0", "-1", "nan", "1e9"):
+        out = run_cli("server", "--http-fleet-refresh", value, "--listen", "127.0.0.1:0")
+        assert out.returncode != 0 and "--http-fleet-refresh" in out.stderr, value
+        assert "Traceback" not in out.stderr
