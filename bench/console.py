@@ -9,8 +9,11 @@ Population (stated honestly; see also bench/query.py, whose `populate` this reus
   last 24 hours carrying meminfo "Slab" (the fleet page's curve reads these);
 * analysis_buckets (7 days at 15 min) for the boots the console's curves read:
   up to 60 per (firmware, signature), leaking ones first, as the query picks
-  them. A real fleet holds buckets for every series; the curve queries look
-  boots up by primary key, so the rows not read cost index depth only;
+  them, and those boots' bucket grid (analysis_boot_buckets). A real fleet
+  holds buckets for every series; the curve queries look boots up by primary
+  key, so the rows not read cost index depth only;
+* analysis_curves for every summary, built from those buckets by the worker's
+  code (analysis/curves.py; the worker refreshes a curve with its summary);
 * three simulated devices (72 h, 500 stacks, firmware sim-a/b/c) ingested
   through real gRPC, for a device page with real slab, stack and meminfo data.
 
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -120,12 +124,129 @@ async def populate_console(dsn: str, devices: int) -> dict[str, float]:
                    RETURNING 1)
                SELECT count(*) FROM ins"""
         )
+        # Each of those boots' bucket grid, as the fold keeps it beside the buckets.
+        await conn.execute(
+            """INSERT INTO analysis_boot_buckets
+               SELECT DISTINCT device_id, boot_id, bucket FROM analysis_buckets
+               ON CONFLICT DO NOTHING"""
+        )
         times["buckets"] = float(n)
         times["buckets_s"] = time.monotonic() - t0
+        # The fleet curves of every summary, by the analysis worker's own code (it
+        # refreshes a signature's curve with its summary; the buckets came after).
+        from kmemfleet.server.analysis import curves
+
+        t0 = time.monotonic()
+        groups: dict[tuple[str, int], list[str]] = {}
+        for r in await conn.fetch(
+            "SELECT firmware_version, subject, signature FROM analysis_summary"
+        ):
+            groups.setdefault((r["firmware_version"], r["subject"]), []).append(r["signature"])
+        times["curves"] = float(await curves.refresh(conn, groups.items()))
+        times["curves_s"] = time.monotonic() - t0
+        # Every curve is built: the marks the summary rebuild left are spent (else
+        # the server's worker rewrites them in the background while we time).
+        await conn.execute("DELETE FROM analysis_curves_dirty")
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
     return times
+
+
+async def curve_cost(dsn: str, firmware: str, reps: int) -> dict[str, list[float]]:
+    """The analysis worker's extra cost of analysis_curves: one pass's summary
+    refresh (incremental.refresh_summaries) with every signature of `firmware`
+    dirty, as a busy fleet leaves them on every pass, timed three ways in turn:
+    without analysis_curves (no marks, no rewrite), with the bounded rewrite
+    (CURVES_PER_PASS marked curves), and rewriting every dirtied curve (the first
+    version of analysis_curves). Each run is rolled back; the worker is held off
+    by its advisory lock."""
+    from kmemfleet.server.analysis import curves, incremental
+
+    async def no_mark(conn: asyncpg.Connection, groups: Any) -> None:
+        return None
+
+    async def no_take(conn: asyncpg.Connection, limit: int | None = None) -> Any:
+        return {}
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", incremental.LOCK_KEY)
+        dirty = [
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT firmware_version, subject, signature FROM analysis_summary"
+                " WHERE firmware_version = $1",
+                firmware,
+            )
+        ]
+        real = (curves.mark, curves.take_marked, curves.CURVES_PER_PASS)
+        variants = {
+            "without analysis_curves": (no_mark, no_take, 0),
+            f"bounded ({real[2]} curves)": real,
+            f"every dirtied curve ({len(dirty)})": (real[0], real[1], len(dirty)),
+        }
+        out: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(reps):
+            for name, (mark, take, per_pass) in variants.items():
+                tr = conn.transaction()
+                await tr.start()
+                try:
+                    await conn.executemany(
+                        "INSERT INTO analysis_dirty VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        dirty,
+                    )
+                    curves.mark, curves.take_marked, curves.CURVES_PER_PASS = mark, take, per_pass  # type: ignore[assignment]
+                    t0 = time.perf_counter()
+                    await incremental.refresh_summaries(conn)
+                    out[name].append((time.perf_counter() - t0) * 1000)
+                finally:
+                    curves.mark, curves.take_marked, curves.CURVES_PER_PASS = real  # type: ignore[assignment]
+                    await tr.rollback()
+        # The curves alone, for the signatures this bench gave buckets (a real
+        # fleet has buckets behind every curve; here the others read none).
+        with_buckets = [
+            r["signature"]
+            for r in await conn.fetch(
+                "SELECT signature FROM analysis_summary WHERE firmware_version = $1"
+                " AND devices_leaking > 0",
+                firmware,
+            )
+        ]
+        name = f"curves alone, per curve with buckets ({len(with_buckets)})"
+        out[name] = []
+        for _ in range(reps):
+            tr = conn.transaction()
+            await tr.start()
+            try:
+                t0 = time.perf_counter()
+                await curves.refresh(conn, [((firmware, 1), with_buckets)])
+                out[name].append((time.perf_counter() - t0) * 1000 / max(1, len(with_buckets)))
+            finally:
+                await tr.rollback()
+        return out
+    finally:
+        await conn.close()
+
+
+async def fleet_slab_cost(dsn: str, hours: int, reps: int) -> list[float]:
+    """ms of the fleet page's slab curve itself (series.fleet_slab): what a request
+    used to wait on uncached, now the console's background refresh."""
+    import asyncpg
+
+    from kmemfleet.server.web import api, series
+
+    step = max(300, -(-hours * 3600 // 240 // 300) * 300)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        out = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            await series.fleet_slab(pool, hours, step, api.FLEET_REFRESH_TIMEOUT_S)
+            out.append((time.perf_counter() - t) * 1000)
+        return out
+    finally:
+        await pool.close()
 
 
 def timed(fn: Any, n: int) -> list[float]:
@@ -148,6 +269,22 @@ def get(url: str) -> bytes:
         body: bytes = resp.read()
         assert resp.status == 200, (url, resp.status)
         return body
+
+
+def first_call(url: str, attempts: int = 3) -> str:
+    """The first (uncached) call's time; a refusal (the console's statement
+    timeout under load: 503) is reported and the call retried."""
+    said = []
+    for _ in range(attempts):
+        t0 = time.perf_counter()
+        try:
+            get(url)
+        except urllib.error.HTTPError as exc:
+            said.append(f"{exc.code} after {(time.perf_counter() - t0) * 1000:.0f}")
+            continue
+        said.append(f"{(time.perf_counter() - t0) * 1000:.0f}")
+        break
+    return ", then ".join(said)
 
 
 def browser() -> Any:
@@ -173,9 +310,12 @@ return {fcp: fcp ? fcp.startTime : null, ready: ready ? ready.startTime : null,
 """
 
 
-def page_times(driver: Any, url: str, loads: int) -> dict[str, list[float]]:
+def page_times(driver: Any, url: str, loads: int) -> tuple[dict[str, list[float]], list[str]]:
+    """Paint and drawn times of the loads that drew their data, and the errors
+    the others showed (a console refusing under load is reported, not hidden)."""
     out: dict[str, list[float]] = {"fcp": [], "ready": [], "load": []}
-    for _ in range(loads + 1):  # the first load warms the browser's cache of static files
+    errors: list[str] = []
+    for i in range(loads + 1):  # the first load warms the browser's cache of static files
         driver.get("about:blank")
         driver.get(url)
         deadline = time.monotonic() + 120
@@ -186,12 +326,14 @@ def page_times(driver: Any, url: str, loads: int) -> dict[str, list[float]]:
         err = driver.execute_script(
             "const e=document.getElementById('error');return e&&e.textContent"
         )
-        assert not err, (url, err)
+        if err:
+            errors.append(str(err))
+            continue
         t = driver.execute_script(PAINT)
         for k in out:
-            if t[k] is not None:
+            if t[k] is not None and i > 0:
                 out[k].append(float(t[k]))
-    return {k: v[1:] for k, v in out.items()}
+    return out, errors
 
 
 def main() -> int:
@@ -201,6 +343,17 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=50, help="API calls per endpoint")
     ap.add_argument("--loads", type=int, default=5, help="page loads per page")
     ap.add_argument("--dsn", help="an empty database (default: a throwaway local server)")
+    ap.add_argument(
+        "--refresh-reps",
+        type=int,
+        default=2,
+        help="runs of each variant of the worker cost (0: not measured)",
+    )
+    ap.add_argument(
+        "--populated",
+        action="store_true",
+        help="--dsn already holds an earlier run's population (same sizes): measure only",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="kmemfleet-bench-console-"))
     pg = None
@@ -224,14 +377,6 @@ def main() -> int:
             "versions, 7-day boots (population: see the docstring)"
         )
         t0 = time.monotonic()
-        info = asyncio.run(bench_query.populate(dsn, args.devices, args.stacks))
-        more = asyncio.run(populate_console(dsn, args.devices))
-        print(
-            f"populate: analysis {info['populate_s']:.0f} s + summaries "
-            f"{info['summary_rebuild_s']:.0f} s; devices + {args.devices * 96:,} snapshots "
-            f"{more['devices_snapshots_s']:.0f} s; {int(more['buckets']):,} buckets "
-            f"{more['buckets_s']:.0f} s"
-        )
         from kmemfleet.sim.fleet import FleetSpec, generate
         from kmemfleet.sim.grpc_driver import drive_grpc
 
@@ -239,12 +384,24 @@ def main() -> int:
             FleetSpec(devices=3, stacks_per_device=500, hours=72, seed=5,
                       firmware_versions=("sim-a", "sim-b", "sim-c"))
         )  # fmt: skip
-        result = asyncio.run(drive_grpc(sim, address, insecure=True))
         device = sim.devices[0].device_id
-        print(
-            f"simulated devices through gRPC: {result.stored} snapshots stored "
-            f"(total setup {time.monotonic() - t0:.0f} s)"
-        )
+        if args.populated:
+            print("population: the earlier run's (--populated)")
+        else:
+            info = asyncio.run(bench_query.populate(dsn, args.devices, args.stacks))
+            more = asyncio.run(populate_console(dsn, args.devices))
+            print(
+                f"populate: analysis {info['populate_s']:.0f} s + summaries "
+                f"{info['summary_rebuild_s']:.0f} s; devices + {args.devices * 96:,} snapshots "
+                f"{more['devices_snapshots_s']:.0f} s; {int(more['buckets']):,} buckets "
+                f"{more['buckets_s']:.0f} s; {int(more['curves']):,} fleet curves "
+                f"{more['curves_s']:.0f} s"
+            )
+            result = asyncio.run(drive_grpc(sim, address, insecure=True))
+            print(
+                f"simulated devices through gRPC: {result.stored} snapshots stored "
+                f"(total setup {time.monotonic() - t0:.0f} s)"
+            )
         # Analysis catches up on the simulated devices before anything is timed.
         with grpc.insecure_channel(address) as ch:
             stub = query_pb2_grpc.QueryStub(ch)
@@ -260,17 +417,29 @@ def main() -> int:
                     f"/api/v1/firmware/{TARGET}/leaks?top=20&label=site:site-3"
                 ),
                 "stack": f"/api/v1/stack?firmware={TARGET}&signature={sig}",
+                # Baseline, same run: the answer before the verdicts were paged.
+                "stack, limit=1000 (unpaged)": (
+                    f"/api/v1/stack?firmware={TARGET}&signature={sig}&limit=1000"
+                ),
                 "diff": f"/api/v1/diff?base={BASE}&target={TARGET}&top=20",
                 "device": f"/api/v1/devices/{device}",
             }  # fmt: skip
             doc = json.loads(get(base + endpoints["diff"]))
             assert doc["entries"][0]["signature"] == REGRESSION, doc["entries"][0]
             print(f"\nAPI latency, {args.calls} sequential calls each (ms; target p95 <= 100)")
-            print(f"  {'endpoint':34s} {'p50':>7s} {'p95':>7s}  bytes")
+            print(f"  {'endpoint':34s} {'p50':>7s} {'p95':>7s}  bytes  (first call, ms)")
             for name, path in endpoints.items():
-                size = len(get(base + path))
+                first = first_call(base + path)
                 xs = timed(lambda p=path: get(base + p), args.calls)
-                print(f"  {name:34s} {pct(xs, 50):7.1f} {pct(xs, 95):7.1f}  {size:,}")
+                size = len(get(base + path))
+                print(f"  {name:34s} {pct(xs, 50):7.1f} {pct(xs, 95):7.1f}  {size:,}  ({first})")
+            slab = json.loads(get(base + endpoints["fleet"]))["slab"]
+            refresh = asyncio.run(fleet_slab_cost(dsn, 24, 3))
+            print(
+                f"  {'fleet slab curve itself (x3)':34s} {pct(refresh, 50):7.1f} "
+                f"{max(refresh):7.1f}  (max; the background refresh, no request waits on "
+                f"it; last answer's age {slab['age_s']} s)"
+            )
             # The leaks page's second call: its rows' curves (cached CURVES_CACHE_S).
             top = json.loads(get(base + endpoints["firmware leaks"]))["entries"]
             curves_path = f"/api/v1/curves?firmware={TARGET}&subject=stack&" + "&".join(
@@ -309,6 +478,13 @@ def main() -> int:
                 f"  {'DeviceSlabs + DeviceStacks':34s} {pct(state, 50):7.1f} {pct(state, 95):7.1f}"
                 "  (the device page's state)"
             )
+        if args.refresh_reps > 0:
+            print(
+                f"\nanalysis worker, one summary refresh with the {TARGET} signatures dirty "
+                f"(median of {args.refresh_reps}, ms):"
+            )
+            for name, xs in asyncio.run(curve_cost(dsn, TARGET, args.refresh_reps)).items():
+                print(f"  {name:44s} {statistics.median(xs):9.0f}  {[round(x) for x in xs]}")
         pages = {
             "fleet": "/fleet",
             "firmware leaks": f"/firmware/{TARGET}",
@@ -328,11 +504,16 @@ def main() -> int:
             head = ("FCP p50", "FCP max", "drawn p50", "drawn max")
             print(f"  {'page':16s} " + " ".join(f"{h:>10s}" for h in head))
             for name, path in pages.items():
-                t = page_times(driver, base + path, args.loads)
-                print(
-                    f"  {name:16s} {statistics.median(t['fcp']):10.0f} {max(t['fcp']):10.0f} "
+                t, errors = page_times(driver, base + path, args.loads)
+                line = f"  {name:16s} " + (
+                    f"{statistics.median(t['fcp']):10.0f} {max(t['fcp']):10.0f} "
                     f"{statistics.median(t['ready']):10.0f} {max(t['ready']):10.0f}"
+                    if t["fcp"] and t["ready"]
+                    else "no load drew its data"
                 )
+                if errors:
+                    line += f"  ({len(errors)} of {args.loads + 1} loads failed: {errors[0]})"
+                print(line)
         finally:
             driver.quit()
         print("('drawn': the page's data fetched and its tables and charts drawn)")

@@ -44,6 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mark the console's login cookie Secure though --http is plaintext "
         "(behind a TLS-terminating proxy; docs/web.md)",
     )
+    parser.add_argument(
+        "--http-fleet-refresh",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="recompute the fleet page's slab curve in the background this often; "
+        "requests are answered from the last result with its age (default 30; docs/web.md)",
+    )
     add_database_arguments(parser)
     parser.add_argument(
         "--insecure",
@@ -222,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
             "fleet gauges: need --fleet-metrics-interval > 0, --silent-after > 0, "
             "--fleet-metrics-top and --fleet-metrics-firmware between 1 and 1000"
         )
+    if not 0.1 <= args.http_fleet_refresh <= 86_400:
+        raise CliError("--http-fleet-refresh: need between 0.1 and 86400 seconds")
     for p in (args.tls_cert, args.tls_key, args.tls_client_ca):
         if p is not None and not p.is_file():
             raise CliError(f"{p}: no such file")
@@ -236,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_listen=args.metrics_listen,
         http_listen=args.http,
         http_secure_cookies=args.http_secure_cookies,
+        http_fleet_refresh_s=args.http_fleet_refresh,
         fleet_metrics=FleetMetricsConfig(
             interval_s=args.fleet_metrics_interval,
             top=args.fleet_metrics_top,

@@ -51,6 +51,7 @@ class ServerConfig:
     # The web console and its JSON API (kmemfleet.server.web), off unless given.
     http_listen: str | None = None
     http_secure_cookies: bool = False  # Secure cookies behind a TLS-terminating proxy
+    http_fleet_refresh_s: float = 30.0  # the fleet page's slab curve is recomputed this often
     fleet_metrics: FleetMetricsConfig = field(default_factory=FleetMetricsConfig)
     pool_size: int = 10
     shards: int = 2
@@ -73,7 +74,7 @@ class ServerConfig:
     analysis_fresh_wait_s: float = FRESH_WAIT_S
 
 
-CONSOLE_POOL_SIZE = 3
+CONSOLE_POOL_SIZE = 4  # DB_SLOTS requests + the fleet slab curve's background refresh
 CONSOLE_STATEMENT_TIMEOUT_MS = 5000
 
 
@@ -241,6 +242,7 @@ class Aggregator:
                 secure_cookies=cfg.tls_cert is not None or cfg.http_secure_cookies,
                 shutdown_timeout_s=cfg.shutdown_grace_s * 0.2,
                 hsts=cfg.tls_cert is not None,
+                fleet_refresh_s=cfg.http_fleet_refresh_s,
             )
             ctx = (
                 server_ssl_context(cfg.tls_cert, cfg.tls_key)

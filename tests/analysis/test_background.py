@@ -12,7 +12,8 @@ import asyncpg
 import grpc
 import pytest
 
-from kmemfleet.server.analysis.incremental import Analyzer
+from kmemfleet.server.analysis import curves
+from kmemfleet.server.analysis.incremental import SUBJECT_STACK, Analyzer
 from kmemfleet.server.app import maintain
 from kmemfleet.server.storage import maintenance
 from kmemfleet.v1 import ingest_pb2_grpc, query_pb2, query_pb2_grpc
@@ -67,6 +68,16 @@ def test_maintenance_loop_catches_up_and_survives_a_failure(
         assert server.process.poll() is None
     finally:
         server.stop()
+
+
+async def _curves_as_computed(conn: asyncpg.Connection) -> None:
+    """Every stored fleet curve equals one computed from the buckets left now (none
+    still drawn from a dropped boot), and none is left marked for rewriting."""
+    assert await conn.fetchval("SELECT count(*) FROM analysis_curves_dirty") == 0
+    sigs = [r["signature"] for r in await conn.fetch("SELECT signature FROM analysis_summary")]
+    stored = await curves.read(conn, "7.0.1", SUBJECT_STACK, sigs)
+    assert "drv_leak_buf [drv] <- caller" in stored
+    assert stored == await curves.compute(conn, "7.0.1", SUBJECT_STACK, sigs)
 
 
 def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -> None:
@@ -125,6 +136,8 @@ def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -
                     )
                     == 1
                 )
+                # The stored fleet curves were rewritten without the dropped boot.
+                await _curves_as_computed(conn)
             # The straddling boot is re-judged on what is left (7 h of its 10).
             await Analyzer().catch_up(pool)
             async with pool.acquire() as conn:
@@ -134,6 +147,7 @@ def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -
                     str(LEAK),
                 )
                 assert 6.0 <= span <= 7.01, span
+                await _curves_as_computed(conn)
         finally:
             await pool.close()
 

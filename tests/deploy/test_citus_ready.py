@@ -26,7 +26,10 @@ DISTRIBUTED = {
     "devices", "boots", "snapshots", "slab_samples", "stack_samples", "analysis_queue",
     "revoked_devices",
 }  # fmt: skip
-REFERENCE = {"stacks", "credentials", "firmware_versions", "slab_cache_names"}
+REFERENCE = {
+    "stacks", "credentials", "firmware_versions", "slab_cache_names", "analysis_summary",
+    "analysis_curves", "analysis_curves_dirty",
+}  # fmt: skip
 
 
 @pytest.fixture

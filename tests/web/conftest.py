@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,6 +27,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.agent.e2e import wait_for
 from tests.conftest import REPO, RunningServer, free_port, need, run_cli, start_server
 
 FLEET = ("--devices", "18", "--stacks", "30", "--hours", "8", "--seed", "3")
@@ -134,9 +136,13 @@ def console_fleet(
     open_port, secured_port = free_port(), free_port()
     servers = []
     try:
-        opened = start_server(dsn, tmp, "--insecure", "--http", f"127.0.0.1:{open_port}")
+        # The fleet's slab curve is recomputed in the background (every 30 s by
+        # default): here every second, and the fleet is only handed out once both
+        # consoles computed it after the ingest.
+        refresh = ("--http-fleet-refresh", "1")
+        opened = start_server(dsn, tmp, "--insecure", "--http", f"127.0.0.1:{open_port}", *refresh)
         servers.append(opened)
-        secured = start_server(dsn, tmp, "--http", f"127.0.0.1:{secured_port}")
+        secured = start_server(dsn, tmp, "--http", f"127.0.0.1:{secured_port}", *refresh)
         servers.append(secured)
         truth_path = tmp / "truth.json"
         sim = run_cli(
@@ -157,10 +163,20 @@ def console_fleet(
         cli_leaks = _cli_json("leaks", *client, "--firmware", TARGET, "--top", "50")
         cli_diff = _cli_json("diff", *client, "--base", BASE, "--target", TARGET, "--top", "50")
         cli_devices = _cli_json("devices", *client)
+        consoles = (
+            Console(opened, f"http://127.0.0.1:{open_port}"),
+            Console(secured, f"http://127.0.0.1:{secured_port}"),
+        )
+        ingested = time.time()
+        for c in consoles:
+            wait_for(
+                lambda c=c: c.json("/api/v1/fleet", reader)["slab"]["computed_at"] > ingested,  # type: ignore[misc]
+                what=f"{c.url}: the fleet's slab curve computed after the ingest",
+            )
         yield ConsoleFleet(
             dsn=dsn,
-            open=Console(opened, f"http://127.0.0.1:{open_port}"),
-            secured=Console(secured, f"http://127.0.0.1:{secured_port}"),
+            open=consoles[0],
+            secured=consoles[1],
             reader_token=reader,
             device_token=device,
             truth=json.loads(truth_path.read_text()),

@@ -76,7 +76,7 @@ async def test_diff_with_curves_fetches_at_most_max_curve_signatures(
 ) -> None:
     asked: list[int] = []
 
-    async def curves(conn: Any, fw: str, subject: int, sigs: list[str], boots: int) -> Any:
+    async def curves(conn: Any, fw: str, subject: int, sigs: list[str]) -> Any:
         asked.append(len(sigs))
         return {s: curve() for s in sigs}
 
@@ -97,7 +97,7 @@ async def test_identical_concurrent_curve_queries_share_one_and_db_work_is_bound
     running = 0
     peak = 0
 
-    async def curves(conn: Any, fw: str, subject: int, sigs: list[str], boots: int) -> Any:
+    async def curves(conn: Any, fw: str, subject: int, sigs: list[str]) -> Any:
         nonlocal running, peak
         calls.append(tuple(sigs))
         running += 1
@@ -122,7 +122,7 @@ async def test_identical_concurrent_curve_queries_share_one_and_db_work_is_bound
 
 
 async def test_fleet_answers_only_fixed_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def fleet_slab(pool: Any, hours: int, step: int) -> Any:
+    async def fleet_slab(pool: Any, hours: int, step: int, *_: Any) -> Any:
         return {"hours": hours, "t": [], "series": []}
 
     async def fleet(pool: Any) -> Any:
@@ -141,7 +141,7 @@ async def test_stop_is_bounded_by_its_timeout_with_a_request_in_flight(
 ) -> None:
     started = asyncio.Event()
 
-    async def curves(conn: Any, fw: str, subject: int, sigs: list[str], boots: int) -> Any:
+    async def curves(conn: Any, fw: str, subject: int, sigs: list[str]) -> Any:
         started.set()
         await asyncio.sleep(60)
         return {}
@@ -212,7 +212,7 @@ def test_log_filter_shortens_only_http_parser_errors() -> None:
 async def test_insecure_console_serves_only_its_own_host_names(
     monkeypatch: pytest.MonkeyPatch, host: str, status: int
 ) -> None:
-    async def fleet_slab(pool: Any, hours: int, step: int) -> Any:
+    async def fleet_slab(pool: Any, hours: int, step: int, *_: Any) -> Any:
         return {"hours": hours, "t": [], "series": []}
 
     async def fleet(pool: Any) -> Any:
@@ -301,7 +301,7 @@ async def test_diff_page_with_caches_named_like_object_members(
     Object function and broke the page; every name here must show "no points"."""
     from tests.web.pages import wait_ready
 
-    async def curves(conn: Any, fw: str, subject: int, sigs: list[str], boots: int) -> Any:
+    async def curves(conn: Any, fw: str, subject: int, sigs: list[str]) -> Any:
         return {}
 
     monkeypatch.setattr(series, "curves", curves)
@@ -408,7 +408,7 @@ async def test_devices_are_paged_and_a_big_page_is_serialised_off_the_loop(
 async def test_curves_of_unknown_signatures_are_not_cached(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def curves(conn: Any, fw: str, subject: int, sigs: list[str], boots: int) -> Any:
+    async def curves(conn: Any, fw: str, subject: int, sigs: list[str]) -> Any:
         return {s: curve() for s in sigs if s == "known"}
 
     monkeypatch.setattr(series, "curves", curves)

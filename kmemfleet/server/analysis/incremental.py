@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from kmemfleet import log, memaccount
-from kmemfleet.server.analysis import buckets, ranking, trend
+from kmemfleet.server.analysis import buckets, curves, ranking, trend
 
 logger = log.get("analysis")
 LOCK_KEY = 0x6B6D6C6B  # "kmlk": one analysis worker at a time
@@ -760,6 +760,8 @@ async def refresh_summaries(
                     ),
                 )
             )
+    await curves.mark(conn, groups)
+    await _refresh_curves(conn)
     if not rows:
         return 0
     try:
@@ -790,6 +792,21 @@ async def _devices(conn: asyncpg.Connection, device_ids: list[str]) -> dict[str,
             device_ids,
         )
     }
+
+
+async def _refresh_curves(conn: asyncpg.Connection) -> None:
+    """Rewrite up to curves.CURVES_PER_PASS marked fleet curves (analysis_curves).
+    Their marks are consumed first, as the summaries' are: a batch that fails on its
+    data keeps its previous curves (logged) until new data marks them again, and
+    never blocks the curves marked behind it."""
+    picked = await curves.take_marked(conn)
+    if not picked:
+        return
+    try:
+        async with conn.transaction():
+            await curves.refresh(conn, picked.items())
+    except (*POISON_ERRORS, asyncpg.PostgresError) as exc:
+        logger.error("analysis_curves_failed", error=type(exc).__name__)
 
 
 def _summary_poisoned(

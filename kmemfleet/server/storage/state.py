@@ -107,13 +107,29 @@ async def stack_source(conn: asyncpg.Connection, ref: SnapshotRef) -> dict[str, 
 
 
 async def stack_state(conn: asyncpg.Connection, ref: SnapshotRef) -> list[asyncpg.Record]:
+    """The newest row of each stack since the keyframe, by a skip scan of the
+    (device_id, boot_id, stack_id, captured_at) index: one probe for the next
+    stack id and one for its newest row, so the cost follows the stacks of the
+    boot, not the deltas stored since its keyframe (a DISTINCT ON read them all).
+    Every condition names the device: Citus routes it to one shard."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT latest.*, st.source, st.module, st.frames, st.kind FROM (
-               SELECT DISTINCT ON (stack_id) *
-                 FROM stack_samples
-                WHERE device_id = $1 AND boot_id = $2
-                  AND captured_at >= $3 AND captured_at <= $4
-                ORDER BY stack_id, captured_at DESC, seq DESC) latest
+        """WITH RECURSIVE ids (id) AS (
+               (SELECT stack_id FROM stack_samples
+                 WHERE device_id = $1 AND boot_id = $2
+                   AND captured_at >= $3 AND captured_at <= $4
+                 ORDER BY stack_id LIMIT 1)
+               UNION ALL
+               SELECT (SELECT n.stack_id FROM stack_samples n
+                        WHERE n.device_id = $1 AND n.boot_id = $2 AND n.stack_id > ids.id
+                          AND n.captured_at >= $3 AND n.captured_at <= $4
+                        ORDER BY n.stack_id LIMIT 1)
+                 FROM ids WHERE ids.id IS NOT NULL)
+           SELECT latest.*, st.source, st.module, st.frames, st.kind
+             FROM ids CROSS JOIN LATERAL (
+                  SELECT * FROM stack_samples x
+                   WHERE x.device_id = $1 AND x.boot_id = $2 AND x.stack_id = ids.id
+                     AND x.captured_at >= $3 AND x.captured_at <= $4
+                   ORDER BY x.captured_at DESC, x.seq DESC LIMIT 1) latest
              JOIN stacks st ON st.stack_id = latest.stack_id
             WHERE NOT latest.removed ORDER BY latest.bytes DESC, latest.stack_id""",
         ref.device_id,

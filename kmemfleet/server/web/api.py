@@ -18,9 +18,11 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from kmemfleet import log
 from kmemfleet.agent.views import slabtop
 from kmemfleet.limits import MAX_ID_LEN, text_problem
 from kmemfleet.ranking_json import change_names, device_json, diff_json, entry_json, leaks_json
+from kmemfleet.server.analysis import curves as analysis_curves
 from kmemfleet.server.analysis import rankings
 from kmemfleet.server.query import Queries, QueryError
 from kmemfleet.server.web import series
@@ -35,14 +37,21 @@ MAX_SIGNATURE_LEN = 8192  # a signature is up to 64 frames of function [module]
 MAX_LABEL_FILTERS = 8
 FILTERED_TOP = 1000  # ranked entries a filtered view chooses from
 PAGE_SIZE = 4096  # the page size cache sizes are counted in (slabtop's default)
-CURVE_BOOTS = 20  # boots behind a sparkline's median and spread
+CURVE_BOOTS = analysis_curves.CURVE_BOOTS  # boots behind a sparkline's median and spread
 MAX_CURVE_SIGNATURES = 50  # signatures one /api/v1/curves call takes
 CURVES_CACHE_S = 60.0  # curves move only as analysis folds new buckets
-FLEET_CACHE_S = 30.0  # the fleet's slab curve is this fresh at worst (it scans snapshots)
+FLEET_REFRESH_S = 30.0  # the fleet's slab curve is recomputed this often, in the background
+FLEET_REFRESH_TIMEOUT_S = 25.0  # a refresh's statement timeout (< the pool's 30 s command timeout)
+FLEET_WANTED_S = 600.0  # a window nobody asked for in this long is no longer refreshed
+DEFAULT_FLEET_HOURS = 48
 FLEET_WINDOWS = (6, 24, 48, 168, 720)  # the only ?hours= the fleet page answers
 DB_SLOTS = 3  # console requests doing database work at once (ingest keeps the rest)
 DB_SLOT_WAIT_S = 10.0  # beyond it a console request is a 503, not a queue
+MAX_VERDICTS_PAGE = 1000  # verdict rows one /api/v1/stack(/verdicts) page holds at most
+DEFAULT_VERDICTS_PAGE = 100
+MAX_VERDICTS_OFFSET = 1_000_000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+logger = log.get("web")
 
 
 def bad(param: str, problem: str) -> QueryError:
@@ -132,11 +141,106 @@ def not_found(what: str) -> QueryError:
     return QueryError(grpc.StatusCode.NOT_FOUND, what)
 
 
+class FleetSlab:
+    """The fleet page's slab curve per window, served stale-while-revalidate.
+
+    The curve scans every snapshot of its window (seconds at 10,000 devices), so no
+    request waits on it except the very first for a window: a background task
+    recomputes every window asked for in the last FLEET_WANTED_S (and the default
+    one) each `refresh_s`, and a request is answered from the last result with its
+    age (`computed_at`, `age_s`). A refresh that fails or times out is logged and
+    the previous result stays served, with `refresh_failed_at` set until one succeeds.
+    """
+
+    def __init__(self, pool: Any, refresh_s: float) -> None:
+        self.pool = pool
+        self.refresh_s = refresh_s
+        self._values: dict[int, tuple[float, dict[str, Any]]] = {}  # hours -> (epoch s, doc)
+        self._failed: dict[int, float] = {}  # hours -> epoch s of the last failed refresh
+        self._wanted: dict[int, float] = {DEFAULT_FLEET_HOURS: math.inf}  # hours -> monotonic
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="console-fleet-slab")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._running.values()) if t is not None]
+        self._task = None
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def get(self, hours: int) -> dict[str, Any]:
+        self._wanted[hours] = max(self._wanted.get(hours, 0.0), time.monotonic())
+        hit = self._values.get(hours)
+        if hit is None:  # never computed: this one request waits (shared with any other)
+            await asyncio.shield(self._refresh_soon(hours))
+            hit = self._values.get(hours)
+            if hit is None:
+                raise QueryError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "the fleet's slab curve could not be computed yet: try again shortly",
+                )
+        elif time.time() - hit[0] >= self.refresh_s:
+            self._refresh_soon(hours)  # not awaited: this answer is the last result
+        computed_at, doc = hit
+        failed = self._failed.get(hours)
+        return {
+            **doc,
+            "computed_at": round(computed_at, 3),
+            "age_s": round(max(0.0, time.time() - computed_at), 1),
+            "refresh_failed_at": round(failed, 3) if failed is not None else None,
+        }
+
+    def _refresh_soon(self, hours: int) -> asyncio.Task[None]:
+        """The window's refresh in flight, started if none is."""
+        task = self._running.get(hours)
+        if task is None or task.done():
+            task = asyncio.create_task(self._refresh(hours))
+            self._running[hours] = task
+        return task
+
+    async def _refresh(self, hours: int) -> None:
+        step = max(300, math.ceil(hours * 3600 / 240 / 300) * 300)  # <= 240 points
+        try:
+            doc = await series.fleet_slab(self.pool, hours, step, FLEET_REFRESH_TIMEOUT_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed[hours] = time.time()
+            logger.warning(
+                "console_fleet_slab_refresh_failed",
+                hours=hours,
+                error=type(exc).__name__,
+                detail=str(exc)[:300],
+                serving_age_s=(
+                    round(time.time() - self._values[hours][0], 1)
+                    if hours in self._values
+                    else None
+                ),
+            )
+            return
+        self._values[hours] = (time.time(), doc)
+        self._failed.pop(hours, None)
+
+    async def _loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            for hours, asked in list(self._wanted.items()):
+                if now - asked > FLEET_WANTED_S:
+                    del self._wanted[hours]
+                    continue
+                await self._refresh_soon(hours)  # one window at a time
+            await asyncio.sleep(self.refresh_s)
+
+
 class Api:
-    def __init__(self, queries: Queries) -> None:
+    def __init__(self, queries: Queries, fleet_refresh_s: float = FLEET_REFRESH_S) -> None:
         self.queries = queries
         self.pool = queries.pool
-        self._fleet_slab: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.fleet_slab = FleetSlab(self.pool, fleet_refresh_s)
         self._curve_cache: dict[
             tuple[str, int, str], tuple[float, dict[str, list[float]] | None]
         ] = {}
@@ -189,6 +293,7 @@ class Api:
             ("/api/v1/devices/{device_id}/stacks/{stack_id}", self.stack_series),
             ("/api/v1/firmware/{firmware}/leaks", self.leaks),
             ("/api/v1/stack", self.stack),
+            ("/api/v1/stack/verdicts", self.stack_verdicts),
             ("/api/v1/curves", self.curves),
             ("/api/v1/diff", self.diff),
         ]
@@ -209,18 +314,8 @@ class Api:
     async def fleet(self, request: web.Request) -> web.Response:
         p = Params(request)
         hours = p.choice("hours", tuple(str(h) for h in FLEET_WINDOWS), "48")
-        slab = await self._shared(("fleet", hours), lambda: self._fleet_slab_of(int(hours)))
+        slab = await self.fleet_slab.get(int(hours))
         return json({"firmware": await series.fleet(self.pool), "slab": slab})
-
-    async def _fleet_slab_of(self, hours: int) -> dict[str, Any]:
-        now = time.monotonic()
-        hit = self._fleet_slab.get(hours)
-        if hit is not None and hit[0] >= now:
-            return hit[1]
-        step = max(300, math.ceil(hours * 3600 / 240 / 300) * 300)  # <= 240 points
-        slab = await series.fleet_slab(self.pool, hours, step)
-        self._fleet_slab[hours] = (time.monotonic() + FLEET_CACHE_S, slab)
-        return slab
 
     async def devices(self, request: web.Request) -> web.Response:
         p = Params(request)
@@ -322,7 +417,7 @@ class Api:
     async def cached_curves(
         self, firmware: str, subject: int, signatures: list[str]
     ) -> dict[str, dict[str, list[float]] | None]:
-        """series.curves over CURVE_BOOTS boots, each kept CURVES_CACHE_S seconds."""
+        """The stored curves (series.curves), each kept CURVES_CACHE_S seconds."""
         now = time.monotonic()
         out: dict[str, dict[str, list[float]] | None] = {}
         missing = []
@@ -349,7 +444,7 @@ class Api:
         self, firmware: str, subject: int, signatures: list[str]
     ) -> dict[str, dict[str, list[float]]]:
         async with self.pool.acquire() as conn:
-            return await series.curves(conn, firmware, subject, signatures, CURVE_BOOTS)
+            return await series.curves(conn, firmware, subject, signatures)
 
     async def curves(self, request: web.Request) -> web.Response:
         p = Params(request)
@@ -404,11 +499,32 @@ class Api:
             }
         return await json_off_loop(doc)
 
-    async def stack(self, request: web.Request) -> web.Response:
-        p = Params(request)
+    def _stack_params(self, p: Params) -> tuple[str, str, int, int, int]:
+        """signature, firmware, subject and the verdict page (limit, offset) of a stack call."""
         signature = p.text("signature", required=True, limit=MAX_SIGNATURE_LEN)
         firmware = p.text("firmware", required=True)
         subject = series.SUBJECTS[p.choice("subject", tuple(series.SUBJECTS), "stack")]
+        limit = p.integer("limit", DEFAULT_VERDICTS_PAGE, 1, MAX_VERDICTS_PAGE)
+        offset = p.integer("offset", 0, 0, MAX_VERDICTS_OFFSET)
+        return signature, firmware, subject, limit, offset
+
+    async def stack_verdicts(self, request: web.Request) -> web.Response:
+        """One more page of a stack's per-device verdicts (the stack page's "more")."""
+        signature, firmware, subject, limit, offset = self._stack_params(Params(request))
+        await self._known_firmware("firmware", firmware)
+        async with self.pool.acquire() as conn:
+            page = await series.stack_verdicts(conn, firmware, subject, signature, limit, offset)
+        return await json_off_loop(
+            {
+                "firmware_version": firmware,
+                "subject": series.SUBJECT_NAMES[subject],
+                "signature": signature,
+                **page,
+            }
+        )
+
+    async def stack(self, request: web.Request) -> web.Response:
+        signature, firmware, subject, limit, offset = self._stack_params(Params(request))
         await self._known_firmware("firmware", firmware)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
@@ -419,7 +535,7 @@ class Api:
             if not rows:
                 raise not_found("signature: not analysed on any firmware")
             entries = await rankings.leak_entries(conn, rows)
-            detail = await series.stack_detail(conn, subject, signature, firmware)
+            detail = await series.stack_detail(conn, subject, signature, firmware, limit, offset)
         versions = detail["firmware_versions"]
         by_version: dict[str, Any] = {}
         for v in versions[:MAX_CURVE_SIGNATURES]:

@@ -29,7 +29,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from kmemfleet import log
 from kmemfleet.server.auth import Authenticator, hash_token
 from kmemfleet.server.query import Queries, QueryError, as_query_error
-from kmemfleet.server.web.api import Api, Handler, json
+from kmemfleet.server.web.api import FLEET_REFRESH_S, Api, Handler, json
 
 logger = log.get("web")
 # The login cookie holds a random session id, never the token: the server maps it
@@ -166,11 +166,12 @@ class Console:
         secure_cookies: bool = False,
         shutdown_timeout_s: float = 2.0,
         hsts: bool = False,
+        fleet_refresh_s: float = FLEET_REFRESH_S,
     ) -> None:
         self.auth = auth
         self.hsts = hsts  # Strict-Transport-Security on every answer (under TLS)
         self.shutdown_timeout_s = shutdown_timeout_s
-        self.api = Api(queries)
+        self.api = Api(queries, fleet_refresh_s)
         self.secure_cookies = secure_cookies
         self.static = static_dir()
         self._runner: web.AppRunner | None = None
@@ -239,6 +240,7 @@ class Console:
             await runner.cleanup()
             raise
         self._runner = runner
+        self.api.fleet_slab.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
@@ -252,6 +254,7 @@ class Console:
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        await self.api.fleet_slab.stop()
         try:
             await asyncio.wait_for(runner.cleanup(), self.shutdown_timeout_s)
         except TimeoutError:

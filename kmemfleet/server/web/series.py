@@ -16,7 +16,9 @@ from typing import Any
 
 import asyncpg
 
+from kmemfleet.server.analysis import curves as analysis_curves
 from kmemfleet.server.analysis import ranking
+from kmemfleet.server.analysis.buckets import BUCKET_SECONDS
 from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK
 from kmemfleet.wire import loads, stack_definition, to_signed64
 
@@ -27,13 +29,7 @@ MAX_BOOT_POINTS = 200  # points of one boot's curve on the stack page (evenly th
 SUBJECTS = {"stack": SUBJECT_STACK, "slab_cache": SUBJECT_SLAB}
 SUBJECT_NAMES = {v: k for k, v in SUBJECTS.items()}
 
-# The boot's start in epoch seconds: the first snapshot's capture time less its uptime,
-# else the boot's first capture (uptime unknown).
-_BOOT_START = """coalesce(
-    (SELECT extract(epoch FROM p.captured_at) - p.uptime_seconds FROM snapshots p
-      WHERE p.device_id = {t}.device_id AND p.boot_id = {t}.boot_id ORDER BY p.seq LIMIT 1),
-    (SELECT extract(epoch FROM b.first_seen) FROM boots b
-      WHERE b.device_id = {t}.device_id AND b.boot_id = {t}.boot_id))"""
+_BOOT_START = analysis_curves.BOOT_START
 
 
 def _thin(rows: Sequence[Any], limit: int) -> list[Any]:
@@ -85,18 +81,26 @@ async def fleet(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     ]
 
 
-async def fleet_slab(pool: asyncpg.Pool, hours: int, step_s: int) -> dict[str, Any]:
-    """Mean slab memory per device (meminfo "Slab") per firmware, in `step_s` steps."""
-    rows = await pool.fetch(
-        """SELECT firmware_version,
+async def fleet_slab(
+    pool: asyncpg.Pool, hours: int, step_s: int, timeout_s: float = 25.0
+) -> dict[str, Any]:
+    """Mean slab memory per device (meminfo "Slab") per firmware, in `step_s` steps.
+
+    It scans every snapshot of the window, so it runs with its own statement
+    timeout (`timeout_s`, not the console's): the console computes it in the
+    background (api.FleetSlab); only a window's very first request waits on it."""
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+        rows = await conn.fetch(
+            """SELECT firmware_version,
                   floor(extract(epoch FROM captured_at) / $2) * $2 AS t,
                   avg((meminfo->>'Slab')::float8) AS mean, count(DISTINCT device_id) AS n
              FROM snapshots
             WHERE captured_at >= now() - $1 * interval '1 hour' AND meminfo ? 'Slab'
             GROUP BY 1, 2 ORDER BY 2""",
-        hours,
-        float(step_s),
-    )
+            hours,
+            float(step_s),
+        )
     times = sorted({float(r["t"]) for r in rows})
     index = {t: i for i, t in enumerate(times)}
     series: dict[str, list[float | None]] = {}
@@ -113,60 +117,26 @@ async def fleet_slab(pool: asyncpg.Pool, hours: int, step_s: int) -> dict[str, A
 
 
 async def curves(
-    conn: asyncpg.Connection,
-    firmware: str,
-    subject: int,
-    signatures: Sequence[str],
-    boots: int = MAX_CURVE_BOOTS,
+    conn: asyncpg.Connection, firmware: str, subject: int, signatures: Sequence[str]
 ) -> dict[str, dict[str, list[float]]]:
     """Per signature, outstanding bytes against uptime (hour bins) over its boots on
-    `firmware`: p10, median and p90 across boots (leaking boots first, at most `boots`)."""
-    if not signatures:
-        return {}
-    rows = await conn.fetch(
-        f"""WITH s AS (
-                SELECT * FROM (
-                    SELECT x.signature, x.device_id, x.boot_id, x.key,
-                           row_number() OVER (PARTITION BY x.signature
-                                              ORDER BY x.leaking DESC, x.device_id, x.boot_id) AS n
-                      FROM analysis_series x
-                     WHERE x.firmware_version = $1 AND x.subject = $2
-                       AND x.signature = ANY($3::text[])) q
-                 WHERE n <= $4),
-            st AS (SELECT DISTINCT device_id, boot_id FROM s),
-            st2 AS MATERIALIZED (SELECT st.*, {_BOOT_START.format(t="st")} AS started FROM st),
-            pts AS (
-                SELECT s.signature, floor((extract(epoch FROM a.bucket) - st2.started) / 3600) AS h,
-                       sum(a.last_value)::float8 AS v
-                  FROM s JOIN analysis_buckets a
-                         ON a.device_id = s.device_id AND a.boot_id = s.boot_id
-                        AND a.subject = $2 AND a.key = s.key
-                  JOIN st2 ON st2.device_id = s.device_id AND st2.boot_id = s.boot_id
-                 GROUP BY s.signature, s.device_id, s.boot_id, a.bucket, st2.started)
-            SELECT signature, h,
-                   percentile_cont(ARRAY[0.1, 0.5, 0.9]) WITHIN GROUP (ORDER BY v) AS q
-              FROM pts WHERE h >= 0 GROUP BY 1, 2 ORDER BY 1, 2""",
-        firmware,
-        subject,
-        list(signatures),
-        boots,
-    )
-    out: dict[str, dict[str, list[float]]] = {}
-    for r in rows:
-        c = out.setdefault(r["signature"], {"uptime_h": [], "p10": [], "median": [], "p90": []})
-        q = r["q"]
-        c["uptime_h"].append(float(r["h"]))
-        c["p10"].append(round(q[0]))
-        c["median"].append(round(q[1]))
-        c["p90"].append(round(q[2]))
-    return out
+    `firmware`: p10, median and p90 across boots (leaking boots first, at most
+    analysis.curves.CURVE_BOOTS), as the analysis worker last stored them
+    (analysis_curves, rewritten whenever the signature's summary is)."""
+    return await analysis_curves.read(conn, firmware, subject, signatures)
 
 
 async def stack_detail(
-    conn: asyncpg.Connection, subject: int, signature: str, firmware: str
+    conn: asyncpg.Connection,
+    subject: int,
+    signature: str,
+    firmware: str,
+    limit: int,
+    offset: int = 0,
 ) -> dict[str, Any]:
     """A stack (or slab cache) on one firmware: its frames, the firmware it was first
-    seen and first leaked on, its per-device verdicts and one curve per boot."""
+    seen and first leaked on, one page of its per-device verdicts (stack_verdicts)
+    and one curve per boot."""
     definition: dict[str, Any] | None = None
     if subject == SUBJECT_STACK:
         row = await conn.fetchrow(
@@ -195,18 +165,7 @@ async def stack_detail(
     leaking = [
         v for v in versions if any(r["devices_leaking"] for r in seen if r["firmware_version"] == v)
     ]
-    verdicts = await conn.fetch(
-        """SELECT x.device_id, x.boot_id, x.kind, x.leaking, x.slope, x.p_value, x.confidence,
-                  x.span_hours, x.points, x.first_value, x.last_value, x.level,
-                  d.hardware_model, d.labels
-             FROM analysis_series x LEFT JOIN devices d ON d.device_id = x.device_id
-            WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
-            ORDER BY x.leaking DESC, x.slope DESC, x.device_id, x.boot_id LIMIT $4""",
-        firmware,
-        subject,
-        signature,
-        MAX_ROWS,
-    )
+    page = await stack_verdicts(conn, firmware, subject, signature, limit, offset)
     per_boot = await boot_curves(conn, firmware, subject, signature)
     return {
         "subject": SUBJECT_NAMES[subject],
@@ -215,6 +174,37 @@ async def stack_detail(
         "first_seen_firmware": versions[0] if versions else "",
         "first_leaking_firmware": leaking[0] if leaking else "",
         "firmware_versions": versions,
+        **page,
+        "boots": per_boot,
+    }
+
+
+async def stack_verdicts(
+    conn: asyncpg.Connection,
+    firmware: str,
+    subject: int,
+    signature: str,
+    limit: int,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """`limit` per-device (and boot) verdicts from `offset`, leaking first, then the
+    steepest: `verdicts`, `verdicts_offset` and `verdicts_next_offset` (null after
+    the last page)."""
+    rows = await conn.fetch(
+        """SELECT x.device_id, x.boot_id, x.kind, x.leaking, x.slope, x.p_value, x.confidence,
+                  x.span_hours, x.points, x.first_value, x.last_value, x.level,
+                  d.hardware_model, d.labels
+             FROM analysis_series x LEFT JOIN devices d ON d.device_id = x.device_id
+            WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
+            ORDER BY x.leaking DESC, x.slope DESC, x.device_id, x.boot_id
+            LIMIT $4 OFFSET $5""",
+        firmware,
+        subject,
+        signature,
+        limit + 1,  # one more: is there a next page
+        offset,
+    )
+    return {
         "verdicts": [
             {
                 "device_id": r["device_id"],
@@ -232,10 +222,10 @@ async def stack_detail(
                 "last_bytes": r["last_value"],
                 "level_bytes": round(r["level"]),
             }
-            for r in verdicts
+            for r in rows[:limit]
         ],
-        "verdicts_truncated": len(verdicts) == MAX_ROWS,
-        "boots": per_boot,
+        "verdicts_offset": offset,
+        "verdicts_next_offset": offset + limit if len(rows) > limit else None,
     }
 
 
@@ -246,7 +236,13 @@ async def boot_curves(
     signature: str,
     boots: int = MAX_CURVE_BOOTS,
 ) -> list[dict[str, Any]]:
-    """One curve per boot (bytes against uptime hours), leaking boots first."""
+    """One curve per boot (bytes against uptime hours), leaking boots first.
+
+    Thinned in the scan, before anything is grouped or sent: one bucket per
+    common time step (the longest boot's span / MAX_BOOT_POINTS, in whole
+    buckets) plus each boot's first and last bucket, so every line is drawn at
+    the same resolution and at most ~MAX_BOOT_POINTS points leave the database
+    (60 week-long boots: ~12k rows instead of ~40k)."""
     rows = await conn.fetch(
         f"""WITH s AS (
                 SELECT x.device_id, x.boot_id, bool_or(x.leaking) AS leaking,
@@ -254,34 +250,42 @@ async def boot_curves(
                   FROM analysis_series x
                  WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
                  GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT $4),
-            st AS MATERIALIZED (SELECT s.*, {_BOOT_START.format(t="s")} AS started FROM s)
+            st AS MATERIALIZED (
+                SELECT s.*, {_BOOT_START.format(t="s")} AS started,
+                       (SELECT min(bb.bucket) FROM analysis_boot_buckets bb
+                         WHERE bb.device_id = s.device_id AND bb.boot_id = s.boot_id) AS first_b,
+                       (SELECT max(bb.bucket) FROM analysis_boot_buckets bb
+                         WHERE bb.device_id = s.device_id AND bb.boot_id = s.boot_id) AS last_b
+                  FROM s),
+            g AS (SELECT greatest(1, ceil(max(extract(epoch FROM last_b - first_b))
+                                          / $5 / $6))::bigint * $5 AS step FROM st)
             SELECT st.device_id, st.boot_id, st.leaking,
                    (extract(epoch FROM a.bucket) - st.started) / 3600 AS h,
                    sum(a.last_value)::float8 AS v
-              FROM st JOIN analysis_buckets a
+              FROM st CROSS JOIN g JOIN analysis_buckets a
                      ON a.device_id = st.device_id AND a.boot_id = st.boot_id
                     AND a.subject = $2 AND a.key = ANY(st.keys)
+             WHERE extract(epoch FROM a.bucket)::bigint % g.step < $5
+                OR a.bucket = st.first_b OR a.bucket = st.last_b
              GROUP BY 1, 2, 3, a.bucket, st.started ORDER BY 3 DESC, 1, 2, 4""",
         firmware,
         subject,
         signature,
         boots,
+        BUCKET_SECONDS,
+        MAX_BOOT_POINTS,
     )
     out: dict[tuple[str, str], dict[str, Any]] = {}
     points: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
     for r in rows:
-        points[(r["device_id"], r["boot_id"])].append(
-            (round(max(0.0, float(r["h"])), 3), round(r["v"]))
-        )
-    for r in rows:
-        c = out.setdefault(
-            (r["device_id"], r["boot_id"]),
-            {
+        key = (r["device_id"], r["boot_id"])
+        if key not in out:
+            out[key] = {
                 "device_id": r["device_id"],
                 "boot_id": r["boot_id"],
                 "leaking": r["leaking"],
-            },
-        )
+            }
+        points[key].append((round(max(0.0, float(r["h"])), 3), round(r["v"])))
     for key, c in out.items():
         kept = _thin(points[key], MAX_BOOT_POINTS)
         c["uptime_h"] = [h for h, _ in kept]

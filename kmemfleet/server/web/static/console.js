@@ -42,6 +42,9 @@
     if (!h || h <= 0) return "-";
     return h < 96 ? h.toFixed(0) + " h" : (h / 24).toFixed(0) + " d";
   }
+  function fmtAge(s) {
+    return s < 120 ? Math.round(s) + " s" : s < 7200 ? Math.round(s / 60) + " min" : (s / 3600).toFixed(1) + " h";
+  }
   function short(sig, n) {
     const s = sig.split(" <- ").slice(0, n || 3).join(" <- ");
     return s.length > 90 ? s.slice(0, 87) + "..." : s;
@@ -180,6 +183,10 @@
       } },
     ], doc.firmware, { url: true, sort: params().get("sort"), order: params().get("order"), rowKey: (r) => r.firmware_version }));
     app.append(el("h2", { text: "Slab memory per device (meminfo Slab), mean per firmware, last " + doc.slab.hours + " h" }));
+    // Computed in the background: say how old it is, and when refreshing it fails.
+    app.append(el("p", { class: doc.slab.refresh_failed_at ? "error" : "muted", id: "slab-age",
+      text: "Computed " + fmtAge(doc.slab.age_s) + " ago" +
+        (doc.slab.refresh_failed_at ? "; refreshing it failed at " + new Date(doc.slab.refresh_failed_at * 1000).toLocaleTimeString() + ", showing the last result" : "") + "." }));
     if (doc.slab.t.length) {
       chart("fleet-slab", app, {
         x: doc.slab.t, time: true, bytes: true, yLabel: "slab bytes",
@@ -291,6 +298,7 @@
   async function stackPage() {
     const p = params();
     const q = new URLSearchParams({ firmware: p.get("firmware") || "", signature: p.get("signature") || "", subject: p.get("subject") || "stack" });
+    if (p.get("limit")) q.set("limit", p.get("limit"));  // verdict rows per page
     const doc = await api("/api/v1/stack?" + q);
     document.title = "kmemfleet: " + short(doc.signature, 1);
     app.replaceChildren(el("h1", { class: "sig", text: short(doc.signature, 2) }));
@@ -313,7 +321,7 @@
       });
     }
     app.append(el("h2", { text: "Per-device verdicts on " + doc.firmware_version }));
-    app.append(table("verdicts", [
+    const verdicts = table("verdicts", [
       { key: "device_id", label: "Device", render: (r) => link("/device/" + encodeURIComponent(r.device_id), { boot: r.boot_id }, r.device_id) },
       { key: "boot_id", label: "Boot", render: (r) => r.boot_id.slice(0, 8) },
       { key: "hardware_model", label: "Model" },
@@ -323,7 +331,22 @@
       { key: "confidence", label: "Conf", num: true },
       { key: "span_hours", label: "Hours", num: true },
       { key: "last_bytes", label: "Last", num: true, render: (r) => fmtBytes(r.last_bytes) },
-    ], doc.verdicts, { rowClass: (r) => (r.leaking ? "leaking" : ""), rowKey: (r) => r.device_id + "/" + r.boot_id }));
+    ], doc.verdicts, { rowClass: (r) => (r.leaking ? "leaking" : ""), rowKey: (r) => r.device_id + "/" + r.boot_id });
+    app.append(verdicts);
+    // The verdicts come a page at a time (leaking first, then steepest): more on demand.
+    let next = doc.verdicts_next_offset;
+    const more = el("button", { id: "verdicts-more", type: "button", hidden: next === null ? "" : null,
+      onclick: async () => {
+        more.disabled = true;
+        try {
+          const page = await api("/api/v1/stack/verdicts?" + q + "&offset=" + next);
+          doc.verdicts.push(...page.verdicts);  // the table's rows: sorted and drawn again
+          verdicts.refill();
+          next = page.verdicts_next_offset;
+          more.hidden = next === null;
+        } finally { more.disabled = false; }
+      } }, "More verdicts");
+    app.append(more);
     app.append(el("h2", { text: "The same " + doc.subject.replace("_", " ") + " on every firmware" }));
     app.append(table("per-firmware", [
       { key: "firmware_version", label: "Firmware", render: (r) => stackLink(r.firmware_version, doc.subject, doc.signature, r.firmware_version) },
