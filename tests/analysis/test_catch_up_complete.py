@@ -35,6 +35,18 @@ def _queue_behind_a_broken_worker(dsn: str, tmp_path: Path) -> None:
     finally:
         server.stop()
     asyncio.run(_fetchval(dsn, "ALTER TABLE touched_x RENAME TO analysis_touched"))
+    # The server's sessions (one may hold the analysis lock) end once the
+    # database notices the client went; the test needs the lock free.
+    deadline = time.monotonic() + 60
+    while asyncio.run(
+        _fetchval(
+            dsn,
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid()""",
+        )
+    ):
+        assert time.monotonic() < deadline, "the stopped server's sessions stayed"
+        time.sleep(0.1)
 
 
 async def _catch_up_while_maintenance_deletes_the_first_take(dsn: str) -> incremental.CatchUp:
@@ -53,12 +65,17 @@ async def _catch_up_while_maintenance_deletes_the_first_take(dsn: str) -> increm
             TAKE + 10,
         )
         task = asyncio.create_task(Analyzer().catch_up(pool, budget_seconds=60))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not await deleter.fetchval(
             """SELECT count(*) FROM pg_stat_activity
-                WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM analysis_queue q%'"""
+                WHERE datname = current_database() AND wait_event_type = 'Lock'
+                  AND query LIKE 'DELETE FROM analysis_queue q%'"""
         ):
-            assert time.monotonic() < deadline, "the catch-up never waited on the delete"
+            if task.done():  # it ended without waiting: its error, or what it found
+                return await task
+            assert time.monotonic() < deadline, await deleter.fetch(
+                "SELECT state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity"
+            )
             await asyncio.sleep(0.05)
         await tx.commit()
         return await task
