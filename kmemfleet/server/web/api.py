@@ -53,7 +53,7 @@ DB_SLOT_WAIT_S = 10.0  # beyond it a console request is a 503, not a queue
 POOL_WAIT_S = 5.0  # a console pool connection not free in this long is a 503, not a queue
 MAX_VERDICTS_PAGE = 1000  # verdict rows one /api/v1/stack(/verdicts) page holds at most
 DEFAULT_VERDICTS_PAGE = 100
-MAX_VERDICTS_OFFSET = 1_000_000
+MAX_VERDICTS_OFFSET = series.MAX_VERDICTS_OFFSET
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 logger = log.get("web")
 

@@ -25,6 +25,7 @@ from kmemfleet.wire import loads, stack_definition, to_signed64
 
 MAX_CURVE_BOOTS = 60  # boots behind one curve (leaking ones first)
 MAX_ROWS = 1000  # rows of a verdict or boots table
+MAX_VERDICTS_OFFSET = 1_000_000  # the last verdict page starts here at most
 MAX_TREND_POINTS = 600  # points of a device trend (evenly thinned)
 MAX_BOOT_POINTS = 200  # points of one boot's curve on the stack page (evenly thinned)
 SUBJECTS = {"stack": SUBJECT_STACK, "slab_cache": SUBJECT_SLAB}
@@ -186,16 +187,21 @@ async def stack_verdicts(
     limit: int,
     offset: int = 0,
 ) -> dict[str, Any]:
-    """`limit` per-device (and boot) verdicts from `offset`, leaking first, then the
-    steepest: `verdicts`, `verdicts_offset` and `verdicts_next_offset` (null after
-    the last page)."""
+    """`limit` per-device (and boot) verdicts from `offset`: `verdicts`,
+    `verdicts_offset` and `verdicts_next_offset` (null after the last page, or
+    when it would pass MAX_VERDICTS_OFFSET).
+
+    Paged in a total order of what the worker never rewrites (device, boot, key),
+    so pages taken while it rewrites slopes and verdicts neither repeat nor drop a
+    series (only series added or deleted between two pages shift the offset);
+    the page sorts the rows it holds (leaking first, then the steepest)."""
     rows = await conn.fetch(
-        """SELECT x.device_id, x.boot_id, x.kind, x.leaking, x.slope, x.p_value, x.confidence,
-                  x.span_hours, x.points, x.first_value, x.last_value, x.level,
+        """SELECT x.device_id, x.boot_id, x.key, x.kind, x.leaking, x.slope, x.p_value,
+                  x.confidence, x.span_hours, x.points, x.first_value, x.last_value, x.level,
                   d.hardware_model, d.labels
              FROM analysis_series x LEFT JOIN devices d ON d.device_id = x.device_id
             WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
-            ORDER BY x.leaking DESC, x.slope DESC, x.device_id, x.boot_id
+            ORDER BY x.device_id, x.boot_id, x.key
             LIMIT $4 OFFSET $5""",
         firmware,
         subject,
@@ -208,6 +214,7 @@ async def stack_verdicts(
             {
                 "device_id": r["device_id"],
                 "boot_id": r["boot_id"],
+                "key": r["key"],
                 "hardware_model": r["hardware_model"] or "",
                 "labels": loads(r["labels"]) if r["labels"] is not None else {},
                 "kind": r["kind"],
@@ -224,7 +231,9 @@ async def stack_verdicts(
             for r in rows[:limit]
         ],
         "verdicts_offset": offset,
-        "verdicts_next_offset": offset + limit if len(rows) > limit else None,
+        "verdicts_next_offset": (
+            offset + limit if len(rows) > limit and offset + limit <= MAX_VERDICTS_OFFSET else None
+        ),
     }
 
 
