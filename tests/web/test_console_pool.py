@@ -62,3 +62,23 @@ async def test_stale_windows_queue_one_scan_and_a_full_pool_is_a_503(database_ds
         await pool.close()
         await locker.close()
         await admin.close()
+
+
+async def test_a_curve_older_than_wanted_s_is_recomputed_before_it_is_served(
+    database_dsn: str,
+) -> None:
+    admin = await asyncpg.connect(database_dsn)
+    await migrate(admin)
+    await admin.close()
+    pool = await api.open_console_pool(database_dsn, 2)
+    # Refreshed in the background only every hour, but never served older than 0.5 s.
+    slab = api.FleetSlab(pool, refresh_s=3600.0, wanted_s=0.5)
+    try:
+        first = await slab.get(6)
+        await asyncio.sleep(1.0)  # nobody asked for the window in longer than wanted_s
+        again = await slab.get(6)
+    finally:
+        await slab.stop()
+        await pool.close()
+    assert again["computed_at"] > first["computed_at"]  # waited for a fresh one
+    assert again["refresh_failed_at"] is None

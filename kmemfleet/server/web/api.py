@@ -219,12 +219,15 @@ class FleetSlab:
     At most one scan runs at a time per console process (`_scan`), whichever the
     loop or a request started: a request finding a stale window only queues that
     window's refresh, and holds no pool connection while it queues. The first
-    request for a window waits at most FLEET_FIRST_WAIT_S for it, then is a 503.
+    request for a window waits at most FLEET_FIRST_WAIT_S for it, then is a 503;
+    so does a request finding a curve older than `wanted_s` (a window nobody
+    asked for in that long): it is never served at any age.
     """
 
-    def __init__(self, pool: Any, refresh_s: float) -> None:
+    def __init__(self, pool: Any, refresh_s: float, wanted_s: float = FLEET_WANTED_S) -> None:
         self.pool = pool
         self.refresh_s = refresh_s
+        self.wanted_s = wanted_s
         self._values: dict[int, tuple[float, dict[str, Any]]] = {}  # hours -> (epoch s, doc)
         self._failed: dict[int, float] = {}  # hours -> epoch s of the last failed refresh
         self._wanted: dict[int, float] = {DEFAULT_FLEET_HOURS: math.inf}  # hours -> monotonic
@@ -248,8 +251,14 @@ class FleetSlab:
     async def get(self, hours: int) -> dict[str, Any]:
         self._wanted[hours] = max(self._wanted.get(hours, 0.0), time.monotonic())
         hit = self._values.get(hours)
-        if hit is None and not self._closed:  # never computed: this request waits, bounded
-            with contextlib.suppress(TimeoutError):  # (shared with any other)
+        failed = self._failed.get(hours)
+        # Never computed, or older than a window nobody wants keeps (wanted_s): this
+        # request waits, bounded, for a fresh one (shared with any other), unless a
+        # refresh of the window failed within refresh_s (no scan per request then).
+        due = hit is None or time.time() - hit[0] > self.wanted_s
+        recently_failed = failed is not None and time.time() - failed < self.refresh_s
+        if due and not recently_failed and not self._closed:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     asyncio.shield(self._refresh_soon(hours)), FLEET_FIRST_WAIT_S
                 )
@@ -307,8 +316,10 @@ class FleetSlab:
         while True:
             now = time.monotonic()
             for hours, asked in list(self._wanted.items()):
-                if now - asked > FLEET_WANTED_S:
-                    del self._wanted[hours]
+                if now - asked > self.wanted_s:
+                    del self._wanted[hours]  # and its curve: never served at any age
+                    self._values.pop(hours, None)
+                    self._failed.pop(hours, None)
                     continue
                 await self._refresh_soon(hours)  # one window at a time
             await asyncio.sleep(self.refresh_s)
