@@ -228,8 +228,10 @@ class FleetSlab:
         self.pool = pool
         self.refresh_s = refresh_s
         self.wanted_s = wanted_s
-        self._values: dict[int, tuple[float, dict[str, Any]]] = {}  # hours -> (epoch s, doc)
-        self._failed: dict[int, float] = {}  # hours -> epoch s of the last failed refresh
+        # hours -> (epoch s, monotonic s, doc) as of the scan's start; ages and staleness
+        # are taken on the monotonic clock (a wall-clock step changes neither)
+        self._values: dict[int, tuple[float, float, dict[str, Any]]] = {}
+        self._failed: dict[int, tuple[float, float]] = {}  # hours -> last failure (epoch, mono)
         self._wanted: dict[int, float] = {DEFAULT_FLEET_HOURS: math.inf}  # hours -> monotonic
         self._running: dict[int, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -255,8 +257,8 @@ class FleetSlab:
         # Never computed, or older than a window nobody wants keeps (wanted_s): this
         # request waits, bounded, for a fresh one (shared with any other), unless a
         # refresh of the window failed within refresh_s (no scan per request then).
-        due = hit is None or time.time() - hit[0] > self.wanted_s
-        recently_failed = failed is not None and time.time() - failed < self.refresh_s
+        due = hit is None or time.monotonic() - hit[1] > self.wanted_s
+        recently_failed = failed is not None and time.monotonic() - failed[1] < self.refresh_s
         if due and not recently_failed and not self._closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
@@ -268,15 +270,16 @@ class FleetSlab:
                 grpc.StatusCode.UNAVAILABLE,
                 "the fleet's slab curve could not be computed yet: try again shortly",
             )
-        if time.time() - hit[0] >= self.refresh_s and not self._closed:
+        stale = time.monotonic() - hit[1] >= self.refresh_s
+        if stale and not recently_failed and not self._closed:
             self._refresh_soon(hours)  # not awaited: this answer is the last result
-        computed_at, doc = hit
+        computed_at, computed_mono, doc = hit
         failed = self._failed.get(hours)
         return {
             **doc,
             "computed_at": round(computed_at, 3),
-            "age_s": round(max(0.0, time.time() - computed_at), 1),
-            "refresh_failed_at": round(failed, 3) if failed is not None else None,
+            "age_s": round(time.monotonic() - computed_mono, 1),
+            "refresh_failed_at": round(failed[0], 3) if failed is not None else None,
         }
 
     def _refresh_soon(self, hours: int) -> asyncio.Task[None]:
@@ -291,25 +294,25 @@ class FleetSlab:
         step = max(300, math.ceil(hours * 3600 / 240 / 300) * 300)  # <= 240 points
         try:
             async with self._scan:
-                started = time.time()  # the data are as of the statement's start
+                started = time.time(), time.monotonic()  # data as of the statement's start
                 doc = await series.fleet_slab(self.pool, hours, step, FLEET_REFRESH_TIMEOUT_S)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._failed[hours] = time.time()
+            self._failed[hours] = (time.time(), time.monotonic())
             logger.warning(
                 "console_fleet_slab_refresh_failed",
                 hours=hours,
                 error=type(exc).__name__,
                 detail=str(exc)[:300],
                 serving_age_s=(
-                    round(time.time() - self._values[hours][0], 1)
+                    round(time.monotonic() - self._values[hours][1], 1)
                     if hours in self._values
                     else None
                 ),
             )
             return
-        self._values[hours] = (started, doc)
+        self._values[hours] = (*started, doc)
         self._failed.pop(hours, None)
 
     async def _loop(self) -> None:
