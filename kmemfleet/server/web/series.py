@@ -191,17 +191,19 @@ async def stack_verdicts(
     `verdicts_offset` and `verdicts_next_offset` (null after the last page, or
     when it would pass MAX_VERDICTS_OFFSET).
 
-    Paged in a total order of what the worker never rewrites (device, boot, key),
-    so pages taken while it rewrites slopes and verdicts neither repeat nor drop a
-    series (only series added or deleted between two pages shift the offset);
-    the page sorts the rows it holds (leaking first, then the steepest)."""
+    Leaking series first (a leak on 3 of 10,000 devices must be on the first
+    page), then a total order of what the worker never rewrites (device, boot,
+    key): pages taken while it rewrites slopes neither repeat nor drop a series;
+    only a series whose verdict flips, or that is added or deleted, between two
+    pages shifts the offset. The page sorts the rows it holds (leaking first,
+    then the steepest)."""
     rows = await conn.fetch(
         """SELECT x.device_id, x.boot_id, x.key, x.kind, x.leaking, x.slope, x.p_value,
                   x.confidence, x.span_hours, x.points, x.first_value, x.last_value, x.level,
                   d.hardware_model, d.labels
              FROM analysis_series x LEFT JOIN devices d ON d.device_id = x.device_id
             WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
-            ORDER BY x.device_id, x.boot_id, x.key
+            ORDER BY x.leaking DESC, x.device_id, x.boot_id, x.key
             LIMIT $4 OFFSET $5""",
         firmware,
         subject,
