@@ -74,7 +74,7 @@ class ServerConfig:
     analysis_fresh_wait_s: float = FRESH_WAIT_S
 
 
-CONSOLE_POOL_SIZE = 4  # DB_SLOTS requests + the fleet slab curve's background refresh
+CONSOLE_POOL_SIZE = 4  # DB_SLOTS requests + the one fleet slab scan (api.FleetSlab)
 CONSOLE_STATEMENT_TIMEOUT_MS = 5000
 
 
@@ -225,14 +225,14 @@ class Aggregator:
             logger.info("metrics_listening", address=cfg.metrics_listen)
         if cfg.http_listen:
             # Imported here: aiohttp is needed only by servers that serve the console.
+            from kmemfleet.server.web.api import open_console_pool
             from kmemfleet.server.web.console import Console, server_ssl_context
 
             # The console reads through its own small pool whose statements time out
             # (CONSOLE_STATEMENT_TIMEOUT_MS): readers cannot take ingest's connections.
-            self._console_pool = await asyncpg.create_pool(
+            self._console_pool = await open_console_pool(
                 dsn,
-                min_size=0,
-                max_size=CONSOLE_POOL_SIZE,
+                CONSOLE_POOL_SIZE,
                 command_timeout=30,
                 server_settings={"statement_timeout": str(CONSOLE_STATEMENT_TIMEOUT_MS)},
             )

@@ -23,6 +23,14 @@ pytestmark = pytest.mark.citus
 
 FW = "7.0.1"
 
+# The boot's start as the console computed it then (analysis.curves.BOOT_START,
+# verbatim): a correlated subquery of table alias {t}.
+OLD_BOOT_START = """coalesce(
+    (SELECT extract(epoch FROM p.captured_at) - p.uptime_seconds FROM snapshots p
+      WHERE p.device_id = {t}.device_id AND p.boot_id = {t}.boot_id ORDER BY p.seq LIMIT 1),
+    (SELECT extract(epoch FROM b.first_seen) FROM boots b
+      WHERE b.device_id = {t}.device_id AND b.boot_id = {t}.boot_id))"""
+
 # The console's query before analysis_curves (kmemfleet/server/web/series.py:curves,
 # verbatim): computed per request from every boot's buckets. Single-node only
 # (Citus refuses its joins: one reason the worker now computes curves in steps).
@@ -36,7 +44,7 @@ OLD_QUERY = f"""WITH s AS (
                AND x.signature = ANY($3::text[])) q
          WHERE n <= $4),
     st AS (SELECT DISTINCT device_id, boot_id FROM s),
-    st2 AS MATERIALIZED (SELECT st.*, {curves.BOOT_START.format(t="st")} AS started FROM st),
+    st2 AS MATERIALIZED (SELECT st.*, {OLD_BOOT_START.format(t="st")} AS started FROM st),
     pts AS (
         SELECT s.signature, floor((extract(epoch FROM a.bucket) - st2.started) / 3600) AS h,
                sum(a.last_value)::float8 AS v

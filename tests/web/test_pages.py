@@ -156,11 +156,13 @@ def test_follow_fleet_to_firmware_to_stack_to_device(
     assert boots["series"] == len(api["boots"]) and boots["drawn"] > 500
     leaking_boots = [b for b in api["boots"] if b["leaking"]]
     assert sum(1 for label in boots["labels"] if label.endswith("(leak)")) == len(leaking_boots)
-    leaking_devices = {
-        r.split("/")[0]
-        for r, v in zip(rows(logged_in, "verdicts", "data-key"), api["verdicts"], strict=True)
-        if v["leaking"]
-    }
+    shown = rows(logged_in, "verdicts", "data-key")
+    # The page draws the verdicts it holds leaking first, then the steepest.
+    worst_first = sorted(
+        api["verdicts"], key=lambda v: (not v["leaking"], -v["slope_bytes_per_hour"])
+    )
+    assert shown == [v["device_id"] + "/" + v["boot_id"] for v in worst_first]
+    leaking_devices = {v["device_id"] for v in api["verdicts"] if v["leaking"]}
     assert len(leaking_devices) == top["devices_leaking"]
     per_fw = rows(logged_in, "per-firmware", "data-key")
     assert TARGET in per_fw and chart(logged_in, "per-firmware")["series"] == len(
@@ -170,7 +172,7 @@ def test_follow_fleet_to_firmware_to_stack_to_device(
 
     _by(logged_in, "#verdicts tbody tr:first-child a").click()
     wait_ready(logged_in)
-    device_id = api["verdicts"][0]["device_id"]
+    device_id = worst_first[0]["device_id"]
     assert urlsplit(logged_in.current_url).path == f"/device/{device_id}"
     assert device_id in _by(logged_in, "h1").text
     doc = f.secured.json(f"/api/v1/devices/{device_id}", f.reader_token)

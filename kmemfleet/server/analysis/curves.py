@@ -24,14 +24,8 @@ CURVE_BOOTS = 20  # boots behind a curve's median and spread
 CURVES_PER_PASS = 100  # marked curves one summary refresh rewrites (bench/console.py)
 
 # The boot's start in epoch seconds: the first snapshot's capture time less its uptime,
-# else the boot's first capture (uptime unknown). BOOT_START as a correlated
-# subquery of table alias {t} (single-node reads), BOOT_STARTS as a plain filter
-# over lists of devices and boots (Citus runs it on distributed snapshots).
-BOOT_START = """coalesce(
-    (SELECT extract(epoch FROM p.captured_at) - p.uptime_seconds FROM snapshots p
-      WHERE p.device_id = {t}.device_id AND p.boot_id = {t}.boot_id ORDER BY p.seq LIMIT 1),
-    (SELECT extract(epoch FROM b.first_seen) FROM boots b
-      WHERE b.device_id = {t}.device_id AND b.boot_id = {t}.boot_id))"""
+# as a plain filter over lists of devices and boots (Citus runs it on distributed
+# snapshots); boot_starts falls back to the boot's first capture (uptime unknown).
 BOOT_STARTS = """
 SELECT DISTINCT ON (device_id, boot_id) device_id, boot_id,
        extract(epoch FROM captured_at) - uptime_seconds AS started
@@ -50,6 +44,30 @@ def percentile_cont(ordered: Sequence[float], q: float) -> float:
     if lo == hi:
         return first
     return first + (ordered[hi] - first) * (pos - lo)
+
+
+async def boot_starts(
+    conn: asyncpg.Connection, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], float]:
+    """Epoch seconds each (device, boot) started: its first remaining snapshot's
+    capture time minus uptime, else the boot's first capture (boots.first_seen).
+    Plain filters and a join on unnest(), so Citus runs them on the shards."""
+    wanted = set(pairs)
+    devs, bids = [d for d, _ in wanted], [b for _, b in wanted]
+    started: dict[tuple[str, str], float] = {
+        (r["device_id"], r["boot_id"]): float(r["started"])
+        for r in await conn.fetch(
+            """SELECT b.device_id, b.boot_id, extract(epoch FROM b.first_seen) AS started
+                 FROM boots b JOIN unnest($1::text[], $2::text[]) AS u(d, b)
+                   ON b.device_id = u.d AND b.boot_id = u.b""",
+            devs,
+            bids,
+        )
+    }
+    for r in await conn.fetch(BOOT_STARTS, devs, bids):
+        if r["started"] is not None and (r["device_id"], r["boot_id"]) in wanted:
+            started[(r["device_id"], r["boot_id"])] = float(r["started"])
+    return started
 
 
 async def compute(
@@ -83,20 +101,7 @@ async def compute(
     pairs = sorted({(d, b) for picked in chosen.values() for d, b, _ in picked})
     if not pairs:
         return {}
-    devs, bids = [d for d, _ in pairs], [b for _, b in pairs]
-    started: dict[tuple[str, str], float] = {
-        (r["device_id"], r["boot_id"]): float(r["started"])
-        for r in await conn.fetch(
-            """SELECT b.device_id, b.boot_id, extract(epoch FROM b.first_seen) AS started
-                 FROM boots b JOIN unnest($1::text[], $2::text[]) AS u(d, b)
-                   ON b.device_id = u.d AND b.boot_id = u.b""",
-            devs,
-            bids,
-        )
-    }
-    for r in await conn.fetch(BOOT_STARTS, devs, bids):
-        if r["started"] is not None:
-            started[(r["device_id"], r["boot_id"])] = float(r["started"])
+    started = await boot_starts(conn, pairs)
     rows = [
         (sig, d, b, k, started[(d, b)])
         for sig, picked in chosen.items()

@@ -10,11 +10,13 @@ firmware, device or stack a 404.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 from aiohttp import web
 
@@ -43,13 +45,15 @@ CURVES_CACHE_S = 60.0  # curves move only as analysis folds new buckets
 FLEET_REFRESH_S = 30.0  # the fleet's slab curve is recomputed this often, in the background
 FLEET_REFRESH_TIMEOUT_S = 25.0  # a refresh's statement timeout (< the pool's 30 s command timeout)
 FLEET_WANTED_S = 600.0  # a window nobody asked for in this long is no longer refreshed
+FLEET_FIRST_WAIT_S = 20.0  # a window's first request waits this long for its curve, then 503
 DEFAULT_FLEET_HOURS = 48
 FLEET_WINDOWS = (6, 24, 48, 168, 720)  # the only ?hours= the fleet page answers
 DB_SLOTS = 3  # console requests doing database work at once (ingest keeps the rest)
 DB_SLOT_WAIT_S = 10.0  # beyond it a console request is a 503, not a queue
+POOL_WAIT_S = 5.0  # a console pool connection not free in this long is a 503, not a queue
 MAX_VERDICTS_PAGE = 1000  # verdict rows one /api/v1/stack(/verdicts) page holds at most
 DEFAULT_VERDICTS_PAGE = 100
-MAX_VERDICTS_OFFSET = 1_000_000
+MAX_VERDICTS_OFFSET = series.MAX_VERDICTS_OFFSET
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 logger = log.get("web")
 
@@ -141,6 +145,67 @@ def not_found(what: str) -> QueryError:
     return QueryError(grpc.StatusCode.NOT_FOUND, what)
 
 
+def _pool_busy(waited_s: float) -> QueryError:
+    logger.warning("console_pool_exhausted", waited_s=waited_s)
+    return QueryError(grpc.StatusCode.UNAVAILABLE, "the console is busy: try again shortly")
+
+
+class _Acquire:
+    """asyncpg's acquire context, its timeout turned into a logged 503 (QueryError)."""
+
+    def __init__(self, ctx: Any, wait_s: float) -> None:
+        self._ctx = ctx
+        self._wait_s = wait_s
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        try:
+            conn: asyncpg.Connection = await self._ctx.__aenter__()
+        except TimeoutError:
+            raise _pool_busy(self._wait_s) from None
+        return conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._ctx.__aexit__(*exc)
+
+    def __await__(self) -> Any:
+        return self.__aenter__().__await__()
+
+
+class ConsolePool(asyncpg.Pool):  # type: ignore[misc]
+    """The console's pool: every acquire (asyncpg's `pool.fetch` etc. included) waits
+    at most `acquire_timeout_s` for a connection, then is a 503, logged
+    (console_pool_exhausted): a request never queues unbounded behind others."""
+
+    acquire_timeout_s = POOL_WAIT_S
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        wait_s = self.acquire_timeout_s if timeout is None else timeout
+        return _Acquire(super().acquire(timeout=wait_s), wait_s)
+
+
+async def open_console_pool(
+    dsn: str,
+    size: int,
+    acquire_timeout_s: float = POOL_WAIT_S,
+    **connect_kwargs: Any,
+) -> ConsolePool:
+    """A ConsolePool of at most `size` connections, opened lazily."""
+    pool = ConsolePool(
+        dsn,
+        min_size=0,
+        max_size=size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        **connect_kwargs,
+    )
+    pool.acquire_timeout_s = acquire_timeout_s
+    await pool
+    return pool
+
+
 class FleetSlab:
     """The fleet page's slab curve per window, served stale-while-revalidate.
 
@@ -150,22 +215,35 @@ class FleetSlab:
     one) each `refresh_s`, and a request is answered from the last result with its
     age (`computed_at`, `age_s`). A refresh that fails or times out is logged and
     the previous result stays served, with `refresh_failed_at` set until one succeeds.
+
+    At most one scan runs at a time per console process (`_scan`), whichever the
+    loop or a request started: a request finding a stale window only queues that
+    window's refresh, and holds no pool connection while it queues. The first
+    request for a window waits at most FLEET_FIRST_WAIT_S for it, then is a 503;
+    so does a request finding a curve older than `wanted_s` (a window nobody
+    asked for in that long): it is never served at any age.
     """
 
-    def __init__(self, pool: Any, refresh_s: float) -> None:
+    def __init__(self, pool: Any, refresh_s: float, wanted_s: float = FLEET_WANTED_S) -> None:
         self.pool = pool
         self.refresh_s = refresh_s
-        self._values: dict[int, tuple[float, dict[str, Any]]] = {}  # hours -> (epoch s, doc)
-        self._failed: dict[int, float] = {}  # hours -> epoch s of the last failed refresh
+        self.wanted_s = wanted_s
+        # hours -> (epoch s, monotonic s, doc) as of the scan's start; ages and staleness
+        # are taken on the monotonic clock (a wall-clock step changes neither)
+        self._values: dict[int, tuple[float, float, dict[str, Any]]] = {}
+        self._failed: dict[int, tuple[float, float]] = {}  # hours -> last failure (epoch, mono)
         self._wanted: dict[int, float] = {DEFAULT_FLEET_HOURS: math.inf}  # hours -> monotonic
         self._running: dict[int, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._scan = asyncio.Semaphore(1)  # one fleet_slab scan at a time
+        self._closed = False
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="console-fleet-slab")
 
     async def stop(self) -> None:
+        self._closed = True  # requests still draining are answered, never start a scan
         tasks = [t for t in (self._task, *self._running.values()) if t is not None]
         self._task = None
         for t in tasks:
@@ -175,23 +253,33 @@ class FleetSlab:
     async def get(self, hours: int) -> dict[str, Any]:
         self._wanted[hours] = max(self._wanted.get(hours, 0.0), time.monotonic())
         hit = self._values.get(hours)
-        if hit is None:  # never computed: this one request waits (shared with any other)
-            await asyncio.shield(self._refresh_soon(hours))
-            hit = self._values.get(hours)
-            if hit is None:
-                raise QueryError(
-                    grpc.StatusCode.UNAVAILABLE,
-                    "the fleet's slab curve could not be computed yet: try again shortly",
+        failed = self._failed.get(hours)
+        # Never computed, or older than a window nobody wants keeps (wanted_s): this
+        # request waits, bounded, for a fresh one (shared with any other), unless a
+        # refresh of the window failed within refresh_s (no scan per request then).
+        due = hit is None or time.monotonic() - hit[1] > self.wanted_s
+        recently_failed = failed is not None and time.monotonic() - failed[1] < self.refresh_s
+        if due and not recently_failed and not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(self._refresh_soon(hours)), FLEET_FIRST_WAIT_S
                 )
-        elif time.time() - hit[0] >= self.refresh_s:
+            hit = self._values.get(hours)
+        if hit is None:
+            raise QueryError(
+                grpc.StatusCode.UNAVAILABLE,
+                "the fleet's slab curve could not be computed yet: try again shortly",
+            )
+        stale = time.monotonic() - hit[1] >= self.refresh_s
+        if stale and not recently_failed and not self._closed:
             self._refresh_soon(hours)  # not awaited: this answer is the last result
-        computed_at, doc = hit
+        computed_at, computed_mono, doc = hit
         failed = self._failed.get(hours)
         return {
             **doc,
             "computed_at": round(computed_at, 3),
-            "age_s": round(max(0.0, time.time() - computed_at), 1),
-            "refresh_failed_at": round(failed, 3) if failed is not None else None,
+            "age_s": round(time.monotonic() - computed_mono, 1),
+            "refresh_failed_at": round(failed[0], 3) if failed is not None else None,
         }
 
     def _refresh_soon(self, hours: int) -> asyncio.Task[None]:
@@ -205,32 +293,36 @@ class FleetSlab:
     async def _refresh(self, hours: int) -> None:
         step = max(300, math.ceil(hours * 3600 / 240 / 300) * 300)  # <= 240 points
         try:
-            doc = await series.fleet_slab(self.pool, hours, step, FLEET_REFRESH_TIMEOUT_S)
+            async with self._scan:
+                started = time.time(), time.monotonic()  # data as of the statement's start
+                doc = await series.fleet_slab(self.pool, hours, step, FLEET_REFRESH_TIMEOUT_S)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._failed[hours] = time.time()
+            self._failed[hours] = (time.time(), time.monotonic())
             logger.warning(
                 "console_fleet_slab_refresh_failed",
                 hours=hours,
                 error=type(exc).__name__,
                 detail=str(exc)[:300],
                 serving_age_s=(
-                    round(time.time() - self._values[hours][0], 1)
+                    round(time.monotonic() - self._values[hours][1], 1)
                     if hours in self._values
                     else None
                 ),
             )
             return
-        self._values[hours] = (time.time(), doc)
+        self._values[hours] = (*started, doc)
         self._failed.pop(hours, None)
 
     async def _loop(self) -> None:
         while True:
             now = time.monotonic()
             for hours, asked in list(self._wanted.items()):
-                if now - asked > FLEET_WANTED_S:
-                    del self._wanted[hours]
+                if now - asked > self.wanted_s:
+                    del self._wanted[hours]  # and its curve: never served at any age
+                    self._values.pop(hours, None)
+                    self._failed.pop(hours, None)
                     continue
                 await self._refresh_soon(hours)  # one window at a time
             await asyncio.sleep(self.refresh_s)

@@ -10,6 +10,7 @@ read is bounded: a curve takes at most `MAX_CURVE_BOOTS` boots, a table at most
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -24,12 +25,11 @@ from kmemfleet.wire import loads, stack_definition, to_signed64
 
 MAX_CURVE_BOOTS = 60  # boots behind one curve (leaking ones first)
 MAX_ROWS = 1000  # rows of a verdict or boots table
+MAX_VERDICTS_OFFSET = 1_000_000  # the last verdict page starts here at most
 MAX_TREND_POINTS = 600  # points of a device trend (evenly thinned)
 MAX_BOOT_POINTS = 200  # points of one boot's curve on the stack page (evenly thinned)
 SUBJECTS = {"stack": SUBJECT_STACK, "slab_cache": SUBJECT_SLAB}
 SUBJECT_NAMES = {v: k for k, v in SUBJECTS.items()}
-
-_BOOT_START = analysis_curves.BOOT_START
 
 
 def _thin(rows: Sequence[Any], limit: int) -> list[Any]:
@@ -187,16 +187,23 @@ async def stack_verdicts(
     limit: int,
     offset: int = 0,
 ) -> dict[str, Any]:
-    """`limit` per-device (and boot) verdicts from `offset`, leaking first, then the
-    steepest: `verdicts`, `verdicts_offset` and `verdicts_next_offset` (null after
-    the last page)."""
+    """`limit` per-device (and boot) verdicts from `offset`: `verdicts`,
+    `verdicts_offset` and `verdicts_next_offset` (null after the last page, or
+    when it would pass MAX_VERDICTS_OFFSET).
+
+    Leaking series first (a leak on 3 of 10,000 devices must be on the first
+    page), then a total order of what the worker never rewrites (device, boot,
+    key): pages taken while it rewrites slopes neither repeat nor drop a series;
+    only a series whose verdict flips, or that is added or deleted, between two
+    pages shifts the offset. The page sorts the rows it holds (leaking first,
+    then the steepest)."""
     rows = await conn.fetch(
-        """SELECT x.device_id, x.boot_id, x.kind, x.leaking, x.slope, x.p_value, x.confidence,
-                  x.span_hours, x.points, x.first_value, x.last_value, x.level,
+        """SELECT x.device_id, x.boot_id, x.key, x.kind, x.leaking, x.slope, x.p_value,
+                  x.confidence, x.span_hours, x.points, x.first_value, x.last_value, x.level,
                   d.hardware_model, d.labels
              FROM analysis_series x LEFT JOIN devices d ON d.device_id = x.device_id
             WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
-            ORDER BY x.leaking DESC, x.slope DESC, x.device_id, x.boot_id
+            ORDER BY x.leaking DESC, x.device_id, x.boot_id, x.key
             LIMIT $4 OFFSET $5""",
         firmware,
         subject,
@@ -209,6 +216,7 @@ async def stack_verdicts(
             {
                 "device_id": r["device_id"],
                 "boot_id": r["boot_id"],
+                "key": r["key"],
                 "hardware_model": r["hardware_model"] or "",
                 "labels": loads(r["labels"]) if r["labels"] is not None else {},
                 "kind": r["kind"],
@@ -225,7 +233,9 @@ async def stack_verdicts(
             for r in rows[:limit]
         ],
         "verdicts_offset": offset,
-        "verdicts_next_offset": offset + limit if len(rows) > limit else None,
+        "verdicts_next_offset": (
+            offset + limit if len(rows) > limit and offset + limit <= MAX_VERDICTS_OFFSET else None
+        ),
     }
 
 
@@ -239,58 +249,88 @@ async def boot_curves(
     """One curve per boot (bytes against uptime hours), leaking boots first.
 
     Thinned in the scan, before anything is grouped or sent: one bucket per
-    common time step (the longest boot's span / MAX_BOOT_POINTS, in whole
-    buckets) plus each boot's first and last bucket, so every line is drawn at
+    common time step (the longest line's span / MAX_BOOT_POINTS, in whole
+    buckets) plus each line's own first and last bucket (where the stack
+    appeared and its latest value, not the boot's), so every line is drawn at
     the same resolution and at most ~MAX_BOOT_POINTS points leave the database
-    (60 week-long boots: ~12k rows instead of ~40k)."""
-    rows = await conn.fetch(
-        f"""WITH s AS (
-                SELECT x.device_id, x.boot_id, bool_or(x.leaking) AS leaking,
-                       array_agg(x.key) AS keys
-                  FROM analysis_series x
-                 WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
-                 GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT $4),
-            st AS MATERIALIZED (
-                SELECT s.*, {_BOOT_START.format(t="s")} AS started,
-                       (SELECT min(bb.bucket) FROM analysis_boot_buckets bb
-                         WHERE bb.device_id = s.device_id AND bb.boot_id = s.boot_id) AS first_b,
-                       (SELECT max(bb.bucket) FROM analysis_boot_buckets bb
-                         WHERE bb.device_id = s.device_id AND bb.boot_id = s.boot_id) AS last_b
-                  FROM s),
-            g AS (SELECT greatest(1, ceil(max(extract(epoch FROM last_b - first_b))
-                                          / $5 / $6))::bigint * $5 AS step FROM st)
-            SELECT st.device_id, st.boot_id, st.leaking,
-                   (extract(epoch FROM a.bucket) - st.started) / 3600 AS h,
-                   sum(a.last_value)::float8 AS v
-              FROM st CROSS JOIN g JOIN analysis_buckets a
-                     ON a.device_id = st.device_id AND a.boot_id = st.boot_id
-                    AND a.subject = $2 AND a.key = ANY(st.keys)
-             WHERE extract(epoch FROM a.bucket)::bigint % g.step < $5
-                OR a.bucket = st.first_b OR a.bucket = st.last_b
-             GROUP BY 1, 2, 3, a.bucket, st.started ORDER BY 3 DESC, 1, 2, 4""",
+    (60 week-long boots: ~12k rows instead of ~40k).
+
+    Plain filters and joins on unnest() only, as analysis.curves.compute, so
+    that Citus runs each step on the distributed tables: the boots, their
+    starts, each line's ends, then the thinned points."""
+    chosen = await conn.fetch(
+        """SELECT device_id, boot_id, bool_or(leaking) AS leaking,
+                  array_agg(key ORDER BY key) AS keys
+             FROM analysis_series
+            WHERE firmware_version = $1 AND subject = $2 AND signature = $3
+            GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT $4""",
         firmware,
         subject,
         signature,
         boots,
-        BUCKET_SECONDS,
-        MAX_BOOT_POINTS,
     )
-    out: dict[tuple[str, str], dict[str, Any]] = {}
+    started = await analysis_curves.boot_starts(
+        conn, [(r["device_id"], r["boot_id"]) for r in chosen]
+    )
+    lines = [r for r in chosen if (r["device_id"], r["boot_id"]) in started]
+    if not lines:
+        return []
+    triples = [(r["device_id"], r["boot_id"], k) for r in lines for k in r["keys"]]
+    series_of = [list(col) for col in zip(*triples, strict=True)]
+    ends = {
+        (r["device_id"], r["boot_id"]): (r["first_b"], r["last_b"])
+        for r in await conn.fetch(
+            """SELECT a.device_id, a.boot_id, min(a.bucket) AS first_b, max(a.bucket) AS last_b
+                 FROM analysis_buckets a
+                 JOIN unnest($2::text[], $3::text[], $4::text[]) AS u(d, b, k)
+                   ON a.device_id = u.d AND a.boot_id = u.b AND a.key = u.k
+                WHERE a.subject = $1
+                GROUP BY 1, 2""",
+            subject,
+            *series_of,
+        )
+    }
+    if not ends:
+        return []
+    span_s = max((last - first).total_seconds() for first, last in ends.values())
+    step = max(1, math.ceil(span_s / BUCKET_SECONDS / MAX_BOOT_POINTS)) * BUCKET_SECONDS
+    with_ends = [(d, b, k, *ends[(d, b)]) for d, b, k in triples if (d, b) in ends]
     points: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
-    for r in rows:
+    for r in await conn.fetch(
+        """SELECT a.device_id, a.boot_id, extract(epoch FROM a.bucket)::float8 AS t,
+                  sum(a.last_value)::float8 AS v
+             FROM analysis_buckets a
+             JOIN unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                         $6::timestamptz[]) AS u(d, b, k, first_b, last_b)
+               ON a.device_id = u.d AND a.boot_id = u.b AND a.key = u.k
+            WHERE a.subject = $1
+              AND (extract(epoch FROM a.bucket)::bigint % $7 < $8
+                   OR a.bucket = u.first_b OR a.bucket = u.last_b)
+            GROUP BY 1, 2, 3""",
+        subject,
+        *(list(col) for col in zip(*with_ends, strict=True)),
+        step,
+        BUCKET_SECONDS,
+    ):
         key = (r["device_id"], r["boot_id"])
-        if key not in out:
-            out[key] = {
+        h = (r["t"] - started[key]) / 3600
+        points[key].append((round(max(0.0, h), 3), round(r["v"])))
+    out: list[dict[str, Any]] = []
+    for r in lines:  # leaking first, then by device and boot
+        key = (r["device_id"], r["boot_id"])
+        if key not in points:
+            continue
+        kept = _thin(sorted(points[key]), MAX_BOOT_POINTS)
+        out.append(
+            {
                 "device_id": r["device_id"],
                 "boot_id": r["boot_id"],
                 "leaking": r["leaking"],
+                "uptime_h": [h for h, _ in kept],
+                "bytes": [v for _, v in kept],
             }
-        points[key].append((round(max(0.0, float(r["h"])), 3), round(r["v"])))
-    for key, c in out.items():
-        kept = _thin(points[key], MAX_BOOT_POINTS)
-        c["uptime_h"] = [h for h, _ in kept]
-        c["bytes"] = [v for _, v in kept]
-    return list(out.values())
+        )
+    return out
 
 
 async def boots(conn: asyncpg.Connection, device_id: str) -> list[dict[str, Any]]:

@@ -321,6 +321,10 @@
       });
     }
     app.append(el("h2", { text: "Per-device verdicts on " + doc.firmware_version }));
+    // Pages come in a stable order (device, boot, key); the rows held are drawn
+    // leaking first, then the steepest.
+    const worstFirst = (a, b) => (b.leaking - a.leaking) || (b.slope_bytes_per_hour - a.slope_bytes_per_hour);
+    doc.verdicts.sort(worstFirst);
     const verdicts = table("verdicts", [
       { key: "device_id", label: "Device", render: (r) => link("/device/" + encodeURIComponent(r.device_id), { boot: r.boot_id }, r.device_id) },
       { key: "boot_id", label: "Boot", render: (r) => r.boot_id.slice(0, 8) },
@@ -333,7 +337,7 @@
       { key: "last_bytes", label: "Last", num: true, render: (r) => fmtBytes(r.last_bytes) },
     ], doc.verdicts, { rowClass: (r) => (r.leaking ? "leaking" : ""), rowKey: (r) => r.device_id + "/" + r.boot_id });
     app.append(verdicts);
-    // The verdicts come a page at a time (leaking first, then steepest): more on demand.
+    // The verdicts come a page at a time: more on demand.
     let next = doc.verdicts_next_offset;
     const more = el("button", { id: "verdicts-more", type: "button", hidden: next === null ? "" : null,
       onclick: async () => {
@@ -341,6 +345,7 @@
         try {
           const page = await api("/api/v1/stack/verdicts?" + q + "&offset=" + next);
           doc.verdicts.push(...page.verdicts);  // the table's rows: sorted and drawn again
+          doc.verdicts.sort(worstFirst);
           verdicts.refill();
           next = page.verdicts_next_offset;
           more.hidden = next === null;
