@@ -9,11 +9,23 @@ import dataclasses
 import math
 import random
 
+import pytest
+
 from kmemfleet.server.analysis import ranking, trend
 from kmemfleet.server.analysis.ranking import SeriesRow
 from kmemfleet.sim.behaviours import KIB, Behaviour, value
 
 MIB = 1024 * KIB
+
+# Reproductions of the bug, not fixed on this branch. The fix tried in bf520ee (a fill
+# counts only if its gain stands MIN_SNR sigmas out of its noise measured around its
+# own fill curve) made them pass, but listed 7 more caches on heldout_c and 44 more on
+# heldout_d, so it was reverted (docs/ranking.md section 7, "last includes base").
+NOT_FIXED = pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 / review acc-12 finding 4: churn on a large footprint passes for "
+    "fills from boot (plateaus that gained < 5 sigmas), rule 4 hides the leak; fix reverted",
+)
 
 
 def row(
@@ -50,6 +62,7 @@ def row(
     )
 
 
+@NOT_FIXED
 def test_a_rare_leak_among_wandering_footprints_is_not_hidden_as_a_cache() -> None:
     """The tuning split's case (seed 1): a leak on 3 of 24 devices, each holding
     3-16 MiB that wanders by tens of KiB. Three young boots end their window on a
@@ -143,6 +156,7 @@ def _judged(b: Behaviour, u0: float, seed: int, hours: float = 24.0) -> trend.Ve
     return trend.judge(pts)
 
 
+@NOT_FIXED
 def test_judged_churn_on_a_large_footprint_gives_no_fill_evidence() -> None:
     """Series judged as the server judges them: 24 devices each holding 2-16 MiB
     that wanders (three slow waves of 0.1-0.4% of it, periods of 2-12 h, and white
@@ -184,6 +198,7 @@ def test_judged_churn_on_a_large_footprint_gives_no_fill_evidence() -> None:
     assert ranking.summarize(rows).devices_leaking >= 1
 
 
+@NOT_FIXED
 def test_a_fills_noise_is_measured_around_its_curve_not_around_a_line() -> None:
     """A real fill leaves only its noise around its own curve, so what it gained
     stands far out of it; around a straight line its bend would count as noise

@@ -392,21 +392,11 @@ class Contrast:
     evidence: str
 
 
-def _filled(r: SeriesRow) -> bool:
-    """A converging verdict (saturating or plateau) whose climb, from its first
-    value to its level, stands MIN_SNR noise sigmas out of the series' noise: the
-    bar any rise must clear to be a rise (trend.MIN_SNR). A "fill" that gained
-    less is a level that wanders (a large footprint of churning objects, with
-    or without a slow leak on top), not evidence that the subject converges:
-    judged on what it gained, not on the total it holds."""
-    return r.kind in CONVERGING and r.level - r.first >= trend.MIN_SNR * r.noise
-
-
 def _knee(r: SeriesRow) -> bool:
     """A series seen to stop growing within its own boot: it rose, then converged
     (saturating or plateau) at a point inside its span, not beyond it."""
     return (
-        _filled(r)
+        r.kind in CONVERGING
         and r.slope >= trend.MIN_SLOPE_BYTES_PER_HOUR
         and 0.0 < r.settle_hours <= r.span_hours
     )
@@ -541,10 +531,9 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> Contrast | None:
 
 def _fill_from_boot(r: SeriesRow) -> bool:
     """A converging series seen from before it would have settled, settling within
-    FILL_MAX_SETTLE_SPAN of its own span, having filled beyond its noise (_filled):
-    evidence that the subject is a cache."""
+    FILL_MAX_SETTLE_SPAN of its own span: evidence that the subject is a cache."""
     return (
-        _filled(r)
+        r.kind in CONVERGING
         and r.uptime_start <= max(r.settle_hours, 1.0)
         and r.settle_hours <= FILL_MAX_SETTLE_SPAN * r.span_hours
     )

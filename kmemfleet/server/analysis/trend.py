@@ -43,7 +43,6 @@ SAT_MAX_TAU_SPAN = 1.0  # tau beyond the span: indistinguishable from a line
 SAT_MAX_SSE_RATIO = 0.35  # the curve must leave at most 35% of the line's squared error
 SETTLE_TAUS = 3.0  # within 5% of the level after 3 time constants
 SAT_MIN_TAU_STEPS = 2.0  # tau spans at least two sample spacings
-FILL_TAU_REFINE = 8  # golden-section steps refining a fill's tau for its noise (fill_noise)
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,7 @@ class Verdict:
     level: float = 0.0  # saturating/plateau: the level it converges to (bytes), else 0
     settle_hours: float = 0.0  # saturating/plateau: hours after the first point to 95% of it
     first: float = 0.0  # the first value judged
-    # robust sigma (1.4826 MAD) of the values around their trend (plateau and
-    # saturating: around their fill curve, fill_noise), bytes
-    noise: float = 0.0
+    noise: float = 0.0  # robust sigma (1.4826 MAD) of the values around their trend, bytes
     trend: float = 0.0  # Theil-Sen slope of the values themselves (a saw's troughs aside)
 
 
@@ -245,7 +242,7 @@ def judge(
             level,
             settle,
             first,
-            fill_noise(ts, values, sigma),
+            sigma,
             slope,
         )
     if snr < MIN_SNR:
@@ -264,9 +261,9 @@ def judge(
             noise=sigma,
             trend=slope,
         )
-    fit = _saturation(ts, values)
+    fit = saturation(ts, values)
     if fit is not None:
-        _, level, tau, _ = fit
+        level, tau = fit
         return Verdict(
             "saturating",
             False,
@@ -281,7 +278,7 @@ def judge(
             level,
             SETTLE_TAUS * tau,
             first,
-            fill_noise(ts, values, sigma, fit),
+            sigma,
             slope,
         )
     confidence = min(1.0, abs(z) / 6.0) * min(1.0, snr / (3.0 * MIN_SNR)) * min(1.0, span / 12.0)
@@ -333,13 +330,6 @@ def beyond_noise_band(series: Sequence[Bucket], v: Verdict) -> Verdict:
 
 
 def saturation(ts: Sequence[float], values: Sequence[float]) -> tuple[float, float] | None:
-    fit = _saturation(ts, values)
-    return None if fit is None else (fit[1], fit[2])
-
-
-def _saturation(
-    ts: Sequence[float], values: Sequence[float]
-) -> tuple[float, float, float, float] | None:
     """(level, tau) when a rising series is better told by a curve converging to a level.
 
     Fits y = level - a * exp(-(t - t0) / tau) by least squares for each tau of a
@@ -363,111 +353,27 @@ def _saturation(
     sse_line = _sse_line(rel, values)
     if sse_line <= 0:
         return None
-    best = _best_fill(rel, values)
-    if best is None or best[0] > SAT_MAX_SSE_RATIO * sse_line:
-        return None
-    _, _, tau, _ = best
-    spacing = span / (n - 1)
-    if tau < SAT_MIN_TAU_STEPS * spacing:
-        return None  # a "curve" bent within a step or two is a step, not a fill
-    return best
-
-
-def _exp_fit(
-    rel: Sequence[float], values: Sequence[float], tau: float, sy: float, syy_c: float
-) -> tuple[float, float, float] | None:
-    """(level, a, squared error) of y = level - a * exp(-t / tau) by least squares,
-    from sums (sy: sum of values, syy_c: their centred sum of squares); None if
-    the exponential is constant over rel."""
-    n = len(rel)
-    e = [math.exp(-t / tau) for t in rel]
-    sx = sum(e)
-    mx = sx / n
-    sxx_c = sum(x * x for x in e) - sx * mx
-    if sxx_c <= 0:
-        return None
-    sxy_c = sum(x * y for x, y in zip(e, values, strict=True)) - mx * sy
-    b = sxy_c / sxx_c
-    return sy / n - b * mx, -b, max(0.0, syy_c - b * sxy_c)
-
-
-def _best_fill(
-    rel: Sequence[float], values: Sequence[float]
-) -> tuple[float, float, float, float] | None:
-    """(squared error, level, tau, amplitude) of the best y = level - a * exp(-t / tau)
-    rising to a level (a > 0) over the tau grid, t from the first point; None if none rises."""
-    span = rel[-1]
-    sy = sum(values)
-    my = sy / len(values)
-    syy_c = sum((y - my) ** 2 for y in values)
-    best: tuple[float, float, float, float] | None = None
+    best: tuple[float, float, float] | None = None  # sse, level, tau
     for k in range(SAT_TAU_GRID):
         tau = (
             span
             / SAT_TAU_MIN_DIV
             * (SAT_TAU_MIN_DIV * SAT_MAX_TAU_SPAN) ** (k / (SAT_TAU_GRID - 1))
         )
-        fit = _exp_fit(rel, values, tau, sy, syy_c)
-        if fit is None or fit[1] <= 0:  # a must be positive: rising to a level
+        e = [math.exp(-t / tau) for t in rel]
+        fit = _least_squares(e, values)
+        if fit is None or fit[1] >= 0:  # slope on e must be negative: rising to a level
             continue
-        level, a, sse = fit
+        level, _, sse = fit
         if best is None or sse < best[0]:
-            best = (sse, level, tau, a)
-    return best
-
-
-def fill_noise(
-    ts: Sequence[float],
-    values: Sequence[float],
-    fallback: float,
-    best: tuple[float, float, float, float] | None = None,
-) -> float:
-    """Robust sigma (1.4826 MAD) of the values around the best fill curve
-    (_best_fill): the noise of a converging series, its bend left out. Around a
-    straight line a fill's bend would count as noise; around its own curve a
-    real fill leaves its noise, while a level that only wanders (churn) leaves
-    its wander. `fallback` when no curve rises; `best`: _best_fill's result, if
-    already known."""
-    if len(ts) < 5 or ts[-1] <= ts[0]:
-        return fallback
-    rel = [t - ts[0] for t in ts]
-    best = best or _best_fill(rel, values)
-    if best is None:
-        return fallback
-    # The grid's tau is within a step (20%) of the best: refine it (golden section
-    # on log tau), or the grid's error would count as noise.
-    step = (SAT_TAU_MIN_DIV * SAT_MAX_TAU_SPAN) ** (1.0 / (SAT_TAU_GRID - 1))
-    lo, hi = math.log(best[2] / step), math.log(best[2] * step)
-    g = (math.sqrt(5.0) - 1.0) / 2.0
-
-    sy = sum(values)
-    my = sy / len(values)
-    syy_c = sum((y - my) ** 2 for y in values)
-
-    def sse(log_tau: float) -> float:
-        fit = _exp_fit(rel, values, math.exp(log_tau), sy, syy_c)
-        return math.inf if fit is None or fit[1] <= 0 else fit[2]
-
-    a_, b_ = hi - g * (hi - lo), lo + g * (hi - lo)
-    fa, fb = sse(a_), sse(b_)
-    for _ in range(FILL_TAU_REFINE):
-        if fa < fb:
-            hi, b_, fb = b_, a_, fa
-            a_ = hi - g * (hi - lo)
-            fa = sse(a_)
-        else:
-            lo, a_, fa = a_, b_, fb
-            b_ = lo + g * (hi - lo)
-            fb = sse(b_)
-    tau = math.exp((lo + hi) / 2.0)
-    fit = _exp_fit(rel, values, tau, sy, syy_c)
-    if fit is None or fit[1] <= 0 or fit[2] > best[0]:
-        _, level, tau, a = best
-    else:
-        level, a, _ = fit
-    resid = [v - (level - a * math.exp(-t / tau)) for t, v in zip(rel, values, strict=True)]
-    med = _median(resid)
-    return 1.4826 * _median([abs(r - med) for r in resid])
+            best = (sse, level, tau)
+    if best is None or best[0] > SAT_MAX_SSE_RATIO * sse_line:
+        return None
+    sse, level, tau = best
+    spacing = span / (n - 1)
+    if tau < SAT_MIN_TAU_STEPS * spacing:
+        return None  # a "curve" bent within a step or two is a step, not a fill
+    return level, tau
 
 
 def _least_squares(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float] | None:
