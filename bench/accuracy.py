@@ -157,6 +157,8 @@ def evaluate(spec: families.FamilySpec) -> dict[str, Any]:
     per_fw_naive: dict[str, Score] = collections.defaultdict(Score)
     confusion: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     fp_kinds: collections.Counter[str] = collections.Counter()
+    # Leak signatures per leak family: listed or missed, and on what evidence if missed.
+    by_family: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     # Rule U: leak signatures it hid as caches, and what it listed as "probably a cache".
     rule_u: collections.Counter[str] = collections.Counter()
     summaries: dict[Cohort, ranking.CohortSummary] = {}
@@ -187,6 +189,12 @@ def evaluate(spec: families.FamilySpec) -> dict[str, Any]:
         else:
             continue
         sm = summaries[c]
+        if truth_label == "leak":
+            fam = next(s["behaviour"] for s in labels[c] if s["label"] == "leak")
+            if sm.devices_leaking > 0:
+                by_family[fam]["listed"] += 1
+            else:
+                by_family[fam][f"missed ({sm.verdict}: {sm.evidence.split(':')[0][:40]})"] += 1
         if sm.verdict == "saturating" and sm.evidence.startswith(HIDDEN_BY_U):
             rule_u[f"hidden {truth_label}"] += 1
         elif sm.devices_leaking and sm.evidence.startswith(PROBABLE_BY_U):
@@ -211,6 +219,7 @@ def evaluate(spec: families.FamilySpec) -> dict[str, Any]:
         "confusion": confusion,
         "fp_kinds": fp_kinds,
         "rule_u": rule_u,
+        "by_family": by_family,
         "regression_rank": rank_of_regression(fl, summaries),
     }
 
@@ -248,6 +257,7 @@ def run(split: str, seeds: list[int], verbose: bool) -> bool:
     ok = True
     total: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     rule_u: collections.Counter[str] = collections.Counter()
+    by_family: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for seed in seeds:
         t0 = time.monotonic()
         r = evaluate(families.spec_for(split, seed))
@@ -275,11 +285,18 @@ def run(split: str, seeds: list[int], verbose: bool) -> bool:
         for fam, c in r["confusion"].items():
             total[fam].update(c)
         rule_u.update(r["rule_u"])
+        for fam, c in r["by_family"].items():
+            by_family[fam].update(c)
     print(
         f"rule U, signatures over all seeds and versions: leaks hidden as caches "
         f"{rule_u['hidden leak']} (caches hidden {rule_u['hidden benign']}); listed as "
         f"probably a cache: {rule_u['probable benign']} caches, {rule_u['probable leak']} leaks"
     )
+    print("leak signatures by family (listed / all, over all seeds and versions):")
+    for fam, c in sorted(by_family.items()):
+        n = sum(c.values())
+        missed = "; ".join(f"{k} {v}" for k, v in c.most_common() if k != "listed")
+        print(f"  {fam:26s} {c['listed']:4d} / {n:4d} ({c['listed'] / n:.3f}) {missed}")
     print("confusion by behaviour family (series, after the fleet-wide step), all seeds:")
     print(f"  {'family':26s} {'tp':>6s} {'fn':>6s} {'fp':>6s} {'tn':>6s}")
     for fam, c in sorted(total.items()):

@@ -26,6 +26,7 @@ LEAK_KINDS = frozenset(
         "fill_then_leak",
         "episode_leak",
         "power_leak",
+        "leak_on_churn",
     }
 )
 # Caches that converge to a level: never leaks, whatever part of the fill is seen.
@@ -189,7 +190,7 @@ def _shape(b: Behaviour, t: float, wall_offset: float, boot_hours: float = 0.0) 
         # Fills with tau_hours, flushed every period_hours (drop_caches, a timer).
         return b.amplitude * (1.0 - math.exp(-(t % b.period_hours) / b.tau_hours))
     if k == "wander":
-        return sum(a * (1.0 + math.sin(2.0 * math.pi * t / p + ph)) for a, p, ph in b.waves)
+        return _wander(b, t)
     if k == "overshoot":
         # Fills fast, then trims back to a lower working level.
         fill = 1.0 - math.exp(-t / b.tau_hours)
@@ -239,9 +240,18 @@ def _shape(b: Behaviour, t: float, wall_offset: float, boot_hours: float = 0.0) 
             * (1.0 + POWER_LEAK_REF_HOURS / b.tau_hours) ** (1.0 - b.power)
         )
         return float(a * ((1.0 + t / b.tau_hours) ** b.power - 1.0))
+    if k == "leak_on_churn":
+        # A steady leak inside a large footprint of churning objects (a busy slab
+        # cache, a busy allocation site): the footprint wanders around its level.
+        return b.rate * t + _wander(b, t)
     if k == "burst" and any(s <= t < s + n for s, n in b.bursts):
         return b.amplitude
     return 0.0
+
+
+def _wander(b: Behaviour, t: float) -> float:
+    """Slow waves around a level (each 0 to 2 x its amplitude): autocorrelated churn."""
+    return sum(a * (1.0 + math.sin(2.0 * math.pi * t / p + ph)) for a, p, ph in b.waves)
 
 
 def draw_benign(rng: random.Random, duration_hours: float) -> Behaviour:

@@ -48,6 +48,8 @@ class Family:
     name: str
     leaks: bool
     draw: Draw
+    # A leak family: what the devices it spares hold (None: a small flat stack).
+    spared: Draw | None = None
 
 
 def _base(dev: random.Random) -> float:
@@ -72,6 +74,36 @@ def _leak(lo: float, hi: float) -> Draw:
         return Behaviour("leak", base, rate=rate, noise=_noise(base, rate))
 
     return draw
+
+
+def _large_base(
+    base_mib: tuple[float, float], rate_kib: tuple[float, float], period_h: tuple[float, float]
+) -> tuple[Draw, Draw]:
+    """A slow leak (rate_kib, KiB/h) inside a large footprint of churning objects
+    (base_mib, MiB: a busy slab cache, a busy allocation site), and what the
+    devices it spares hold: the same footprint, wandering the same way.
+
+    The churn is three slow waves (periods within period_h hours, each swinging
+    0.1-0.4% of the footprint) plus 0.05% white noise: autocorrelated, not only
+    white. After a week, the leak is a few percent of the footprint."""
+
+    def spared(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+        base = 1024 * KIB * _loguniform(dev, *base_mib)
+        waves = tuple(
+            (base * dev.uniform(0.001, 0.004), dev.uniform(*period_h), dev.uniform(0, 2 * math.pi))
+            for _ in range(3)
+        )
+        return Behaviour("wander", base, waves=waves, noise=base * 0.0005)
+
+    def draw(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
+        rate = KIB * _loguniform(sig, *rate_kib) * dev.uniform(0.85, 1.3)
+        return dataclasses.replace(spared(sig, dev, w), kind="leak_on_churn", rate=rate)
+
+    return draw, spared
+
+
+_on_base_tuning = _large_base((2.0, 16.0), (1.2, 6.0), (2.0, 12.0))
+_on_base_c = _large_base((4.0, 32.0), (1.2, 3.0), (4.0, 24.0))
 
 
 def _late_leak(sig: random.Random, dev: random.Random, w: float) -> Behaviour:
@@ -220,6 +252,9 @@ TUNING: tuple[Family, ...] = (
     Family("leak_release", True, _leak_release),
     Family("leak_staircase", True, _staircase),
     Family("leak_daily_sine", True, _daily_sine),
+    # Added with issue 12's "last includes base" (review finding 4), before the
+    # detector change it measures.
+    Family("leak_on_large_base", True, _on_base_tuning[0], _on_base_tuning[1]),
     Family("sat_exp_fast", False, _sat_exp(0.02, 0.25)),
     Family("sawtooth", False, _sawtooth),
     Family("benign_flat_noise_burst", False, _classic_benign),
@@ -431,6 +466,9 @@ HELD_OUT_C: tuple[Family, ...] = (
     Family("leak_on_daily_cycle", True, _leak_on_cycle),
     Family("leak_sparse_batches", True, _sparse),
     Family("leak_under_fill", True, _fill_then_leak),
+    # Added later (issue 12, "last includes base"), a bigger footprint and slower
+    # leaks than the tuning split's: C is development data by then.
+    Family("leak_on_large_base", True, _on_base_c[0], _on_base_c[1]),
     Family("sat_linear_cap", False, _linear_cap),
     Family("ramp_release", False, _ramp_release),
     Family("sat_exp_slow", False, _sat_exp(0.25, 0.5)),
@@ -724,7 +762,7 @@ def generate(spec: FamilySpec) -> Fleet:
                     or (i == 0 and version != target)
                     or (i == 1 and version != base)
                 ):
-                    fam = Family("flat", False, _flat)
+                    fam = Family("flat", False, f.spared or _flat)
                 b = fam.draw(random.Random(seeds[i]), drng, spec.hours)
                 stacks[i] = dataclasses.replace(b, family=fam.name, sample_bytes=sample_bytes)
             slabs: dict[str, tuple[int, Behaviour]] = {}
