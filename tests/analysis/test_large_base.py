@@ -14,6 +14,7 @@ import pytest
 from kmemfleet.server.analysis import ranking, trend
 from kmemfleet.server.analysis.ranking import SeriesRow
 from kmemfleet.sim.behaviours import KIB, Behaviour, value
+from tests.analysis.test_uptime_contrast import row as uptime_row
 
 MIB = 1024 * KIB
 
@@ -40,26 +41,8 @@ def row(
     settle: float = 0.0,
     noise: float = 0.0,
 ) -> SeriesRow:
-    leak = kind == "leak"
-    return SeriesRow(
-        dev,
-        "k",
-        leak,
-        slope,
-        slope * span if leak else 0.0,
-        0.9 if leak else 0.0,
-        span,
-        1 << 30,
-        kind=kind,
-        uptime_start=u0,
-        first=first,
-        last=last,
-        level=level,
-        settle_hours=settle,
-        noise=noise,
-        points=64,
-        trend=slope,
-    )
+    """test_uptime_contrast's rows, over the 24-h windows these cohorts come from."""
+    return uptime_row(dev, kind, u0, slope, first, last, span, level, settle, noise)
 
 
 @NOT_FIXED
