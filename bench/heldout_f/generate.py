@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 
 KIB = 1024.0
 MIB = 1024.0 * KIB
-T0 = 1780272000  # 2026-06-01 00:00:00 UTC, a Monday; seed s starts s*53 h later
+T0 = 1780272000  # 2026-06-01 00:00:00 UTC, a Monday (see window_start)
 BASE_FW, LONG_FW, CANARY_FW, LEGACY_FW = "7.2.0", "7.3.1", "7.3.2-rc1", "6.9.4-lts"
 FIRMWARES = (BASE_FW, LONG_FW, CANARY_FW, LEGACY_FW)
 
@@ -141,6 +142,7 @@ def binomial(r: random.Random, n: int, p: float) -> int:
 
 
 def local_hour(t: float, tz: float) -> float:
+    """Local hour at t; tz: the zone plus the hours from T0 to the window start (Device.zone)."""
     return (t + tz + (T0 % 86400) / 3600.0) % 24.0
 
 
@@ -387,6 +389,12 @@ class Device:
     clock_behind: tuple[float, float] = (0.0, 0.0)  # (hours behind, until t)
     clock_ahead: tuple[float, float] = (0.0, 0.0)  # (hours ahead, until t)
     config_off_at: float = math.inf  # when the config push reached it (7.2.0)
+    start_h: float = 0.0  # hours from T0 to the window start
+
+    @property
+    def zone(self) -> float:
+        """Offset of local time from T0's clock at t = 0 (time zone and the seed's start)."""
+        return self.tz + self.start_h
 
 
 @dataclass
@@ -437,6 +445,7 @@ def build_fleet(seed: int, quick: bool = False, sizes: dict[str, int] | None = N
                 busy=math.exp(dr.gauss(0.0, 0.5)),
                 mode="sampled" if dr.random() < 0.35 else "full",
                 sample_bytes=int(dr.choice(SAMPLE_KIB) * KIB),
+                start_h=(window_start(seed) - T0) / 3600.0,
             )
             kind = dr.random()
             if fw == CANARY_FW:  # installed 6-60 h before the window, stable since
@@ -485,7 +494,8 @@ class Point:
 
 
 def window_start(seed: int) -> int:
-    return T0 + seed * 53 * 3600
+    """Seeds 1-49 start s*53 h after T0; larger seeds wrap (a server refuses future captures)."""
+    return T0 + (seed % 50) * 53 * 3600
 
 
 def capture_points(d: Device, seed: int) -> list[Point]:
@@ -590,7 +600,7 @@ def base_bytes(
     reclaimed = prev_t is not None and any(prev_t < x <= t for x in fleet.reclaims)
     if f in ("dcache_twophase", "reclaim_pagecache"):
         if f == "dcache_twophase":
-            first_job = (p["job_hour"] - local_hour(boot_start, d.tz)) % 24.0
+            first_job = (p["job_hour"] - local_hour(boot_start, d.zone)) % 24.0
             first_job += 24.0 if first_job < 0.5 else 0.0
             target = p["l1"] * (1.0 - math.exp(-u / p["tau1"]))
             if u > first_job:
@@ -612,10 +622,10 @@ def base_bytes(
             st.conn = lam * p["ttl"] * (1.0 - math.exp(-u / p["ttl"]))
         else:
             decay = math.exp(-dt / p["ttl"])
-            st.conn = st.conn * decay + lam * traffic(t, d.tz) * p["ttl"] * (1.0 - decay)
+            st.conn = st.conn * decay + lam * traffic(t, d.zone) * p["ttl"] * (1.0 - decay)
         return st.conn
     if f == "batch_free_daily":
-        return p["rate"] * d.busy * min(u, hours_since_local(t, d.tz, p["hour"]))
+        return p["rate"] * d.busy * min(u, hours_since_local(t, d.zone, p["hour"]))
     if f == "sat_stretched":
         return p["level"] * (1.0 - math.exp(-((u / p["tau"]) ** p["beta"])))
     if f == "bursty_free":
@@ -999,6 +1009,19 @@ def bundle_digest(root: Path) -> str:
                 f"{path.relative_to(root)}\0{hashlib.sha256(path.read_bytes()).hexdigest()}"
             )
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
+PREREGISTRATION = Path(__file__).with_name("PREREGISTRATION.md")
+
+
+def registered_hashes() -> dict[int, tuple[str, str]]:
+    """seed -> (bundles sha256, labels sha256), from the pre-registration's table."""
+    rows = re.findall(
+        r"^\| (\d+) \| [^|]+ \| `([0-9a-f]{64})` \| `([0-9a-f]{64})` \|$",
+        PREREGISTRATION.read_text(),
+        re.M,
+    )
+    return {int(seed): (b, lab) for seed, b, lab in rows}
 
 
 def labels_digest(root: Path) -> str:

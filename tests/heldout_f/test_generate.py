@@ -4,8 +4,8 @@ project's own bundle code and accepted by a real server."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from kmemfleet.agent.bundle import iter_captures
 from tests.conftest import run_cli, start_server
 
 TINY = {gen.BASE_FW: 4, gen.LONG_FW: 2, gen.CANARY_FW: 1, gen.LEGACY_FW: 2}
-PREREG = Path(gen.__file__).with_name("PREREGISTRATION.md")
+PREREG = gen.PREREGISTRATION
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +23,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> gen.Generated:
     return gen.generate(7, tmp_path_factory.mktemp("f") / "seed-07", sizes=TINY)
 
 
-def registered() -> dict[int, tuple[str, str]]:
-    """seed -> (bundles sha256, labels sha256) from the pre-registration's table."""
-    rows = re.findall(r"^\| (\d+) \| [^|]+ \| `([0-9a-f]{64})` \| `([0-9a-f]{64})` \|$",
-                      PREREG.read_text(), re.M)  # fmt: skip
-    return {int(s): (b, lab) for s, b, lab in rows}
-
-
 def test_labels_of_a_registered_seed_match_their_hash() -> None:
     """labels.json of seed 1 regenerated (without writing bundles) hashes as registered:
     the generator has not changed since the pre-registration."""
-    table = registered()
+    table = gen.registered_hashes()
     assert sorted(table) == list(range(1, 11))
     labels = gen.labels_only(1)
     size = sum(f["devices"] for f in labels["firmware"].values())
@@ -41,12 +34,13 @@ def test_labels_of_a_registered_seed_match_their_hash() -> None:
     # labels.json = these labels plus the bundles hash, written as write_fleet writes it
     labels["bundles_sha256"] = table[1][0]
     text = json.dumps(labels, indent=1, sort_keys=True) + "\n"
-    import hashlib
-
     assert hashlib.sha256(text.encode()).hexdigest() == table[1][1]
 
 
 def test_same_seed_same_bytes(tiny: gen.Generated, tmp_path: Path) -> None:
+    """The tiny fleet's bytes are pinned in PREREGISTRATION.md ("Seeds and hashes")."""
+    text = PREREG.read_text()
+    assert f"`{tiny.sha256}`" in text and f"`{gen.labels_digest(tiny.root)}`" in text
     again = gen.generate(7, tmp_path / "again", sizes=TINY)
     assert again.sha256 == tiny.sha256 == gen.bundle_digest(tiny.root)
     assert again.labels == tiny.labels
