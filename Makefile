@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard proto/kmemfleet/v1/*.proto)
 
-.PHONY: all demo test lint format proto grafana kmod kmod-test bench bundle bundle-all image-amd64 bench-query bench-console bench-kmod bench-heldout-e clean distclean help
+.PHONY: all demo test lint format proto grafana kmod kmod-test bench bundle bundle-all image-amd64 bench-query bench-console bench-kmod bench-heldout-e bench-heldout-f clean distclean help
 
 all: help
 
@@ -93,6 +93,11 @@ bench-console: $(BIN)/.installed
 # (bench/heldout_e/PREREGISTRATION.md); log every run in bench/heldout_e/RUNS.md.
 bench-heldout-e: $(BIN)/.installed
 	nice $(BIN)/python -m bench.heldout_e.score $(HELDOUT_E_ARGS)
+
+# Held-out set F (issue 12): a second blind fleet, its own laws and firmware layout
+# (bench/heldout_f/PREREGISTRATION.md); seeds 1-10 are a look: log it in bench/heldout_f/RUNS.md.
+bench-heldout-f: $(BIN)/.installed
+	nice $(BIN)/python -m bench.heldout_f.score $(HELDOUT_F_ARGS)
 
 # kmalloc+kfree cost of mlt.ko under QEMU (needs .ci/install-kmod.sh).
 bench-kmod:
