@@ -553,7 +553,7 @@ def _hotplug_events(d: Device, seed: int, boot: int) -> list[tuple[float, int, b
     s, e = d.boots[boot]
     t = max(s, -24.0)
     online = [True] * d.ncpu
-    out = []
+    out: list[tuple[float, int, bool]] = []
     while True:
         t += r.expovariate(d.hotplug_rate)
         if t >= min(e, COHORTS[d.fw].window):
