@@ -108,3 +108,31 @@ def test_import_into_a_real_server(tiny: gen.Generated, database_dsn: str, tmp_p
             assert f"stored {caps}, duplicate 0, rejected 0" in r.stdout, r.stdout
     finally:
         server.stop()
+
+
+def test_benign_laws_are_bounded_over_years_of_uptime() -> None:
+    """Rule 1's premise: every bounded law stays under its own bound over ~2 years of one
+    boot (what makes `conntrack_ttl` with a 5-day timeout or `sat_stretched` benign)."""
+    fleet = gen.build_fleet(3, sizes=TINY)
+    d = next(x for x in fleet.devices if x.hotplug_rate > 0)
+    d.boots = [(-17_000.0, float("inf"))]
+    pts = [gen.Point(t, 0, 0, t + 17_000.0) for t in range(-16_990, 96, 7)]
+    for s in fleet.sigs[d.fw]:
+        p = s.p
+        bound = {
+            "dcache_twophase": p.get("l1", 0) + p.get("l2", 0),
+            "reclaim_pagecache": p.get("level", 0),
+            "conntrack_ttl": p.get("level", 0) * d.busy * 1.6 * 1.15,
+            "percpu_hotplug": p.get("per_cpu", 0) * d.ncpu,
+            "batch_free_daily": p.get("rate", 0) * d.busy * 24.0,
+            "sat_stretched": p.get("level", 0),
+        }.get(s.family)
+        if bound is None:
+            continue
+        st, prev = gen.Boot(), None
+        values = []
+        for pt in pts:
+            values.append(gen.base_bytes(s, d, pt, prev, st, fleet, d.boots[0][0]))
+            prev = pt.t
+        assert max(values) <= bound * 1.0001 + 1, (s.key, s.family, max(values), bound)
+        assert max(values[-500:]) >= 0.5 * max(values), (s.key, "not still near its level")
