@@ -16,7 +16,10 @@ Population (stated honestly; see also bench/query.py, whose `populate` this reus
 * analysis_curves for every summary, built from those buckets by the worker's
   code (analysis/curves.py; the worker refreshes a curve with its summary);
 * three simulated devices (72 h, 500 stacks, firmware sim-a/b/c) ingested
-  through real gRPC, for a device page with real slab, stack and meminfo data.
+  through real gRPC, for a device page with real slab, stack and meminfo data,
+  with one keyframe per boot (the state since it is the whole boot: the device
+  page's worst case); and one more (sim-a) with a keyframe every 12 snapshots,
+  as the agent sends them by default.
 
     nice .venv/bin/python bench/console.py [--devices 10000] [--stacks 500] [--calls 50]
 """
@@ -45,6 +48,7 @@ import grpc
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from kmemfleet.agent.config import DEFAULTS as AGENT  # noqa: E402
 from kmemfleet.v1 import query_pb2, query_pb2_grpc  # noqa: E402
 from tests.conftest import free_port, wait_healthy  # noqa: E402
 
@@ -399,6 +403,14 @@ def main() -> int:
                       firmware_versions=("sim-a", "sim-b", "sim-c"))
         )  # fmt: skip
         device = sim.devices[0].device_id
+        # The same devices' data as an agent sends it (a keyframe every
+        # keyframe_every snapshots, config.py): its state since the last keyframe
+        # is a few snapshots, not the whole boot as for the devices above.
+        sim_kf = generate(
+            FleetSpec(devices=1, stacks_per_device=500, hours=72, seed=6,
+                      firmware_versions=("sim-a",))
+        )  # fmt: skip
+        device_kf = sim_kf.devices[0].device_id
         if args.populated:
             print("population: the earlier run's (--populated)")
         else:
@@ -412,6 +424,10 @@ def main() -> int:
                 f"{more['curves_s']:.0f} s"
             )
             result = asyncio.run(drive_grpc(sim, address, insecure=True))
+            result_kf = asyncio.run(
+                drive_grpc(sim_kf, address, insecure=True, keyframe_every=AGENT.keyframe_every)
+            )
+            result.stored += result_kf.stored
             print(
                 f"simulated devices through gRPC: {result.stored} snapshots stored "
                 f"(total setup {time.monotonic() - t0:.0f} s)"
@@ -437,6 +453,7 @@ def main() -> int:
                 ),
                 "diff": f"/api/v1/diff?base={BASE}&target={TARGET}&top=20",
                 "device": f"/api/v1/devices/{device}",
+                f"device, keyframe every {AGENT.keyframe_every}": f"/api/v1/devices/{device_kf}",
             }  # fmt: skip
             doc = json.loads(get(base + endpoints["diff"]))
             assert doc["entries"][0]["signature"] == REGRESSION, doc["entries"][0]
@@ -483,6 +500,10 @@ def main() -> int:
             state = timed(
                 lambda: (stub.DeviceSlabs(dev_req), stub.DeviceStacks(dev_req)), args.calls
             )
+            kf_req = query_pb2.DeviceRequest(device_id=device_kf)
+            state_kf = timed(
+                lambda: (stub.DeviceSlabs(kf_req), stub.DeviceStacks(kf_req)), args.calls
+            )
             print("  baseline, same run, gRPC:")
             print(
                 f"  {'Query.Leaks (same ranking)':34s} {pct(leaks, 50):7.1f} {pct(leaks, 95):7.1f}"
@@ -491,6 +512,10 @@ def main() -> int:
             print(
                 f"  {'DeviceSlabs + DeviceStacks':34s} {pct(state, 50):7.1f} {pct(state, 95):7.1f}"
                 "  (the device page's state)"
+            )
+            print(
+                f"  {'same, keyframe every ' + str(AGENT.keyframe_every):34s} "
+                f"{pct(state_kf, 50):7.1f} {pct(state_kf, 95):7.1f}"
             )
         if args.refresh_reps > 0:
             print(
