@@ -209,8 +209,10 @@ async def open_console_pool(
 class FleetSlab:
     """The fleet page's slab curve per window, served stale-while-revalidate.
 
-    The curve scans every snapshot of its window (seconds at 10,000 devices), so no
-    request waits on it except the very first for a window: a background task
+    The curve is read from the rollup the analysis fold keeps (series.fleet_slab,
+    milliseconds; it was a scan of every snapshot of the window, seconds at 10,000
+    devices, before migration 0080). No request waits on it except the very first
+    for a window: a background task
     recomputes every window asked for in the last FLEET_WANTED_S (and the default
     one) each `refresh_s`, and a request is answered from the last result with its
     age (`computed_at`, `age_s`). A refresh that fails or times out is logged and
