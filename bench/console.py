@@ -105,15 +105,19 @@ async def populate_console(dsn: str, devices: int) -> dict[str, float]:
         )
         # Their slab rollup, as the analysis fold keeps it for snapshots it folds
         # (these were written here, not queued): what 0080 computes for them.
+        from kmemfleet.server.analysis.incremental import FLEET_SLAB_BUCKET_S
+
         await conn.execute(
             """INSERT INTO fleet_slab_buckets
                SELECT firmware_version,
-                      to_timestamp(floor(extract(epoch FROM captured_at) / 300) * 300),
+                      to_timestamp(floor(extract(epoch FROM captured_at) / $1::float8)
+                                   * $1::float8),
                       sum((meminfo->>'Slab')::float8), count(*)
                  FROM snapshots WHERE meminfo ? 'Slab' GROUP BY 1, 2
                ON CONFLICT (firmware_version, bucket) DO UPDATE SET
                    slab_sum = fleet_slab_buckets.slab_sum + excluded.slab_sum,
-                   snapshots = fleet_slab_buckets.snapshots + excluded.snapshots"""
+                   snapshots = fleet_slab_buckets.snapshots + excluded.snapshots""",
+            float(FLEET_SLAB_BUCKET_S),
         )
         times["devices_snapshots_s"] = time.monotonic() - t0
         t0 = time.monotonic()
