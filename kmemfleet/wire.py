@@ -184,3 +184,23 @@ def stack_definition(row: Mapping[str, Any]) -> pb.StackDefinition:
             for f in loads(row["frames"])
         ],
     )
+
+
+MAX_KNOWN_DEFINITIONS = 20_000  # stack definitions known_stack_definition keeps
+_known_definitions: dict[tuple[int, int], pb.StackDefinition] = {}
+
+
+def known_stack_definition(row: Mapping[str, Any]) -> pb.StackDefinition:
+    """stack_definition(row), parsed once per stack id and kind: a stack's frames,
+    module and source never change once interned (only a kind of 0 is filled in
+    later, hence the kind in the key), so the definition kept is always the stored
+    one. A device's state lists hundreds of stacks: parsing their frames was most
+    of its time. Callers copy it (CopyFrom, or a field of a new message), never
+    change it. At most MAX_KNOWN_DEFINITIONS are kept (then they start over)."""
+    key = (int(row["stack_id"]), int(row.get("kind") or 0))
+    found = _known_definitions.get(key)
+    if found is None:
+        if len(_known_definitions) >= MAX_KNOWN_DEFINITIONS:
+            _known_definitions.clear()
+        found = _known_definitions[key] = stack_definition(row)
+    return found

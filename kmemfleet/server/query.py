@@ -34,13 +34,19 @@ from kmemfleet.server.storage.state import (
 )
 from kmemfleet.v1 import device_pb2, query_pb2, query_pb2_grpc
 from kmemfleet.v1 import snapshot_pb2 as pb
-from kmemfleet.wire import SLAB, STACK, loads, stack_definition, to_signed64
+from kmemfleet.wire import (
+    SLAB,
+    STACK,
+    known_stack_definition,
+    loads,
+    stack_definition,
+    to_signed64,
+)
 
 DEFAULT_DEVICE_LIMIT = 1000
 MAX_DEVICE_LIMIT = 100_000
 logger = log.get("query")
 R = TypeVar("R")
-S = TypeVar("S", query_pb2.DeviceSlabsResponse, query_pb2.DeviceStacksResponse)
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
 
 
@@ -125,7 +131,7 @@ async def _stacks_and_source(
     conn: asyncpg.Connection, ref: SnapshotRef, resp: query_pb2.DeviceStacksResponse
 ) -> None:
     resp.stacks.extend(
-        query_pb2.StackState(stack=stack_definition(r), sample=STACK.from_row(r))
+        query_pb2.StackState(stack=known_stack_definition(r), sample=STACK.from_row(r))
         for r in await stack_state(conn, ref)
     )
     source = await stack_source(conn, ref)
@@ -186,35 +192,45 @@ class Queries:
     async def _device_state(
         self,
         request: query_pb2.DeviceRequest,
-        resp: S,
-        fill: Callable[[asyncpg.Connection, SnapshotRef, S], Awaitable[None]],
-    ) -> S:
+        *parts: tuple[Any, Callable[[asyncpg.Connection, SnapshotRef, Any], Awaitable[None]]],
+    ) -> None:
         """The device and its newest snapshot (of request.boot_id, else its last boot)
-        into `resp`, then `fill` adds that snapshot's state; a device without
-        snapshots gets its identity alone."""
+        into each (resp, fill) of `parts`, then `fill` adds that snapshot's state to
+        `resp`; a device without snapshots gets its identity alone. One connection,
+        one lookup of the device and of its snapshot, whatever the parts."""
         check_text("boot_id", request.boot_id)
         async with self.pool.acquire() as conn:
-            resp.device.CopyFrom(_identity(await self.device(conn, request.device_id)))
+            identity = _identity(await self.device(conn, request.device_id))
             ref = await latest_snapshot(conn, request.device_id, request.boot_id)
-            if ref is not None:
-                resp.device.boot_id = ref.boot_id
-                resp.captured_at_ns = ref.captured_at_ns
-                resp.seq = ref.seq
-                await fill(conn, ref, resp)
-        return resp
+            for resp, fill in parts:
+                resp.device.CopyFrom(identity)
+                if ref is not None:
+                    resp.device.boot_id = ref.boot_id
+                    resp.captured_at_ns = ref.captured_at_ns
+                    resp.seq = ref.seq
+                    await fill(conn, ref, resp)
 
     # The two differ only in the state they add to the device's newest snapshot.
     async def device_slabs(self, request: query_pb2.DeviceRequest) -> query_pb2.DeviceSlabsResponse:
-        return await self._device_state(
-            request, query_pb2.DeviceSlabsResponse(), _slabs_and_meminfo
-        )
+        resp = query_pb2.DeviceSlabsResponse()
+        await self._device_state(request, (resp, _slabs_and_meminfo))
+        return resp
 
     async def device_stacks(
         self, request: query_pb2.DeviceRequest
     ) -> query_pb2.DeviceStacksResponse:
-        return await self._device_state(
-            request, query_pb2.DeviceStacksResponse(), _stacks_and_source
-        )
+        resp = query_pb2.DeviceStacksResponse()
+        await self._device_state(request, (resp, _stacks_and_source))
+        return resp
+
+    async def device_state(
+        self, request: query_pb2.DeviceRequest
+    ) -> tuple[query_pb2.DeviceSlabsResponse, query_pb2.DeviceStacksResponse]:
+        """device_slabs and device_stacks of the same snapshot, in one go (the console's
+        device page shows both)."""
+        slabs, stacks = query_pb2.DeviceSlabsResponse(), query_pb2.DeviceStacksResponse()
+        await self._device_state(request, (slabs, _slabs_and_meminfo), (stacks, _stacks_and_source))
+        return slabs, stacks
 
     async def stack_series(
         self, request: query_pb2.StackSeriesRequest

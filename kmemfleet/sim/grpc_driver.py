@@ -31,9 +31,10 @@ async def _stream(
     device: SimDevice,
     metadata: tuple[tuple[str, str], ...],
     result: DriveResult,
+    keyframe_every: int = 0,
 ) -> None:
     async def requests() -> AsyncIterator[pb.Snapshot]:
-        for snap in device_snapshots(fleet, device):
+        for snap in device_snapshots(fleet, device, keyframe_every):
             yield snap
 
     call = stub.Stream(requests(), metadata=metadata)
@@ -55,8 +56,11 @@ async def drive_grpc(
     token: str | None = None,
     concurrency: int = 8,
     tls_ca: str | None = None,
+    keyframe_every: int = 0,
 ) -> DriveResult:
-    """Send every device's snapshots (one stream per device, `concurrency` at a time).
+    """Send every device's snapshots (one stream per device, `concurrency` at a time);
+    `keyframe_every` N > 0: a keyframe every N snapshots, as an agent sends them
+    (0: the boot's first snapshot only).
 
     Returns when every snapshot was acknowledged (so it is durable on the server).
     """
@@ -72,7 +76,7 @@ async def drive_grpc(
 
         async def one(device: SimDevice) -> None:
             async with gate:
-                await _stream(stub, fleet, device, call_metadata(cfg), result)
+                await _stream(stub, fleet, device, call_metadata(cfg), result, keyframe_every)
 
         await asyncio.gather(*(one(d) for d in fleet.devices))
     return result

@@ -89,7 +89,17 @@ def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -
     try:
         with grpc.insecure_channel(server.address) as ch:
             ingest = ingest_pb2_grpc.IngestStub(ch)
-            _push(ingest, _snapshots("old", ns(today - dt.timedelta(days=4))))  # all dropped
+            # "old" (all dropped) leaks 5 times as fast as the others: the curves drawn
+            # with it differ from those drawn without it (review MEDIUM 6).
+            old = _snapshots("old", ns(today - dt.timedelta(days=4)))
+            for snap in old:
+                for sample in snap.stack_samples:
+                    if sample.stack_id == LEAK:
+                        sample.bytes *= 5
+            _push(ingest, old)  # all dropped
+            # The only device on 6.9.0, all dropped: its signatures lose their last
+            # series, and their curves go with their summaries.
+            _push(ingest, _snapshots("older", ns(today - dt.timedelta(days=4)), firmware="6.9.0"))
             _push(ingest, _snapshots("straddle", ns(cutoff - dt.timedelta(hours=3)), hours=10))
             _push(ingest, _snapshots("new", ns(today - dt.timedelta(days=1))))  # all kept
             before = query_pb2_grpc.QueryStub(ch).Leaks(
@@ -103,6 +113,12 @@ def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
         try:
             async with pool.acquire() as conn:
+                sig = "drv_leak_buf [drv] <- caller"
+                drawn_with_old = await curves.read(conn, "7.0.1", SUBJECT_STACK, [sig])
+                assert sig in drawn_with_old
+                assert await conn.fetchval(
+                    "SELECT count(*) FROM analysis_curves WHERE firmware_version = '6.9.0'"
+                )
                 report = await maintain(conn, maintenance.RetentionPolicy(raw_days=2))
                 assert any("stack_samples_p" in name for name in report.dropped)
                 for table in ("analysis_buckets", "analysis_boot_buckets", "analysis_series"):
@@ -136,8 +152,18 @@ def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -
                     )
                     == 1
                 )
-                # The stored fleet curves were rewritten without the dropped boot.
+                # The stored fleet curves were rewritten without the dropped boot (and
+                # that changed them), those left without any series deleted.
                 await _curves_as_computed(conn)
+                drawn = await curves.read(conn, "7.0.1", SUBJECT_STACK, [sig])
+                assert drawn[sig] != drawn_with_old[sig]
+                for table in ("analysis_summary", "analysis_curves"):
+                    assert (
+                        await conn.fetchval(
+                            f"SELECT count(*) FROM {table} WHERE firmware_version = '6.9.0'"
+                        )
+                        == 0
+                    ), table
             # The straddling boot is re-judged on what is left (7 h of its 10).
             await Analyzer().catch_up(pool)
             async with pool.acquire() as conn:

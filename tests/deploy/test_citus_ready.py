@@ -28,7 +28,7 @@ DISTRIBUTED = {
 }  # fmt: skip
 REFERENCE = {
     "stacks", "credentials", "firmware_versions", "slab_cache_names", "analysis_summary",
-    "analysis_curves", "analysis_curves_dirty",
+    "analysis_curves", "analysis_curves_dirty", "fleet_slab_buckets",
 }  # fmt: skip
 
 

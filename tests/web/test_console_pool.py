@@ -2,7 +2,7 @@
 curve's refreshes scan one at a time per console process, however many windows
 requests find stale, and a request that finds the console pool full is a 503
 after a bounded wait, never a queue. Real PostgreSQL: the scans are held up by a
-real lock on `snapshots` and seen waiting in pg_stat_activity."""
+real lock on the table they read (`fleet_slab_buckets`) and seen waiting in pg_stat_activity."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from kmemfleet.server.web import api
 
 WAITING_SCANS = """SELECT count(*) FROM pg_stat_activity
                     WHERE datname = current_database() AND wait_event_type = 'Lock'
-                      AND query LIKE '%FROM snapshots%'"""
+                      AND query LIKE '%FROM fleet_slab_buckets%'"""
 
 
 async def _until(conn: asyncpg.Connection, query: str, want: int) -> None:
@@ -42,7 +42,7 @@ async def test_stale_windows_queue_one_scan_and_a_full_pool_is_a_503(database_ds
             assert (await slab.get(hours))["hours"] == hours
         lock = locker.transaction()
         await lock.start()
-        await locker.execute("LOCK TABLE snapshots IN ACCESS EXCLUSIVE MODE")
+        await locker.execute("LOCK TABLE fleet_slab_buckets IN ACCESS EXCLUSIVE MODE")
         for hours in api.FLEET_WINDOWS:  # five stale windows: answered from the last result
             assert (await slab.get(hours))["hours"] == hours
         await _until(admin, WAITING_SCANS, 1)

@@ -47,7 +47,9 @@ def test_fleet_page_serves_the_last_slab_curve_with_its_age_while_refreshing_fai
         assert first["age_s"] >= 0 and first["computed_at"] > 0
         assert first["refresh_failed_at"] is None
 
-        asyncio.run(_fetchval(f.dsn, "ALTER TABLE snapshots RENAME TO snapshots_x"))
+        asyncio.run(
+            _fetchval(f.dsn, "ALTER TABLE fleet_slab_buckets RENAME TO fleet_slab_buckets_x")
+        )
         renamed = True
         answers: list[dict[str, Any]] = []
 
@@ -75,7 +77,9 @@ def test_fleet_page_serves_the_last_slab_curve_with_its_age_while_refreshing_fai
         plot = chart(browser, "fleet-slab")
         assert plot["series"] == len(first["series"]) and all(plot["points"])
 
-        asyncio.run(_fetchval(f.dsn, "ALTER TABLE snapshots_x RENAME TO snapshots"))
+        asyncio.run(
+            _fetchval(f.dsn, "ALTER TABLE fleet_slab_buckets_x RENAME TO fleet_slab_buckets")
+        )
         renamed = False
         wait_for(
             lambda: _slab(console)["refresh_failed_at"] is None,
@@ -85,7 +89,9 @@ def test_fleet_page_serves_the_last_slab_curve_with_its_age_while_refreshing_fai
         assert "failed" not in browser.find_element(By.ID, "slab-age").text
     finally:
         if renamed:
-            asyncio.run(_fetchval(f.dsn, "ALTER TABLE snapshots_x RENAME TO snapshots"))
+            asyncio.run(
+                _fetchval(f.dsn, "ALTER TABLE fleet_slab_buckets_x RENAME TO fleet_slab_buckets")
+            )
         server.stop()
     assert "console_fleet_slab_refresh_failed" in server.log()
 
@@ -188,3 +194,57 @@ def test_a_fleet_refresh_period_out_of_range_is_refused() -> None:
         out = run_cli("server", "--http-fleet-refresh", value, "--listen", "127.0.0.1:0")
         assert out.returncode != 0 and "--http-fleet-refresh" in out.stderr, value
         assert "Traceback" not in out.stderr
+
+
+OLD_SCAN = """SELECT firmware_version, floor(extract(epoch FROM captured_at) / $2) * $2 AS t,
+                     avg((meminfo->>'Slab')::float8) AS mean
+                FROM snapshots
+               WHERE captured_at >= now() - $1 * interval '1 hour' AND meminfo ? 'Slab'
+               GROUP BY 1, 2 ORDER BY 2"""  # the curve as the console computed it before 0080
+
+
+def test_the_slab_rollup_kept_by_the_fold_is_the_mean_over_the_snapshots(
+    console_fleet: ConsoleFleet,
+) -> None:
+    """fleet_slab_buckets, filled by the analysis fold of the ingested fleet, equals
+    what 0080 computes from the snapshots for a populated database, and the curve
+    read from it equals the scan of every snapshot it replaced (each window that
+    holds the whole simulated fleet)."""
+    import asyncpg
+
+    from kmemfleet.server.storage.migrate import available
+    from kmemfleet.server.web import series
+
+    backfill = next(m.sql for m in available() if m.version == 80)
+    select = backfill[backfill.index("SELECT s.firmware_version") :].rstrip().rstrip(";")
+
+    async def check() -> None:
+        pool = await asyncpg.create_pool(console_fleet.dsn, min_size=1, max_size=2)
+        try:
+            assert await pool.fetchval("SELECT count(*) FROM analysis_queue") == 0
+            kept = await pool.fetch("SELECT * FROM fleet_slab_buckets ORDER BY 1, 2")
+            assert kept and sum(r["snapshots"] for r in kept) == await pool.fetchval(
+                "SELECT count(*) FROM snapshots WHERE meminfo ? 'Slab'"
+            )
+            assert [tuple(r) for r in kept] == [
+                tuple(r) for r in await pool.fetch(select + " ORDER BY 1, 2")
+            ]
+            for hours in (24, 48, 168):
+                step = 300 * max(1, -(-hours * 3600 // 240 // 300))
+                doc = await series.fleet_slab(pool, hours, step)
+                got = {
+                    (s["firmware_version"], t): v
+                    for s in doc["series"]
+                    for t, v in zip(doc["t"], s["mean_slab_bytes"], strict=True)
+                    if v is not None
+                }
+                old = {
+                    (r["firmware_version"], float(r["t"])): float(r["mean"])
+                    for r in await pool.fetch(OLD_SCAN, hours, float(step))
+                }
+                assert got.keys() == old.keys()
+                assert all(abs(got[k] - old[k]) <= 1 for k in old), hours
+        finally:
+            await pool.close()
+
+    asyncio.run(check())

@@ -5,8 +5,10 @@ worker rewrites slopes between two pages, leaking series first."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import asyncpg
@@ -98,6 +100,26 @@ def test_stack_api_answers_with_per_boot_lines(database_dsn: str, tmp_path: Path
             offset = page["verdicts_next_offset"]
         keys = [(v["device_id"], v["boot_id"], v["key"]) for v in pages]
         assert len(keys) == len(set(keys)) and any(v["leaking"] for v in pages)
+        # The fold kept the fleet page's slab rollup (0080) on this backend too:
+        # every snapshot with a Slab counted once, under its firmware.
+        rollup = asyncio.run(
+            _fetch(
+                database_dsn,
+                """SELECT (SELECT sum(snapshots) FROM fleet_slab_buckets),
+                          (SELECT count(*) FROM snapshots WHERE meminfo ? 'Slab'),
+                          (SELECT array_agg(DISTINCT firmware_version ORDER BY firmware_version)
+                             FROM fleet_slab_buckets)""",
+            )
+        )
+        assert rollup[0] == rollup[1] > 0 and rollup[2] == ["2.3.0", "2.3.1"]
     finally:
         server.stop()
     assert "Traceback" not in server.log()
+
+
+async def _fetch(dsn: str, sql: str) -> tuple[Any, ...]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return tuple(await conn.fetchrow(sql))
+    finally:
+        await conn.close()

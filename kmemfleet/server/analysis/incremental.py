@@ -97,11 +97,21 @@ _FOLD_SLABS = _FOLD.format(
 
 _MEMINFO_OF = """
 SELECT s.device_id, s.boot_id, s.seq, s.captured_at, s.meminfo::text AS meminfo,
-       s.stack_source::text AS stack_source
+       s.stack_source::text AS stack_source, s.firmware_version
   FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[])
        AS q(device_id, boot_id, seq, captured_at)
   JOIN snapshots s ON s.device_id = q.device_id AND s.boot_id = q.boot_id
                   AND s.seq = q.seq AND s.captured_at = q.captured_at
+"""
+# The fleet page's slab curve (0080): per firmware and FLEET_SLAB_BUCKET_S bucket,
+# the Slab sum and count of the snapshots folded; each snapshot is added once,
+# in its fold's transaction (a fold rolled back adds nothing).
+FLEET_SLAB_BUCKET_S = 300
+_FOLD_FLEET_SLAB = """
+INSERT INTO fleet_slab_buckets AS f (firmware_version, bucket, slab_sum, snapshots)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::float8[], $4::bigint[])
+ON CONFLICT (firmware_version, bucket) DO UPDATE SET
+    slab_sum = f.slab_sum + excluded.slab_sum, snapshots = f.snapshots + excluded.snapshots
 """
 _FOLD_MEMINFO = (
     """
@@ -438,8 +448,10 @@ class Analyzer:
         stats.samples += folded
 
     async def _fold_meminfo(self, conn: asyncpg.Connection, args: tuple[list[object], ...]) -> int:
-        """The meminfo-derived series of the snapshots into buckets; returns the rows."""
+        """The meminfo-derived series of the snapshots into buckets, and their Slab
+        into the fleet page's rollup (fleet_slab_buckets); returns the series rows."""
         cols: list[list[object]] = [[] for _ in range(6)]
+        slab: dict[tuple[str, float], list[float]] = defaultdict(lambda: [0.0, 0])
         for r in await conn.fetch(_MEMINFO_OF, *args):
             try:
                 mem = json.loads(r["meminfo"])
@@ -447,6 +459,12 @@ class Analyzer:
                 continue
             if not isinstance(mem, dict):
                 continue
+            slab_bytes = mem.get("Slab")
+            if isinstance(slab_bytes, (int, float)) and not isinstance(slab_bytes, bool):
+                at = r["captured_at"].timestamp()
+                acc = slab[(r["firmware_version"], at - at % FLEET_SLAB_BUCKET_S)]
+                acc[0] += float(slab_bytes)
+                acc[1] += 1
             value = memaccount.unattributed(
                 {k: v for k, v in mem.items() if isinstance(v, int) and not isinstance(v, bool)},
                 vmalloc_bytes(r["stack_source"]),
@@ -466,6 +484,14 @@ class Analyzer:
                 strict=True,
             ):
                 col.append(v)
+        if slab:
+            await conn.execute(
+                _FOLD_FLEET_SLAB,
+                [fw for fw, _ in slab],
+                [dt.datetime.fromtimestamp(t, dt.timezone.utc) for _, t in slab],
+                [v[0] for v in slab.values()],
+                [int(v[1]) for v in slab.values()],
+            )
         if not cols[0]:
             return 0
         status = await conn.execute(_FOLD_MEMINFO, *cols, float(self.bucket_seconds))

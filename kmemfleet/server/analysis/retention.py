@@ -48,6 +48,7 @@ async def forget_before(conn: asyncpg.Connection, cutoff: dt.datetime) -> Forgot
             status = await conn.execute("DELETE FROM analysis_buckets WHERE bucket < $1", cutoff)
             out.buckets = int(status.split()[-1])
             await conn.execute("DELETE FROM analysis_keyframes WHERE captured_at < $1", cutoff)
+            await conn.execute("DELETE FROM fleet_slab_buckets WHERE bucket < $1", cutoff)
             affected = sorted({(r["device_id"], r["boot_id"]) for r in boots})
             if not affected:
                 return out

@@ -209,8 +209,10 @@ async def open_console_pool(
 class FleetSlab:
     """The fleet page's slab curve per window, served stale-while-revalidate.
 
-    The curve scans every snapshot of its window (seconds at 10,000 devices), so no
-    request waits on it except the very first for a window: a background task
+    The curve is read from the rollup the analysis fold keeps (series.fleet_slab,
+    milliseconds; it was a scan of every snapshot of the window, seconds at 10,000
+    devices, before migration 0080). No request waits on it except the very first
+    for a window: a background task
     recomputes every window asked for in the last FLEET_WANTED_S (and the default
     one) each `refresh_s`, and a request is answered from the last result with its
     age (`computed_at`, `age_s`). A refresh that fails or times out is logged and
@@ -650,8 +652,7 @@ class Api:
         boot = p.text("boot")
         sort = p.choice("sort", (*slabtop.SORT_KEYS, "g"), "c")
         req = query_pb2.DeviceRequest(device_id=device_id, boot_id=boot)
-        slabs = await self.queries.device_slabs(req)
-        stacks = await self.queries.device_stacks(req)
+        slabs, stacks = await self.queries.device_state(req)
         d = slabs.device
         boot_id = d.boot_id
         async with self.pool.acquire() as conn:
@@ -687,15 +688,7 @@ class Api:
                 {
                     "stack_id": f"{s.stack.stack_id:016x}",
                     "module": s.stack.module,
-                    "frames": [
-                        (f"{f.function}+0x{f.offset:x}" if f.function else f"0x{f.address:x}")
-                        + (f" [{f.module}]" if f.module else "")
-                        for f in s.stack.frames
-                    ],
-                    "signature": " <- ".join(
-                        (f.function or f"0x{f.address:x}") + (f" [{f.module}]" if f.module else "")
-                        for f in s.stack.frames
-                    ),
+                    **stack_text(s.stack),
                     "bytes": s.sample.bytes,
                     "objects": s.sample.objects,
                     "growth_bytes_per_hour": v.get("growth_bytes_per_hour", 0.0),
@@ -750,6 +743,32 @@ class Api:
                 ],
             }
         )
+
+
+MAX_STACK_TEXTS = 20_000  # stacks whose frames stack_text keeps as text
+_stack_texts: dict[int, dict[str, Any]] = {}
+
+
+def stack_text(stack: Any) -> dict[str, Any]:
+    """A stack definition's `frames` (one line each) and `signature` as the device
+    page lists them, made once per stack id: a definition's frames never change
+    once interned (wire.known_stack_definition). Shared: callers never change it."""
+    found = _stack_texts.get(stack.stack_id)
+    if found is None:
+        if len(_stack_texts) >= MAX_STACK_TEXTS:
+            _stack_texts.clear()
+        found = _stack_texts[stack.stack_id] = {
+            "frames": [
+                (f"{f.function}+0x{f.offset:x}" if f.function else f"0x{f.address:x}")
+                + (f" [{f.module}]" if f.module else "")
+                for f in stack.frames
+            ],
+            "signature": " <- ".join(
+                (f.function or f"0x{f.address:x}") + (f" [{f.module}]" if f.module else "")
+                for f in stack.frames
+            ),
+        }
+    return found
 
 
 def _dumps(doc: Any) -> str:

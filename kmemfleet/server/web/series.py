@@ -84,19 +84,21 @@ async def fleet(pool: asyncpg.Pool) -> list[dict[str, Any]]:
 async def fleet_slab(
     pool: asyncpg.Pool, hours: int, step_s: int, timeout_s: float = 25.0
 ) -> dict[str, Any]:
-    """Mean slab memory per device (meminfo "Slab") per firmware, in `step_s` steps.
+    """Mean slab memory per device (meminfo "Slab") per firmware, in `step_s` steps
+    (a multiple of the rollup's 5 minutes).
 
-    It scans every snapshot of the window, so it runs with its own statement
-    timeout (`timeout_s`, not the console's): the console computes it in the
-    background (api.FleetSlab); only a window's very first request waits on it."""
+    Read from the rollup the analysis fold keeps (fleet_slab_buckets, 0080): at
+    most 12 rows per firmware and hour of the window, never the snapshots; a
+    snapshot counts once analysis has folded it. `timeout_s` bounds the statement
+    (the console refreshes it in the background, api.FleetSlab)."""
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
         rows = await conn.fetch(
             """SELECT firmware_version,
-                  floor(extract(epoch FROM captured_at) / $2) * $2 AS t,
-                  avg((meminfo->>'Slab')::float8) AS mean, count(DISTINCT device_id) AS n
-             FROM snapshots
-            WHERE captured_at >= now() - $1 * interval '1 hour' AND meminfo ? 'Slab'
+                  floor(extract(epoch FROM bucket) / $2) * $2 AS t,
+                  sum(slab_sum) / sum(snapshots) AS mean
+             FROM fleet_slab_buckets
+            WHERE bucket >= now() - $1 * interval '1 hour'
             GROUP BY 1, 2 ORDER BY 2""",
             hours,
             float(step_s),
