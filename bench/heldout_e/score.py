@@ -170,6 +170,22 @@ class SeedResult:
     naive: dict[str, set[str]]
     import_totals: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    evidence: dict[str, dict[str, str]] = field(default_factory=dict)  # firmware -> key -> text
+
+
+# The fleet-wide rule that listed an entry, from the start of its `evidence`
+# (docs/ranking.md, section 3). A development aid: which rule lets a family through.
+EVIDENCE_RULES = (
+    ("probably a cache", "U probable"),
+    ("uptime contrast not used", "U confounded"),
+    ("still growing beyond", "2 growth at maturity"),
+    ("per-boot trends; fills", "3 unexplained beside fills"),
+    ("per-boot trends", "1 no fills: per-boot"),
+)
+
+
+def evidence_rule(text: str) -> str:
+    return next((name for prefix, name in EVIDENCE_RULES if text.startswith(prefix)), "other")
 
 
 def entry_key(e: dict[str, Any]) -> str | None:
@@ -250,6 +266,7 @@ def score_seed(
     listed: dict[str, set[str]] = {}
     sat: dict[str, set[str]] = {}
     unmatched: dict[str, list[str]] = {}
+    evidence: dict[str, dict[str, str]] = {}
     try:
         with server(with_db(pg, db), log_dir / f"server-seed-{seed:02d}.log") as address:
             totals = import_all(address, bundles, jobs)
@@ -263,6 +280,11 @@ def score_seed(
                 doc = json.loads(r.stdout)
                 keys = [entry_key(e) for e in doc.get("entries", [])]
                 listed[fw] = {k for k in keys if k}
+                evidence[fw] = {
+                    k: str(e.get("evidence", ""))
+                    for e in doc.get("entries", [])
+                    if (k := entry_key(e))
+                }
                 sat[fw] = {k for k in map(entry_key, doc.get("saturating", [])) if k}
                 known = f["signatures"]
                 unmatched[fw] = sorted(str(k or "?") for k in keys if k is None or k not in known)
@@ -272,7 +294,7 @@ def score_seed(
             shutil.rmtree(folder, ignore_errors=True)
     dt = time.monotonic() - t0
     print(f"seed {seed:2d}: scored in {dt:.0f} s, import {totals}", flush=True)
-    return SeedResult(seed, sha, labels, listed, sat, unmatched, naive, totals, dt)
+    return SeedResult(seed, sha, labels, listed, sat, unmatched, naive, totals, dt, evidence)
 
 
 # ----------------------------------------------------------------------------- report
@@ -335,6 +357,19 @@ def report(results: list[SeedResult]) -> tuple[str, bool]:
         f"{'neither':>7} {'naive listed':>12}")  # fmt: skip
     for (f, kind, lab), (n, li, sa, ne, nv) in sorted(fam.items(), key=lambda x: (x[0][2], x[0])):
         out(f"{f:18} {kind:5} {lab:6} {n:4d} {li:7d} {sa:10d} {ne:7d} {nv:12d}")
+    # False listings by family and by the fleet-wide rule that listed them (from each
+    # entry's evidence; runs saved before the evidence was kept have none).
+    by_rule: dict[tuple[str, str], int] = defaultdict(int)
+    for r in results:
+        for fw, f in r.labels["firmware"].items():
+            for k, e in f["signatures"].items():
+                if e["label"] == "benign" and k in r.listed.get(fw, set()):
+                    text = r.evidence.get(fw, {}).get(k)
+                    rule = evidence_rule(text) if text is not None else "(not saved)"
+                    by_rule[(e["family"], rule)] += 1
+    out("\n== false listings by family and the rule that listed them (docs/ranking.md s. 3) ==")
+    for (f, rule), n in sorted(by_rule.items(), key=lambda x: (-x[1], x[0])):
+        out(f"  {f:18} {rule:28} {n:4d}")
     # P2: zero benign false listings in bounded families and on the nightly rebooters
     p2 = 0
     p2_detail: dict[str, int] = defaultdict(int)
@@ -421,6 +456,7 @@ def reprint(path: Path) -> int:
                 r["unmatched"],
                 {k: set(v) for k, v in r["naive"].items()},
                 r.get("import", {}),
+                evidence=r.get("evidence", {}),
             )
         )
     text, ok = report(results)
@@ -473,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
                 "naive": {k: sorted(v) for k, v in r.naive.items()},
                 "unmatched": r.unmatched,
                 "import": r.import_totals,
+                "evidence": r.evidence,
             }
             for r in results
         ]
