@@ -66,7 +66,7 @@ class Boot:
 
 
 @pytest.fixture(scope="module")
-def boot(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boot]:
+def boot(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Boot:
     """The one QEMU boot of this module: both collections and their ground truth."""
     tmp = tmp_path_factory.mktemp("unattr")
     args: list[object] = [STEADY_MS, STEADY_ORDER, CHURN_MS, CHURN_ORDER, VM_BYTES, VM_PERIOD_S]
@@ -78,7 +78,7 @@ def boot(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boot]:
     pages = guest.collection(run, "pages", "e2e-pages-1.0", "meminfo")
     guest.churn_ran(run, vm.elapsed_s + pages.elapsed_s, CHURN_MS)
     print(f"\nQEMU boot with both collections: {seconds:.0f} s wall time")
-    yield Boot(run, vm, pages, seconds)
+    return Boot(run, vm, pages, seconds)
 
 
 @pytest.fixture
