@@ -43,6 +43,11 @@
  *                            ms in leaky_steady_leak (at most steady_max)
  *   churn_size, churn_ms     kmalloc + kfree one object every churn_ms ms
  *                            in leaky_churn
+ *   steady_order             -1: the steady leak is kmalloc(steady_size);
+ *                            0 to 3: alloc_pages(GFP_KERNEL, steady_order)
+ *                            instead (memory in no meminfo counter)
+ *   churn_order              the same for the churn (alloc_pages and
+ *                            __free_pages)
  *
  * Locking: leaked objects are linked through their first bytes on two lists
  * under leaky_lock (irqsave); IRQ allocations go to fixed arrays written only
@@ -134,7 +139,32 @@ module_param(leak_on_unload, bool, 0644);
 MODULE_PARM_DESC(leak_on_unload, "Leave the kmalloc leaks allocated when unloaded");
 static unsigned int steady_leaked;
 module_param(steady_leaked, uint, 0444);
-MODULE_PARM_DESC(steady_leaked, "Objects leaked so far by leaky_steady_leak");
+MODULE_PARM_DESC(steady_leaked, "Allocations leaked so far by leaky_steady_leak");
+
+static int leaky_order_set(const char *val, const struct kernel_param *kp)
+{
+	int order, err;
+
+	err = kstrtoint(val, 0, &order);
+	if (err)
+		return err;
+	if (order < -1 || order > PAGE_ALLOC_COSTLY_ORDER)
+		return -EINVAL;
+	WRITE_ONCE(*(int *)kp->arg, order);
+	return 0;
+}
+
+static const struct kernel_param_ops leaky_order_ops = {
+	.set = leaky_order_set,
+	.get = param_get_int,
+};
+
+static int steady_order = -1;
+module_param_cb(steady_order, &leaky_order_ops, &steady_order, 0644);
+MODULE_PARM_DESC(steady_order, "-1: steady leak by kmalloc; 0-3: by alloc_pages of this order");
+static int churn_order = -1;
+module_param_cb(churn_order, &leaky_order_ops, &churn_order, 0644);
+MODULE_PARM_DESC(churn_order, "-1: churn by kmalloc; 0-3: by alloc_pages of this order");
 
 static void leaky_keep(struct list_head *list, void *p)
 {
@@ -561,11 +591,33 @@ static void leaky_storm_wait(void)
 
 static struct task_struct *leaky_thread;
 
+/* A steady page leak, linked through its first bytes (lowmem: GFP_KERNEL). */
+struct leaky_page_obj {
+	struct list_head node;
+	int order;
+};
+
+static LIST_HEAD(leaky_steady_pages);
+
 static noinline void leaky_steady_leak(void)
 {
-	void *p = kmalloc(max_t(unsigned int, READ_ONCE(steady_size),
-				sizeof(struct leaky_obj)), GFP_KERNEL);
+	int order = READ_ONCE(steady_order);
+	struct leaky_page_obj *pg;
+	struct page *page;
+	void *p;
 
+	if (order >= 0) {
+		page = alloc_pages(GFP_KERNEL, order);
+		if (!page)
+			return;
+		pg = page_address(page);
+		pg->order = order;
+		leaky_keep(&leaky_steady_pages, pg);
+		steady_leaked++;
+		return;
+	}
+	p = kmalloc(max_t(unsigned int, READ_ONCE(steady_size),
+			  sizeof(struct leaky_obj)), GFP_KERNEL);
 	if (p) {
 		leaky_keep(&leaky_kmallocs, p);
 		steady_leaked++;
@@ -574,9 +626,36 @@ static noinline void leaky_steady_leak(void)
 
 static noinline void leaky_churn(void)
 {
-	void *p = kmalloc(max_t(unsigned int, READ_ONCE(churn_size), 1), GFP_KERNEL);
+	int order = READ_ONCE(churn_order);
+	struct page *page;
+	void *p;
 
+	if (order >= 0) {
+		page = alloc_pages(GFP_KERNEL, order);
+		if (page)
+			__free_pages(page, order);
+		return;
+	}
+	p = kmalloc(max_t(unsigned int, READ_ONCE(churn_size), 1), GFP_KERNEL);
 	kfree(p);
+}
+
+static void leaky_free_steady_pages(void)
+{
+	struct leaky_page_obj *pg;
+	unsigned long flags;
+
+	for (;;) {
+		spin_lock_irqsave(&leaky_lock, flags);
+		pg = list_first_entry_or_null(&leaky_steady_pages,
+					      struct leaky_page_obj, node);
+		if (pg)
+			list_del(&pg->node);
+		spin_unlock_irqrestore(&leaky_lock, flags);
+		if (!pg)
+			break;
+		free_pages((unsigned long)pg, pg->order);
+	}
 }
 
 static int leaky_steady_fn(void *unused)
@@ -774,6 +853,7 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		leaky_free_list(&leaky_kmallocs, NULL);
 		leaky_free_list(&leaky_cached, leaky_cachep);
 		leaky_free_list(&leaky_merged, leaky_merge_b);
+		leaky_free_steady_pages();
 		return 0;
 	}
 	return -EINVAL;
@@ -836,6 +916,7 @@ static void __exit leaky_exit(void)
 		leaky_free_list(&leaky_kmallocs, NULL);
 	leaky_free_list(&leaky_cached, leaky_cachep);
 	leaky_free_list(&leaky_merged, leaky_merge_b);
+	leaky_free_steady_pages();
 	rcu_barrier();
 	kmem_cache_destroy(leaky_merge_b);
 	kmem_cache_destroy(leaky_merge_a);

@@ -16,56 +16,35 @@ The ground truth is leaky's own counter (`steady_leaked`) read by the guest at
 the start and end of the collection with the guest clock: objects x size /
 elapsed seconds. The nominal rate from the module parameters is printed too.
 
-Prerequisites (QEMU, the kernel image and headers, busybox-static, cpio) come
-from `bash .ci/install-kmod.sh`; missing ones skip locally and fail under CI.
-The modules are built for the test into its own temporary folder.
+The machinery (build, boot, notes, import, leaks) is tests/e2e/guest.py's;
+missing prerequisites skip locally and fail under CI.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import re
-import shutil
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, RunningServer, need, run_cli, start_server
+from tests.conftest import RunningServer
+from tests.e2e import guest
+from tests.e2e.guest import Kit, mentions
 
 HOOK = Path(__file__).resolve().parent / "leak-hook.sh"
-RUN_QEMU = REPO / "kmod" / "tests" / "run-qemu.sh"
-COLLECTOR = REPO / "deploy" / "collector.sh"
-INSTALL_HINT = "bash .ci/install-kmod.sh"
 
 # The leak and the churn: one kmalloc(STEADY_SIZE) leaked every STEADY_MS,
 # one kmalloc(CHURN_SIZE)+kfree every CHURN_MS (~20 a second each: ~1600
 # leaked objects in the run, ~1300 measured under TCG; see the sampled case).
 STEADY_MS, STEADY_SIZE = 50, 512
 CHURN_MS, CHURN_SIZE = 50, 512
-# collector.sh: a capture every INTERVAL s, COUNT of them (~3.3 s apart under
-# TCG, so ~80 s of observation: more than the 60 s minimum span).
-INTERVAL, COUNT = 3, 25
-MIN_SPAN_S = 60
-# One-second buckets: a capture's time is its folder name (whole seconds); a
-# bucket as long as the ~3.3 s between captures put each at its bucket's
-# start, up to 3 s early, which alone moved the judged rate by several %.
-BUCKET_S = 1
 # The kmalloc cache the steady leak lands in.
 LEAK_CACHE = f"kmalloc-{STEADY_SIZE}"
 RATE_TOLERANCE = 0.35  # |median slope / true rate - 1| allowed
 QEMU_TIMEOUT_S = 200
-
-
-@dataclass
-class Kit:
-    kernel: str
-    mlt_ko: Path
-    leaky_ko: Path
 
 
 @dataclass
@@ -80,168 +59,28 @@ class Run:
     churn_calls: int
 
 
-def newest(pattern: str) -> str | None:
-    """The highest version matching a glob (as `sort -V` would pick it)."""
-
-    def key(path: str) -> list[tuple[int, str]]:
-        return [(int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"(\d+)", path)]
-
-    found = sorted(glob.glob(pattern), key=key)
-    return found[-1] if found else None
-
-
-@pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
-    """The Debian 6.1 kernel image and mlt.ko/leaky.ko built for it."""
-    need(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64", INSTALL_HINT)
-    kernel = newest("/boot/vmlinuz-6.1.0-*-amd64")
-    need(kernel is not None, "Debian 6.1 kernel image /boot/vmlinuz-6.1.0-*-amd64", INSTALL_HINT)
-    assert kernel is not None
-    kdir = "/usr/src/linux-headers-" + kernel.removeprefix("/boot/vmlinuz-")
-    need(Path(kdir, "Makefile").is_file(), f"kernel headers {kdir}", INSTALL_HINT)
-    need(Path("/bin/busybox").is_file(), "busybox-static (/bin/busybox)", INSTALL_HINT)
-    need(shutil.which("cpio") is not None, "cpio", INSTALL_HINT)
-    need(
-        shutil.which("make") is not None and shutil.which("gcc") is not None,
-        "make and gcc",
-        INSTALL_HINT,
-    )
-    build = tmp_path_factory.mktemp("kmod-build")
-    proc = subprocess.run(
-        ["make", "-s", "-C", str(REPO / "kmod"), "ARCH=x86", f"KDIR={kdir}", f"BUILD={build}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"building mlt.ko/leaky.ko failed:\n{proc.stdout}{proc.stderr}"
-    kit = Kit(kernel, build / "mlt" / "mlt.ko", build / "leaky" / "leaky.ko")
-    assert kit.mlt_ko.is_file() and kit.leaky_ko.is_file(), list(build.rglob("*.ko"))
-    return kit
-
-
-def read_notes(console: str) -> dict[str, str]:
-    notes = {}
-    for line in console.splitlines():
-        line = line.rstrip("\r")
-        if line.startswith("@@NOTE "):
-            key, _, value = line[7:].partition(" ")
-            notes[key] = value
-    return notes
-
-
 def boot_and_collect(kit: Kit, tmp: Path, mlt_opts: str, firmware: str) -> Run:
     """Boot, leak, collect into the 9p share; return the bundle and the ground truth."""
-    share = tmp / "share"
-    share.mkdir()
-    log = tmp / "console.log"
-    args = [
-        str(a)
-        for a in (
-            mlt_opts,
-            STEADY_MS,
-            STEADY_SIZE,
-            CHURN_MS,
-            CHURN_SIZE,
-            INTERVAL,
-            COUNT,
-            "qemu-e2e-" + firmware,
-            firmware,
-        )
-    ]
-    host_start = time.time()
-    proc = subprocess.run(
-        [
-            "bash",
-            str(RUN_QEMU),
-            "--kernel",
-            kit.kernel,
-            "--module",
-            str(kit.mlt_ko),
-            "--module",
-            str(kit.leaky_ko),
-            "--extra-file",
-            f"{COLLECTOR}:/bin/collector.sh",
-            "--init-hook",
-            str(HOOK),
-            "--hook-args",
-            " ".join(args),
-            "--share",
-            str(share),
-            "--log",
-            str(log),
-            "--timeout",
-            str(QEMU_TIMEOUT_S),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=QEMU_TIMEOUT_S + 60,
-        cwd=REPO,
-    )
-    host_end = time.time()
-    console = log.read_text(encoding="latin-1") if log.exists() else ""
-    diag = (
-        f"run-qemu.sh exit {proc.returncode}\n{proc.stdout}{proc.stderr}\n"
-        f"--- serial console ---\n{console}"
-    )
-    assert proc.returncode == 0, f"the guest run failed: {diag}"
-    notes = read_notes(console)
-    assert notes.get("collector_rc") == "0", diag
-
-    # The guest clock is the host's (QEMU's RTC): the server refuses times
-    # before 2000 or outside its retention.
-    guest_unix = float(notes["clock"].split()[0])
-    assert host_start - 120 <= guest_unix <= host_end + 120, (
-        f"guest clock {guest_unix} is not the host's ({host_start:.0f}..{host_end:.0f}): {diag}"
-    )
-
-    _, start_up, start_n = notes["leak_start"].split()
-    _, end_up, end_n = notes["leak_end"].split()
-    elapsed = float(end_up) - float(start_up)
-    leaked = int(end_n) - int(start_n)
-    assert elapsed > MIN_SPAN_S and leaked > 0, diag
-
-    # The churn really ran all along (else "not listed" would prove nothing).
-    expected_churn = elapsed * 1000 / CHURN_MS
-    churn_calls = int(notes.get("churn_calls", "0"))
-    assert churn_calls >= 0.5 * expected_churn, (
-        f"leaky_churn ran {churn_calls} times, expected ~{expected_churn:.0f}: {diag}"
-    )
-
-    bundle = share / "bundle"
-    captures = sorted(p for p in bundle.iterdir() if p.name.isdigit())
-    assert len(captures) == COUNT, f"{len(captures)} captures in {bundle}: {diag}"
-    assert all((c / "mlt_stacks").is_file() for c in captures), diag
-    device = json.loads((bundle / "device.json").read_text())
-    assert device["firmware_version"] == firmware, device
+    args: list[object] = [mlt_opts, STEADY_MS, STEADY_SIZE, CHURN_MS, CHURN_SIZE]
+    args += [guest.INTERVAL, guest.COUNT, "qemu-e2e-" + firmware, firmware]
+    run = guest.boot(kit, tmp, HOOK, args, [kit.mlt_ko, kit.leaky_ko], QEMU_TIMEOUT_S)
+    leak = guest.collection(run, "leak", firmware, "mlt_stacks")
     return Run(
-        bundle=bundle,
-        console=console,
-        notes=notes,
-        firmware=device["firmware_version"],
-        true_rate_bph=leaked * STEADY_SIZE / elapsed * 3600,
+        bundle=leak.bundle,
+        console=run.console,
+        notes=run.notes,
+        firmware=leak.firmware,
+        true_rate_bph=leak.counted * STEADY_SIZE / leak.elapsed_s * 3600,
         nominal_rate_bph=STEADY_SIZE * 1000 / STEADY_MS * 3600,
-        elapsed_s=elapsed,
-        churn_calls=churn_calls,
+        elapsed_s=leak.elapsed_s,
+        churn_calls=guest.churn_ran(run, leak.elapsed_s, CHURN_MS),
     )
 
 
 def import_and_rank(run: Run, server: RunningServer) -> tuple[dict[str, Any], str]:
-    imp = run_cli("import", str(run.bundle), "--server", server.address, "--insecure")
-    assert imp.returncode == 0, (
-        f"import failed:\n{imp.stdout}{imp.stderr}\nserver log:\n{server.log()}"
-    )
-    leaks = run_cli(
-        "leaks", "--firmware", run.firmware, "--json", "--server", server.address, "--insecure"
-    )
-    assert leaks.returncode == 0, f"leaks failed:\n{leaks.stdout}{leaks.stderr}"
-    table = run_cli("leaks", "--firmware", run.firmware, "--server", server.address, "--insecure")
-    return json.loads(leaks.stdout), imp.stdout + imp.stderr + table.stdout + table.stderr
-
-
-def mentions(entry: dict[str, Any], function: str) -> bool:
-    return function in entry.get("signature", "") or any(
-        function in f for f in entry.get("stack", {}).get("frames", [])
-    )
+    text = guest.import_bundle(run.bundle, server)
+    doc, table = guest.leaks(server, run.firmware)
+    return doc, text + table
 
 
 def module_estimate(run: Run) -> tuple[int, float]:
@@ -311,15 +150,7 @@ def leak_case(
     kit: Kit, tmp_path: Path, database_dsn: str, mlt_opts: str, firmware: str, tolerance: float
 ) -> None:
     run = boot_and_collect(kit, tmp_path, mlt_opts, firmware)
-    server = start_server(
-        database_dsn,
-        tmp_path,
-        "--insecure",
-        "--analysis-min-span",
-        str(MIN_SPAN_S),
-        "--analysis-bucket",
-        str(BUCKET_S),
-    )
+    server = guest.analysis_server(database_dsn, tmp_path)
     try:
         doc, text = import_and_rank(run, server)
     finally:
