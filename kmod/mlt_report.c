@@ -157,7 +157,7 @@ static const unsigned long *mlt_frames(const struct mlt_table *t, u32 stack)
 static const char *mlt_frame_text(const struct mlt_table *t, u32 stack, u32 j,
 				  const char *fmt)
 {
-	u32 fz = READ_ONCE(t->stacks[stack].frozen);
+	u32 fz = READ_ONCE(mlt_stk(t, stack)->frozen);
 	const char *p, *e;
 
 	lockdep_assert_held(&mlt_ctl_lock);
@@ -186,12 +186,12 @@ static u64 mlt_fnv(u64 h, const char *c, size_t n)
  */
 static u64 mlt_stack_id(const struct mlt_table *t, u32 stack)
 {
-	u32 i, kind = t->stacks[stack].kind;
+	u32 i, kind = mlt_stk(t, stack)->kind;
 	char tail[] = "\0kind:?\0source:?";	/* and its own NUL */
 	const char *c;
 	u64 h = MLT_FNV_OFFSET;
 
-	for (i = 0; i < t->stacks[stack].nr; i++) {
+	for (i = 0; i < mlt_stk(t, stack)->nr; i++) {
 		c = mlt_frame_text(t, stack, i, "%pB");
 		h = mlt_fnv(h, c, strlen(c));
 		h = mlt_fnv(h, "\n", 1);
@@ -235,7 +235,7 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out, long *held,
 
 	mlt_aggregate(t, tobjects, tbytes, tabytes);
 	for (i = 0; i < nr_stacks; i++)
-		if (t->agg[i].objects_w)
+		if (mlt_stack_agg(t, i)->objects_w)
 			n++;
 	*out = NULL;
 	*held = 0;
@@ -247,15 +247,15 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out, long *held,
 	*held = mlt_kv_bytes(n * sizeof(*r));
 	mlt_report_charge(*held);
 	for (i = 0, n = 0; i < nr_stacks; i++) {
-		if (!t->agg[i].objects_w)
+		if (!mlt_stack_agg(t, i)->objects_w)
 			continue;
 		r[n].stack = i;
 		r[n].id = mlt_stack_id(t, i);
-		r[n].bytes_w = t->agg[i].bytes_w;
-		r[n].abytes_w = t->agg[i].abytes_w;
-		r[n].objects_w = t->agg[i].objects_w;
-		r[n].allocs_w = atomic64_read(&t->stacks[i].allocs_w);
-		r[n].frees_w = atomic64_read(&t->stacks[i].frees_w);
+		r[n].bytes_w = mlt_stack_agg(t, i)->bytes_w;
+		r[n].abytes_w = mlt_stack_agg(t, i)->abytes_w;
+		r[n].objects_w = mlt_stack_agg(t, i)->objects_w;
+		r[n].allocs_w = atomic64_read(&mlt_stk(t, i)->allocs_w);
+		r[n].frees_w = atomic64_read(&mlt_stk(t, i)->frees_w);
 		n++;
 	}
 
@@ -329,11 +329,11 @@ static void mlt_render_stacks(struct mlt_snap *s)
 		mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
 			r[i].id, mlt_round(r[i].bytes_w), mlt_round(r[i].objects_w),
 			mlt_round(r[i].allocs_w), mlt_round(r[i].frees_w));
-		for (j = 0; j < t->stacks[r[i].stack].nr; j++)
+		for (j = 0; j < mlt_stk(t, r[i].stack)->nr; j++)
 			mlt_out(s, " %s\n", mlt_frame_text(t, r[i].stack, j, "%pB"));
 		/* 1.2: the record's facts, a line a 1.1 reader takes for a frame. */
 		mlt_out(s, " = kind %s alloc_bytes %llu\n\n",
-			mlt_kind_names[t->stacks[r[i].stack].kind],
+			mlt_kind_names[mlt_stk(t, r[i].stack)->kind],
 			mlt_round(r[i].abytes_w));
 	}
 	if (t)
@@ -376,7 +376,7 @@ static bool mlt_is_wrapper(const char *sym)
  */
 static const char *mlt_legacy_frame(const struct mlt_table *t, u32 stack)
 {
-	u32 i, nr = t->stacks[stack].nr;
+	u32 i, nr = mlt_stk(t, stack)->nr;
 
 	for (i = 0; i < nr; i++)
 		if (strstr(mlt_frame_text(t, stack, i, "%pS"), " ["))
@@ -604,8 +604,10 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 		seq_printf(m, "obj_chunks %u\nmax_obj_chunks %u\n", t->nr_chunks,
 			   t->max_chunks);
 		seq_printf(m, "max_objects %u\nobjects_used %llu\n", t->max_objects, used);
+		seq_printf(m, "stack_chunks %u\nmax_stack_chunks %u\nstacks_allocated %u\n",
+			   t->nr_schunks, t->max_schunks, READ_ONCE(t->stacks_alloc));
 		for (s = 0, live = 0; s < READ_ONCE(t->nr_stacks); s++)
-			live += atomic_read(&t->stacks[s].refs) > 0;
+			live += atomic_read(&mlt_stk(t, s)->refs) > 0;
 		seq_printf(m, "max_stacks %u\nstacks_used %u\nstacks_live %u\n",
 			   t->max_stacks, READ_ONCE(t->nr_stacks), live);
 		seq_printf(m, "bytes_per_object %zu\n",
@@ -678,6 +680,7 @@ MODULE_PARM_DESC(oom_interval_s, "At most one OOM report to the kernel log per t
 static void mlt_oom_report(struct work_struct *work)
 {
 	struct mlt_table *t;
+	struct mlt_agg *a, *top;
 	u64 tobj, tbytes, tabytes;
 	u32 nr, i, j, best;
 	int k;
@@ -696,17 +699,21 @@ static void mlt_oom_report(struct work_struct *work)
 		atomic_xchg(&mlt_oom_unreported, 0));
 	for (k = 0; k < MLT_OOM_TOP; k++) {
 		best = MLT_NIL;
-		for (i = 0; i < nr; i++)
-			if (t->agg[i].bytes_w &&
-			    (best == MLT_NIL || t->agg[i].bytes_w > t->agg[best].bytes_w))
+		top = NULL;
+		for (i = 0; i < nr; i++) {
+			a = mlt_stack_agg(t, i);
+			if (a->bytes_w && (!top || a->bytes_w > top->bytes_w)) {
 				best = i;
-		if (best == MLT_NIL)
+				top = a;
+			}
+		}
+		if (!top)
 			break;
 		pr_warn("OOM: #%d bytes %llu objects %llu\n", k + 1,
-			mlt_round(t->agg[best].bytes_w), mlt_round(t->agg[best].objects_w));
-		for (j = 0; j < min_t(u32, t->stacks[best].nr, MLT_OOM_FRAMES); j++)
+			mlt_round(top->bytes_w), mlt_round(top->objects_w));
+		for (j = 0; j < min_t(u32, mlt_stk(t, best)->nr, MLT_OOM_FRAMES); j++)
 			pr_warn("OOM:   %s\n", mlt_frame_text(t, best, j, "%pB"));
-		t->agg[best].bytes_w = 0;	/* scratch: mark as printed */
+		top->bytes_w = 0;	/* scratch: mark as printed */
 	}
 	mlt_readers_exit(t);
 out:
@@ -741,7 +748,7 @@ static u32 mlt_freeze_text(struct mlt_table *t, u32 i)
 	u32 off = t->frozen_len, j;
 	size_t len;
 
-	for (j = 0; j < t->stacks[i].nr; j++) {
+	for (j = 0; j < mlt_stk(t, i)->nr; j++) {
 		snprintf(mlt_sym, sizeof(mlt_sym), "%pB", (void *)mlt_frames(t, i)[j]);
 		len = strlen(mlt_sym);
 		if (off + len + 1 > MLT_FROZEN_TEXT)
@@ -777,13 +784,13 @@ static int mlt_module_going(struct notifier_block *nb, unsigned long action,
 	/* Pairs with the release in mlt_stack_get(). */
 	nr = smp_load_acquire(&t->nr_stacks);
 	for (i = 0; i < nr; i++) {
-		if (READ_ONCE(t->stacks[i].frozen) ||
-		    atomic_read(&t->stacks[i].refs) <= 0)
+		if (READ_ONCE(mlt_stk(t, i)->frozen) ||
+		    atomic_read(&mlt_stk(t, i)->refs) <= 0)
 			continue;
-		for (j = 0; j < t->stacks[i].nr; j++)
+		for (j = 0; j < mlt_stk(t, i)->nr; j++)
 			if (within_module(mlt_frames(t, i)[j], mod))
 				break;
-		if (j == t->stacks[i].nr)
+		if (j == mlt_stk(t, i)->nr)
 			continue;
 		off = mlt_freeze_text(t, i);
 		if (off == U32_MAX) {
