@@ -340,8 +340,24 @@ static __always_inline void mlt_count(enum mlt_counter c, u64 n)
  */
 DECLARE_PER_CPU(s64, mlt_until_sample);
 DECLARE_PER_CPU(u64, mlt_untracked_frees);
-extern u32 *mlt_obj_buckets;	/* == mlt_table->buckets, NULL while none */
-extern unsigned int mlt_obj_bits;
+/*
+ * What a free needs, in one word (one load, consistent by itself): the
+ * table's buckets (page aligned) | the hash shift, 64 - obj_bits; 0 while
+ * no table is published.
+ */
+extern unsigned long mlt_obj_fast;
+#define MLT_FAST_SHIFT_MASK	63UL
+
+/* Object bucket of ptr: hash_long(ptr, 64 - shift), written out. */
+static __always_inline u32 mlt_obj_hash(unsigned long ptr, unsigned int shift)
+{
+	return (u32)((u64)ptr * GOLDEN_RATIO_64 >> shift);
+}
+
+static inline u32 mlt_obj_bucket(const struct mlt_table *t, unsigned long ptr)
+{
+	return mlt_obj_hash(ptr, 64 - t->obj_bits);
+}
 
 void mlt_alloc_slow(const void *ptr, size_t size, size_t asize,
 		    unsigned long call_site, const char *cache_name);
@@ -362,16 +378,20 @@ static __always_inline void mlt_on_alloc(const void *ptr, size_t size,
 
 static __always_inline void mlt_on_free(const void *ptr)
 {
-	u32 *buckets, b;
+	unsigned long fast;
+	u32 b;
 
 	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
 		return;
-	/* Pairs with the release in mlt_reset_locked(): sees mlt_obj_bits. */
-	buckets = smp_load_acquire(&mlt_obj_buckets);
-	if (unlikely(!buckets))
+	/*
+	 * Pairs with the release in mlt_reset_locked(); the bucket load
+	 * depends on the address read, as with rcu_dereference().
+	 */
+	fast = READ_ONCE(mlt_obj_fast);
+	if (unlikely(!fast))
 		return;
-	b = hash_long((unsigned long)ptr, READ_ONCE(mlt_obj_bits));
-	if (READ_ONCE(buckets[b]) == MLT_NIL) {
+	b = mlt_obj_hash((unsigned long)ptr, fast & MLT_FAST_SHIFT_MASK);
+	if (READ_ONCE(((u32 *)(fast & ~MLT_FAST_SHIFT_MASK))[b]) == MLT_NIL) {
 		this_cpu_inc(mlt_untracked_frees);
 		return;
 	}

@@ -14,9 +14,10 @@
  *    In NMI only lock-free work is done (the sampling countdown, the bucket
  *    peek and per-CPU counters); the slow paths, which take locks, return
  *    at once.
- *  - mlt_table is an RCU-published pointer, and so is mlt_obj_buckets (the
- *    same table's buckets, for the free fast path). The probes read them
- *    with rcu_dereference_sched()/smp_load_acquire(); mlt_reset_locked()
+ *  - mlt_table is an RCU-published pointer, and so is mlt_obj_fast (the
+ *    same table's buckets and hash shift in one word, for the free fast
+ *    path). The probes read them with rcu_dereference_sched(), and
+ *    READ_ONCE() and a dependent load; mlt_reset_locked()
  *    builds the new table first (a parameter change that cannot be met
  *    leaves the old table and values in place), then unpublishes the old
  *    one, waits with synchronize_rcu() for every probe in flight, resets
@@ -91,8 +92,7 @@ DEFINE_MUTEX(mlt_ctl_lock);
 struct mlt_pcpu __percpu *mlt_pcpu;
 DEFINE_PER_CPU(s64, mlt_until_sample);	/* bytes before the next sample */
 DEFINE_PER_CPU(u64, mlt_untracked_frees);
-u32 *mlt_obj_buckets;
-unsigned int mlt_obj_bits;
+unsigned long mlt_obj_fast;
 unsigned long mlt_cap_bytes;
 static u64 mlt_table_gen;	/* tables built; mlt_ctl_lock */
 static bool mlt_ready;
@@ -707,7 +707,7 @@ static bool mlt_pool_has_room(struct mlt_table *t, struct mlt_stripe *s)
 static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 			   u32 asize, u32 sidx)
 {
-	u32 b = hash_long(ptr, t->obj_bits);
+	u32 b = mlt_obj_bucket(t, ptr);
 	struct mlt_stripe *s = &t->stripes[b & (MLT_STRIPES - 1)];
 	u64 w = mlt_weight(t, size);
 	u32 i, old_stack = MLT_NIL, old_size = 0;
@@ -843,7 +843,7 @@ static u32 mlt_track_stack(struct mlt_table *t, unsigned long hint,
 	 * more chunks may be added, ask again (a kick at a time, none during
 	 * the backoff after a failure): with only leaks, no insertion would.
 	 */
-	if (!mlt_pool_has_room(t, &t->stripes[hash_long(hint, t->obj_bits) &
+	if (!mlt_pool_has_room(t, &t->stripes[mlt_obj_bucket(t, hint) &
 					      (MLT_STRIPES - 1)])) {
 		mlt_count(MLT_C_DROP_POOL, 1);
 		if (READ_ONCE(t->flags) & MLT_F_LAZY)
@@ -1426,7 +1426,7 @@ int mlt_reset_locked(void)
 		return PTR_ERR(t);
 	}
 	RCU_INIT_POINTER(mlt_table, NULL);
-	WRITE_ONCE(mlt_obj_buckets, NULL);
+	WRITE_ONCE(mlt_obj_fast, 0);
 	synchronize_rcu();	/* no probe uses old or the per-CPU state now */
 	mlt_table_free(old);
 
@@ -1444,9 +1444,10 @@ int mlt_reset_locked(void)
 	mlt_cap_bytes = cap;
 	t->reset_ns = ktime_get_boottime_ns();
 	t->gen = ++mlt_table_gen;
-	WRITE_ONCE(mlt_obj_bits, t->obj_bits);
-	/* Pairs with the acquire in mlt_on_free(): bits before buckets. */
-	smp_store_release(&mlt_obj_buckets, t->buckets);
+	/* The buckets, page aligned, and their hash shift in one word. */
+	BUILD_BUG_ON(BITS_PER_LONG != 64);
+	/* Pairs with the dependent load in mlt_on_free(): buckets initialised. */
+	smp_store_release(&mlt_obj_fast, (unsigned long)t->buckets | (64 - t->obj_bits));
 	rcu_assign_pointer(mlt_table, t);
 	return 0;
 }
@@ -1509,7 +1510,7 @@ out_unwind:
 out_table:
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
 	RCU_INIT_POINTER(mlt_table, NULL);
-	WRITE_ONCE(mlt_obj_buckets, NULL);
+	WRITE_ONCE(mlt_obj_fast, 0);
 out_pcpu:
 	free_percpu(mlt_pcpu);
 	return err;
@@ -1527,7 +1528,7 @@ static void __exit mlt_exit(void)
 	mlt_ready = false;
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
 	RCU_INIT_POINTER(mlt_table, NULL);
-	WRITE_ONCE(mlt_obj_buckets, NULL);
+	WRITE_ONCE(mlt_obj_fast, 0);
 	mutex_unlock(&mlt_ctl_lock);
 	free_percpu(mlt_pcpu);
 }
