@@ -57,7 +57,7 @@
 #define MLT_OOM_INTERVAL_S	60	/* default: at most one OOM report per */
 #define MLT_SCAN_CHUNK		256	/* default buckets per stripe lock hold */
 #define MLT_SLAB_NAME_LEN	64	/* slab filter name, with NUL */
-#define MLT_SNAP_CHUNK		PAGE_SIZE /* seq_file record size of a snapshot */
+#define MLT_SNAP_CHUNK		(PAGE_SIZE / 2) /* seq_file record of a snapshot */
 #define MLT_CHUNK_SHIFT		14	/* object pool chunk: 16384 entries, 384 KiB */
 #define MLT_CHUNK		BIT(MLT_CHUNK_SHIFT)
 #define MLT_LAZY_CHUNKS		1U	/* sampled mode: chunks allocated at first */
