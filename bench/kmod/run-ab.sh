@@ -11,6 +11,10 @@
 # and at max_memory_kb=4096, default sample_bytes.
 #
 #   bench/kmod/run-ab.sh [REV] [REPS] [OPS]     (defaults main, 31, 50000)
+#   ICOUNT=0 bench/kmod/run-ab.sh ...   QEMU -icount shift=0,sleep=off: guest
+#                                       time is the instruction count (1 ns
+#                                       each), so the host's load does not
+#                                       enter; memory costs are not modelled
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -22,7 +26,7 @@ KERNEL=${KERNEL:-$(ls -d /boot/vmlinuz-6.1.0-*-amd64 | sort -V | tail -n1)}
 REL=${KERNEL#/boot/vmlinuz-}
 KDIR=${KDIR:-/usr/src/linux-headers-$REL}
 BUILD=$KMOD/build/bench-$REL
-LOG=$KMOD/build/logs/bench-ab.console.log
+LOG=$KMOD/build/logs/bench-ab-$(echo "$REV" | tr -c 'A-Za-z0-9.\n' _)${ICOUNT:+-icount}.console.log
 BASE=$(mktemp -d)
 trap 'rm -rf "$BASE"' EXIT
 mkdir -p "$KMOD/build/logs"
@@ -35,7 +39,7 @@ echo "base: $REV ($(git -C "$KMOD/.." rev-parse --short "$REV")), new: this tree
 	--module "$BUILD/mlt/mlt.ko" --module "$BUILD/bench/mlt_bench.ko" \
 	--extra-file "$BASE/build/mlt/mlt.ko:/modules/base/mlt.ko" \
 	--init-hook "$HERE/ab-guest.sh" --hook-args "$REPS $OPS" \
-	--smp 1 --log "$LOG" --timeout 900
+	--smp 1 ${ICOUNT:+--icount "$ICOUNT"} --log "$LOG" --timeout 900
 echo "host load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 python3 - "$LOG" "$REPS" "$OPS" <<'PY'
@@ -52,7 +56,7 @@ for ln in open(log, "rb").read().decode("latin-1").splitlines():
         _, which, cap, pages, areas = ln.split()
         print("sampled load, %-4s cap %-7s: %8d bytes of vmalloc pages in %s areas (/proc/vmallocinfo)"
               % (which, cap, 4096 * int(pages), areas))
-print("%s reps x %s kmalloc(64)+kfree, QEMU TCG, 1 vCPU" % (reps, ops))
+print("%s reps x %s kmalloc(64)+kfree, QEMU TCG, 1 vCPU, log %s" % (reps, ops, log))
 med = {k: statistics.median(v) for k, v in runs.items()}
 for k in ("none", "count", "base", "new"):
     v = runs[k]
