@@ -57,10 +57,14 @@
 #define MLT_OOM_INTERVAL_S	60	/* default: at most one OOM report per */
 #define MLT_SCAN_CHUNK		256	/* default buckets per stripe lock hold */
 #define MLT_SLAB_NAME_LEN	64	/* slab filter name, with NUL */
-#define MLT_SNAP_CHUNK		PAGE_SIZE /* seq_file record size of a snapshot */
+#define MLT_SNAP_CHUNK		(PAGE_SIZE / 2) /* seq_file record of a snapshot */
 #define MLT_CHUNK_SHIFT		14	/* object pool chunk: 16384 entries, 384 KiB */
 #define MLT_CHUNK		BIT(MLT_CHUNK_SHIFT)
 #define MLT_LAZY_CHUNKS		1U	/* sampled mode: chunks allocated at first */
+#define MLT_SCHUNK_SHIFT	8	/* stack table chunk: 256 records */
+#define MLT_SCHUNK		BIT(MLT_SCHUNK_SHIFT)
+#define MLT_LAZY_SCHUNKS	1U	/* sampled mode: stack chunks at first */
+#define MLT_SAMPLED_MARGIN	2	/* sampled pool: this x RAM / sample_bytes */
 
 /* Execution contexts that may nest on one CPU (NMI is never tracked). */
 enum mlt_ctx { MLT_CTX_TASK, MLT_CTX_SOFTIRQ, MLT_CTX_HARDIRQ, MLT_NR_CTX };
@@ -201,9 +205,23 @@ struct mlt_table {
 	u32 nr_stacks;		/* written under stack_lock */
 	u32 reuse_hand;		/* next record to look at for reuse; stack_lock */
 	u32 readers;		/* reports being built: no reuse; stack_lock */
-	struct mlt_stack *stacks;
+	/*
+	 * Stack records in chunks of MLT_SCHUNK (max_schunks, the last one
+	 * shorter), each one vmalloc area: schunk_len records, then their
+	 * aggregates, then depth frames per record (mlt_stk(),
+	 * mlt_stack_agg(), mlt_stack_frames()). Full mode allocates all when
+	 * the table is built; sampled mode MLT_LAZY_SCHUNKS, and the grow
+	 * work adds one when nr_stacks reaches stack_grow_at. A chunk pointer
+	 * is written before stacks_alloc covers it, both under stack_lock;
+	 * records are created only below stacks_alloc.
+	 */
+	void **schunks;
+	u32 schunk_len;		/* records per chunk: min(MLT_SCHUNK, max_stacks) */
+	u32 nr_schunks;		/* allocated; mlt_ctl_lock */
+	u32 max_schunks;
+	u32 stacks_alloc;	/* records in allocated chunks; stack_lock */
+	u32 stack_grow_at;	/* grow when nr_stacks reaches it; stack_lock */
 	u32 *stack_buckets;
-	unsigned long *frames;	/* depth per record */
 	/*
 	 * Records with frames in a module that went away keep their frames
 	 * as text (mlt_report.c), one line per frame; append-only until the
@@ -212,7 +230,6 @@ struct mlt_table {
 	char *frozen_text;
 	u32 frozen_len;
 	u32 nr_frozen;
-	struct mlt_agg *agg;
 
 	raw_spinlock_t trace_lock;	/* serialises trace writers */
 	u32 trace_clock;	/* round-robin victim among a call site's sets */
@@ -271,10 +288,30 @@ static inline struct mlt_obj *mlt_obj(const struct mlt_table *t, u32 i)
 	return &t->chunks[i >> MLT_CHUNK_SHIFT][i & (MLT_CHUNK - 1)];
 }
 
+/* Stack record sidx (< nr_stacks, or read from a published index). */
+static inline struct mlt_stack *mlt_stk(const struct mlt_table *t, u32 sidx)
+{
+	struct mlt_stack *c = READ_ONCE(t->schunks[sidx >> MLT_SCHUNK_SHIFT]);
+
+	return c + (sidx & (MLT_SCHUNK - 1));
+}
+
+static inline struct mlt_agg *mlt_stack_agg(const struct mlt_table *t, u32 sidx)
+{
+	char *c = READ_ONCE(t->schunks[sidx >> MLT_SCHUNK_SHIFT]);
+
+	return (struct mlt_agg *)(c + t->schunk_len * sizeof(struct mlt_stack)) +
+	       (sidx & (MLT_SCHUNK - 1));
+}
+
 static inline unsigned long *mlt_stack_frames(const struct mlt_table *t,
 					      u32 sidx)
 {
-	return &t->frames[(size_t)sidx * t->depth];
+	char *c = READ_ONCE(t->schunks[sidx >> MLT_SCHUNK_SHIFT]);
+
+	return (unsigned long *)(c + t->schunk_len * (sizeof(struct mlt_stack) +
+						      sizeof(struct mlt_agg))) +
+	       (size_t)(sidx & (MLT_SCHUNK - 1)) * t->depth;
 }
 
 /* mlt_probes.c: the only place that knows kernel-version differences. */
@@ -303,8 +340,24 @@ static __always_inline void mlt_count(enum mlt_counter c, u64 n)
  */
 DECLARE_PER_CPU(s64, mlt_until_sample);
 DECLARE_PER_CPU(u64, mlt_untracked_frees);
-extern u32 *mlt_obj_buckets;	/* == mlt_table->buckets, NULL while none */
-extern unsigned int mlt_obj_bits;
+/*
+ * What a free needs, in one word (one load, consistent by itself): the
+ * table's buckets (page aligned) | the hash shift, 64 - obj_bits; 0 while
+ * no table is published.
+ */
+extern unsigned long mlt_obj_fast;
+#define MLT_FAST_SHIFT_MASK	63UL
+
+/* Object bucket of ptr: hash_long(ptr, 64 - shift), written out. */
+static __always_inline u32 mlt_obj_hash(unsigned long ptr, unsigned int shift)
+{
+	return (u32)((u64)ptr * GOLDEN_RATIO_64 >> shift);
+}
+
+static inline u32 mlt_obj_bucket(const struct mlt_table *t, unsigned long ptr)
+{
+	return mlt_obj_hash(ptr, 64 - t->obj_bits);
+}
 
 void mlt_alloc_slow(const void *ptr, size_t size, size_t asize,
 		    unsigned long call_site, const char *cache_name);
@@ -325,16 +378,20 @@ static __always_inline void mlt_on_alloc(const void *ptr, size_t size,
 
 static __always_inline void mlt_on_free(const void *ptr)
 {
-	u32 *buckets, b;
+	unsigned long fast;
+	u32 b;
 
 	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
 		return;
-	/* Pairs with the release in mlt_reset_locked(): sees mlt_obj_bits. */
-	buckets = smp_load_acquire(&mlt_obj_buckets);
-	if (unlikely(!buckets))
+	/*
+	 * Pairs with the release in mlt_reset_locked(); the bucket load
+	 * depends on the address read, as with rcu_dereference().
+	 */
+	fast = READ_ONCE(mlt_obj_fast);
+	if (unlikely(!fast))
 		return;
-	b = hash_long((unsigned long)ptr, READ_ONCE(mlt_obj_bits));
-	if (READ_ONCE(buckets[b]) == MLT_NIL) {
+	b = mlt_obj_hash((unsigned long)ptr, fast & MLT_FAST_SHIFT_MASK);
+	if (READ_ONCE(((u32 *)(fast & ~MLT_FAST_SHIFT_MASK))[b]) == MLT_NIL) {
 		this_cpu_inc(mlt_untracked_frees);
 		return;
 	}

@@ -14,9 +14,10 @@
  *    In NMI only lock-free work is done (the sampling countdown, the bucket
  *    peek and per-CPU counters); the slow paths, which take locks, return
  *    at once.
- *  - mlt_table is an RCU-published pointer, and so is mlt_obj_buckets (the
- *    same table's buckets, for the free fast path). The probes read them
- *    with rcu_dereference_sched()/smp_load_acquire(); mlt_reset_locked()
+ *  - mlt_table is an RCU-published pointer, and so is mlt_obj_fast (the
+ *    same table's buckets and hash shift in one word, for the free fast
+ *    path). The probes read them with rcu_dereference_sched(), and
+ *    READ_ONCE() and a dependent load; mlt_reset_locked()
  *    builds the new table first (a parameter change that cannot be met
  *    leaves the old table and values in place), then unpublishes the old
  *    one, waits with synchronize_rcu() for every probe in flight, resets
@@ -91,8 +92,7 @@ DEFINE_MUTEX(mlt_ctl_lock);
 struct mlt_pcpu __percpu *mlt_pcpu;
 DEFINE_PER_CPU(s64, mlt_until_sample);	/* bytes before the next sample */
 DEFINE_PER_CPU(u64, mlt_untracked_frees);
-u32 *mlt_obj_buckets;
-unsigned int mlt_obj_bits;
+unsigned long mlt_obj_fast;
 unsigned long mlt_cap_bytes;
 static u64 mlt_table_gen;	/* tables built; mlt_ctl_lock */
 static bool mlt_ready;
@@ -478,14 +478,14 @@ u64 mlt_counter_sum(enum mlt_counter c)
 /* Pin a record against reuse; false while it is being reused. */
 bool mlt_stack_pin(struct mlt_table *t, u32 sidx)
 {
-	return atomic_inc_unless_negative(&t->stacks[sidx].refs);
+	return atomic_inc_unless_negative(&mlt_stk(t, sidx)->refs);
 }
 
 /* Drop a pin or an object's reference, after its counter updates. */
 void mlt_stack_put(struct mlt_table *t, u32 sidx)
 {
 	smp_mb__before_atomic();	/* counters before a reuse can zero them */
-	atomic_dec(&t->stacks[sidx].refs);
+	atomic_dec(&mlt_stk(t, sidx)->refs);
 }
 
 /* While a reader runs, no record is reused: its stacks stay put. */
@@ -522,8 +522,8 @@ static u32 mlt_stack_find(struct mlt_table *t, u32 b, u32 h,
 	/* Pairs with the releases in mlt_stack_get(): the record is complete. */
 	for (i = smp_load_acquire(&t->stack_buckets[b]);
 	     i != MLT_NIL && n++ < t->max_stacks;
-	     i = READ_ONCE(t->stacks[i].next)) {
-		const struct mlt_stack *st = &t->stacks[i];
+	     i = READ_ONCE(mlt_stk(t, i)->next)) {
+		const struct mlt_stack *st = mlt_stk(t, i);
 
 		/* Pairs with the release of the even seq in mlt_stack_get(). */
 		seq = smp_load_acquire(&st->seq);
@@ -553,16 +553,16 @@ static u32 mlt_stack_reuse(struct mlt_table *t)
 
 	if (t->readers)
 		return MLT_NIL;
-	for (n = 0; n < min_t(u32, MLT_REUSE_SCAN, t->max_stacks); n++) {
-		i = t->reuse_hand;
-		t->reuse_hand = i + 1 < t->max_stacks ? i + 1 : 0;
-		st = &t->stacks[i];
+	for (n = 0; n < min_t(u32, MLT_REUSE_SCAN, t->nr_stacks); n++) {
+		i = t->reuse_hand < t->nr_stacks ? t->reuse_hand : 0;
+		t->reuse_hand = i + 1;
+		st = mlt_stk(t, i);
 		if (atomic_read(&st->refs) ||
 		    atomic_cmpxchg(&st->refs, 0, MLT_REF_DEAD) != 0)
 			continue;
 		link = &t->stack_buckets[hash_32(st->hash, t->stack_bits)];
 		while (*link != i && *link != MLT_NIL)
-			link = &t->stacks[*link].next;
+			link = &mlt_stk(t, *link)->next;
 		if (*link == i)
 			WRITE_ONCE(*link, st->next);
 		mlt_count(MLT_C_STACKS_REUSED, 1);
@@ -580,7 +580,7 @@ static u32 mlt_stack_reuse(struct mlt_table *t)
  */
 bool mlt_stack_freeze(struct mlt_table *t, u32 sidx, u32 text_off)
 {
-	struct mlt_stack *st = &t->stacks[sidx];
+	struct mlt_stack *st = mlt_stk(t, sidx);
 	unsigned long flags;
 	u32 *link;
 	bool kept;
@@ -590,7 +590,7 @@ bool mlt_stack_freeze(struct mlt_table *t, u32 sidx, u32 text_off)
 	if (kept) {
 		link = &t->stack_buckets[hash_32(st->hash, t->stack_bits)];
 		while (*link != sidx && *link != MLT_NIL)
-			link = &t->stacks[*link].next;
+			link = &mlt_stk(t, *link)->next;
 		if (*link == sidx)
 			WRITE_ONCE(*link, st->next);
 		/* A new seq: traces and lookups in flight no longer match. */
@@ -625,15 +625,20 @@ u32 mlt_stack_get(struct mlt_table *t, const unsigned long *f, u32 nr,
 	i = mlt_stack_find(t, b, h, f, nr, kind);
 	if (i != MLT_NIL)
 		goto out;
-	if (t->nr_stacks < t->max_stacks) {
+	if (t->nr_stacks < t->stacks_alloc) {
 		i = t->nr_stacks;
 		fresh = true;
+		/* Sampled mode: ask for the next chunk at the mark. */
+		if (i + 1 >= t->stack_grow_at)
+			mlt_grow_request();
 	} else {
+		if (t->stacks_alloc < t->max_stacks)
+			mlt_grow_request();
 		i = mlt_stack_reuse(t);
 		if (i == MLT_NIL)
 			goto out;
 	}
-	st = &t->stacks[i];
+	st = mlt_stk(t, i);
 	WRITE_ONCE(st->seq, st->seq + 1);
 	smp_wmb();	/* odd seq before the fields change */
 	WRITE_ONCE(st->hash, h);
@@ -702,7 +707,7 @@ static bool mlt_pool_has_room(struct mlt_table *t, struct mlt_stripe *s)
 static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 			   u32 asize, u32 sidx)
 {
-	u32 b = hash_long(ptr, t->obj_bits);
+	u32 b = mlt_obj_bucket(t, ptr);
 	struct mlt_stripe *s = &t->stripes[b & (MLT_STRIPES - 1)];
 	u64 w = mlt_weight(t, size);
 	u32 i, old_stack = MLT_NIL, old_size = 0;
@@ -739,7 +744,7 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 		WRITE_ONCE(t->buckets[b], i);
 	}
 	/* Counted before a free on another CPU can drop the reference. */
-	atomic64_add(w, &t->stacks[sidx].allocs_w);
+	atomic64_add(w, &mlt_stk(t, sidx)->allocs_w);
 	o->stack = sidx;
 	o->size = size;
 	o->asize = asize;
@@ -747,7 +752,7 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 
 	if (old_stack != MLT_NIL) {
 		mlt_count(MLT_C_MISSED_FREES, 1);
-		atomic64_add(mlt_weight(t, old_size), &t->stacks[old_stack].frees_w);
+		atomic64_add(mlt_weight(t, old_size), &mlt_stk(t, old_stack)->frees_w);
 		mlt_stack_put(t, old_stack);
 	} else if ((READ_ONCE(t->flags) & MLT_F_LAZY) &&
 		   atomic_inc_return(&t->obj_used) >= READ_ONCE(t->grow_at)) {
@@ -794,7 +799,7 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 	} else {
 		if (READ_ONCE(t->flags) & MLT_F_LAZY)
 			atomic_dec(&t->obj_used);
-		atomic64_add(mlt_weight(t, size), &t->stacks[sidx].frees_w);
+		atomic64_add(mlt_weight(t, size), &mlt_stk(t, sidx)->frees_w);
 		mlt_stack_put(t, sidx);
 	}
 }
@@ -838,7 +843,7 @@ static u32 mlt_track_stack(struct mlt_table *t, unsigned long hint,
 	 * more chunks may be added, ask again (a kick at a time, none during
 	 * the backoff after a failure): with only leaks, no insertion would.
 	 */
-	if (!mlt_pool_has_room(t, &t->stripes[hash_long(hint, t->obj_bits) &
+	if (!mlt_pool_has_room(t, &t->stripes[mlt_obj_bucket(t, hint) &
 					      (MLT_STRIPES - 1)])) {
 		mlt_count(MLT_C_DROP_POOL, 1);
 		if (READ_ONCE(t->flags) & MLT_F_LAZY)
@@ -981,7 +986,9 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes, u64 *abytes)
 	*objects = 0;
 	*bytes = 0;
 	*abytes = 0;
-	memset(t->agg, 0, sizeof(*t->agg) * t->max_stacks);
+	for (i = 0; i < t->nr_schunks; i++)
+		memset(mlt_stack_agg(t, i << MLT_SCHUNK_SHIFT), 0,
+		       sizeof(struct mlt_agg) * t->schunk_len);
 	for (s = 0; s < MLT_STRIPES; s++) {
 		for (b = s; b < nb;) {
 			local_irq_save(flags);
@@ -992,9 +999,11 @@ void mlt_aggregate(struct mlt_table *t, u64 *objects, u64 *bytes, u64 *abytes)
 					const struct mlt_obj *o = mlt_obj(t, i);
 					u64 w = mlt_weight(t, o->size);
 
-					t->agg[o->stack].objects_w += w;
-					t->agg[o->stack].bytes_w += w * o->size;
-					t->agg[o->stack].abytes_w += w * o->asize;
+					struct mlt_agg *a = mlt_stack_agg(t, o->stack);
+
+					a->objects_w += w;
+					a->bytes_w += w * o->size;
+					a->abytes_w += w * o->asize;
 					*objects += 1;
 					*bytes += o->size;
 					*abytes += o->asize;
@@ -1025,10 +1034,10 @@ static void mlt_table_free(struct mlt_table *t)
 		vfree(t->chunks[c]);
 	vfree(t->chunks);
 	vfree(t->buckets);
-	vfree(t->stacks);
+	for (c = 0; t->schunks && c < t->max_schunks; c++)
+		vfree(t->schunks[c]);
+	vfree(t->schunks);
 	vfree(t->stack_buckets);
-	vfree(t->frames);
-	vfree(t->agg);
 	vfree(t->traces);
 	vfree(t->frozen_text);
 	vfree(t);
@@ -1041,14 +1050,27 @@ static u32 mlt_nr_traces(u32 stacks)
 }
 
 /*
- * Memory of the table's arrays as the cap counts it: each is its own
- * vmalloc area, so whole pages.
+ * Stack chunk c of a table of stacks records: the records of a whole
+ * chunk's layout (mlt.h) and the frames of those it has. Each is its own
+ * vmalloc area, so whole pages, as the cap counts them.
  */
+static size_t mlt_schunk_mem(u32 stacks, u32 depth, u32 c)
+{
+	u32 len = min_t(u32, stacks, MLT_SCHUNK);
+	u32 n = min_t(u32, stacks - (c << MLT_SCHUNK_SHIFT), MLT_SCHUNK);
+
+	return PAGE_ALIGN((size_t)len * (sizeof(struct mlt_stack) + sizeof(struct mlt_agg)) +
+			  (size_t)n * depth * sizeof(unsigned long));
+}
+
+/* Memory of the stack table's arrays as the cap counts it. */
 static size_t mlt_stack_mem(u32 stacks, u32 depth)
 {
-	return PAGE_ALIGN((size_t)stacks * sizeof(struct mlt_stack)) +
-	       PAGE_ALIGN((size_t)stacks * sizeof(struct mlt_agg)) +
-	       PAGE_ALIGN((size_t)stacks * depth * sizeof(unsigned long)) +
+	u32 chunks = DIV_ROUND_UP(stacks, MLT_SCHUNK);
+
+	return (size_t)(chunks - 1) * mlt_schunk_mem(stacks, depth, 0) +
+	       mlt_schunk_mem(stacks, depth, chunks - 1) +
+	       PAGE_ALIGN((size_t)chunks * sizeof(void *)) +
 	       PAGE_ALIGN((size_t)roundup_pow_of_two(stacks) * sizeof(u32)) +
 	       PAGE_ALIGN(mlt_trace_mem(mlt_nr_traces(stacks)));
 }
@@ -1122,6 +1144,26 @@ static void mlt_pool_add(struct mlt_table *t, u32 c, struct mlt_obj *mem)
 }
 
 /*
+ * Publish stack chunk c (t->nr_schunks, zeroed): records below
+ * stacks_alloc may be made from now on. Process context; mlt_ctl_lock
+ * held, or the table not yet published.
+ */
+static void mlt_schunk_add(struct mlt_table *t, u32 c, void *mem)
+{
+	unsigned long flags;
+
+	WRITE_ONCE(t->schunks[c], mem);
+	t->nr_schunks = c + 1;
+	t->bytes_alloc += mlt_schunk_mem(t->max_stacks, t->depth, c);
+	/* The lock orders the chunk before the records made in it. */
+	raw_spin_lock_irqsave(&t->stack_lock, flags);
+	t->stacks_alloc = min_t(u32, t->max_stacks, (c + 1) << MLT_SCHUNK_SHIFT);
+	/* Sampled mode: the next chunk once half of the records are made. */
+	t->stack_grow_at = t->nr_schunks < t->max_schunks ? t->stacks_alloc / 2 : U32_MAX;
+	raw_spin_unlock_irqrestore(&t->stack_lock, flags);
+}
+
+/*
  * A rebuild that fails for want of memory is refused and the old tables
  * kept (mlt_reset_locked()): no allocation-failure splat for it.
  */
@@ -1138,17 +1180,38 @@ static void *mlt_vzalloc(size_t size)
 /* After a chunk could not be allocated, growth waits this long. */
 #define MLT_GROW_BACKOFF_JIFFIES	(5 * HZ)
 
-/* Does t want another chunk? mlt_ctl_lock held. */
-static bool mlt_grow_needed(const struct mlt_table *t)
+enum mlt_grow_what { MLT_GROW_NONE, MLT_GROW_POOL, MLT_GROW_STACKS };
+
+/*
+ * Does t want another chunk, of its pool or its stack table, and of what
+ * size? mlt_ctl_lock held.
+ */
+static enum mlt_grow_what mlt_grow_needed(const struct mlt_table *t, u32 *c,
+					  size_t *size)
 {
-	return t && (t->flags & MLT_F_LAZY) && t->nr_chunks < t->max_chunks &&
-	       atomic_read(&t->obj_used) >= t->grow_at;
+	if (!t)
+		return MLT_GROW_NONE;
+	if ((t->flags & MLT_F_LAZY) && t->nr_chunks < t->max_chunks &&
+	    atomic_read(&t->obj_used) >= t->grow_at) {
+		*c = t->nr_chunks;
+		*size = mlt_chunk_mem(t->max_objects, *c);
+		return MLT_GROW_POOL;
+	}
+	if (t->nr_schunks < t->max_schunks &&
+	    READ_ONCE(t->nr_stacks) >= READ_ONCE(t->stack_grow_at)) {
+		*c = t->nr_schunks;
+		*size = mlt_schunk_mem(t->max_stacks, t->depth, *c);
+		return MLT_GROW_STACKS;
+	}
+	return MLT_GROW_NONE;
 }
 
 /*
- * MLT_F_LAZY: add chunks while half of the allocated entries are in use.
- * Queued by mlt_grow_request() (any context): from an insertion above the
- * mark, or an allocation dropped for want of an entry. The chunk is allocated without
+ * Sampled mode: add pool chunks while half of the allocated entries are in
+ * use (MLT_F_LAZY), stack chunks while half of the allocated records are
+ * made. Queued by mlt_grow_request() (any context): from an insertion or
+ * a new record above the mark, an allocation dropped for want of an entry,
+ * or a record reused or dropped while chunks are missing. The chunk is allocated without
  * mlt_ctl_lock (reports, parameter writes and the OOM report do not wait
  * for reclaim) and without retrying reclaim or invoking the OOM killer
  * (the pool grows while something may be leaking memory); after a failure
@@ -1156,24 +1219,23 @@ static bool mlt_grow_needed(const struct mlt_table *t)
  */
 static void mlt_grow(struct work_struct *work)
 {
+	enum mlt_grow_what what, now;
 	struct mlt_table *t;
-	struct mlt_obj *mem;
-	size_t size;
-	u32 c;
+	size_t size, size2;
+	u32 c, c2;
+	void *mem;
 
 	for (;;) {
 		mutex_lock(&mlt_ctl_lock);
 		t = rcu_dereference_protected(mlt_table,
 					      lockdep_is_held(&mlt_ctl_lock));
-		if (!mlt_grow_needed(t)) {
-			mutex_unlock(&mlt_ctl_lock);
-			break;
-		}
-		c = t->nr_chunks;
-		size = mlt_chunk_mem(t->max_objects, c);
+		what = mlt_grow_needed(t, &c, &size);
 		mutex_unlock(&mlt_ctl_lock);
+		if (what == MLT_GROW_NONE)
+			break;
 
-		mem = __vmalloc(size, GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
+		mem = __vmalloc(size, GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN |
+				(what == MLT_GROW_STACKS ? __GFP_ZERO : 0));
 		if (!mem) {
 			WRITE_ONCE(mlt_grow_retry,
 				   jiffies + MLT_GROW_BACKOFF_JIFFIES);
@@ -1184,14 +1246,18 @@ static void mlt_grow(struct work_struct *work)
 
 		/*
 		 * The table may have been rebuilt meanwhile, even at the same
-		 * address: a chunk of the same index and size fits it anyway.
+		 * address: a chunk of the same kind, index and size fits it
+		 * anyway.
 		 */
 		mutex_lock(&mlt_ctl_lock);
 		t = rcu_dereference_protected(mlt_table,
 					      lockdep_is_held(&mlt_ctl_lock));
-		if (mlt_grow_needed(t) && t->nr_chunks == c &&
-		    mlt_chunk_mem(t->max_objects, c) == size) {
-			mlt_pool_add(t, c, mem);
+		now = mlt_grow_needed(t, &c2, &size2);
+		if (now == what && c2 == c && size2 == size) {
+			if (what == MLT_GROW_POOL)
+				mlt_pool_add(t, c, mem);
+			else
+				mlt_schunk_add(t, c, mem);
 			mem = NULL;
 		}
 		mutex_unlock(&mlt_ctl_lock);
@@ -1202,6 +1268,22 @@ static void mlt_grow(struct work_struct *work)
 	}
 	/* A probe that saw the bit still set finds the mark reached again. */
 	clear_bit_unlock(MLT_GROW_PENDING, &mlt_grow_state);
+}
+
+/*
+ * Sampled mode: the pool entries a sample of all memory needs. An object
+ * of s bytes is sampled with p = 1 - exp(-s / sample_bytes) <= s /
+ * sample_bytes, so the objects held number RAM / sample_bytes at most on
+ * average, however memory is split; MLT_SAMPLED_MARGIN times that (and at
+ * least a chunk) is beyond anything a sum of that many independent draws
+ * reaches. Entries whose free went unseen (no kfree_rcu probe) are not
+ * in this count; the cap still bounds them, and drops are counted.
+ */
+static u32 mlt_sampled_objects(u32 sample_bytes)
+{
+	u64 need = div_u64((u64)totalram_pages() << PAGE_SHIFT, sample_bytes);
+
+	return clamp_t(u64, need * MLT_SAMPLED_MARGIN, MLT_CHUNK, U32_MAX / 2);
 }
 
 /* Size a table for the current parameters within the cap (*cap). */
@@ -1215,7 +1297,8 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	size_t trace_bytes;
 	struct mlt_table *t;
 	struct mlt_obj *mem;
-	u32 stacks, objects, nr_chunks, c, s;
+	u32 stacks, objects, nr_chunks, nr_schunks, c, s;
+	void *smem_c;
 
 	if (cfg_max_memory_kb)
 		*cap = (unsigned long)cfg_max_memory_kb * 1024;
@@ -1240,6 +1323,8 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 
 	objects = cfg_max_objects ? cfg_max_objects :
 		  min_t(size_t, (avail - smem) / per_obj, U32_MAX / 2);
+	if (!cfg_max_objects && cfg_mode == MLT_MODE_SAMPLED)
+		objects = min(objects, mlt_sampled_objects(cfg_sample_bytes));
 	while (objects > MLT_STRIPES && smem + mlt_obj_mem(objects) > avail)
 		objects -= objects / 16 + 1;
 	objects = max_t(u32, rounddown(objects, MLT_STRIPES), MLT_STRIPES);
@@ -1263,21 +1348,22 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	}
 	t->obj_bits = ilog2(roundup_pow_of_two(objects));
 	t->max_stacks = stacks;
+	t->schunk_len = min_t(u32, stacks, MLT_SCHUNK);
+	t->max_schunks = DIV_ROUND_UP(stacks, MLT_SCHUNK);
+	nr_schunks = cfg_mode == MLT_MODE_SAMPLED ?
+		     min(t->max_schunks, MLT_LAZY_SCHUNKS) : t->max_schunks;
 	t->stack_bits = ilog2(roundup_pow_of_two(stacks));
 	t->trace_bits = ilog2(mlt_nr_traces(stacks) / MLT_TRACE_WAYS);
 	trace_bytes = mlt_trace_mem(MLT_TRACE_WAYS << t->trace_bits);
 
 	t->chunks = mlt_vzalloc(array_size(t->max_chunks, sizeof(*t->chunks)));
 	t->buckets = mlt_vmalloc(array_size(1U << t->obj_bits, sizeof(u32)));
-	t->stacks = mlt_vzalloc(array_size(stacks, sizeof(*t->stacks)));
+	t->schunks = mlt_vzalloc(array_size(t->max_schunks, sizeof(*t->schunks)));
 	t->stack_buckets = mlt_vmalloc(array_size(1U << t->stack_bits, sizeof(u32)));
-	t->frames = mlt_vmalloc(array_size((size_t)stacks * t->depth, sizeof(unsigned long)));
-	t->agg = mlt_vmalloc(array_size(stacks, sizeof(*t->agg)));
 	t->traces = trace_bytes ? mlt_vzalloc(trace_bytes) : NULL;
 	t->frozen_text = mlt_vmalloc(MLT_FROZEN_TEXT);
-	if (!t->chunks || !t->buckets || !t->stacks || !t->stack_buckets ||
-	    !t->frames || !t->agg || (trace_bytes && !t->traces) ||
-	    !t->frozen_text) {
+	if (!t->chunks || !t->buckets || !t->schunks || !t->stack_buckets ||
+	    (trace_bytes && !t->traces) || !t->frozen_text) {
 		mlt_table_free(t);
 		return ERR_PTR(-ENOMEM);
 	}
@@ -1294,6 +1380,16 @@ static struct mlt_table *mlt_table_alloc(unsigned long *cap)
 	t->bytes_alloc = t->bytes;
 	for (c = 0; c < t->max_chunks; c++)
 		t->bytes_alloc -= mlt_chunk_mem(objects, c);
+	for (c = 0; c < t->max_schunks; c++)
+		t->bytes_alloc -= mlt_schunk_mem(stacks, t->depth, c);
+	for (c = 0; c < nr_schunks; c++) {
+		smem_c = mlt_vzalloc(mlt_schunk_mem(stacks, t->depth, c));
+		if (!smem_c) {
+			mlt_table_free(t);
+			return ERR_PTR(-ENOMEM);
+		}
+		mlt_schunk_add(t, c, smem_c);
+	}
 	for (c = 0; c < nr_chunks; c++) {
 		mem = mlt_vmalloc(mlt_chunk_mem(objects, c));
 		if (!mem) {
@@ -1330,7 +1426,7 @@ int mlt_reset_locked(void)
 		return PTR_ERR(t);
 	}
 	RCU_INIT_POINTER(mlt_table, NULL);
-	WRITE_ONCE(mlt_obj_buckets, NULL);
+	WRITE_ONCE(mlt_obj_fast, 0);
 	synchronize_rcu();	/* no probe uses old or the per-CPU state now */
 	mlt_table_free(old);
 
@@ -1348,9 +1444,10 @@ int mlt_reset_locked(void)
 	mlt_cap_bytes = cap;
 	t->reset_ns = ktime_get_boottime_ns();
 	t->gen = ++mlt_table_gen;
-	WRITE_ONCE(mlt_obj_bits, t->obj_bits);
-	/* Pairs with the acquire in mlt_on_free(): bits before buckets. */
-	smp_store_release(&mlt_obj_buckets, t->buckets);
+	/* The buckets, page aligned, and their hash shift in one word. */
+	BUILD_BUG_ON(BITS_PER_LONG != 64);
+	/* Pairs with the dependent load in mlt_on_free(): buckets initialised. */
+	smp_store_release(&mlt_obj_fast, (unsigned long)t->buckets | (64 - t->obj_bits));
 	rcu_assign_pointer(mlt_table, t);
 	return 0;
 }
@@ -1413,7 +1510,7 @@ out_unwind:
 out_table:
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
 	RCU_INIT_POINTER(mlt_table, NULL);
-	WRITE_ONCE(mlt_obj_buckets, NULL);
+	WRITE_ONCE(mlt_obj_fast, 0);
 out_pcpu:
 	free_percpu(mlt_pcpu);
 	return err;
@@ -1431,7 +1528,7 @@ static void __exit mlt_exit(void)
 	mlt_ready = false;
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
 	RCU_INIT_POINTER(mlt_table, NULL);
-	WRITE_ONCE(mlt_obj_buckets, NULL);
+	WRITE_ONCE(mlt_obj_fast, 0);
 	mutex_unlock(&mlt_ctl_lock);
 	free_percpu(mlt_pcpu);
 }

@@ -7,10 +7,12 @@
  *  - Everything here runs in process context. A report is built completely
  *    when its file is opened, under mlt_ctl_lock (which keeps the table alive
  *    and gives mlt_aggregate() sole use of the table's aggregate array), into
- *    a kvmalloc'd text buffer; reads then page through that snapshot with
- *    seq_file, so every read of one open file sees the same report.
- *    Allocation here is read-side and transient, never on the probe path;
- *    it is counted (report_bytes in stats), not held within the cap.
+ *    a text buffer of exactly its length (measured by a first pass); reads
+ *    then page through that snapshot with seq_file, so every read of one
+ *    open file sees the same report. Allocation here is read-side and
+ *    transient, never on the probe path; it is counted (report_bytes in
+ *    stats) and bounded by the stack table (README), not held within the
+ *    cap.
  *  - The OOM notifier runs with oom_lock held, on every out_of_memory()
  *    call: it only counts, and at most once per oom_interval_s queues
  *    mlt_oom_work (a lock-free cmpxchg on the next allowed time). The work
@@ -30,6 +32,7 @@
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
+#include <linux/vmalloc.h>
 #include <linux/mm.h>
 #include <linux/sort.h>
 #include <linux/kallsyms.h>
@@ -42,7 +45,6 @@
 
 #define MLT_FNV_OFFSET	0xcbf29ce484222325ULL
 #define MLT_FNV_PRIME	0x100000001b3ULL
-#define MLT_TEXT_START	(16 * 1024)	/* first size of a report buffer */
 
 static struct dentry *mlt_dir;
 static char mlt_sym[KSYM_SYMBOL_LEN];	/* under mlt_ctl_lock */
@@ -110,33 +112,52 @@ static void mlt_snap_charge(struct mlt_snap *s, long bytes)
 	mlt_report_charge(bytes);
 }
 
+/*
+ * A report is rendered twice from the same collected data under
+ * mlt_ctl_lock: the first pass (no text yet) only measures, the second
+ * writes into a buffer of exactly that length (mlt_snap_fill()), so a
+ * report holds its text once, never a doubling buffer and its copy.
+ */
 static __printf(2, 3) void mlt_out(struct mlt_snap *s, const char *fmt, ...)
 {
 	va_list ap;
-	size_t cap;
-	char *p;
 	int n;
 
-	while (!s->err) {
-		va_start(ap, fmt);
+	if (s->err)
+		return;
+	va_start(ap, fmt);
+	if (s->text)
 		n = vsnprintf(s->text + s->len, s->cap - s->len, fmt, ap);
-		va_end(ap);
-		if (s->len + n < s->cap) {
-			s->len += n;
-			return;
-		}
-		cap = max(s->cap * 2, s->len + n + 1);
-		p = kvmalloc(cap, GFP_KERNEL);
-		if (!p) {
-			s->err = -ENOMEM;
-			return;
-		}
-		memcpy(p, s->text, s->len);
-		kvfree(s->text);
-		mlt_snap_charge(s, mlt_kv_bytes(cap) - mlt_kv_bytes(s->cap));
-		s->text = p;
-		s->cap = cap;
+	else
+		n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (s->text && s->len + n >= s->cap) {
+		s->err = -EAGAIN;	/* the text changed between the passes */
+		return;
 	}
+	s->len += n;
+}
+
+/* After the measuring pass: the text buffer; true to render again into it. */
+static bool mlt_snap_fill(struct mlt_snap *s)
+{
+	if (s->err || s->text)
+		return false;
+	s->cap = s->len + 1;
+	/* Not kvmalloc(): its kmalloc() try would take up to twice the pages. */
+	if (s->cap <= PAGE_SIZE)
+		s->text = kmalloc(s->cap, GFP_KERNEL);
+	else
+		s->text = vmalloc(s->cap);
+	if (!s->text) {
+		s->err = -ENOMEM;
+		return false;
+	}
+	mlt_snap_charge(s, s->cap <= PAGE_SIZE ? mlt_kv_bytes(s->cap) :
+			   PAGE_ALIGN(s->cap) +
+			   mlt_kv_bytes(DIV_ROUND_UP(s->cap, PAGE_SIZE) * sizeof(void *)));
+	s->len = 0;
+	return true;
 }
 
 static u64 mlt_round(u64 w)
@@ -157,7 +178,7 @@ static const unsigned long *mlt_frames(const struct mlt_table *t, u32 stack)
 static const char *mlt_frame_text(const struct mlt_table *t, u32 stack, u32 j,
 				  const char *fmt)
 {
-	u32 fz = READ_ONCE(t->stacks[stack].frozen);
+	u32 fz = READ_ONCE(mlt_stk(t, stack)->frozen);
 	const char *p, *e;
 
 	lockdep_assert_held(&mlt_ctl_lock);
@@ -186,12 +207,12 @@ static u64 mlt_fnv(u64 h, const char *c, size_t n)
  */
 static u64 mlt_stack_id(const struct mlt_table *t, u32 stack)
 {
-	u32 i, kind = t->stacks[stack].kind;
+	u32 i, kind = mlt_stk(t, stack)->kind;
 	char tail[] = "\0kind:?\0source:?";	/* and its own NUL */
 	const char *c;
 	u64 h = MLT_FNV_OFFSET;
 
-	for (i = 0; i < t->stacks[stack].nr; i++) {
+	for (i = 0; i < mlt_stk(t, stack)->nr; i++) {
 		c = mlt_frame_text(t, stack, i, "%pB");
 		h = mlt_fnv(h, c, strlen(c));
 		h = mlt_fnv(h, "\n", 1);
@@ -235,7 +256,7 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out, long *held,
 
 	mlt_aggregate(t, tobjects, tbytes, tabytes);
 	for (i = 0; i < nr_stacks; i++)
-		if (t->agg[i].objects_w)
+		if (mlt_stack_agg(t, i)->objects_w)
 			n++;
 	*out = NULL;
 	*held = 0;
@@ -247,15 +268,15 @@ static int mlt_collect(struct mlt_table *t, struct mlt_rep **out, long *held,
 	*held = mlt_kv_bytes(n * sizeof(*r));
 	mlt_report_charge(*held);
 	for (i = 0, n = 0; i < nr_stacks; i++) {
-		if (!t->agg[i].objects_w)
+		if (!mlt_stack_agg(t, i)->objects_w)
 			continue;
 		r[n].stack = i;
 		r[n].id = mlt_stack_id(t, i);
-		r[n].bytes_w = t->agg[i].bytes_w;
-		r[n].abytes_w = t->agg[i].abytes_w;
-		r[n].objects_w = t->agg[i].objects_w;
-		r[n].allocs_w = atomic64_read(&t->stacks[i].allocs_w);
-		r[n].frees_w = atomic64_read(&t->stacks[i].frees_w);
+		r[n].bytes_w = mlt_stack_agg(t, i)->bytes_w;
+		r[n].abytes_w = mlt_stack_agg(t, i)->abytes_w;
+		r[n].objects_w = mlt_stack_agg(t, i)->objects_w;
+		r[n].allocs_w = atomic64_read(&mlt_stk(t, i)->allocs_w);
+		r[n].frees_w = atomic64_read(&mlt_stk(t, i)->frees_w);
 		n++;
 	}
 
@@ -293,12 +314,11 @@ static void mlt_render_stacks(struct mlt_snap *s)
 {
 	struct mlt_table *t;
 	struct mlt_rep *r = NULL;
-	u64 tobj = 0, tbytes = 0, tabytes = 0;
+	u64 tobj = 0, tbytes = 0, tabytes = 0, dropped, untracked, missed, now;
 	long held = 0;
-	int n = 0, i;
+	int n = 0, i, bulk, vm;
 	u32 j;
 
-	mlt_out(s, "mlt - version: 1.2\n");
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
 		mlt_readers_enter(t);
@@ -309,33 +329,41 @@ static void mlt_render_stacks(struct mlt_snap *s)
 			return;
 		}
 	}
-	/* One header line, keys in the order of FORMAT.md. */
-	mlt_out(s, "# mode %s sample_bytes %u depth %u",
-		t ? mlt_mode_names[t->mode] : "none", t ? t->sample_bytes : 0,
-		t ? t->depth : 0);
-	mlt_out(s, " tracked_objects %llu tracked_bytes %llu stacks %d", tobj, tbytes, n);
-	mlt_out(s, " dropped %llu untracked_frees %llu missed_frees %llu",
-		mlt_counter_sum(MLT_C_DROP_POOL) + mlt_counter_sum(MLT_C_DROP_STACKS),
-		mlt_counter_sum(MLT_C_UNTRACKED_FREES),
-		mlt_counter_sum(MLT_C_MISSED_FREES));
-	mlt_out(s, " uptime_ns %llu", ktime_get_boottime_ns());
-	/* 1.1: 0 when kfree_rcu() frees go unseen (their objects look leaked). */
-	mlt_out(s, " bulk_free_probe %d", READ_ONCE(mlt_bulk_probe_ok));
-	/* 1.2: allocated bytes of the held objects; the kinds tracked. */
-	mlt_out(s, " tracked_alloc_bytes %llu kinds %s%s\n", tabytes,
-		mlt_kind_names[MLT_KIND_SLAB],
-		READ_ONCE(mlt_vmalloc_probe_ok) ? ",vmalloc" : "");
-	for (i = 0; i < n; i++) {
-		mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
-			r[i].id, mlt_round(r[i].bytes_w), mlt_round(r[i].objects_w),
-			mlt_round(r[i].allocs_w), mlt_round(r[i].frees_w));
-		for (j = 0; j < t->stacks[r[i].stack].nr; j++)
-			mlt_out(s, " %s\n", mlt_frame_text(t, r[i].stack, j, "%pB"));
-		/* 1.2: the record's facts, a line a 1.1 reader takes for a frame. */
-		mlt_out(s, " = kind %s alloc_bytes %llu\n\n",
-			mlt_kind_names[t->stacks[r[i].stack].kind],
-			mlt_round(r[i].abytes_w));
-	}
+	/* Both passes print the same numbers. */
+	dropped = mlt_counter_sum(MLT_C_DROP_POOL) + mlt_counter_sum(MLT_C_DROP_STACKS);
+	untracked = mlt_counter_sum(MLT_C_UNTRACKED_FREES);
+	missed = mlt_counter_sum(MLT_C_MISSED_FREES);
+	now = ktime_get_boottime_ns();
+	bulk = READ_ONCE(mlt_bulk_probe_ok);
+	vm = READ_ONCE(mlt_vmalloc_probe_ok);
+	do {
+		mlt_out(s, "mlt - version: 1.2\n");
+		/* One header line, keys in the order of FORMAT.md. */
+		mlt_out(s, "# mode %s sample_bytes %u depth %u",
+			t ? mlt_mode_names[t->mode] : "none", t ? t->sample_bytes : 0,
+			t ? t->depth : 0);
+		mlt_out(s, " tracked_objects %llu tracked_bytes %llu stacks %d", tobj, tbytes, n);
+		mlt_out(s, " dropped %llu untracked_frees %llu missed_frees %llu",
+			dropped, untracked, missed);
+		mlt_out(s, " uptime_ns %llu", now);
+		/* 1.1: 0 when kfree_rcu() frees go unseen (their objects look leaked). */
+		mlt_out(s, " bulk_free_probe %d", bulk);
+		/* 1.2: allocated bytes of the held objects; the kinds tracked. */
+		mlt_out(s, " tracked_alloc_bytes %llu kinds %s%s\n", tabytes,
+			mlt_kind_names[MLT_KIND_SLAB],
+			vm ? ",vmalloc" : "");
+		for (i = 0; i < n; i++) {
+			mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
+				r[i].id, mlt_round(r[i].bytes_w), mlt_round(r[i].objects_w),
+				mlt_round(r[i].allocs_w), mlt_round(r[i].frees_w));
+			for (j = 0; j < mlt_stk(t, r[i].stack)->nr; j++)
+				mlt_out(s, " %s\n", mlt_frame_text(t, r[i].stack, j, "%pB"));
+			/* 1.2: the record's facts, a line a 1.1 reader takes for a frame. */
+			mlt_out(s, " = kind %s alloc_bytes %llu\n\n",
+				mlt_kind_names[mlt_stk(t, r[i].stack)->kind],
+				mlt_round(r[i].abytes_w));
+		}
+	} while (mlt_snap_fill(s));
 	if (t)
 		mlt_readers_exit(t);
 	mlt_reps_free(r, held);
@@ -376,7 +404,7 @@ static bool mlt_is_wrapper(const char *sym)
  */
 static const char *mlt_legacy_frame(const struct mlt_table *t, u32 stack)
 {
-	u32 i, nr = t->stacks[stack].nr;
+	u32 i, nr = mlt_stk(t, stack)->nr;
 
 	for (i = 0; i < nr; i++)
 		if (strstr(mlt_frame_text(t, stack, i, "%pS"), " ["))
@@ -417,35 +445,38 @@ static void mlt_render_legacy(struct mlt_snap *s)
 		objs += mlt_round(r[i].objects_w);
 		bytes += mlt_round(r[i].bytes_w);
 	}
-	mlt_out(s, "\r\nOutstanding kmalloc allocations tracked by MLT: %d \r\n", (int)objs);
-	mlt_out(s, "Outstanding kmalloc memory tracked by MLT: ");
-	if ((bytes >> 20) > 1)
-		mlt_out(s, "%6d.%d MB \r\n\n", (int)(bytes >> 20),
-			mlt_first_digit(bytes & ((1 << 20) - 1)));
-	else if ((bytes >> 10) > 1)
-		mlt_out(s, "%6d.%d KB \r\n\n", (int)(bytes >> 10),
-			mlt_first_digit(bytes & ((1 << 10) - 1)));
-	else
-		mlt_out(s, "%6d B \r\n\n", (int)bytes);
-	mlt_out(s, "Display Index   Stack Trace making the allocations");
-	mlt_out(s, "                  Total Memory allocated (Alloc Count)\r\n");
-	mlt_out(s, "-------------   ----------------------------------");
-	mlt_out(s, "                  -----------------------\r\n");
-
-	for (i = 0; i < n && i < MLT_LEGACY_TOP; i++) {
-		const char *f = mlt_legacy_frame(t, r[i].stack);
-		u64 b = mlt_round(r[i].bytes_w);
-		int cnt = mlt_round(r[i].objects_w);
-
-		if ((b >> 20) > 1)
-			mlt_out(s, "%13d   %-60s  %6d.%1d MB  (%d)\n", i + 1, f,
-				(int)(b >> 20), mlt_first_digit(b & ((1 << 20) - 1)), cnt);
-		else if ((b >> 10) > 1)
-			mlt_out(s, "%13d   %-60s  %6d.%1d KB  (%d)\n", i + 1, f,
-				(int)(b >> 10), mlt_first_digit(b & ((1 << 10) - 1)), cnt);
+	do {
+		mlt_out(s, "\r\nOutstanding kmalloc allocations tracked by MLT: %d \r\n",
+			(int)objs);
+		mlt_out(s, "Outstanding kmalloc memory tracked by MLT: ");
+		if ((bytes >> 20) > 1)
+			mlt_out(s, "%6d.%d MB \r\n\n", (int)(bytes >> 20),
+				mlt_first_digit(bytes & ((1 << 20) - 1)));
+		else if ((bytes >> 10) > 1)
+			mlt_out(s, "%6d.%d KB \r\n\n", (int)(bytes >> 10),
+				mlt_first_digit(bytes & ((1 << 10) - 1)));
 		else
-			mlt_out(s, "%13d   %-60s  %6d B  (%d)\n", i + 1, f, (int)b, cnt);
-	}
+			mlt_out(s, "%6d B \r\n\n", (int)bytes);
+		mlt_out(s, "Display Index   Stack Trace making the allocations");
+		mlt_out(s, "                  Total Memory allocated (Alloc Count)\r\n");
+		mlt_out(s, "-------------   ----------------------------------");
+		mlt_out(s, "                  -----------------------\r\n");
+
+		for (i = 0; i < n && i < MLT_LEGACY_TOP; i++) {
+			const char *f = mlt_legacy_frame(t, r[i].stack);
+			u64 b = mlt_round(r[i].bytes_w);
+			int cnt = mlt_round(r[i].objects_w);
+
+			if ((b >> 20) > 1)
+				mlt_out(s, "%13d   %-60s  %6d.%1d MB  (%d)\n", i + 1, f,
+					(int)(b >> 20), mlt_first_digit(b & ((1 << 20) - 1)), cnt);
+			else if ((b >> 10) > 1)
+				mlt_out(s, "%13d   %-60s  %6d.%1d KB  (%d)\n", i + 1, f,
+					(int)(b >> 10), mlt_first_digit(b & ((1 << 10) - 1)), cnt);
+			else
+				mlt_out(s, "%13d   %-60s  %6d B  (%d)\n", i + 1, f, (int)b, cnt);
+		}
+	} while (mlt_snap_fill(s));
 	if (t)
 		mlt_readers_exit(t);
 	mlt_reps_free(r, held);
@@ -495,18 +526,12 @@ static int mlt_snap_open(struct inode *inode, struct file *file,
 	s = kzalloc(sizeof(*s), GFP_KERNEL);
 	if (!s)
 		return -ENOMEM;
-	s->cap = MLT_TEXT_START;
-	s->text = kvmalloc(s->cap, GFP_KERNEL);
-	if (!s->text) {
-		kfree(s);
-		return -ENOMEM;
-	}
 	/*
-	 * This, the text, and seq_read()'s buffer: two pages, as a record of
-	 * MLT_SNAP_CHUNK does not fit its first single page (seq_write() wants
-	 * room to spare).
+	 * This and seq_read()'s buffer, one page: records of MLT_SNAP_CHUNK
+	 * (half a page) fit it with the room seq_write() wants. The text is
+	 * charged when the render allocates it.
 	 */
-	mlt_snap_charge(s, mlt_kv_bytes(sizeof(*s)) + mlt_kv_bytes(s->cap) + 2 * PAGE_SIZE);
+	mlt_snap_charge(s, mlt_kv_bytes(sizeof(*s)) + PAGE_SIZE);
 	mutex_lock(&mlt_ctl_lock);
 	render(s);
 	mutex_unlock(&mlt_ctl_lock);
@@ -604,8 +629,10 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 		seq_printf(m, "obj_chunks %u\nmax_obj_chunks %u\n", t->nr_chunks,
 			   t->max_chunks);
 		seq_printf(m, "max_objects %u\nobjects_used %llu\n", t->max_objects, used);
+		seq_printf(m, "stack_chunks %u\nmax_stack_chunks %u\nstacks_allocated %u\n",
+			   t->nr_schunks, t->max_schunks, READ_ONCE(t->stacks_alloc));
 		for (s = 0, live = 0; s < READ_ONCE(t->nr_stacks); s++)
-			live += atomic_read(&t->stacks[s].refs) > 0;
+			live += atomic_read(&mlt_stk(t, s)->refs) > 0;
 		seq_printf(m, "max_stacks %u\nstacks_used %u\nstacks_live %u\n",
 			   t->max_stacks, READ_ONCE(t->nr_stacks), live);
 		seq_printf(m, "bytes_per_object %zu\n",
@@ -678,6 +705,7 @@ MODULE_PARM_DESC(oom_interval_s, "At most one OOM report to the kernel log per t
 static void mlt_oom_report(struct work_struct *work)
 {
 	struct mlt_table *t;
+	struct mlt_agg *a, *top;
 	u64 tobj, tbytes, tabytes;
 	u32 nr, i, j, best;
 	int k;
@@ -696,17 +724,21 @@ static void mlt_oom_report(struct work_struct *work)
 		atomic_xchg(&mlt_oom_unreported, 0));
 	for (k = 0; k < MLT_OOM_TOP; k++) {
 		best = MLT_NIL;
-		for (i = 0; i < nr; i++)
-			if (t->agg[i].bytes_w &&
-			    (best == MLT_NIL || t->agg[i].bytes_w > t->agg[best].bytes_w))
+		top = NULL;
+		for (i = 0; i < nr; i++) {
+			a = mlt_stack_agg(t, i);
+			if (a->bytes_w && (!top || a->bytes_w > top->bytes_w)) {
 				best = i;
-		if (best == MLT_NIL)
+				top = a;
+			}
+		}
+		if (!top)
 			break;
 		pr_warn("OOM: #%d bytes %llu objects %llu\n", k + 1,
-			mlt_round(t->agg[best].bytes_w), mlt_round(t->agg[best].objects_w));
-		for (j = 0; j < min_t(u32, t->stacks[best].nr, MLT_OOM_FRAMES); j++)
+			mlt_round(top->bytes_w), mlt_round(top->objects_w));
+		for (j = 0; j < min_t(u32, mlt_stk(t, best)->nr, MLT_OOM_FRAMES); j++)
 			pr_warn("OOM:   %s\n", mlt_frame_text(t, best, j, "%pB"));
-		t->agg[best].bytes_w = 0;	/* scratch: mark as printed */
+		top->bytes_w = 0;	/* scratch: mark as printed */
 	}
 	mlt_readers_exit(t);
 out:
@@ -741,7 +773,7 @@ static u32 mlt_freeze_text(struct mlt_table *t, u32 i)
 	u32 off = t->frozen_len, j;
 	size_t len;
 
-	for (j = 0; j < t->stacks[i].nr; j++) {
+	for (j = 0; j < mlt_stk(t, i)->nr; j++) {
 		snprintf(mlt_sym, sizeof(mlt_sym), "%pB", (void *)mlt_frames(t, i)[j]);
 		len = strlen(mlt_sym);
 		if (off + len + 1 > MLT_FROZEN_TEXT)
@@ -777,13 +809,13 @@ static int mlt_module_going(struct notifier_block *nb, unsigned long action,
 	/* Pairs with the release in mlt_stack_get(). */
 	nr = smp_load_acquire(&t->nr_stacks);
 	for (i = 0; i < nr; i++) {
-		if (READ_ONCE(t->stacks[i].frozen) ||
-		    atomic_read(&t->stacks[i].refs) <= 0)
+		if (READ_ONCE(mlt_stk(t, i)->frozen) ||
+		    atomic_read(&mlt_stk(t, i)->refs) <= 0)
 			continue;
-		for (j = 0; j < t->stacks[i].nr; j++)
+		for (j = 0; j < mlt_stk(t, i)->nr; j++)
 			if (within_module(mlt_frames(t, i)[j], mod))
 				break;
-		if (j == t->stacks[i].nr)
+		if (j == mlt_stk(t, i)->nr)
 			continue;
 		off = mlt_freeze_text(t, i);
 		if (off == U32_MAX) {

@@ -252,7 +252,7 @@ static u32 __maybe_unused mlt_stack_saved(struct mlt_table *t,
 void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 		      unsigned long call_site, u32 sidx)
 {
-	const struct mlt_stack *st = &t->stacks[sidx];
+	const struct mlt_stack *st = mlt_stk(t, sidx);
 	const unsigned long *f = mlt_stack_frames(t, sidx);
 	unsigned int nr, start;
 	bool ok;
@@ -674,9 +674,9 @@ static u32 mlt_trace_find(struct mlt_table *t, unsigned long call_site,
 			/* Pairs with the release in mlt_stack_get(): complete. */
 			nr_stacks = smp_load_acquire(&t->nr_stacks);
 			if (!tr.nr || tr.nr > MLT_MAX_DEPTH || tr.sidx >= nr_stacks ||
-			    READ_ONCE(t->stacks[tr.sidx].seq) != tr.sseq ||
-			    READ_ONCE(t->stacks[tr.sidx].nr) != tr.nr ||
-			    READ_ONCE(t->stacks[tr.sidx].kind) != kind ||
+			    READ_ONCE(mlt_stk(t, tr.sidx)->seq) != tr.sseq ||
+			    READ_ONCE(mlt_stk(t, tr.sidx)->nr) != tr.nr ||
+			    READ_ONCE(mlt_stk(t, tr.sidx)->kind) != kind ||
 			    !mlt_trace_matches(t, &tr, sp0, bp))
 				continue;
 			/*
@@ -685,7 +685,7 @@ static u32 mlt_trace_find(struct mlt_table *t, unsigned long call_site,
 			 */
 			if (!mlt_stack_pin(t, tr.sidx))
 				continue;
-			if (READ_ONCE(t->stacks[tr.sidx].seq) == tr.sseq)
+			if (READ_ONCE(mlt_stk(t, tr.sidx)->seq) == tr.sseq)
 				return tr.sidx;
 			mlt_stack_put(t, tr.sidx);
 		}
@@ -817,7 +817,7 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 			if (sidx != MLT_NIL && sidx != MLT_SKIP) {
 				tr.sidx = sidx;
 				/* Pinned: seq is stable. */
-				tr.sseq = READ_ONCE(t->stacks[sidx].seq);
+				tr.sseq = READ_ONCE(mlt_stk(t, sidx)->seq);
 				mlt_trace_store(t, &tr, call_site);
 			}
 			return sidx;

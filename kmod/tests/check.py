@@ -570,6 +570,18 @@ def main():
                 lambda: cap_counts_pages(parse_stats(sections["cap_memory_stats"]),
                                          vmalloc_bytes(sections["cap_memory_vmalloc"])))
 
+        def full_whole():
+            # Full mode keeps its guarantee: every table allocated when built.
+            st = parse_stats(sections["stats_start"])
+            ok = (st["mode"] == "full" and st["obj_chunks"] == st["max_obj_chunks"]
+                  and st["stack_chunks"] == st["max_stack_chunks"]
+                  and st["stacks_allocated"] == st["max_stacks"]
+                  and st["pool_bytes_allocated"] == st["pool_bytes"] <= st["cap_bytes"])
+            return ok, "stats %s" % {k: st[k] for k in (
+                "mode", "obj_chunks", "max_obj_chunks", "stack_chunks", "max_stack_chunks",
+                "stacks_allocated", "max_stacks", "pool_bytes_allocated", "pool_bytes", "cap_bytes")}
+        c.check("full_mode_tables_whole_at_build", full_whole)
+
         def reuse():
             st = parse_stats(sections["reuse_stats"])
             ok, why = c.counts("reuse", "leaky_leak_kmalloc", 10, 400, 10, 0)
@@ -606,14 +618,21 @@ def main():
 
         def report_bytes():
             # Report buffers are counted while a report file is open (not
-            # within the cap): the stacks and mem_leaks reads before are
-            # closed, so nothing is held; the peak is at least one open
-            # report (its 16 KiB text, seq_read()'s two pages).
+            # within the cap): an open report holds its text, in whole pages
+            # beyond one (with vmalloc's page array), seq_read()'s one page
+            # and its handle; once closed, nothing.
+            op = parse_stats(sections["report_open_stats"])
             st = parse_stats(sections["scan_chunked_stats"])
-            print("INFO report buffers: %d bytes held, peak %d (cap %d)" % (
-                st["report_bytes"], st["report_bytes_peak"], st["cap_bytes"]))
-            ok = st["report_bytes"] == 0 and st["report_bytes_peak"] >= 16384 + 2 * 4096
-            return ok, "report_bytes %d report_bytes_peak %d" % (st["report_bytes"], st["report_bytes_peak"])
+            n = int(notes["report_len"])
+            pages = -(-(n + 1) // 4096)
+            bound = pages * 4096 + 4096 + 256 + 8 * pages
+            print("INFO report buffers: an open report of %d bytes holds %d (bound %d); after close %d, "
+                  "peak %d (cap %d)" % (n, op["report_bytes"], bound, st["report_bytes"],
+                                        st["report_bytes_peak"], st["cap_bytes"]))
+            ok = (n > 0 and n + 4096 <= op["report_bytes"] <= bound and st["report_bytes"] == 0
+                  and st["report_bytes_peak"] >= op["report_bytes"])
+            return ok, "open %d for a %d byte report (bound %d), closed %d, peak %d" % (
+                op["report_bytes"], n, bound, st["report_bytes"], st["report_bytes_peak"])
         c.check("report_buffers_counted_and_released", report_bytes)
 
         def unloaded():
@@ -762,6 +781,49 @@ def main():
         ok, why = cap_counts_pages(st, vm)
         return ok and vm[0] < st["pool_bytes"] * 3 // 4, why
     c.check("sampled_mode_holds_part_of_the_cap_at_first", sampled_vmalloc)
+
+    def sampled_load():
+        # At the default sample_bytes a sampled table needs entries for
+        # MLT_SAMPLED_MARGIN (2) x RAM / sample_bytes objects (at least a
+        # 16384-entry chunk): one pool chunk, buckets for that many, one
+        # 256-record stack chunk at first; the kernel's own count of mlt's
+        # vmalloc pages is what stats says, and under a quarter of the cap.
+        st = parse_stats(sections["sampled_load_stats"])
+        held, areas = vmalloc_bytes(sections["sampled_load_vmalloc"])
+        ram = int(notes["memtotal_kb"]) * 1024
+        need = max(16384, 2 * ram // 65536)
+        ok, why = cap_counts_pages(st, (held, areas))
+        print("INFO sampled mode at sample_bytes 65536, a %d byte cap, %d MiB RAM: %d bytes of vmalloc "
+              "pages at first (vmallocinfo, %d areas), at most %d (pool_bytes), max_objects %d"
+              % (st["cap_bytes"], ram >> 20, held, areas, st["pool_bytes"], st["max_objects"]))
+        ok = (ok and st["mode"] == "sampled" and st["sample_bytes"] == 65536
+              and st["obj_chunks"] == 1 and st["stack_chunks"] == 1
+              and st["max_objects"] <= need + 64
+              and held <= st["cap_bytes"] // 4)
+        return ok, why + "; max_objects %d (need %d), chunks %d/%d, stack chunks %d/%d, held %d, cap/4 %d" % (
+            st["max_objects"], need, st["obj_chunks"], st["max_obj_chunks"], st["stack_chunks"],
+            st["max_stack_chunks"], held, st["cap_bytes"] // 4)
+    c.check("sampled_load_sized_for_sampling", sampled_load)
+
+    def stack_grow():
+        # 1000 stacks leaked at sample_bytes 1 (weight 1), the stack table
+        # growing from one 256-record chunk as they come: each counted
+        # exactly, nothing dropped, the cap (vmallocinfo) kept.
+        st0 = parse_stats(sections["stack_grow_start_stats"])
+        st = parse_stats(sections["stack_grow_stats"])
+        r = c.report("stack_grow")
+        found = r.by_func("leaky_branch_alloc")
+        exact = [x for x in found if (x["objects"], x["bytes"], x["allocs"], x["frees"]) == (1, 232, 1, 0)]
+        vok, vwhy = cap_counts_pages(st, vmalloc_bytes(sections["stack_grow_vmalloc"]))
+        print("INFO sampled stack table: %d -> %d of %d chunks, %d records made, %d reused"
+              % (st0["stack_chunks"], st["stack_chunks"], st["max_stack_chunks"], st["stacks_used"],
+                 st["stacks_reused"]))
+        ok = (st0["stack_chunks"] == 1 and st["stack_chunks"] >= 4 and len(found) == 1000
+              and len(exact) == 1000 and r.header["dropped"] == 0 and vok
+              and st["pool_bytes"] <= st["cap_bytes"])
+        return ok, "%d stacks, %d exact, dropped %d, chunks %d -> %d; %s" % (
+            len(found), len(exact), r.header["dropped"], st0["stack_chunks"], st["stack_chunks"], vwhy)
+    c.check("sampled_stack_table_grows_exact", stack_grow)
 
     def grows_weighted():
         # 12500 objects sampled with p = 1 - exp(-2): the estimate's standard

@@ -46,6 +46,7 @@ lk vchurn 50
 note kvmalloc_size "$(cat /sys/module/leaky/parameters/kvmalloc_size)"
 note vmalloc_probe "$(sed -n 's/^vmalloc_probe //p' $D/stats)"
 note kernel_release "$(uname -r)"
+note memtotal_kb "$(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' /proc/meminfo)"
 emit vmalloc $D/stacks
 emit vmalloc_stats $D/stats
 lk freeall
@@ -203,7 +204,13 @@ if [ "$LEVEL" = full ]; then
 	cat $D/stacks > /dev/null
 	emit scan_whole_stats $D/stats
 	echo 256 > $P/scan_chunk
-	cat $D/stacks > /dev/null
+	# A report held open: what it holds while open (the text, exactly as
+	# long as the report, and one page for seq_read()).
+	exec 3< $D/stacks
+	emit report_open_stats $D/stats
+	cat <&3 > /tmp/report.txt
+	exec 3<&-
+	note report_len "$(wc -c < /tmp/report.txt)"
 	emit scan_chunked_stats $D/stats
 	lk freeall
 	echo 0 > $P/max_memory_kb
@@ -294,6 +301,38 @@ lk leak 1250 2048
 lk leak 1250 2048
 emit grow_weighted $D/stacks
 emit grow_weighted_stats $D/stats
+lk freeall
+
+# Sampled mode sizes its tables for what sampling needs: at the default
+# sample_bytes (and a 4 MiB cap) one pool chunk, hash buckets for
+# MLT_SAMPLED_MARGIN x RAM / sample_bytes entries and one stack chunk at
+# first.
+echo 65536 > $P/sample_bytes
+emit sampled_load_stats $D/stats
+grep '\[mlt\]' /proc/vmallocinfo > /tmp/vmalloc.txt
+emit sampled_load_vmalloc /tmp/vmalloc.txt
+# The stack table grows a chunk (256 records) at a time from a work item.
+# sample_bytes 1 samples every allocation (weight 1): 1000 stacks leaked
+# in batches of 100, each once 150 records are left (the other
+# allocations of the guest make stacks too).
+st() { sed -n "s/^$1 //p" $D/stats; }
+echo 1 > $P/sample_bytes
+emit stack_grow_start_stats $D/stats
+i=0
+while [ $i -lt 10 ]; do
+	j=0
+	while [ $j -lt 60 ] && [ $(( $(st stacks_used) + 150 )) -gt "$(st stacks_allocated)" ] &&
+	      [ "$(st stack_chunks)" -lt "$(st max_stack_chunks)" ]; do
+		sleep 0.5
+		j=$((j + 1))
+	done
+	lk branchleak $((i * 100)) 100
+	i=$((i + 1))
+done
+emit stack_grow $D/stacks
+emit stack_grow_stats $D/stats
+grep '\[mlt\]' /proc/vmallocinfo > /tmp/vmalloc.txt
+emit stack_grow_vmalloc /tmp/vmalloc.txt
 lk freeall
 echo 0 > $P/max_memory_kb
 echo 4096 > $P/sample_bytes

@@ -25,6 +25,8 @@
  *   echo "branches N" > run  N transient stacks: allocate and free one
  *                            object (leaky_branch_alloc) through each of N
  *                            different chains of leaky_branch_a/_b calls
+ *   echo "branchleak F N" > run  leak one object (leaky_branch_alloc) through
+ *                            each of chains F .. F+N-1 (freed by freeall)
  *   echo "irq N"     > run   N allocations in hard IRQ (leaky_hardirq_alloc)
  *                            and N in softirq (leaky_softirq_alloc); kept
  *   echo irqfree     > run   free those in process context
@@ -471,6 +473,23 @@ static noinline int leaky_branches(unsigned int n)
 	return 0;
 }
 
+/* Leak one object through each of chains first .. first + n - 1. */
+static noinline int leaky_branch_leaks(unsigned int first, unsigned int n)
+{
+	unsigned int i;
+	void *p;
+
+	if (first > 1U << LEAKY_BRANCH_LEVELS || n > (1U << LEAKY_BRANCH_LEVELS) - first)
+		return -EINVAL;
+	for (i = first; i < first + n; i++) {
+		p = leaky_branch_a(i, LEAKY_BRANCH_LEVELS);
+		if (!p)
+			return -ENOMEM;
+		leaky_keep(&leaky_kmallocs, p);
+	}
+	return 0;
+}
+
 /* ---- IRQ context ---------------------------------------------------------- */
 
 static void *leaky_hard_objs[LEAKY_MAX_IRQ], *leaky_soft_objs[LEAKY_MAX_IRQ];
@@ -830,6 +849,8 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_fnptr(a);
 	if (!strcmp(cmd, "branches") && n == 2)
 		return leaky_branches(a);
+	if (!strcmp(cmd, "branchleak") && n == 3)
+		return leaky_branch_leaks(a, b);
 	if (!strcmp(cmd, "irq") && n == 2)
 		return leaky_irq(a);
 	if (!strcmp(cmd, "irqfree")) {
@@ -863,7 +884,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | paths A B | align N | fnptr N | branches N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | paths A B | align N | fnptr N | branches N | branchleak F N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | freeall");
 
 static void leaky_ctor(void *p)
 {
