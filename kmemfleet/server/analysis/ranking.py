@@ -49,10 +49,6 @@ MIN_KNEE_DEVICES = 2  # devices seen to stop growing within their own boot, to h
 KNEE_MIN_SHARE = 0.75  # ... and this share of the growing devices seen past where they bent
 KNEE_LEVEL_RATIO = 2.0  # ... holding within [p10 / 2, p90 x 2] of the mature devices' held bytes
 TAU_SAMPLE = 256  # mature series Kendall's tau is computed on (evenly spaced in uptime)
-# Wander (decide, rule W): a subject that falls on as many devices as it rises on, at
-# rates the rising devices do not exceed, is wandering, not growing.
-WANDER_MIN_FALLING = 2  # devices with a significant fall, at least, and as many as rise
-WANDER_MAX_P = 0.05  # one-sided rank test: rising devices' rates above falling ones'
 
 
 @dataclass(frozen=True)
@@ -571,51 +567,6 @@ def _short_only(rows: Sequence[SeriesRow]) -> str | None:
     )
 
 
-def _clarity(r: SeriesRow) -> float:
-    """How clearly a series moved: |trend| x span over its noise (its rise or fall in
-    noise sigmas; trend is the Theil-Sen slope of its values)."""
-    move = abs(r.trend) * r.span_hours
-    return move / r.noise if r.noise > 0 else math.inf if move > 0 else 0.0
-
-
-def _wander(rows: Sequence[SeriesRow]) -> str | None:
-    """Evidence that the cohort's leak verdicts are wander, not growth, or None.
-
-    A bounded wander (a random walk kept within a band, a slow load-driven
-    swing) moves a series up on some boots and down on others alike: the
-    cohort shows as many devices with a significant fall (decreasing verdict)
-    as with a leak verdict, at about the same rates. A leak adds a positive
-    rate to the devices that carry it, so its rising devices outpace the
-    falls of the rest, however few they are. Wander when at least
-    WANDER_MIN_FALLING devices fall, no fewer than rise, and a one-sided rank
-    test of the rates (each device's steepest: `trend`, the Theil-Sen slope of
-    its values, so a leak's recent-slope choice does not inflate it) does not
-    find the rising ones faster (p >= WANDER_MAX_P). A cohort where nothing
-    falls is never wander: a leak on a few devices beside still ones stands.
-    """
-    up = _per_device([r for r in rows if r.leaking], _clarity, max)
-    down = _per_device([r for r in rows if r.kind == "decreasing"], _clarity, max)
-    if not up or len(down) < max(WANDER_MIN_FALLING, len(up)):
-        return None
-    if 1.0 / math.comb(len(up) + len(down), len(up)) >= WANDER_MAX_P:
-        return None  # too few devices for the rank test to show faster rises: no evidence
-    p = rank_test_younger(list(down.values()), list(up.values()))
-    # The rises clearer than every fall: under wander the k clearest movers are all
-    # rises with probability C(up, k) / C(up + down, k); a leak on a few devices
-    # beside many wandering ones shows as such rises even when the rank test,
-    # diluted by the wanderers' rises, does not.
-    rises = [_clarity(r) for r in rows if r.leaking]
-    falls = [_clarity(r) for r in rows if r.kind == "decreasing"]
-    k = sum(v > max(falls) for v in rises)
-    top = math.comb(len(rises), k) / math.comb(len(rises) + len(falls), k)
-    if p < WANDER_MAX_P or top < WANDER_MAX_P:
-        return None
-    return (
-        f"falls on {_devices(len(down))} as it rises on {len(up)}, "
-        f"rising no faster (rank test p={p:.2g}): wander, not growth"
-    )
-
-
 def _devices(n: int) -> str:
     return f"{n} device" if n == 1 else f"{n} devices"
 
@@ -637,8 +588,6 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     runs past the horizon or was watched at least half as long as the fills
     (a fill watched that long would have bent). In order:
 
-    W. leak verdicts that a wander explains (_wander): as many devices fall
-       as rise, no less clearly: nothing leaks;
     0. leak verdicts only on short boots while long boots show no rise at
        all (_short_only): nothing leaks;
     2. fills seen, and growth at maturity on MIN_FILL_DEVICES devices (one
@@ -660,10 +609,6 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     5. otherwise the per-series verdicts stand.
     """
     per_series = [r.leaking for r in rows]
-    if any(per_series):
-        wander = _wander(rows)
-        if wander is not None:
-            return Decision("none", [False] * len(rows), 0.0, wander)
     phase = _short_only(rows)
     if phase is not None:
         return Decision("none", [False] * len(rows), 0.0, phase)
