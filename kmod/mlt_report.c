@@ -322,8 +322,9 @@ static void mlt_render_stacks(struct mlt_snap *s)
 	/* 1.1: 0 when kfree_rcu() frees go unseen (their objects look leaked). */
 	mlt_out(s, " bulk_free_probe %d", READ_ONCE(mlt_bulk_probe_ok));
 	/* 1.2: allocated bytes of the held objects; the kinds tracked. */
-	mlt_out(s, " tracked_alloc_bytes %llu kinds %s%s\n", tabytes,
+	mlt_out(s, " tracked_alloc_bytes %llu kinds %s%s%s\n", tabytes,
 		mlt_kind_names[MLT_KIND_SLAB],
+		READ_ONCE(mlt_pages_probe_ok) ? ",pages" : "",
 		READ_ONCE(mlt_vmalloc_probe_ok) ? ",vmalloc" : "");
 	for (i = 0; i < n; i++) {
 		mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
@@ -627,6 +628,7 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "bulk_free_probe %d\n", mlt_bulk_probe_ok);
 	seq_printf(m, "vmalloc_probe %d\nvmalloc_missed %lu\n",
 		   mlt_vmalloc_probe_ok, mlt_vmalloc_missed());
+	mlt_pages_stats(m);
 	seq_printf(m, "oom_calls %d\noom_reports %d\n", atomic_read(&mlt_oom_calls),
 		   atomic_read(&mlt_oom_reports));
 	seq_printf(m, "frozen_text_full %d\n", atomic_read(&mlt_frozen_dropped));
