@@ -402,7 +402,7 @@ static void mlt_render_legacy(struct mlt_snap *s)
 	struct mlt_rep *r = NULL;
 	u64 tobj = 0, tbytes = 0, tabytes = 0, objs = 0, bytes = 0;
 	long held = 0;
-	int n = 0, i;
+	int n = 0, i, k;
 
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
@@ -414,6 +414,14 @@ static void mlt_render_legacy(struct mlt_snap *s)
 			return;
 		}
 	}
+	/*
+	 * The legacy layout is kmalloc's: no pages records (every process's
+	 * page tables would crowd the slab leaks out of the top rows).
+	 */
+	for (i = 0, k = 0; i < n; i++)
+		if (t->stacks[r[i].stack].kind != MLT_KIND_PAGES)
+			r[k++] = r[i];
+	n = k;
 	for (i = 0; i < n; i++) {
 		objs += mlt_round(r[i].objects_w);
 		bytes += mlt_round(r[i].bytes_w);
