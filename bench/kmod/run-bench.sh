@@ -84,7 +84,7 @@ for a, b, target in (("count", "none", ""), ("sampled", "count", "(target <= 1.1
                      ("full_walk_s8", "none_s8", "(8 stacks, stack_cache=0)")):
     print("  %-12s / %-7s  %7.3fx     %7.3fx   %s" % (a, b, med[a] / med[b], paired(a, b), target))
 po = int(stats["bytes_per_object"])
-print("page alloc+free (alloc_pages(GFP_KERNEL, order) + __free_pages), same boot:")
+print("page alloc+free (alloc_pages(GFP_KERNEL, order) + __free_pages), %d per run, same boot:" % (int(ops) // 10))
 for o in (0, 2):
     for k in ("none", "count", "sampled", "full"):
         kk = "%s_p%d" % (k, o)
