@@ -265,7 +265,7 @@ extern unsigned long mlt_cap_bytes;
 extern unsigned int mlt_min_size;
 extern unsigned int mlt_scan_chunk;
 
-void mlt_untrack(unsigned long ptr, u32 b);
+bool mlt_untrack(unsigned long ptr, u32 b);
 s64 mlt_next_interval(struct rnd_state *rnd, u32 mean);
 int mlt_reset_locked(void);
 u64 mlt_weight(const struct mlt_table *t, u32 size);
@@ -325,6 +325,16 @@ extern bool mlt_vmalloc_probe_ok;
 int mlt_vmalloc_register(void);
 void mlt_vmalloc_unregister(void);
 unsigned long mlt_vmalloc_missed(void);
+int mlt_vm_func_range(unsigned long addr, unsigned long *start,
+		      unsigned long *end);
+
+/* mlt_pages.c: the page allocator's tracepoints. */
+struct seq_file;
+extern bool mlt_pages_probe_ok;
+int mlt_pages_register(void);
+void mlt_pages_unregister(void);
+u32 mlt_pages_stack(struct mlt_table *t, unsigned long *buf);
+void mlt_pages_stats(struct seq_file *m);
 
 static __always_inline void mlt_count(enum mlt_counter c, u64 n)
 {
@@ -395,7 +405,8 @@ static __always_inline void mlt_on_free(const void *ptr)
 		this_cpu_inc(mlt_untracked_frees);
 		return;
 	}
-	mlt_untrack((unsigned long)ptr, b);
+	if (!mlt_untrack((unsigned long)ptr, b))
+		mlt_count(MLT_C_UNTRACKED_FREES, 1);
 }
 
 /* mlt_unwind.c */
@@ -403,6 +414,8 @@ u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 		 unsigned long call_site, u32 kind);
 void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 		      unsigned long call_site, u32 sidx);
+u32 mlt_stack_record(struct mlt_table *t, unsigned long *buf,
+		     unsigned int start, unsigned int nr, u32 kind);
 size_t mlt_trace_mem(u32 traces);
 size_t mlt_unwind_static_mem(void);
 int mlt_unwind_init(void);

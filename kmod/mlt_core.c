@@ -761,7 +761,8 @@ static void mlt_obj_insert(struct mlt_table *t, unsigned long ptr, u32 size,
 	mlt_count(MLT_C_TRACKED, 1);
 }
 
-noinline void mlt_untrack(unsigned long ptr, u32 b)
+/* false: ptr is not in the table (the caller counts it, or not: pages). */
+noinline bool mlt_untrack(unsigned long ptr, u32 b)
 {
 	/*
 	 * Same RCU-sched section as the bucket peek: the table cannot have
@@ -774,7 +775,7 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 	unsigned long flags;
 
 	if (unlikely(!t || in_nmi()))
-		return;
+		return true;
 	s = &t->stripes[b & (MLT_STRIPES - 1)];
 	link = &t->buckets[b];
 	raw_spin_lock_irqsave(&s->lock, flags);
@@ -794,14 +795,13 @@ noinline void mlt_untrack(unsigned long ptr, u32 b)
 	}
 	raw_spin_unlock_irqrestore(&s->lock, flags);
 
-	if (sidx == MLT_NIL) {
-		mlt_count(MLT_C_UNTRACKED_FREES, 1);
-	} else {
-		if (READ_ONCE(t->flags) & MLT_F_LAZY)
-			atomic_dec(&t->obj_used);
-		atomic64_add(mlt_weight(t, size), &mlt_stk(t, sidx)->frees_w);
-		mlt_stack_put(t, sidx);
-	}
+	if (sidx == MLT_NIL)
+		return false;
+	if (READ_ONCE(t->flags) & MLT_F_LAZY)
+		atomic_dec(&t->obj_used);
+	atomic64_add(mlt_weight(t, size), &mlt_stk(t, sidx)->frees_w);
+	mlt_stack_put(t, sidx);
+	return true;
 }
 
 NOKPROBE_SYMBOL(mlt_untrack);
@@ -853,13 +853,17 @@ static u32 mlt_track_stack(struct mlt_table *t, unsigned long hint,
 	pc->busy[ctx] = 1;
 	barrier();
 
-	sidx = mlt_stack_of(t, pc->buf[ctx], call_site, kind);
+	/* Pages: no call site, found in the stack (mlt_pages.c). */
+	if (kind == MLT_KIND_PAGES)
+		sidx = mlt_pages_stack(t, pc->buf[ctx]);
+	else
+		sidx = mlt_stack_of(t, pc->buf[ctx], call_site, kind);
 	/* Allocations made for this module (report buffers) are not leaks. */
 	if (sidx == MLT_NIL)
 		mlt_count(MLT_C_DROP_STACKS, 1);
 	else if (sidx == MLT_SKIP)
 		sidx = MLT_NIL;
-	else if (unlikely(READ_ONCE(mlt_verify)))
+	else if (unlikely(READ_ONCE(mlt_verify)) && kind != MLT_KIND_PAGES)
 		mlt_verify_stack(t, pc->buf[ctx], call_site, sidx);
 	barrier();
 	pc->busy[ctx] = 0;
@@ -1484,6 +1488,7 @@ static int __init mlt_init(void)
 	if (err)
 		goto out_unwind;
 	mlt_vmalloc_register();		/* without it: no vmalloc records */
+	mlt_pages_register();		/* without it: no pages records */
 	err = mlt_report_init();
 	if (err)
 		goto out_probes;
@@ -1497,6 +1502,7 @@ static int __init mlt_init(void)
 	return 0;
 
 out_probes:
+	mlt_pages_unregister();
 	mlt_vmalloc_unregister();
 	mlt_probes_unregister();
 out_unwind:
@@ -1519,6 +1525,7 @@ out_pcpu:
 static void __exit mlt_exit(void)
 {
 	mlt_report_exit();
+	mlt_pages_unregister();
 	mlt_vmalloc_unregister();
 	mlt_probes_unregister();	/* waits for every probe in flight */
 	irq_work_sync(&mlt_grow_kick);	/* nothing queues either now */

@@ -316,7 +316,7 @@ static void mlt_render_stacks(struct mlt_snap *s)
 	struct mlt_rep *r = NULL;
 	u64 tobj = 0, tbytes = 0, tabytes = 0, dropped, untracked, missed, now;
 	long held = 0;
-	int n = 0, i, bulk, vm;
+	int n = 0, i, bulk, pg, vm;
 	u32 j;
 
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
@@ -335,6 +335,7 @@ static void mlt_render_stacks(struct mlt_snap *s)
 	missed = mlt_counter_sum(MLT_C_MISSED_FREES);
 	now = ktime_get_boottime_ns();
 	bulk = READ_ONCE(mlt_bulk_probe_ok);
+	pg = READ_ONCE(mlt_pages_probe_ok);
 	vm = READ_ONCE(mlt_vmalloc_probe_ok);
 	do {
 		mlt_out(s, "mlt - version: 1.2\n");
@@ -349,8 +350,8 @@ static void mlt_render_stacks(struct mlt_snap *s)
 		/* 1.1: 0 when kfree_rcu() frees go unseen (their objects look leaked). */
 		mlt_out(s, " bulk_free_probe %d", bulk);
 		/* 1.2: allocated bytes of the held objects; the kinds tracked. */
-		mlt_out(s, " tracked_alloc_bytes %llu kinds %s%s\n", tabytes,
-			mlt_kind_names[MLT_KIND_SLAB],
+		mlt_out(s, " tracked_alloc_bytes %llu kinds %s%s%s\n", tabytes,
+			mlt_kind_names[MLT_KIND_SLAB], pg ? ",pages" : "",
 			vm ? ",vmalloc" : "");
 		for (i = 0; i < n; i++) {
 			mlt_out(s, "stack %016llx bytes %llu objects %llu allocs %llu frees %llu\n",
@@ -429,7 +430,7 @@ static void mlt_render_legacy(struct mlt_snap *s)
 	struct mlt_rep *r = NULL;
 	u64 tobj = 0, tbytes = 0, tabytes = 0, objs = 0, bytes = 0;
 	long held = 0;
-	int n = 0, i;
+	int n = 0, i, k;
 
 	t = rcu_dereference_protected(mlt_table, lockdep_is_held(&mlt_ctl_lock));
 	if (t) {
@@ -441,6 +442,14 @@ static void mlt_render_legacy(struct mlt_snap *s)
 			return;
 		}
 	}
+	/*
+	 * The legacy layout is kmalloc's: no pages records (every process's
+	 * page tables would crowd the slab leaks out of the top rows).
+	 */
+	for (i = 0, k = 0; i < n; i++)
+		if (mlt_stk(t, r[i].stack)->kind != MLT_KIND_PAGES)
+			r[k++] = r[i];
+	n = k;
 	for (i = 0; i < n; i++) {
 		objs += mlt_round(r[i].objects_w);
 		bytes += mlt_round(r[i].bytes_w);
@@ -654,6 +663,7 @@ static int mlt_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "bulk_free_probe %d\n", mlt_bulk_probe_ok);
 	seq_printf(m, "vmalloc_probe %d\nvmalloc_missed %lu\n",
 		   mlt_vmalloc_probe_ok, mlt_vmalloc_missed());
+	mlt_pages_stats(m);
 	seq_printf(m, "oom_calls %d\noom_reports %d\n", atomic_read(&mlt_oom_calls),
 		   atomic_read(&mlt_oom_reports));
 	seq_printf(m, "frozen_text_full %d\n", atomic_read(&mlt_frozen_dropped));

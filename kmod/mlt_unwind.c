@@ -243,6 +243,22 @@ static u32 __maybe_unused mlt_stack_saved(struct mlt_table *t,
 }
 
 /*
+ * A stack the caller captured from the probe with stack_trace_save()
+ * (pages: mlt_pages.c), nr frames in buf, its call site at buf[start]:
+ * kept and cut as the others are. Pinned record, MLT_NIL or MLT_SKIP.
+ */
+u32 mlt_stack_record(struct mlt_table *t, unsigned long *buf,
+		     unsigned int start, unsigned int nr, u32 kind)
+{
+	unsigned long call_site = buf[start];
+
+	nr = min(nr - start, t->depth);
+	nr = mlt_cut_at_irq_regs(buf + start, nr);
+	nr = mlt_cut_at_stack_switch(call_site, nr);
+	return mlt_record(t, buf + start, nr, kind);
+}
+
+/*
  * The test oracle (module parameter verify): the kernel's own walk of this
  * allocation's stack, trimmed and cut like ours, must give exactly the
  * frames of stack record sidx. In interrupt context our stack stops where

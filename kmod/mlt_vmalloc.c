@@ -170,8 +170,8 @@ static int mlt_vm_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 NOKPROBE_SYMBOL(mlt_vm_return);
 
 /* [start, end) of the function at addr, from its "%pS" text. */
-static int mlt_vm_func_range(unsigned long addr, unsigned long *start,
-			     unsigned long *end)
+int mlt_vm_func_range(unsigned long addr, unsigned long *start,
+		      unsigned long *end)
 {
 	char sym[KSYM_SYMBOL_LEN];
 	unsigned long off, size;

@@ -14,19 +14,35 @@ measure() {
 	echo "@@BENCH $1 $r $(cat $B/result_ps)"
 }
 
+# Page alloc+free pairs of order 0 and 2: config_p0, config_p2. A pair
+# costs 10-70 us under TCG (Debian kernels zero every page they hand out,
+# init_on_alloc): OPS / 10 of them.
+measure_pages() {
+	for o in 0 2; do
+		echo $o > $B/page_order
+		echo $((OPS / 10)) > $B/run || return 1
+		echo "@@BENCH $1_p$o $r $(cat $B/result_ps)"
+	done
+	echo -1 > $B/page_order
+}
+
 insmod /modules/mlt_bench.ko || exit 1
 echo "$OPS" > $B/run	# warm the caches
 r=0
 while [ $r -lt "$REPS" ]; do
 	r=$((r + 1))
 	measure none
+	measure_pages none
 	echo 1 > $B/count_probe
 	measure count
+	measure_pages count
 	echo 0 > $B/count_probe
 	insmod /modules/mlt.ko mode=sampled || exit 1
 	measure sampled
+	measure_pages sampled
 	echo full > $P/mode
 	measure full
+	measure_pages full
 	[ $r = 1 ] && emit stats_full /sys/kernel/debug/mlt/stats
 	echo 0 > $P/stack_cache
 	measure full_walk

@@ -4,8 +4,10 @@
 # kmalloc(64)+kfree cost under mlt.ko, in one QEMU (TCG) boot of the Debian
 # 6.1 x86_64 kernel: no probe, the counting-only probe (floor of any
 # tracepoint tracker), mlt sampled (default sample_bytes), mlt full (default
-# depth 16 with and without the stack cache, and depth 4); plus the
-# memory per tracked object from mlt's stats. Medians over REPS repetitions.
+# depth 16 with and without the stack cache, and depth 4); the same for
+# page alloc+free of order 0 and 2 (no probe, counting floor, sampled,
+# full); plus the memory per tracked object from mlt's stats. Medians over
+# REPS repetitions.
 #
 #   bench/kmod/run-bench.sh [REPS] [OPS]      (defaults 31 and 50000)
 #   BENCH_ARCH=arm64 bench/kmod/run-bench.sh  (the cross-built arm64 module)
@@ -82,6 +84,17 @@ for a, b, target in (("count", "none", ""), ("sampled", "count", "(target <= 1.1
                      ("full_walk_s8", "none_s8", "(8 stacks, stack_cache=0)")):
     print("  %-12s / %-7s  %7.3fx     %7.3fx   %s" % (a, b, med[a] / med[b], paired(a, b), target))
 po = int(stats["bytes_per_object"])
+print("page alloc+free (alloc_pages(GFP_KERNEL, order) + __free_pages), %d per run, same boot:" % (int(ops) // 10))
+for o in (0, 2):
+    for k in ("none", "count", "sampled", "full"):
+        kk = "%s_p%d" % (k, o)
+        v = runs[kk]
+        print("  order %d %-8s median %8.1f ns/op   (min %.1f, max %.1f)" % (o, k, med[kk], min(v), max(v)))
+    for a, b, target in (("count", "none", ""), ("sampled", "count", "(target <= 1.10x)"),
+                         ("sampled", "none", ""), ("full", "none", "")):
+        a2, b2 = "%s_p%d" % (a, o), "%s_p%d" % (b, o)
+        print("  order %d %-8s / %-6s  %7.3fx     %7.3fx   %s" % (
+            o, a, b, med[a2] / med[b2], paired(a2, b2), target))
 print("memory: %d bytes per tracked object (pool entry + hash bucket share; target <= 48)" % po)
 print("        %s bytes per distinct stack; pool %s bytes for %s objects and %s stacks = %.1f bytes per object all-in"
       % (stats["bytes_per_stack"], stats["pool_bytes"], stats["max_objects"], stats["max_stacks"],

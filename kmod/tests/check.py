@@ -363,6 +363,57 @@ def main():
     c.check("full_vmalloc_churn_absent", lambda: c.absent("vmalloc", "leaky_vm_transient", kind="vmalloc"))
     c.check("vmalloc_freed_absent", lambda: c.absent("vmalloc_freed", "leaky_leak_vmalloc", "leaky_leak_kvmalloc",
                                                      kind="vmalloc"))
+    # Page allocations (kind pages, mlt_pages.c). The slab, large-kmalloc
+    # and vmalloc paths (FORMAT.md) must never be the first frames of a pages
+    # record: their pages are tracked as slab and vmalloc objects.
+    excluded_paths = ("allocate_slab", "new_slab", "alloc_slab_page", "___slab_alloc", "__slab_alloc",
+                      "kmalloc_order", "kmalloc_order_trace", "kmalloc_large", "kmalloc_large_node",
+                      "__kmalloc_large_node", "___kmalloc_large_node", "__kmalloc_large_noprof",
+                      "__kmalloc_large_node_noprof", "__vmalloc_area_node", "vm_area_alloc_pages",
+                      "__vmalloc_node_range", "__vmalloc_node_range_noprof", "__vmalloc_node",
+                      "__vmalloc_node_noprof")
+
+    def excluded_hits(r):
+        return [s["id"] for s in r.stacks if s["kind"] == "pages" and any(
+            f.split("+")[0] in excluded_paths for f in s["frames"][:5])]
+
+    def pages_exact():
+        r = c.report("pages")
+        st = parse_stats(sections["pages_stats"])
+        p = c.one("pages", "leaky_leak_pages")
+        got = {x: p[x] for x in ("kind", "objects", "bytes", "alloc_bytes", "allocs", "frees")}
+        want = {"kind": "pages", "objects": 125, "bytes": 100 * 4096 + 25 * 16384,
+                "alloc_bytes": 100 * 4096 + 25 * 16384, "allocs": 125, "frees": 0}
+        idok = "%016x" % fnv1a(p["frames"], "pages") == p["id"]
+        ok = (got == want and idok and st["page_probe"] == 1 and notes["page_probe"] == "1"
+              and "pages" in r.header["kinds"].split(","))
+        return ok, "got %s, want %s; id is FNV of frames + kind 2: %s; page_probe %s; kinds %s" % (
+            got, want, idok, st.get("page_probe"), r.header["kinds"])
+    c.check("full_pages_order0_order2_exact", pages_exact)
+    c.check("full_page_churn_absent", lambda: c.absent("pages", "leaky_page_transient", kind="pages"))
+
+    def slab_pages_not_pages():
+        r = c.report("pages")
+        st = parse_stats(sections["pages_stats"])
+        big = c.one("pages", "leaky_leak_big")
+        kl = [s for s in r.mentions("leaky_leak_kmalloc") if s["kind"] == "slab"]
+        as_pages = [f for f in ("leaky_leak_big", "leaky_leak_kmalloc")
+                    if any(s["kind"] == "pages" for s in r.mentions(f))]
+        hits = excluded_hits(r)
+        ok = (big["kind"] == "slab" and big["objects"] == 300 and not as_pages and not hits
+              and st["pages_excluded_slab"] > 0 and st["pages_excluded_kmalloc_large"] > 0
+              and sum(s["objects"] for s in kl) == 20)
+        return ok, ("leaky_big %s; large kmalloc slab objects %d; as pages: %s; pages records through "
+                    "excluded paths: %s; excluded slab %s kmalloc_large %s") % (
+            {x: big[x] for x in ("kind", "objects")}, sum(s["objects"] for s in kl), as_pages, hits[:3],
+            st.get("pages_excluded_slab"), st.get("pages_excluded_kmalloc_large"))
+    c.check("slab_and_large_kmalloc_pages_not_reported_as_pages", slab_pages_not_pages)
+
+    def vmalloc_pages_not_pages():
+        hits = excluded_hits(c.report("vmalloc"))
+        return not hits, "pages records through the vmalloc/slab paths: %s" % hits[:3]
+    c.check("vmalloc_area_pages_not_reported_as_pages", vmalloc_pages_not_pages)
+    c.check("pages_freed_absent", lambda: c.absent("pages_freed", "leaky_leak_pages", kind="pages"))
     c.check("stack_id_stable_across_reads",
             lambda: (c.one("full", "leaky_leak_kmalloc")["id"] == c.one("full_again", "leaky_leak_kmalloc")["id"],
                      "id changed between reads"))
@@ -731,7 +782,8 @@ def main():
         # vfree frees vmalloc's own slab objects (struct vmap_area) lazily.
         ok, why = c.absent("sampled_freed", "leaky_leak_kmalloc", "leaky_leak_cache")
         vok, vwhy = c.absent("sampled_freed", "leaky_leak_vmalloc", kind="vmalloc")
-        return ok and vok, "%s; vmalloc areas %s" % (why, vwhy)
+        pok, pwhy = c.absent("sampled_freed", "leaky_leak_pages", kind="pages")
+        return ok and vok and pok, "%s; vmalloc areas %s; pages %s" % (why, vwhy, pwhy)
     c.check("sampled_freed", sampled_freed)
 
     def sampled_vmalloc():
@@ -747,6 +799,17 @@ def main():
         return ok, "got %s (want 200 objects, 600000 bytes, 819200 alloc_bytes, +-%d%%)" % (
             {x: v[x] for x in ("kind", "objects", "bytes", "alloc_bytes")}, SAMPLED_TOLERANCE * 100)
     c.check("sampled_vmalloc_within_30pct", sampled_vmalloc)
+
+    def sampled_pages():
+        # 400 order-0 and 100 order-2 allocations at sample_bytes 4096:
+        # sampled with p = 0.63 and 0.98, sd of the estimate about 4 %.
+        p = c.one("sampled", "leaky_leak_pages")
+        want = 400 * 4096 + 100 * 16384
+        ok = (p["kind"] == "pages" and within(p["objects"], 500, SAMPLED_TOLERANCE)
+              and within(p["bytes"], want, SAMPLED_TOLERANCE) and p["alloc_bytes"] == p["bytes"])
+        return ok, "got %s (want 500 objects, %d bytes = alloc_bytes, +-%d%%)" % (
+            {x: p[x] for x in ("kind", "objects", "bytes", "alloc_bytes")}, want, SAMPLED_TOLERANCE * 100)
+    c.check("sampled_pages_within_30pct", sampled_pages)
 
     def big():
         k = c.one("sampled_big", "leaky_leak_kmalloc")

@@ -52,6 +52,21 @@ emit vmalloc_stats $D/stats
 lk freeall
 emit vmalloc_freed $D/stacks
 
+# Page allocations (kind pages): 100 order-0 and 25 order-2 allocations
+# kept, page alloc+free churn that must not show; 300 objects of an
+# unmerged cache of 2000-byte objects (new order-3 slabs) and 20 large
+# kmallocs, whose pages are slab's and must not show as pages.
+lk pages 100 0
+lk pages 25 2
+lk pchurn 200
+lk big 300
+lk leak 20 65536
+note page_probe "$(sed -n 's/^page_probe //p' $D/stats)"
+emit pages $D/stacks
+emit pages_stats $D/stats
+lk freeall
+emit pages_freed $D/stacks
+
 # Exact stacks: one helper reached from a plain caller first, then from a
 # caller that realigns its stack frame, in this system call and in a work
 # item. verify=1 counts stacks that differ from the kernel's own walk.
@@ -254,6 +269,8 @@ echo 4096 > $P/sample_bytes
 lk leak 4000 256
 lk cache 4000
 lk vmalloc 200 3000
+lk pages 400 0
+lk pages 100 2
 emit sampled $D/stacks
 emit sampled_stats $D/stats
 lk freeall

@@ -38,6 +38,13 @@
  *                            than kmalloc can give: they fall back to
  *                            vmalloc (leaky_leak_kvmalloc)
  *   echo "vchurn K"  > run   vmalloc and vfree K areas (leaky_vm_transient)
+ *   echo "pages N O" > run   leak N allocations of 2^O pages
+ *                            (leaky_leak_pages)
+ *   echo "pchurn K"  > run   allocate and free K pages of order 0 and K of
+ *                            order 2 (leaky_page_transient)
+ *   echo "big M"     > run   leak M objects of leaky_big (2000 bytes,
+ *                            order-3 slabs: new slab pages, which must not
+ *                            be reported as pages) (leaky_leak_big)
  *   echo freeall     > run   free every leaked object
  *
  * Steady patterns, for end-to-end tests on a real kernel (runtime writable):
@@ -800,6 +807,97 @@ static void leaky_vm_free(void)
 	}
 }
 
+/* ---- pages ---------------------------------------------------------------- */
+
+#define LEAKY_PAGES_MAX	4096	/* page allocations kept at once */
+#define LEAKY_BIG_OBJ	2000	/* order-3 slabs on SLUB */
+
+struct leaky_pages {
+	struct page *page;
+	unsigned int order;
+};
+
+static struct leaky_pages leaky_pg[LEAKY_PAGES_MAX];	/* under leaky_lock */
+static unsigned int leaky_pg_nr;
+static LIST_HEAD(leaky_bigs);		/* leaky_big leaks */
+static struct kmem_cache *leaky_bigp;
+
+static noinline int leaky_leak_pages(unsigned int n, unsigned int order)
+{
+	unsigned long flags;
+	struct page *page;
+	unsigned int i;
+	int err = 0;
+
+	if (order > 3)
+		return -EINVAL;
+	for (i = 0; i < n && !err; i++) {
+		page = alloc_pages(GFP_KERNEL, order);
+		if (!page)
+			return -ENOMEM;
+		spin_lock_irqsave(&leaky_lock, flags);
+		if (leaky_pg_nr < LEAKY_PAGES_MAX) {
+			leaky_pg[leaky_pg_nr].page = page;
+			leaky_pg[leaky_pg_nr++].order = order;
+		} else {
+			err = -ENOSPC;
+		}
+		spin_unlock_irqrestore(&leaky_lock, flags);
+		if (err)
+			__free_pages(page, order);
+	}
+	return err;
+}
+
+static noinline int leaky_page_transient(unsigned int n)
+{
+	struct page *a, *b;
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		a = alloc_pages(GFP_KERNEL, 0);
+		b = alloc_pages(GFP_KERNEL, 2);
+		if (a)
+			__free_pages(a, 0);
+		if (b)
+			__free_pages(b, 2);
+		if (!a || !b)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static noinline int leaky_leak_big(unsigned int n)
+{
+	unsigned int i;
+	void *p;
+
+	for (i = 0; i < n; i++) {
+		p = kmem_cache_alloc(leaky_bigp, GFP_KERNEL);
+		if (!p)
+			return -ENOMEM;
+		leaky_keep(&leaky_bigs, p);
+	}
+	return 0;
+}
+
+static void leaky_pages_free(void)
+{
+	struct leaky_pages pg;
+	unsigned long flags;
+
+	for (;;) {
+		spin_lock_irqsave(&leaky_lock, flags);
+		pg.page = NULL;
+		if (leaky_pg_nr)
+			pg = leaky_pg[--leaky_pg_nr];
+		spin_unlock_irqrestore(&leaky_lock, flags);
+		if (!pg.page)
+			break;
+		__free_pages(pg.page, pg.order);
+	}
+}
+
 /* ---- commands ---------------------------------------------------------------- */
 
 static void leaky_free_list(struct list_head *list, struct kmem_cache *cache)
@@ -869,7 +967,15 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_leak_kvmalloc(a);
 	if (!strcmp(cmd, "vchurn") && n == 2)
 		return leaky_vm_transient(a);
+	if (!strcmp(cmd, "pages") && n == 3)
+		return leaky_leak_pages(a, b);
+	if (!strcmp(cmd, "pchurn") && n == 2)
+		return leaky_page_transient(a);
+	if (!strcmp(cmd, "big") && n == 2)
+		return leaky_leak_big(a);
 	if (!strcmp(cmd, "freeall")) {
+		leaky_pages_free();
+		leaky_free_list(&leaky_bigs, leaky_bigp);
 		leaky_vm_free();
 		leaky_free_list(&leaky_kmallocs, NULL);
 		leaky_free_list(&leaky_cached, leaky_cachep);
@@ -884,7 +990,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | paths A B | align N | fnptr N | branches N | branchleak F N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | paths A B | align N | fnptr N | branches N | branchleak F N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | pages N O | pchurn K | big M | freeall");
 
 static void leaky_ctor(void *p)
 {
@@ -903,7 +1009,10 @@ static int __init leaky_init(void)
 	/* No constructor, no flags: SLUB merges these (unless slub_nomerge). */
 	leaky_merge_a = kmem_cache_create("leaky_merge_a", LEAKY_MERGE_OBJ, 0, 0, NULL);
 	leaky_merge_b = kmem_cache_create("leaky_merge_b", LEAKY_MERGE_OBJ, 0, 0, NULL);
-	if (!leaky_merge_a || !leaky_merge_b) {
+	/* A constructor: not merged, so its slabs are its own. */
+	leaky_bigp = kmem_cache_create("leaky_big", LEAKY_BIG_OBJ, 0, 0, leaky_ctor);
+	if (!leaky_merge_a || !leaky_merge_b || !leaky_bigp) {
+		kmem_cache_destroy(leaky_bigp);
 		kmem_cache_destroy(leaky_merge_b);
 		kmem_cache_destroy(leaky_merge_a);
 		kmem_cache_destroy(leaky_cachep);
@@ -916,6 +1025,7 @@ static int __init leaky_init(void)
 		INIT_WORK(per_cpu_ptr(&leaky_storm_work, cpu), leaky_storm_fn);
 	leaky_thread = kthread_run(leaky_steady_fn, NULL, "leaky_steady");
 	if (IS_ERR(leaky_thread)) {
+		kmem_cache_destroy(leaky_bigp);
 		kmem_cache_destroy(leaky_merge_b);
 		kmem_cache_destroy(leaky_merge_a);
 		kmem_cache_destroy(leaky_cachep);
@@ -933,12 +1043,15 @@ static void __exit leaky_exit(void)
 	leaky_storm_wait();
 	leaky_irq_free();
 	leaky_vm_free();
+	leaky_pages_free();
+	leaky_free_list(&leaky_bigs, leaky_bigp);
 	if (!leak_on_unload)
 		leaky_free_list(&leaky_kmallocs, NULL);
 	leaky_free_list(&leaky_cached, leaky_cachep);
 	leaky_free_list(&leaky_merged, leaky_merge_b);
 	leaky_free_steady_pages();
 	rcu_barrier();
+	kmem_cache_destroy(leaky_bigp);
 	kmem_cache_destroy(leaky_merge_b);
 	kmem_cache_destroy(leaky_merge_a);
 	kmem_cache_destroy(leaky_cachep);
