@@ -12,15 +12,19 @@ from __future__ import annotations
 import functools
 import json
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from itertools import repeat
 from operator import attrgetter
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from kmemfleet.v1 import snapshot_pb2 as pb
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 ROW_KEY = ("device_id", "boot_id", "seq", "captured_at")  # the snapshot a sample row is of
 Row = tuple[object, ...]
@@ -186,8 +190,39 @@ def stack_definition(row: Mapping[str, Any]) -> pb.StackDefinition:
     )
 
 
-MAX_KNOWN_DEFINITIONS = 20_000  # stack definitions known_stack_definition keeps
-_known_definitions: dict[tuple[int, int], pb.StackDefinition] = {}
+class LruCache(Generic[K, V]):
+    """At most `limit` values, the least recently used one dropped first."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        """The value kept for `key` (now the most recently used), else make()'s, kept."""
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            return found
+        found = self._items[key] = make()
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
+        return found
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+# A device's state lists at most a few hundred stacks, so this keeps a few device
+# pages' worth. About 6 KB each (a 16-frame upb definition), ~24 MB when full:
+# docs/web.md, "Per-process caches".
+MAX_KNOWN_DEFINITIONS = 4096
+known_definitions: LruCache[tuple[int, int], pb.StackDefinition] = LruCache(MAX_KNOWN_DEFINITIONS)
 
 
 def known_stack_definition(row: Mapping[str, Any]) -> pb.StackDefinition:
@@ -196,11 +231,6 @@ def known_stack_definition(row: Mapping[str, Any]) -> pb.StackDefinition:
     later, hence the kind in the key), so the definition kept is always the stored
     one. A device's state lists hundreds of stacks: parsing their frames was most
     of its time. Callers copy it (CopyFrom, or a field of a new message), never
-    change it. At most MAX_KNOWN_DEFINITIONS are kept (then they start over)."""
+    change it. The MAX_KNOWN_DEFINITIONS most recently used are kept."""
     key = (int(row["stack_id"]), int(row.get("kind") or 0))
-    found = _known_definitions.get(key)
-    if found is None:
-        if len(_known_definitions) >= MAX_KNOWN_DEFINITIONS:
-            _known_definitions.clear()
-        found = _known_definitions[key] = stack_definition(row)
-    return found
+    return known_definitions.get(key, lambda: stack_definition(row))

@@ -29,6 +29,7 @@ from kmemfleet.server.analysis import rankings
 from kmemfleet.server.query import Queries, QueryError
 from kmemfleet.server.web import series
 from kmemfleet.v1 import query_pb2
+from kmemfleet.wire import LruCache
 
 MAX_DEVICES_PAGE = 1000  # devices one /api/v1/devices page holds at most (?after= for more)
 DEFAULT_DEVICES_PAGE = 200
@@ -745,19 +746,20 @@ class Api:
         )
 
 
-MAX_STACK_TEXTS = 20_000  # stacks whose frames stack_text keeps as text
-_stack_texts: dict[int, dict[str, Any]] = {}
+# A few device pages' worth (one entry per listed stack). About 2.5 KB each (16
+# frames), ~10 MB when full: docs/web.md, "Per-process caches".
+MAX_STACK_TEXTS = 4096
+stack_texts: LruCache[int, dict[str, Any]] = LruCache(MAX_STACK_TEXTS)
 
 
 def stack_text(stack: Any) -> dict[str, Any]:
     """A stack definition's `frames` (one line each) and `signature` as the device
     page lists them, made once per stack id: a definition's frames never change
-    once interned (wire.known_stack_definition). Shared: callers never change it."""
-    found = _stack_texts.get(stack.stack_id)
-    if found is None:
-        if len(_stack_texts) >= MAX_STACK_TEXTS:
-            _stack_texts.clear()
-        found = _stack_texts[stack.stack_id] = {
+    once interned (wire.known_stack_definition). Shared: callers never change it.
+    The MAX_STACK_TEXTS most recently used are kept."""
+    return stack_texts.get(
+        stack.stack_id,
+        lambda: {
             "frames": [
                 (f"{f.function}+0x{f.offset:x}" if f.function else f"0x{f.address:x}")
                 + (f" [{f.module}]" if f.module else "")
@@ -767,8 +769,8 @@ def stack_text(stack: Any) -> dict[str, Any]:
                 (f.function or f"0x{f.address:x}") + (f" [{f.module}]" if f.module else "")
                 for f in stack.frames
             ),
-        }
-    return found
+        },
+    )
 
 
 def _dumps(doc: Any) -> str:
