@@ -17,6 +17,7 @@ from kmemfleet.server.analysis.incremental import SUBJECT_STACK, Analyzer
 from kmemfleet.server.app import maintain
 from kmemfleet.server.storage import maintenance
 from kmemfleet.v1 import ingest_pb2_grpc, query_pb2, query_pb2_grpc
+from kmemfleet.v1 import snapshot_pb2 as pb
 from tests.analysis.test_incremental import HOUR_NS, LEAK, _push, _snapshots
 from tests.conftest import start_server
 
@@ -80,6 +81,13 @@ async def _curves_as_computed(conn: asyncpg.Connection) -> None:
     assert stored == await curves.compute(conn, "7.0.1", SUBJECT_STACK, sigs)
 
 
+def _with_slab(snaps: list[pb.Snapshot]) -> list[pb.Snapshot]:
+    """The snapshots with a meminfo Slab, so the fleet slab rollup counts them."""
+    for snap in snaps:
+        snap.meminfo["Slab"] = 40 << 20
+    return snaps
+
+
 def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -> None:
     dsn = database_dsn
     today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -96,12 +104,19 @@ def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -
                 for sample in snap.stack_samples:
                     if sample.stack_id == LEAK:
                         sample.bytes *= 5
-            _push(ingest, old)  # all dropped
+            _push(ingest, _with_slab(old))  # all dropped
             # The only device on 6.9.0, all dropped: its signatures lose their last
             # series, and their curves go with their summaries.
-            _push(ingest, _snapshots("older", ns(today - dt.timedelta(days=4)), firmware="6.9.0"))
-            _push(ingest, _snapshots("straddle", ns(cutoff - dt.timedelta(hours=3)), hours=10))
-            _push(ingest, _snapshots("new", ns(today - dt.timedelta(days=1))))  # all kept
+            _push(
+                ingest,
+                _with_slab(_snapshots("older", ns(today - dt.timedelta(days=4)), firmware="6.9.0")),
+            )
+            _push(
+                ingest,
+                _with_slab(_snapshots("straddle", ns(cutoff - dt.timedelta(hours=3)), hours=10)),
+            )
+            # All kept.
+            _push(ingest, _with_slab(_snapshots("new", ns(today - dt.timedelta(days=1)))))
             before = query_pb2_grpc.QueryStub(ch).Leaks(
                 query_pb2.LeaksRequest(firmware_version="7.0.1")
             )
@@ -119,7 +134,19 @@ def test_retention_forgets_dropped_analysis(database_dsn: str, tmp_path: Path) -
                 assert await conn.fetchval(
                     "SELECT count(*) FROM analysis_curves WHERE firmware_version = '6.9.0'"
                 )
+                slab_rollup = (
+                    "SELECT coalesce(sum(snapshots), 0) FROM fleet_slab_buckets WHERE bucket {} $1"
+                )
+                kept_slab = await conn.fetchval(slab_rollup.format(">="), cutoff)
+                # One snapshot every 5 min: the straddling boot's 7 h after the cutoff
+                # (85) and the whole 8 h boot of "new" (97), each counted once.
+                assert kept_slab == 85 + 97, kept_slab
+                assert await conn.fetchval(slab_rollup.format("<"), cutoff) > 0
                 report = await maintain(conn, maintenance.RetentionPolicy(raw_days=2))
+                # The fleet slab rollup forgets the days dropped, keeps the others.
+                assert await conn.fetchval(slab_rollup.format("<"), cutoff) == 0
+                assert await conn.fetchval("SELECT min(bucket) FROM fleet_slab_buckets") >= cutoff
+                assert await conn.fetchval(slab_rollup.format(">="), cutoff) == kept_slab
                 assert any("stack_samples_p" in name for name in report.dropped)
                 for table in ("analysis_buckets", "analysis_boot_buckets", "analysis_series"):
                     assert (
