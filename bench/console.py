@@ -258,7 +258,7 @@ async def fleet_slab_cost(dsn: str, hours: int, reps: int) -> list[float]:
 
     from kmemfleet.server.web import api, series
 
-    step = max(300, -(-hours * 3600 // 240 // 300) * 300)
+    step = series.fleet_slab_step(hours)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
         out = []

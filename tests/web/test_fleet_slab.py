@@ -212,6 +212,7 @@ def test_the_slab_rollup_kept_by_the_fold_is_the_mean_over_the_snapshots(
     holds the whole simulated fleet)."""
     import asyncpg
 
+    from kmemfleet.server.analysis.incremental import FLEET_SLAB_BUCKET_S
     from kmemfleet.server.storage.migrate import available
     from kmemfleet.server.web import series
 
@@ -230,7 +231,8 @@ def test_the_slab_rollup_kept_by_the_fold_is_the_mean_over_the_snapshots(
                 tuple(r) for r in await pool.fetch(select + " ORDER BY 1, 2")
             ]
             for hours in (24, 48, 168):
-                step = 300 * max(1, -(-hours * 3600 // 240 // 300))
+                step = series.fleet_slab_step(hours)
+                assert step % FLEET_SLAB_BUCKET_S == 0 and hours * 3600 / step <= 240
                 doc = await series.fleet_slab(pool, hours, step)
                 got = {
                     (s["firmware_version"], t): v

@@ -294,7 +294,7 @@ class FleetSlab:
         return task
 
     async def _refresh(self, hours: int) -> None:
-        step = max(300, math.ceil(hours * 3600 / 240 / 300) * 300)  # <= 240 points
+        step = series.fleet_slab_step(hours)
         try:
             async with self._scan:
                 started = time.time(), time.monotonic()  # data as of the statement's start

@@ -20,7 +20,11 @@ import asyncpg
 from kmemfleet.server.analysis import curves as analysis_curves
 from kmemfleet.server.analysis import ranking
 from kmemfleet.server.analysis.buckets import BUCKET_SECONDS
-from kmemfleet.server.analysis.incremental import SUBJECT_SLAB, SUBJECT_STACK
+from kmemfleet.server.analysis.incremental import (
+    FLEET_SLAB_BUCKET_S,
+    SUBJECT_SLAB,
+    SUBJECT_STACK,
+)
 from kmemfleet.wire import loads, stack_definition, to_signed64
 
 MAX_CURVE_BOOTS = 60  # boots behind one curve (leaking ones first)
@@ -81,11 +85,22 @@ async def fleet(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     ]
 
 
+FLEET_SLAB_POINTS = 240  # at most, per firmware, on the fleet page's curve
+
+
+def fleet_slab_step(hours: int) -> int:
+    """The fleet slab curve's step for a window: a multiple of the rollup's bucket
+    width (incremental.FLEET_SLAB_BUCKET_S), at most FLEET_SLAB_POINTS points."""
+    width = FLEET_SLAB_BUCKET_S
+    return width * max(1, math.ceil(hours * 3600 / FLEET_SLAB_POINTS / width))
+
+
 async def fleet_slab(
     pool: asyncpg.Pool, hours: int, step_s: int, timeout_s: float = 25.0
 ) -> dict[str, Any]:
-    """Mean slab memory per device (meminfo "Slab") per firmware, in `step_s` steps
-    (a multiple of the rollup's 5 minutes).
+    """Mean slab memory per snapshot (meminfo "Slab"; a device that reports more
+    often weighs more) per firmware, in `step_s` steps (a multiple of the rollup's
+    bucket width, see fleet_slab_step).
 
     Read from the rollup the analysis fold keeps (fleet_slab_buckets, 0080): at
     most 12 rows per firmware and hour of the window, never the snapshots; a
