@@ -22,6 +22,10 @@ KINDS = ("slab", "pages", "vmalloc")
 FACTS_RE = re.compile(r"^ = kind (slab|pages|vmalloc) alloc_bytes (\d+)$")
 STACK_RE = re.compile(r"^stack ([0-9a-f]{16}) bytes (\d+) objects (\d+) allocs (\d+) frees (\d+)$")
 B64_RE = re.compile(r"^[A-Za-z0-9+/=]+$")
+# A kernel line printed while the guest writes a base64 line lands inside it
+# (the serial port takes both; PREEMPT_RT's printk thread does so late):
+# "<base64 head>[  66.42] sched: ...", the line's tail on the next line.
+B64_HEAD_RE = re.compile(r"^([A-Za-z0-9+/=]*)\[\s*\d+\.\d+\] ")
 SAMPLED_TOLERANCE = 0.30     # relative, about 4 standard deviations here
 KERNEL_TROUBLE = ["WARNING:", "BUG:", "Oops", "general protection", "Call Trace",
                   "Kernel panic", "mlt: cannot"]
@@ -57,6 +61,10 @@ def read_log(path):
         elif cur is not None:
             if B64_RE.match(ln):
                 buf.append(ln)
+            else:
+                head = B64_HEAD_RE.match(ln)
+                if head:
+                    buf.append(head.group(1))
         elif ln.startswith("@@NOTE "):
             parts = ln[7:].split(None, 1)
             notes[parts[0]] = parts[1] if len(parts) > 1 else ""
