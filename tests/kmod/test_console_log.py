@@ -27,13 +27,17 @@ def test_kernel_line_printed_inside_a_base64_line(tmp_path: Path) -> None:
     lines = text.splitlines()
     k = len(lines) // 2
     head, tail = lines[k][:39], lines[k][39:]
-    console = (
-        ["[    1.000000] Linux version x", "@@BEGIN blob"]
-        + lines[:k]
-        + [head + "[   66.428962] sched: RT throttling activated\r", tail]
-        + lines[k + 1 :]
-        + ["[   67.000000] mlt: a line between two lines", "@@END blob", "@@NOTE rc_x 0"]
-    )
+    console = [
+        "[    1.000000] Linux version x",
+        "@@BEGIN blob",
+        *lines[:k],
+        head + "[   66.428962] sched: RT throttling activated\r",
+        tail,
+        *lines[k + 1 :],
+        "[   67.000000] mlt: a line between two lines",
+        "@@END blob",
+        "@@NOTE rc_x 0",
+    ]
     log = tmp_path / "console.log"
     log.write_bytes("\n".join(console).encode())
     _, sections, notes = _check().read_log(str(log))
