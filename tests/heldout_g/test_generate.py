@@ -60,6 +60,7 @@ def printed_keys(bundle: Path) -> tuple[str, set[str]]:
     for cap in iter_captures(bundle):
         assert not cap.issues, cap.issues
         assert cap.stacks is not None and not cap.stacks.issues
+        assert cap.stacks.raw is not None and cap.slabs is not None
         keys |= {f"stack:{row[0]}" for row in cap.stacks.raw}
         keys |= {f"slab:{s.name}" for s in cap.slabs}
     return fw, keys
