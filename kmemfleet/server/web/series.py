@@ -215,14 +215,20 @@ async def stack_verdicts(
     only a series whose verdict flips, or that is added or deleted, between two
     pages shifts the offset. The page sorts the rows it holds (leaking first,
     then the steepest)."""
+    # The page first, then its devices: joined before the LIMIT, every device of
+    # the fleet was hashed for 100 rows (~6 ms at 10,000 devices).
     rows = await conn.fetch(
         """SELECT x.device_id, x.boot_id, x.key, x.kind, x.leaking, x.slope, x.p_value,
                   x.confidence, x.span_hours, x.points, x.first_value, x.last_value, x.level,
                   d.hardware_model, d.labels
-             FROM analysis_series x LEFT JOIN devices d ON d.device_id = x.device_id
-            WHERE x.firmware_version = $1 AND x.subject = $2 AND x.signature = $3
-            ORDER BY x.leaking DESC, x.device_id, x.boot_id, x.key
-            LIMIT $4 OFFSET $5""",
+             FROM (SELECT device_id, boot_id, key, kind, leaking, slope, p_value,
+                          confidence, span_hours, points, first_value, last_value, level
+                     FROM analysis_series
+                    WHERE firmware_version = $1 AND subject = $2 AND signature = $3
+                    ORDER BY leaking DESC, device_id, boot_id, key
+                    LIMIT $4 OFFSET $5) x
+             LEFT JOIN devices d ON d.device_id = x.device_id
+            ORDER BY x.leaking DESC, x.device_id, x.boot_id, x.key""",
         firmware,
         subject,
         signature,
