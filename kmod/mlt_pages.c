@@ -210,19 +210,10 @@ static void mlt_tp_page_alloc(void *data, struct page *page, unsigned int order,
 				size, size);
 }
 
+/* Most page frees are of pages never tracked (user, page cache): not counted. */
 static void mlt_tp_page_free(void *data, struct page *page, unsigned int order)
 {
-	unsigned long fast;
-	u32 b;
-
-	/* As mlt_on_free(), but a page not tracked is not counted. */
-	fast = READ_ONCE(mlt_obj_fast);
-	if (unlikely(!fast))
-		return;
-	b = mlt_obj_hash((unsigned long)page, fast & MLT_FAST_SHIFT_MASK);
-	if (READ_ONCE(((u32 *)(fast & ~MLT_FAST_SHIFT_MASK))[b]) == MLT_NIL)
-		return;
-	mlt_untrack((unsigned long)page, b);
+	mlt_on_free_counted(page, false);
 }
 
 static void mlt_pg_check_types(void)
