@@ -425,8 +425,11 @@ u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 		 unsigned long call_site, u32 kind);
 void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 		      unsigned long call_site, u32 sidx);
+unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max);
+unsigned int mlt_stack_own(const unsigned long *buf, unsigned int start,
+			   unsigned int nr);
 u32 mlt_stack_record(struct mlt_table *t, unsigned long *buf,
-		     unsigned int start, unsigned int nr, u32 kind);
+		     unsigned int start, unsigned int n, u32 kind);
 size_t mlt_trace_mem(u32 traces);
 size_t mlt_unwind_static_mem(void);
 int mlt_unwind_init(void);

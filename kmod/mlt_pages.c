@@ -24,17 +24,22 @@
  * pages carry no flag at all on these kernels.
  *
  * The call site: mm_page_alloc has none. The stack is walked from the probe
- * (stack_trace_save(), as the kernel itself does; no trace cache) and the
- * frames of the tracepoint, of the page allocator and of its wrappers
- * (alloc_pages(), __get_free_pages(), ...: MLT_PG_ALLOC below) are dropped;
- * the first frame left is the call site, the first frame of the record. If
- * it or one of the MLT_PG_EXCL_FRAMES frames after it lies in a function of
- * the slab, large-kmalloc or vmalloc paths, the allocation is not tracked
+ * (mlt_walk_probe(): the kernel's walk, cut where an interrupt came in; no
+ * trace cache). After this module's frames (and the tracepoint iterator's)
+ * must come the page allocator, which fired the tracepoint; it and its
+ * wrappers (alloc_pages(), __get_free_pages(), ...: MLT_PG_ALLOC below) are
+ * dropped, and the first frame left is the call site, the first frame of
+ * the record. A walk that does not go that way is not searched further (in
+ * an interrupt, further down is the interrupted code) and not tracked
+ * (pages_no_call_site). If the call site or one of the MLT_PG_EXCL_FRAMES
+ * frames after it in this context lies in a function of the slab,
+ * large-kmalloc or vmalloc paths, the allocation is not tracked
  * (counted per class in stats). Only a few frames: a page allocated by
  * reclaim or a shrinker running under a slab allocation must not be dropped.
  * The functions are found at load through a kprobe's symbol lookup
- * (kallsyms_lookup_name is not exported) and their extents from "%pS";
- * names a kernel does not have are skipped.
+ * (kallsyms_lookup_name is not exported), with their ".cold" and ".part.0"
+ * parts, and their extents from "%pS"; names a kernel does not have are
+ * skipped.
  *
  * Key: the struct page * of the allocation (vmemmap addresses: they cannot
  * collide with the slab or vmalloc pointers in the same table). Bytes:
@@ -60,7 +65,7 @@
 #include <linux/gfp.h>
 #include <linux/kprobes.h>
 #include <linux/seq_file.h>
-#include <linux/stacktrace.h>
+#include <linux/slab.h>
 #include <linux/tracepoint.h>
 #include <trace/events/kmem.h>
 #include "mlt.h"
@@ -74,6 +79,7 @@ MODULE_PARM_DESC(pages, "Track page allocations of kernel memory (kind pages)");
 
 enum mlt_pg_role {
 	MLT_PG_NONE,
+	MLT_PG_TP,		/* the tracepoint's iterator: skipped */
 	MLT_PG_ALLOC,		/* the page allocator and its wrappers: skipped */
 	MLT_PG_SLAB,		/* slab backing pages */
 	MLT_PG_KLARGE,		/* large kmalloc */
@@ -90,9 +96,12 @@ struct mlt_pg_name {
  * The version matrix of the page path: names from 5.10 (__alloc_pages_nodemask,
  * alloc_pages_current, kmalloc_order), 6.1 (__alloc_pages, alloc_pages,
  * __kmalloc_large_node) and 6.10+ (the _noprof names of memory allocation
- * profiling). A name a kernel lacks, or inlined, is skipped.
+ * profiling). A name a kernel lacks, or inlined, is skipped; the parts gcc
+ * split off a function found
+ * (MLT_PG_SUFFIXES: "name.cold", "name.part.0") are looked up too.
  */
 static const struct mlt_pg_name mlt_pg_names[] = {
+	{ "__traceiter_mm_page_alloc", MLT_PG_TP },
 	{ "__alloc_pages_nodemask", MLT_PG_ALLOC },
 	{ "__alloc_pages", MLT_PG_ALLOC },
 	{ "__alloc_pages_noprof", MLT_PG_ALLOC },
@@ -138,15 +147,22 @@ static const struct mlt_pg_name mlt_pg_names[] = {
 	{ "__vmalloc_node_noprof", MLT_PG_VMALLOC },
 };
 
+/* The parts of a function gcc may split off under their own symbol. */
+static const char * const mlt_pg_suffixes[] = { "", ".cold", ".part.0" };
+#define MLT_PG_SUFFIXES	ARRAY_SIZE(mlt_pg_suffixes)
+
 struct mlt_pg_range {
 	unsigned long start, end;
 	enum mlt_pg_role role;
 };
 
-static struct mlt_pg_range mlt_pg_ranges[ARRAY_SIZE(mlt_pg_names)];
+static struct mlt_pg_range mlt_pg_ranges[ARRAY_SIZE(mlt_pg_names) * MLT_PG_SUFFIXES];
 static unsigned int mlt_pg_nr_ranges;
 
-/* Per class: allocations dropped (stats), and those with no allocator frame. */
+/*
+ * Per role: allocations dropped (stats); MLT_PG_NONE counts those whose
+ * walk did not lead from the tracepoint to the page allocator.
+ */
 static DEFINE_PER_CPU(unsigned long[MLT_PG_NR_ROLES], mlt_pg_excluded);
 
 static enum mlt_pg_role mlt_pg_role_of(unsigned long addr)
@@ -163,33 +179,44 @@ static enum mlt_pg_role mlt_pg_role_of(unsigned long addr)
  * The stack record of a page allocation, from the probe (called by
  * mlt_track_stack() with this CPU's buffer): pinned, MLT_NIL when the table
  * is full, MLT_SKIP when the allocation is not tracked.
+ *
+ * The walk must lead from this module's frames (and the tracepoint's
+ * iterator, there when more than one probe is attached) straight into the
+ * page allocator: the function that fired the tracepoint. The call site is
+ * the first frame after the allocator and its wrappers. Nothing is searched
+ * for further down: in an interrupt that would be the interrupted code's.
+ * The excluded paths are looked for from the call site on, within the
+ * frames of this context only.
  */
 u32 mlt_pages_stack(struct mlt_table *t, unsigned long *buf)
 {
-	unsigned int nr, i, j, end;
+	unsigned int nr, i, j, n;
 	enum mlt_pg_role role;
 
-	nr = stack_trace_save(buf, MLT_BUF_FRAMES, 0);
-	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
-	/* This module's frames and the tracepoint's, up to the allocator. */
-	for (i = 0; i < nr && mlt_pg_role_of(buf[i]) != MLT_PG_ALLOC; i++)
+	nr = mlt_walk_probe(buf, MLT_BUF_FRAMES);
+	for (i = 0; i < nr && within_module(buf[i], THIS_MODULE); i++)
 		;
+	if (i < nr && mlt_pg_role_of(buf[i]) == MLT_PG_TP)
+		i++;
+	if (i >= nr || mlt_pg_role_of(buf[i]) != MLT_PG_ALLOC)
+		goto no_call_site;
 	while (i < nr && mlt_pg_role_of(buf[i]) == MLT_PG_ALLOC)
 		i++;
-	if (i >= nr) {
-		/* No allocator frame (or nothing after it): no call site. */
-		this_cpu_inc(mlt_pg_excluded[MLT_PG_NONE]);
-		return MLT_SKIP;
-	}
-	end = min(nr, i + 1 + MLT_PG_EXCL_FRAMES);
-	for (j = i; j < end; j++) {
+	if (i >= nr)
+		goto no_call_site;
+	n = mlt_stack_own(buf, i, nr);
+	for (j = i; j < i + min(n, 1U + MLT_PG_EXCL_FRAMES); j++) {
 		role = mlt_pg_role_of(buf[j]);
 		if (role != MLT_PG_NONE && role != MLT_PG_ALLOC) {
 			this_cpu_inc(mlt_pg_excluded[role]);
 			return MLT_SKIP;
 		}
 	}
-	return mlt_stack_record(t, buf, i, nr, MLT_KIND_PAGES);
+	return mlt_stack_record(t, buf, i, n, MLT_KIND_PAGES);
+
+no_call_site:
+	this_cpu_inc(mlt_pg_excluded[MLT_PG_NONE]);
+	return MLT_SKIP;
 }
 
 NOKPROBE_SYMBOL(mlt_pages_stack);
@@ -248,40 +275,70 @@ static void mlt_pg_find_tp(struct tracepoint *tp, void *priv)
 			mlt_pg_tps[i].tp = tp;
 }
 
+/* Symbols looked up: every name with each suffix, at most. */
+#define MLT_PG_LOOKUPS	ARRAY_SIZE(mlt_pg_ranges)
+#define MLT_PG_SYM_LEN	64
+
+struct mlt_pg_lookup {
+	struct kprobe kp;
+	char sym[MLT_PG_SYM_LEN];
+};
+
+/*
+ * Look the symbol of lk up (a kprobe: registered, it goes into regd[*nr])
+ * and add its range: true if it exists.
+ */
+static bool mlt_pg_add(struct mlt_pg_lookup *lk, enum mlt_pg_role role,
+		       struct kprobe **regd, unsigned int *nr)
+{
+	unsigned long start, end;
+
+	lk->kp.symbol_name = lk->sym;
+	if (!register_kprobe(&lk->kp))
+		regd[(*nr)++] = &lk->kp;
+	/* A kprobe refused on a function that exists has its address. */
+	if (!lk->kp.addr ||
+	    mlt_vm_func_range((unsigned long)lk->kp.addr, &start, &end))
+		return false;
+	mlt_pg_ranges[mlt_pg_nr_ranges].start = start;
+	mlt_pg_ranges[mlt_pg_nr_ranges].end = end;
+	mlt_pg_ranges[mlt_pg_nr_ranges].role = role;
+	mlt_pg_nr_ranges++;
+	return true;
+}
+
 /*
  * The ranges of mlt_pg_names: each name's address from a kprobe's symbol
  * lookup (the probes are removed at once, in one grace period), its
- * extent from "%pS".
+ * extent from "%pS"; then its split-off parts, where it exists.
  */
-static struct kprobe mlt_pg_kps[ARRAY_SIZE(mlt_pg_names)];
-
 static void mlt_pg_resolve(void)
 {
-	struct kprobe *regd[ARRAY_SIZE(mlt_pg_names)];
-	unsigned int i, n = 0;
-	unsigned long start, end;
-	int err;
+	struct mlt_pg_lookup *lks;
+	struct kprobe **regd;
+	unsigned int i, k, n = 0, nr = 0;
 
 	mlt_pg_nr_ranges = 0;
+	lks = kcalloc(MLT_PG_LOOKUPS, sizeof(*lks), GFP_KERNEL);
+	regd = kcalloc(MLT_PG_LOOKUPS, sizeof(*regd), GFP_KERNEL);
+	if (!lks || !regd)
+		goto out;
 	for (i = 0; i < ARRAY_SIZE(mlt_pg_names); i++) {
-		struct kprobe *kp = &mlt_pg_kps[i];
+		for (k = 0; k < MLT_PG_SUFFIXES; k++) {
+			struct mlt_pg_lookup *lk = &lks[n++];
 
-		memset(kp, 0, sizeof(*kp));
-		kp->symbol_name = mlt_pg_names[i].name;
-		err = register_kprobe(kp);
-		if (!err)
-			regd[n++] = kp;
-		/* A kprobe refused on a function that exists has its address. */
-		if (!kp->addr ||
-		    mlt_vm_func_range((unsigned long)kp->addr, &start, &end))
-			continue;
-		mlt_pg_ranges[mlt_pg_nr_ranges].start = start;
-		mlt_pg_ranges[mlt_pg_nr_ranges].end = end;
-		mlt_pg_ranges[mlt_pg_nr_ranges].role = mlt_pg_names[i].role;
-		mlt_pg_nr_ranges++;
+			snprintf(lk->sym, sizeof(lk->sym), "%s%s",
+				 mlt_pg_names[i].name, mlt_pg_suffixes[k]);
+			if (!mlt_pg_add(lk, mlt_pg_names[i].role, regd, &nr) &&
+			    !k)
+				break;
+		}
 	}
-	if (n)
-		unregister_kprobes(regd, n);
+	if (nr)
+		unregister_kprobes(regd, nr);
+out:
+	kfree(regd);
+	kfree(lks);
 }
 
 static void mlt_pg_unregister_tps(void)
@@ -341,6 +398,7 @@ void mlt_pages_stats(struct seq_file *m)
 {
 	static const char * const names[MLT_PG_NR_ROLES] = {
 		[MLT_PG_NONE] = "pages_no_call_site",
+		[MLT_PG_TP] = NULL,
 		[MLT_PG_ALLOC] = NULL,
 		[MLT_PG_SLAB] = "pages_excluded_slab",
 		[MLT_PG_KLARGE] = "pages_excluded_kmalloc_large",
