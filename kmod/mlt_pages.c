@@ -12,16 +12,18 @@
  * mm_page_free_batched, which those fire after it for the same pages, is
  * not attached (it would only look every page up twice).
  *
- * What is tracked: allocations that are neither movable (user, page cache,
- * THP: MIGRATE_MOVABLE) nor __GFP_HIGHMEM (GFP_HIGHUSER*, vmalloc's own
- * area pages), tested first in the probe, so that user traffic costs two
- * compares. Of the rest, allocations made for the slab allocator (its
+ * What is tracked: allocations that are neither movable (user, most page
+ * cache, THP: MIGRATE_MOVABLE) nor __GFP_HIGHMEM (GFP_HIGHUSER*, vmalloc's
+ * own area pages), tested first in the probe, so that user traffic costs
+ * two compares. Of the rest, allocations made for the slab allocator (its
  * backing pages: those objects are tracked as slab already), for large
- * kmalloc (tracked as slab by the kmalloc tracepoint) and for vmalloc areas
- * (kind vmalloc) are excluded by their call path, in the slow path: page
- * flags cannot tell, because PG_slab is set only after the allocator has
- * returned (and cleared before the free), and large kmalloc and vmalloc
- * pages carry no flag at all on these kernels.
+ * kmalloc (tracked as slab by the kmalloc tracepoint), for vmalloc areas
+ * (kind vmalloc) and for the page cache (block device mappings and
+ * filesystem metadata mappings are not movable) are excluded by their call
+ * path, in the slow path: page flags cannot tell, because PG_slab is set
+ * only after the allocator has returned (and cleared before the free), a
+ * page-cache page joins its mapping only after it, and large kmalloc and
+ * vmalloc pages carry no flag at all on these kernels.
  *
  * The call site: mm_page_alloc has none. The stack is walked from the probe
  * (mlt_walk_probe(): the kernel's walk, cut where an interrupt came in; no
@@ -33,7 +35,7 @@
  * an interrupt, further down is the interrupted code) and not tracked
  * (pages_no_call_site). If the call site or one of the MLT_PG_EXCL_FRAMES
  * frames after it in this context lies in a function of the slab,
- * large-kmalloc or vmalloc paths, the allocation is not tracked
+ * large-kmalloc, vmalloc or page-cache paths, the allocation is not tracked
  * (counted per class in stats). Only a few frames: a page allocated by
  * reclaim or a shrinker running under a slab allocation must not be dropped.
  * The functions are found at load through a kprobe's symbol lookup
@@ -84,6 +86,7 @@ enum mlt_pg_role {
 	MLT_PG_SLAB,		/* slab backing pages */
 	MLT_PG_KLARGE,		/* large kmalloc */
 	MLT_PG_VMALLOC,		/* vmalloc area pages */
+	MLT_PG_PAGECACHE,	/* page cache */
 	MLT_PG_NR_ROLES
 };
 
@@ -94,11 +97,21 @@ struct mlt_pg_name {
 
 /*
  * The version matrix of the page path: names from 5.10 (__alloc_pages_nodemask,
- * alloc_pages_current, kmalloc_order), 6.1 (__alloc_pages, alloc_pages,
- * __kmalloc_large_node) and 6.10+ (the _noprof names of memory allocation
- * profiling). A name a kernel lacks, or inlined, is skipped; the parts gcc
- * split off a function found
- * (MLT_PG_SUFFIXES: "name.cold", "name.part.0") are looked up too.
+ * alloc_pages_current, kmalloc_order, __page_cache_alloc), 6.1 (__alloc_pages,
+ * alloc_pages, __kmalloc_large_node, filemap_alloc_folio) and 6.10+ (the
+ * _noprof names of memory allocation profiling). A name a kernel lacks, or
+ * inlined, is skipped; the parts gcc split off a function found
+ * (mlt_pg_suffixes: "name.cold", "name.part.0") are looked up too.
+ *
+ * Page cache: every page-cache page is allocated by filemap_alloc_folio()
+ * (__page_cache_alloc() on 5.10), whatever the filesystem or block device;
+ * those of a mapping that is movable (files, tmpfs) are filtered in the
+ * probe already, the others (a block device's own mapping: GFP_USER, so
+ * blkid, dd, partition scans, and the metadata filesystems read through
+ * it with sb_bread_unmovable(); btrfs/f2fs metadata mappings: GFP_NOFS)
+ * by their path here. The allocator's callers in filemap.c, into which it
+ * may be inlined (as the kernel builds with it in the same file), and the
+ * readahead and buffer-head paths that reach it stand behind it.
  */
 static const struct mlt_pg_name mlt_pg_names[] = {
 	{ "__traceiter_mm_page_alloc", MLT_PG_TP },
@@ -145,6 +158,27 @@ static const struct mlt_pg_name mlt_pg_names[] = {
 	{ "__vmalloc_node_range_noprof", MLT_PG_VMALLOC },
 	{ "__vmalloc_node", MLT_PG_VMALLOC },
 	{ "__vmalloc_node_noprof", MLT_PG_VMALLOC },
+	/* The page-cache allocator. */
+	{ "__page_cache_alloc", MLT_PG_PAGECACHE },
+	{ "filemap_alloc_folio", MLT_PG_PAGECACHE },
+	{ "filemap_alloc_folio_noprof", MLT_PG_PAGECACHE },
+	/* Its callers in filemap.c (it may be inlined into them). */
+	{ "pagecache_get_page", MLT_PG_PAGECACHE },
+	{ "__filemap_get_folio", MLT_PG_PAGECACHE },
+	{ "filemap_create_folio", MLT_PG_PAGECACHE },
+	{ "filemap_get_pages", MLT_PG_PAGECACHE },
+	{ "generic_file_buffered_read", MLT_PG_PAGECACHE },
+	{ "do_read_cache_page", MLT_PG_PAGECACHE },
+	{ "do_read_cache_folio", MLT_PG_PAGECACHE },
+	/* Readahead and buffer heads, behind them. */
+	{ "page_cache_ra_unbounded", MLT_PG_PAGECACHE },
+	{ "page_cache_ra_order", MLT_PG_PAGECACHE },
+	{ "grow_dev_page", MLT_PG_PAGECACHE },
+	{ "grow_dev_folio", MLT_PG_PAGECACHE },
+	{ "grow_buffers", MLT_PG_PAGECACHE },
+	{ "__getblk_slow", MLT_PG_PAGECACHE },
+	{ "__getblk_gfp", MLT_PG_PAGECACHE },
+	{ "bdev_getblk", MLT_PG_PAGECACHE },
 };
 
 /* The parts of a function gcc may split off under their own symbol. */
@@ -403,6 +437,7 @@ void mlt_pages_stats(struct seq_file *m)
 		[MLT_PG_SLAB] = "pages_excluded_slab",
 		[MLT_PG_KLARGE] = "pages_excluded_kmalloc_large",
 		[MLT_PG_VMALLOC] = "pages_excluded_vmalloc",
+		[MLT_PG_PAGECACHE] = "pages_excluded_page_cache",
 	};
 	unsigned long sum;
 	int r, cpu;
