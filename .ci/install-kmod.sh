@@ -36,7 +36,7 @@ V612=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64-un
 	done | tail -n1)
 
 PKGS="linux-image-amd64 linux-headers-amd64 qemu-system-x86 qemu-system-arm
-      busybox-static gcc gcc-aarch64-linux-gnu make cpio kmod xz-utils perl
+      busybox-static e2fsprogs gcc gcc-aarch64-linux-gnu make cpio kmod xz-utils perl
       python3 python3-pytest"
 if [ -n "$V612" ]; then
 	PKGS="$PKGS linux-image-$V612-amd64-unsigned linux-headers-$V612-amd64"
