@@ -69,6 +69,7 @@
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/tracepoint.h>
+#include <linux/uaccess.h>
 #include <trace/events/kmem.h>
 #include "mlt.h"
 
@@ -209,6 +210,82 @@ static enum mlt_pg_role mlt_pg_role_of(unsigned long addr)
 	return MLT_PG_NONE;
 }
 
+#ifdef CONFIG_ARM64
+/*
+ * A module's call out of branch range goes through its PLT veneer
+ * (adrp x16; add x16, x16, #lo12; br x16): where the veneer at pc goes, or
+ * pc if it is none.
+ */
+static unsigned long mlt_pg_veneer(unsigned long pc)
+{
+	__le32 w[3];
+	u32 adrp, add;
+	long imm;
+
+	if (copy_from_kernel_nofault(w, (void *)pc, sizeof(w)))
+		return pc;
+	adrp = le32_to_cpu(w[0]);
+	add = le32_to_cpu(w[1]);
+	if ((adrp & 0x9f00001f) != 0x90000010 ||
+	    (add & 0xffc003ff) != 0x91000210 || le32_to_cpu(w[2]) != 0xd61f0200)
+		return pc;
+	/* immhi:immlo, 21 bits, sign-extended, in pages. */
+	imm = (s32)((((adrp >> 5) & 0x7ffff) << 2 | ((adrp >> 29) & 3)) << 11) >> 11;
+	return (pc & ~0xfffUL) + imm * 4096 + ((add >> 10) & 0xfff);
+}
+#endif
+
+/*
+ * The function that the call just before return address ret called, if
+ * that was a direct call (x86_64: call rel32; arm64: bl), else 0. A
+ * function that tail-called the page allocator left no frame of its own
+ * (filemap_alloc_folio() does: "return folio_alloc(...)"), but the call
+ * into it from the frame below still names it (arm64: through the
+ * caller's PLT veneer, for a module out of branch range).
+ */
+static unsigned long mlt_pg_call_target(unsigned long ret)
+{
+#if defined(CONFIG_X86_64)
+	u8 insn[5];
+	s32 rel;
+
+	if (copy_from_kernel_nofault(insn, (void *)(ret - sizeof(insn)),
+				     sizeof(insn)) || insn[0] != 0xe8)
+		return 0;
+	memcpy(&rel, insn + 1, sizeof(rel));
+	return ret + rel;
+#elif defined(CONFIG_ARM64)
+	__le32 w;
+	u32 insn;
+
+	if (copy_from_kernel_nofault(&w, (void *)(ret - sizeof(w)), sizeof(w)))
+		return 0;
+	insn = le32_to_cpu(w);
+	if ((insn & 0xfc000000) != 0x94000000)
+		return 0;
+	/* imm26, in instructions, sign-extended. */
+	return mlt_pg_veneer(ret - sizeof(w) + ((long)(s32)(insn << 6) >> 4));
+#else
+	return 0;
+#endif
+}
+
+/*
+ * The role of frame j of a walk whose call site is frame i: the function
+ * it lies in, or for the call site, in none, the function it called.
+ */
+static enum mlt_pg_role mlt_pg_frame_role(const unsigned long *buf,
+					  unsigned int i, unsigned int j)
+{
+	enum mlt_pg_role role = mlt_pg_role_of(buf[j]);
+	unsigned long callee;
+
+	if (role != MLT_PG_NONE || j != i)
+		return role;
+	callee = mlt_pg_call_target(buf[i]);
+	return callee ? mlt_pg_role_of(callee) : MLT_PG_NONE;
+}
+
 /*
  * The stack record of a page allocation, from the probe (called by
  * mlt_track_stack() with this CPU's buffer): pinned, MLT_NIL when the table
@@ -240,7 +317,7 @@ u32 mlt_pages_stack(struct mlt_table *t, unsigned long *buf)
 		goto no_call_site;
 	n = mlt_stack_own(buf, i, nr);
 	for (j = i; j < i + min(n, 1U + MLT_PG_EXCL_FRAMES); j++) {
-		role = mlt_pg_role_of(buf[j]);
+		role = mlt_pg_frame_role(buf, i, j);
 		if (role != MLT_PG_NONE && role != MLT_PG_ALLOC) {
 			this_cpu_inc(mlt_pg_excluded[role]);
 			return MLT_SKIP;
