@@ -435,21 +435,24 @@ def main():
     def pagecache_not_pages():
         # A block device's page cache (GFP_USER, not movable): partition
         # scan, ext4 mounting ext2 (sb_bread_unmovable), dd of the whole
-        # device. No pages record may have a page-cache frame, and the
-        # exclusion must have worked (the counter: it fails without it).
+        # device; and leaky_leak_pagecache calling the page cache's
+        # allocator from a module. No pages record may have a page-cache
+        # frame, and the exclusion must have worked (the counter: it fails
+        # without it).
         if notes.get("disk") == "absent":
             return False, "no disk in the guest"
         r = c.report("pagecache")
         st = parse_stats(sections["pagecache_stats"])
         hits = [(s["bytes"], s["frames"][:3]) for s in r.stacks if s["kind"] == "pages" and any(
-            PAGECACHE_FRAME_RE.match(f) for f in s["frames"])]
-        rcs = [notes.get(k) for k in ("rc_insmod_pagecache", "rc_disk_mount", "rc_disk_read",
-                                      "rc_disk_umount", "rc_rmmod_pagecache")]
+            PAGECACHE_FRAME_RE.match(f) or f.startswith("leaky_leak_pagecache+") for f in s["frames"])]
+        rcs = [notes.get(k) for k in ("rc_insmod_pagecache", "rc_insmod_leaky_pagecache", "rc_disk_mount",
+                                      "rc_disk_read", "rc_disk_umount", "rc_rmmod_leaky_pagecache",
+                                      "rc_rmmod_pagecache")]
         failed = [v for k, v in notes.items() if k == "disk_insmod_failed"]
         print("INFO page cache: %d allocations excluded, %d pages records, %d pages_no_call_site"
               % (st["pages_excluded_page_cache"], sum(s["kind"] == "pages" for s in r.stacks),
                  st["pages_no_call_site"]))
-        ok = (not hits and st["pages_excluded_page_cache"] > 0 and rcs == ["0"] * 5 and not failed
+        ok = (not hits and st["pages_excluded_page_cache"] > 0 and rcs == ["0"] * 7 and not failed
               and "pages" in r.header["kinds"].split(","))
         return ok, "pages records with page-cache frames: %s; excluded %d; rcs %s; insmod failed %s" % (
             hits[:3], st["pages_excluded_page_cache"], rcs, failed)
