@@ -143,7 +143,7 @@ if [ -n "$ICOUNT" ]; then
 fi
 if [ -n "$DISK" ]; then
 	EXTRA_DEV+=(-drive "file=$DISK,format=raw,if=none,id=disk0"
-		    -device virtio-blk-pci,drive=disk0)
+		    -device "virtio-blk-pci,drive=disk0")
 fi
 
 # TCG only: KVM is not assumed (and hangs on some CI hosts). By default
