@@ -430,7 +430,7 @@ static void mlt_pg_resolve(void)
 	unsigned int i, k, n = 0, nr = 0;
 
 	mlt_pg_nr_ranges = 0;
-	lks = kcalloc(MLT_PG_LOOKUPS, sizeof(*lks), GFP_KERNEL);
+	lks = kvcalloc(MLT_PG_LOOKUPS, sizeof(*lks), GFP_KERNEL);
 	regd = kcalloc(MLT_PG_LOOKUPS, sizeof(*regd), GFP_KERNEL);
 	if (!lks || !regd)
 		goto out;
@@ -449,7 +449,7 @@ static void mlt_pg_resolve(void)
 		unregister_kprobes(regd, nr);
 out:
 	kfree(regd);
-	kfree(lks);
+	kvfree(lks);
 }
 
 static void mlt_pg_unregister_tps(void)
