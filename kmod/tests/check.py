@@ -22,6 +22,7 @@ KINDS = ("slab", "pages", "vmalloc")
 FACTS_RE = re.compile(r"^ = kind (slab|pages|vmalloc) alloc_bytes (\d+)$")
 STACK_RE = re.compile(r"^stack ([0-9a-f]{16}) bytes (\d+) objects (\d+) allocs (\d+) frees (\d+)$")
 B64_RE = re.compile(r"^[A-Za-z0-9+/=]+$")
+KMSG_TAIL_RE = re.compile(r"^([A-Za-z0-9+/=]*)\[ *\d+\.\d+\] ")
 # Frames of the page cache's allocation paths (mlt_pages.c MLT_PG_PAGECACHE
 # and what reaches them): no pages record may have one.
 PAGECACHE_FRAME_RE = re.compile(
@@ -65,6 +66,11 @@ def read_log(path):
         elif cur is not None:
             if B64_RE.match(ln):
                 buf.append(ln)
+            elif KMSG_TAIL_RE.match(ln):
+                # A kernel message printed in the middle of a line (the
+                # PREEMPT_RT console prints from its own thread): the line
+                # goes on after it, on the next line.
+                buf.append(KMSG_TAIL_RE.match(ln).group(1))
         elif ln.startswith("@@NOTE "):
             parts = ln[7:].split(None, 1)
             notes[parts[0]] = parts[1] if len(parts) > 1 else ""
