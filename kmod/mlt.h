@@ -386,13 +386,16 @@ static __always_inline void mlt_on_alloc(const void *ptr, size_t size,
 	mlt_alloc_slow(ptr, size, asize, call_site, cache_name);
 }
 
-static __always_inline void mlt_on_free(const void *ptr)
+/*
+ * The free fast path of every kind: one load, one hash, one bucket peek.
+ * count: a free of an object not tracked counts in untracked_frees (not
+ * for pages: most are user and page-cache pages, never tracked).
+ */
+static __always_inline void mlt_on_free_counted(const void *ptr, bool count)
 {
 	unsigned long fast;
 	u32 b;
 
-	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
-		return;
 	/*
 	 * Pairs with the release in mlt_reset_locked(); the bucket load
 	 * depends on the address read, as with rcu_dereference().
@@ -402,11 +405,19 @@ static __always_inline void mlt_on_free(const void *ptr)
 		return;
 	b = mlt_obj_hash((unsigned long)ptr, fast & MLT_FAST_SHIFT_MASK);
 	if (READ_ONCE(((u32 *)(fast & ~MLT_FAST_SHIFT_MASK))[b]) == MLT_NIL) {
-		this_cpu_inc(mlt_untracked_frees);
+		if (count)
+			this_cpu_inc(mlt_untracked_frees);
 		return;
 	}
-	if (!mlt_untrack((unsigned long)ptr, b))
+	if (!mlt_untrack((unsigned long)ptr, b) && count)
 		mlt_count(MLT_C_UNTRACKED_FREES, 1);
+}
+
+static __always_inline void mlt_on_free(const void *ptr)
+{
+	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
+		return;
+	mlt_on_free_counted(ptr, true);
 }
 
 /* mlt_unwind.c */
@@ -414,8 +425,11 @@ u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 		 unsigned long call_site, u32 kind);
 void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 		      unsigned long call_site, u32 sidx);
+unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max);
+unsigned int mlt_stack_own(const unsigned long *buf, unsigned int start,
+			   unsigned int nr);
 u32 mlt_stack_record(struct mlt_table *t, unsigned long *buf,
-		     unsigned int start, unsigned int nr, u32 kind);
+		     unsigned int start, unsigned int n, u32 kind);
 size_t mlt_trace_mem(u32 traces);
 size_t mlt_unwind_static_mem(void);
 int mlt_unwind_init(void);
