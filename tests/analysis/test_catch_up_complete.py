@@ -49,6 +49,21 @@ def _queue_behind_a_broken_worker(dsn: str, tmp_path: Path) -> None:
         time.sleep(0.1)
 
 
+async def _waits_on_the_take(conn: asyncpg.Connection) -> bool:
+    """Whether the catch-up's take waits on a lock. Inside a transaction,
+    pg_stat_activity's query text is a snapshot taken at its first read and
+    kept until the transaction ends (wait_event_type is read live): clear it,
+    or a first poll made before the take began never sees the take."""
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    return bool(
+        await conn.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock'
+                  AND query LIKE 'DELETE FROM analysis_queue q%'"""
+        )
+    )
+
+
 async def _catch_up_while_maintenance_deletes_the_first_take(dsn: str) -> incremental.CatchUp:
     deleter = await asyncpg.connect(dsn)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
@@ -68,11 +83,7 @@ async def _catch_up_while_maintenance_deletes_the_first_take(dsn: str) -> increm
         # minute to reach its first take (a wait, not a timing assertion).
         task = asyncio.create_task(Analyzer().catch_up(pool, budget_seconds=600))
         deadline = time.monotonic() + 300
-        while not await deleter.fetchval(
-            """SELECT count(*) FROM pg_stat_activity
-                WHERE datname = current_database() AND wait_event_type = 'Lock'
-                  AND query LIKE 'DELETE FROM analysis_queue q%'"""
-        ):
+        while not await _waits_on_the_take(deleter):
             if task.done():  # it ended without waiting: its error, or what it found
                 return await task
             assert time.monotonic() < deadline, await deleter.fetch(
