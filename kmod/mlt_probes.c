@@ -112,8 +112,14 @@ static void mlt_tp_cache_alloc(void *data, unsigned long call_site,
 			       const void *ptr, struct kmem_cache *s, gfp_t gfp,
 			       int node)
 {
-	mlt_on_alloc(ptr, MLT_CACHE_OBJ_SIZE(s), MLT_CACHE_SIZE(s), call_site,
-		     MLT_CACHE_NAME(s));
+	/*
+	 * mlt_on_alloc(), written out so that the cache's size with metadata
+	 * and name are read only on the slow path (arguments are read first).
+	 */
+	if (likely(mlt_countdown(MLT_CACHE_OBJ_SIZE(s))))
+		return;
+	mlt_alloc_slow(ptr, MLT_CACHE_OBJ_SIZE(s), MLT_CACHE_SIZE(s), call_site,
+		       MLT_CACHE_NAME(s));
 }
 
 static void mlt_tp_cache_free(void *data, unsigned long call_site,
