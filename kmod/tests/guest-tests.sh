@@ -266,6 +266,14 @@ fi
 # Sampled mode: estimates of the truth.
 echo sampled > $P/mode
 echo 4096 > $P/sample_bytes
+# untracked_frees counts frees of objects not in the table (20000 64-byte
+# objects, about 1.6 % of them sampled), not kfree(NULL) or
+# kfree(ZERO_SIZE_PTR) (100000 each).
+emit untracked_start_stats $D/stats
+lk nullfree 100000
+emit untracked_null_stats $D/stats
+lk churn 20000
+emit untracked_churn_stats $D/stats
 lk leak 4000 256
 lk cache 4000
 lk vmalloc 200 3000
