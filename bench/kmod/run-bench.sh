@@ -16,7 +16,9 @@
 #                                       memory costs are not modelled
 #
 # The host is noisy (QEMU TCG shares the cores with everything else), so
-# every repetition runs all the configurations back to back, each as an
+# every repetition runs all the configurations back to back (the counting
+# floor's and sampled's kmalloc runs next to each other, in alternating
+# order: the target's pair as close in time as set-up allows), each as an
 # untimed run (what a configuration change costs the first run: QEMU
 # retranslating patched code, the module's first slow paths) then K timed
 # runs of OPS / K pairs; a repetition's figure for a configuration is the
