@@ -384,14 +384,6 @@ static inline u32 mlt_obj_bucket(const struct mlt_table *t, unsigned long ptr)
 	return mlt_obj_hash(ptr, 64 - t->obj_bits);
 }
 
-void mlt_alloc_slow(const void *ptr, size_t size, size_t asize,
-		    unsigned long call_site, const char *cache_name);
-
-/*
- * size: bytes requested (what sampling counts); asize: bytes allocated (the
- * slab object size), 0 when the probe cannot tell: then the slow path asks
- * ksize() for a tracked object.
- */
 /*
  * Take n bytes off this CPU's sampling countdown: true while it stays
  * above zero. Callers run with preemption disabled; one instruction on
@@ -413,6 +405,14 @@ static __always_inline bool mlt_countdown(size_t n)
 #endif
 }
 
+void mlt_alloc_slow(const void *ptr, size_t size, size_t asize,
+		    unsigned long call_site, const char *cache_name);
+
+/*
+ * size: bytes requested (what sampling counts); asize: bytes allocated (the
+ * slab object size), 0 when the probe cannot tell: then the slow path asks
+ * ksize() for a tracked object.
+ */
 static __always_inline void mlt_on_alloc(const void *ptr, size_t size,
 					 size_t asize, unsigned long call_site,
 					 const char *cache_name)
