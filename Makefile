@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard proto/kmemfleet/v1/*.proto)
 
-.PHONY: all demo test lint format proto grafana kmod kmod-test bench bundle bundle-all image-amd64 bench-query bench-console bench-kmod bench-heldout-e bench-heldout-f clean distclean help
+.PHONY: all demo test lint format proto grafana kmod kmod-test bench bundle bundle-all image-amd64 bench-query bench-console bench-kmod bench-heldout-e bench-heldout-f bench-heldout-g clean distclean help
 
 all: help
 
@@ -98,6 +98,13 @@ bench-heldout-e: $(BIN)/.installed
 # (bench/heldout_f/PREREGISTRATION.md); seeds 1-10 are a look: log it in bench/heldout_f/RUNS.md.
 bench-heldout-f: $(BIN)/.installed
 	nice $(BIN)/python -m bench.heldout_f.score $(HELDOUT_F_ARGS)
+
+# Held-out set G (issue 12): a third blind fleet, three firmware (aarch64, x86_64 heavily
+# sampled, armv7 5.10), 72 h on one (bench/heldout_g/PREREGISTRATION.md); seeds 1-10 are a
+# look: log it in bench/heldout_g/RUNS.md. Debug on a seed outside 1-10:
+# make bench-heldout-g HELDOUT_G_ARGS="--quick --seeds 99"
+bench-heldout-g: $(BIN)/.installed
+	nice $(BIN)/python -m bench.heldout_g.score $(HELDOUT_G_ARGS)
 
 # kmalloc+kfree cost of mlt.ko under QEMU (needs .ci/install-kmod.sh).
 # Wall clock under QEMU TCG, then the same in instructions (QEMU -icount:

@@ -36,7 +36,7 @@ V612=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64-un
 	done | tail -n1)
 
 PKGS="linux-image-amd64 linux-headers-amd64 qemu-system-x86 qemu-system-arm
-      busybox-static gcc gcc-aarch64-linux-gnu make cpio kmod xz-utils perl
+      busybox-static e2fsprogs gcc gcc-aarch64-linux-gnu make cpio kmod xz-utils perl
       python3 python3-pytest"
 if [ -n "$V612" ]; then
 	PKGS="$PKGS linux-image-$V612-amd64-unsigned linux-headers-$V612-amd64"
@@ -83,7 +83,8 @@ for d in scripts tools; do
 	fi
 done
 ln -sfn "$HDR" "$CACHE/arm64/headers"
-# modules.dep for the extracted arm64 modules (run-qemu.sh --share uses it).
+# modules.dep for the extracted arm64 modules (run-qemu.sh --disk and --share
+# use it).
 depmod -b "$CACHE/arm64/rootfs" "$ABI-arm64"
 ln -sfn "$(ls "$CACHE"/arm64/rootfs/boot/vmlinuz-"$ABI"-arm64)" "$CACHE/arm64/vmlinuz"
 
@@ -129,6 +130,8 @@ ln -sfn "$CACHE/x86_64-6.1-rt/rootfs/usr/src/linux-headers-$ABI-rt-amd64" \
 	"$CACHE/x86_64-6.1-rt/headers"
 ln -sfn "$(ls "$CACHE"/x86_64-6.1-rt/rootfs/boot/vmlinuz-"$ABI"-rt-amd64)" \
 	"$CACHE/x86_64-6.1-rt/vmlinuz"
+# modules.dep (run-qemu.sh --disk and --share look modules up with it).
+depmod -b "$CACHE/x86_64-6.1-rt/rootfs" "$ABI-rt-amd64"
 
 # x86_64 5.10 (Debian 11, bullseye): the newest ABI with an image and
 # headers, from a private apt configuration (the host's sources are not
@@ -171,6 +174,7 @@ if [ -n "$ABI510" ]; then
 		"$CACHE/x86_64-5.10/headers"
 	ln -sfn "$(ls "$CACHE"/x86_64-5.10/rootfs/boot/vmlinuz-"$ABI510"-amd64)" \
 		"$CACHE/x86_64-5.10/vmlinuz"
+	depmod -b "$CACHE/x86_64-5.10/rootfs" "$ABI510-amd64"
 fi
 
 # checkpatch.pl is not in the header packages: take it (and the data files

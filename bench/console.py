@@ -10,7 +10,8 @@ Population (stated honestly; see also bench/query.py, whose `populate` this reus
   the analysis fold keeps it), which the fleet page's curve reads;
 * analysis_buckets (7 days at 15 min) for the boots the console's curves read:
   up to 60 per (firmware, signature), leaking ones first, as the query picks
-  them, and those boots' bucket grid (analysis_boot_buckets). A real fleet
+  them, and those boots' bucket grid (analysis_boot_buckets), and their series'
+  stored ends and boot starts (0082's backfill, as the re-judge keeps them). A real fleet
   holds buckets for every series; the curve queries look boots up by primary
   key, so the rows not read cost index depth only;
 * analysis_curves for every summary, built from those buckets by the worker's
@@ -58,6 +59,7 @@ bench_query = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_query)
 VERSIONS: list[str] = bench_query.VERSIONS
 BASE, TARGET = "2.3.0", "2.3.1"
+MIGRATIONS = REPO / "kmemfleet" / "server" / "storage" / "migrations"
 REGRESSION = "fn_7 [mod0] <- caller_7"
 
 
@@ -151,6 +153,17 @@ async def populate_console(dsn: str, devices: int) -> dict[str, float]:
                SELECT DISTINCT device_id, boot_id, bucket FROM analysis_buckets
                ON CONFLICT DO NOTHING"""
         )
+        # Each series' first/last bucket and boot start, as the re-judge keeps them
+        # (the stack page reads them): 0082's own backfill statement.
+        sql = (MIGRATIONS / "0082_analysis_series_ends.sql").read_text()
+        await conn.execute(sql[sql.index("UPDATE analysis_series") :])
+        unknown = await conn.fetchval(
+            """SELECT count(*) FROM (SELECT DISTINCT device_id, boot_id, subject, key
+                                       FROM analysis_buckets) a
+                 JOIN analysis_series s USING (device_id, boot_id, subject, key)
+                WHERE s.first_bucket IS NULL OR s.boot_start IS NULL"""
+        )
+        assert unknown == 0, f"{unknown} series with buckets and no stored ends"
         times["buckets"] = float(n)
         times["buckets_s"] = time.monotonic() - t0
         # The fleet curves of every summary, by the analysis worker's own code (it

@@ -422,10 +422,16 @@ static __always_inline void mlt_on_alloc(const void *ptr, size_t size,
 	mlt_alloc_slow(ptr, size, asize, call_site, cache_name);
 }
 
-static __always_inline void mlt_on_free(const void *ptr)
+/*
+ * The free fast path of every kind: one load, one hash, one bucket peek,
+ * one branch. count (a constant at each call site): a free of an object
+ * not tracked counts in untracked_frees (not for pages: most are user and
+ * page-cache pages, never tracked); kfree(NULL) and kfree(ZERO_SIZE_PTR)
+ * free nothing and add 0.
+ */
+static __always_inline void mlt_on_free_counted(const void *ptr, bool count)
 {
 	unsigned long fast, b;
-	/* kfree(NULL) and kfree(ZERO_SIZE_PTR) free nothing: not counted. */
 	u64 counted = !ZERO_OR_NULL_PTR(ptr);
 
 	/*
@@ -435,10 +441,19 @@ static __always_inline void mlt_on_free(const void *ptr)
 	fast = READ_ONCE(mlt_obj_fast);
 	b = mlt_obj_hash((unsigned long)ptr, fast & MLT_FAST_SHIFT_MASK);
 	if (likely(READ_ONCE(((u32 *)(fast & ~MLT_FAST_SHIFT_MASK))[b]) == MLT_NIL)) {
-		this_cpu_add(mlt_untracked_frees, counted);
+		if (count)
+			this_cpu_add(mlt_untracked_frees, counted);
 		return;
 	}
-	mlt_free_slow((unsigned long)ptr, b);
+	if (count)
+		mlt_free_slow((unsigned long)ptr, b);
+	else
+		mlt_untrack((unsigned long)ptr, b);
+}
+
+static __always_inline void mlt_on_free(const void *ptr)
+{
+	mlt_on_free_counted(ptr, true);
 }
 
 /* mlt_unwind.c */
@@ -446,8 +461,11 @@ u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 		 unsigned long call_site, u32 kind);
 void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 		      unsigned long call_site, u32 sidx);
+unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max);
+unsigned int mlt_stack_own(const unsigned long *buf, unsigned int start,
+			   unsigned int nr);
 u32 mlt_stack_record(struct mlt_table *t, unsigned long *buf,
-		     unsigned int start, unsigned int nr, u32 kind);
+		     unsigned int start, unsigned int n, u32 kind);
 size_t mlt_trace_mem(u32 traces);
 size_t mlt_unwind_static_mem(void);
 int mlt_unwind_init(void);

@@ -887,7 +887,7 @@ static u32 mlt_track_stack(struct mlt_table *t, unsigned long hint,
 		mlt_count(MLT_C_DROP_STACKS, 1);
 	else if (sidx == MLT_SKIP)
 		sidx = MLT_NIL;
-	else if (unlikely(READ_ONCE(mlt_verify)) && kind != MLT_KIND_PAGES)
+	else if (unlikely(READ_ONCE(mlt_verify)))
 		mlt_verify_stack(t, pc->buf[ctx], call_site, sidx);
 	barrier();
 	pc->busy[ctx] = 0;

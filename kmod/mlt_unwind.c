@@ -243,19 +243,27 @@ static u32 __maybe_unused mlt_stack_saved(struct mlt_table *t,
 }
 
 /*
- * A stack the caller captured from the probe with stack_trace_save()
- * (pages: mlt_pages.c), nr frames in buf, its call site at buf[start]:
- * kept and cut as the others are. Pinned record, MLT_NIL or MLT_SKIP.
+ * Of the nr frames a kind with no call site (pages: mlt_pages.c) walked
+ * with mlt_walk_probe(), its call site at buf[start]: how many, from the
+ * call site on, belong to this context (cut where an interrupt came in, as
+ * for the others).
+ */
+unsigned int mlt_stack_own(const unsigned long *buf, unsigned int start,
+			   unsigned int nr)
+{
+	unsigned int n = mlt_cut_at_irq_regs(buf + start, nr - start);
+
+	return mlt_cut_at_stack_switch(buf[start], n);
+}
+
+/*
+ * The record of the n frames at buf[start] (mlt_stack_own()), cut at the
+ * depth. Pinned record, MLT_NIL or MLT_SKIP.
  */
 u32 mlt_stack_record(struct mlt_table *t, unsigned long *buf,
-		     unsigned int start, unsigned int nr, u32 kind)
+		     unsigned int start, unsigned int n, u32 kind)
 {
-	unsigned long call_site = buf[start];
-
-	nr = min(nr - start, t->depth);
-	nr = mlt_cut_at_irq_regs(buf + start, nr);
-	nr = mlt_cut_at_stack_switch(call_site, nr);
-	return mlt_record(t, buf + start, nr, kind);
+	return mlt_record(t, buf + start, min(n, t->depth), kind);
 }
 
 /*
@@ -273,6 +281,9 @@ void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 	unsigned int nr, start;
 	bool ok;
 
+	/* Pages have no call site: the record's first frame is the one found. */
+	if (!call_site)
+		call_site = f[0];
 	nr = stack_trace_save(buf, mlt_walk_max(t, st->kind), 0);
 	nr = mlt_kept(buf, nr, call_site, t->depth, &start);
 	ok = (in_task() ? st->nr == nr : st->nr <= nr) &&
@@ -367,6 +378,18 @@ static unsigned int mlt_walk_complete(unsigned long *buf, unsigned int max,
 		buf[n++] = addr;
 	}
 	return n;
+}
+
+/*
+ * A complete walk from the probe of a kind with no call site (pages), cut
+ * at an interrupt's boundary as slab stacks are.
+ */
+unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max)
+{
+	unsigned long sp;
+
+	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
+	return mlt_walk_complete(buf, max, 0, &sp);
 }
 
 /* ---- traces ----------------------------------------------------------- */
@@ -890,6 +913,13 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 			  unsigned long call_site, u32 kind)
 {
 	return mlt_stack_saved(t, buf, call_site, kind);
+}
+
+/* The kernel's walk; mlt_stack_own() cuts it where an interrupt came in. */
+unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max)
+{
+	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
+	return stack_trace_save(buf, max, 0);
 }
 
 int mlt_unwind_init(void)

@@ -291,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in a.seeds.split(",") if s] or list(SEEDS)
     if a.quick and set(seeds) & set(SEEDS):
         raise SystemExit("--quick changes the cohorts: it is for debug seeds outside F (e.g. 99)")
+    if a.json:
+        # Fail before the work, not after it: a look is run once.
+        a.json.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     results: list[SeedResult] = []
     with tempfile.TemporaryDirectory(prefix="heldout-f-") as tmp:

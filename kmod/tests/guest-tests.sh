@@ -432,4 +432,39 @@ if [ -d /sys/module/mlt ]; then
 fi
 dmesg | grep 'mlt: slab=' > /tmp/slab_early.txt
 emit slab_early_log /tmp/slab_early.txt
+
+# Page cache is not kernel memory, movable or not: a block device's own
+# mapping is GFP_USER, and file systems read their metadata through it
+# with sb_bread_unmovable(). With mlt tracking in full mode: the virtio
+# disk's driver is loaded (partition scan), ext4 mounts the ext2 file
+# system on it (superblock, group descriptors), dd reads the whole device
+# (readahead), and leaky takes pages from the page cache's allocator.
+# None of it may show as pages. Last: the disk's modules stay loaded.
+if [ -d /modules/disk ]; then
+	try insmod_pagecache insmod /modules/mlt.ko mode=full verify=1
+	try insmod_leaky_pagecache insmod /modules/leaky.ko
+	for m in /modules/disk/*.ko; do
+		insmod "$m" || note disk_insmod_failed "$m"
+	done
+	i=0
+	while [ $i -lt 20 ] && [ ! -b /dev/vda ]; do
+		sleep 0.5
+		i=$((i + 1))
+	done
+	mkdir -p /mnt
+	try disk_mount mount -t ext2 -o ro /dev/vda /mnt
+	ls -l /mnt > /dev/null
+	try disk_read sh -c "dd if=/dev/vda of=/dev/null bs=64k 2>/dev/null"
+	# The page cache's allocator called from a module, as a file system's
+	# own readahead does: it tail-calls the page allocator.
+	lk pcache 20
+	emit pagecache $D/stacks
+	emit pagecache_stats $D/stats
+	try disk_umount umount /mnt
+	lk freeall
+	try rmmod_leaky_pagecache rmmod leaky
+	try rmmod_pagecache rmmod mlt
+else
+	note disk absent
+fi
 exit 0

@@ -44,6 +44,10 @@
  *                            (leaky_leak_pages)
  *   echo "pchurn K"  > run   allocate and free K pages of order 0 and K of
  *                            order 2 (leaky_page_transient)
+ *   echo "pcache N"  > run   leak N pages from the page cache's allocator
+ *                            (__page_cache_alloc(GFP_USER), as a file
+ *                            system's own readahead would; not to be
+ *                            reported as pages) (leaky_leak_pagecache)
  *   echo "big M"     > run   leak M objects of leaky_big (2000 bytes,
  *                            order-3 slabs: new slab pages, which must not
  *                            be reported as pages) (leaky_leak_big)
@@ -82,6 +86,7 @@
 #include <linux/percpu.h>
 #include <linux/vmalloc.h>
 #include <linux/mm.h>
+#include <linux/pagemap.h>
 #include <linux/sched.h>
 #include <linux/rcupdate.h>
 
@@ -838,9 +843,27 @@ static unsigned int leaky_pg_nr;
 static LIST_HEAD(leaky_bigs);		/* leaky_big leaks */
 static struct kmem_cache *leaky_bigp;
 
-static noinline int leaky_leak_pages(unsigned int n, unsigned int order)
+/* Keep page (2^order pages) until freeall; freed at once if no room. */
+static int leaky_keep_page(struct page *page, unsigned int order)
 {
 	unsigned long flags;
+	int err = 0;
+
+	spin_lock_irqsave(&leaky_lock, flags);
+	if (leaky_pg_nr < LEAKY_PAGES_MAX) {
+		leaky_pg[leaky_pg_nr].page = page;
+		leaky_pg[leaky_pg_nr++].order = order;
+	} else {
+		err = -ENOSPC;
+	}
+	spin_unlock_irqrestore(&leaky_lock, flags);
+	if (err)
+		__free_pages(page, order);
+	return err;
+}
+
+static noinline int leaky_leak_pages(unsigned int n, unsigned int order)
+{
 	struct page *page;
 	unsigned int i;
 	int err = 0;
@@ -851,16 +874,28 @@ static noinline int leaky_leak_pages(unsigned int n, unsigned int order)
 		page = alloc_pages(GFP_KERNEL, order);
 		if (!page)
 			return -ENOMEM;
-		spin_lock_irqsave(&leaky_lock, flags);
-		if (leaky_pg_nr < LEAKY_PAGES_MAX) {
-			leaky_pg[leaky_pg_nr].page = page;
-			leaky_pg[leaky_pg_nr++].order = order;
-		} else {
-			err = -ENOSPC;
-		}
-		spin_unlock_irqrestore(&leaky_lock, flags);
-		if (err)
-			__free_pages(page, order);
+		err = leaky_keep_page(page, order);
+	}
+	return err;
+}
+
+/*
+ * Pages from the page cache's allocator, called from outside mm/ as a file
+ * system does (a GFP_USER mapping: not movable), kept. They are page
+ * cache, not kernel memory: mlt must not report them as pages.
+ */
+static noinline int leaky_leak_pagecache(unsigned int n)
+{
+	struct page *page;
+	unsigned int i;
+	int err = 0;
+
+	for (i = 0; i < n && !err; i++) {
+		/* 5.10: a function; 5.16+: filemap_alloc_folio(), inline. */
+		page = __page_cache_alloc(GFP_USER);
+		if (!page)
+			return -ENOMEM;
+		err = leaky_keep_page(page, 0);
 	}
 	return err;
 }
@@ -989,6 +1024,8 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_leak_pages(a, b);
 	if (!strcmp(cmd, "pchurn") && n == 2)
 		return leaky_page_transient(a);
+	if (!strcmp(cmd, "pcache") && n == 2)
+		return leaky_leak_pagecache(a);
 	if (!strcmp(cmd, "big") && n == 2)
 		return leaky_leak_big(a);
 	if (!strcmp(cmd, "freeall")) {
@@ -1008,7 +1045,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | paths A B | align N | fnptr N | branches N | branchleak F N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | pages N O | pchurn K | big M | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | paths A B | align N | fnptr N | branches N | branchleak F N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | pages N O | pchurn K | pcache N | big M | freeall");
 
 static void leaky_ctor(void *p)
 {

@@ -8,7 +8,7 @@
 #               [--extra-file SRC:DST]... [--init-hook SCRIPT] [--hook-args "A B"]
 #               [--log FILE] [--timeout SEC] [--mem MB] [--smp N]
 #               [--append "kernel args"] [--share DIR] [--accel ACCEL]
-#               [--icount SHIFT]
+#               [--icount SHIFT] [--disk IMAGE]
 #
 # The guest mounts proc, sysfs, devtmpfs and debugfs, puts modules in
 # /modules, sources /lib/mlt-guest.sh (helpers: emit NAME FILE prints a file
@@ -18,6 +18,9 @@
 # --share DIR exports DIR over virtio-9p as mount tag "host"; the guest
 # mounts it read-write at /host (the kernel's 9p modules are added to the
 # initramfs from its /lib/modules, running depmod there if needed).
+# --disk IMAGE attaches IMAGE (raw) as a virtio disk; the kernel's
+# virtio_blk and ext4 modules (and their dependencies) are put in
+# /modules/disk, numbered in load order, for the hook to load (/dev/vda).
 # --accel is QEMU's -accel (default tcg,thread=single, see below).
 # --icount SHIFT: QEMU's -icount shift=SHIFT,sleep=off: guest time is the
 # instruction count (2^SHIFT ns each), so the host's load does not stretch
@@ -29,10 +32,10 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 KERNEL="" ARCH=x86_64 LOG="" TIMEOUT=300 MEM=512 SMP=2 APPEND="" SHARE="" ICOUNT=""
-HOOK="" HOOK_ARGS="" ACCEL=tcg,thread=single
+HOOK="" HOOK_ARGS="" ACCEL=tcg,thread=single DISK=""
 MODULES=() EXTRAS=()
 
-usage() { sed -n '3,25p' "$0" >&2; exit 2; }
+usage() { sed -n '3,28p' "$0" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -50,6 +53,7 @@ while [ $# -gt 0 ]; do
 	--share) SHARE=$2; shift 2 ;;
 	--accel) ACCEL=$2; shift 2 ;;
 	--icount) ICOUNT=$2; shift 2 ;;
+	--disk) DISK=$2; shift 2 ;;
 	-h|--help) usage ;;
 	*) echo "run-qemu.sh: unknown option $1" >&2; usage ;;
 	esac
@@ -98,29 +102,33 @@ if [ -n "$HOOK" ]; then
 	chmod 755 "$ROOT/hook.sh"
 fi
 printf '%s\n' "$HOOK_ARGS" > "$ROOT/hook.args"
-# --share: add the booted kernel's virtio-9p modules (and their
-# dependencies, decompressed for busybox insmod) to the initramfs.
-if [ -n "$SHARE" ]; then
+# kernel_modules DIR MODULE...: the booted kernel's MODULEs and their
+# dependencies, decompressed for busybox insmod, into the initramfs's
+# /modules/DIR as NN-name.ko in load order (built-in ones are left out).
+kernel_modules() {
+	local dir=$ROOT/modules/$1 kreal krel modroot n=10
+	shift
 	kreal=$(readlink -f "$KERNEL")
 	krel=$(basename "$kreal")
 	krel=${krel#vmlinuz-}
 	modroot=$(dirname "$(dirname "$kreal")")	# /boot/.. or an extracted root
 	[ -f "$modroot/lib/modules/$krel/modules.dep" ] || depmod -b "$modroot" "$krel"
-	mkdir -p "$ROOT/modules/9p"
-	n=10
-	for m in virtio_pci 9pnet_virtio 9p; do
+	mkdir -p "$dir"
+	for m in "$@"; do
 		modprobe -d "$modroot" -S "$krel" --show-depends "$m" |
 			sed -n 's/^insmod \([^ ]*\).*/\1/p'
 	done | awk '!seen[$0]++' | while read -r ko; do
 		name=$(basename "$ko")
 		case "$ko" in
-		*.xz) xz -dc "$ko" > "$ROOT/modules/9p/$n-${name%.xz}" ;;
-		*.zst) zstd -qdc "$ko" > "$ROOT/modules/9p/$n-${name%.zst}" ;;
-		*) cp "$ko" "$ROOT/modules/9p/$n-$name" ;;
+		*.xz) xz -dc "$ko" > "$dir/$n-${name%.xz}" ;;
+		*.zst) zstd -qdc "$ko" > "$dir/$n-${name%.zst}" ;;
+		*) cp "$ko" "$dir/$n-$name" ;;
 		esac
 		n=$((n + 1))
 	done
-fi
+}
+[ -z "$SHARE" ] || kernel_modules 9p virtio_pci 9pnet_virtio 9p
+[ -z "$DISK" ] || kernel_modules disk virtio_pci virtio_blk ext4
 
 (cd "$ROOT" && find . | cpio -o -H newc --quiet) > "$WORK/initrd.cpio"
 
@@ -132,6 +140,10 @@ if [ -n "$SHARE" ]; then
 fi
 if [ -n "$ICOUNT" ]; then
 	EXTRA_DEV+=(-icount "shift=$ICOUNT,sleep=off")
+fi
+if [ -n "$DISK" ]; then
+	EXTRA_DEV+=(-drive "file=$DISK,format=raw,if=none,id=disk0"
+		    -device "virtio-blk-pci,drive=disk0")
 fi
 
 # TCG only: KVM is not assumed (and hangs on some CI hosts). By default

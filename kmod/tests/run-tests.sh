@@ -65,11 +65,19 @@ for tgt in "${targets[@]}"; do
 			log=$LOGS/$tgt.nodebugfs.console.log hook=guest-nodebugfs.sh
 			append="$KAPPEND debugfs=off"
 		fi
+		# The main suite's block device: an ext2 file system (guest-tests.sh).
+		disk=()
+		if [ $scen = main ]; then
+			rm -f "$build/disk.img"
+			truncate -s 8M "$build/disk.img" &&
+				mke2fs -q -F -t ext2 "$build/disk.img" &&
+				disk=(--disk "$build/disk.img")
+		fi
 		start=$(date +%s)
 		"$HERE/run-qemu.sh" --arch "$QARCH" --kernel "$KERNEL" \
 			--module "$build/mlt/mlt.ko" --module "$build/leaky/leaky.ko" \
 			--module "$build/leaky/lodger.ko" --init-hook "$HERE/$hook" --hook-args "$LEVEL" \
-			--append "$append" --log "$log" --timeout "$TIMEOUT"
+			--append "$append" --log "$log" --timeout "$TIMEOUT" "${disk[@]}"
 		qrc=$?
 		echo "boot ($scen): exit $qrc after $(( $(date +%s) - start ))s, log $log"
 		out=$(python3 "$HERE/check.py" "$log" --level "$LEVEL" --scenario $scen)

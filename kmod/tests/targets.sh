@@ -69,6 +69,7 @@ missing() {
 	[ -x /bin/busybox ] || m+=("busybox-static")
 	command -v cpio >/dev/null || m+=(cpio)
 	command -v python3 >/dev/null || m+=(python3)
+	command -v mke2fs >/dev/null || m+=(e2fsprogs)
 	if [ "$QARCH" = arm64 ]; then
 		command -v aarch64-linux-gnu-gcc >/dev/null || m+=(gcc-aarch64-linux-gnu)
 		[ -x "$KMOD_CACHE/arm64/rootfs/bin/busybox" ] || m+=("arm64 busybox in $KMOD_CACHE")

@@ -193,18 +193,30 @@ gone AS (
 _UPSERT_SERIES = """
 INSERT INTO analysis_series AS a (device_id, boot_id, subject, key, firmware_version, signature,
     kind, leaking, slope, p_value, growth, confidence, span_hours, points, last_value,
-    uptime_start, first_value, level, settle_hours, noise, trend)
+    uptime_start, first_value, level, settle_hours, noise, trend,
+    first_bucket, last_bucket, boot_start)
 SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
     $7::text[], $8::boolean[], $9::float8[], $10::float8[], $11::float8[], $12::float8[],
     $13::float8[], $14::int[], $15::bigint[], $16::float8[], $17::bigint[], $18::float8[],
-    $19::float8[], $20::float8[], $21::float8[])
+    $19::float8[], $20::float8[], $21::float8[], $22::timestamptz[], $23::timestamptz[],
+    $24::float8[])
 ON CONFLICT (device_id, boot_id, subject, key) DO UPDATE SET
     kind = excluded.kind, leaking = excluded.leaking, slope = excluded.slope,
     p_value = excluded.p_value, growth = excluded.growth, confidence = excluded.confidence,
     span_hours = excluded.span_hours, points = excluded.points, last_value = excluded.last_value,
     uptime_start = excluded.uptime_start, first_value = excluded.first_value,
     level = excluded.level, settle_hours = excluded.settle_hours, noise = excluded.noise,
-    trend = excluded.trend
+    trend = excluded.trend, first_bucket = excluded.first_bucket,
+    last_bucket = excluded.last_bucket, boot_start = excluded.boot_start
+"""
+
+# Forget the stack page's stored line ends and boot start (0082) of these boots'
+# series: NULL makes the page compute them (web/series.boot_curves); the next
+# re-judge of the boot restates them. A join on unnest(), as retention's DELETE.
+FORGET_LINE_ENDS = """
+UPDATE analysis_series s SET first_bucket = NULL, last_bucket = NULL, boot_start = NULL
+  FROM unnest($1::text[], $2::text[]) AS u(d, b)
+ WHERE s.device_id = u.d AND s.boot_id = u.b AND s.first_bucket IS NOT NULL
 """
 
 # When each boot began (epoch seconds): its first snapshot's capture time less
@@ -383,6 +395,10 @@ class Analyzer:
             stage,
             error,
         )
+        # The stack page's stored line ends and boot start (0082) may now differ
+        # from the buckets and snapshots: the page computes this boot's line itself
+        # until a re-judge restates them.
+        await conn.execute(FORGET_LINE_ENDS, [key["device_id"]], [key["boot_id"]])
         stats.quarantined += 1
         logger.error(
             "analysis_quarantined",
@@ -587,7 +603,7 @@ class Analyzer:
                 float(r["max_value"]),
             )
         await self._load_signatures(conn, [k[3] for k in folds if k[2] == SUBJECT_STACK])
-        cols: list[list[object]] = [[] for _ in range(21)]
+        cols: list[list[object]] = [[] for _ in range(24)]
         dirty: set[tuple[str, int, str]] = set()
         for (dev, boot, subject, key), f in folds.items():
             fw = firmware.get((dev, boot))
@@ -633,6 +649,11 @@ class Analyzer:
                     v.settle_hours,
                     v.noise,
                     v.trend,
+                    # Kept for the stack page's per-boot lines (0082): the series'
+                    # first and last bucket, and its boot's start (None: no snapshot).
+                    _at(min(f)),
+                    _at(max(f)),
+                    None if start is None else float(start),
                 ),
                 strict=True,
             ):
@@ -806,6 +827,10 @@ async def refresh_summaries(
             except POISON_ERRORS as exc:
                 _summary_poisoned(*key, exc, on_poison)
         return stored
+
+
+def _at(epoch_s: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc)
 
 
 async def _devices(conn: asyncpg.Connection, device_ids: list[str]) -> dict[str, asyncpg.Record]:

@@ -6,7 +6,9 @@ in one transaction under the analysis lock (so no catch-up folds meanwhile):
 * bucket rows (analysis_buckets, analysis_boot_buckets, analysis_keyframes)
   before the cutoff are deleted;
 * a boot with buckets left is marked touched: the next catch-up re-judges it on
-  what remains (its summaries follow, marked dirty by the re-judge);
+  what remains (its summaries follow, marked dirty by the re-judge); until then
+  its series' stored line ends and boot start (0082) are NULL, so the stack
+  page computes its line from what remains;
 * a series with no bucket left (every series of a boot that is gone) loses its
   verdict (analysis_series), and the (firmware, subject, signature) summaries it
   fed are marked dirty and refreshed here: a summary with no series left is
@@ -70,6 +72,11 @@ async def forget_before(conn: asyncpg.Connection, cutoff: dt.datetime) -> Forgot
                        ON CONFLICT DO NOTHING""",
                     [d for d, _ in left],
                     [b for _, b in left],
+                )
+                # Their first buckets and first snapshots may be gone: the stack page
+                # computes their lines itself until that re-judge restates the ends.
+                await conn.execute(
+                    incremental.FORGET_LINE_ENDS, [d for d, _ in left], [b for _, b in left]
                 )
             # Series with no bucket left (every boot that is gone, and keys of a remaining
             # boot seen only before the cutoff): their verdicts go, their summaries follow.

@@ -774,9 +774,16 @@ def stack_text(stack: Any) -> dict[str, Any]:
 
 
 def _dumps(doc: Any) -> str:
+    """The document as JSON, inf/NaN as null (finite). Almost every document has
+    none, and json refuses them itself with allow_nan=False: only a document that
+    does is walked and copied by finite (the walk cost a stack answer, 60
+    curves of 200 points, ~6 ms of CPU)."""
     import json as _json
 
-    return _json.dumps(finite(doc), separators=(",", ":"))
+    try:
+        return _json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return _json.dumps(finite(doc), separators=(",", ":"))
 
 
 def _items(doc: Any, budget: int) -> int:
