@@ -107,8 +107,11 @@ bench-heldout-g: $(BIN)/.installed
 	nice $(BIN)/python -m bench.heldout_g.score $(HELDOUT_G_ARGS)
 
 # kmalloc+kfree cost of mlt.ko under QEMU (needs .ci/install-kmod.sh).
+# Wall clock under QEMU TCG, then the same in instructions (QEMU -icount:
+# deterministic, immune to the host's load; 5 repetitions are plenty).
 bench-kmod:
 	bash bench/kmod/run-bench.sh
+	ICOUNT=0 bash bench/kmod/run-bench.sh 5
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

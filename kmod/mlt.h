@@ -266,6 +266,7 @@ extern unsigned int mlt_min_size;
 extern unsigned int mlt_scan_chunk;
 
 bool mlt_untrack(unsigned long ptr, u32 b);
+void mlt_free_slow(unsigned long ptr, u32 b);
 s64 mlt_next_interval(struct rnd_state *rnd, u32 mean);
 int mlt_reset_locked(void);
 u64 mlt_weight(const struct mlt_table *t, u32 size);
@@ -349,24 +350,59 @@ static __always_inline void mlt_count(enum mlt_counter c, u64 n)
  * is one hash and one bucket peek. Everything else is in mlt_core.c.
  */
 DECLARE_PER_CPU(s64, mlt_until_sample);
+/* This CPU's instance of a per-CPU variable, as an asm operand. */
+#ifdef __my_cpu_var
+#define MLT_MY_CPU_VAR(v)	__my_cpu_var(v)	/* 6.8+: named address space */
+#else
+#define MLT_MY_CPU_VAR(v)	(v)
+#endif
 DECLARE_PER_CPU(u64, mlt_untracked_frees);
 /*
  * What a free needs, in one word (one load, consistent by itself): the
- * table's buckets (page aligned) | the hash shift, 64 - obj_bits; 0 while
- * no table is published.
+ * table's buckets (page aligned) | the hash shift, 64 - obj_bits. While no
+ * table is published, MLT_FAST_NONE: two empty buckets (shift 63), so
+ * that the free path needs no test for it; never 0.
  */
 extern unsigned long mlt_obj_fast;
+extern const u32 mlt_no_buckets[2];
 #define MLT_FAST_SHIFT_MASK	63UL
+#define MLT_FAST_NONE	((unsigned long)mlt_no_buckets + MLT_FAST_SHIFT_MASK)
 
-/* Object bucket of ptr: hash_long(ptr, 64 - shift), written out. */
-static __always_inline u32 mlt_obj_hash(unsigned long ptr, unsigned int shift)
+/*
+ * Object bucket of ptr: hash_long(ptr, 64 - shift), written out. Below
+ * 2^32 (shift >= 32); an unsigned long, so that the free path indexes the
+ * buckets with it as it is.
+ */
+static __always_inline unsigned long mlt_obj_hash(unsigned long ptr,
+						  unsigned int shift)
 {
-	return (u32)((u64)ptr * GOLDEN_RATIO_64 >> shift);
+	return (u64)ptr * GOLDEN_RATIO_64 >> shift;
 }
 
 static inline u32 mlt_obj_bucket(const struct mlt_table *t, unsigned long ptr)
 {
 	return mlt_obj_hash(ptr, 64 - t->obj_bits);
+}
+
+/*
+ * Take n bytes off this CPU's sampling countdown: true while it stays
+ * above zero. Callers run with preemption disabled; one instruction on
+ * x86_64 (a memory clobber, as this_cpu_sub_return(), so that the slow
+ * path's loads are not hoisted above it), so an interrupt sees the
+ * countdown before or after it; elsewhere this_cpu_sub_return().
+ */
+static __always_inline bool mlt_countdown(size_t n)
+{
+#if defined(CONFIG_X86_64) && defined(CONFIG_SMP) && defined(CC_SET)
+	bool above;
+
+	asm volatile("subq %[n], " __percpu_arg([v]) CC_SET(g)
+		     : CC_OUT(g) (above), [v] "+m" (MLT_MY_CPU_VAR(mlt_until_sample))
+		     : [n] "re" ((s64)n) : "memory");
+	return above;
+#else
+	return this_cpu_sub_return(mlt_until_sample, n) > 0;
+#endif
 }
 
 void mlt_alloc_slow(const void *ptr, size_t size, size_t asize,
@@ -381,42 +417,42 @@ static __always_inline void mlt_on_alloc(const void *ptr, size_t size,
 					 size_t asize, unsigned long call_site,
 					 const char *cache_name)
 {
-	if (likely(this_cpu_sub_return(mlt_until_sample, size) > 0))
+	if (likely(mlt_countdown(size)))
 		return;
 	mlt_alloc_slow(ptr, size, asize, call_site, cache_name);
 }
 
 /*
- * The free fast path of every kind: one load, one hash, one bucket peek.
- * count: a free of an object not tracked counts in untracked_frees (not
- * for pages: most are user and page-cache pages, never tracked).
+ * The free fast path of every kind: one load, one hash, one bucket peek,
+ * one branch. count (a constant at each call site): a free of an object
+ * not tracked counts in untracked_frees (not for pages: most are user and
+ * page-cache pages, never tracked); kfree(NULL) and kfree(ZERO_SIZE_PTR)
+ * free nothing and add 0.
  */
 static __always_inline void mlt_on_free_counted(const void *ptr, bool count)
 {
-	unsigned long fast;
-	u32 b;
+	unsigned long fast, b;
+	u64 counted = !ZERO_OR_NULL_PTR(ptr);
 
 	/*
 	 * Pairs with the release in mlt_reset_locked(); the bucket load
 	 * depends on the address read, as with rcu_dereference().
 	 */
 	fast = READ_ONCE(mlt_obj_fast);
-	if (unlikely(!fast))
-		return;
 	b = mlt_obj_hash((unsigned long)ptr, fast & MLT_FAST_SHIFT_MASK);
-	if (READ_ONCE(((u32 *)(fast & ~MLT_FAST_SHIFT_MASK))[b]) == MLT_NIL) {
+	if (likely(READ_ONCE(((u32 *)(fast & ~MLT_FAST_SHIFT_MASK))[b]) == MLT_NIL)) {
 		if (count)
-			this_cpu_inc(mlt_untracked_frees);
+			this_cpu_add(mlt_untracked_frees, counted);
 		return;
 	}
-	if (!mlt_untrack((unsigned long)ptr, b) && count)
-		mlt_count(MLT_C_UNTRACKED_FREES, 1);
+	if (count)
+		mlt_free_slow((unsigned long)ptr, b);
+	else
+		mlt_untrack((unsigned long)ptr, b);
 }
 
 static __always_inline void mlt_on_free(const void *ptr)
 {
-	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
-		return;
 	mlt_on_free_counted(ptr, true);
 }
 

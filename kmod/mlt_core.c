@@ -57,7 +57,9 @@
  *    irq_work and the work.
  *  - Per-CPU state (sampling countdown, PRNG, unwind buffers, counters)
  *    is touched only by its own CPU with preemption disabled, except by a
- *    reset, which rewrites it while no table is published. A recursion
+ *    reset, which rewrites it while no table is published; frees keep
+ *    counting untracked frees then, so a reset reads that counter (the
+ *    new table's count starts from its sum) and never writes it. A recursion
  *    flag per context (task, softirq, hard IRQ) lets a hard IRQ that
  *    interrupts the task-level slow path be tracked, but stops a probe from
  *    re-entering itself in the same context.
@@ -92,7 +94,10 @@ DEFINE_MUTEX(mlt_ctl_lock);
 struct mlt_pcpu __percpu *mlt_pcpu;
 DEFINE_PER_CPU(s64, mlt_until_sample);	/* bytes before the next sample */
 DEFINE_PER_CPU(u64, mlt_untracked_frees);
-unsigned long mlt_obj_fast;
+/* The sum of mlt_untracked_frees at the last reset (mlt_ctl_lock). */
+static u64 mlt_untracked_base;
+const u32 mlt_no_buckets[2] __aligned(MLT_FAST_SHIFT_MASK + 1) = { MLT_NIL, MLT_NIL };
+unsigned long mlt_obj_fast = MLT_FAST_NONE;
 unsigned long mlt_cap_bytes;
 static u64 mlt_table_gen;	/* tables built; mlt_ctl_lock */
 static bool mlt_ready;
@@ -460,16 +465,26 @@ u64 mlt_weight(const struct mlt_table *t, u32 size)
 
 /* ---- counters --------------------------------------------------------- */
 
+/* The free fast path's untracked frees since load. */
+static u64 mlt_untracked_fast_sum(void)
+{
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += READ_ONCE(per_cpu(mlt_untracked_frees, cpu));
+	return sum;
+}
+
 u64 mlt_counter_sum(enum mlt_counter c)
 {
 	u64 sum = 0;
 	int cpu;
 
-	for_each_possible_cpu(cpu) {
+	for_each_possible_cpu(cpu)
 		sum += READ_ONCE(per_cpu_ptr(mlt_pcpu, cpu)->cnt[c]);
-		if (c == MLT_C_UNTRACKED_FREES)
-			sum += READ_ONCE(per_cpu(mlt_untracked_frees, cpu));
-	}
+	if (c == MLT_C_UNTRACKED_FREES)
+		sum += mlt_untracked_fast_sum() - READ_ONCE(mlt_untracked_base);
 	return sum;
 }
 
@@ -806,6 +821,15 @@ noinline bool mlt_untrack(unsigned long ptr, u32 b)
 
 NOKPROBE_SYMBOL(mlt_untrack);
 
+/* A free whose bucket is not empty (mlt_on_free()). */
+noinline void mlt_free_slow(unsigned long ptr, u32 b)
+{
+	if (!mlt_untrack(ptr, b) && !ZERO_OR_NULL_PTR(ptr))
+		mlt_count(MLT_C_UNTRACKED_FREES, 1);
+}
+
+NOKPROBE_SYMBOL(mlt_free_slow);
+
 /* ---- hot path --------------------------------------------------------- */
 
 static __always_inline enum mlt_ctx mlt_ctx_of(void)
@@ -938,7 +962,7 @@ struct mlt_table *mlt_alloc_enter(size_t size, unsigned long call_site,
 {
 	struct mlt_table *t;
 
-	if (likely(this_cpu_sub_return(mlt_until_sample, size) > 0))
+	if (likely(mlt_countdown(size)))
 		return NULL;
 	t = mlt_admit(size);
 	if (!t || (t->flags & MLT_F_SLAB))
@@ -1430,16 +1454,21 @@ int mlt_reset_locked(void)
 		return PTR_ERR(t);
 	}
 	RCU_INIT_POINTER(mlt_table, NULL);
-	WRITE_ONCE(mlt_obj_fast, 0);
+	WRITE_ONCE(mlt_obj_fast, MLT_FAST_NONE);
 	synchronize_rcu();	/* no probe uses old or the per-CPU state now */
 	mlt_table_free(old);
 
+	/*
+	 * Frees still count untracked frees on their CPUs (MLT_FAST_NONE's
+	 * buckets are empty), so that counter is not rewritten from here but
+	 * read: the new table's count starts at the sum now.
+	 */
+	WRITE_ONCE(mlt_untracked_base, mlt_untracked_fast_sum());
 	for_each_possible_cpu(cpu) {
 		struct mlt_pcpu *pc = per_cpu_ptr(mlt_pcpu, cpu);
 
 		memset(pc->cnt, 0, sizeof(pc->cnt));
 		memset(pc->busy, 0, sizeof(pc->busy));
-		per_cpu(mlt_untracked_frees, cpu) = 0;
 		/* Full mode: the countdown stays <= 0, every allocation is slow. */
 		per_cpu(mlt_until_sample, cpu) = cfg_mode == MLT_MODE_FULL ? 0 :
 			mlt_next_interval(&pc->rnd, cfg_sample_bytes);
@@ -1516,7 +1545,7 @@ out_unwind:
 out_table:
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
 	RCU_INIT_POINTER(mlt_table, NULL);
-	WRITE_ONCE(mlt_obj_fast, 0);
+	WRITE_ONCE(mlt_obj_fast, MLT_FAST_NONE);
 out_pcpu:
 	free_percpu(mlt_pcpu);
 	return err;
@@ -1535,7 +1564,7 @@ static void __exit mlt_exit(void)
 	mlt_ready = false;
 	mlt_table_free(rcu_dereference_protected(mlt_table, true));
 	RCU_INIT_POINTER(mlt_table, NULL);
-	WRITE_ONCE(mlt_obj_fast, 0);
+	WRITE_ONCE(mlt_obj_fast, MLT_FAST_NONE);
 	mutex_unlock(&mlt_ctl_lock);
 	free_percpu(mlt_pcpu);
 }

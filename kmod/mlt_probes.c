@@ -85,10 +85,13 @@ static inline void *slab_address(const struct slab *slab)
 #define MLT_CACHE_NAME(s)	kobject_name(&(s)->kobj)
 /* The object size with its metadata, as /proc/slabinfo and kmalloc's bytes_alloc. */
 #define MLT_CACHE_SIZE(s)	((s)->size)
+/* kmem_cache_size(), without the call on every allocation. */
+#define MLT_CACHE_OBJ_SIZE(s)	((s)->object_size)
 #else
 #define MLT_CACHE_NAME(s)	NULL
 /* Not known here: the slow path asks ksize() (mlt_on_alloc()). */
 #define MLT_CACHE_SIZE(s)	0
+#define MLT_CACHE_OBJ_SIZE(s)	kmem_cache_size(s)
 #endif
 
 static void mlt_tp_kfree(void *data, unsigned long call_site, const void *ptr)
@@ -109,8 +112,14 @@ static void mlt_tp_cache_alloc(void *data, unsigned long call_site,
 			       const void *ptr, struct kmem_cache *s, gfp_t gfp,
 			       int node)
 {
-	mlt_on_alloc(ptr, kmem_cache_size(s), MLT_CACHE_SIZE(s), call_site,
-		     MLT_CACHE_NAME(s));
+	/*
+	 * mlt_on_alloc(), written out so that the cache's size with metadata
+	 * and name are read only on the slow path (arguments are read first).
+	 */
+	if (likely(mlt_countdown(MLT_CACHE_OBJ_SIZE(s))))
+		return;
+	mlt_alloc_slow(ptr, MLT_CACHE_OBJ_SIZE(s), MLT_CACHE_SIZE(s), call_site,
+		       MLT_CACHE_NAME(s));
 }
 
 static void mlt_tp_cache_free(void *data, unsigned long call_site,

@@ -1,17 +1,15 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# In-guest part of run-ab.sh. Usage: ab-guest.sh REPS OPS
+# In-guest part of run-ab.sh. Usage: ab-guest.sh REPS OPS K
 # /modules/mlt.ko is the new build, /modules/base/mlt.ko the base one.
-# Prints "@@LOAD which cap pages areas" and "@@BENCH config rep ps".
+# Prints "@@LOAD which cap pages areas" and (mlt-measure.sh) "@@BENCH
+# config rep ps" K times per configuration.
 . /lib/mlt-guest.sh
 REPS=${1:-7}
 OPS=${2:-200000}
+K=${3:-5}
 B=/sys/module/mlt_bench/parameters
-
-measure() {
-	echo "$OPS" > $B/run || return 1
-	echo "@@BENCH $1 $r $(cat $B/result_ps)"
-}
+. /lib/mlt-measure.sh
 
 # What a sampled-mode load holds: the pages of mlt's vmalloc areas.
 load() {

@@ -1,18 +1,16 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# In-guest part of run-bench.sh. Usage: bench-guest.sh REPS OPS
+# In-guest part of run-bench.sh. Usage: bench-guest.sh REPS OPS K
 # Interleaves the configurations in every repetition so that drift in the
-# (noisy, emulated) machine hits them alike. Prints "@@BENCH config rep ps".
+# (noisy, emulated) machine hits them alike; measure() (mlt-measure.sh)
+# prints "@@BENCH config rep ps" K times per configuration.
 . /lib/mlt-guest.sh
 REPS=${1:-7}
 OPS=${2:-200000}
+K=${3:-5}
 B=/sys/module/mlt_bench/parameters
 P=/sys/module/mlt/parameters
-
-measure() {
-	echo "$OPS" > $B/run || return 1
-	echo "@@BENCH $1 $r $(cat $B/result_ps)"
-}
+. /lib/mlt-measure.sh
 
 # Page alloc+free pairs of order 0 and 2: config_p0, config_p2. A pair
 # costs 10-70 us under TCG (Debian kernels zero every page they hand out,
@@ -20,8 +18,7 @@ measure() {
 measure_pages() {
 	for o in 0 2; do
 		echo $o > $B/page_order
-		echo $((OPS / 10)) > $B/run || return 1
-		echo "@@BENCH $1_p$o $r $(cat $B/result_ps)"
+		measure "$1_p$o" $((OPS / 10)) || return 1
 	done
 	echo -1 > $B/page_order
 }
@@ -34,11 +31,25 @@ while [ $r -lt "$REPS" ]; do
 	measure none
 	measure_pages none
 	echo 1 > $B/count_probe
-	measure count
 	measure_pages count
-	echo 0 > $B/count_probe
-	insmod /modules/mlt.ko mode=sampled || exit 1
-	measure sampled
+	# The target's pair, counting floor and sampled kmalloc, back to back
+	# (only the set-up and the untimed run between them), in alternating
+	# order.
+	if [ $((r % 2)) = 1 ]; then
+		measure count
+		echo 0 > $B/count_probe
+		insmod /modules/mlt.ko mode=sampled || exit 1
+		measure sampled
+	else
+		echo 0 > $B/count_probe
+		insmod /modules/mlt.ko mode=sampled || exit 1
+		measure sampled
+		rmmod mlt
+		echo 1 > $B/count_probe
+		measure count
+		echo 0 > $B/count_probe
+		insmod /modules/mlt.ko mode=sampled || exit 1
+	fi
 	measure_pages sampled
 	echo full > $P/mode
 	measure full

@@ -5,12 +5,14 @@
 # x86_64 kernel: this tree's ("new") and a git revision's ("base", default
 # main). Each repetition measures kmalloc(64)+kfree with no probe, with the
 # counting-only probe (the floor of any tracepoint tracker), with base's mlt
-# in sampled mode and with new's, the two in alternating order; before the
+# in sampled mode and with new's, the two in alternating order, each as an
+# untimed run then K timed runs (as run-bench.sh, statistics in
+# benchstat.py); before the
 # loop, what loading each in sampled mode costs: the pages of its vmalloc
 # areas in /proc/vmallocinfo (the kernel's own count), at the default cap
 # and at max_memory_kb=4096, default sample_bytes.
 #
-#   bench/kmod/run-ab.sh [REV] [REPS] [OPS]     (defaults main, 31, 50000)
+#   bench/kmod/run-ab.sh [REV] [REPS] [OPS] [K]  (defaults main, 31, 50000, 5)
 #   ICOUNT=0 bench/kmod/run-ab.sh ...   QEMU -icount shift=0,sleep=off: guest
 #                                       time is the instruction count (1 ns
 #                                       each), so the host's load does not
@@ -22,6 +24,7 @@ KMOD=$(cd "$HERE/../../kmod" && pwd)
 REV=${1:-main}
 REPS=${2:-31}
 OPS=${3:-50000}
+K=${4:-5}
 KERNEL=${KERNEL:-$(ls -d /boot/vmlinuz-6.1.0-*-amd64 | sort -V | tail -n1)}
 REL=${KERNEL#/boot/vmlinuz-}
 KDIR=${KDIR:-/usr/src/linux-headers-$REL}
@@ -38,32 +41,27 @@ echo "base: $REV ($(git -C "$KMOD/.." rev-parse --short "$REV")), new: this tree
 "$KMOD/tests/run-qemu.sh" --kernel "$KERNEL" \
 	--module "$BUILD/mlt/mlt.ko" --module "$BUILD/bench/mlt_bench.ko" \
 	--extra-file "$BASE/build/mlt/mlt.ko:/modules/base/mlt.ko" \
-	--init-hook "$HERE/ab-guest.sh" --hook-args "$REPS $OPS" \
+	--extra-file "$HERE/measure.sh:/lib/mlt-measure.sh" \
+	--init-hook "$HERE/ab-guest.sh" --hook-args "$REPS $OPS $K" \
 	--smp 1 ${ICOUNT:+--icount "$ICOUNT"} --log "$LOG" --timeout 900
 echo "host load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$LOG" "$REPS" "$OPS" <<'PY'
+PYTHONPATH=$HERE python3 - "$LOG" "$REPS" "$OPS" "$K" <<'PY'
 import statistics, sys
-log, reps, ops = sys.argv[1:]
-runs, byrep = {}, {}
-for ln in open(log, "rb").read().decode("latin-1").splitlines():
-    ln = ln.rstrip("\r")
-    if ln.startswith("@@BENCH "):
-        _, cfg, rep, ps = ln.split()
-        runs.setdefault(cfg, []).append(int(ps) / 1000.0)
-        byrep.setdefault(rep, {})[cfg] = int(ps) / 1000.0
-    elif ln.startswith("@@LOAD "):
+import benchstat as bs
+log, reps, ops, k = sys.argv[1:]
+runs, other = bs.load(log)
+for ln in other:
+    if ln.startswith("@@LOAD "):
         _, which, cap, pages, areas = ln.split()
         print("sampled load, %-4s cap %-7s: %8d bytes of vmalloc pages in %s areas (/proc/vmallocinfo)"
               % (which, cap, 4096 * int(pages), areas))
-print("%s reps x %s kmalloc(64)+kfree, QEMU TCG, 1 vCPU, log %s" % (reps, ops, log))
-med = {k: statistics.median(v) for k, v in runs.items()}
-for k in ("none", "count", "base", "new"):
-    v = runs[k]
-    print("  %-6s median %8.1f ns/op   (min %.1f, max %.1f)" % (k, med[k], min(v), max(v)))
-def paired(a, b):
-    return statistics.median(r[a] / r[b] for r in byrep.values() if a in r and b in r)
-print("ratios:            of medians   median of paired")
+least, mid = bs.per_rep(runs, min), bs.per_rep(runs, statistics.median)
+print("%s reps x %s kmalloc(64)+kfree in %s timed runs each (least of them), QEMU TCG, 1 vCPU, log %s"
+      % (reps, ops, k, log))
+for c in ("none", "count", "base", "new"):
+    print("  %-6s %s" % (c, bs.describe(least, c)))
+print("ratios:           %s" % bs.RATIO_HEAD)
 for a, b in (("count", "none"), ("base", "count"), ("new", "count"), ("new", "base")):
-    print("  %-5s / %-6s  %7.3fx     %7.3fx" % (a, b, med[a] / med[b], paired(a, b)))
+    print("  %-5s / %-6s  %s" % (a, b, bs.ratio_line(least, mid, a, b)))
 PY

@@ -6,23 +6,34 @@
 # tracepoint tracker), mlt sampled (default sample_bytes), mlt full (default
 # depth 16 with and without the stack cache, and depth 4); the same for
 # page alloc+free of order 0 and 2 (no probe, counting floor, sampled,
-# full); plus the memory per tracked object from mlt's stats. Medians over
-# REPS repetitions.
+# full); plus the memory per tracked object from mlt's stats.
 #
-#   bench/kmod/run-bench.sh [REPS] [OPS]      (defaults 31 and 50000)
+#   bench/kmod/run-bench.sh [REPS] [OPS] [K]  (defaults 31, 50000 and 5)
 #   BENCH_ARCH=arm64 bench/kmod/run-bench.sh  (the cross-built arm64 module)
+#   ICOUNT=0 bench/kmod/run-bench.sh 5        QEMU -icount shift=0,sleep=off:
+#                                       guest time is the instruction count
+#                                       (1 ns each), immune to host load;
+#                                       memory costs are not modelled
 #
 # The host is noisy (QEMU TCG shares the cores with everything else), so
-# every repetition runs all four configurations back to back, and the
-# ratios are reported both as ratios of medians and as medians of the
-# per-repetition (paired) ratios. BENCH_SMP (default 1) sets the vCPUs: the
-# loop is single-threaded, and one vCPU leaves a host core to the rest.
+# every repetition runs all the configurations back to back (the counting
+# floor's and sampled's kmalloc runs next to each other, in alternating
+# order: the target's pair as close in time as set-up allows), each as an
+# untimed run (what a configuration change costs the first run: QEMU
+# retranslating patched code, the module's first slow paths) then K timed
+# runs of OPS / K pairs; a repetition's figure for a configuration is the
+# least of its K (host preemption only adds time). Ratios are medians of
+# the per-repetition (paired) ratios with a 95 % confidence interval, and,
+# as a check, the same from the median of each K (bench/kmod/benchstat.py).
+# BENCH_SMP (default 1) sets the vCPUs: the loop is single-threaded, and
+# one vCPU leaves a host core to the rest.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 KMOD=$(cd "$HERE/../../kmod" && pwd)
 REPS=${1:-31}
 OPS=${2:-50000}
+K=${3:-5}
 KMOD_CACHE=${KMOD_CACHE:-/var/cache/kmemfleet-kmod}
 if [ "${BENCH_ARCH:-x86_64}" = arm64 ]; then
 	# Cross-built, booted with qemu-system-aarch64 -M virt -cpu max.
@@ -39,62 +50,58 @@ else
 	QARCH=x86_64
 fi
 BUILD=$KMOD/build/bench-$REL
-LOG=$KMOD/build/logs/bench-$QARCH.console.log
+LOG=$KMOD/build/logs/bench-$QARCH${ICOUNT:+-icount}.console.log
 mkdir -p "$KMOD/build/logs"
 
 make -s -C "$KMOD" "${MAKEARGS[@]}" KDIR="$KDIR" BUILD="$BUILD" >/dev/null 2>&1
 "$KMOD/tests/run-qemu.sh" --arch "$QARCH" --kernel "$KERNEL" \
 	--module "$BUILD/mlt/mlt.ko" --module "$BUILD/bench/mlt_bench.ko" \
-	--init-hook "$HERE/bench-guest.sh" --hook-args "$REPS $OPS" \
-	--smp "${BENCH_SMP:-1}" --log "$LOG" --timeout 900
+	--extra-file "$HERE/measure.sh:/lib/mlt-measure.sh" \
+	--init-hook "$HERE/bench-guest.sh" --hook-args "$REPS $OPS $K" \
+	--smp "${BENCH_SMP:-1}" ${ICOUNT:+--icount "$ICOUNT"} --log "$LOG" --timeout 900
+echo "host load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$LOG" "$KERNEL" "$REPS" "$OPS" <<'PY'
+PYTHONPATH=$HERE python3 - "$LOG" "$KERNEL" "$REPS" "$OPS" "$K" "${ICOUNT:+icount}" <<'PY'
 import base64, statistics, sys
-log, kernel, reps, ops = sys.argv[1:]
-runs, byrep, stats, cur, buf = {}, {}, {}, None, []
-for ln in open(log, "rb").read().decode("latin-1").splitlines():
-    ln = ln.rstrip("\r")
-    if ln.startswith("@@BENCH "):
-        _, cfg, rep, ps = ln.split()
-        runs.setdefault(cfg, []).append(int(ps) / 1000.0)
-        byrep.setdefault(rep, {})[cfg] = int(ps) / 1000.0
-    elif ln.startswith("@@BEGIN "):
+import benchstat as bs
+log, kernel, reps, ops, k, icount = sys.argv[1:]
+runs, other = bs.load(log)
+least, mid = bs.per_rep(runs, min), bs.per_rep(runs, statistics.median)
+stats, cur, buf = {}, None, []
+for ln in other:
+    if ln.startswith("@@BEGIN "):
         cur, buf = ln[8:], []
     elif ln.startswith("@@END ") and cur:
         for kv in base64.b64decode("".join(buf)).decode().splitlines():
-            k, _, v = kv.partition(" ")
-            stats[k] = v
+            key, _, v = kv.partition(" ")
+            stats[key] = v
         cur = None
     elif cur:
         buf.append(ln)
-med = {k: statistics.median(v) for k, v in runs.items()}
-print("kernel %s, QEMU TCG, %s reps x %s kmalloc(64)+kfree" % (kernel, reps, ops))
-for k in ("none", "count", "sampled", "full", "full_walk", "full_depth4",
+unit = "instructions (QEMU -icount, 1 ns each)" if icount else "ns, QEMU TCG"
+print("kernel %s, %s, %s reps x %s kmalloc(64)+kfree in %s timed runs each (least of them)"
+      % (kernel, unit, reps, ops, k))
+for c in ("none", "count", "sampled", "full", "full_walk", "full_depth4",
           "none_s8", "full_s8", "full_walk_s8"):
-    v = runs[k]
-    print("  %-12s median %8.1f ns/op   (min %.1f, max %.1f)" % (k, med[k], min(v), max(v)))
-def paired(a, b):
-    return statistics.median(r[a] / r[b] for r in byrep.values() if a in r and b in r)
-print("ratios:                     of medians   median of paired")
+    print("  %-12s %s" % (c, bs.describe(least, c)))
+print("ratios:                     %s" % bs.RATIO_HEAD)
 for a, b, target in (("count", "none", ""), ("sampled", "count", "(target <= 1.10x)"),
                      ("sampled", "none", ""), ("full", "none", "(target <= 8x)"),
                      ("full_walk", "none", "(stack_cache=0: every stack walked)"),
                      ("full_depth4", "none", "(depth=4)"),
                      ("full_s8", "none_s8", "(8 stacks from one call site)"),
                      ("full_walk_s8", "none_s8", "(8 stacks, stack_cache=0)")):
-    print("  %-12s / %-7s  %7.3fx     %7.3fx   %s" % (a, b, med[a] / med[b], paired(a, b), target))
+    print("  %-12s / %-7s  %s   %s" % (a, b, bs.ratio_line(least, mid, a, b), target))
 po = int(stats["bytes_per_object"])
-print("page alloc+free (alloc_pages(GFP_KERNEL, order) + __free_pages), %d per run, same boot:" % (int(ops) // 10))
+print("page alloc+free (alloc_pages(GFP_KERNEL, order) + __free_pages), %d per config, same boot:"
+      % (int(ops) // 10))
 for o in (0, 2):
-    for k in ("none", "count", "sampled", "full"):
-        kk = "%s_p%d" % (k, o)
-        v = runs[kk]
-        print("  order %d %-8s median %8.1f ns/op   (min %.1f, max %.1f)" % (o, k, med[kk], min(v), max(v)))
+    for c in ("none", "count", "sampled", "full"):
+        print("  order %d %-8s %s" % (o, c, bs.describe(least, "%s_p%d" % (c, o))))
     for a, b, target in (("count", "none", ""), ("sampled", "count", "(target <= 1.10x)"),
                          ("sampled", "none", ""), ("full", "none", "")):
-        a2, b2 = "%s_p%d" % (a, o), "%s_p%d" % (b, o)
-        print("  order %d %-8s / %-6s  %7.3fx     %7.3fx   %s" % (
-            o, a, b, med[a2] / med[b2], paired(a2, b2), target))
+        print("  order %d %-8s / %-6s  %s   %s" % (
+            o, a, b, bs.ratio_line(least, mid, "%s_p%d" % (a, o), "%s_p%d" % (b, o)), target))
 print("memory: %d bytes per tracked object (pool entry + hash bucket share; target <= 48)" % po)
 print("        %s bytes per distinct stack; pool %s bytes for %s objects and %s stacks = %.1f bytes per object all-in"
       % (stats["bytes_per_stack"], stats["pool_bytes"], stats["max_objects"], stats["max_stacks"],

@@ -815,6 +815,16 @@ def main():
             SAMPLED_TOLERANCE * 100)
     c.check("sampled_estimates_within_30pct", sampled)
 
+    def untracked_frees():
+        st0, st1, st2 = (parse_stats(sections["untracked_%s_stats" % n])["untracked_frees"]
+                         for n in ("start", "null", "churn"))
+        # 200000 frees of nothing: not counted (a few other frees happen
+        # meanwhile); 20000 untracked 64-byte objects (1.6 % sampled): counted.
+        return (st1 - st0 < 20000 and st2 - st1 >= 18000,
+                "untracked_frees %d, after 100000 kfree(NULL) + kfree(ZERO_SIZE_PTR) %d, after churn 20000 %d"
+                % (st0, st1, st2))
+    c.check("sampled_untracked_frees_count_frees_of_objects_only", untracked_frees)
+
     def sampled_alloc():
         # Weighted like bytes: each estimated object stands for its object size.
         k = c.one("sampled", "leaky_leak_kmalloc")

@@ -9,6 +9,8 @@
  *                            merges with leaky_merge_a (or another cache of
  *                            its size) (leaky_leak_merged)
  *   echo "churn K"   > run   allocate K, then free them all (leaky_transient)
+ *   echo "nullfree K" > run  kfree(NULL) and kfree(ZERO_SIZE_PTR) K times
+ *                            each: frees of nothing
  *   echo "rcu R"     > run   allocate R, free with kfree_rcu (leaky_rcu_alloc)
  *   echo "paths A B" > run   leak A + B kmallocs at one call site
  *                            (leaky_shared_alloc) reached through
@@ -306,6 +308,20 @@ static noinline int leaky_transient(unsigned int n)
 	}
 	list_for_each_entry_safe(o, tmp, &list, node)
 		kfree(o);
+	return 0;
+}
+
+static noinline int leaky_nullfree(unsigned int n)
+{
+	void *null = NULL, *zero = ZERO_SIZE_PTR;
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		OPTIMIZER_HIDE_VAR(null);
+		kfree(null);
+		OPTIMIZER_HIDE_VAR(zero);
+		kfree(zero);
+	}
 	return 0;
 }
 
@@ -972,6 +988,8 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_leak_merged(a);
 	if (!strcmp(cmd, "churn") && n == 2)
 		return leaky_transient(a);
+	if (!strcmp(cmd, "nullfree") && n == 2)
+		return leaky_nullfree(a);
 	if (!strcmp(cmd, "rcu") && n == 2)
 		return leaky_rcu_alloc(a);
 	if (!strcmp(cmd, "paths") && n == 3)
