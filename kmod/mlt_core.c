@@ -824,7 +824,14 @@ NOKPROBE_SYMBOL(mlt_untrack);
 /* A free whose bucket is not empty (mlt_on_free()). */
 noinline void mlt_free_slow(unsigned long ptr, u32 b)
 {
-	if (!mlt_untrack(ptr, b) && !ZERO_OR_NULL_PTR(ptr))
+	/*
+	 * kfree(NULL) and kfree(ZERO_SIZE_PTR) hash to two fixed buckets: once
+	 * an object sits in one, every such free would take its stripe lock
+	 * with interrupts off, to free nothing.
+	 */
+	if (ZERO_OR_NULL_PTR(ptr))
+		return;
+	if (!mlt_untrack(ptr, b))
 		mlt_count(MLT_C_UNTRACKED_FREES, 1);
 }
 
