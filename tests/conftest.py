@@ -8,7 +8,9 @@ empty database on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -295,6 +297,8 @@ def run_cli(
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):  # no core file in the repo for the abort
+                resource.prlimit(proc.pid, resource.RLIMIT_CORE, (0, 0))
             proc.send_signal(signal.SIGABRT)  # faulthandler dumps all threads, then it dies
             try:
                 stdout, stderr = proc.communicate(timeout=15)
