@@ -8,8 +8,11 @@ empty database on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -277,12 +280,35 @@ def grpc_server(database_dsn: str, tmp_path: Path) -> Iterator[RunningServer]:
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real `kmemfleet` command line in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "kmemfleet.cli.main", *args],
-        capture_output=True,
+    """Run the real `kmemfleet` command line in a subprocess.
+
+    One that outlives `timeout` fails the test with every Python thread's stack
+    (faulthandler on SIGABRT) and its output so far: a rare hang is diagnosable
+    from the one CI run that shows it."""
+    command = [sys.executable, "-X", "faulthandler", "-m", "kmemfleet.cli.main", *args]
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         cwd=REPO,
         env={**os.environ, **(env or {})},
-    )
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):  # no core file in the repo for the abort
+                resource.prlimit(proc.pid, resource.RLIMIT_CORE, (0, 0))
+            proc.send_signal(signal.SIGABRT)  # faulthandler dumps all threads, then it dies
+            try:
+                stdout, stderr = proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            pytest.fail(
+                f"`kmemfleet {' '.join(args)}` still running after {timeout:g} s; "
+                f"its threads at SIGABRT and its output:\n--- stdout\n{stdout}\n"
+                f"--- stderr\n{stderr}",
+                pytrace=False,
+            )
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
