@@ -999,18 +999,19 @@ def main():
         r = c.report("no_bulk")
         st = parse_stats(sections["no_bulk_stats"])
         log = sections["no_bulk_log"].decode("ascii", "replace")
-        left = sum(s["objects"] for s in r.by_func("leaky_rcu_alloc"))
-        print("INFO without the bulk-free kprobe: %d of 50 kfree_rcu objects still listed 2 s later; log %r"
+        left = sum(s["objects"] for s in r.by_func("leaky_bulk_alloc"))
+        print("INFO without the bulk-free kprobe: %d of 50 kfree_bulk objects still listed; log %r"
               % (left, log.strip()[:200]))
         ok = (notes["rc_insmod_no_bulk"] == "0" and notes["rc_rmmod_no_bulk"] == "0" and full == 1
               and r.header["bulk_free_probe"] == 0 and st["bulk_free_probe"] == 0
               and st["bulk_freed_objects"] == 0 and "kfree_rcu objects will look leaked" in log)
-        # x86_64: kfree_rcu() frees in bulk, so without the probe all 50 stay
-        # listed, and the refusal is the blacklist's (-EINVAL). arm64 may free
-        # them one by one (README): not asserted there.
-        x86 = notes["arch"] != "x86_64" or (
-            left == 50 and "no kprobe on kmem_cache_free_bulk (-22)" in log)
-        return ok and x86, ("insmod rc %s, header flag normally %d, without the probe %d, stats %d, "
+        # kfree_bulk() takes the bulk path on every kernel, so without the probe
+        # its frees go unseen and the objects stay listed: nearly all of them
+        # (6.1 handed 1 of 50 to a traced free once; kfree_rcu() lost all 50
+        # to kfree() at times, hence kfree_bulk() here). On x86_64 the
+        # refusal is the blacklist's (-EINVAL).
+        x86 = notes["arch"] != "x86_64" or "no kprobe on kmem_cache_free_bulk (-22)" in log
+        return ok and left >= 45 and x86, ("insmod rc %s, header flag normally %d, without the probe %d, stats %d, "
                             "%d of 50 listed, log %r") % (
             notes["rc_insmod_no_bulk"], full, r.header["bulk_free_probe"], st["bulk_free_probe"],
             left, log[:200])

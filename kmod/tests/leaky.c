@@ -12,6 +12,7 @@
  *   echo "nullfree K" > run  kfree(NULL) and kfree(ZERO_SIZE_PTR) K times
  *                            each: frees of nothing
  *   echo "rcu R"     > run   allocate R, free with kfree_rcu (leaky_rcu_alloc)
+ *   echo "bulk R"    > run   allocate R, free with kfree_bulk (leaky_bulk_alloc)
  *   echo "paths A B" > run   leak A + B kmallocs at one call site
  *                            (leaky_shared_alloc) reached through
  *                            leaky_path_a and leaky_path_b, interleaved
@@ -337,6 +338,32 @@ static noinline int leaky_rcu_alloc(unsigned int n)
 		kfree_rcu(o, rcu);
 	}
 	return 0;
+}
+
+/*
+ * Frees through kmem_cache_free_bulk() itself, which fires no free
+ * tracepoint: what kfree_rcu() does when it has a pointer-array page, but
+ * every time (kfree_rcu() may also free one by one with kfree()).
+ */
+static noinline int leaky_bulk_alloc(unsigned int n)
+{
+	unsigned int i;
+	void **p;
+	int ret = 0;
+
+	p = kcalloc(n, sizeof(*p), GFP_KERNEL);
+	if (!p)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		p[i] = kmalloc(LEAKY_RCU_OBJ, GFP_KERNEL);
+		if (!p[i]) {
+			ret = -ENOMEM;
+			break;
+		}
+	}
+	kfree_bulk(i, p);
+	kfree(p);
+	return ret;
 }
 
 /*
@@ -992,6 +1019,8 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_nullfree(a);
 	if (!strcmp(cmd, "rcu") && n == 2)
 		return leaky_rcu_alloc(a);
+	if (!strcmp(cmd, "bulk") && n == 2)
+		return leaky_bulk_alloc(a);
 	if (!strcmp(cmd, "paths") && n == 3)
 		return leaky_paths(a, b);
 	if (!strcmp(cmd, "align") && n == 2)
@@ -1045,7 +1074,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | paths A B | align N | fnptr N | branches N | branchleak F N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | pages N O | pchurn K | pcache N | big M | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | bulk R | paths A B | align N | fnptr N | branches N | branchleak F N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | pages N O | pchurn K | pcache N | big M | freeall");
 
 static void leaky_ctor(void *p)
 {

@@ -9,6 +9,28 @@ emit() {
 	echo "@@END $1"
 }
 
+# emit_sized NAME: mlt's stats (NAME_stats) and its areas in
+# /proc/vmallocinfo (NAME_vmalloc) as of one table size: a work item may
+# add a pool or stack chunk between the two reads (sample_bytes 1 samples
+# every allocation of the guest), so read again until the chunk counts
+# before and after the vmallocinfo read agree.
+emit_sized() {
+	d=/sys/kernel/debug/mlt
+	n=0
+	while :; do
+		cat $d/stats > /tmp/sized_stats.txt
+		grep '\[mlt\]' /proc/vmallocinfo > /tmp/sized_vmalloc.txt
+		grep -E '^(obj|stack)_chunks ' /tmp/sized_stats.txt > /tmp/sized_a.txt
+		grep -E '^(obj|stack)_chunks ' $d/stats > /tmp/sized_b.txt
+		n=$((n + 1))
+		cmp -s /tmp/sized_a.txt /tmp/sized_b.txt && break
+		[ $n -lt 10 ] || break
+		sleep 0.2
+	done
+	emit "$1_stats" /tmp/sized_stats.txt
+	emit "$1_vmalloc" /tmp/sized_vmalloc.txt
+}
+
 # note KEY VALUE...: one-line fact for the host checker.
 note() {
 	echo "@@NOTE $*"
