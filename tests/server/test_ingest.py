@@ -31,7 +31,9 @@ def test_retried_snapshot_is_stored_once(grpc_server: RunningServer) -> None:
     assert _count(dsn, "snapshots") == 1
     assert _count(dsn, "slab_samples") == 4
     assert _count(dsn, "stack_samples") == 3
-    assert _count(dsn, "analysis_queue") == 1
+    # Queued at most once: the server's analysis worker may already have
+    # folded it (seen in CI on Citus), so 0 is fine and 2 is not.
+    assert _count(dsn, "analysis_queue") <= 1
     assert db(dsn, "SELECT snapshots FROM devices")[0][0] == 1
 
 
