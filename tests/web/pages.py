@@ -22,6 +22,21 @@ def wait_ready(driver: Any, timeout: float = READY_S) -> None:
     raise AssertionError(f"page {driver.current_url} not ready after {timeout}s")
 
 
+def wait_text(driver: Any, css: str, timeout: float = READY_S) -> str:
+    """The text of the element `css` once one with text is on the page. Read by a script
+    each time: a form post replaces the page, so an element found before it goes stale."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = driver.execute_script(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null",
+            css,
+        )
+        if text and text.strip():
+            return str(text)
+        time.sleep(0.05)
+    raise AssertionError(f"no text in {css} on {driver.current_url} after {timeout}s")
+
+
 def open_page(driver: Any, url: str) -> None:
     driver.get(url)
     wait_ready(driver)

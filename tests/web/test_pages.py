@@ -12,7 +12,16 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from tests.web.conftest import BASE, FIRMWARE, TARGET, ConsoleFleet
-from tests.web.pages import cells, chart, login, open_page, rows, screenshot, wait_ready
+from tests.web.pages import (
+    cells,
+    chart,
+    login,
+    open_page,
+    rows,
+    screenshot,
+    wait_ready,
+    wait_text,
+)
 
 
 def _by(driver: Any, css: str) -> Any:
@@ -30,8 +39,8 @@ def test_without_a_token_the_browser_gets_the_login_form_and_a_wrong_token_is_re
     assert urlsplit(browser.current_url).path == "/login"
     _by(browser, "#token").send_keys("kmf_not-a-token")
     _by(browser, "#login-submit").click()
+    assert "Unknown or revoked" in wait_text(browser, "#login-error")
     assert urlsplit(browser.current_url).path == "/login"
-    assert "Unknown or revoked" in _by(browser, "#login-error").text
     assert browser.get_cookies() == []
     screenshot(browser, "login-refused")
 
