@@ -29,8 +29,12 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
+# From a terminal the demo keeps its server and web console up until Ctrl-C;
+# from a script it runs through and stops (DEMO_ARGS= overrides either way).
+DEMO_ARGS ?= $(shell test -t 0 && echo --serve)
+
 demo: $(BIN)/.installed
-	$(BIN)/kmemfleet demo
+	$(BIN)/kmemfleet demo $(DEMO_ARGS)
 
 # -rs lists every skipped test with the reason and the install hint.
 test: $(BIN)/.installed

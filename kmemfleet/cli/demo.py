@@ -92,11 +92,17 @@ async def _demo(args: argparse.Namespace, data_dir: Path) -> int:
             await run_fleet(
                 app.address, devices=args.devices, hours=args.hours, seed=args.seed, say=_say
             )
-        if app.console_url:
-            _say(f"\nweb console: {app.console_url}/fleet")
         if args.serve:
+            if app.console_url:
+                _say(f"\nweb console: {app.console_url}/fleet")
             _say("serving until Ctrl-C (the server's gRPC address is above)")
             await _until_interrupted()
+        elif app.console_url:
+            # The server stops with the demo: a printed URL would be dead on arrival.
+            _say(
+                "\nthe web console stopped with the demo; `kmemfleet demo --serve` "
+                "(or `make demo` from a terminal) keeps it running until Ctrl-C"
+            )
     finally:
         await app.stop()
     _say(f"\ndone in {time.monotonic() - t0:.1f}s")

@@ -214,6 +214,43 @@ def test_diff_page_shows_the_regression_first_with_both_curves(
     screenshot(logged_in, "diff")
 
 
+def test_diff_without_versions_compares_the_two_newest_analysed_firmware(
+    logged_in: Any, console_fleet: ConsoleFleet
+) -> None:
+    """The header's Diff link: a version that sorts newest but runs on one device with no
+    analysed cohort (a developer's "local" build) is not taken as the target."""
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    f = console_fleet
+    one = "zz-bench-device"
+
+    async def sql(query: str) -> None:
+        conn = await asyncpg.connect(f.dsn)
+        try:
+            await conn.execute(query)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql(
+        "INSERT INTO devices (device_id, firmware_version, last_boot_id, first_seen, last_seen) "
+        f"VALUES ('{one}', 'local', 'b', now(), now())"
+    ))  # fmt: skip
+    try:
+        versions = [
+            v["firmware_version"]
+            for v in f.secured.json("/api/v1/fleet", f.reader_token)["firmware"]
+        ]
+        assert versions[0] == "local"  # it does sort newest
+        open_page(logged_in, f.secured.url + "/diff")
+        query = parse_qs(urlsplit(logged_in.current_url).query)
+        assert (query["base"], query["target"]) == ([BASE], [TARGET])
+        assert rows(logged_in, "diff-regression")[0] == f.truth["regression_signature"]
+    finally:
+        asyncio.run(sql(f"DELETE FROM devices WHERE device_id = '{one}'"))
+
+
 def test_insecure_server_serves_pages_without_a_login(
     browser: Any, console_fleet: ConsoleFleet
 ) -> None:

@@ -375,8 +375,12 @@
     const p = params();
     let base = p.get("base"), target = p.get("target");
     if (!base || !target) {
+      // The two newest versions a cohort was analysed for (>= 2 devices): a version
+      // sorted newest but run by one bench device (the demo's "local") is no release.
       const fleet = await api("/api/v1/fleet");
-      const vs = fleet.firmware.map((f) => f.firmware_version);
+      const all = fleet.firmware.map((f) => f.firmware_version);
+      const cohorts = fleet.firmware.filter((f) => f.devices_analysed >= 2).map((f) => f.firmware_version);
+      const vs = cohorts.length >= 2 ? cohorts : all;
       if (vs.length < 2) { app.replaceChildren(el("p", { text: "A diff needs two firmware versions." })); return; }
       target = target || vs[0]; base = base || vs[1];
       setParams({ base, target });
@@ -470,7 +474,10 @@
         series: doc.slab_history.series.map((s) => ({ label: s.cache, values: s.bytes })) });
     }
     app.append(el("h2", { text: "Stacks (" + doc.stacks_total + ", largest first)" }), table("stacks", [
-      { key: "signature", label: "Stack", cls: "sig", render: (s) => stackLink(d.firmware_version, "stack", s.signature) },
+      // A stack judged on no boot long enough (no verdict, or "insufficient") has no
+      // fleet page yet: its signature is shown, not linked to a 404.
+      { key: "signature", label: "Stack", cls: "sig", render: (s) => (s.verdict && s.verdict !== "insufficient"
+        ? stackLink(d.firmware_version, "stack", s.signature) : el("span", { text: short(s.signature) })) },
       { key: "bytes", label: "Bytes", num: true, render: (s) => fmtBytes(s.bytes) },
       { key: "objects", label: "Objects", num: true },
       { key: "growth_bytes_per_hour", label: "KiB/h", num: true, render: (s) => fmtRate(s.growth_bytes_per_hour) },
