@@ -24,6 +24,14 @@ from tests.web.pages import (
 )
 
 
+def _hover(driver: Any, css: str) -> None:
+    """Move the mouse over the right half of an element (a chart's plotting area)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    target = _by(driver, css)
+    ActionChains(driver).move_to_element_with_offset(target, target.size["width"] // 4, 0).perform()
+
+
 def _by(driver: Any, css: str) -> Any:
     from selenium.webdriver.common.by import By
 
@@ -211,6 +219,13 @@ def test_diff_page_shows_the_regression_first_with_both_curves(
     assert rows(logged_in, "diff-regression")[0] == f.truth["regression_signature"]
     first = chart(logged_in, "diff-1")
     assert first["series"] >= 1 and all(first["points"]) and first["drawn"] > 100
+    # The key says which colour is which version; hovering reads the values out.
+    key = _by(logged_in, "#diff-key").text
+    assert f"base {BASE}" in key and f"target {TARGET}" in key
+    _hover(logged_in, "#chart-diff-1 .u-over")
+    readout = wait_text(logged_in, "#readout-diff-1")
+    assert " h: " in readout and any(v in readout for v in first["labels"]), readout
+    assert any(u in readout for u in (" B", "KiB", "MiB", "GiB")), readout
     screenshot(logged_in, "diff")
 
 

@@ -145,12 +145,28 @@
           value: spec.bytes ? (u, v) => fmtBytes(v) : undefined,
         }))],
     };
+    // Sparklines and the diff's small charts have no legend: one line under them
+    // reads out the values under the cursor instead.
+    const readout = spec.spark || spec.small ? el("div", { class: "readout", id: "readout-" + id }) : null;
+    if (readout) opts.hooks = { setCursor: [(u) => { readout.textContent = cursorText(u, spec); }] };
     if (kmf.charts[id]) kmf.charts[id].destroy();
     const box = el("div", { class: spec.spark ? "spark" : "chart", id: "chart-" + id, title: spec.tooltip || null });
     parent.append(box);
+    if (readout) parent.append(readout);
     const u = new uPlot(opts, data, box);
     kmf.charts[id] = u;
     return u;
+  }
+  function cursorText(u, spec) {
+    const i = u.cursor.idx;
+    if (i === null || i === undefined) return "";
+    const x = u.data[0][i];
+    const at = spec.time ? new Date(x * 1000).toLocaleString() : (+x).toFixed(1) + " h";
+    const values = spec.series.map((s, k) => {
+      const v = u.data[k + 1][i];
+      return s.label + " " + (v === null || v === undefined ? "-" : spec.bytes ? fmtBytes(v) : String(v));
+    });
+    return at + ": " + values.join(", ");
   }
   // Series on different x grids (one per boot or version) on one shared, sorted x.
   function union(curves, xKey, yKey) {
@@ -392,7 +408,10 @@
     document.title = "kmemfleet: diff " + base + " -> " + target;
     app.replaceChildren(el("h1", { text: "Diff: " + base + " \u2192 " + target }),
       el("p", { class: "muted", text: "base " + doc.base_cohort.devices + " devices (median " + doc.base_cohort.median_hours +
-        " h), target " + doc.target_cohort.devices + " devices (median " + doc.target_cohort.median_hours + " h)" }));
+        " h), target " + doc.target_cohort.devices + " devices (median " + doc.target_cohort.median_hours + " h)" }),
+      el("p", { id: "diff-key" }, el("span", { class: "key-base", text: "\u2014 base " + base }), " ",
+        el("span", { class: "key-target", text: "\u2014 target " + target }),
+        el("span", { class: "muted", text: " (median bytes against uptime; hover a curve for its values)" })));
     const entries = doc.entries.map((d, i) => Object.assign({ rank: i + 1, subject: (d.target || d.base).subject }, d));
     const side = (e, k) => (e ? e[k] : 0);
     const tables = [];
@@ -421,7 +440,7 @@
           if (!have.length) { span.append(el("span", { class: "muted", text: "no points" })); continue; }
           const u = union(have.map((x) => x[1]), "uptime_h", "median");
           chart("diff-" + d.rank, span, {
-            width: 320, height: 120, small: true, bytes: true, x: u.x, xLabel: "uptime (h)",
+            width: 320, height: 160, small: true, bytes: true, x: u.x, xLabel: "uptime (h)",
             tooltip: have.map((x) => x[0] + ": median " + fmtBytes(x[1].median[x[1].median.length - 1]) + " at " + x[1].uptime_h[x[1].uptime_h.length - 1] + " h").join("; "),
             series: have.map((x, i) => ({ label: x[0], values: u.ys[i], color: x[0] === base ? "#1f77b4" : "#d62728" })),
           });
