@@ -140,3 +140,34 @@ def test_a_rise_within_its_own_noise_band_is_noise_for_meminfo_series() -> None:
     clean = series(0.0)
     kept = trend.beyond_noise_band(clean, trend.judge(clean))
     assert kept.kind == "leak" and kept.leaking
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda t, r: 4096.0,  # flat
+        lambda t, r: 8 * KIB + 0.5 * KIB * t,  # flat: below the rate floor
+        lambda t, r: 900 * KIB - 10 * KIB * t,  # decreasing
+        lambda t, r: 20 * KIB + 500 * KIB * ((t / 2.0) % 1.0),  # sawtooth
+        lambda t, r: 20 * KIB + 8 * KIB * t + 200 * KIB * ((t / 2.0) % 1.0),  # leak by troughs
+        lambda t, r: 50 * KIB + 1.2 * KIB * t,  # leak
+    ],
+)
+def test_every_verdict_carries_the_first_value_it_judged(
+    fn: Callable[[float, random.Random], float],
+) -> None:
+    # The fleet step reads what a device held near boot from `first` (ranking._boot_bytes)
+    # and the device page shows last - first as growth, whatever the verdict.
+    rng = random.Random(1)
+    samples = [(k * 300.0, fn(k * 300.0 / 3600, rng)) for k in range(24 * 12 + 1)]
+    grid = sorted({buckets.bucket_of(t) for t, _ in samples})
+    series = buckets.series(buckets.fold(samples), grid)
+    v = trend.judge(series)
+    assert v.kind != "insufficient"
+    assert v.first == trend.downsample(series)[0].last > 0, v  # the first point judged
+
+
+def test_an_insufficient_series_records_its_first_value_too() -> None:
+    series = buckets.series(buckets.fold([(0.0, 7000.0), (300.0, 7100.0)]), [0, 300])
+    v = trend.judge(series)
+    assert v.kind == "insufficient" and v.first == trend.downsample(series)[0].last > 0

@@ -197,7 +197,8 @@ def judge(
     last = buckets[-1].last if buckets else 0.0
     span = buckets[-1].t_hours - buckets[0].t_hours if n else 0.0
     if n < max(3, min_points) or span < min_span_hours or span <= 0:
-        return Verdict("insufficient", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0)
+        first = buckets[0].last if buckets else 0.0
+        return Verdict("insufficient", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0, first=first)
     ts = [b.t_hours for b in buckets]
     values = [b.last for b in buckets]
     drops = drop_indices(values)
@@ -220,12 +221,30 @@ def judge(
     sigma = robust_sigma(ts, values, slope)
     rise = rate * span
     snr = rise / sigma if sigma > 0 else math.inf
+    # Every verdict carries its first value: the fleet step reads what a device
+    # held near boot from it, whatever the verdict (0 meant "not recorded").
+    first = values[0]
     if z <= 0 or p >= MAX_P_VALUE:
         kind = "decreasing" if z < 0 and p < MAX_P_VALUE else "flat"
-        return Verdict(kind, False, rate, p, z, span, n, 0.0, last, 0.0, noise=sigma, trend=slope)
+        return Verdict(
+            kind, False, rate, p, z, span, n, 0.0, last, 0.0, first=first, noise=sigma, trend=slope
+        )
     if rate < MIN_SLOPE_BYTES_PER_HOUR:
-        return Verdict("flat", False, rate, p, z, span, n, 0.0, last, 0.0, noise=sigma, trend=slope)
-    first = values[0]
+        return Verdict(
+            "flat",
+            False,
+            rate,
+            p,
+            z,
+            span,
+            n,
+            0.0,
+            last,
+            0.0,
+            first=first,
+            noise=sigma,
+            trend=slope,
+        )
     if recent < PLATEAU_RECENT_RATIO * slope or _levelled_off(values):
         level, settle = _plateau_level(ts, values)
         return Verdict(
@@ -462,7 +481,19 @@ def _judge_troughs(
         ts, lows = window_minima(buckets, 8)
     if len(lows) < 2:
         return Verdict(
-            "sawtooth", False, 0.0, 1.0, 0.0, span, n, 0.0, last, 0.0, noise=sigma, trend=raw_slope
+            "sawtooth",
+            False,
+            0.0,
+            1.0,
+            0.0,
+            span,
+            n,
+            0.0,
+            last,
+            0.0,
+            first=raw[0],
+            noise=sigma,
+            trend=raw_slope,
         )
     pairs = len(lows) * (len(lows) - 1) // 2
     s = sum(
@@ -484,7 +515,19 @@ def _judge_troughs(
         or max(lows) - lows[0] < TROUGH_MIN_RISE * value_range
     ):
         return Verdict(
-            "sawtooth", False, slope, p, z, span, n, 0.0, last, 0.0, noise=sigma, trend=raw_slope
+            "sawtooth",
+            False,
+            slope,
+            p,
+            z,
+            span,
+            n,
+            0.0,
+            last,
+            0.0,
+            first=raw[0],
+            noise=sigma,
+            trend=raw_slope,
         )
     confidence = tau * min(1.0, span / 12.0) * min(1.0, len(lows) / 8.0)
     return Verdict(
@@ -498,6 +541,7 @@ def _judge_troughs(
         slope * span,
         last,
         round(confidence, 4),
+        first=raw[0],
         noise=sigma,
         trend=raw_slope,
     )
