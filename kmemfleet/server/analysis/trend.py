@@ -72,6 +72,16 @@ class Verdict:
     trend: float = 0.0  # Theil-Sen slope of the values themselves (a saw's troughs aside)
 
 
+def _not_rising(
+    kind: str, slope: float, p: float, z: float, span: float, n: int,
+    last: float, first: float, noise: float, trend: float,
+) -> Verdict:  # fmt: skip
+    """A verdict with no rise to report (flat, decreasing, a saw that does not leak)."""
+    return Verdict(
+        kind, False, slope, p, z, span, n, 0.0, last, 0.0, first=first, noise=noise, trend=trend
+    )
+
+
 def mann_kendall(values: Sequence[float]) -> tuple[float, float]:
     """(z, two-sided p) of the Mann-Kendall trend test, variance corrected for ties."""
     n = len(values)
@@ -226,25 +236,9 @@ def judge(
     first = values[0]
     if z <= 0 or p >= MAX_P_VALUE:
         kind = "decreasing" if z < 0 and p < MAX_P_VALUE else "flat"
-        return Verdict(
-            kind, False, rate, p, z, span, n, 0.0, last, 0.0, first=first, noise=sigma, trend=slope
-        )
+        return _not_rising(kind, rate, p, z, span, n, last, first, sigma, slope)
     if rate < MIN_SLOPE_BYTES_PER_HOUR:
-        return Verdict(
-            "flat",
-            False,
-            rate,
-            p,
-            z,
-            span,
-            n,
-            0.0,
-            last,
-            0.0,
-            first=first,
-            noise=sigma,
-            trend=slope,
-        )
+        return _not_rising("flat", rate, p, z, span, n, last, first, sigma, slope)
     if recent < PLATEAU_RECENT_RATIO * slope or _levelled_off(values):
         level, settle = _plateau_level(ts, values)
         return Verdict(
@@ -480,21 +474,7 @@ def _judge_troughs(
     else:
         ts, lows = window_minima(buckets, 8)
     if len(lows) < 2:
-        return Verdict(
-            "sawtooth",
-            False,
-            0.0,
-            1.0,
-            0.0,
-            span,
-            n,
-            0.0,
-            last,
-            0.0,
-            first=raw[0],
-            noise=sigma,
-            trend=raw_slope,
-        )
+        return _not_rising("sawtooth", 0.0, 1.0, 0.0, span, n, last, raw[0], sigma, raw_slope)
     pairs = len(lows) * (len(lows) - 1) // 2
     s = sum(
         (lows[j] > lows[i]) - (lows[j] < lows[i])
@@ -514,21 +494,7 @@ def _judge_troughs(
         or (len(lows) == 2 and ts[1] - ts[0] < span / 3)
         or max(lows) - lows[0] < TROUGH_MIN_RISE * value_range
     ):
-        return Verdict(
-            "sawtooth",
-            False,
-            slope,
-            p,
-            z,
-            span,
-            n,
-            0.0,
-            last,
-            0.0,
-            first=raw[0],
-            noise=sigma,
-            trend=raw_slope,
-        )
+        return _not_rising("sawtooth", slope, p, z, span, n, last, raw[0], sigma, raw_slope)
     confidence = tau * min(1.0, span / 12.0) * min(1.0, len(lows) / 8.0)
     return Verdict(
         "leak",
