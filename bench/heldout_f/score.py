@@ -21,23 +21,12 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from bench.heldout_e.score import (
-    SeedResult,
-    admin,
-    cli,
-    entry_key,
-    import_all,
-    naive_listing,
-    postgres,
-    rate,
-    server,
-    with_db,
-)
+from bench.heldout_e.score import SeedResult, list_seed, postgres, rate
 from bench.heldout_f import generate as gen
 
 SEEDS = tuple(range(1, 11))
@@ -62,65 +51,57 @@ NOT_HIDDEN = (
 
 
 def load_or_generate(
-    seed: int, folder: Path, quick: bool
+    generator: ModuleType, seed: int, folder: Path, quick: bool
 ) -> tuple[dict[str, Any], list[Path], str]:
-    """A seed's labels, bundles and bundle hash; a kept folder is checked against its labels."""
+    """A seed's labels, bundles and bundle hash from a held-out set's `generator`
+    module; a kept folder is checked against its labels (and, when they say, against
+    --quick: a quick fleet's cohorts differ)."""
     if (folder / "labels.json").exists():
         labels = json.loads((folder / "labels.json").read_text())
-        sha = gen.bundle_digest(folder)
+        sha = generator.bundle_digest(folder)
         if sha != labels["bundles_sha256"]:
             raise SystemExit(f"{folder}: bundles sha256 {sha} is not the one generated")
     else:
-        g = gen.generate(seed, folder, quick)
+        g = generator.generate(seed, folder, quick)
         labels, sha = g.labels, g.sha256
+    if "quick" in labels and bool(labels["quick"]) != quick:
+        raise SystemExit(f"{folder}: generated with quick={labels['quick']}, not {quick}")
     bundles = sorted(p for p in (folder / "bundles").iterdir() if p.is_dir())
     return labels, bundles, sha
 
 
 def score_seed(
-    seed: int, pg: str, root: Path, quick: bool, jobs: int, keep: bool, log_dir: Path
+    seed: int,
+    pg: str,
+    root: Path,
+    quick: bool,
+    jobs: int,
+    keep: bool,
+    log_dir: Path,
+    generator: ModuleType = gen,
+    set_name: str = "F",
 ) -> SeedResult:
+    """Generate (or reuse) one seed of a held-out set and list it through the real
+    pipeline (heldout_e.score.list_seed); the bundles must hash as registered."""
     t0 = time.monotonic()
     folder = root / f"seed-{seed:02d}"
-    labels, bundles, sha = load_or_generate(seed, folder, quick)
-    want = gen.registered_hashes().get(seed)
+    labels, bundles, sha = load_or_generate(generator, seed, folder, quick)
+    want = generator.registered_hashes().get(seed)
     if want and not quick and want[0] != sha:
-        raise SystemExit(f"seed {seed}: bundles sha256 {sha}, registered {want[0]}: not F")
+        raise SystemExit(f"seed {seed}: bundles sha256 {sha}, registered {want[0]}: not {set_name}")
     print(f"seed {seed:2d}: bundles sha256 {sha} ({len(bundles)} devices)", flush=True)
-    naive = naive_listing(bundles)
-    db = f"heldout_f_{seed}_{uuid.uuid4().hex[:8]}"
-    admin(pg, f"CREATE DATABASE {db}")
-    listed: dict[str, set[str]] = {}
-    sat: dict[str, set[str]] = {}
-    unmatched: dict[str, list[str]] = {}
+    db_prefix = "heldout_" + set_name.lower()
     try:
-        with server(with_db(pg, db), log_dir / f"server-seed-{seed:02d}.log") as address:
-            totals = import_all(address, bundles, jobs)
-            t_import = time.monotonic() - t0
-            for fw, f in labels["firmware"].items():
-                r = cli(
-                    "leaks", "--insecure", "--server", address, "--firmware", fw, "--json",
-                    "--include", "saturating", "--top", "1000", "--wait", "900",
-                )  # fmt: skip
-                if r.returncode != 0:
-                    raise RuntimeError(f"leaks {fw} failed: {r.stderr[-2000:]}")
-                doc = json.loads(r.stdout)
-                keys = [entry_key(e) for e in doc.get("entries", [])]
-                listed[fw] = {k for k in keys if k}
-                sat[fw] = {k for k in map(entry_key, doc.get("saturating", [])) if k}
-                known = f["signatures"]
-                unmatched[fw] = sorted(str(k or "?") for k in keys if k is None or k not in known)
+        result = list_seed(db_prefix, seed, sha, labels, bundles, pg, jobs, log_dir)
     finally:
-        admin(pg, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
-    dt = time.monotonic() - t0
+    result.seconds = time.monotonic() - t0
     print(
-        f"seed {seed:2d}: scored in {dt:.0f} s (generate + import {t_import:.0f} s),"
-        f" import {totals}",
+        f"seed {seed:2d}: scored in {result.seconds:.0f} s, import {result.import_totals}",
         flush=True,
     )
-    return SeedResult(seed, sha, labels, listed, sat, unmatched, naive, totals, dt)
+    return result
 
 
 # ----------------------------------------------------------------------------- report

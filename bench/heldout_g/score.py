@@ -18,95 +18,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 from bench.heldout_e.score import (
     SeedResult,
-    admin,
-    cli,
-    entry_key,
-    import_all,
-    naive_listing,
     postgres,
     rate,
-    server,
-    with_db,
 )
+from bench.heldout_f import score as heldout_f
 from bench.heldout_f.score import raw, signatures
 from bench.heldout_g import generate as gen
 
 RARE = "leak_flaky_cohort"
 
 
-def load_or_generate(
-    seed: int, folder: Path, quick: bool
-) -> tuple[dict[str, Any], list[Path], str]:
-    """A seed's labels, bundles and bundle hash; a kept folder is checked against its labels."""
-    if (folder / "labels.json").exists():
-        labels = json.loads((folder / "labels.json").read_text())
-        sha = gen.bundle_digest(folder)
-        if sha != labels["bundles_sha256"]:
-            raise SystemExit(f"{folder}: bundles sha256 {sha} is not the one generated")
-    else:
-        g = gen.generate(seed, folder, quick)
-        labels, sha = g.labels, g.sha256
-    if bool(labels.get("quick")) != quick:
-        raise SystemExit(f"{folder}: generated with quick={labels.get('quick')}, not {quick}")
-    bundles = sorted(p for p in (folder / "bundles").iterdir() if p.is_dir())
-    return labels, bundles, sha
-
-
 def score_seed(
     seed: int, pg: str, root: Path, quick: bool, jobs: int, keep: bool, log_dir: Path
 ) -> SeedResult:
-    t0 = time.monotonic()
-    folder = root / f"seed-{seed:02d}"
-    labels, bundles, sha = load_or_generate(seed, folder, quick)
-    want = gen.registered_hashes().get(seed)
-    if want and not quick and want[0] != sha:
-        raise SystemExit(f"seed {seed}: bundles sha256 {sha}, registered {want[0]}: not G")
-    print(f"seed {seed:2d}: bundles sha256 {sha} ({len(bundles)} devices)", flush=True)
-    naive = naive_listing(bundles)
-    db = f"heldout_g_{seed}_{uuid.uuid4().hex[:8]}"
-    admin(pg, f"CREATE DATABASE {db}")
-    listed: dict[str, set[str]] = {}
-    sat: dict[str, set[str]] = {}
-    unmatched: dict[str, list[str]] = {}
-    try:
-        with server(with_db(pg, db), log_dir / f"server-seed-{seed:02d}.log") as address:
-            totals = import_all(address, bundles, jobs)
-            t_import = time.monotonic() - t0
-            for fw, f in labels["firmware"].items():
-                r = cli(
-                    "leaks", "--insecure", "--server", address, "--firmware", fw, "--json",
-                    "--include", "saturating", "--top", "1000", "--wait", "900",
-                )  # fmt: skip
-                if r.returncode != 0:
-                    raise RuntimeError(f"leaks {fw} failed: {r.stderr[-2000:]}")
-                doc = json.loads(r.stdout)
-                keys = [entry_key(e) for e in doc.get("entries", [])]
-                listed[fw] = {k for k in keys if k}
-                sat[fw] = {k for k in map(entry_key, doc.get("saturating", [])) if k}
-                known = f["signatures"]
-                unmatched[fw] = sorted(str(k or "?") for k in keys if k is None or k not in known)
-    finally:
-        admin(pg, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        if not keep:
-            shutil.rmtree(folder, ignore_errors=True)
-    dt = time.monotonic() - t0
-    print(
-        f"seed {seed:2d}: scored in {dt:.0f} s (generate + import {t_import:.0f} s),"
-        f" import {totals}",
-        flush=True,
-    )
-    return SeedResult(seed, sha, labels, listed, sat, unmatched, naive, totals, dt)
+    return heldout_f.score_seed(seed, pg, root, quick, jobs, keep, log_dir, gen, "G")
 
 
 # ----------------------------------------------------------------------------- report
