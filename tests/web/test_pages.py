@@ -94,6 +94,13 @@ def test_firmware_page_ranks_as_kmemfleet_leaks_and_draws_every_sparkline(
     for rank in range(1, len(expected) + 1):
         spark = chart(logged_in, f"spark-{rank}")
         assert spark["series"] == 3 and all(spark["points"]) and spark["drawn"] > 20
+    # Hovering a sparkline reads out its median there, and moves nothing on the page.
+    where = "return document.getElementById('chart-spark-1').getBoundingClientRect().toJSON()"
+    before = logged_in.execute_script(where)
+    _hover(logged_in, "#chart-spark-1 .u-over")
+    readout = wait_text(logged_in, "#readout-spark-1")
+    assert " h: median " in readout and "p90" not in readout, readout
+    assert logged_in.execute_script(where) == before
     logged_in.set_window_size(1300, 640)  # the README's picture: the ranking, no blank page
     try:
         screenshot(logged_in, "firmware-leaks")
@@ -273,3 +280,16 @@ def test_insecure_server_serves_pages_without_a_login(
     open_page(browser, f.open.url + "/fleet")
     assert urlsplit(browser.current_url).path == "/fleet"
     assert sorted(rows(browser, "firmware", "data-key")) == sorted(FIRMWARE)
+
+
+def test_device_stacks_say_which_have_a_stack_page(console_fleet: ConsoleFleet) -> None:
+    """The device page links a stack only when its stack page answers (`analysed`)."""
+    f = console_fleet
+    device = f.cli_devices["devices"][0]["device_id"]
+    doc = f.secured.json(f"/api/v1/devices/{quote(device, safe='')}", f.reader_token)
+    assert doc["stacks"]
+    for s in doc["stacks"][:20]:
+        q = f"firmware={quote(doc['device']['firmware_version'])}&subject=stack"
+        q += f"&signature={quote(s['signature'], safe='')}"
+        status = f.secured.get(f"/api/v1/stack?{q}", f.reader_token)[0]
+        assert status == (200 if s["analysed"] else 404), (s, status)

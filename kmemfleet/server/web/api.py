@@ -697,6 +697,22 @@ class Api:
                     "leaking": v.get("leaking", False),
                 }
             )
+        # Whether the stack page has anything for it on this firmware (a summary row):
+        # the page links only those, never to a 404.
+        async with self.pool.acquire() as conn:
+            summarized = {
+                r["signature"]
+                for r in await conn.fetch(
+                    """SELECT signature FROM analysis_summary
+                        WHERE firmware_version = $1 AND subject = $2
+                          AND signature = ANY($3::text[])""",
+                    d.firmware_version,
+                    series.SUBJECTS["stack"],
+                    [r["signature"] for r in stack_rows],
+                )
+            }
+        for row in stack_rows:
+            row["analysed"] = row["signature"] in summarized
         return await json_off_loop(
             {
                 "device": {

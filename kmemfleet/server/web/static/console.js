@@ -148,6 +148,9 @@
     // Sparklines and the diff's small charts have no legend: one line under them
     // reads out the values under the cursor instead.
     const readout = spec.spark || spec.small ? el("div", { class: "readout", id: "readout-" + id }) : null;
+    // As wide as the chart, never wider: a readout that widened its table column
+    // would move the chart from under the cursor.
+    if (readout) readout.style.width = opts.width + "px";
     if (readout) opts.hooks = { setCursor: [(u) => { readout.textContent = cursorText(u, spec); }] };
     if (kmf.charts[id]) kmf.charts[id].destroy();
     const box = el("div", { class: spec.spark ? "spark" : "chart", id: "chart-" + id, title: spec.tooltip || null });
@@ -162,9 +165,10 @@
     if (i === null || i === undefined) return "";
     const x = u.data[0][i];
     const at = spec.time ? new Date(x * 1000).toLocaleString() : (+x).toFixed(1) + " h";
-    const values = spec.series.map((s, k) => {
+    const values = spec.series.flatMap((s, k) => {
+      if (s.readout === false) return [];
       const v = u.data[k + 1][i];
-      return s.label + " " + (v === null || v === undefined ? "-" : spec.bytes ? fmtBytes(v) : String(v));
+      return [s.label + " " + (v === null || v === undefined ? "-" : spec.bytes ? fmtBytes(v) : String(v))];
     });
     return at + ": " + values.join(", ");
   }
@@ -264,9 +268,9 @@
       chart("spark-" + e.rank, span, {
         spark: true, width: 160, height: 36, bytes: true, x: c.uptime_h,
         tooltip: "median " + fmtBytes(c.median[c.median.length - 1]) + " at " + c.uptime_h[c.uptime_h.length - 1] + " h uptime",
-        series: [{ label: "p10", values: c.p10, color: "#9ab", width: 1 },
+        series: [{ label: "p10", values: c.p10, color: "#9ab", width: 1, readout: false },
                  { label: "median", values: c.median, color: "#d62728", width: 1.5 },
-                 { label: "p90", values: c.p90, color: "#9ab", width: 1 }],
+                 { label: "p90", values: c.p90, color: "#9ab", width: 1, readout: false }],
       });
     }
   }
@@ -493,9 +497,9 @@
         series: doc.slab_history.series.map((s) => ({ label: s.cache, values: s.bytes })) });
     }
     app.append(el("h2", { text: "Stacks (" + doc.stacks_total + ", largest first)" }), table("stacks", [
-      // A stack judged on no boot long enough (no verdict, or "insufficient") has no
-      // fleet page yet: its signature is shown, not linked to a 404.
-      { key: "signature", label: "Stack", cls: "sig", render: (s) => (s.verdict && s.verdict !== "insufficient"
+      // A stack with no analysis summary on this firmware yet has no stack page:
+      // its signature is shown, not linked to a 404.
+      { key: "signature", label: "Stack", cls: "sig", render: (s) => (s.analysed
         ? stackLink(d.firmware_version, "stack", s.signature) : el("span", { text: short(s.signature) })) },
       { key: "bytes", label: "Bytes", num: true, render: (s) => fmtBytes(s.bytes) },
       { key: "objects", label: "Objects", num: true },
