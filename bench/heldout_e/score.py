@@ -295,7 +295,9 @@ def list_seed(
     evidence: dict[str, dict[str, str]] = {}
     try:
         with server(with_db(pg, db), log_dir / f"server-seed-{seed:02d}.log") as address:
+            t0 = time.monotonic()
             totals = import_all(address, bundles, jobs)
+            print(f"seed {seed:2d}: imported in {time.monotonic() - t0:.0f} s", flush=True)
             for fw, f in labels["firmware"].items():
                 r = cli(
                     "leaks", "--insecure", "--server", address, "--firmware", fw, "--json",

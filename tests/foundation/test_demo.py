@@ -20,3 +20,4 @@ def test_demo_round_trips_a_real_snapshot_and_ranks_the_planted_regression_first
     assert "web console: http://127.0.0.1:" in text
     # Without --serve the server stops with the demo: no URL is offered as if it were live.
     assert "web console stopped with the demo" in text
+    assert text.count("web console: http://") == 1  # only while it ran, at [1/4]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from importlib import resources
 
 import asyncpg
 import pytest
@@ -236,5 +237,41 @@ async def test_a_definition_of_an_out_of_range_kind_is_dropped_not_the_snapshot(
         limits.sanitize(snap)  # what ingest does before the writer
         outcome = (await SnapshotWriter().write_batch(conn, [prepare(snap)]))[0]
         assert outcome.result is Result.STORED
+    finally:
+        await conn.close()
+
+
+async def test_0083_queues_boots_whose_verdicts_lack_their_first_value(database_dsn: str) -> None:
+    """Verdicts judged before trend.judge recorded every first value stored 0 for
+    flat, decreasing, sawtooth, trough-leak and insufficient series: those boots, and
+    only those, are judged again."""
+    migrations = resources.files("kmemfleet.server.storage") / "migrations"
+    sql = (migrations / "0083_analysis_first_value.sql").read_text()
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await migrate(conn)
+        rows = [  # (boot, kind, first_value)
+            ("b-flat-0", "flat", 0),
+            ("b-saw-0", "sawtooth", 0),
+            ("b-flat-known", "flat", 4096),
+            ("b-plateau-0", "plateau", 0),  # converging verdicts always recorded it
+        ]
+        for boot, kind, first in rows:
+            await conn.execute(
+                """INSERT INTO analysis_series (device_id, boot_id, subject, key,
+                       firmware_version, signature, kind, leaking, slope, p_value, growth,
+                       confidence, span_hours, points, last_value, first_value)
+                   VALUES ('dev-0083', $1, 1, $1, '1.0', $1, $2, false, 0, 1, 0, 0, 24,
+                           64, 8192, $3)""",
+                boot,
+                kind,
+                first,
+            )
+        await conn.execute("DELETE FROM analysis_touched WHERE device_id = 'dev-0083'")
+        await conn.execute(sql)
+        touched = await conn.fetch(
+            "SELECT boot_id FROM analysis_touched WHERE device_id = 'dev-0083' ORDER BY 1"
+        )
+        assert [r[0] for r in touched] == ["b-flat-0", "b-saw-0"]
     finally:
         await conn.close()
