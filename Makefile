@@ -31,7 +31,8 @@ venv: $(BIN)/.installed
 
 # From a terminal the demo keeps its server and web console up until Ctrl-C;
 # from a script it runs through and stops (DEMO_ARGS= overrides either way).
-DEMO_ARGS ?= $(shell test -t 0 && test -t 1 && echo --serve)
+# stdin and stderr: $(shell) captures stdout, so `test -t 1` is never true here.
+DEMO_ARGS ?= $(shell test -t 0 && test -t 2 && echo --serve)
 
 demo: $(BIN)/.installed
 	$(BIN)/kmemfleet demo $(DEMO_ARGS)
