@@ -5,7 +5,8 @@ Server `open` runs --insecure (the simulator ingests through it, and its console
 serves without a token, as on loopback); server `secured` checks reader tokens,
 as production does. Both are `kmemfleet server` processes sharing one database
 (the aggregator is stateless). Everything is built once per session: ingest and
-analysis take most of the time, every test only reads.
+analysis take most of the time, every test only reads (one exception: the
+default-diff test adds a one-device `local` version and deletes it in a `finally`).
 
 Chromium and chromedriver come from Debian (`.ci/install-web.sh`); without them
 the browser tests skip with that hint (in CI they fail instead).

@@ -25,12 +25,17 @@ def wait_ready(driver: Any, timeout: float = READY_S) -> None:
 def wait_text(driver: Any, css: str, timeout: float = READY_S) -> str:
     """The text of the element `css` once one with text is on the page. Read by a script
     each time: a form post replaces the page, so an element found before it goes stale."""
+    from selenium.common.exceptions import WebDriverException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = driver.execute_script(
-            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null",
-            css,
-        )
+        try:
+            text = driver.execute_script(
+                "const e = document.querySelector(arguments[0]); return e ? e.textContent : null",
+                css,
+            )
+        except WebDriverException:  # the page is being replaced: ask the next one
+            text = None
         if text and text.strip():
             return str(text)
         time.sleep(0.05)

@@ -67,14 +67,14 @@ class Verdict:
     confidence: float  # 0..1
     level: float = 0.0  # saturating/plateau: the level it converges to (bytes), else 0
     settle_hours: float = 0.0  # saturating/plateau: hours after the first point to 95% of it
-    first: float = 0.0  # the first value judged
+    first: float = 0.0  # the first judged (downsampled) bucket's last value
     noise: float = 0.0  # robust sigma (1.4826 MAD) of the values around their trend, bytes
     trend: float = 0.0  # Theil-Sen slope of the values themselves (a saw's troughs aside)
 
 
 def _not_rising(
     kind: str, slope: float, p: float, z: float, span: float, n: int,
-    last: float, first: float, noise: float, trend: float,
+    *, last: float, first: float, noise: float, trend: float,
 ) -> Verdict:  # fmt: skip
     """A verdict with no rise to report (flat, decreasing, a saw that does not leak)."""
     return Verdict(
@@ -236,9 +236,13 @@ def judge(
     first = values[0]
     if z <= 0 or p >= MAX_P_VALUE:
         kind = "decreasing" if z < 0 and p < MAX_P_VALUE else "flat"
-        return _not_rising(kind, rate, p, z, span, n, last, first, sigma, slope)
+        return _not_rising(
+            kind, rate, p, z, span, n, last=last, first=first, noise=sigma, trend=slope
+        )
     if rate < MIN_SLOPE_BYTES_PER_HOUR:
-        return _not_rising("flat", rate, p, z, span, n, last, first, sigma, slope)
+        return _not_rising(
+            "flat", rate, p, z, span, n, last=last, first=first, noise=sigma, trend=slope
+        )
     if recent < PLATEAU_RECENT_RATIO * slope or _levelled_off(values):
         level, settle = _plateau_level(ts, values)
         return Verdict(
@@ -474,7 +478,18 @@ def _judge_troughs(
     else:
         ts, lows = window_minima(buckets, 8)
     if len(lows) < 2:
-        return _not_rising("sawtooth", 0.0, 1.0, 0.0, span, n, last, raw[0], sigma, raw_slope)
+        return _not_rising(
+            "sawtooth",
+            0.0,
+            1.0,
+            0.0,
+            span,
+            n,
+            last=last,
+            first=raw[0],
+            noise=sigma,
+            trend=raw_slope,
+        )
     pairs = len(lows) * (len(lows) - 1) // 2
     s = sum(
         (lows[j] > lows[i]) - (lows[j] < lows[i])
@@ -494,7 +509,9 @@ def _judge_troughs(
         or (len(lows) == 2 and ts[1] - ts[0] < span / 3)
         or max(lows) - lows[0] < TROUGH_MIN_RISE * value_range
     ):
-        return _not_rising("sawtooth", slope, p, z, span, n, last, raw[0], sigma, raw_slope)
+        return _not_rising(
+            "sawtooth", slope, p, z, span, n, last=last, first=raw[0], noise=sigma, trend=raw_slope
+        )
     confidence = tau * min(1.0, span / 12.0) * min(1.0, len(lows) / 8.0)
     return Verdict(
         "leak",

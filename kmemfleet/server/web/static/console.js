@@ -400,7 +400,9 @@
       const fleet = await api("/api/v1/fleet");
       const all = fleet.firmware.map((f) => f.firmware_version);
       const cohorts = fleet.firmware.filter((f) => f.devices_analysed >= 2).map((f) => f.firmware_version);
-      const vs = cohorts.length >= 2 ? cohorts : all;
+      // One analysed cohort: it is the target, against the newest other version.
+      const vs = cohorts.length >= 2 ? cohorts
+        : cohorts.length === 1 ? [cohorts[0], ...all.filter((v) => v !== cohorts[0])] : all;
       if (vs.length < 2) { app.replaceChildren(el("p", { text: "A diff needs two firmware versions." })); return; }
       target = target || vs[0]; base = base || vs[1];
       setParams({ base, target });
