@@ -49,6 +49,11 @@ MIN_KNEE_DEVICES = 2  # devices seen to stop growing within their own boot, to h
 KNEE_MIN_SHARE = 0.75  # ... and this share of the growing devices seen past where they bent
 KNEE_LEVEL_RATIO = 2.0  # ... holding within [p10 / 2, p90 x 2] of the mature devices' held bytes
 TAU_SAMPLE = 256  # mature series Kendall's tau is computed on (evenly spaced in uptime)
+# Rule R (rate decay across every device, still ones included):
+DECAY_MIN_DEVICES = 8  # devices with a rate measured over DECAY_MIN_SPAN_HOURS
+DECAY_MIN_SPAN_HOURS = 12.0  # ... half a day at least, so a rate is a rate
+DECAY_MAX_P = 0.01  # one-sided Kendall test: the rate falls with uptime
+DECAY_OLD_RATIO = 0.1  # the oldest quarter grows at < 10% of the youngest quarter's rate
 
 
 @dataclass(frozen=True)
@@ -529,6 +534,68 @@ def _uptime_contrast(rows: Sequence[SeriesRow]) -> Contrast | None:
     return Contrast("cache", level, evidence)
 
 
+def kendall_falling_p(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """One-sided p that ys do not fall with xs: Kendall's tau (on at most TAU_SAMPLE
+    points, kendall_tau) against its null variance 2(2n+5) / 9n(n-1), normal
+    approximation."""
+    n = min(len(xs), TAU_SAMPLE)
+    if n < 3:
+        return 1.0
+    z = kendall_tau(xs, ys) / math.sqrt(2.0 * (2 * n + 5) / (9.0 * n * (n - 1)))
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def _rate_decay(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
+    """Rule R: (level, evidence) when the cohort's growth rate decays with uptime
+    to nothing across its devices, else None.
+
+    One unit per device: its longest series judged over at least
+    DECAY_MIN_SPAN_HOURS (any verdict but insufficient: still devices are the
+    evidence, a cache's old devices stop growing), its rate (the larger of slope
+    and trend) at the middle of that series in uptime. A leak grows at a rate that
+    does not depend on uptime; a cache's rate decays as it converges. Holds when
+    at least DECAY_MIN_DEVICES units; the rate falls with uptime (one-sided
+    Kendall p < DECAY_MAX_P); the oldest quarter's median rate is below
+    DECAY_OLD_RATIO of the youngest quarter's and below the 1 KiB/h floor (a leak
+    inside a cache keeps the leak's rate on its old devices); and no boot
+    attribute goes with the younger vs the older half (_confounded: a build that
+    arrived at a reboot, leaking only where it runs). The level is the oldest
+    quarter's median value. What it cannot tell: a leak on part of the cohort
+    whose carriers are all younger than the devices it spares (by chance, about
+    DECAY_MAX_P; or because the leak reboots them, which a leak too slow to
+    exhaust memory cannot do)."""
+    longest: dict[str, SeriesRow] = {}
+    for r in rows:
+        if r.kind == "insufficient" or r.span_hours < DECAY_MIN_SPAN_HOURS:
+            continue
+        if r.device_id not in longest or r.span_hours > longest[r.device_id].span_hours:
+            longest[r.device_id] = r
+    if len(longest) < DECAY_MIN_DEVICES:
+        return None
+    units = sorted(longest.values(), key=lambda r: r.uptime_start + r.span_hours / 2)
+    mids = [r.uptime_start + r.span_hours / 2 for r in units]
+    rates = [max(r.slope, r.trend) for r in units]
+    p = kendall_falling_p(mids, rates)
+    if p >= DECAY_MAX_P:
+        return None
+    quarter = max(2, len(units) // 4)
+    young = percentile(rates[:quarter], 0.5)
+    old = max(rates[-quarter:])
+    if young <= 0 or old >= min(DECAY_OLD_RATIO * young, trend.MIN_SLOPE_BYTES_PER_HOUR):
+        return None
+    half = len(units) // 2
+    attribute = _confounded(units[:half], units[half:])
+    if attribute is not None:
+        return None
+    level = percentile([r.last for r in units[-quarter:]], 0.5)
+    evidence = (
+        f"growth falls with uptime to nothing: {_devices(len(units))} aged "
+        f"{mids[0]:.0f}-{mids[-1]:.0f} h, the youngest quarter growing "
+        f"{young / 1024:.1f} KiB/h, the oldest {old / 1024:.1f} KiB/h (Kendall p={p:.2g})"
+    )
+    return level, evidence
+
+
 def _fill_from_boot(r: SeriesRow) -> bool:
     """A converging series seen from before it would have settled, settling within
     FILL_MAX_SETTLE_SPAN of its own span: evidence that the subject is a cache."""
@@ -607,6 +674,10 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     4. fills on MIN_FILL_DEVICES devices: a cache, reported as saturating with
        its median projected level; its leak verdicts were partial fills;
     5. otherwise the per-series verdicts stand.
+    R. asked last, of what rules 1, 3 and 5 would list: across every device
+       watched for half a day the growth rate falls with uptime until the oldest
+       quarter's devices all grow at < 1 KiB/h (_rate_decay): a cache, reported
+       as saturating.
     """
     per_series = [r.leaking for r in rows]
     phase = _short_only(rows)
@@ -649,6 +720,9 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
             evidence += f"; fills from boot on {_devices(len(fill_devices))}"
         return Decision("saturating", [False] * len(rows), cache_level, evidence)
     decision = _by_fills(rows, per_series, fills, fill_devices, horizon, level)
+    decay = _rate_decay(rows) if decision.verdict == "leak" else None
+    if decay is not None:
+        return Decision("saturating", [False] * len(rows), decay[0], decay[1])
     if contrast is not None and decision.verdict == "leak":
         # Uncorroborated or confounded: listed, with what the contrast showed.
         return dataclasses.replace(decision, evidence=f"{contrast.evidence}; {decision.evidence}")
