@@ -54,6 +54,8 @@ DECAY_MIN_DEVICES = 8  # devices with a rate measured over DECAY_MIN_SPAN_HOURS
 DECAY_MIN_SPAN_HOURS = 12.0  # ... half a day at least, so a rate is a rate
 DECAY_MAX_P = 0.01  # one-sided Kendall test: the rate falls with uptime
 DECAY_OLD_RATIO = 0.1  # the oldest quarter grows at < 10% of the youngest quarter's rate
+DECAY_MIN_GROWING = 5  # ... and the growing devices' own rates fall with uptime too:
+DECAY_GROWING_MAX_P = 0.05  # a fill slows down as it goes; a step (a build at reboot) does not
 
 
 @dataclass(frozen=True)
@@ -582,6 +584,18 @@ def _rate_decay(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
     young = percentile(rates[:quarter], 0.5)
     old = max(rates[-quarter:])
     if young <= 0 or old >= min(DECAY_OLD_RATIO * young, trend.MIN_SLOPE_BYTES_PER_HOUR):
+        return None
+    # A fill slows down all along; a leak that arrived at a reboot (a build, a
+    # module), or that reboots its own devices, grows at its rate on every device
+    # that has it and at nothing on the others: a step in uptime, not a decay.
+    growing = [
+        (m, r) for m, r in zip(mids, rates, strict=True) if r >= trend.MIN_SLOPE_BYTES_PER_HOUR
+    ]
+    if (
+        len(growing) < DECAY_MIN_GROWING
+        or kendall_falling_p([m for m, _ in growing], [r for _, r in growing])
+        >= DECAY_GROWING_MAX_P
+    ):
         return None
     half = len(units) // 2
     attribute = _confounded(units[:half], units[half:])
