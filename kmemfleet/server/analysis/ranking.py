@@ -557,15 +557,17 @@ def _rate_decay(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
     and trend) at the middle of that series in uptime. A leak grows at a rate that
     does not depend on uptime; a cache's rate decays as it converges. Holds when
     at least DECAY_MIN_DEVICES units; the rate falls with uptime (one-sided
-    Kendall p < DECAY_MAX_P); the oldest quarter's median rate is below
-    DECAY_OLD_RATIO of the youngest quarter's and below the 1 KiB/h floor (a leak
-    inside a cache keeps the leak's rate on its old devices); and no boot
+    Kendall p < DECAY_MAX_P); every device of the oldest quarter grows at less
+    than DECAY_OLD_RATIO of the youngest quarter's median and the 1 KiB/h floor
+    (a leak inside a cache keeps the leak's rate on its old devices, and a
+    partial leak's old carriers theirs); the growing devices' rates fall with
+    uptime too (DECAY_MIN_GROWING, DECAY_GROWING_MAX_P: a fill slows down all
+    along, a build installed at reboot is a step); and no boot
     attribute goes with the younger vs the older half (_confounded: a build that
     arrived at a reboot, leaking only where it runs). The level is the oldest
     quarter's median value. What it cannot tell: a leak on part of the cohort
-    whose carriers are all younger than the devices it spares (by chance, about
-    DECAY_MAX_P; or because the leak reboots them, which a leak too slow to
-    exhaust memory cannot do)."""
+    whose carriers are all younger than the devices it spares and whose rate
+    also falls with their uptime."""
     longest: dict[str, SeriesRow] = {}
     for r in rows:
         if r.kind == "insufficient" or r.span_hours < DECAY_MIN_SPAN_HOURS:
@@ -690,8 +692,9 @@ def decide(rows: Sequence[SeriesRow]) -> Decision:
     5. otherwise the per-series verdicts stand.
     R. asked last, of what rules 1, 3 and 5 would list: across every device
        watched for half a day the growth rate falls with uptime until the oldest
-       quarter's devices all grow at < 1 KiB/h (_rate_decay): a cache, reported
-       as saturating.
+       quarter's devices all grow at < 1 KiB/h, and falls among the growing
+       devices too (a fill slows down; a step in uptime is a build installed at
+       reboot as much as a cap) (_rate_decay): a cache, reported as saturating.
     """
     per_series = [r.leaking for r in rows]
     phase = _short_only(rows)
