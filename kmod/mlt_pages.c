@@ -38,10 +38,11 @@
  * large-kmalloc, vmalloc or page-cache paths, the allocation is not tracked
  * (counted per class in stats). Only a few frames: a page allocated by
  * reclaim or a shrinker running under a slab allocation must not be dropped.
- * The functions are found at load through a kprobe's symbol lookup
- * (kallsyms_lookup_name is not exported), with their ".cold" and ".part.0"
- * parts, and their extents from "%pS"; names a kernel does not have are
- * skipped.
+ * The functions are found at load through a (disabled) kprobe's symbol
+ * lookup (kallsyms_lookup_name is not exported), with their ".cold" and
+ * ".part.0" parts and ".isra.0"/".constprop.0" clones, and their extents
+ * from "%pS"; names a kernel does not have are skipped. The call site's
+ * call target counts only where it is a function's entry.
  *
  * Key: the struct page * of the allocation (vmemmap addresses: they cannot
  * collide with the slab or vmalloc pointers in the same table). Bytes:
@@ -101,8 +102,8 @@ struct mlt_pg_name {
  * alloc_pages_current, kmalloc_order, __page_cache_alloc), 6.1 (__alloc_pages,
  * alloc_pages, __kmalloc_large_node, filemap_alloc_folio) and 6.10+ (the
  * _noprof names of memory allocation profiling). A name a kernel lacks, or
- * inlined, is skipped; the parts gcc split off a function found
- * (mlt_pg_suffixes: "name.cold", "name.part.0") are looked up too.
+ * inlined, is skipped; the parts gcc split off a function and its clones
+ * (mlt_pg_suffixes: "name.cold", "name.isra.0", ...) are looked up too.
  *
  * Page cache: every page-cache page is allocated by filemap_alloc_folio()
  * (__page_cache_alloc() on 5.10), whatever the filesystem or block device;
@@ -182,8 +183,17 @@ static const struct mlt_pg_name mlt_pg_names[] = {
 	{ "bdev_getblk", MLT_PG_PAGECACHE },
 };
 
-/* The parts of a function gcc may split off under their own symbol. */
-static const char * const mlt_pg_suffixes[] = { "", ".cold", ".part.0" };
+/*
+ * The symbols gcc may give a function's code besides its name: the parts
+ * it split off (".cold", ".part.0") and the clones it made of a function
+ * with arguments dropped or constant (".isra.0", ".constprop.0"), which a
+ * static function may be known by alone. Looked up for every name, found
+ * or not; kallsyms cannot be listed from a module, so these are the
+ * variants covered (gcc numbers further clones .1, .2 ...: not looked up).
+ */
+static const char * const mlt_pg_suffixes[] = {
+	"", ".cold", ".part.0", ".isra.0", ".constprop.0",
+};
 #define MLT_PG_SUFFIXES	ARRAY_SIZE(mlt_pg_suffixes)
 
 struct mlt_pg_range {
@@ -271,8 +281,39 @@ static unsigned long mlt_pg_call_target(unsigned long ret)
 }
 
 /*
+ * Where a direct call into a function lands: its first byte. With call
+ * depth tracking (x86_64 6.2+, CONFIG_CALL_THUNKS, retbleed=stuff) the
+ * kernel patches direct calls to an accounting thunk in the padding just
+ * before the function (CONFIG_FUNCTION_PADDING_BYTES), so that counts too.
+ */
+#ifdef CONFIG_CALL_THUNKS
+#define MLT_PG_ENTRY_PAD	CONFIG_FUNCTION_PADDING_BYTES
+#else
+#define MLT_PG_ENTRY_PAD	0
+#endif
+
+/*
+ * The role of the function that a decoded call target enters, or
+ * MLT_PG_NONE when it is no function's entry. Only entries count: bytes
+ * before a return address that merely look like a direct call (an
+ * indirect call rewritten into "call *%reg" and padding, a SIB byte 0xe8,
+ * a displacement) decode to an address anywhere, mid-function included.
+ */
+static enum mlt_pg_role mlt_pg_entry_role(unsigned long addr)
+{
+	unsigned int i;
+
+	for (i = 0; i < mlt_pg_nr_ranges; i++)
+		if (addr <= mlt_pg_ranges[i].start &&
+		    mlt_pg_ranges[i].start - addr <= MLT_PG_ENTRY_PAD)
+			return mlt_pg_ranges[i].role;
+	return MLT_PG_NONE;
+}
+
+/*
  * The role of frame j of a walk whose call site is frame i: the function
- * it lies in, or for the call site, in none, the function it called.
+ * it lies in, or for the call site, in none, the function its call
+ * entered.
  */
 static enum mlt_pg_role mlt_pg_frame_role(const unsigned long *buf,
 					  unsigned int i, unsigned int j)
@@ -283,7 +324,7 @@ static enum mlt_pg_role mlt_pg_frame_role(const unsigned long *buf,
 	if (role != MLT_PG_NONE || j != i)
 		return role;
 	callee = mlt_pg_call_target(buf[i]);
-	return callee ? mlt_pg_role_of(callee) : MLT_PG_NONE;
+	return callee ? mlt_pg_entry_role(callee) : MLT_PG_NONE;
 }
 
 /*
@@ -397,31 +438,32 @@ struct mlt_pg_lookup {
 
 /*
  * Look the symbol of lk up (a kprobe: registered, it goes into regd[*nr])
- * and add its range: true if it exists.
+ * and add its range, if it exists.
  */
-static bool mlt_pg_add(struct mlt_pg_lookup *lk, enum mlt_pg_role role,
+static void mlt_pg_add(struct mlt_pg_lookup *lk, enum mlt_pg_role role,
 		       struct kprobe **regd, unsigned int *nr)
 {
 	unsigned long start, end;
 
 	lk->kp.symbol_name = lk->sym;
+	/* Resolved and checked, never armed: no text is patched. */
+	lk->kp.flags = KPROBE_FLAG_DISABLED;
 	if (!register_kprobe(&lk->kp))
 		regd[(*nr)++] = &lk->kp;
 	/* A kprobe refused on a function that exists has its address. */
 	if (!lk->kp.addr ||
 	    mlt_vm_func_range((unsigned long)lk->kp.addr, &start, &end))
-		return false;
+		return;
 	mlt_pg_ranges[mlt_pg_nr_ranges].start = start;
 	mlt_pg_ranges[mlt_pg_nr_ranges].end = end;
 	mlt_pg_ranges[mlt_pg_nr_ranges].role = role;
 	mlt_pg_nr_ranges++;
-	return true;
 }
 
 /*
  * The ranges of mlt_pg_names: each name's address from a kprobe's symbol
- * lookup (the probes are removed at once, in one grace period), its
- * extent from "%pS"; then its split-off parts, where it exists.
+ * lookup (disabled probes, removed at once, in one grace period), its
+ * extent from "%pS"; and those of its split-off parts and clones.
  */
 static void mlt_pg_resolve(void)
 {
@@ -440,9 +482,7 @@ static void mlt_pg_resolve(void)
 
 			snprintf(lk->sym, sizeof(lk->sym), "%s%s",
 				 mlt_pg_names[i].name, mlt_pg_suffixes[k]);
-			if (!mlt_pg_add(lk, mlt_pg_names[i].role, regd, &nr) &&
-			    !k)
-				break;
+			mlt_pg_add(lk, mlt_pg_names[i].role, regd, &nr);
 		}
 	}
 	if (nr)
