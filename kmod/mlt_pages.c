@@ -26,8 +26,9 @@
  * vmalloc pages carry no flag at all on these kernels.
  *
  * The call site: mm_page_alloc has none. The stack is walked from the probe
- * (mlt_walk_probe(): the kernel's walk, cut where an interrupt came in; no
- * trace cache). After this module's frames (and the tracepoint iterator's)
+ * (mlt_walk_probe(): the kernel's walk, cut where an interrupt came in; on
+ * ORC kernels a learnt path to the call site spares it, mlt_path_site()).
+ * After this module's frames (and the tracepoint iterator's)
  * must come the page allocator, which fired the tracepoint; it and its
  * wrappers (alloc_pages(), __get_free_pages(), ...: MLT_PG_ALLOC below) are
  * dropped, and the first frame left is the call site, the first frame of

@@ -48,6 +48,9 @@
  * frame that finds its caller through %rbp (other than do_syscall_64's),
  * cost a complete walk.
  *
+ * 4. Pages, which have no call site from their tracepoint: the path from
+ *    the probe to the call site (mlt_path_site(), below).
+ *
  * mlt_verify_stack() (module parameter verify, for tests) compares every
  * stack found with what stack_trace_save(), the kernel's own walk, gives.
  */
@@ -871,7 +874,7 @@ unsigned long mlt_path_site(unsigned long anchor)
 void mlt_path_learn(unsigned long anchor, const unsigned long *buf,
 		    const unsigned long *sps, unsigned int site)
 {
-	struct mlt_path path, *p;
+	struct mlt_path path = {}, *p;
 	struct mlt_step a, b;
 	unsigned int k, k0;
 	unsigned long off;
