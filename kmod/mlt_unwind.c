@@ -331,11 +331,6 @@ size_t mlt_trace_mem(u32 traces)
 	return (size_t)traces * sizeof(struct mlt_trace);
 }
 
-size_t mlt_unwind_static_mem(void)
-{
-	return sizeof(mlt_sites);
-}
-
 static bool mlt_is_text_high(unsigned long addr)
 {
 	return (addr >> 32) == MLT_TEXT_HIGH;
@@ -818,6 +813,13 @@ struct mlt_path {
 static DEFINE_PER_CPU(struct mlt_path[MLT_PATHS], mlt_paths);
 static DEFINE_PER_CPU(u32, mlt_path_turn);
 static DEFINE_PER_CPU(u32, mlt_path_misses);
+
+/* The call-site table and the learnt paths (counted in the cap). */
+size_t mlt_unwind_static_mem(void)
+{
+	return sizeof(mlt_sites) +
+	       num_possible_cpus() * (sizeof(mlt_paths) + 2 * sizeof(u32));
+}
 
 /* The word at slot, on this context's stack. */
 static bool mlt_slot_read(unsigned long slot, unsigned long *v)
