@@ -26,8 +26,9 @@
  * vmalloc pages carry no flag at all on these kernels.
  *
  * The call site: mm_page_alloc has none. The stack is walked from the probe
- * (mlt_walk_probe(): the kernel's walk, cut where an interrupt came in; no
- * trace cache). After this module's frames (and the tracepoint iterator's)
+ * (mlt_walk_probe(): the kernel's walk, cut where an interrupt came in; on
+ * ORC kernels a learnt path to the call site spares it, mlt_path_site()).
+ * After this module's frames (and the tracepoint iterator's)
  * must come the page allocator, which fired the tracepoint; it and its
  * wrappers (alloc_pages(), __get_free_pages(), ...: MLT_PG_ALLOC below) are
  * dropped, and the first frame left is the call site, the first frame of
@@ -38,10 +39,11 @@
  * large-kmalloc, vmalloc or page-cache paths, the allocation is not tracked
  * (counted per class in stats). Only a few frames: a page allocated by
  * reclaim or a shrinker running under a slab allocation must not be dropped.
- * The functions are found at load through a kprobe's symbol lookup
- * (kallsyms_lookup_name is not exported), with their ".cold" and ".part.0"
- * parts, and their extents from "%pS"; names a kernel does not have are
- * skipped.
+ * The functions are found at load through a (disabled) kprobe's symbol
+ * lookup (kallsyms_lookup_name is not exported), with their ".cold" and
+ * ".part.0" parts and ".isra.0"/".constprop.0" clones, and their extents
+ * from "%pS"; names a kernel does not have are skipped. The call site's
+ * call target counts only where it is a function's entry.
  *
  * Key: the struct page * of the allocation (vmemmap addresses: they cannot
  * collide with the slab or vmalloc pointers in the same table). Bytes:
@@ -101,8 +103,8 @@ struct mlt_pg_name {
  * alloc_pages_current, kmalloc_order, __page_cache_alloc), 6.1 (__alloc_pages,
  * alloc_pages, __kmalloc_large_node, filemap_alloc_folio) and 6.10+ (the
  * _noprof names of memory allocation profiling). A name a kernel lacks, or
- * inlined, is skipped; the parts gcc split off a function found
- * (mlt_pg_suffixes: "name.cold", "name.part.0") are looked up too.
+ * inlined, is skipped; the parts gcc split off a function and its clones
+ * (mlt_pg_suffixes: "name.cold", "name.isra.0", ...) are looked up too.
  *
  * Page cache: every page-cache page is allocated by filemap_alloc_folio()
  * (__page_cache_alloc() on 5.10), whatever the filesystem or block device;
@@ -182,8 +184,18 @@ static const struct mlt_pg_name mlt_pg_names[] = {
 	{ "bdev_getblk", MLT_PG_PAGECACHE },
 };
 
-/* The parts of a function gcc may split off under their own symbol. */
-static const char * const mlt_pg_suffixes[] = { "", ".cold", ".part.0" };
+/*
+ * The symbols gcc may give a function's code besides its name: the parts
+ * it split off (".cold", ".part.0") and the clones it made of a function
+ * with arguments dropped or constant (".isra.0", ".constprop.0"), which a
+ * static function may be known by alone. Looked up for every name, found
+ * or not; kallsyms cannot be listed from a module, so these are the
+ * variants covered (gcc numbers further clones .1, .2 ...: not looked up).
+ */
+static const char * const mlt_pg_suffixes[] = {
+	"", ".cold", ".part.0", ".isra.0", ".constprop.0",
+};
+
 #define MLT_PG_SUFFIXES	ARRAY_SIZE(mlt_pg_suffixes)
 
 struct mlt_pg_range {
@@ -271,8 +283,39 @@ static unsigned long mlt_pg_call_target(unsigned long ret)
 }
 
 /*
+ * Where a direct call into a function lands: its first byte. With call
+ * depth tracking (x86_64 6.2+, CONFIG_CALL_THUNKS, retbleed=stuff) the
+ * kernel patches direct calls to an accounting thunk in the padding just
+ * before the function (CONFIG_FUNCTION_PADDING_BYTES), so that counts too.
+ */
+#ifdef CONFIG_CALL_THUNKS
+#define MLT_PG_ENTRY_PAD	CONFIG_FUNCTION_PADDING_BYTES
+#else
+#define MLT_PG_ENTRY_PAD	0
+#endif
+
+/*
+ * The role of the function that a decoded call target enters, or
+ * MLT_PG_NONE when it is no function's entry. Only entries count: bytes
+ * before a return address that merely look like a direct call (an
+ * indirect call rewritten into "call *%reg" and padding, a SIB byte 0xe8,
+ * a displacement) decode to an address anywhere, mid-function included.
+ */
+static enum mlt_pg_role mlt_pg_entry_role(unsigned long addr)
+{
+	unsigned int i;
+
+	for (i = 0; i < mlt_pg_nr_ranges; i++)
+		if (addr <= mlt_pg_ranges[i].start &&
+		    mlt_pg_ranges[i].start - addr <= MLT_PG_ENTRY_PAD)
+			return mlt_pg_ranges[i].role;
+	return MLT_PG_NONE;
+}
+
+/*
  * The role of frame j of a walk whose call site is frame i: the function
- * it lies in, or for the call site, in none, the function it called.
+ * it lies in, or for the call site, in none, the function its call
+ * entered.
  */
 static enum mlt_pg_role mlt_pg_frame_role(const unsigned long *buf,
 					  unsigned int i, unsigned int j)
@@ -283,8 +326,55 @@ static enum mlt_pg_role mlt_pg_frame_role(const unsigned long *buf,
 	if (role != MLT_PG_NONE || j != i)
 		return role;
 	callee = mlt_pg_call_target(buf[i]);
-	return callee ? mlt_pg_role_of(callee) : MLT_PG_NONE;
+	return callee ? mlt_pg_entry_role(callee) : MLT_PG_NONE;
 }
+
+/*
+ * The excluded path, if any, that the call site's window lies in: the
+ * first frames of n in f (the call site first, all of this context).
+ */
+static enum mlt_pg_role mlt_pg_window(const unsigned long *f, unsigned int n)
+{
+	enum mlt_pg_role role;
+	unsigned int j;
+
+	for (j = 0; j < min(n, 1U + MLT_PG_EXCL_FRAMES); j++) {
+		role = mlt_pg_frame_role(f, 0, j);
+		if (role != MLT_PG_NONE && role != MLT_PG_ALLOC)
+			return role;
+	}
+	return MLT_PG_NONE;
+}
+
+/*
+ * A page allocation whose call site a learnt path gave (mlt_path_site()):
+ * its record from the call site, as for slab (mlt_stack_of(): learnt
+ * traces, checked, else a complete walk), unless the call site or the
+ * record's next frames lie in an excluded path (the record, made for it,
+ * is put back: unused, it is reused).
+ */
+static u32 mlt_pg_from_site(struct mlt_table *t, unsigned long *buf,
+			    unsigned long site)
+{
+	enum mlt_pg_role role = mlt_pg_window(&site, 1);
+	u32 sidx;
+
+	if (role == MLT_PG_NONE) {
+		sidx = mlt_stack_of(t, buf, site, MLT_KIND_PAGES);
+		if (sidx == MLT_NIL || sidx == MLT_SKIP)
+			return sidx;
+		role = mlt_pg_window(mlt_stack_frames(t, sidx),
+				     READ_ONCE(mlt_stk(t, sidx)->nr));
+		if (role == MLT_PG_NONE)
+			return sidx;
+		mlt_stack_put(t, sidx);
+	}
+	this_cpu_inc(mlt_pg_excluded[role]);
+	return MLT_SKIP;
+}
+
+/* Stack pointers kept of a walk, for mlt_path_learn(). */
+#define MLT_PG_SPS	16
 
 /*
  * The stack record of a page allocation, from the probe (called by
@@ -297,14 +387,26 @@ static enum mlt_pg_role mlt_pg_frame_role(const unsigned long *buf,
  * the first frame after the allocator and its wrappers. Nothing is searched
  * for further down: in an interrupt that would be the interrupted code's.
  * The excluded paths are looked for from the call site on, within the
- * frames of this context only.
+ * frames of this context only. On ORC kernels the way from here to the
+ * call site is learnt from such walks (mlt_path_learn(), mlt_unwind.c),
+ * and while the stack follows a learnt way no walk is needed to find the
+ * call site (mlt_path_site()); at a depth below the window's, not used.
+ * noinline: anchor's distance to the frames above must not change.
  */
-u32 mlt_pages_stack(struct mlt_table *t, unsigned long *buf)
+noinline u32 mlt_pages_stack(struct mlt_table *t, unsigned long *buf)
 {
-	unsigned int nr, i, j, n;
+	unsigned long anchor_word = 0, anchor = (unsigned long)&anchor_word;
+	unsigned long sps[MLT_PG_SPS], site;
+	unsigned int nr, i, n;
 	enum mlt_pg_role role;
 
-	nr = mlt_walk_probe(buf, MLT_BUF_FRAMES);
+	if (t->depth > MLT_PG_EXCL_FRAMES) {
+		site = mlt_path_site(anchor);
+		/* A wrapper of the allocator called the one learnt: walk. */
+		if (site && mlt_pg_role_of(site) != MLT_PG_ALLOC)
+			return mlt_pg_from_site(t, buf, site);
+	}
+	nr = mlt_walk_probe(buf, MLT_BUF_FRAMES, sps, ARRAY_SIZE(sps));
 	for (i = 0; i < nr && within_module(buf[i], THIS_MODULE); i++)
 		;
 	if (i < nr && mlt_pg_role_of(buf[i]) == MLT_PG_TP)
@@ -315,13 +417,13 @@ u32 mlt_pages_stack(struct mlt_table *t, unsigned long *buf)
 		i++;
 	if (i >= nr)
 		goto no_call_site;
+	if (i < ARRAY_SIZE(sps))
+		mlt_path_learn(anchor, buf, sps, i);
 	n = mlt_stack_own(buf, i, nr);
-	for (j = i; j < i + min(n, 1U + MLT_PG_EXCL_FRAMES); j++) {
-		role = mlt_pg_frame_role(buf, i, j);
-		if (role != MLT_PG_NONE && role != MLT_PG_ALLOC) {
-			this_cpu_inc(mlt_pg_excluded[role]);
-			return MLT_SKIP;
-		}
+	role = mlt_pg_window(buf + i, n);
+	if (role != MLT_PG_NONE) {
+		this_cpu_inc(mlt_pg_excluded[role]);
+		return MLT_SKIP;
 	}
 	return mlt_stack_record(t, buf, i, n, MLT_KIND_PAGES);
 
@@ -397,31 +499,32 @@ struct mlt_pg_lookup {
 
 /*
  * Look the symbol of lk up (a kprobe: registered, it goes into regd[*nr])
- * and add its range: true if it exists.
+ * and add its range, if it exists.
  */
-static bool mlt_pg_add(struct mlt_pg_lookup *lk, enum mlt_pg_role role,
+static void mlt_pg_add(struct mlt_pg_lookup *lk, enum mlt_pg_role role,
 		       struct kprobe **regd, unsigned int *nr)
 {
 	unsigned long start, end;
 
 	lk->kp.symbol_name = lk->sym;
+	/* Resolved and checked, never armed: no text is patched. */
+	lk->kp.flags = KPROBE_FLAG_DISABLED;
 	if (!register_kprobe(&lk->kp))
 		regd[(*nr)++] = &lk->kp;
 	/* A kprobe refused on a function that exists has its address. */
 	if (!lk->kp.addr ||
 	    mlt_vm_func_range((unsigned long)lk->kp.addr, &start, &end))
-		return false;
+		return;
 	mlt_pg_ranges[mlt_pg_nr_ranges].start = start;
 	mlt_pg_ranges[mlt_pg_nr_ranges].end = end;
 	mlt_pg_ranges[mlt_pg_nr_ranges].role = role;
 	mlt_pg_nr_ranges++;
-	return true;
 }
 
 /*
  * The ranges of mlt_pg_names: each name's address from a kprobe's symbol
- * lookup (the probes are removed at once, in one grace period), its
- * extent from "%pS"; then its split-off parts, where it exists.
+ * lookup (disabled probes, removed at once, in one grace period), its
+ * extent from "%pS"; and those of its split-off parts and clones.
  */
 static void mlt_pg_resolve(void)
 {
@@ -440,9 +543,7 @@ static void mlt_pg_resolve(void)
 
 			snprintf(lk->sym, sizeof(lk->sym), "%s%s",
 				 mlt_pg_names[i].name, mlt_pg_suffixes[k]);
-			if (!mlt_pg_add(lk, mlt_pg_names[i].role, regd, &nr) &&
-			    !k)
-				break;
+			mlt_pg_add(lk, mlt_pg_names[i].role, regd, &nr);
 		}
 	}
 	if (nr)

@@ -408,6 +408,37 @@ def main():
     c.check("full_pages_order0_order2_exact", pages_exact)
     c.check("full_page_churn_absent", lambda: c.absent("pages", "leaky_page_transient", kind="pages"))
 
+    def decoded_call_target_only_at_entry():
+        # x86_64: leaky_decoys' indirect calls, whose last five bytes read
+        # as "call rel32" to pagecache_get_page + 8 (mid-function: no call
+        # into the page cache, tracked exactly) and to pagecache_get_page -
+        # 5 (where call-depth tracking's thunk lies: page cache with
+        # CONFIG_CALL_THUNKS, else tracked). arm64 decodes "bl" exactly.
+        if notes["arch"] != "x86_64":
+            return True, "not x86_64"
+        r = c.report("pages")
+        st = parse_stats(sections["pages_stats"])
+        got = {f: sum(s["objects"] for s in r.by_func(f) if s["kind"] == "pages")
+               for f in ("leaky_decoy_mid", "leaky_decoy_pad")}
+        thunks = notes["call_thunks"] == "Y"
+        want = {"leaky_decoy_mid": 10, "leaky_decoy_pad": 0 if thunks else 10}
+        ok = got == want and (not thunks or st["pages_excluded_page_cache"] >= 10)
+        return ok, "pages per call site %s, want %s (call_thunks %s, pages_excluded_page_cache %d)" % (
+            got, want, notes["call_thunks"], st["pages_excluded_page_cache"])
+    c.check("decoded_call_target_only_at_entry", decoded_call_target_only_at_entry)
+
+    def page_paths():
+        # x86_64 (ORC): the way from the probe to a page allocation's call
+        # site is learnt, and most page allocations are found through it
+        # (their stacks are checked by verify=1 like every other); arm64
+        # walks every time.
+        st = parse_stats(sections["pages_stats"])
+        hits, learnt = st["page_path_hits"], st["page_paths_learnt"]
+        if notes["arch"] == "x86_64":
+            return hits >= 100 and learnt > 0, "page_path_hits %d, page_paths_learnt %d" % (hits, learnt)
+        return hits == 0 and learnt == 0, "page_path_hits %d on %s" % (hits, notes["arch"])
+    c.check("page_call_sites_found_by_learnt_paths_where_orc", page_paths)
+
     def slab_pages_not_pages():
         r = c.report("pages")
         st = parse_stats(sections["pages_stats"])

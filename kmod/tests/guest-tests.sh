@@ -61,6 +61,12 @@ lk pages 25 2
 lk pchurn 200
 lk big 300
 lk leak 20 65536
+# x86_64: 10 pages through each of two indirect calls whose last bytes
+# read as a direct call into pagecache_get_page: mid-function (not an
+# entry: tracked) and 5 bytes before it (a call-depth thunk's place:
+# page cache where the kernel has call thunks).
+[ "$(uname -m)" != x86_64 ] || lk decoy 10
+note call_thunks "$(cat /sys/module/leaky/parameters/call_thunks)"
 note page_probe "$(sed -n 's/^page_probe //p' $D/stats)"
 emit pages $D/stacks
 emit pages_stats $D/stats

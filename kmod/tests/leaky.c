@@ -49,6 +49,12 @@
  *                            (__page_cache_alloc(GFP_USER), as a file
  *                            system's own readahead would; not to be
  *                            reported as pages) (leaky_leak_pagecache)
+ *   echo "decoy N"   > run   x86_64: leak N pages from each of two
+ *                            indirect calls whose bytes look like a direct
+ *                            call to pagecache_get_page + 8 (mid-function:
+ *                            to be reported as pages, leaky_decoy_mid) and
+ *                            pagecache_get_page - 5 (where a call-depth
+ *                            thunk would be, leaky_decoy_pad)
  *   echo "big M"     > run   leak M objects of leaky_big (2000 bytes,
  *                            order-3 slabs: new slab pages, which must not
  *                            be reported as pages) (leaky_leak_big)
@@ -927,6 +933,92 @@ static noinline int leaky_leak_pagecache(unsigned int n)
 	return err;
 }
 
+#ifdef CONFIG_X86_64
+#include <asm/nospec-branch.h>
+
+/* 6.10+: __get_free_pages() is a macro around get_free_pages_noprof(). */
+#ifdef __get_free_pages
+#define LEAKY_GFP_FN	get_free_pages_noprof
+#else
+#define LEAKY_GFP_FN	__get_free_pages
+#endif
+
+static unsigned long (*leaky_gfp_fn)(gfp_t gfp, unsigned int order) = LEAKY_GFP_FN;
+
+/*
+ * One order-0 page from the page allocator (through leaky_gfp_fn) by
+ * "call *disp32(%rax,%r13,8)" with %r13 = 0, whose last five bytes, SIB
+ * byte 0xe8 and disp32, read as a direct call ("call rel32") to
+ * pagecache_get_page + off: disp32 is that address less the return
+ * address, and %rax is set so that the call reads leaky_gfp_fn. An
+ * indirect call whose bytes look like a call into the page cache: mlt may
+ * take its decoded target only where it is a function's entry.
+ */
+#define LEAKY_DECOY_CALL(off)						\
+	"movslq 1f - 4(%%rip), %%rcx\n\t"				\
+	"sub %%rcx, %%rax\n\t"						\
+	"xor %%r13d, %%r13d\n\t"					\
+	ANNOTATE_RETPOLINE_SAFE						\
+	".byte 0x42, 0xff, 0x94, 0xe8\n\t"				\
+	".long %c[decoy] + (" off ") - 1f\n"				\
+	"1:\n\t"
+
+#define LEAKY_DECOY_ARGS						\
+	: "+a" (ret), "+D" (gfp), "+S" (order), ASM_CALL_CONSTRAINT	\
+	: [decoy] "i" (pagecache_get_page)				\
+	: "rcx", "rdx", "r8", "r9", "r10", "r11", "r13", "memory", "cc"
+
+/* The decoded target lies inside pagecache_get_page: no entry. */
+static noinline unsigned long leaky_decoy_mid(void)
+{
+	unsigned long ret = (unsigned long)&leaky_gfp_fn;
+	unsigned long gfp = (__force unsigned int)GFP_KERNEL, order = 0;
+
+	asm volatile(LEAKY_DECOY_CALL("8") LEAKY_DECOY_ARGS);
+	return ret;
+}
+
+/*
+ * The decoded target lies 5 bytes before pagecache_get_page: where call
+ * depth tracking (CONFIG_CALL_THUNKS) puts a direct call's destination.
+ */
+static noinline unsigned long leaky_decoy_pad(void)
+{
+	unsigned long ret = (unsigned long)&leaky_gfp_fn;
+	unsigned long gfp = (__force unsigned int)GFP_KERNEL, order = 0;
+
+	asm volatile(LEAKY_DECOY_CALL("-5") LEAKY_DECOY_ARGS);
+	return ret;
+}
+
+/* Leak n pages through each decoy call site. */
+static noinline int leaky_decoys(unsigned int n)
+{
+	unsigned long addr;
+	unsigned int i, k;
+	int err = 0;
+
+	for (i = 0; i < n && !err; i++) {
+		for (k = 0; k < 2 && !err; k++) {
+			addr = k ? leaky_decoy_pad() : leaky_decoy_mid();
+			if (!addr)
+				return -ENOMEM;
+			err = leaky_keep_page(virt_to_page((void *)addr), 0);
+		}
+	}
+	return err;
+}
+#else
+static int leaky_decoys(unsigned int n)
+{
+	return -EOPNOTSUPP;
+}
+#endif
+
+static bool call_thunks = IS_ENABLED(CONFIG_CALL_THUNKS);
+module_param(call_thunks, bool, 0444);
+MODULE_PARM_DESC(call_thunks, "Built with CONFIG_CALL_THUNKS (direct calls may land before a function)");
+
 static noinline int leaky_page_transient(unsigned int n)
 {
 	struct page *a, *b;
@@ -1055,6 +1147,8 @@ static int leaky_run_set(const char *val, const struct kernel_param *kp)
 		return leaky_page_transient(a);
 	if (!strcmp(cmd, "pcache") && n == 2)
 		return leaky_leak_pagecache(a);
+	if (!strcmp(cmd, "decoy") && n == 2)
+		return leaky_decoys(a);
 	if (!strcmp(cmd, "big") && n == 2)
 		return leaky_leak_big(a);
 	if (!strcmp(cmd, "freeall")) {
@@ -1074,7 +1168,7 @@ static const struct kernel_param_ops leaky_run_ops = {
 	.set = leaky_run_set,
 };
 module_param_cb(run, &leaky_run_ops, NULL, 0200);
-MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | bulk R | paths A B | align N | fnptr N | branches N | branchleak F N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | pages N O | pchurn K | pcache N | big M | freeall");
+MODULE_PARM_DESC(run, "Command: leak N S | cache M | merged M | churn K | rcu R | bulk R | paths A B | align N | fnptr N | branches N | branchleak F N | irq N | irqfree | storm MS | storm_wait | vmalloc N S | kvmalloc N | vchurn K | pages N O | pchurn K | pcache N | decoy N | big M | freeall");
 
 static void leaky_ctor(void *p)
 {
