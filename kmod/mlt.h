@@ -91,8 +91,6 @@ enum mlt_counter {
 	MLT_C_BULK_FREES,	/* objects seen by the free_bulk kprobe */
 	MLT_C_TRACE_HITS,	/* stacks known from a checked cached trace */
 	MLT_C_TRACE_LEARNT,	/* traces learnt */
-	MLT_C_PATH_HITS,	/* page call sites found by a learnt path */
-	MLT_C_PATH_LEARNT,	/* paths to a page call site learnt */
 	MLT_C_UNWIND_COMPLETE,	/* stacks walked from the probe */
 	MLT_C_UNWIND_STALE,	/* learnt call-site distances that failed */
 	MLT_C_SLOW_NS,		/* time in the tracking slow path */
@@ -463,11 +461,7 @@ u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 		 unsigned long call_site, u32 kind);
 void mlt_verify_stack(struct mlt_table *t, unsigned long *buf,
 		      unsigned long call_site, u32 sidx);
-unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max,
-			    unsigned long *sps, unsigned int nsps);
-unsigned long mlt_path_site(unsigned long anchor);
-void mlt_path_learn(unsigned long anchor, const unsigned long *buf,
-		    const unsigned long *sps, unsigned int site);
+unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max);
 unsigned int mlt_stack_own(const unsigned long *buf, unsigned int start,
 			   unsigned int nr);
 u32 mlt_stack_record(struct mlt_table *t, unsigned long *buf,

@@ -26,9 +26,8 @@
  * vmalloc pages carry no flag at all on these kernels.
  *
  * The call site: mm_page_alloc has none. The stack is walked from the probe
- * (mlt_walk_probe(): the kernel's walk, cut where an interrupt came in; on
- * ORC kernels a learnt path to the call site spares it, mlt_path_site()).
- * After this module's frames (and the tracepoint iterator's)
+ * (mlt_walk_probe(): the kernel's walk, cut where an interrupt came in; no
+ * trace cache). After this module's frames (and the tracepoint iterator's)
  * must come the page allocator, which fired the tracepoint; it and its
  * wrappers (alloc_pages(), __get_free_pages(), ...: MLT_PG_ALLOC below) are
  * dropped, and the first frame left is the call site, the first frame of
@@ -330,53 +329,6 @@ static enum mlt_pg_role mlt_pg_frame_role(const unsigned long *buf,
 }
 
 /*
- * The excluded path, if any, that the call site's window lies in: the
- * first frames of n in f (the call site first, all of this context).
- */
-static enum mlt_pg_role mlt_pg_window(const unsigned long *f, unsigned int n)
-{
-	enum mlt_pg_role role;
-	unsigned int j;
-
-	for (j = 0; j < min(n, 1U + MLT_PG_EXCL_FRAMES); j++) {
-		role = mlt_pg_frame_role(f, 0, j);
-		if (role != MLT_PG_NONE && role != MLT_PG_ALLOC)
-			return role;
-	}
-	return MLT_PG_NONE;
-}
-
-/*
- * A page allocation whose call site a learnt path gave (mlt_path_site()):
- * its record from the call site, as for slab (mlt_stack_of(): learnt
- * traces, checked, else a complete walk), unless the call site or the
- * record's next frames lie in an excluded path (the record, made for it,
- * is put back: unused, it is reused).
- */
-static u32 mlt_pg_from_site(struct mlt_table *t, unsigned long *buf,
-			    unsigned long site)
-{
-	enum mlt_pg_role role = mlt_pg_window(&site, 1);
-	u32 sidx;
-
-	if (role == MLT_PG_NONE) {
-		sidx = mlt_stack_of(t, buf, site, MLT_KIND_PAGES);
-		if (sidx == MLT_NIL || sidx == MLT_SKIP)
-			return sidx;
-		role = mlt_pg_window(mlt_stack_frames(t, sidx),
-				     READ_ONCE(mlt_stk(t, sidx)->nr));
-		if (role == MLT_PG_NONE)
-			return sidx;
-		mlt_stack_put(t, sidx);
-	}
-	this_cpu_inc(mlt_pg_excluded[role]);
-	return MLT_SKIP;
-}
-
-/* Stack pointers kept of a walk, for mlt_path_learn(). */
-#define MLT_PG_SPS	16
-
-/*
  * The stack record of a page allocation, from the probe (called by
  * mlt_track_stack() with this CPU's buffer): pinned, MLT_NIL when the table
  * is full, MLT_SKIP when the allocation is not tracked.
@@ -387,26 +339,14 @@ static u32 mlt_pg_from_site(struct mlt_table *t, unsigned long *buf,
  * the first frame after the allocator and its wrappers. Nothing is searched
  * for further down: in an interrupt that would be the interrupted code's.
  * The excluded paths are looked for from the call site on, within the
- * frames of this context only. On ORC kernels the way from here to the
- * call site is learnt from such walks (mlt_path_learn(), mlt_unwind.c),
- * and while the stack follows a learnt way no walk is needed to find the
- * call site (mlt_path_site()); at a depth below the window's, not used.
- * noinline: anchor's distance to the frames above must not change.
+ * frames of this context only.
  */
-noinline u32 mlt_pages_stack(struct mlt_table *t, unsigned long *buf)
+u32 mlt_pages_stack(struct mlt_table *t, unsigned long *buf)
 {
-	unsigned long anchor_word = 0, anchor = (unsigned long)&anchor_word;
-	unsigned long sps[MLT_PG_SPS], site;
-	unsigned int nr, i, n;
+	unsigned int nr, i, j, n;
 	enum mlt_pg_role role;
 
-	if (t->depth > MLT_PG_EXCL_FRAMES) {
-		site = mlt_path_site(anchor);
-		/* A wrapper of the allocator called the one learnt: walk. */
-		if (site && mlt_pg_role_of(site) != MLT_PG_ALLOC)
-			return mlt_pg_from_site(t, buf, site);
-	}
-	nr = mlt_walk_probe(buf, MLT_BUF_FRAMES, sps, ARRAY_SIZE(sps));
+	nr = mlt_walk_probe(buf, MLT_BUF_FRAMES);
 	for (i = 0; i < nr && within_module(buf[i], THIS_MODULE); i++)
 		;
 	if (i < nr && mlt_pg_role_of(buf[i]) == MLT_PG_TP)
@@ -417,13 +357,13 @@ noinline u32 mlt_pages_stack(struct mlt_table *t, unsigned long *buf)
 		i++;
 	if (i >= nr)
 		goto no_call_site;
-	if (i < ARRAY_SIZE(sps))
-		mlt_path_learn(anchor, buf, sps, i);
 	n = mlt_stack_own(buf, i, nr);
-	role = mlt_pg_window(buf + i, n);
-	if (role != MLT_PG_NONE) {
-		this_cpu_inc(mlt_pg_excluded[role]);
-		return MLT_SKIP;
+	for (j = i; j < i + min(n, 1U + MLT_PG_EXCL_FRAMES); j++) {
+		role = mlt_pg_frame_role(buf, i, j);
+		if (role != MLT_PG_NONE && role != MLT_PG_ALLOC) {
+			this_cpu_inc(mlt_pg_excluded[role]);
+			return MLT_SKIP;
+		}
 	}
 	return mlt_stack_record(t, buf, i, n, MLT_KIND_PAGES);
 

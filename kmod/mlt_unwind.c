@@ -48,9 +48,6 @@
  * frame that finds its caller through %rbp (other than do_syscall_64's),
  * cost a complete walk.
  *
- * 4. Pages, which have no call site from their tracepoint: the path from
- *    the probe to the call site (mlt_path_site(), below).
- *
  * mlt_verify_stack() (module parameter verify, for tests) compares every
  * stack found with what stack_trace_save(), the kernel's own walk, gives.
  */
@@ -331,6 +328,11 @@ size_t mlt_trace_mem(u32 traces)
 	return (size_t)traces * sizeof(struct mlt_trace);
 }
 
+size_t mlt_unwind_static_mem(void)
+{
+	return sizeof(mlt_sites);
+}
+
 static bool mlt_is_text_high(unsigned long addr)
 {
 	return (addr >> 32) == MLT_TEXT_HIGH;
@@ -352,12 +354,11 @@ static bool mlt_irq_boundary(const struct unwind_state *state,
 /*
  * Complete walk from this frame, like stack_trace_save() but cut at an
  * interrupt's boundary, noting the caller's stack pointer when the call
- * site's frame goes by, and in sps that of each of the first nsps frames.
+ * site's frame goes by.
  */
 static unsigned int mlt_walk_complete(unsigned long *buf, unsigned int max,
 				      unsigned long call_site,
-				      unsigned long *site_sp,
-				      unsigned long *sps, unsigned int nsps)
+				      unsigned long *site_sp)
 {
 	struct unwind_state state;
 	enum stack_type first;
@@ -374,8 +375,6 @@ static unsigned int mlt_walk_complete(unsigned long *buf, unsigned int max,
 			break;
 		if (addr == call_site && !*site_sp)
 			*site_sp = state.sp;
-		if (n < nsps)
-			sps[n] = state.sp;
 		buf[n++] = addr;
 	}
 	return n;
@@ -383,16 +382,14 @@ static unsigned int mlt_walk_complete(unsigned long *buf, unsigned int max,
 
 /*
  * A complete walk from the probe of a kind with no call site (pages), cut
- * at an interrupt's boundary as slab stacks are; the stack pointers of the
- * first nsps frames in sps (for mlt_path_learn()).
+ * at an interrupt's boundary as slab stacks are.
  */
-unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max,
-			    unsigned long *sps, unsigned int nsps)
+unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max)
 {
 	unsigned long sp;
 
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
-	return mlt_walk_complete(buf, max, 0, &sp, sps, nsps);
+	return mlt_walk_complete(buf, max, 0, &sp);
 }
 
 /* ---- traces ----------------------------------------------------------- */
@@ -783,143 +780,6 @@ static void mlt_trace_store(struct mlt_table *t, const struct mlt_trace *src,
 	raw_spin_unlock_irqrestore(&t->trace_lock, flags);
 }
 
-/* ---- pages: the path to the call site ---------------------------------- */
-
-/*
- * mm_page_alloc passes no call site, so mlt_pages_stack() walks from the
- * probe to find it: past this module's frames, the tracepoint's and the
- * page allocator's, about half of a shallow stack. Those frames follow a
- * few paths only (one per allocator entry, with or without the
- * tracepoint's iterator), learnt as traces are (2. above): the return
- * addresses of the frames above the anchor (a local of mlt_pages_stack())
- * up to the call site, and their slots' offsets from the anchor, each
- * frame one that finds its caller at a constant distance (the unwinder
- * asked with poisoned registers). While every slot holds its address, the
- * next slot holds the call site's return address, where the unwinder
- * would find it; the stack from there is mlt_stack_of()'s (learnt traces,
- * checked, or a complete walk). Per CPU, so that only an interrupt on this
- * CPU can meet a path being written (seq odd: skipped).
- */
-#define MLT_PATH_FRAMES		12
-#define MLT_PATHS		4
-
-struct mlt_path {
-	u32 seq;			/* odd while being written */
-	u16 nr;				/* frames before the call site; 0: none */
-	u16 off[MLT_PATH_FRAMES + 1];	/* slots from the anchor; [nr]: call site */
-	unsigned long ret[MLT_PATH_FRAMES];
-};
-
-static DEFINE_PER_CPU(struct mlt_path[MLT_PATHS], mlt_paths);
-static DEFINE_PER_CPU(u32, mlt_path_turn);
-static DEFINE_PER_CPU(u32, mlt_path_misses);
-
-/* The call-site table and the learnt paths (counted in the cap). */
-size_t mlt_unwind_static_mem(void)
-{
-	return sizeof(mlt_sites) +
-	       num_possible_cpus() * (sizeof(mlt_paths) + 2 * sizeof(u32));
-}
-
-/* The word at slot, on this context's stack. */
-static bool mlt_slot_read(unsigned long slot, unsigned long *v)
-{
-	unsigned long base = (unsigned long)task_stack_page(current);
-
-	if (slot >= base && slot + sizeof(long) <= base + THREAD_SIZE) {
-		*v = READ_ONCE_NOCHECK(*(unsigned long *)slot);
-		return true;
-	}
-	/* Interrupt stacks: bounds unknown here. */
-	return !get_kernel_nofault(*v, (unsigned long *)slot);
-}
-
-/*
- * The call site of the page allocation being probed, from a learnt path
- * that the stack above anchor still follows, or 0.
- */
-unsigned long mlt_path_site(unsigned long anchor)
-{
-	const struct mlt_path *paths = *this_cpu_ptr(&mlt_paths), *p;
-	unsigned int w, k, nr;
-	unsigned long v;
-	u32 seq;
-
-	if (!READ_ONCE(mlt_stack_cache))
-		return 0;
-	for (w = 0; w < MLT_PATHS; w++) {
-		p = &paths[w];
-		seq = READ_ONCE(p->seq);
-		nr = READ_ONCE(p->nr);
-		if ((seq & 1) || !nr || nr > MLT_PATH_FRAMES)
-			continue;
-		barrier();	/* the fields after seq */
-		for (k = 0; k < nr; k++)
-			if (!mlt_slot_read(anchor + p->off[k], &v) || v != p->ret[k])
-				break;
-		if (k < nr || !mlt_slot_read(anchor + p->off[nr], &v))
-			continue;
-		barrier();	/* the fields before seq again */
-		if (READ_ONCE(p->seq) == seq && mlt_is_text_high(v)) {
-			mlt_count(MLT_C_PATH_HITS, 1);
-			return v;
-		}
-	}
-	return 0;
-}
-
-/*
- * Learn the path of a complete walk from mlt_pages_stack() (buf, with the
- * stack pointers of its first frames in sps) whose call site is frame
- * site: once in MLT_LEARN_EVERY calls per CPU.
- */
-void mlt_path_learn(unsigned long anchor, const unsigned long *buf,
-		    const unsigned long *sps, unsigned int site)
-{
-	struct mlt_path path = {}, *p;
-	struct mlt_step a, b;
-	unsigned int k, k0;
-	unsigned long off;
-
-	if (!READ_ONCE(mlt_stack_cache) ||
-	    this_cpu_inc_return(mlt_path_misses) % MLT_LEARN_EVERY != 1)
-		return;
-	/* The frames whose slots lie above the anchor: they exist on a hit. */
-	for (k0 = 0; k0 < site && sps[k0] - sizeof(long) <= anchor; k0++)
-		;
-	if (k0 >= site || site - k0 > MLT_PATH_FRAMES ||
-	    READ_ONCE_NOCHECK(*((unsigned long *)sps[k0] - 1)) != buf[k0])
-		return;
-	for (k = k0; k <= site; k++) {
-		off = sps[k] - sizeof(long) - anchor;
-		if (off > U16_MAX)
-			return;
-		path.off[k - k0] = off;
-		if (k == site)
-			break;
-		path.ret[k - k0] = buf[k];
-		/* The next frame, at a constant distance from this one. */
-		mlt_step(buf[k], sps[k], MLT_POISON_A, MLT_POISON_A, &a);
-		mlt_step(buf[k], sps[k], MLT_POISON_B, MLT_POISON_B, &b);
-		if (!mlt_steps_agree(&a, &b) || a.kind != MLT_STEP_CALL ||
-		    a.ip != buf[k + 1] || a.sp != sps[k + 1])
-			return;
-	}
-	path.nr = site - k0;
-	p = &(*this_cpu_ptr(&mlt_paths))[this_cpu_inc_return(mlt_path_turn) % MLT_PATHS];
-	WRITE_ONCE(p->seq, p->seq + 1);
-	barrier();	/* odd seq before the fields change */
-	p->nr = path.nr;
-	memcpy(p->off, path.off, sizeof(p->off));
-	memcpy(p->ret, path.ret, sizeof(p->ret));
-	barrier();	/* fields before the even seq */
-	WRITE_ONCE(p->seq, p->seq + 1);
-	mlt_count(MLT_C_PATH_LEARNT, 1);
-}
-
-NOKPROBE_SYMBOL(mlt_path_site);
-NOKPROBE_SYMBOL(mlt_path_learn);
-
 /* ---- entry point ------------------------------------------------------ */
 
 static unsigned long mlt_current_bp(void)
@@ -941,8 +801,7 @@ static u32 mlt_stack_walked(struct mlt_table *t, unsigned long *buf,
 	unsigned int nr, start, kept;
 	unsigned long sp;
 
-	nr = mlt_walk_complete(buf, mlt_walk_max(t, kind), call_site, &sp,
-			       NULL, 0);
+	nr = mlt_walk_complete(buf, mlt_walk_max(t, kind), call_site, &sp);
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	kept = mlt_kept(buf, nr, call_site, t->depth, &start);
 	if (slot && sp > anchor && sp - anchor <= MLT_SITE_MAX_DIST &&
@@ -1057,22 +916,10 @@ noinline u32 mlt_stack_of(struct mlt_table *t, unsigned long *buf,
 }
 
 /* The kernel's walk; mlt_stack_own() cuts it where an interrupt came in. */
-unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max,
-			    unsigned long *sps, unsigned int nsps)
+unsigned int mlt_walk_probe(unsigned long *buf, unsigned int max)
 {
 	mlt_count(MLT_C_UNWIND_COMPLETE, 1);
 	return stack_trace_save(buf, max, 0);
-}
-
-/* The complete walk is cheap: no paths learnt. */
-unsigned long mlt_path_site(unsigned long anchor)
-{
-	return 0;
-}
-
-void mlt_path_learn(unsigned long anchor, const unsigned long *buf,
-		    const unsigned long *sps, unsigned int site)
-{
 }
 
 int mlt_unwind_init(void)

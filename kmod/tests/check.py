@@ -427,18 +427,6 @@ def main():
             got, want, notes["call_thunks"], st["pages_excluded_page_cache"])
     c.check("decoded_call_target_only_at_entry", decoded_call_target_only_at_entry)
 
-    def page_paths():
-        # x86_64 (ORC): the way from the probe to a page allocation's call
-        # site is learnt, and most page allocations are found through it
-        # (their stacks are checked by verify=1 like every other); arm64
-        # walks every time.
-        st = parse_stats(sections["pages_stats"])
-        hits, learnt = st["page_path_hits"], st["page_paths_learnt"]
-        if notes["arch"] == "x86_64":
-            return hits >= 100 and learnt > 0, "page_path_hits %d, page_paths_learnt %d" % (hits, learnt)
-        return hits == 0 and learnt == 0, "page_path_hits %d on %s" % (hits, notes["arch"])
-    c.check("page_call_sites_found_by_learnt_paths_where_orc", page_paths)
-
     def slab_pages_not_pages():
         r = c.report("pages")
         st = parse_stats(sections["pages_stats"])
