@@ -576,23 +576,28 @@ def _rate_decay(rows: Sequence[SeriesRow]) -> tuple[float, str] | None:
             longest[r.device_id] = r
     if len(longest) < DECAY_MIN_DEVICES:
         return None
+    # The oldest quarter must all grow below the floor: without that many slow
+    # devices there is nothing to sort (a leak on every device stops here).
+    quarter = max(2, len(longest) // 4)
+    floor = trend.MIN_SLOPE_BYTES_PER_HOUR
+    if sum(max(r.slope, r.trend) < floor for r in longest.values()) < quarter:
+        return None
     units = sorted(longest.values(), key=lambda r: r.uptime_start + r.span_hours / 2)
     mids = [r.uptime_start + r.span_hours / 2 for r in units]
     rates = [max(r.slope, r.trend) for r in units]
-    p = kendall_falling_p(mids, rates)
-    if p >= DECAY_MAX_P:
-        return None
-    quarter = max(2, len(units) // 4)
+    # The cheap condition first: a leak's old devices grow, and then no rank test
+    # is run (each costs ~10 ms at TAU_SAMPLE points, on every listed signature).
     young = percentile(rates[:quarter], 0.5)
     old = max(rates[-quarter:])
-    if young <= 0 or old >= min(DECAY_OLD_RATIO * young, trend.MIN_SLOPE_BYTES_PER_HOUR):
+    if young <= 0 or old >= min(DECAY_OLD_RATIO * young, floor):
+        return None
+    p = kendall_falling_p(mids, rates)
+    if p >= DECAY_MAX_P:
         return None
     # A fill slows down all along; a leak that arrived at a reboot (a build, a
     # module), or that reboots its own devices, grows at its rate on every device
     # that has it and at nothing on the others: a step in uptime, not a decay.
-    growing = [
-        (m, r) for m, r in zip(mids, rates, strict=True) if r >= trend.MIN_SLOPE_BYTES_PER_HOUR
-    ]
+    growing = [(m, r) for m, r in zip(mids, rates, strict=True) if r >= floor]
     if (
         len(growing) < DECAY_MIN_GROWING
         or kendall_falling_p([m for m, _ in growing], [r for _, r in growing])
